@@ -1,0 +1,62 @@
+# minke build, test and demo. `make demo` and `make test` work on a fresh
+# machine (root, Debian, Go): they install what they need.
+
+GO            ?= go
+BIN           := $(CURDIR)/bin
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOS        := $(wildcard api/proto/minke/v1/*.proto)
+DEMO_DIR      := $(CURDIR)/build/demo
+APT_PACKAGES  := protobuf-compiler busybox-static iproute2
+
+.PHONY: all build proto proto-check deps test test-unit test-e2e demo demo-stop clean tools
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/manager ./cmd/worker ./cmd/swarmctl
+
+# deps installs the system packages and Go modules the build and tests need.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(GO) mod download
+
+tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# proto regenerates api/minkepb from api/proto with pinned generators.
+proto: tools
+	rm -f api/minkepb/*.pb.go
+	PATH=$(BIN):$$PATH protoc -I api/proto \
+		--go_out=. --go_opt=module=github.com/minke-io/minke \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/minke-io/minke \
+		$(PROTOS)
+
+# proto-check fails when the committed generated code is stale.
+proto-check: proto
+	@git diff --exit-code --stat -- api/minkepb || { echo "generated code in api/minkepb is stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api/minkepb)" || { echo "api/minkepb has uncommitted generated files: run 'make proto' and commit"; exit 1; }
+
+test: deps proto-check
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+demo: build
+	./hack/demo.sh start
+
+demo-stop:
+	./hack/demo.sh stop
+
+clean:
+	-./hack/demo.sh stop 2>/dev/null
+	rm -rf $(BIN) build
