@@ -1,0 +1,131 @@
+package raftstore
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+func objMeta(obj proto.Message) *minkepb.Meta {
+	switch o := obj.(type) {
+	case *minkepb.Node:
+		if o.Meta == nil {
+			o.Meta = &minkepb.Meta{}
+		}
+		return o.Meta
+	case *minkepb.Service:
+		if o.Meta == nil {
+			o.Meta = &minkepb.Meta{}
+		}
+		return o.Meta
+	case *minkepb.Task:
+		if o.Meta == nil {
+			o.Meta = &minkepb.Meta{}
+		}
+		return o.Meta
+	case *minkepb.Cluster:
+		if o.Meta == nil {
+			o.Meta = &minkepb.Meta{}
+		}
+		return o.Meta
+	}
+	return nil
+}
+
+func newAction(kind minkepb.StoreAction_Kind, obj proto.Message) (*minkepb.StoreAction, error) {
+	a := &minkepb.StoreAction{Kind: kind}
+	switch o := obj.(type) {
+	case *minkepb.Node:
+		a.Target = &minkepb.StoreAction_Node{Node: o}
+	case *minkepb.Service:
+		a.Target = &minkepb.StoreAction_Service{Service: o}
+	case *minkepb.Task:
+		a.Target = &minkepb.StoreAction_Task{Task: o}
+	case *minkepb.Cluster:
+		a.Target = &minkepb.StoreAction_Cluster{Cluster: o}
+	default:
+		return nil, fmt.Errorf("%w: cannot store %T", ErrInvalidObject, obj)
+	}
+	return a, nil
+}
+
+func actionTarget(a *minkepb.StoreAction) (table string, obj proto.Message, err error) {
+	switch t := a.GetTarget().(type) {
+	case *minkepb.StoreAction_Node:
+		return tableNodes, t.Node, nil
+	case *minkepb.StoreAction_Service:
+		return tableServices, t.Service, nil
+	case *minkepb.StoreAction_Task:
+		return tableTasks, t.Task, nil
+	case *minkepb.StoreAction_Cluster:
+		return tableClusters, t.Cluster, nil
+	}
+	return "", nil, fmt.Errorf("%w: action has no target", ErrInvalidObject)
+}
+
+// applyAction applies one action to txn. index is the Raft index that
+// becomes the object's version; 0 means a scratch transaction, where versions
+// are left as read. touched records objects already changed by this command,
+// whose versions are not checked again.
+func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched map[string]bool) error {
+	table, obj, err := actionTarget(a)
+	if err != nil {
+		return err
+	}
+	meta := objMeta(obj)
+	id := meta.GetId()
+	existing, err := txn.First(table, indexID, id)
+	if err != nil {
+		return fmt.Errorf("raftstore: lookup %s %s: %w", table, id, err)
+	}
+	switch a.GetKind() {
+	case minkepb.StoreAction_CREATE:
+		if existing != nil {
+			return fmt.Errorf("%w: %s %s", ErrExist, table, id)
+		}
+		if s, ok := obj.(*minkepb.Service); ok {
+			if other, _ := txn.First(tableServices, indexName, lower(s.GetSpec().GetName())); other != nil {
+				return fmt.Errorf("%w: service name %q", ErrNameConflict, s.GetSpec().GetName())
+			}
+		}
+	case minkepb.StoreAction_UPDATE:
+		if existing == nil {
+			return fmt.Errorf("%w: %s %s", ErrNotFound, table, id)
+		}
+		if !touched[id] && objMeta(existing.(proto.Message)).GetVersion() != meta.GetVersion() {
+			return fmt.Errorf("%w: %s %s is at version %d, update read version %d", ErrSequenceConflict,
+				table, id, objMeta(existing.(proto.Message)).GetVersion(), meta.GetVersion())
+		}
+		if s, ok := obj.(*minkepb.Service); ok {
+			if other, _ := txn.First(tableServices, indexName, lower(s.GetSpec().GetName())); other != nil && metaID(other) != id {
+				return fmt.Errorf("%w: service name %q", ErrNameConflict, s.GetSpec().GetName())
+			}
+		}
+	case minkepb.StoreAction_REMOVE:
+		if existing == nil {
+			return fmt.Errorf("%w: %s %s", ErrNotFound, table, id)
+		}
+		if err := txn.Delete(table, existing); err != nil {
+			return fmt.Errorf("raftstore: delete %s %s: %w", table, id, err)
+		}
+		if touched != nil {
+			touched[id] = true
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown action kind %d", ErrInvalidObject, a.GetKind())
+	}
+	if index != 0 {
+		meta.Version = index
+	}
+	if err := txn.Insert(table, obj); err != nil {
+		return fmt.Errorf("raftstore: insert %s %s: %w", table, id, err)
+	}
+	if touched != nil {
+		touched[id] = true
+	}
+	return nil
+}

@@ -1,0 +1,26 @@
+package raftstore
+
+import "errors"
+
+// Sentinel errors. Callers test them with errors.Is; the API edge maps them
+// to gRPC codes.
+var (
+	// ErrNotFound: the object does not exist.
+	ErrNotFound = errors.New("raftstore: not found")
+	// ErrAmbiguous: a prefix matched more than one object.
+	ErrAmbiguous = errors.New("raftstore: ambiguous reference")
+	// ErrExist: an object with that ID or name already exists.
+	ErrExist = errors.New("raftstore: already exists")
+	// ErrNameConflict: another service already has that name.
+	ErrNameConflict = errors.New("raftstore: name in use")
+	// ErrSequenceConflict: the object changed since it was read; read again
+	// and retry.
+	ErrSequenceConflict = errors.New("raftstore: update out of sequence")
+	// ErrInvalidObject: the object cannot be stored (no ID, unknown kind).
+	ErrInvalidObject = errors.New("raftstore: invalid object")
+	// ErrNotLeader: this node cannot commit writes; there is no way to know
+	// whether a write that failed with it was applied.
+	ErrNotLeader = errors.New("raftstore: not the leader")
+	// ErrStopped: the node is shutting down.
+	ErrStopped = errors.New("raftstore: stopped")
+)

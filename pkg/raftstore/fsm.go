@@ -1,0 +1,99 @@
+package raftstore
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// CommandType is the first byte of every log entry; the protobuf payload
+// follows. Types with the Ignorable bit set may be skipped by a manager that
+// does not know them (a newer version wrote them); any other unknown type
+// stops the manager, because skipping it would fork the state.
+type CommandType uint8
+
+const (
+	// CommandStoreActions carries minkepb.StoreActions.
+	CommandStoreActions CommandType = 1
+	// Ignorable marks command types that older managers may skip.
+	Ignorable CommandType = 0x80
+)
+
+// fsm adapts MemoryStore to raft.FSM.
+type fsm struct {
+	store *MemoryStore
+}
+
+var (
+	_ raft.FSM         = (*fsm)(nil)
+	_ raft.FSMSnapshot = (*fsmSnapshot)(nil)
+)
+
+func encodeCommand(t CommandType, msg proto.Message) ([]byte, error) {
+	payload, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: encode command: %w", err)
+	}
+	return append([]byte{byte(t)}, payload...), nil
+}
+
+// Apply returns nil or the error that made the command a no-op (for example
+// ErrSequenceConflict); Node.Update hands it back to the proposer.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		return nil
+	}
+	t := CommandType(l.Data[0])
+	switch t {
+	case CommandStoreActions:
+		var cmd minkepb.StoreActions
+		if err := proto.Unmarshal(l.Data[1:], &cmd); err != nil {
+			return fmt.Errorf("raftstore: decode command at index %d: %w", l.Index, err)
+		}
+		return f.store.apply(l.Index, &cmd)
+	}
+	if t&Ignorable != 0 {
+		return nil
+	}
+	panic(fmt.Sprintf("raftstore: log index %d has unknown command type %d that is not ignorable: "+
+		"this manager is older than the one that wrote it; upgrade it", l.Index, t))
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{snap: f.store.snapshot()}, nil
+}
+
+func (f *fsm) Restore(r io.ReadCloser) error {
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("raftstore: read snapshot: %w", err)
+	}
+	var snap minkepb.Snapshot
+	if err := proto.Unmarshal(data, &snap); err != nil {
+		return fmt.Errorf("raftstore: decode snapshot: %w", err)
+	}
+	return f.store.restore(&snap)
+}
+
+type fsmSnapshot struct {
+	snap *minkepb.Snapshot
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	data, err := proto.Marshal(s.snap)
+	if err == nil {
+		_, err = sink.Write(data)
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("raftstore: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,278 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// Config configures a Raft node.
+type Config struct {
+	// NodeID is this manager's stable node ID (also its Raft server ID).
+	NodeID string
+	// DataDir holds raft/raft.db (log and stable store) and raft/snapshots.
+	// Empty means in memory: for tests only, nothing survives Shutdown.
+	DataDir string
+	// BindAddr is the Raft TCP address (host:port). Ignored in memory.
+	BindAddr string
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one (and compaction); 0 takes 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often the threshold is checked; 0 takes 30s.
+	SnapshotInterval time.Duration
+	Logger           *slog.Logger
+	// Now stamps object metadata; nil takes time.Now. It runs on the
+	// proposer, never inside Apply.
+	Now func() time.Time
+}
+
+// Node is a manager's Raft member and its replicated store.
+type Node struct {
+	cfg       Config
+	raft      *raft.Raft
+	store     *MemoryStore
+	transport raft.Transport
+	closers   []io.Closer
+	leaderCh  chan bool
+	log       *slog.Logger
+}
+
+// Open starts the Raft node. A DataDir without Raft state bootstraps a new
+// single-voter cluster; one with state resumes it (log replayed on top of the
+// latest snapshot).
+func Open(cfg Config) (*Node, error) {
+	if cfg.NodeID == "" {
+		return nil, errors.New("raftstore: Config.NodeID is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = 30 * time.Second
+	}
+	n := &Node{cfg: cfg, store: NewMemoryStore(), leaderCh: make(chan bool, 16), log: cfg.Logger.With("component", "raft")}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	// LAN timings: a lost leader is replaced in about a second.
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.NotifyCh = n.leaderCh
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log}})
+	rc.Logger = hlog
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if cfg.DataDir == "" {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+		_, n.transport = raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	} else {
+		dir := filepath.Join(cfg.DataDir, "raft")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("raftstore: %w", err)
+		}
+		bolt, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+		if err != nil {
+			return nil, fmt.Errorf("raftstore: open log store in %s: %w", dir, err)
+		}
+		n.closers = append(n.closers, bolt)
+		cached, err := raft.NewLogCache(512, bolt)
+		if err != nil {
+			n.closeAll()
+			return nil, fmt.Errorf("raftstore: %w", err)
+		}
+		logs, stable = cached, bolt
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, hlog)
+		if err != nil {
+			n.closeAll()
+			return nil, fmt.Errorf("raftstore: open snapshot store: %w", err)
+		}
+		tcpAddr, err := net.ResolveTCPAddr("tcp", cfg.BindAddr)
+		if err != nil {
+			n.closeAll()
+			return nil, fmt.Errorf("raftstore: raft address %q: %w", cfg.BindAddr, err)
+		}
+		tr, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, tcpAddr, 3, 10*time.Second, hlog)
+		if err != nil {
+			n.closeAll()
+			return nil, fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.BindAddr, err)
+		}
+		n.transport = tr
+		n.closers = append(n.closers, tr)
+	}
+
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		n.closeAll()
+		return nil, fmt.Errorf("raftstore: inspect existing state: %w", err)
+	}
+	if !existing {
+		boot := raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter,
+		}}}
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, n.transport, boot); err != nil {
+			n.closeAll()
+			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, &fsm{store: n.store}, logs, stable, snaps, n.transport)
+	if err != nil {
+		n.closeAll()
+		return nil, fmt.Errorf("raftstore: start raft: %w", err)
+	}
+	n.raft = r
+	return n, nil
+}
+
+func (n *Node) closeAll() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		_ = n.closers[i].Close()
+	}
+}
+
+// Store returns the replicated state for reads and watches.
+func (n *Node) Store() *MemoryStore { return n.store }
+
+// View runs fn on a consistent snapshot of the local state.
+func (n *Node) View(fn func(ReadTx) error) error { return n.store.View(fn) }
+
+// IsLeader reports whether this node is the Raft leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderCh delivers true on gaining and false on losing leadership. It has
+// one reader: the manager that starts and stops leader-only controllers.
+func (n *Node) LeaderCh() <-chan bool { return n.leaderCh }
+
+// WaitLeader blocks until some node is leader and this node has applied
+// every entry it knows of, or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := n.raft.LeaderWithID(); addr != "" && n.raft.AppliedIndex() >= n.raft.LastIndex() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("raftstore: waiting for a leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Update runs fn in a write transaction and commits what it recorded as one
+// Raft command. It returns once the command is applied on this node. When
+// the command fails because an object fn read changed meanwhile, fn runs
+// again on fresh state (a few times at most). fn must not have side effects
+// beyond the transaction.
+func (n *Node) Update(ctx context.Context, fn func(*WriteTx) error) error {
+	const attempts = 5
+	var err error
+	for i := 0; i < attempts; i++ {
+		err = n.updateOnce(ctx, fn)
+		if !errors.Is(err, errCommitConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w (after %d attempts)", ErrSequenceConflict, attempts)
+}
+
+// errCommitConflict marks a conflict found by Apply, as opposed to one fn
+// itself reported; only the former is retried.
+var errCommitConflict = errors.New("raftstore: commit conflict")
+
+func (n *Node) updateOnce(ctx context.Context, fn func(*WriteTx) error) error {
+	txn := n.store.db.Txn(true)
+	now := n.cfg.Now()
+	stamp := &minkepb.Meta{CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now)}
+	tx := &WriteTx{ReadTx: ReadTx{txn: txn}, now: func() *minkepb.Meta { return stamp }}
+	err := fn(tx)
+	txn.Abort()
+	if err != nil || len(tx.actions) == 0 {
+		return err
+	}
+	err = n.propose(ctx, &minkepb.StoreActions{Actions: tx.actions})
+	if errors.Is(err, ErrSequenceConflict) {
+		return fmt.Errorf("%w: %w", errCommitConflict, err)
+	}
+	return err
+}
+
+func (n *Node) propose(ctx context.Context, cmd *minkepb.StoreActions) error {
+	data, err := encodeCommand(CommandStoreActions, cmd)
+	if err != nil {
+		return err
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(data, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("raftstore: commit not confirmed (it may still apply): %w", ctx.Err())
+	}
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrStopped
+	case err != nil:
+		return fmt.Errorf("raftstore: commit: %w", err)
+	}
+	if resp, ok := f.Response().(error); ok && resp != nil {
+		return resp
+	}
+	return nil
+}
+
+// Snapshot forces a snapshot now (and log compaction past it).
+func (n *Node) Snapshot() error {
+	return n.raft.Snapshot().Error()
+}
+
+// Shutdown stops Raft and closes the stores.
+func (n *Node) Shutdown() error {
+	err := n.raft.Shutdown().Error()
+	n.closeAll()
+	return err
+}
+
+// slogWriter turns the lines hashicorp libraries print (one per Write) into
+// slog records.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,155 @@
+package raftstore
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// snapshotFormat is Snapshot.format_version written by this code. Restore
+// refuses newer formats rather than misreading them.
+const snapshotFormat = 1
+
+// MemoryStore is the replicated state: a go-memdb database changed only by
+// applying committed StoreActions, plus the subscriptions that watch it.
+type MemoryStore struct {
+	// mu orders applies against View-and-subscribe, so a subscriber sees
+	// every change after its snapshot exactly once.
+	mu   sync.Mutex
+	db   *memdb.MemDB
+	subs map[*Subscription]struct{}
+}
+
+// NewMemoryStore returns an empty store.
+func NewMemoryStore() *MemoryStore {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: invalid schema: %v", err)) // programming error
+	}
+	return &MemoryStore{db: db, subs: map[*Subscription]struct{}{}}
+}
+
+// View runs fn on a consistent snapshot of the store.
+func (s *MemoryStore) View(fn func(ReadTx) error) error {
+	txn := s.db.Txn(false)
+	defer txn.Abort()
+	return fn(ReadTx{txn: txn})
+}
+
+// ViewAndWatch runs fn on a snapshot and returns a subscription to every
+// change committed after that snapshot. Cancel the subscription when done.
+func (s *MemoryStore) ViewAndWatch(fn func(ReadTx) error) (*Subscription, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fn != nil {
+		if err := s.View(fn); err != nil {
+			return nil, err
+		}
+	}
+	sub := newSubscription(func(sub *Subscription) {
+		s.mu.Lock()
+		delete(s.subs, sub)
+		s.mu.Unlock()
+	})
+	s.subs[sub] = struct{}{}
+	return sub, nil
+}
+
+// apply applies a committed command at Raft index. All actions apply, or none
+// do and the error says which failed. Apply is deterministic: it depends only
+// on the current state, the actions and the index.
+func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	txn := s.db.Txn(true)
+	touched := map[string]bool{}
+	events := make([]Event, 0, len(cmd.GetActions()))
+	for i, a := range cmd.GetActions() {
+		if err := applyAction(txn, a, index, touched); err != nil {
+			txn.Abort()
+			return fmt.Errorf("action %d of %d: %w", i+1, len(cmd.GetActions()), err)
+		}
+		_, obj, _ := actionTarget(a)
+		events = append(events, Event{Kind: EventKind(a.GetKind()), Object: obj, Index: index})
+	}
+	txn.Commit()
+	for sub := range s.subs {
+		sub.publish(events)
+	}
+	return nil
+}
+
+// snapshot returns the whole state ordered by ID, so equal states encode to
+// equal bytes.
+func (s *MemoryStore) snapshot() *minkepb.Snapshot {
+	snap := &minkepb.Snapshot{FormatVersion: snapshotFormat}
+	_ = s.View(func(tx ReadTx) error {
+		snap.Nodes = tx.Nodes()
+		snap.Services = tx.Services()
+		snap.Tasks = tx.Tasks()
+		for _, c := range tx.list(tableClusters, indexID) {
+			snap.Clusters = append(snap.Clusters, c.(*minkepb.Cluster))
+		}
+		return nil
+	})
+	return snap
+}
+
+// restore replaces the whole state with snap and tells every subscriber to
+// start over (EventReset).
+func (s *MemoryStore) restore(snap *minkepb.Snapshot) error {
+	if snap.GetFormatVersion() > snapshotFormat {
+		return fmt.Errorf("raftstore: snapshot format %d is newer than this manager understands (%d); upgrade the manager",
+			snap.GetFormatVersion(), snapshotFormat)
+	}
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return err
+	}
+	txn := db.Txn(true)
+	insert := func(table string, objs []proto.Message) error {
+		for _, o := range objs {
+			if err := txn.Insert(table, o); err != nil {
+				return fmt.Errorf("raftstore: restore %s: %w", table, err)
+			}
+		}
+		return nil
+	}
+	for _, step := range []struct {
+		table string
+		objs  []proto.Message
+	}{
+		{tableNodes, asMessages(snap.GetNodes())},
+		{tableServices, asMessages(snap.GetServices())},
+		{tableTasks, asMessages(snap.GetTasks())},
+		{tableClusters, asMessages(snap.GetClusters())},
+	} {
+		if err := insert(step.table, step.objs); err != nil {
+			txn.Abort()
+			return err
+		}
+	}
+	txn.Commit()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.db = db
+	for sub := range s.subs {
+		sub.publish([]Event{{Kind: EventReset}})
+	}
+	return nil
+}
+
+func asMessages[T proto.Message](objs []T) []proto.Message {
+	out := make([]proto.Message, len(objs))
+	for i, o := range objs {
+		out[i] = o
+	}
+	return out
+}
+
+func lower(s string) string { return strings.ToLower(s) }

@@ -1,0 +1,241 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+func openTestNode(t *testing.T, dir, addr string) *Node {
+	t.Helper()
+	n, err := Open(Config{NodeID: "m1", DataDir: dir, BindAddr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for !n.IsLeader() {
+		if err := ctx.Err(); err != nil {
+			t.Fatal("no leadership within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n
+}
+
+func service(id, name string) *minkepb.Service {
+	return &minkepb.Service{Meta: &minkepb.Meta{Id: id}, Spec: &minkepb.ServiceSpec{Name: name}}
+}
+
+func TestUpdateRules(t *testing.T) {
+	n := openTestNode(t, "", "")
+	t.Cleanup(func() { _ = n.Shutdown() })
+	ctx := context.Background()
+
+	if err := n.Update(ctx, func(tx *WriteTx) error { return tx.Create(service("s1", "web")) }); err != nil {
+		t.Fatal(err)
+	}
+	var stored *minkepb.Service
+	_ = n.View(func(tx ReadTx) error { stored = tx.Service("s1"); return nil })
+	if stored.GetMeta().GetVersion() == 0 || stored.GetMeta().GetCreatedAt() == nil {
+		t.Fatalf("meta not set: %v", stored.GetMeta())
+	}
+
+	cases := []struct {
+		name string
+		fn   func(*WriteTx) error
+		want error
+	}{
+		{"duplicate id", func(tx *WriteTx) error { return tx.Create(service("s1", "other")) }, ErrExist},
+		{"duplicate name ignoring case", func(tx *WriteTx) error { return tx.Create(service("s2", "WEB")) }, ErrNameConflict},
+		{"stale version", func(tx *WriteTx) error {
+			s := proto.Clone(stored).(*minkepb.Service)
+			s.Meta.Version--
+			return tx.Update(s)
+		}, ErrSequenceConflict},
+		{"update missing", func(tx *WriteTx) error { return tx.Update(service("nope", "x")) }, ErrNotFound},
+		{"no id", func(tx *WriteTx) error { return tx.Create(service("", "x")) }, ErrInvalidObject},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := n.Update(ctx, c.fn); !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+
+	// Several objects in one command.
+	err := n.Update(ctx, func(tx *WriteTx) error {
+		if err := tx.Create(service("s3", "api")); err != nil {
+			return err
+		}
+		return tx.Create(&minkepb.Task{Meta: &minkepb.Meta{Id: "t1"}, ServiceId: "s3"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two updates of one object in one transaction are fine.
+	err = n.Update(ctx, func(tx *WriteTx) error {
+		for i := 0; i < 2; i++ {
+			s := proto.Clone(tx.Service("s3")).(*minkepb.Service)
+			s.Spec.Labels = map[string]string{"n": string(rune('a' + i))}
+			if err := tx.Update(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = n.View(func(tx ReadTx) error {
+		if got := tx.Service("s3").GetSpec().GetLabels()["n"]; got != "b" {
+			t.Errorf("label = %q, want b", got)
+		}
+		if got := len(tx.TasksByService("s3")); got != 1 {
+			t.Errorf("tasks of s3 = %d", got)
+		}
+		if s, err := tx.FindService("s"); !errors.Is(err, ErrAmbiguous) {
+			t.Errorf("prefix s: %v %v", s, err)
+		}
+		if s, _ := tx.FindService("WEB"); s.GetMeta().GetId() != "s1" {
+			t.Errorf("by name: %v", s)
+		}
+		return nil
+	})
+}
+
+func TestAtomicCommand(t *testing.T) {
+	n := openTestNode(t, "", "")
+	t.Cleanup(func() { _ = n.Shutdown() })
+	ctx := context.Background()
+	if err := n.Update(ctx, func(tx *WriteTx) error { return tx.Create(service("s1", "web")) }); err != nil {
+		t.Fatal(err)
+	}
+	// Build a command by hand whose second action fails in Apply.
+	cmd := &minkepb.StoreActions{Actions: []*minkepb.StoreAction{
+		{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Service{Service: service("s2", "api")}},
+		{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Service{Service: service("s1", "dup")}},
+	}}
+	if err := n.propose(ctx, cmd); !errors.Is(err, ErrExist) {
+		t.Fatalf("got %v, want ErrExist", err)
+	}
+	_ = n.View(func(tx ReadTx) error {
+		if tx.Service("s2") != nil {
+			t.Error("first action of a failed command was applied")
+		}
+		return nil
+	})
+}
+
+func TestWatchSeesChangesAfterSnapshot(t *testing.T) {
+	n := openTestNode(t, "", "")
+	t.Cleanup(func() { _ = n.Shutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var before int
+	sub, err := n.Store().ViewAndWatch(func(tx ReadTx) error { before = len(tx.Services()); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	if err := n.Update(ctx, func(tx *WriteTx) error { return tx.Create(service("s1", "web")) }); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := sub.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != 0 || len(evs) != 1 || evs[0].Kind != EventCreate || metaID(evs[0].Object) != "s1" {
+		t.Fatalf("before=%d events=%v", before, evs)
+	}
+	sub.Cancel()
+	if _, err := sub.Next(ctx); !errors.Is(err, ErrStopped) {
+		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+func TestDurableRestartAndSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	n := openTestNode(t, dir, "127.0.0.1:0")
+	ctx := context.Background()
+	for i, name := range []string{"a", "b", "c"} {
+		id := string(rune('1' + i))
+		if err := n.Update(ctx, func(tx *WriteTx) error { return tx.Create(service(id, name)) }); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if err := n.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	// Snapshot holds a, b; the log holds c: both must come back.
+	n2 := openTestNode(t, dir, "127.0.0.1:0")
+	t.Cleanup(func() { _ = n2.Shutdown() })
+	if err := n2.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = n2.View(func(tx ReadTx) error {
+		if got := len(tx.Services()); got != 3 {
+			t.Errorf("services after restart = %d, want 3", got)
+		}
+		return nil
+	})
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	s := NewMemoryStore()
+	if err := s.apply(7, &minkepb.StoreActions{Actions: []*minkepb.StoreAction{
+		{Target: &minkepb.StoreAction_Service{Service: service("s1", "web")}},
+		{Target: &minkepb.StoreAction_Task{Task: &minkepb.Task{Meta: &minkepb.Meta{Id: "t1"}, ServiceId: "s1", NodeId: "n1"}}},
+		{Target: &minkepb.StoreAction_Node{Node: &minkepb.Node{Meta: &minkepb.Meta{Id: "n1"}}}},
+		{Target: &minkepb.StoreAction_Cluster{Cluster: &minkepb.Cluster{Meta: &minkepb.Meta{Id: "c"}}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	snap := s.snapshot()
+	data, _ := proto.Marshal(snap)
+	s2 := NewMemoryStore()
+	var decoded minkepb.Snapshot
+	if err := proto.Unmarshal(data, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.restore(&decoded); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(s2.snapshot(), snap) {
+		t.Fatal("restored state differs")
+	}
+	_ = s2.View(func(tx ReadTx) error {
+		if len(tx.TasksByNode("n1")) != 1 || tx.Cluster() == nil || tx.Task("t1").GetMeta().GetVersion() != 7 {
+			t.Error("indexes or versions lost in restore")
+		}
+		return nil
+	})
+	if err := s2.restore(&minkepb.Snapshot{FormatVersion: snapshotFormat + 1}); err == nil {
+		t.Error("newer snapshot format accepted")
+	}
+}
+
+func TestUnknownCommands(t *testing.T) {
+	f := &fsm{store: NewMemoryStore()}
+	if r := f.Apply(&raft.Log{Type: raft.LogCommand, Index: 3, Data: []byte{byte(Ignorable | 5), 1, 2}}); r != nil {
+		t.Fatalf("ignorable command: %v", r)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("unknown non-ignorable command did not stop the node")
+		}
+	}()
+	f.Apply(&raft.Log{Type: raft.LogCommand, Index: 4, Data: []byte{5}})
+}

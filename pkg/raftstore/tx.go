@@ -1,0 +1,181 @@
+package raftstore
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// ReadTx is a consistent, read-only view of the store. Objects it returns are
+// shared: callers must clone (proto.Clone) before changing one.
+type ReadTx struct {
+	txn *memdb.Txn
+}
+
+func (tx ReadTx) get(table, id string) any {
+	obj, err := tx.txn.First(table, indexID, id)
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: lookup in %s: %v", table, err)) // schema bug
+	}
+	return obj
+}
+
+func (tx ReadTx) list(table, index string, args ...any) []any {
+	it, err := tx.txn.Get(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: list %s by %s: %v", table, index, err)) // schema bug
+	}
+	var out []any
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj)
+	}
+	return out
+}
+
+// Node returns the node with the given ID, or nil.
+func (tx ReadTx) Node(id string) *minkepb.Node {
+	if o := tx.get(tableNodes, id); o != nil {
+		return o.(*minkepb.Node)
+	}
+	return nil
+}
+
+// Service returns the service with the given ID, or nil.
+func (tx ReadTx) Service(id string) *minkepb.Service {
+	if o := tx.get(tableServices, id); o != nil {
+		return o.(*minkepb.Service)
+	}
+	return nil
+}
+
+// Task returns the task with the given ID, or nil.
+func (tx ReadTx) Task(id string) *minkepb.Task {
+	if o := tx.get(tableTasks, id); o != nil {
+		return o.(*minkepb.Task)
+	}
+	return nil
+}
+
+// Cluster returns the cluster object, or nil before bootstrap.
+func (tx ReadTx) Cluster() *minkepb.Cluster {
+	if cs := tx.list(tableClusters, indexID); len(cs) > 0 {
+		return cs[0].(*minkepb.Cluster)
+	}
+	return nil
+}
+
+// ServiceByName finds a service by its name, ignoring case.
+func (tx ReadTx) ServiceByName(name string) *minkepb.Service {
+	o, err := tx.txn.First(tableServices, indexName, strings.ToLower(name))
+	if err != nil || o == nil {
+		return nil
+	}
+	return o.(*minkepb.Service)
+}
+
+// FindService resolves a user's reference: an exact ID, a name, or a unique
+// ID prefix, in that order.
+func (tx ReadTx) FindService(ref string) (*minkepb.Service, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("%w: empty service reference", ErrNotFound)
+	}
+	if s := tx.Service(ref); s != nil {
+		return s, nil
+	}
+	if s := tx.ServiceByName(ref); s != nil {
+		return s, nil
+	}
+	matches := tx.list(tableServices, indexID+"_prefix", ref)
+	switch len(matches) {
+	case 0:
+		return nil, fmt.Errorf("%w: service %q", ErrNotFound, ref)
+	case 1:
+		return matches[0].(*minkepb.Service), nil
+	}
+	return nil, fmt.Errorf("%w: service ID prefix %q matches %d services", ErrAmbiguous, ref, len(matches))
+}
+
+// Nodes lists all nodes ordered by ID.
+func (tx ReadTx) Nodes() []*minkepb.Node { return listAs[*minkepb.Node](tx.list(tableNodes, indexID)) }
+
+// Services lists all services ordered by ID.
+func (tx ReadTx) Services() []*minkepb.Service {
+	return listAs[*minkepb.Service](tx.list(tableServices, indexID))
+}
+
+// Tasks lists all tasks ordered by ID.
+func (tx ReadTx) Tasks() []*minkepb.Task { return listAs[*minkepb.Task](tx.list(tableTasks, indexID)) }
+
+// TasksByService lists a service's tasks ordered by ID.
+func (tx ReadTx) TasksByService(serviceID string) []*minkepb.Task {
+	return listAs[*minkepb.Task](tx.list(tableTasks, indexService, serviceID))
+}
+
+// TasksByNode lists the tasks assigned to a node ordered by ID.
+func (tx ReadTx) TasksByNode(nodeID string) []*minkepb.Task {
+	return listAs[*minkepb.Task](tx.list(tableTasks, indexNode, nodeID))
+}
+
+func listAs[T any](objs []any) []T {
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		out[i] = o.(T)
+	}
+	return out
+}
+
+// WriteTx reads like a ReadTx (including its own pending writes) and records
+// changes. Nothing is stored until the recorded actions are committed
+// through Raft; see Node.Update.
+type WriteTx struct {
+	ReadTx
+	actions []*minkepb.StoreAction
+	now     func() *minkepb.Meta
+}
+
+// Create records a new object. Its Meta must carry an ID (see NewID).
+func (tx *WriteTx) Create(obj proto.Message) error {
+	return tx.record(minkepb.StoreAction_CREATE, obj)
+}
+
+// Update records a change to an object read in this transaction. The
+// object's Meta.Version must be the one read; a concurrent change makes the
+// whole commit fail with ErrSequenceConflict.
+func (tx *WriteTx) Update(obj proto.Message) error {
+	return tx.record(minkepb.StoreAction_UPDATE, obj)
+}
+
+// Delete records the removal of an object.
+func (tx *WriteTx) Delete(obj proto.Message) error {
+	return tx.record(minkepb.StoreAction_REMOVE, obj)
+}
+
+func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) error {
+	obj = proto.Clone(obj)
+	stamp := tx.now()
+	meta := objMeta(obj)
+	if meta == nil || meta.GetId() == "" {
+		return fmt.Errorf("%w: %T has no ID", ErrInvalidObject, obj)
+	}
+	switch kind {
+	case minkepb.StoreAction_CREATE:
+		meta.CreatedAt, meta.UpdatedAt = stamp.CreatedAt, stamp.UpdatedAt
+	case minkepb.StoreAction_UPDATE:
+		meta.UpdatedAt = stamp.UpdatedAt
+	}
+	action, err := newAction(kind, obj)
+	if err != nil {
+		return err
+	}
+	// Apply to the scratch transaction so later reads in fn see the change;
+	// the FSM re-validates everything when the command is applied.
+	if err := applyAction(tx.txn, action, 0, nil); err != nil {
+		return err
+	}
+	tx.actions = append(tx.actions, action)
+	return nil
+}
