@@ -276,3 +276,8 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Info(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// ViewAndWatch runs fn on a snapshot and subscribes to every change after it.
+func (n *Node) ViewAndWatch(fn func(ReadTx) error) (*Subscription, error) {
+	return n.store.ViewAndWatch(fn)
+}

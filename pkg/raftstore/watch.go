@@ -53,18 +53,28 @@ func (s *Subscription) publish(events []Event) {
 	}
 }
 
+// Ready is signalled when events may be queued; call Drain after it fires.
+func (s *Subscription) Ready() <-chan struct{} { return s.notify }
+
+// Done is closed once the subscription is cancelled.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Drain returns and clears the queued events (possibly none).
+func (s *Subscription) Drain() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.queue
+	s.queue = nil
+	return out
+}
+
 // Next blocks until at least one event is queued and returns all queued
 // events. It returns ctx.Err() when ctx ends, or ErrStopped once cancelled.
 func (s *Subscription) Next(ctx context.Context) ([]Event, error) {
 	for {
-		s.mu.Lock()
-		if len(s.queue) > 0 {
-			out := s.queue
-			s.queue = nil
-			s.mu.Unlock()
-			return out, nil
+		if evs := s.Drain(); len(evs) > 0 {
+			return evs, nil
 		}
-		s.mu.Unlock()
 		select {
 		case <-s.notify:
 		case <-s.done:

@@ -1,0 +1,102 @@
+package dispatcher
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// statusBatcher group-commits task status reports: while one Raft command is
+// in flight, reports queue up, and the next command carries all of them.
+type statusBatcher struct {
+	store Store
+	log   *slog.Logger
+	reqs  chan *statusReq
+}
+
+type statusReq struct {
+	nodeID  string
+	updates []*minkepb.TaskStatusUpdate
+	done    chan error
+}
+
+// maxBatch bounds how many reports share one command.
+const maxBatch = 512
+
+func newStatusBatcher(store Store, log *slog.Logger) *statusBatcher {
+	return &statusBatcher{store: store, log: log, reqs: make(chan *statusReq, maxBatch)}
+}
+
+func (b *statusBatcher) submit(ctx context.Context, nodeID string, updates []*minkepb.TaskStatusUpdate) error {
+	r := &statusReq{nodeID: nodeID, updates: updates, done: make(chan error, 1)}
+	select {
+	case b.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *statusBatcher) run(ctx context.Context) {
+	for {
+		var batch []*statusReq
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-b.reqs:
+			batch = append(batch, r)
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		err := b.store.Update(ctx, func(tx *raftstore.WriteTx) error {
+			for _, r := range batch {
+				for _, u := range r.updates {
+					if err := applyStatus(tx, r.nodeID, u); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.log.Warn("committing task status failed", "reports", len(batch), "err", err)
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+// applyStatus records one report. Reports for unknown tasks, for tasks that
+// another node holds, or that would move a task backwards are dropped: a
+// task's observed state only moves forward and never leaves a final state.
+func applyStatus(tx *raftstore.WriteTx, nodeID string, u *minkepb.TaskStatusUpdate) error {
+	t := tx.Task(u.GetTaskId())
+	if t == nil || t.GetNodeId() != nodeID || u.GetStatus() == nil {
+		return nil
+	}
+	cur := t.GetStatus()
+	next := u.GetStatus()
+	if cur.GetState() >= minkepb.TaskState_COMPLETE || next.GetState() < cur.GetState() || (next.GetState() == cur.GetState() && next.GetMessage() == cur.GetMessage()) {
+		return nil
+	}
+	t = proto.Clone(t).(*minkepb.Task)
+	t.Status = proto.Clone(next).(*minkepb.TaskStatus)
+	return tx.Update(t)
+}

@@ -1,0 +1,249 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// harness runs both controllers against a real single-node in-memory Raft.
+type harness struct {
+	t     *testing.T
+	store *raftstore.Node
+}
+
+func newHarness(t *testing.T, nodes int) *harness {
+	t.Helper()
+	n, err := raftstore.Open(raftstore.Config{NodeID: "m1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, store: n}
+	h.waitFor("leadership", func(raftstore.ReadTx) bool { return n.IsLeader() })
+	h.update(func(tx *raftstore.WriteTx) error {
+		for i := 1; i <= nodes; i++ {
+			if err := tx.Create(&minkepb.Node{
+				Meta:        &minkepb.Meta{Id: fmt.Sprintf("node%d", i)},
+				Description: &minkepb.NodeDescription{Resources: &minkepb.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30}},
+				Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY},
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	log := slog.New(slog.DiscardHandler)
+	resolve := func(s string) string { return "registry.test/" + s }
+	go func() { _ = NewReplicated(n, resolve, time.Now, log).Run(ctx); done <- struct{}{} }()
+	go func() { _ = NewPlacement(n, time.Now, log).Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		_ = n.Shutdown()
+	})
+	return h
+}
+
+func (h *harness) update(fn func(*raftstore.WriteTx) error) {
+	h.t.Helper()
+	if err := h.store.Update(context.Background(), fn); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) waitFor(what string, cond func(raftstore.ReadTx) bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ok := false
+		_ = h.store.View(func(tx raftstore.ReadTx) error { ok = cond(tx); return nil })
+		if ok {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.t.Fatalf("timed out waiting for %s", what)
+}
+
+func liveTasks(tx raftstore.ReadTx, svc string) []*minkepb.Task {
+	var out []*minkepb.Task
+	for _, t := range tx.TasksByService(svc) {
+		if t.GetDesiredState() == minkepb.TaskState_RUNNING {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// report plays the worker: it moves a task's observed state.
+func (h *harness) report(taskID string, state minkepb.TaskState) {
+	h.update(func(tx *raftstore.WriteTx) error {
+		t := proto.Clone(tx.Task(taskID)).(*minkepb.Task)
+		t.Status = &minkepb.TaskStatus{State: state, Timestamp: timestamppb.Now()}
+		return tx.Update(t)
+	})
+}
+
+func createService(h *harness, replicas uint64) {
+	h.update(func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: "svc"}, Spec: &minkepb.ServiceSpec{
+			Name: "web",
+			Task: &minkepb.TaskSpec{
+				Container: &minkepb.ContainerSpec{Image: "hello:latest"},
+				Restart:   &minkepb.RestartPolicy{Delay: durationpb.New(0)},
+			},
+			Mode: &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+		}})
+	})
+}
+
+func setReplicas(h *harness, n uint64) {
+	h.update(func(tx *raftstore.WriteTx) error {
+		s := proto.Clone(tx.Service("svc")).(*minkepb.Service)
+		s.Spec.Mode = &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: n}}
+		return tx.Update(s)
+	})
+}
+
+func TestReplicatedLifecycle(t *testing.T) {
+	h := newHarness(t, 3)
+	createService(h, 3)
+
+	h.waitFor("3 tasks assigned to 3 distinct nodes", func(tx raftstore.ReadTx) bool {
+		nodes := map[string]bool{}
+		for _, t := range liveTasks(tx, "svc") {
+			if t.GetStatus().GetState() == minkepb.TaskState_ASSIGNED {
+				nodes[t.GetNodeId()] = true
+			}
+		}
+		return len(nodes) == 3
+	})
+	var first *minkepb.Task
+	_ = h.store.View(func(tx raftstore.ReadTx) error {
+		first = liveTasks(tx, "svc")[0]
+		if first.GetImage() != "registry.test/hello:latest" {
+			t.Errorf("image = %q, want it resolved", first.GetImage())
+		}
+		return nil
+	})
+
+	t.Run("failed task is replaced in its slot", func(t *testing.T) {
+		h.report(first.GetMeta().GetId(), minkepb.TaskState_FAILED)
+		h.waitFor("replacement", func(tx raftstore.ReadTx) bool {
+			live := liveTasks(tx, "svc")
+			for _, lt := range live {
+				if lt.GetSlot() == first.GetSlot() && lt.GetMeta().GetId() != first.GetMeta().GetId() {
+					return len(live) == 3 && tx.Task(first.GetMeta().GetId()).GetDesiredState() == minkepb.TaskState_SHUTDOWN
+				}
+			}
+			return false
+		})
+	})
+
+	t.Run("scale down shuts down the highest slots", func(t *testing.T) {
+		setReplicas(h, 1)
+		h.waitFor("one live task in slot 1", func(tx raftstore.ReadTx) bool {
+			live := liveTasks(tx, "svc")
+			return len(live) == 1 && live[0].GetSlot() == 1
+		})
+	})
+
+	t.Run("node down orphans and replaces its task", func(t *testing.T) {
+		var victim *minkepb.Task
+		_ = h.store.View(func(tx raftstore.ReadTx) error { victim = liveTasks(tx, "svc")[0]; return nil })
+		h.update(func(tx *raftstore.WriteTx) error {
+			n := proto.Clone(tx.Node(victim.GetNodeId())).(*minkepb.Node)
+			n.Status.State = minkepb.NodeStatus_DOWN
+			return tx.Update(n)
+		})
+		h.waitFor("replacement on another node", func(tx raftstore.ReadTx) bool {
+			live := liveTasks(tx, "svc")
+			return len(live) == 1 && live[0].GetNodeId() != "" && live[0].GetNodeId() != victim.GetNodeId() &&
+				tx.Task(victim.GetMeta().GetId()).GetStatus().GetState() == minkepb.TaskState_ORPHANED
+		})
+	})
+
+	t.Run("removing the service removes its tasks once stopped", func(t *testing.T) {
+		h.update(func(tx *raftstore.WriteTx) error { return tx.Delete(tx.Service("svc")) })
+		var running []string
+		h.waitFor("tasks told to shut down", func(tx raftstore.ReadTx) bool {
+			running = nil
+			for _, t := range tx.TasksByService("svc") {
+				if t.GetDesiredState() != minkepb.TaskState_SHUTDOWN {
+					return false
+				}
+				running = append(running, t.GetMeta().GetId())
+			}
+			return true
+		})
+		for _, id := range running {
+			h.report(id, minkepb.TaskState_SHUTDOWN)
+		}
+		h.waitFor("no tasks left", func(tx raftstore.ReadTx) bool { return len(tx.TasksByService("svc")) == 0 })
+	})
+}
+
+func TestUnplaceableTaskExplains(t *testing.T) {
+	h := newHarness(t, 1)
+	h.update(func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: "big"}, Spec: &minkepb.ServiceSpec{
+			Name: "big",
+			Task: &minkepb.TaskSpec{
+				Container: &minkepb.ContainerSpec{Image: "x"},
+				Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{MemoryBytes: 4 << 30}},
+			},
+			Mode: &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: 1}},
+		}})
+	})
+	h.waitFor("explanation in status", func(tx raftstore.ReadTx) bool {
+		live := liveTasks(tx, "big")
+		return len(live) == 1 && live[0].GetStatus().GetState() == minkepb.TaskState_PENDING &&
+			len(live[0].GetStatus().GetMessage()) > len("no suitable node")
+	})
+}
+
+func TestRestartPolicy(t *testing.T) {
+	now := time.Unix(1000, 0)
+	ended := func(state minkepb.TaskState, ago time.Duration) *minkepb.Task {
+		return &minkepb.Task{Status: &minkepb.TaskStatus{State: state, Timestamp: timestamppb.New(now.Add(-ago))}}
+	}
+	cases := []struct {
+		name   string
+		policy *minkepb.RestartPolicy
+		last   *minkepb.Task
+		wantOK bool
+		wantAt time.Time
+	}{
+		{"new slot starts now", nil, nil, true, now},
+		{"default delay 5s after failure", nil, ended(minkepb.TaskState_FAILED, time.Second), true, now.Add(4 * time.Second)},
+		{"none never restarts", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_NONE}, ended(minkepb.TaskState_FAILED, 0), false, time.Time{}},
+		{"on-failure skips success", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_ON_FAILURE}, ended(minkepb.TaskState_COMPLETE, 0), false, time.Time{}},
+		{"on-failure restarts failure", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_ON_FAILURE, Delay: durationpb.New(0)}, ended(minkepb.TaskState_FAILED, 0), true, now},
+		{"orphaned restarts at once", nil, ended(minkepb.TaskState_ORPHANED, 0), true, now},
+		{"max attempts reached", &minkepb.RestartPolicy{MaxAttempts: 1}, ended(minkepb.TaskState_FAILED, 0), false, time.Time{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var hist []*minkepb.Task
+			if c.last != nil {
+				hist = []*minkepb.Task{c.last}
+			}
+			at, ok := restartAt(c.policy, c.last, hist, false, now)
+			if ok != c.wantOK || !at.Equal(c.wantAt) {
+				t.Fatalf("got (%v, %v), want (%v, %v)", at, ok, c.wantAt, c.wantOK)
+			}
+		})
+	}
+}

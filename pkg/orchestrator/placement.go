@@ -1,0 +1,155 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+	"github.com/minke-io/minke/pkg/scheduler"
+)
+
+// Placement feeds pending tasks to the pure scheduler and commits each
+// batch's assignments in one Raft command. Tasks that cannot be placed keep
+// state PENDING with the scheduler's explanation as their status message,
+// and are tried again whenever a node or task changes.
+type Placement struct {
+	store Store
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// NewPlacement returns the controller; call Run on gaining leadership.
+func NewPlacement(store Store, now func() time.Time, log *slog.Logger) *Placement {
+	return &Placement{store: store, now: now, log: log.With("component", "scheduler")}
+}
+
+// Run places tasks until ctx ends.
+func (p *Placement) Run(ctx context.Context) error {
+	sub, err := p.store.ViewAndWatch(nil)
+	if err != nil {
+		return err
+	}
+	defer sub.Cancel()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.Done():
+			return raftstore.ErrStopped
+		case <-retry.C:
+		case <-sub.Ready():
+			if !relevant(sub.Drain()) {
+				continue
+			}
+		}
+		if err := p.schedule(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			p.log.Warn("scheduling pass failed; retrying in 1s", "err", err)
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// relevant: anything but a change of an already-assigned task's progress
+// can change what is schedulable.
+func relevant(evs []raftstore.Event) bool {
+	for _, ev := range evs {
+		t, ok := ev.Object.(*minkepb.Task)
+		if !ok || ev.Kind != raftstore.EventUpdate {
+			return true
+		}
+		if s := t.GetStatus().GetState(); s == minkepb.TaskState_PENDING || IsTerminal(s) || t.GetDesiredState() != minkepb.TaskState_RUNNING {
+			return true
+		}
+	}
+	return false
+}
+
+func pendingTask(t *minkepb.Task) bool {
+	return t.GetStatus().GetState() == minkepb.TaskState_PENDING && t.GetNodeId() == "" &&
+		t.GetDesiredState() == minkepb.TaskState_RUNNING
+}
+
+// activeOnNode: tasks that hold resources on their node.
+func activeOnNode(t *minkepb.Task) bool {
+	return t.GetNodeId() != "" && t.GetDesiredState() == minkepb.TaskState_RUNNING && !IsTerminal(t.GetStatus().GetState())
+}
+
+func (p *Placement) schedule(ctx context.Context) error {
+	var (
+		nodes   []scheduler.NodeInfo
+		pending []*minkepb.Task
+	)
+	_ = p.store.View(func(tx raftstore.ReadTx) error {
+		byNode := map[string][]*minkepb.Task{}
+		for _, t := range tx.Tasks() {
+			switch {
+			case pendingTask(t):
+				pending = append(pending, t)
+			case activeOnNode(t):
+				byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t)
+			}
+		}
+		for _, n := range tx.Nodes() {
+			nodes = append(nodes, scheduler.NodeInfo{Node: n, Tasks: byNode[n.GetMeta().GetId()]})
+		}
+		return nil
+	})
+	if len(pending) == 0 {
+		return nil
+	}
+	plan := scheduler.Schedule(nodes, pending)
+	now := timestamppb.New(p.now())
+	err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error {
+		for _, a := range plan.Assignments {
+			t := tx.Task(a.TaskID)
+			n := tx.Node(a.NodeID)
+			// The plan was made on a snapshot: skip what changed since.
+			if t == nil || !pendingTask(t) || n == nil || n.GetStatus().GetState() != minkepb.NodeStatus_READY {
+				continue
+			}
+			t = proto.Clone(t).(*minkepb.Task)
+			t.NodeId = a.NodeID
+			t.Status = &minkepb.TaskStatus{Timestamp: now, State: minkepb.TaskState_ASSIGNED,
+				Message: "scheduler assigned task to node"}
+			if err := tx.Update(t); err != nil {
+				return err
+			}
+		}
+		for _, id := range sortedKeys(plan.Unplaced) {
+			t := tx.Task(id)
+			why := plan.Unplaced[id]
+			if t == nil || !pendingTask(t) || t.GetStatus().GetMessage() == why {
+				continue
+			}
+			t = proto.Clone(t).(*minkepb.Task)
+			t.Status.Message = why
+			t.Status.Timestamp = now
+			if err := tx.Update(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		p.log.Debug("scheduled", "assigned", len(plan.Assignments), "unplaced", len(plan.Unplaced))
+	}
+	return err
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,14 @@
+// Package scheduler places pending tasks on nodes.
+//
+// It is pure: Schedule takes a read-only view of the cluster (nodes with
+// their active tasks) and a batch of pending tasks, and returns a Plan. It
+// does no I/O, reads no clock, starts no goroutines and never iterates a map
+// to decide an order, so the same input always yields the same plan. The
+// leader re-checks a plan against the store and commits it in one Raft
+// command; the scheduler never writes anything itself.
+//
+// Placement is a pipeline built in newPipeline: a chain of filters that
+// each refuse nodes for one named reason, then a ranking over the survivors.
+// When no node survives, the per-filter refusal counts become the
+// explanation a user sees on the task.
+package scheduler
