@@ -1,0 +1,99 @@
+// Command manager runs a minke manager: Raft store, Control API, Dispatcher,
+// built-in registry, gossip and the leader's controllers; with --worker it
+// also runs containers itself.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/minke-io/minke/pkg/agent"
+	"github.com/minke-io/minke/pkg/manager"
+	"github.com/minke-io/minke/pkg/raftstore"
+	"github.com/minke-io/minke/pkg/runtime"
+)
+
+func main() {
+	runtime.MaybeRunInit()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		cfg      manager.Config
+		worker   bool
+		hostname string
+		level    string
+	)
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/manager", "directory for the Raft log, snapshots, registry blobs and (with --worker) containers")
+	fs.StringVar(&cfg.ListenAddr, "listen-addr", "127.0.0.1:4242", "worker-facing gRPC address (HOST:PORT); other ports default to this host")
+	fs.StringVar(&cfg.RaftAddr, "raft-addr", "", "Raft address (default HOST:4243)")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "memberlist address, TCP and UDP (default HOST:4244)")
+	fs.StringVar(&cfg.RegistryAddr, "registry-addr", "", "built-in registry address (default HOST:4245)")
+	fs.StringVar(&cfg.ControlSocket, "control-socket", manager.DefaultSocket, "Control API unix socket (mode 0600)")
+	fs.BoolVar(&worker, "worker", false, "also run the worker role on this node")
+	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	logger, err := newLogger(level)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	m, err := manager.New(cfg)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- m.Run(ctx) }()
+	if !worker {
+		return <-errc
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-m.Ready():
+	}
+	var token string
+	_ = m.Store().View(func(tx raftstore.ReadTx) error { token = tx.Cluster().GetJoinTokens().GetWorker(); return nil })
+	host, _, _ := net.SplitHostPort(m.DispatcherAddr())
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go func() {
+		errc <- agent.RunWorker(wctx, agent.WorkerConfig{
+			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), Token: token, NodeID: m.NodeID(),
+			Addr: host, Description: manager.Describe(hostname), GossipPort: -1, Logger: logger,
+		})
+	}()
+	// Either part failing stops both.
+	err = <-errc
+	stop()
+	wcancel()
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

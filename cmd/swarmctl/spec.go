@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// createOptions are the flags of `service create` as typed. Values stay
+// strings so that buildServiceSpec can reject them with messages that name
+// the flag; an empty string means "not given" and leaves the manager's
+// default in place.
+type createOptions struct {
+	name               string
+	replicas           string
+	env                []string
+	labels             []string
+	limitMemory        string
+	limitCPU           string
+	reserveMemory      string
+	reserveCPU         string
+	entrypoint         string
+	workdir            string
+	user               string
+	stopGracePeriod    string
+	restartCondition   string
+	restartDelay       string
+	restartMaxAttempts string
+	detach             bool
+}
+
+// restartConditions maps --restart-condition values to the proto enum.
+var restartConditions = map[string]minkepb.RestartPolicy_Condition{
+	"any":        minkepb.RestartPolicy_ANY,
+	"on-failure": minkepb.RestartPolicy_ON_FAILURE,
+	"none":       minkepb.RestartPolicy_NONE,
+}
+
+// buildServiceSpec turns `service create` flags and arguments (IMAGE [CMD
+// [ARG...]]) into a spec, or returns the first invalid value. It does no
+// I/O, so every check here happens before any RPC.
+func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, error) {
+	if len(args) == 0 || args[0] == "" {
+		return nil, fmt.Errorf("missing IMAGE: usage is service create [OPTIONS] IMAGE [CMD [ARG...]]")
+	}
+	replicas := uint64(1)
+	if o.replicas != "" {
+		var err error
+		if replicas, err = parseCount("replicas", o.replicas); err != nil {
+			return nil, err
+		}
+	}
+	c := &minkepb.ContainerSpec{
+		Image: args[0],
+		Dir:   o.workdir,
+		User:  o.user,
+	}
+	if len(args) > 1 {
+		c.Args = append([]string(nil), args[1:]...)
+	}
+	if o.entrypoint != "" {
+		c.Command = strings.Fields(o.entrypoint)
+	}
+	for _, e := range o.env {
+		if _, _, err := parseKeyValue("env", e); err != nil {
+			return nil, err
+		}
+		c.Env = append(c.Env, e)
+	}
+	var labels map[string]string
+	for _, l := range o.labels {
+		k, v, err := parseKeyValue("label", l)
+		if err != nil {
+			return nil, err
+		}
+		if labels == nil {
+			labels = make(map[string]string)
+		}
+		labels[k] = v
+	}
+	if o.stopGracePeriod != "" {
+		d, err := parseDuration("stop-grace-period", o.stopGracePeriod)
+		if err != nil {
+			return nil, err
+		}
+		c.StopGracePeriod = durationpb.New(d)
+	}
+	task := &minkepb.TaskSpec{Container: c}
+
+	limits, err := buildResources("limit", o.limitMemory, o.limitCPU)
+	if err != nil {
+		return nil, err
+	}
+	reservations, err := buildResources("reserve", o.reserveMemory, o.reserveCPU)
+	if err != nil {
+		return nil, err
+	}
+	if limits != nil || reservations != nil {
+		task.Resources = &minkepb.ResourceRequirements{Limits: limits, Reservations: reservations}
+	}
+
+	restart, err := buildRestartPolicy(o)
+	if err != nil {
+		return nil, err
+	}
+	task.Restart = restart
+
+	return &minkepb.ServiceSpec{
+		Name:   o.name,
+		Labels: labels,
+		Task:   task,
+		Mode:   &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+	}, nil
+}
+
+// buildResources parses --PREFIX-memory and --PREFIX-cpu; nil when neither
+// is given.
+func buildResources(prefix, memory, cpu string) (*minkepb.Resources, error) {
+	if memory == "" && cpu == "" {
+		return nil, nil
+	}
+	r := &minkepb.Resources{}
+	if memory != "" {
+		n, err := parseSize(prefix+"-memory", memory)
+		if err != nil {
+			return nil, err
+		}
+		r.MemoryBytes = n
+	}
+	if cpu != "" {
+		n, err := parseNanoCPUs(prefix+"-cpu", cpu)
+		if err != nil {
+			return nil, err
+		}
+		r.NanoCpus = n
+	}
+	return r, nil
+}
+
+// buildRestartPolicy parses the --restart-* flags; nil when none is given,
+// so the manager's defaults apply.
+func buildRestartPolicy(o createOptions) (*minkepb.RestartPolicy, error) {
+	if o.restartCondition == "" && o.restartDelay == "" && o.restartMaxAttempts == "" {
+		return nil, nil
+	}
+	p := &minkepb.RestartPolicy{}
+	if o.restartCondition != "" {
+		cond, ok := restartConditions[strings.ToLower(o.restartCondition)]
+		if !ok {
+			return nil, fmt.Errorf("invalid --restart-condition %q: want any, on-failure or none", o.restartCondition)
+		}
+		p.Condition = cond
+	}
+	if o.restartDelay != "" {
+		d, err := parseDuration("restart-delay", o.restartDelay)
+		if err != nil {
+			return nil, err
+		}
+		p.Delay = durationpb.New(d)
+	}
+	if o.restartMaxAttempts != "" {
+		n, err := parseCount("restart-max-attempts", o.restartMaxAttempts)
+		if err != nil {
+			return nil, err
+		}
+		p.MaxAttempts = n
+	}
+	return p, nil
+}
+
+// formatDuration renders a proto duration for people; "" when unset.
+func formatDuration(d *durationpb.Duration) string {
+	if d == nil {
+		return ""
+	}
+	return d.AsDuration().Round(time.Millisecond).String()
+}

@@ -1,0 +1,183 @@
+// Package agent is the worker side: it joins the cluster, holds a session
+// with a manager's dispatcher, keeps the node's containers equal to its
+// assignments, reports every task state change, and answers log
+// subscriptions.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/dispatcher"
+	"github.com/minke-io/minke/pkg/runtime"
+)
+
+// Config configures an Agent.
+type Config struct {
+	// DispatcherAddr is a manager's --listen-addr.
+	DispatcherAddr string
+	Token          string
+	// NodeID is the ID from an earlier join, or empty.
+	NodeID      string
+	Description *minkepb.NodeDescription
+	// Addr is the IP other nodes reach this node on.
+	Addr       string
+	GossipPort uint32
+	Runtime    *runtime.Runtime
+	Logger     *slog.Logger
+}
+
+// Agent is a worker's reconcile loop.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	conn   *grpc.ClientConn
+	client minkepb.DispatcherClient
+	rt     *runtime.Runtime
+	rep    *reporter
+
+	mu      sync.Mutex
+	nodeID  string
+	runners map[string]*runner
+	wg      sync.WaitGroup // runners and log publishers
+}
+
+// tokenCreds attaches the join token to every call.
+type tokenCreds string
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{dispatcher.TokenMetadataKey: string(t)}, nil
+}
+
+// RequireTransportSecurity is false until the cluster has mTLS.
+func (tokenCreds) RequireTransportSecurity() bool { return false }
+
+// New dials the dispatcher (lazily).
+func New(cfg Config) (*Agent, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("agent: a join token is required (--token)")
+	}
+	conn, err := grpc.NewClient(cfg.DispatcherAddr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(tokenCreds(cfg.Token)))
+	if err != nil {
+		return nil, fmt.Errorf("agent: manager address %q: %w", cfg.DispatcherAddr, err)
+	}
+	log := cfg.Logger.With("component", "agent")
+	a := &Agent{cfg: cfg, log: log, conn: conn, client: minkepb.NewDispatcherClient(conn), rt: cfg.Runtime,
+		nodeID: cfg.NodeID, runners: map[string]*runner{}}
+	a.rep = newReporter(a.client, log)
+	return a, nil
+}
+
+// Close releases the connection; call after Run returns.
+func (a *Agent) Close() error { return a.conn.Close() }
+
+// NodeID is the node's ID once joined.
+func (a *Agent) NodeID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.nodeID
+}
+
+// Join registers the node. A wrong token is a permanent error; an
+// unreachable manager is retried until ctx ends.
+func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
+	req := &minkepb.JoinRequest{NodeId: a.NodeID(), Description: a.cfg.Description, Addr: a.cfg.Addr, GossipPort: a.cfg.GossipPort}
+	backoff := 100 * time.Millisecond
+	for {
+		resp, err := a.client.Join(ctx, req)
+		if err == nil {
+			a.mu.Lock()
+			a.nodeID = resp.GetNodeId()
+			a.mu.Unlock()
+			a.rep.nodeID = resp.GetNodeId()
+			return resp, nil
+		}
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded:
+		default:
+			return nil, fmt.Errorf("join %s: %s", a.cfg.DispatcherAddr, status.Convert(err).Message())
+		}
+		a.log.Info("manager not reachable yet; retrying", "addr", a.cfg.DispatcherAddr, "err", status.Convert(err).Message())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// Run holds a session until ctx ends, reconnecting with backoff. On return
+// every container is left as it is (running), and all goroutines have
+// stopped.
+func (a *Agent) Run(ctx context.Context) error {
+	var repWG sync.WaitGroup
+	repWG.Add(1)
+	go func() { defer repWG.Done(); a.rep.run(ctx) }()
+	defer repWG.Wait()
+	defer a.wg.Wait()
+
+	backoff := 100 * time.Millisecond
+	for {
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			a.stopRunners()
+			return nil
+		}
+		if status.Code(err) == codes.NotFound || status.Code(err) == codes.PermissionDenied || status.Code(err) == codes.Unauthenticated {
+			a.stopRunners()
+			return fmt.Errorf("session refused: %s", status.Convert(err).Message())
+		}
+		a.log.Warn("session lost; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			a.stopRunners()
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (a *Agent) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := a.client.Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID()})
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if ls := msg.GetLogSubscription(); ls != nil {
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); a.publishLogs(ctx, ls) }()
+			continue
+		}
+		a.reconcile(ctx, msg.GetTasks())
+	}
+}
+
+// stopRunners detaches from the runners without stopping their containers:
+// they are cleaned up by the next worker's Sweep. It waits for them.
+func (a *Agent) stopRunners() {
+	a.mu.Lock()
+	for _, r := range a.runners {
+		r.detach()
+	}
+	a.mu.Unlock()
+}

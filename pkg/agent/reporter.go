@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// reporter sends task status to the dispatcher. It keeps only the newest
+// status per task (states move forward, so an older one adds nothing), sends
+// everything pending in one call, and retries until it is acknowledged.
+type reporter struct {
+	client minkepb.DispatcherClient
+	log    *slog.Logger
+	nodeID string
+
+	mu      sync.Mutex
+	pending map[string]*minkepb.TaskStatus
+	kick    chan struct{}
+}
+
+func newReporter(c minkepb.DispatcherClient, log *slog.Logger) *reporter {
+	return &reporter{client: c, log: log, pending: map[string]*minkepb.TaskStatus{}, kick: make(chan struct{}, 1)}
+}
+
+// report queues a state change for taskID.
+func (r *reporter) report(taskID string, state minkepb.TaskState, msg, errMsg string, ctr *minkepb.ContainerStatus) {
+	st := &minkepb.TaskStatus{Timestamp: timestamppb.Now(), State: state, Message: msg, Err: errMsg, Container: ctr}
+	r.mu.Lock()
+	if old, ok := r.pending[taskID]; !ok || old.GetState() <= state {
+		r.pending[taskID] = st
+	}
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reporter) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			r.flush(context.Background(), time.Second) // best effort on the way out
+			return
+		case <-r.kick:
+		}
+		for !r.flush(ctx, 5*time.Second) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// flush sends what is pending; false means it must be retried.
+func (r *reporter) flush(ctx context.Context, timeout time.Duration) bool {
+	r.mu.Lock()
+	batch := r.pending
+	r.pending = map[string]*minkepb.TaskStatus{}
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return true
+	}
+	req := &minkepb.UpdateTaskStatusRequest{NodeId: r.nodeID}
+	for id, st := range batch {
+		req.Updates = append(req.Updates, &minkepb.TaskStatusUpdate{TaskId: id, Status: st})
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := r.client.UpdateTaskStatus(cctx, req); err != nil {
+		r.log.Warn("reporting task status failed; will retry", "updates", len(batch), "err", err)
+		r.mu.Lock()
+		for id, st := range batch {
+			if cur, ok := r.pending[id]; !ok || cur.GetState() < st.GetState() {
+				r.pending[id] = st
+			}
+		}
+		r.mu.Unlock()
+		return false
+	}
+	return true
+}

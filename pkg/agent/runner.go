@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/runtime"
+)
+
+// runner drives one task's container through its lifecycle:
+// ACCEPTED → PREPARING (pull, rootfs) → STARTING → RUNNING → COMPLETE |
+// FAILED, or SHUTDOWN when the manager asks it to stop.
+type runner struct {
+	a    *Agent
+	task *minkepb.Task
+
+	shutdownOnce sync.Once
+	shutdown     chan struct{} // closed: the manager wants the task stopped
+	detachOnce   sync.Once
+	detached     chan struct{} // closed: the agent is exiting; leave the container
+	done         chan struct{} // closed when run returns
+
+	mu  sync.Mutex
+	ctr *runtime.Container
+}
+
+func newRunner(a *Agent, t *minkepb.Task) *runner {
+	return &runner{a: a, task: t, shutdown: make(chan struct{}), detached: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (r *runner) stop()   { r.shutdownOnce.Do(func() { close(r.shutdown) }) }
+func (r *runner) detach() { r.detachOnce.Do(func() { close(r.detached) }) }
+
+// remove stops the task, waits for the runner, and deletes the container.
+func (r *runner) remove(ctx context.Context) {
+	r.stop()
+	<-r.done
+	r.mu.Lock()
+	c := r.ctr
+	r.mu.Unlock()
+	if c != nil {
+		if err := c.Remove(ctx); err != nil {
+			r.a.log.Warn("removing container failed", "task_id", r.id(), "err", err)
+		}
+	}
+}
+
+func (r *runner) id() string { return r.task.GetMeta().GetId() }
+
+func (r *runner) report(state minkepb.TaskState, msg, errMsg string, ctr *minkepb.ContainerStatus) {
+	r.a.rep.report(r.id(), state, msg, errMsg, ctr)
+}
+
+func containerSpec(t *minkepb.Task) runtime.ContainerSpec {
+	c := t.GetSpec().GetContainer()
+	spec := runtime.ContainerSpec{
+		ID:          t.GetMeta().GetId(),
+		Image:       t.GetImage(),
+		Args:        c.GetArgs(),
+		Env:         c.GetEnv(),
+		WorkingDir:  c.GetDir(),
+		User:        c.GetUser(),
+		MemoryLimit: t.GetSpec().GetResources().GetLimits().GetMemoryBytes(),
+		NanoCPUs:    t.GetSpec().GetResources().GetLimits().GetNanoCpus(),
+	}
+	if len(c.GetCommand()) > 0 {
+		spec.Entrypoint = c.GetCommand()
+	}
+	if d := c.GetStopGracePeriod(); d != nil {
+		spec.StopGracePeriod = d.AsDuration()
+	}
+	return spec
+}
+
+func (r *runner) run(ctx context.Context) {
+	defer close(r.done)
+	// Preparation is cancelled by a shutdown request or the agent exiting.
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.shutdown:
+		case <-r.detached:
+		case <-pctx.Done():
+		}
+		cancel()
+	}()
+
+	r.report(minkepb.TaskState_ACCEPTED, "accepted", "", nil)
+	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.task.GetImage(), "", nil)
+	c, err := r.a.rt.Create(pctx, containerSpec(r.task))
+	if err != nil {
+		if r.stopping() {
+			r.report(minkepb.TaskState_SHUTDOWN, "shut down before start", "", nil)
+			return
+		}
+		r.report(minkepb.TaskState_REJECTED, "preparing failed", err.Error(), nil)
+		return
+	}
+	r.mu.Lock()
+	r.ctr = c
+	r.mu.Unlock()
+	if r.stopping() {
+		r.report(minkepb.TaskState_SHUTDOWN, "shut down before start", "", nil)
+		return
+	}
+	r.report(minkepb.TaskState_STARTING, "starting", "", nil)
+	if err := c.Start(pctx); err != nil {
+		r.report(minkepb.TaskState_FAILED, "starting failed", err.Error(), nil)
+		return
+	}
+	r.report(minkepb.TaskState_RUNNING, "running", "", &minkepb.ContainerStatus{Pid: int32(c.Pid())})
+
+	exited := make(chan runtime.ExitStatus, 1)
+	go func() {
+		st, err := c.Wait(context.WithoutCancel(ctx))
+		if err != nil {
+			st = runtime.ExitStatus{ExitCode: -1}
+		}
+		exited <- st
+	}()
+	select {
+	case st := <-exited:
+		r.reportExit(st, false)
+	case <-r.shutdown:
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		err := c.Stop(sctx, 0)
+		scancel()
+		st := <-exited
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			r.a.log.Warn("stopping container", "task_id", r.id(), "err", err)
+		}
+		r.reportExit(st, true)
+	case <-r.detached:
+		// The worker is exiting: leave the container for the next one.
+	}
+}
+
+func (r *runner) stopping() bool {
+	select {
+	case <-r.shutdown:
+		return true
+	case <-r.detached:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *runner) reportExit(st runtime.ExitStatus, requested bool) {
+	cs := &minkepb.ContainerStatus{ExitCode: int32(st.ExitCode), OomKilled: st.OOMKilled}
+	switch {
+	case requested:
+		r.report(minkepb.TaskState_SHUTDOWN, fmt.Sprintf("shut down (exit code %d)", st.ExitCode), "", cs)
+	case st.OOMKilled:
+		r.report(minkepb.TaskState_FAILED, "OOMKilled", fmt.Sprintf("task: killed by the OOM killer: memory limit reached (exit code %d)", st.ExitCode), cs)
+	case st.ExitCode == 0:
+		r.report(minkepb.TaskState_COMPLETE, "finished", "", cs)
+	default:
+		r.report(minkepb.TaskState_FAILED, "exited", fmt.Sprintf("task: non-zero exit (%d)", st.ExitCode), cs)
+	}
+}
+
+// reconcile makes the local runners match the assignment set.
+func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	assigned := map[string]bool{}
+	for _, t := range tasks {
+		id := t.GetMeta().GetId()
+		assigned[id] = true
+		r, ok := a.runners[id]
+		state := t.GetStatus().GetState()
+		switch {
+		case ok:
+			r.task = proto.Clone(t).(*minkepb.Task)
+			if t.GetDesiredState() > minkepb.TaskState_RUNNING {
+				r.stop()
+			}
+		case state >= minkepb.TaskState_COMPLETE:
+			// Finished before this agent knew it (or reported already).
+		case t.GetDesiredState() > minkepb.TaskState_RUNNING:
+			a.rep.report(id, minkepb.TaskState_SHUTDOWN, "shut down: not running on this worker", "", nil)
+		case state >= minkepb.TaskState_RUNNING:
+			// A previous worker process started it; its container was
+			// swept when this one started.
+			a.rep.report(id, minkepb.TaskState_FAILED, "container lost", "task: container lost when the worker restarted", nil)
+		default:
+			r := newRunner(a, proto.Clone(t).(*minkepb.Task))
+			a.runners[id] = r
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); r.run(ctx) }()
+		}
+	}
+	for id, r := range a.runners {
+		if !assigned[id] {
+			delete(a.runners, id)
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); r.remove(context.WithoutCancel(ctx)) }()
+		}
+	}
+}

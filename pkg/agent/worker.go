@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/membership"
+	"github.com/minke-io/minke/pkg/runtime"
+)
+
+// WorkerConfig is everything a worker process needs.
+type WorkerConfig struct {
+	DataDir        string
+	DispatcherAddr string
+	Token          string
+	// NodeID is set by a manager running the worker role for itself;
+	// standalone workers keep theirs in DataDir/node-id.
+	NodeID string
+	// Addr is the IP other nodes reach this node on.
+	Addr        string
+	Description *minkepb.NodeDescription
+	// GossipPort is the memberlist port; -1 means this process gossips
+	// already (a manager with --worker).
+	GossipPort   int
+	CgroupParent string
+	Logger       *slog.Logger
+	// Ready, if set, is called once the session loop runs.
+	Ready func(nodeID string)
+}
+
+// RunWorker joins the cluster, sweeps containers left by an earlier worker
+// process, joins gossip, and runs the agent until ctx ends.
+func RunWorker(ctx context.Context, cfg WorkerConfig) error {
+	if cfg.DataDir == "" {
+		return errors.New("worker: --data-dir is required")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("worker: data dir: %w", err)
+	}
+	idFile := filepath.Join(cfg.DataDir, "node-id")
+	if cfg.NodeID == "" {
+		if b, err := os.ReadFile(idFile); err == nil {
+			cfg.NodeID = strings.TrimSpace(string(b))
+		}
+	}
+	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"), CgroupParent: cfg.CgroupParent, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	if err := rt.Sweep(ctx); err != nil {
+		return fmt.Errorf("worker: cleaning up old containers: %w", err)
+	}
+	a, err := New(Config{
+		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, Description: cfg.Description,
+		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Runtime: rt, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	jctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	resp, err := a.Join(jctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if cfg.NodeID != resp.GetNodeId() {
+		if err := os.WriteFile(idFile, []byte(resp.GetNodeId()+"\n"), 0o600); err != nil {
+			return fmt.Errorf("worker: write node id: %w", err)
+		}
+	}
+	if resp.GetRegistryAddr() != "" {
+		rt.AllowInsecure(resp.GetRegistryAddr())
+	}
+	if cfg.GossipPort >= 0 {
+		ml, err := membership.New(membership.Config{
+			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
+			Meta: membership.Meta{Role: membership.RoleWorker}, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			_ = ml.Leave(time.Second)
+			_ = ml.Shutdown()
+		}()
+		if _, err := ml.Join(resp.GetGossipPeers()); err != nil {
+			return err
+		}
+		go drain(ml.Events())
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(resp.GetNodeId())
+	}
+	cfg.Logger.Info("worker ready", "node_id", resp.GetNodeId(), "manager", cfg.DispatcherAddr)
+	return a.Run(ctx)
+}
+
+// drain discards gossip events: workers only need to be seen. It ends when
+// the membership shuts down and closes the channel.
+func drain(ch <-chan membership.Event) {
+	for range ch {
+	}
+}
+
+// LocalAddrFor returns the local IP this host would use to reach addr
+// (host:port), the natural advertise address.
+func LocalAddrFor(addr string) (string, error) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
+}
+
+// PortOf returns the port of host:port, or -1.
+func PortOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return -1
+	}
+	return n
+}

@@ -1,0 +1,58 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// ListNodes returns every node the cluster knows.
+func (c *Client) ListNodes(ctx context.Context) ([]*minkepb.Node, error) {
+	resp, err := c.ctl.ListNodes(ctx, &minkepb.ListNodesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNodes(), nil
+}
+
+// GetCluster returns the cluster object and the address (host:port) of the
+// answering manager's built-in registry, as the manager reports it.
+func (c *Client) GetCluster(ctx context.Context) (*minkepb.Cluster, string, error) {
+	resp, err := c.ctl.GetCluster(ctx, &minkepb.GetClusterRequest{})
+	if err != nil {
+		return nil, "", err
+	}
+	return resp.GetCluster(), resp.GetRegistryAddr(), nil
+}
+
+// ServiceLogs streams the logs of the service ref names, calling fn for each
+// message in arrival order. Without follow it returns nil once the manager
+// has sent what exists; with follow it runs until ctx is done (ctx.Err()),
+// the stream fails, or fn returns an error (returned as is).
+func (c *Client) ServiceLogs(ctx context.Context, ref string, follow bool, fn func(*minkepb.LogMessage) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.ctl.ServiceLogs(ctx, &minkepb.ServiceLogsRequest{Service: ref, Follow: follow})
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			return err
+		}
+		for _, m := range resp.GetMessages() {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+	}
+}

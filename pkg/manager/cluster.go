@@ -1,0 +1,80 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// newToken makes a join token: a fixed prefix, the role it grants, and 128
+// random bits.
+func newToken(role string) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic("manager: no randomness: " + err.Error())
+	}
+	return "MKTKN-1-" + role + "-" + hex.EncodeToString(b)
+}
+
+// bootstrap creates the cluster object on a new cluster and records this
+// manager as a node; on restart it refreshes the node's description.
+func (m *Manager) bootstrap(ctx context.Context) error {
+	desc := Describe("")
+	return m.raft.Update(ctx, func(tx *raftstore.WriteTx) error {
+		if tx.Cluster() == nil {
+			key := make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				return fmt.Errorf("manager: gossip key: %w", err)
+			}
+			if err := tx.Create(&minkepb.Cluster{
+				Meta:       &minkepb.Meta{Id: raftstore.NewID()},
+				Spec:       &minkepb.ClusterSpec{Name: "default"},
+				JoinTokens: &minkepb.JoinTokens{Worker: newToken("worker"), Manager: newToken("manager")},
+				GossipKey:  key,
+			}); err != nil {
+				return err
+			}
+		}
+		host, _, _ := splitHostPort(m.cfg.ListenAddr)
+		if n := tx.Node(m.nodeID); n != nil {
+			n = proto.Clone(n).(*minkepb.Node)
+			n.Description = desc
+			n.Status = &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: host}
+			return tx.Update(n)
+		}
+		return tx.Create(&minkepb.Node{
+			Meta:        &minkepb.Meta{Id: m.nodeID},
+			Spec:        &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
+			Description: desc,
+			Role:        minkepb.NodeRole_MANAGER,
+			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: host},
+		})
+	})
+}
+
+// Describe reports this machine: hostname (or the override), platform, and
+// all its CPUs and memory as the node's resources.
+func Describe(hostname string) *minkepb.NodeDescription {
+	if hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	var mem int64
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		mem = int64(si.Totalram) * int64(si.Unit)
+	}
+	return &minkepb.NodeDescription{
+		Hostname:  hostname,
+		Platform:  &minkepb.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
+		Resources: &minkepb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: mem},
+	}
+}

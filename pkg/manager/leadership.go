@@ -1,0 +1,144 @@
+package manager
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/membership"
+	"github.com/minke-io/minke/pkg/orchestrator"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// runLeadership starts the leader-only controllers whenever this node
+// becomes leader and stops them (and waits for them) when it stops being
+// leader or ctx ends. Gossip events are consumed all the time, and turned
+// into node state only while leader.
+func (m *Manager) runLeadership(ctx context.Context) {
+	var (
+		cancel func()
+		wg     sync.WaitGroup
+	)
+	stop := func() {
+		if cancel != nil {
+			cancel()
+			wg.Wait()
+			cancel = nil
+			m.log.Info("leader controllers stopped")
+		}
+	}
+	defer stop()
+	start := func() {
+		if cancel != nil {
+			return
+		}
+		var lctx context.Context
+		lctx, cancel = context.WithCancel(ctx)
+		run := func(fn func(context.Context) error) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := fn(lctx); err != nil {
+					m.log.Warn("leader controller stopped", "err", err)
+				}
+			}()
+		}
+		run(orchestrator.NewReplicated(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
+		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
+		m.syncNodes(lctx)
+		m.log.Info("leader controllers started")
+	}
+	if m.raft.IsLeader() {
+		start()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader := <-m.raft.LeaderCh():
+			if leader {
+				start()
+			} else {
+				stop()
+			}
+		case ev, ok := <-m.members.Events():
+			if !ok {
+				return
+			}
+			if cancel != nil {
+				m.applyGossip(ctx, ev)
+			}
+		}
+	}
+}
+
+// applyGossip records a node's liveness as memberlist sees it.
+func (m *Manager) applyGossip(ctx context.Context, ev membership.Event) {
+	state := minkepb.NodeStatus_READY
+	msg := "alive in gossip"
+	if ev.Kind == membership.Leave {
+		state, msg = minkepb.NodeStatus_DOWN, "left or failed gossip probes"
+	}
+	m.setNodeState(ctx, ev.NodeID, state, msg)
+}
+
+// syncNodes corrects every node's state from the current gossip view, for a
+// new leader that missed events.
+func (m *Manager) syncNodes(ctx context.Context) {
+	alive := map[string]bool{}
+	for _, mem := range m.members.Members() {
+		alive[mem.NodeID] = true
+	}
+	var nodes []*minkepb.Node
+	_ = m.raft.View(func(tx raftstore.ReadTx) error { nodes = tx.Nodes(); return nil })
+	for _, n := range nodes {
+		id := n.GetMeta().GetId()
+		if alive[id] || id == m.nodeID {
+			m.setNodeState(ctx, id, minkepb.NodeStatus_READY, "alive in gossip")
+		} else {
+			m.setNodeState(ctx, id, minkepb.NodeStatus_DOWN, "not in gossip")
+		}
+	}
+}
+
+func (m *Manager) setNodeState(ctx context.Context, id string, state minkepb.NodeStatus_State, msg string) {
+	err := m.raft.Update(ctx, func(tx *raftstore.WriteTx) error {
+		n := tx.Node(id)
+		if n == nil || n.GetStatus().GetState() == state {
+			return nil
+		}
+		n = proto.Clone(n).(*minkepb.Node)
+		if n.Status == nil {
+			n.Status = &minkepb.NodeStatus{}
+		}
+		n.Status.State, n.Status.Message = state, msg
+		return tx.Update(n)
+	})
+	if err != nil {
+		m.log.Warn("recording node state failed", "node_id", id, "state", state.String(), "err", err)
+		return
+	}
+	m.log.Debug("node state", "node_id", id, "state", state.String())
+}
+
+// resolveImage maps a service image that names an image pushed to this
+// manager's registry to its pinned location there (REGISTRY/REPO@DIGEST),
+// so every replica runs the same bytes. Anything else is pulled as given.
+func (m *Manager) resolveImage(image string) string {
+	ref, err := name.ParseReference(image)
+	if err != nil || ref.Context().RegistryStr() != name.DefaultRegistry ||
+		strings.HasPrefix(image, "docker.io/") || strings.HasPrefix(image, "index.docker.io/") {
+		return image
+	}
+	repo := strings.TrimPrefix(ref.Context().RepositoryStr(), "library/")
+	digest, ok, err := m.registry.Resolve(repo, ref.Identifier())
+	if err != nil || !ok {
+		return image
+	}
+	return m.regLis.Addr().String() + "/" + repo + "@" + digest
+}

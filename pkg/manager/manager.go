@@ -1,0 +1,297 @@
+// Package manager assembles a manager node: the Raft store, the Control API
+// on a unix socket, the Dispatcher on --listen-addr, the built-in registry,
+// gossip membership, and the leader-only controllers that it starts on
+// gaining leadership and stops on losing it.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/minke-io/minke/pkg/controlapi"
+	"github.com/minke-io/minke/pkg/dispatcher"
+	"github.com/minke-io/minke/pkg/membership"
+	"github.com/minke-io/minke/pkg/raftstore"
+	"github.com/minke-io/minke/pkg/registry"
+)
+
+// Default ports (see ARCHITECTURE.md).
+const (
+	DefaultAPIPort      = 4242
+	DefaultRaftPort     = 4243
+	DefaultGossipPort   = 4244
+	DefaultRegistryPort = 4245
+	DefaultSocket       = "/run/minke/manager.sock"
+)
+
+// Config configures a manager. Empty addresses derive from ListenAddr's host
+// and the default ports.
+type Config struct {
+	DataDir       string
+	ListenAddr    string // Dispatcher (worker API), host:port
+	RaftAddr      string
+	GossipAddr    string
+	RegistryAddr  string
+	ControlSocket string
+	Logger        *slog.Logger
+}
+
+// Manager is a running manager node.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	nodeID   string
+	raft     *raftstore.Node
+	registry *registry.Registry
+	members  *membership.Membership
+	disp     *dispatcher.Dispatcher
+
+	dispLis, ctlLis, regLis net.Listener
+	ready                   chan struct{}
+}
+
+// withDefaults fills in derived addresses.
+func (c Config) withDefaults() (Config, error) {
+	if c.DataDir == "" {
+		return c, errors.New("manager: --data-dir is required")
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultAPIPort))
+	}
+	host, _, err := net.SplitHostPort(c.ListenAddr)
+	if err != nil {
+		return c, fmt.Errorf("manager: invalid --listen-addr %q: want HOST:PORT", c.ListenAddr)
+	}
+	def := func(v *string, port int) {
+		if *v == "" {
+			*v = net.JoinHostPort(host, strconv.Itoa(port))
+		}
+	}
+	def(&c.RaftAddr, DefaultRaftPort)
+	def(&c.GossipAddr, DefaultGossipPort)
+	def(&c.RegistryAddr, DefaultRegistryPort)
+	if c.ControlSocket == "" {
+		c.ControlSocket = DefaultSocket
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// New opens the data directory and binds every listener, so that address
+// errors show before anything runs. Run starts serving.
+func New(cfg Config) (*Manager, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("manager: data dir: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "manager"), ready: make(chan struct{})}
+	if m.nodeID, err = loadOrCreateID(filepath.Join(cfg.DataDir, "node-id")); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			m.closeListeners()
+		}
+	}()
+	if m.dispLis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("manager: --listen-addr: %w", err)
+	}
+	if m.regLis, err = net.Listen("tcp", cfg.RegistryAddr); err != nil {
+		return nil, fmt.Errorf("manager: --registry-addr: %w", err)
+	}
+	if m.ctlLis, err = listenUnix(cfg.ControlSocket); err != nil {
+		return nil, err
+	}
+	if m.registry, err = registry.New(filepath.Join(cfg.DataDir, "registry"), cfg.Logger); err != nil {
+		return nil, err
+	}
+	ok = true
+	return m, nil
+}
+
+// NodeID is this manager's node ID.
+func (m *Manager) NodeID() string { return m.nodeID }
+
+// Ready is closed once the manager serves requests.
+func (m *Manager) Ready() <-chan struct{} { return m.ready }
+
+// Store gives in-process users (the embedded worker) read access.
+func (m *Manager) Store() *raftstore.Node { return m.raft }
+
+// DispatcherAddr is the address workers dial.
+func (m *Manager) DispatcherAddr() string { return m.dispLis.Addr().String() }
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("manager: control socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("manager: control socket %s is in use: another manager is running", path)
+	}
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("manager: control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("manager: control socket: %w", err)
+	}
+	return l, nil
+}
+
+func (m *Manager) closeListeners() {
+	for _, l := range []net.Listener{m.dispLis, m.regLis, m.ctlLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// Run serves until ctx ends, then shuts everything down in order and
+// returns.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.closeListeners()
+	var err error
+	m.raft, err = raftstore.Open(raftstore.Config{
+		NodeID: m.nodeID, DataDir: m.cfg.DataDir, BindAddr: m.cfg.RaftAddr, Logger: m.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := m.raft.Shutdown(); err != nil {
+			m.log.Warn("raft shutdown", "err", err)
+		}
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = m.raft.WaitLeader(wctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := m.bootstrap(ctx); err != nil {
+		return err
+	}
+
+	var key []byte
+	_ = m.raft.View(func(tx raftstore.ReadTx) error { key = tx.Cluster().GetGossipKey(); return nil })
+	gh, gp, err := splitHostPort(m.cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("manager: --gossip-addr: %w", err)
+	}
+	m.members, err = membership.New(membership.Config{
+		NodeID: m.nodeID, BindAddr: gh, BindPort: gp, Key: key, Logger: m.cfg.Logger,
+		Meta: membership.Meta{Role: membership.RoleManager, APIAddr: m.DispatcherAddr()},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = m.members.Shutdown() }()
+
+	m.disp = dispatcher.New(dispatcher.Config{
+		Store:        m.raft,
+		GossipPeers:  func() []string { return []string{m.members.LocalAddr()} },
+		RegistryAddr: m.regLis.Addr().String(),
+		Logger:       m.cfg.Logger,
+	})
+	ctl := controlapi.New(m.raft, m.disp.Logs, m.regLis.Addr().String(), m.cfg.Logger)
+
+	dispSrv := grpc.NewServer()
+	m.disp.Register(dispSrv)
+	ctlSrv := grpc.NewServer()
+	ctl.Register(ctlSrv)
+	regSrv := &http.Server{Handler: m.registry, ReadHeaderTimeout: 10 * time.Second}
+
+	var wg sync.WaitGroup
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	goRun := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				m.log.Error("component stopped", "name", name, "err", err)
+			}
+		}()
+	}
+	goRun("dispatcher status", func() error { m.disp.Run(runCtx); return nil })
+	goRun("leadership", func() error { m.runLeadership(runCtx); return nil })
+	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
+	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
+	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })
+	m.log.Info("manager ready", "node_id", m.nodeID, "listen_addr", m.DispatcherAddr(),
+		"control_socket", m.cfg.ControlSocket, "registry_addr", m.regLis.Addr().String(), "gossip_addr", m.members.LocalAddr())
+	close(m.ready)
+
+	<-ctx.Done()
+	m.log.Info("manager shutting down")
+	stop()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = regSrv.Shutdown(shutCtx)
+	gracefulStop(dispSrv, 2*time.Second)
+	gracefulStop(ctlSrv, 2*time.Second)
+	wg.Wait()
+	_ = m.members.Leave(time.Second)
+	return nil
+}
+
+// gracefulStop lets calls finish, but not streams that never end.
+func gracefulStop(s *grpc.Server, d time.Duration) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		s.Stop()
+		<-done
+	}
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q is not a number", p)
+	}
+	return h, port, nil
+}
+
+func loadOrCreateID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("manager: read node id: %w", err)
+	}
+	id := raftstore.NewID()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("manager: write node id: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,97 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// cgroupV1 manages per-controller hierarchies: mount/<controller>/parent/id.
+type cgroupV1 struct {
+	mount  string
+	parent string
+}
+
+// v1Controllers are the hierarchies a container joins. Controllers missing
+// on the host are skipped; memory is required (detectCgroups checks it).
+var v1Controllers = []string{"memory", "cpu", "pids"}
+
+func (c *cgroupV1) Version() int { return 1 }
+
+func (c *cgroupV1) parentName() string { return c.parent }
+
+func (c *cgroupV1) dir(ctrl, id string) string {
+	return filepath.Join(c.mount, ctrl, c.parent, id)
+}
+
+func (c *cgroupV1) controllers() []string {
+	var out []string
+	for _, ctrl := range v1Controllers {
+		if _, err := os.Stat(filepath.Join(c.mount, ctrl)); err == nil {
+			out = append(out, ctrl)
+		}
+	}
+	return out
+}
+
+func (c *cgroupV1) Create(id string, res resources) error {
+	for _, ctrl := range c.controllers() {
+		if err := os.MkdirAll(c.dir(ctrl, id), 0o755); err != nil {
+			return err
+		}
+	}
+	if res.MemoryLimit > 0 {
+		if err := writeCgroupFile(c.dir("memory", id), "memory.limit_in_bytes",
+			strconv.FormatInt(res.MemoryLimit, 10)); err != nil {
+			return err
+		}
+	}
+	if res.NanoCPUs > 0 {
+		d := c.dir("cpu", id)
+		if err := writeCgroupFile(d, "cpu.cfs_period_us", strconv.Itoa(cfsPeriod)); err != nil {
+			return err
+		}
+		if err := writeCgroupFile(d, "cpu.cfs_quota_us", strconv.FormatInt(res.cpuQuota(), 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *cgroupV1) AddProc(id string, pid int) error {
+	for _, ctrl := range c.controllers() {
+		if err := writeCgroupFile(c.dir(ctrl, id), "cgroup.procs", strconv.Itoa(pid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *cgroupV1) Procs(id string) ([]int, error) {
+	return readProcs(c.dir("memory", id))
+}
+
+func (c *cgroupV1) Stats(id string) (cgroupStats, error) {
+	d := c.dir("memory", id)
+	return cgroupStats{
+		MemoryUsage: readInt(filepath.Join(d, "memory.usage_in_bytes")),
+		OOMKills:    readKeyed(filepath.Join(d, "memory.oom_control"), "oom_kill"),
+	}, nil
+}
+
+func (c *cgroupV1) Delete(id string) error {
+	var errs []error
+	for _, ctrl := range c.controllers() {
+		errs = append(errs, removeCgroupDir(c.dir(ctrl, id)))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *cgroupV1) List() ([]string, error) {
+	return listDirs(filepath.Join(c.mount, "memory", c.parent))
+}
+
+func (c *cgroupV1) MemoryLimitFile(id string) string {
+	return filepath.Join(c.dir("memory", id), "memory.limit_in_bytes")
+}

@@ -1,0 +1,338 @@
+package runtime
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// InitArg is os.Args[0] of a worker binary re-executed as a container init.
+const InitArg = "minke-init"
+
+// MaybeRunInit runs the container init and never returns when this process
+// was started as one (os.Args[0] == InitArg); otherwise it returns at once.
+// Call it first thing in main() of every binary that starts containers, and
+// in TestMain of tests that do.
+func MaybeRunInit() {
+	if len(os.Args) == 0 || os.Args[0] != InitArg {
+		return
+	}
+	goruntime.LockOSThread()
+	errPipe := os.NewFile(initErrorFD, "init-error")
+	err := runInit()
+	// runInit returns only on failure; the parent reads this as Start's error.
+	_, _ = io.WriteString(errPipe, err.Error())
+	code := 1
+	var ee *execError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	os.Exit(code)
+}
+
+// execError is a failure to find or run the command, with docker's exit
+// codes (127 not found, 126 not executable).
+type execError struct {
+	msg  string
+	code int
+}
+
+func (e *execError) Error() string { return e.msg }
+
+func runInit() error {
+	cfgPipe := os.NewFile(initConfigFD, "init-config")
+	b, err := io.ReadAll(cfgPipe)
+	cfgPipe.Close()
+	if err != nil {
+		return fmt.Errorf("reading init config: %w", err)
+	}
+	var cfg initConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("decoding init config (%d bytes): %w", len(b), err)
+	}
+	unix.CloseOnExec(initErrorFD)
+
+	if err := setupRootfs(cfg.Rootfs); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("setting hostname: %w", err)
+	}
+	if err := loopbackUp(); err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	if err := pivotRoot(cfg.Rootfs); err != nil {
+		return err
+	}
+	p := cfg.Process
+	cred, home, err := resolveUser(p.User)
+	if err != nil {
+		return err
+	}
+	env := p.Env
+	if !hasKey(env, "HOME") {
+		env = append(env, "HOME="+home)
+	}
+	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
+		return fmt.Errorf("creating working directory %q: %w", p.Cwd, err)
+	}
+	if err := os.Chdir(p.Cwd); err != nil {
+		return fmt.Errorf("changing to working directory %q: %w", p.Cwd, err)
+	}
+	path, err := lookPath(p.Args[0], envValue(env, "PATH"))
+	if err != nil {
+		return err
+	}
+	// syscall's set*id calls apply to every thread of the Go runtime.
+	if err := syscall.Setgroups([]int{cred.gid}); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(cred.gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", cred.gid, err)
+	}
+	if err := syscall.Setuid(cred.uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", cred.uid, err)
+	}
+	err = unix.Exec(path, p.Args, env)
+	code := 126
+	if errors.Is(err, unix.ENOENT) {
+		code = 127
+	}
+	return &execError{msg: fmt.Sprintf("exec %q: %v", path, err), code: code}
+}
+
+// setupRootfs mounts the container's /proc, /sys and /dev inside rootfs,
+// in the init's own (new) mount namespace.
+func setupRootfs(rootfs string) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("binding rootfs: %w", err)
+	}
+	const (
+		nodev  = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+		devOpt = "mode=755,size=65536k"
+	)
+	mounts := []struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "proc", "proc", nodev, ""},
+		{"sysfs", "sys", "sysfs", nodev | unix.MS_RDONLY, ""},
+		{"tmpfs", "dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, devOpt},
+		{"devpts", "dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
+		{"shm", "dev/shm", "tmpfs", nodev, "mode=1777,size=65536k"},
+		{"mqueue", "dev/mqueue", "mqueue", nodev, ""},
+	}
+	for _, m := range mounts {
+		dst, err := mountPoint(rootfs, m.dst)
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, dst, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mounting %s on /%s: %w", m.fstype, m.dst, err)
+		}
+	}
+	for _, name := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		src := "/dev/" + name
+		if _, err := os.Stat(src); err != nil {
+			continue // the host lacks it (minimal build machines)
+		}
+		dst := filepath.Join(rootfs, "dev", name)
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
+		if err != nil {
+			return fmt.Errorf("creating /dev/%s: %w", name, err)
+		}
+		f.Close()
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding /dev/%s: %w", name, err)
+		}
+	}
+	links := [][2]string{
+		{"pts/ptmx", "ptmx"},
+		{"/proc/self/fd", "fd"},
+		{"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"},
+	}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(rootfs, "dev", l[1])); err != nil {
+			return fmt.Errorf("creating /dev/%s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+// mountPoint creates rootfs/rel as a directory, refusing a symlink (an
+// image could otherwise point a mount outside its root).
+func mountPoint(rootfs, rel string) (string, error) {
+	p := filepath.Join(rootfs, rel)
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return "", fmt.Errorf("creating /%s: %w", rel, err)
+		}
+	case err != nil:
+		return "", fmt.Errorf("/%s: %w", rel, err)
+	case !fi.IsDir():
+		return "", fmt.Errorf("/%s in the image is not a directory", rel)
+	}
+	return p, nil
+}
+
+// pivotRoot makes rootfs the root and detaches the old one, so that no
+// host path stays reachable.
+func pivotRoot(rootfs string) error {
+	if err := unix.Chdir(rootfs); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// lookPath finds file in the container's PATH, like exec.LookPath but with
+// the container's environment rather than the init's.
+func lookPath(file, pathEnv string) (string, error) {
+	if strings.Contains(file, "/") {
+		if err := checkExecutable(file); err != nil {
+			return "", err
+		}
+		return file, nil
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if checkExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", &execError{msg: fmt.Sprintf("executable %q not found in $PATH", file), code: 127}
+}
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return &execError{msg: fmt.Sprintf("executable %q not found", p), code: 127}
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return &execError{msg: fmt.Sprintf("%q is not executable", p), code: 126}
+	}
+	return nil
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+type credential struct{ uid, gid int }
+
+// resolveUser turns "user[:group]" into ids with the container's
+// /etc/passwd and /etc/group (already the root). Names that are not found
+// are errors; a numeric uid without a passwd entry gets gid 0, as in docker.
+func resolveUser(spec string) (credential, string, error) {
+	if spec == "" {
+		return credential{}, "/root", nil
+	}
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	cred := credential{}
+	home := "/"
+	found := false
+	if uid, err := strconv.Atoi(userPart); err == nil {
+		cred.uid = uid
+		if e, ok := lookupDB("/etc/passwd", func(f []string) bool { return f[2] == userPart }); ok {
+			cred.gid, _ = strconv.Atoi(e[3])
+			home, found = e[5], true
+		}
+	} else {
+		e, ok := lookupDB("/etc/passwd", func(f []string) bool { return f[0] == userPart })
+		if !ok {
+			return cred, "", fmt.Errorf("unable to find user %s: no matching entries in passwd file", userPart)
+		}
+		cred.uid, _ = strconv.Atoi(e[2])
+		cred.gid, _ = strconv.Atoi(e[3])
+		home, found = e[5], true
+	}
+	if !found && cred.uid == 0 {
+		home = "/root"
+	}
+	if hasGroup {
+		if gid, err := strconv.Atoi(groupPart); err == nil {
+			cred.gid = gid
+		} else {
+			e, ok := lookupDB("/etc/group", func(f []string) bool { return f[0] == groupPart })
+			if !ok {
+				return cred, "", fmt.Errorf("unable to find group %s: no matching entries in group file", groupPart)
+			}
+			cred.gid, _ = strconv.Atoi(e[2])
+		}
+	}
+	return cred, home, nil
+}
+
+// lookupDB returns the first colon-separated line of file (padded to 7
+// fields) that match accepts.
+func lookupDB(file string, match func([]string) bool) ([]string, bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Split(line, ":")
+		for len(fields) < 7 {
+			fields = append(fields, "")
+		}
+		if match(fields) {
+			return fields, true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,113 @@
+package runtime
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Config configures a Runtime.
+type Config struct {
+	// Root is the directory holding layers, images and containers. It must
+	// be on a filesystem that supports overlayfs upper directories and
+	// trusted.* xattrs (ext4, xfs). Required.
+	Root string
+	// CgroupParent is the cgroup, relative to each hierarchy's root, under
+	// which one cgroup per container is created. Default "minke".
+	CgroupParent string
+	// CgroupMount is where cgroup hierarchies are mounted. Default
+	// "/sys/fs/cgroup". A unified (v2) mount is recognised by its
+	// cgroup.controllers file; otherwise v1 controllers are expected in
+	// subdirectories (memory, cpu, pids).
+	CgroupMount string
+	// InsecureRegistries lists registries (host:port) reached over plain
+	// HTTP. Loopback registries always use HTTP.
+	InsecureRegistries []string
+	// Logger receives the runtime's logs; component=runtime is added.
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+// Runtime owns the images and containers under one root directory. All
+// methods are safe for concurrent use.
+type Runtime struct {
+	root     string
+	insecure map[string]bool
+	log      *slog.Logger
+	cgroups  cgroupManager
+
+	mu      sync.Mutex
+	flights map[string]*flight // in-progress pulls and layer unpacks, by key
+}
+
+// New prepares the root directory and detects the cgroup hierarchy.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Root == "" {
+		return nil, fmt.Errorf("runtime: Config.Root is required")
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: root %q: %w", cfg.Root, err)
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "minke"
+	}
+	if cfg.CgroupMount == "" {
+		cfg.CgroupMount = "/sys/fs/cgroup"
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger = logger.With("component", "runtime")
+	for _, d := range []string{"layers", "images", "containers", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o711); err != nil {
+			return nil, fmt.Errorf("runtime: creating %s: %w", d, err)
+		}
+	}
+	cg, err := detectCgroups(cfg.CgroupMount, cfg.CgroupParent)
+	if err != nil {
+		return nil, err
+	}
+	insecure := make(map[string]bool, len(cfg.InsecureRegistries))
+	for _, r := range cfg.InsecureRegistries {
+		insecure[r] = true
+	}
+	logger.Debug("runtime ready", "root", root, "cgroup_version", cg.Version())
+	return &Runtime{
+		root:     root,
+		insecure: insecure,
+		log:      logger,
+		cgroups:  cg,
+		flights:  make(map[string]*flight),
+	}, nil
+}
+
+func (r *Runtime) layerDir(diffIDHex string) string {
+	return filepath.Join(r.root, "layers", diffIDHex)
+}
+
+func (r *Runtime) containerDir(id string) string {
+	return filepath.Join(r.root, "containers", id)
+}
+
+// LogPath is the file receiving the container's stdout and stderr. It
+// outlives the container process and is deleted by Remove.
+func (r *Runtime) LogPath(id string) string {
+	return filepath.Join(r.containerDir(id), "container.log")
+}
+
+// OpenLog opens the container's log for reading from the beginning.
+func (r *Runtime) OpenLog(id string) (io.ReadCloser, error) {
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(r.LogPath(id))
+	if err != nil {
+		return nil, fmt.Errorf("runtime: opening log of container %s: %w", id, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,164 @@
+package runtime
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// ContainerSpec is what the agent asks the runtime to run. Fields left
+// empty take the image's values, with docker's semantics.
+type ContainerSpec struct {
+	// ID names the container; it is also its hostname (truncated to 63
+	// bytes) and its cgroup name. Letters, digits, '_', '.', '-'; at most
+	// 128 bytes.
+	ID string
+	// Image is the reference as given to Pull.
+	Image string
+	// Entrypoint, if non-nil, replaces the image's Entrypoint; the image's
+	// Cmd is then dropped, as docker does.
+	Entrypoint []string
+	// Args, if non-empty, replaces the image's Cmd.
+	Args []string
+	// Env entries are KEY=VALUE; they override the image's by key.
+	Env []string
+	// WorkingDir overrides the image's; default "/". Created if missing.
+	WorkingDir string
+	// User overrides the image's: uid[:gid] numerically, or names looked up
+	// in the image's /etc/passwd and /etc/group. Default root.
+	User string
+	// MemoryLimit in bytes; 0 means none.
+	MemoryLimit int64
+	// NanoCPUs: 1e9 is one CPU; 0 means none. Applied as a CFS quota over a
+	// 100ms period.
+	NanoCPUs int64
+	// StopGracePeriod is how long Stop waits after SIGTERM when it is given
+	// no grace period; default 10s.
+	StopGracePeriod time.Duration
+}
+
+// defaultPath is set when neither the image nor the spec sets PATH.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// defaultStopGrace is docker's default stop timeout.
+const defaultStopGrace = 10 * time.Second
+
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+func validID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: ID %q: want 1-128 of [a-zA-Z0-9_.-], not starting with '.', '_' or '-'", ErrInvalidSpec, id)
+	}
+	return nil
+}
+
+func (s *ContainerSpec) validate() error {
+	if err := validID(s.ID); err != nil {
+		return err
+	}
+	if s.Image == "" {
+		return fmt.Errorf("%w: Image is empty", ErrInvalidSpec)
+	}
+	if s.MemoryLimit < 0 {
+		return fmt.Errorf("%w: MemoryLimit %d is negative", ErrInvalidSpec, s.MemoryLimit)
+	}
+	if s.NanoCPUs < 0 {
+		return fmt.Errorf("%w: NanoCPUs %d is negative", ErrInvalidSpec, s.NanoCPUs)
+	}
+	if s.NanoCPUs > 0 && s.NanoCPUs < 1e9/cfsPeriod {
+		return fmt.Errorf("%w: NanoCPUs %d is below the minimum %d", ErrInvalidSpec, s.NanoCPUs, int64(1e9/cfsPeriod))
+	}
+	for _, e := range s.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("%w: Env entry %q: want KEY=VALUE", ErrInvalidSpec, e)
+		}
+	}
+	return nil
+}
+
+// process is what the container init executes, resolved from the spec and
+// the image configuration.
+type process struct {
+	Args []string `json:"args"`
+	Env  []string `json:"env"`
+	Cwd  string   `json:"cwd"`
+	User string   `json:"user"` // resolved by the init against the rootfs
+}
+
+// resolveProcess merges spec over image config with docker's rules.
+func resolveProcess(spec *ContainerSpec, img ImageConfig) (process, error) {
+	var args []string
+	if spec.Entrypoint != nil {
+		args = append(args, spec.Entrypoint...)
+		args = append(args, spec.Args...)
+	} else {
+		args = append(args, img.Entrypoint...)
+		if len(spec.Args) > 0 {
+			args = append(args, spec.Args...)
+		} else {
+			args = append(args, img.Cmd...)
+		}
+	}
+	if len(args) == 0 || args[0] == "" {
+		return process{}, fmt.Errorf("%w: no command: neither the spec nor image %q sets Entrypoint or Cmd", ErrInvalidSpec, spec.Image)
+	}
+	env := mergeEnv(img.Env, spec.Env)
+	if !hasKey(env, "PATH") {
+		env = append([]string{"PATH=" + defaultPath}, env...)
+	}
+	if !hasKey(env, "HOSTNAME") {
+		env = append(env, "HOSTNAME="+hostname(spec.ID))
+	}
+	cwd := img.WorkingDir
+	if spec.WorkingDir != "" {
+		cwd = spec.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !strings.HasPrefix(cwd, "/") {
+		return process{}, fmt.Errorf("%w: WorkingDir %q must be absolute", ErrInvalidSpec, cwd)
+	}
+	user := img.User
+	if spec.User != "" {
+		user = spec.User
+	}
+	return process{Args: args, Env: env, Cwd: cwd, User: user}, nil
+}
+
+// mergeEnv returns base with override applied by key, keeping base's order
+// and appending new keys in override's order.
+func mergeEnv(base, override []string) []string {
+	out := make([]string, 0, len(base)+len(override))
+	idx := map[string]int{}
+	for _, list := range [][]string{base, override} {
+		for _, e := range list {
+			k, _, _ := strings.Cut(e, "=")
+			if i, ok := idx[k]; ok {
+				out[i] = e
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func hasKey(env []string, key string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// hostname is the container's hostname: its id, cut to HOST_NAME_MAX-1.
+func hostname(id string) string {
+	if len(id) > 63 {
+		return id[:63]
+	}
+	return id
+}

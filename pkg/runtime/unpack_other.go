@@ -1,0 +1,9 @@
+//go:build !linux
+
+package runtime
+
+import "archive/tar"
+
+func mkWhiteout(string) error         { return ErrUnsupported }
+func setOpaque(string) error          { return ErrUnsupported }
+func mknod(string, *tar.Header) error { return ErrUnsupported }

@@ -1,0 +1,162 @@
+package runtime
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+type tarEntry struct {
+	name, link string
+	typ        byte
+	mode       int64
+	body       string
+	uid, gid   int
+}
+
+func mkTar(t *testing.T, entries []tarEntry) *bytes.Reader {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		mode := e.mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: mode, Size: int64(len(e.body)), Uid: e.uid, Gid: e.gid}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(buf.Bytes())
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+}
+
+func TestApplyLayerWhiteoutsAndLinks(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	err := applyLayer(dir, mkTar(t, []tarEntry{
+		{name: "etc/", typ: tar.TypeDir, mode: 0o755},
+		{name: "etc/passwd", typ: tar.TypeReg, body: "root:x:0:0::/root:/bin/sh\n", uid: 1, gid: 2},
+		{name: "etc/.wh.shadow", typ: tar.TypeReg},
+		{name: "var/cache/", typ: tar.TypeDir, mode: 0o750},
+		{name: "var/cache/.wh..wh..opq", typ: tar.TypeReg},
+		{name: "bin/tool", typ: tar.TypeReg, mode: 0o4755, body: "#!"},
+		{name: "bin/alias", typ: tar.TypeLink, link: "bin/tool"},
+		{name: "bin/sym", typ: tar.TypeSymlink, link: "/etc/passwd"},
+		{name: "/abs/file", typ: tar.TypeReg, body: "inside"},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("whiteout is a 0/0 char device", func(t *testing.T) {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, "etc/shadow"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+			t.Fatalf("mode %o rdev %d, want char device 0/0", st.Mode, st.Rdev)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "etc/.wh.shadow")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf(".wh. file kept: %v", err)
+		}
+	})
+	t.Run("opaque dir has the xattr", func(t *testing.T) {
+		buf := make([]byte, 8)
+		n, err := unix.Lgetxattr(filepath.Join(dir, "var/cache"), "trusted.overlay.opaque", buf)
+		if err != nil || string(buf[:n]) != "y" {
+			t.Fatalf("opaque xattr = %q, %v", buf[:n], err)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "var/cache/.wh..wh..opq")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("opaque marker kept: %v", err)
+		}
+	})
+	t.Run("hard link shares the inode", func(t *testing.T) {
+		a, _ := os.Stat(filepath.Join(dir, "bin/tool"))
+		b, err := os.Stat(filepath.Join(dir, "bin/alias"))
+		if err != nil || !os.SameFile(a, b) {
+			t.Fatalf("alias is not a hard link of tool: %v", err)
+		}
+	})
+	t.Run("modes owners and symlinks are kept", func(t *testing.T) {
+		fi, _ := os.Stat(filepath.Join(dir, "bin/tool"))
+		if fi.Mode()&os.ModeSetuid == 0 || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("tool mode %v", fi.Mode())
+		}
+		fi, _ = os.Stat(filepath.Join(dir, "var/cache"))
+		if fi.Mode().Perm() != 0o750 {
+			t.Fatalf("var/cache mode %v", fi.Mode())
+		}
+		fi, _ = os.Stat(filepath.Join(dir, "etc/passwd"))
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 1 || st.Gid != 2 {
+			t.Fatalf("passwd owner %d:%d, want 1:2", st.Uid, st.Gid)
+		}
+		if l, err := os.Readlink(filepath.Join(dir, "bin/sym")); err != nil || l != "/etc/passwd" {
+			t.Fatalf("symlink = %q, %v", l, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "abs/file")); err != nil || string(b) != "inside" {
+			t.Fatalf("absolute entry not resolved inside: %q, %v", b, err)
+		}
+	})
+}
+
+func TestApplyLayerRefusesEscapes(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name    string
+		entries []tarEntry
+	}{
+		{"dotdot", []tarEntry{{name: "../evil", typ: tar.TypeReg}}},
+		{"dotdot inside", []tarEntry{{name: "a/../../evil", typ: tar.TypeReg}}},
+		{"dotdot whiteout", []tarEntry{{name: "../.wh.evil", typ: tar.TypeReg}}},
+		{"symlink parent", []tarEntry{
+			{name: "link", typ: tar.TypeSymlink, link: "/tmp"},
+			{name: "link/evil", typ: tar.TypeReg},
+		}},
+		{"relative symlink parent", []tarEntry{
+			{name: "up", typ: tar.TypeSymlink, link: "../.."},
+			{name: "up/evil", typ: tar.TypeReg},
+		}},
+		{"hard link outside", []tarEntry{{name: "h", typ: tar.TypeLink, link: "../../etc/passwd"}}},
+		{"hard link through symlink", []tarEntry{
+			{name: "link", typ: tar.TypeSymlink, link: "/etc"},
+			{name: "h", typ: tar.TypeLink, link: "link/passwd"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "layer")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			err := applyLayer(dir, mkTar(t, tc.entries))
+			if !errors.Is(err, ErrUnsafePath) {
+				t.Fatalf("err = %v, want ErrUnsafePath", err)
+			}
+			if _, err := os.Lstat(filepath.Join(parent, "evil")); err == nil {
+				t.Fatal("file written outside the layer")
+			}
+		})
+	}
+}
