@@ -33,8 +33,10 @@ type Config struct {
 	// Addr is the IP other nodes reach this node on.
 	Addr       string
 	GossipPort uint32
-	Runtime    *runtime.Runtime
-	Logger     *slog.Logger
+	// Runtime runs the containers; it may be set after Join (RunWorker
+	// creates it once the node ID is known), but before Run.
+	Runtime *runtime.Runtime
+	Logger  *slog.Logger
 }
 
 // Agent is a worker's reconcile loop.

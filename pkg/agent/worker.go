@@ -38,7 +38,7 @@ type WorkerConfig struct {
 }
 
 // RunWorker joins the cluster, sweeps containers left by an earlier worker
-// process, joins gossip, and runs the agent until ctx ends.
+// process of this node, joins gossip, and runs the agent until ctx ends.
 func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.DataDir == "" {
 		return errors.New("worker: --data-dir is required")
@@ -52,16 +52,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			cfg.NodeID = strings.TrimSpace(string(b))
 		}
 	}
-	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"), CgroupParent: cfg.CgroupParent, Logger: cfg.Logger})
-	if err != nil {
-		return err
-	}
-	if err := rt.Sweep(ctx); err != nil {
-		return fmt.Errorf("worker: cleaning up old containers: %w", err)
-	}
 	a, err := New(Config{
 		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, Description: cfg.Description,
-		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Runtime: rt, Logger: cfg.Logger,
+		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Logger: cfg.Logger,
 	})
 	if err != nil {
 		return err
@@ -78,9 +71,24 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			return fmt.Errorf("worker: write node id: %w", err)
 		}
 	}
+	// Each node's containers live under a cgroup of its own, so that several
+	// workers on one machine never sweep each other's containers.
+	parent := cfg.CgroupParent
+	if parent == "" {
+		parent = "minke"
+	}
+	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
+		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	if err := rt.Sweep(ctx); err != nil {
+		return fmt.Errorf("worker: cleaning up old containers: %w", err)
+	}
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
+	a.rt = rt
 	if cfg.GossipPort >= 0 {
 		ml, err := membership.New(membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
