@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/storetest"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -23,12 +24,8 @@ type harness struct {
 
 func newHarness(t *testing.T, nodes int) *harness {
 	t.Helper()
-	n, err := raftstore.Open(raftstore.Config{NodeID: "m1", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := storetest.New(t)
 	h := &harness{t: t, store: n}
-	h.waitFor("leadership", func(raftstore.ReadTx) bool { return n.IsLeader() })
 	h.update(func(tx *raftstore.WriteTx) error {
 		for i := 1; i <= nodes; i++ {
 			if err := tx.Create(&minkepb.Node{
@@ -51,30 +48,18 @@ func newHarness(t *testing.T, nodes int) *harness {
 		cancel()
 		<-done
 		<-done
-		_ = n.Shutdown()
 	})
 	return h
 }
 
 func (h *harness) update(fn func(*raftstore.WriteTx) error) {
 	h.t.Helper()
-	if err := h.store.Update(context.Background(), fn); err != nil {
-		h.t.Fatal(err)
-	}
+	storetest.Update(h.t, h.store, fn)
 }
 
 func (h *harness) waitFor(what string, cond func(raftstore.ReadTx) bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		ok := false
-		_ = h.store.View(func(tx raftstore.ReadTx) error { ok = cond(tx); return nil })
-		if ok {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	h.t.Fatalf("timed out waiting for %s", what)
+	storetest.WaitFor(h.t, h.store, what, cond)
 }
 
 func liveTasks(tx raftstore.ReadTx, svc string) []*minkepb.Task {

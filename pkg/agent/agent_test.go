@@ -1,0 +1,48 @@
+package agent
+
+import (
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/runtime"
+)
+
+func TestContainerSpecFromTask(t *testing.T) {
+	task := &minkepb.Task{
+		Meta:  &minkepb.Meta{Id: "t1"},
+		Image: "127.0.0.1:4245/hello@sha256:abc",
+		Spec: &minkepb.TaskSpec{
+			Container: &minkepb.ContainerSpec{Image: "hello", Args: []string{"-exit", "3"}, Env: []string{"A=1"},
+				Dir: "/w", User: "nobody", StopGracePeriod: durationpb.New(3 * time.Second)},
+			Resources: &minkepb.ResourceRequirements{Limits: &minkepb.Resources{MemoryBytes: 64 << 20, NanoCpus: 5e8}},
+		},
+	}
+	want := runtime.ContainerSpec{ID: "t1", Image: "127.0.0.1:4245/hello@sha256:abc", Args: []string{"-exit", "3"},
+		Env: []string{"A=1"}, WorkingDir: "/w", User: "nobody", MemoryLimit: 64 << 20, NanoCPUs: 5e8, StopGracePeriod: 3 * time.Second}
+	if got := containerSpec(task); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	// An empty command keeps the image's entrypoint (nil, not empty).
+	if containerSpec(task).Entrypoint != nil {
+		t.Fatal("entrypoint should be nil when the spec has no command")
+	}
+	task.Spec.Container.Command = []string{"/bin/sh"}
+	if got := containerSpec(task).Entrypoint; !reflect.DeepEqual(got, []string{"/bin/sh"}) {
+		t.Fatalf("entrypoint %v", got)
+	}
+}
+
+func TestReporterKeepsNewestState(t *testing.T) {
+	r := newReporter(nil, slog.New(slog.DiscardHandler))
+	r.report("t1", minkepb.TaskState_PREPARING, "pulling", "", nil)
+	r.report("t1", minkepb.TaskState_RUNNING, "running", "", nil)
+	r.report("t1", minkepb.TaskState_STARTING, "late", "", nil) // older state arriving late
+	if got := r.pending["t1"].GetState(); got != minkepb.TaskState_RUNNING {
+		t.Fatalf("pending state %v, want RUNNING", got)
+	}
+}

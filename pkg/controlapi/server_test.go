@@ -1,0 +1,119 @@
+package controlapi
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/storetest"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+func spec(name, image string, replicas uint64) *minkepb.ServiceSpec {
+	return &minkepb.ServiceSpec{
+		Name: name,
+		Task: &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: image}},
+		Mode: &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+	}
+}
+
+func newServer(t *testing.T) (*Server, *raftstore.Node) {
+	n := storetest.New(t)
+	return New(n, nil, "127.0.0.1:4245", slog.New(slog.DiscardHandler)), n
+}
+
+func snapshot(t *testing.T, n *raftstore.Node) []*minkepb.Service {
+	var out []*minkepb.Service
+	_ = n.View(func(tx raftstore.ReadTx) error { out = tx.Services(); return nil })
+	return out
+}
+
+func TestCreateServiceRefusesBadInput(t *testing.T) {
+	s, n := newServer(t)
+	ctx := context.Background()
+	if _, err := s.CreateService(ctx, &minkepb.CreateServiceRequest{Spec: spec("web", "hello:latest", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, n)
+	mem := func(b int64) *minkepb.ServiceSpec {
+		sp := spec("m", "hello", 1)
+		sp.Task.Resources = &minkepb.ResourceRequirements{Limits: &minkepb.Resources{MemoryBytes: b}}
+		return sp
+	}
+	cases := []struct {
+		name string
+		spec *minkepb.ServiceSpec
+		code codes.Code
+		want string
+	}{
+		{"no spec", nil, codes.InvalidArgument, "spec is required"},
+		{"empty image", spec("a", "", 1), codes.InvalidArgument, "image is required"},
+		{"malformed image", spec("a", "UPPER:bad tag", 1), codes.InvalidArgument, `invalid image "UPPER:bad tag"`},
+		{"bad name", spec("-x", "hello", 1), codes.InvalidArgument, `invalid name "-x"`},
+		{"too many replicas", spec("a", "hello", MaxReplicas+1), codes.InvalidArgument, "invalid replicas"},
+		{"no mode", &minkepb.ServiceSpec{Name: "a", Task: &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "x"}}}, codes.InvalidArgument, "mode is required"},
+		{"memory below floor", mem(1024), codes.InvalidArgument, "at least 6MiB"},
+		{"negative memory", mem(-1), codes.InvalidArgument, "invalid limits memory -1"},
+		{"bad env", func() *minkepb.ServiceSpec { s := spec("a", "x", 1); s.Task.Container.Env = []string{"=v"}; return s }(), codes.InvalidArgument, `invalid env "=v"`},
+		{"negative delay", func() *minkepb.ServiceSpec {
+			s := spec("a", "x", 1)
+			s.Task.Restart = &minkepb.RestartPolicy{Delay: durationpb.New(-1)}
+			return s
+		}(), codes.InvalidArgument, "invalid restart delay"},
+		{"duplicate name", spec("WEB", "hello", 1), codes.AlreadyExists, `a service named "WEB" already exists`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := s.CreateService(ctx, &minkepb.CreateServiceRequest{Spec: c.spec})
+			if status.Code(err) != c.code || !strings.Contains(status.Convert(err).Message(), c.want) {
+				t.Fatalf("got %v, want %v containing %q", err, c.code, c.want)
+			}
+		})
+	}
+	if after := snapshot(t, n); len(after) != len(before) || !proto.Equal(after[0], before[0]) {
+		t.Fatal("refused requests changed the store")
+	}
+}
+
+func TestUpdateAndRemove(t *testing.T) {
+	s, n := newServer(t)
+	ctx := context.Background()
+	created, err := s.CreateService(ctx, &minkepb.CreateServiceRequest{Spec: spec("", "registry.example/team/hello:1", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := created.GetService()
+	if !strings.HasPrefix(svc.GetSpec().GetName(), "hello-") {
+		t.Errorf("default name %q", svc.GetSpec().GetName())
+	}
+	_, err = s.UpdateService(ctx, &minkepb.UpdateServiceRequest{ServiceId: svc.GetMeta().GetId(),
+		ServiceVersion: svc.GetMeta().GetVersion() - 1, Spec: spec("", "x", 2)})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("stale version: %v", err)
+	}
+	up, err := s.UpdateService(ctx, &minkepb.UpdateServiceRequest{ServiceId: svc.GetSpec().GetName(),
+		ServiceVersion: svc.GetMeta().GetVersion(), Spec: spec("", "x", 2)})
+	if err != nil || up.GetService().GetSpec().GetReplicated().GetReplicas() != 2 || up.GetService().GetSpec().GetName() != svc.GetSpec().GetName() {
+		t.Fatalf("update: %v %v", up, err)
+	}
+	if _, err := s.RemoveService(ctx, &minkepb.RemoveServiceRequest{Service: "nosuch"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("remove unknown: %v", err)
+	}
+	if _, err := s.GetService(ctx, &minkepb.GetServiceRequest{Service: "nosuch"}); status.Code(err) != codes.NotFound ||
+		!strings.Contains(status.Convert(err).Message(), `service "nosuch"`) {
+		t.Fatalf("get unknown: %v", err)
+	}
+	if _, err := s.RemoveService(ctx, &minkepb.RemoveServiceRequest{Service: svc.GetMeta().GetId()[:8]}); err != nil {
+		t.Fatal(err)
+	}
+	if len(snapshot(t, n)) != 0 {
+		t.Fatal("service not removed")
+	}
+}

@@ -1,0 +1,225 @@
+package dispatcher
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/storetest"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+const workerToken = "MKTKN-1-worker-test"
+
+type fixture struct {
+	store  *raftstore.Node
+	client minkepb.DispatcherClient
+	disp   *Dispatcher
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	n := storetest.New(t)
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Cluster{Meta: &minkepb.Meta{Id: "c"}, JoinTokens: &minkepb.JoinTokens{Worker: workerToken}, GossipKey: []byte("k")})
+	})
+	d := New(Config{Store: n, GossipPeers: func() []string { return []string{"127.0.0.1:4244"} }, RegistryAddr: "127.0.0.1:4245",
+		Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	d.Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		srv.Stop()
+		cancel()
+		<-done
+	})
+	return &fixture{store: n, client: minkepb.NewDispatcherClient(conn), disp: d}
+}
+
+func withToken(tok string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), TokenMetadataKey, tok)
+}
+
+func TestJoinTokens(t *testing.T) {
+	f := newFixture(t)
+	req := &minkepb.JoinRequest{Addr: "127.0.0.2", Description: &minkepb.NodeDescription{Hostname: "w1"}}
+	cases := []struct {
+		name  string
+		ctx   context.Context
+		code  codes.Code
+		inMsg string
+	}{
+		{"no token", context.Background(), codes.Unauthenticated, "no join token"},
+		{"wrong token", withToken("MKTKN-1-worker-nope"), codes.PermissionDenied, "invalid join token"},
+		{"right token", withToken(workerToken), codes.OK, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, err := f.client.Join(c.ctx, req)
+			if status.Code(err) != c.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, c.code)
+			}
+			if err != nil && !strings.Contains(status.Convert(err).Message(), c.inMsg) {
+				t.Fatalf("message %q lacks %q", status.Convert(err).Message(), c.inMsg)
+			}
+			if err == nil && (resp.GetNodeId() == "" || string(resp.GetGossipKey()) != "k" || resp.GetRegistryAddr() == "") {
+				t.Fatalf("incomplete answer %v", resp)
+			}
+		})
+	}
+	var nodes []*minkepb.Node
+	_ = f.store.View(func(tx raftstore.ReadTx) error { nodes = tx.Nodes(); return nil })
+	if len(nodes) != 1 {
+		t.Fatalf("refused joins stored nodes: %d nodes", len(nodes))
+	}
+	// A node that joins again keeps its ID.
+	resp, err := f.client.Join(withToken(workerToken), &minkepb.JoinRequest{NodeId: nodes[0].GetMeta().GetId(), Addr: "127.0.0.3"})
+	if err != nil || resp.GetNodeId() != nodes[0].GetMeta().GetId() {
+		t.Fatalf("rejoin: %v %v", resp, err)
+	}
+}
+
+func putTask(t *testing.T, f *fixture, id, node string, state minkepb.TaskState) {
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Task{Meta: &minkepb.Meta{Id: id}, NodeId: node, DesiredState: minkepb.TaskState_RUNNING,
+			Status: &minkepb.TaskStatus{State: state}})
+	})
+}
+
+func TestStatusMovesForwardOnly(t *testing.T) {
+	f := newFixture(t)
+	putTask(t, f, "t1", "n1", minkepb.TaskState_ASSIGNED)
+	putTask(t, f, "t2", "n2", minkepb.TaskState_ASSIGNED)
+	putTask(t, f, "t3", "n1", minkepb.TaskState_FAILED)
+	steps := []struct {
+		name string
+		node string
+		task string
+		to   minkepb.TaskState
+		want minkepb.TaskState
+	}{
+		{"forward", "n1", "t1", minkepb.TaskState_RUNNING, minkepb.TaskState_RUNNING},
+		{"backward is dropped", "n1", "t1", minkepb.TaskState_PREPARING, minkepb.TaskState_RUNNING},
+		{"another node's task is dropped", "n1", "t2", minkepb.TaskState_RUNNING, minkepb.TaskState_ASSIGNED},
+		{"final state is kept", "n1", "t3", minkepb.TaskState_ORPHANED, minkepb.TaskState_FAILED},
+		{"unknown task is ignored", "n1", "nope", minkepb.TaskState_RUNNING, 0},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			_, err := f.client.UpdateTaskStatus(withToken(workerToken), &minkepb.UpdateTaskStatusRequest{NodeId: s.node,
+				Updates: []*minkepb.TaskStatusUpdate{{TaskId: s.task, Status: &minkepb.TaskStatus{State: s.to, Timestamp: timestamppb.Now()}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = f.store.View(func(tx raftstore.ReadTx) error {
+				if got := tx.Task(s.task).GetStatus().GetState(); got != s.want {
+					t.Errorf("state %v, want %v", got, s.want)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+func TestSessionStreamsAssignments(t *testing.T) {
+	f := newFixture(t)
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: "n1"}})
+	})
+	ctx, cancel := context.WithTimeout(withToken(workerToken), 10*time.Second)
+	defer cancel()
+	if _, err := mustRecvErr(f.client.Session(ctx, &minkepb.SessionRequest{NodeId: "ghost"})); status.Code(err) != codes.NotFound {
+		t.Fatalf("unknown node: %v", err)
+	}
+	stream, err := f.client.Session(ctx, &minkepb.SessionRequest{NodeId: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || len(first.GetTasks()) != 0 {
+		t.Fatalf("first message: %v %v", first, err)
+	}
+	putTask(t, f, "t2", "other", minkepb.TaskState_ASSIGNED) // not ours: no message
+	putTask(t, f, "t1", "n1", minkepb.TaskState_ASSIGNED)
+	msg, err := stream.Recv()
+	if err != nil || len(msg.GetTasks()) != 1 || msg.GetTasks()[0].GetMeta().GetId() != "t1" {
+		t.Fatalf("after assignment: %v %v", msg, err)
+	}
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		tk := proto.Clone(tx.Task("t1")).(*minkepb.Task)
+		tk.DesiredState = minkepb.TaskState_SHUTDOWN
+		return tx.Update(tk)
+	})
+	msg, err = stream.Recv()
+	if err != nil || msg.GetTasks()[0].GetDesiredState() != minkepb.TaskState_SHUTDOWN {
+		t.Fatalf("after desired change: %v %v", msg, err)
+	}
+
+	// Logs: a subscription goes down the session and the worker's answer
+	// comes back to the subscriber.
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	out, missing := f.disp.Logs.Subscribe(sctx, []*minkepb.Task{{Meta: &minkepb.Meta{Id: "t1"}, NodeId: "n1"},
+		{Meta: &minkepb.Meta{Id: "t9"}, NodeId: "gone"}}, false)
+	if len(missing) != 1 || missing[0] != "gone" {
+		t.Fatalf("missing = %v", missing)
+	}
+	msg, err = stream.Recv()
+	if err != nil || msg.GetLogSubscription() == nil {
+		t.Fatalf("no log subscription: %v %v", msg, err)
+	}
+	pub, err := f.client.PublishLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.Send(&minkepb.PublishLogsMessage{SubscriptionId: msg.GetLogSubscription().GetId(),
+		Messages: []*minkepb.LogMessage{{TaskId: "t1", Data: []byte("hello\n")}}})
+	if _, err := pub.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for batch := range out {
+		for _, m := range batch {
+			got = append(got, string(m.GetData()))
+		}
+	}
+	if len(got) != 1 || got[0] != "hello\n" {
+		t.Fatalf("logs = %q", got)
+	}
+}
+
+func mustRecvErr(s minkepb.Dispatcher_SessionClient, err error) (*minkepb.SessionMessage, error) {
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Recv()
+	if err == io.EOF {
+		return m, nil
+	}
+	return m, err
+}
