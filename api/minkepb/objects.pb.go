@@ -700,12 +700,16 @@ func (x *NodeStatus) GetAddr() string {
 }
 
 type Node struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *NodeSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	Description   *NodeDescription       `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	Status        *NodeStatus            `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
-	Role          NodeRole               `protobuf:"varint,5,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Meta        *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec        *NodeSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	Description *NodeDescription       `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Status      *NodeStatus            `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	Role        NodeRole               `protobuf:"varint,5,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
+	// secret_hash is the SHA-256 of the secret the node got at join; the node
+	// proves its identity with the secret on every dispatcher call. Never
+	// shown to users.
+	SecretHash    []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -773,6 +777,13 @@ func (x *Node) GetRole() NodeRole {
 		return x.Role
 	}
 	return NodeRole_WORKER
+}
+
+func (x *Node) GetSecretHash() []byte {
+	if x != nil {
+		return x.SecretHash
+	}
+	return nil
 }
 
 type ContainerSpec struct {
@@ -1338,11 +1349,15 @@ type Task struct {
 	Spec   *TaskSpec `protobuf:"bytes,6,opt,name=spec,proto3" json:"spec,omitempty"`
 	// image is what the worker pulls: the spec's image, or its location in the
 	// cluster's built-in registry when it names a pushed image.
-	Image         string      `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`
-	DesiredState  TaskState   `protobuf:"varint,8,opt,name=desired_state,json=desiredState,proto3,enum=minke.v1.TaskState" json:"desired_state,omitempty"`
-	Status        *TaskStatus `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Image        string      `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`
+	DesiredState TaskState   `protobuf:"varint,8,opt,name=desired_state,json=desiredState,proto3,enum=minke.v1.TaskState" json:"desired_state,omitempty"`
+	Status       *TaskStatus `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	// restarts counts how many times the slot's task was replaced under the
+	// restart policy since restart_window_start (the policy's window).
+	Restarts           uint64                 `protobuf:"varint,10,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -1434,6 +1449,20 @@ func (x *Task) GetDesiredState() TaskState {
 func (x *Task) GetStatus() *TaskStatus {
 	if x != nil {
 		return x.Status
+	}
+	return nil
+}
+
+func (x *Task) GetRestarts() uint64 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *Task) GetRestartWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartWindowStart
 	}
 	return nil
 }
@@ -1723,13 +1752,15 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05State\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\b\n" +
 	"\x04DOWN\x10\x01\x12\t\n" +
-	"\x05READY\x10\x02\"\xe5\x01\n" +
+	"\x05READY\x10\x02\"\x86\x02\n" +
 	"\x04Node\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.minke.v1.NodeSpecR\x04spec\x12;\n" +
 	"\vdescription\x18\x03 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12,\n" +
 	"\x06status\x18\x04 \x01(\v2\x14.minke.v1.NodeStatusR\x06status\x12&\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"\xd2\x01\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12\x1f\n" +
+	"\vsecret_hash\x18\x06 \x01(\fR\n" +
+	"secretHash\"\xd2\x01\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -1779,7 +1810,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.minke.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xbf\x02\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xa9\x03\n" +
 	"\x04Task\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -1790,7 +1821,10 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04spec\x18\x06 \x01(\v2\x12.minke.v1.TaskSpecR\x04spec\x12\x14\n" +
 	"\x05image\x18\a \x01(\tR\x05image\x128\n" +
 	"\rdesired_state\x18\b \x01(\x0e2\x13.minke.v1.TaskStateR\fdesiredState\x12,\n" +
-	"\x06status\x18\t \x01(\v2\x14.minke.v1.TaskStatusR\x06status\">\n" +
+	"\x06status\x18\t \x01(\v2\x14.minke.v1.TaskStatusR\x06status\x12\x1a\n" +
+	"\brestarts\x18\n" +
+	" \x01(\x04R\brestarts\x12L\n" +
+	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
@@ -1910,14 +1944,15 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	15, // 30: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
 	1,  // 31: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
 	20, // 32: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	5,  // 33: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	23, // 34: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	22, // 35: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	28, // 33: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	5,  // 34: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	23, // 35: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	22, // 36: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }

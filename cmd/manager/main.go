@@ -76,7 +76,7 @@ func run() error {
 	defer wcancel()
 	go func() {
 		errc <- agent.RunWorker(wctx, agent.WorkerConfig{
-			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), Token: token, NodeID: m.NodeID(),
+			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), Token: token, NodeID: m.NodeID(), NodeSecret: m.NodeSecret(),
 			Addr: host, Description: manager.Describe(hostname), GossipPort: -1, Logger: logger,
 		})
 	}()

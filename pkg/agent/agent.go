@@ -27,8 +27,10 @@ type Config struct {
 	// DispatcherAddr is a manager's --listen-addr.
 	DispatcherAddr string
 	Token          string
-	// NodeID is the ID from an earlier join, or empty.
+	// NodeID and NodeSecret are the identity from an earlier join, or
+	// empty.
 	NodeID      string
+	NodeSecret  string
 	Description *minkepb.NodeDescription
 	// Addr is the IP other nodes reach this node on.
 	Addr       string
@@ -50,40 +52,55 @@ type Agent struct {
 
 	mu      sync.Mutex
 	nodeID  string
+	secret  string
 	runners map[string]*runner
 	wg      sync.WaitGroup // runners and log publishers
 }
 
-// tokenCreds attaches the join token to every call.
-type tokenCreds string
+// creds attaches the join token, and once joined the node's identity, to
+// every call.
+type creds struct{ a *Agent }
 
-func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{dispatcher.TokenMetadataKey: string(t)}, nil
+func (c creds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	md := map[string]string{dispatcher.TokenMetadataKey: c.a.cfg.Token}
+	c.a.mu.Lock()
+	if c.a.nodeID != "" && c.a.secret != "" {
+		md[dispatcher.NodeIDMetadataKey], md[dispatcher.NodeSecretMetadataKey] = c.a.nodeID, c.a.secret
+	}
+	c.a.mu.Unlock()
+	return md, nil
 }
 
 // RequireTransportSecurity is false until the cluster has mTLS.
-func (tokenCreds) RequireTransportSecurity() bool { return false }
+func (creds) RequireTransportSecurity() bool { return false }
 
 // New dials the dispatcher (lazily).
 func New(cfg Config) (*Agent, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("agent: a join token is required (--token)")
 	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), rt: cfg.Runtime,
+		nodeID: cfg.NodeID, secret: cfg.NodeSecret, runners: map[string]*runner{}}
 	conn, err := grpc.NewClient(cfg.DispatcherAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(tokenCreds(cfg.Token)))
+		grpc.WithPerRPCCredentials(creds{a}))
 	if err != nil {
 		return nil, fmt.Errorf("agent: manager address %q: %w", cfg.DispatcherAddr, err)
 	}
-	log := cfg.Logger.With("component", "agent")
-	a := &Agent{cfg: cfg, log: log, conn: conn, client: minkepb.NewDispatcherClient(conn), rt: cfg.Runtime,
-		nodeID: cfg.NodeID, runners: map[string]*runner{}}
-	a.rep = newReporter(a.client, log)
+	a.conn, a.client = conn, minkepb.NewDispatcherClient(conn)
+	a.rep = newReporter(a.client, a.log)
 	return a, nil
 }
 
 // Close releases the connection; call after Run returns.
 func (a *Agent) Close() error { return a.conn.Close() }
+
+// Secret is the node's identity secret once joined; keep it with the ID.
+func (a *Agent) Secret() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.secret
+}
 
 // NodeID is the node's ID once joined.
 func (a *Agent) NodeID() string {
@@ -95,13 +112,18 @@ func (a *Agent) NodeID() string {
 // Join registers the node. A wrong token is a permanent error; an
 // unreachable manager is retried until ctx ends.
 func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
-	req := &minkepb.JoinRequest{NodeId: a.NodeID(), Description: a.cfg.Description, Addr: a.cfg.Addr, GossipPort: a.cfg.GossipPort}
+	a.mu.Lock()
+	req := &minkepb.JoinRequest{NodeId: a.nodeID, NodeSecret: a.secret, Description: a.cfg.Description, Addr: a.cfg.Addr, GossipPort: a.cfg.GossipPort}
+	a.mu.Unlock()
 	backoff := 100 * time.Millisecond
 	for {
 		resp, err := a.client.Join(ctx, req)
 		if err == nil {
 			a.mu.Lock()
 			a.nodeID = resp.GetNodeId()
+			if resp.GetNodeSecret() != "" {
+				a.secret = resp.GetNodeSecret()
+			}
 			a.mu.Unlock()
 			a.rep.nodeID = resp.GetNodeId()
 			return resp, nil

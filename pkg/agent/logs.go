@@ -40,7 +40,7 @@ func (a *Agent) publishLogs(ctx context.Context, sub *minkepb.LogSubscription) {
 	tasks := map[string]*minkepb.Task{}
 	for _, id := range sub.GetTaskIds() {
 		if r, ok := a.runners[id]; ok {
-			tasks[id] = r.task
+			tasks[id] = r.current()
 		}
 	}
 	a.mu.Unlock()

@@ -2,9 +2,9 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -17,8 +17,11 @@ import (
 // ACCEPTED → PREPARING (pull, rootfs) → STARTING → RUNNING → COMPLETE |
 // FAILED, or SHUTDOWN when the manager asks it to stop.
 type runner struct {
-	a    *Agent
-	task *minkepb.Task
+	a *Agent
+	// id and spec are fixed at creation; task (under mu) is the latest copy
+	// from the manager.
+	id   string
+	spec runtime.ContainerSpec
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // closed: the manager wants the task stopped
@@ -26,12 +29,14 @@ type runner struct {
 	detached     chan struct{} // closed: the agent is exiting; leave the container
 	done         chan struct{} // closed when run returns
 
-	mu  sync.Mutex
-	ctr *runtime.Container
+	mu   sync.Mutex
+	task *minkepb.Task
+	ctr  *runtime.Container
 }
 
 func newRunner(a *Agent, t *minkepb.Task) *runner {
-	return &runner{a: a, task: t, shutdown: make(chan struct{}), detached: make(chan struct{}), done: make(chan struct{})}
+	return &runner{a: a, id: t.GetMeta().GetId(), spec: containerSpec(t), task: t,
+		shutdown: make(chan struct{}), detached: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (r *runner) stop()   { r.shutdownOnce.Do(func() { close(r.shutdown) }) }
@@ -46,15 +51,20 @@ func (r *runner) remove(ctx context.Context) {
 	r.mu.Unlock()
 	if c != nil {
 		if err := c.Remove(ctx); err != nil {
-			r.a.log.Warn("removing container failed", "task_id", r.id(), "err", err)
+			r.a.log.Warn("removing container failed", "task_id", r.id, "err", err)
 		}
 	}
 }
 
-func (r *runner) id() string { return r.task.GetMeta().GetId() }
+// current returns the latest task the manager sent.
+func (r *runner) current() *minkepb.Task {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.task
+}
 
 func (r *runner) report(state minkepb.TaskState, msg, errMsg string, ctr *minkepb.ContainerStatus) {
-	r.a.rep.report(r.id(), state, msg, errMsg, ctr)
+	r.a.rep.report(r.id, state, msg, errMsg, ctr)
 }
 
 func containerSpec(t *minkepb.Task) runtime.ContainerSpec {
@@ -93,8 +103,8 @@ func (r *runner) run(ctx context.Context) {
 	}()
 
 	r.report(minkepb.TaskState_ACCEPTED, "accepted", "", nil)
-	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.task.GetImage(), "", nil)
-	c, err := r.a.rt.Create(pctx, containerSpec(r.task))
+	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.spec.Image, "", nil)
+	c, err := r.a.rt.Create(pctx, r.spec)
 	if err != nil {
 		if r.stopping() {
 			r.report(minkepb.TaskState_SHUTDOWN, "shut down before start", "", nil)
@@ -129,14 +139,20 @@ func (r *runner) run(ctx context.Context) {
 	case st := <-exited:
 		r.reportExit(st, false)
 	case <-r.shutdown:
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		// Stop sends SIGTERM and SIGKILL after the grace period; give it
+		// that long plus a margin, and kill outright if it still fails.
+		grace := r.spec.StopGracePeriod
+		if grace <= 0 {
+			grace = 10 * time.Second
+		}
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), grace+30*time.Second)
 		err := c.Stop(sctx, 0)
 		scancel()
-		st := <-exited
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			r.a.log.Warn("stopping container", "task_id", r.id(), "err", err)
+		if err != nil {
+			r.a.log.Warn("stopping container failed; killing it", "task_id", r.id, "err", err)
+			_ = c.Kill(syscall.SIGKILL)
 		}
-		r.reportExit(st, true)
+		r.reportExit(<-exited, true)
 	case <-r.detached:
 		// The worker is exiting: leave the container for the next one.
 	}
@@ -179,7 +195,9 @@ func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 		state := t.GetStatus().GetState()
 		switch {
 		case ok:
+			r.mu.Lock()
 			r.task = proto.Clone(t).(*minkepb.Task)
+			r.mu.Unlock()
 			if t.GetDesiredState() > minkepb.TaskState_RUNNING {
 				r.stop()
 			}

@@ -22,9 +22,11 @@ type WorkerConfig struct {
 	DataDir        string
 	DispatcherAddr string
 	Token          string
-	// NodeID is set by a manager running the worker role for itself;
-	// standalone workers keep theirs in DataDir/node-id.
-	NodeID string
+	// NodeID and NodeSecret are set by a manager running the worker role
+	// for itself; standalone workers keep theirs in DataDir/node-id and
+	// DataDir/node-secret.
+	NodeID     string
+	NodeSecret string
 	// Addr is the IP other nodes reach this node on.
 	Addr        string
 	Description *minkepb.NodeDescription
@@ -46,14 +48,15 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("worker: data dir: %w", err)
 	}
-	idFile := filepath.Join(cfg.DataDir, "node-id")
+	idFile, secretFile := filepath.Join(cfg.DataDir, "node-id"), filepath.Join(cfg.DataDir, "node-secret")
 	if cfg.NodeID == "" {
-		if b, err := os.ReadFile(idFile); err == nil {
-			cfg.NodeID = strings.TrimSpace(string(b))
-		}
+		cfg.NodeID = readTrimmed(idFile)
+	}
+	if cfg.NodeSecret == "" {
+		cfg.NodeSecret = readTrimmed(secretFile)
 	}
 	a, err := New(Config{
-		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, Description: cfg.Description,
+		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, NodeSecret: cfg.NodeSecret, Description: cfg.Description,
 		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -66,7 +69,11 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return err
 	}
-	if cfg.NodeID != resp.GetNodeId() {
+	if cfg.NodeID != resp.GetNodeId() || cfg.NodeSecret != a.Secret() {
+		// The secret first: an ID without its secret cannot rejoin.
+		if err := os.WriteFile(secretFile, []byte(a.Secret()+"\n"), 0o600); err != nil {
+			return fmt.Errorf("worker: write node secret: %w", err)
+		}
 		if err := os.WriteFile(idFile, []byte(resp.GetNodeId()+"\n"), 0o600); err != nil {
 			return fmt.Errorf("worker: write node id: %w", err)
 		}
@@ -142,4 +149,12 @@ func PortOf(addr string) int {
 		return -1
 	}
 	return n
+}
+
+func readTrimmed(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -25,9 +25,10 @@ type Store interface {
 	Update(ctx context.Context, fn func(*raftstore.WriteTx) error) error
 }
 
-// LogSource fetches task logs from the workers.
+// LogSource fetches task logs from the workers. Tasks whose logs cannot be
+// fetched come back as notices in unavailable.
 type LogSource interface {
-	Subscribe(ctx context.Context, tasks []*minkepb.Task, follow bool) (<-chan []*minkepb.LogMessage, []string)
+	Subscribe(ctx context.Context, tasks []*minkepb.Task, follow bool) (msgs <-chan []*minkepb.LogMessage, unavailable []*minkepb.LogMessage)
 }
 
 // Server implements minkepb.ControlServer.
@@ -222,7 +223,14 @@ func (s *Server) ListTasks(ctx context.Context, req *minkepb.ListTasksRequest) (
 // ListNodes lists the cluster's nodes.
 func (s *Server) ListNodes(ctx context.Context, _ *minkepb.ListNodesRequest) (*minkepb.ListNodesResponse, error) {
 	resp := &minkepb.ListNodesResponse{}
-	_ = s.store.View(func(tx raftstore.ReadTx) error { resp.Nodes = tx.Nodes(); return nil })
+	_ = s.store.View(func(tx raftstore.ReadTx) error {
+		for _, n := range tx.Nodes() {
+			n = proto.Clone(n).(*minkepb.Node)
+			n.SecretHash = nil
+			resp.Nodes = append(resp.Nodes, n)
+		}
+		return nil
+	})
 	return resp, nil
 }
 
@@ -251,9 +259,11 @@ func (s *Server) ServiceLogs(req *minkepb.ServiceLogsRequest, stream minkepb.Con
 	if err != nil {
 		return toStatus(err)
 	}
-	msgs, missing := s.logs.Subscribe(stream.Context(), tasks, req.GetFollow())
-	if len(missing) > 0 {
-		s.log.Info("logs unavailable from disconnected nodes", "nodes", strings.Join(missing, ","))
+	msgs, unavailable := s.logs.Subscribe(stream.Context(), tasks, req.GetFollow())
+	if len(unavailable) > 0 {
+		if err := stream.Send(&minkepb.ServiceLogsResponse{Messages: unavailable}); err != nil {
+			return err
+		}
 	}
 	for batch := range msgs {
 		if err := stream.Send(&minkepb.ServiceLogsResponse{Messages: batch}); err != nil {

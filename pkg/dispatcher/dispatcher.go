@@ -5,7 +5,10 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,9 +24,15 @@ import (
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
-// TokenMetadataKey is the gRPC metadata key that carries the join token on
-// every worker call.
-const TokenMetadataKey = "minke-token"
+// Metadata keys of worker calls.
+const (
+	// TokenMetadataKey carries the join token on every call.
+	TokenMetadataKey = "minke-token"
+	// NodeIDMetadataKey and NodeSecretMetadataKey identify the calling node
+	// on every call but Join.
+	NodeIDMetadataKey     = "minke-node-id"
+	NodeSecretMetadataKey = "minke-node-secret"
+)
 
 // Store is what the dispatcher needs of the replicated store.
 type Store interface {
@@ -89,6 +98,54 @@ func (d *Dispatcher) authenticate(ctx context.Context) (minkepb.NodeRole, error)
 	return 0, status.Error(codes.PermissionDenied, "invalid join token: it does not match this cluster's worker token ('swarmctl cluster join-token worker' prints it)")
 }
 
+// authenticateNode checks the join token and the calling node's secret, and
+// returns the node's ID.
+func (d *Dispatcher) authenticateNode(ctx context.Context) (string, error) {
+	if _, err := d.authenticate(ctx); err != nil {
+		return "", err
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	first := func(k string) string {
+		if v := md.Get(k); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	id, secret := first(NodeIDMetadataKey), first(NodeSecretMetadataKey)
+	if id == "" {
+		return "", status.Error(codes.Unauthenticated, "no node ID: join first")
+	}
+	var n *minkepb.Node
+	_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error { n = tx.Node(id); return nil })
+	if n == nil {
+		return "", nodeNotFound(id)
+	}
+	if !SecretMatches(n, secret) {
+		return "", status.Errorf(codes.PermissionDenied, "node %s: wrong node secret", id)
+	}
+	return id, nil
+}
+
+// NewSecret makes a node identity secret (256 random bits, hex).
+func NewSecret() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic("dispatcher: no randomness: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+// HashSecret is what the store keeps of a node secret.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// SecretMatches reports whether secret is n's.
+func SecretMatches(n *minkepb.Node, secret string) bool {
+	return len(n.GetSecretHash()) > 0 && subtle.ConstantTimeCompare(HashSecret(secret), n.GetSecretHash()) == 1
+}
+
 // Join registers a node, or refreshes one that joined before.
 func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minkepb.JoinResponse, error) {
 	if _, err := d.authenticate(ctx); err != nil {
@@ -97,12 +154,19 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 	if req.GetAddr() == "" {
 		return nil, status.Error(codes.InvalidArgument, "join: addr is required (the node's advertise IP)")
 	}
-	var key []byte
+	var (
+		key    []byte
+		secret string
+	)
 	nodeID := req.GetNodeId()
 	err := d.cfg.Store.Update(ctx, func(tx *raftstore.WriteTx) error {
-		key = tx.Cluster().GetGossipKey()
+		key, secret = tx.Cluster().GetGossipKey(), ""
 		if nodeID != "" {
 			if n := tx.Node(nodeID); n != nil {
+				if !SecretMatches(n, req.GetNodeSecret()) {
+					return status.Errorf(codes.PermissionDenied,
+						"node %s is already registered and this node's secret does not match: join with a fresh --data-dir", nodeID)
+				}
 				n = proto.Clone(n).(*minkepb.Node)
 				n.Description = req.GetDescription()
 				if n.Status == nil {
@@ -114,7 +178,9 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		} else {
 			nodeID = raftstore.NewID()
 		}
+		secret = NewSecret()
 		return tx.Create(&minkepb.Node{
+			SecretHash:  HashSecret(secret),
 			Meta:        &minkepb.Meta{Id: nodeID},
 			Spec:        &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
 			Description: req.GetDescription(),
@@ -126,22 +192,30 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		return nil, toStatus(err)
 	}
 	d.log.Info("node joined", "node_id", nodeID, "addr", req.GetAddr(), "hostname", req.GetDescription().GetHostname())
-	return &minkepb.JoinResponse{NodeId: nodeID, GossipKey: key, GossipPeers: d.cfg.GossipPeers(), RegistryAddr: d.cfg.RegistryAddr}, nil
+	return &minkepb.JoinResponse{NodeId: nodeID, GossipKey: key, GossipPeers: d.cfg.GossipPeers(),
+		RegistryAddr: d.cfg.RegistryAddr, NodeSecret: secret}, nil
 }
 
 // UpdateTaskStatus commits the reports with others that arrive meanwhile and
 // answers once they are committed.
 func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *minkepb.UpdateTaskStatusRequest) (*minkepb.UpdateTaskStatusResponse, error) {
-	if _, err := d.authenticate(ctx); err != nil {
+	nodeID, err := d.authenticateNode(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if err := d.status.submit(ctx, req.GetNodeId(), req.GetUpdates()); err != nil {
+	if req.GetNodeId() != "" && req.GetNodeId() != nodeID {
+		return nil, status.Errorf(codes.PermissionDenied, "node %s cannot report for node %s", nodeID, req.GetNodeId())
+	}
+	if err := d.status.submit(ctx, nodeID, req.GetUpdates()); err != nil {
 		return nil, toStatus(err)
 	}
 	return &minkepb.UpdateTaskStatusResponse{}, nil
 }
 
 func toStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
 	switch {
 	case errors.Is(err, raftstore.ErrNotLeader):
 		return status.Error(codes.Unavailable, err.Error())

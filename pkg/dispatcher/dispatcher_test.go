@@ -65,6 +65,17 @@ func withToken(tok string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), TokenMetadataKey, tok)
 }
 
+// asNode is a worker call context for node id, whose secret is "s-"+id.
+func asNode(id string) context.Context {
+	return metadata.AppendToOutgoingContext(withToken(workerToken), NodeIDMetadataKey, id, NodeSecretMetadataKey, "s-"+id)
+}
+
+func putNode(t *testing.T, f *fixture, id string) {
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: id}, SecretHash: HashSecret("s-" + id)})
+	})
+}
+
 func TestJoinTokens(t *testing.T) {
 	f := newFixture(t)
 	req := &minkepb.JoinRequest{Addr: "127.0.0.2", Description: &minkepb.NodeDescription{Hostname: "w1"}}
@@ -97,11 +108,55 @@ func TestJoinTokens(t *testing.T) {
 	if len(nodes) != 1 {
 		t.Fatalf("refused joins stored nodes: %d nodes", len(nodes))
 	}
-	// A node that joins again keeps its ID.
-	resp, err := f.client.Join(withToken(workerToken), &minkepb.JoinRequest{NodeId: nodes[0].GetMeta().GetId(), Addr: "127.0.0.3"})
-	if err != nil || resp.GetNodeId() != nodes[0].GetMeta().GetId() {
+	// A node that joins again keeps its ID, if it proves it owns it.
+	first, _ := f.client.Join(withToken(workerToken), req)
+	id := first.GetNodeId()
+	if _, err := f.client.Join(withToken(workerToken), &minkepb.JoinRequest{NodeId: id, Addr: "127.0.0.3", NodeSecret: "guess"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("rejoin with a wrong secret: %v", err)
+	}
+	resp, err := f.client.Join(withToken(workerToken), &minkepb.JoinRequest{NodeId: id, Addr: "127.0.0.3", NodeSecret: first.GetNodeSecret()})
+	if err != nil || resp.GetNodeId() != id {
 		t.Fatalf("rejoin: %v %v", resp, err)
 	}
+}
+
+func TestNodeIdentity(t *testing.T) {
+	f := newFixture(t)
+	putNode(t, f, "n1")
+	putNode(t, f, "n2")
+	putTask(t, f, "t2", "n2", minkepb.TaskState_RUNNING)
+	wrongSecret := metadata.AppendToOutgoingContext(withToken(workerToken), NodeIDMetadataKey, "n2", NodeSecretMetadataKey, "s-n1")
+	cases := []struct {
+		name string
+		call func() error
+	}{
+		{"session with another node's secret", func() error {
+			_, err := mustRecvErr(f.client.Session(wrongSecret, &minkepb.SessionRequest{NodeId: "n2"}))
+			return err
+		}},
+		{"session for another node", func() error {
+			_, err := mustRecvErr(f.client.Session(asNode("n1"), &minkepb.SessionRequest{NodeId: "n2"}))
+			return err
+		}},
+		{"status for another node's task", func() error {
+			_, err := f.client.UpdateTaskStatus(asNode("n1"), &minkepb.UpdateTaskStatusRequest{NodeId: "n2",
+				Updates: []*minkepb.TaskStatusUpdate{{TaskId: "t2", Status: &minkepb.TaskStatus{State: minkepb.TaskState_COMPLETE}}}})
+			return err
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.call(); status.Code(err) != codes.PermissionDenied {
+				t.Fatalf("got %v, want PermissionDenied", err)
+			}
+		})
+	}
+	_ = f.store.View(func(tx raftstore.ReadTx) error {
+		if tx.Task("t2").GetStatus().GetState() != minkepb.TaskState_RUNNING {
+			t.Error("a forged report changed the task")
+		}
+		return nil
+	})
 }
 
 func putTask(t *testing.T, f *fixture, id, node string, state minkepb.TaskState) {
@@ -113,6 +168,7 @@ func putTask(t *testing.T, f *fixture, id, node string, state minkepb.TaskState)
 
 func TestStatusMovesForwardOnly(t *testing.T) {
 	f := newFixture(t)
+	putNode(t, f, "n1")
 	putTask(t, f, "t1", "n1", minkepb.TaskState_ASSIGNED)
 	putTask(t, f, "t2", "n2", minkepb.TaskState_ASSIGNED)
 	putTask(t, f, "t3", "n1", minkepb.TaskState_FAILED)
@@ -131,7 +187,7 @@ func TestStatusMovesForwardOnly(t *testing.T) {
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
-			_, err := f.client.UpdateTaskStatus(withToken(workerToken), &minkepb.UpdateTaskStatusRequest{NodeId: s.node,
+			_, err := f.client.UpdateTaskStatus(asNode(s.node), &minkepb.UpdateTaskStatusRequest{NodeId: s.node,
 				Updates: []*minkepb.TaskStatusUpdate{{TaskId: s.task, Status: &minkepb.TaskStatus{State: s.to, Timestamp: timestamppb.Now()}}}})
 			if err != nil {
 				t.Fatal(err)
@@ -148,12 +204,10 @@ func TestStatusMovesForwardOnly(t *testing.T) {
 
 func TestSessionStreamsAssignments(t *testing.T) {
 	f := newFixture(t)
-	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
-		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: "n1"}})
-	})
-	ctx, cancel := context.WithTimeout(withToken(workerToken), 10*time.Second)
+	putNode(t, f, "n1")
+	ctx, cancel := context.WithTimeout(asNode("n1"), 10*time.Second)
 	defer cancel()
-	if _, err := mustRecvErr(f.client.Session(ctx, &minkepb.SessionRequest{NodeId: "ghost"})); status.Code(err) != codes.NotFound {
+	if _, err := mustRecvErr(f.client.Session(asNode("ghost"), &minkepb.SessionRequest{NodeId: "ghost"})); status.Code(err) != codes.NotFound {
 		t.Fatalf("unknown node: %v", err)
 	}
 	stream, err := f.client.Session(ctx, &minkepb.SessionRequest{NodeId: "n1"})
@@ -186,8 +240,8 @@ func TestSessionStreamsAssignments(t *testing.T) {
 	defer scancel()
 	out, missing := f.disp.Logs.Subscribe(sctx, []*minkepb.Task{{Meta: &minkepb.Meta{Id: "t1"}, NodeId: "n1"},
 		{Meta: &minkepb.Meta{Id: "t9"}, NodeId: "gone"}}, false)
-	if len(missing) != 1 || missing[0] != "gone" {
-		t.Fatalf("missing = %v", missing)
+	if len(missing) != 1 || missing[0].GetTaskId() != "t9" || !strings.Contains(string(missing[0].GetData()), "not connected") {
+		t.Fatalf("unavailable = %v", missing)
 	}
 	msg, err = stream.Recv()
 	if err != nil || msg.GetLogSubscription() == nil {

@@ -16,10 +16,13 @@ import (
 // node ride the same stream.
 func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatcher_SessionServer) error {
 	ctx := stream.Context()
-	if _, err := d.authenticate(ctx); err != nil {
+	nodeID, err := d.authenticateNode(ctx)
+	if err != nil {
 		return err
 	}
-	nodeID := req.GetNodeId()
+	if req.GetNodeId() != "" && req.GetNodeId() != nodeID {
+		return status.Errorf(codes.PermissionDenied, "node %s cannot open a session for node %s", nodeID, req.GetNodeId())
+	}
 	var tasks []*minkepb.Task
 	sub, err := d.cfg.Store.ViewAndWatch(func(tx raftstore.ReadTx) error {
 		if tx.Node(nodeID) == nil {

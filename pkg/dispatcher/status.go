@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -64,10 +65,13 @@ func (b *statusBatcher) run(ctx context.Context) {
 				break more
 			}
 		}
+		// Status times are the manager's: restart delays must not depend on
+		// workers' clocks.
+		now := timestamppb.Now()
 		err := b.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 			for _, r := range batch {
 				for _, u := range r.updates {
-					if err := applyStatus(tx, r.nodeID, u); err != nil {
+					if err := applyStatus(tx, r.nodeID, u, now); err != nil {
 						return err
 					}
 				}
@@ -86,7 +90,7 @@ func (b *statusBatcher) run(ctx context.Context) {
 // applyStatus records one report. Reports for unknown tasks, for tasks that
 // another node holds, or that would move a task backwards are dropped: a
 // task's observed state only moves forward and never leaves a final state.
-func applyStatus(tx *raftstore.WriteTx, nodeID string, u *minkepb.TaskStatusUpdate) error {
+func applyStatus(tx *raftstore.WriteTx, nodeID string, u *minkepb.TaskStatusUpdate, now *timestamppb.Timestamp) error {
 	t := tx.Task(u.GetTaskId())
 	if t == nil || t.GetNodeId() != nodeID || u.GetStatus() == nil {
 		return nil
@@ -98,5 +102,6 @@ func applyStatus(tx *raftstore.WriteTx, nodeID string, u *minkepb.TaskStatusUpda
 	}
 	t = proto.Clone(t).(*minkepb.Task)
 	t.Status = proto.Clone(next).(*minkepb.TaskStatus)
+	t.Status.Timestamp = now
 	return tx.Update(t)
 }

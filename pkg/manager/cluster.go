@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -49,6 +50,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 			n = proto.Clone(n).(*minkepb.Node)
 			n.Description = desc
 			n.Status = &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: host}
+			n.SecretHash = dispatcher.HashSecret(m.secret)
 			return tx.Update(n)
 		}
 		return tx.Create(&minkepb.Node{
@@ -56,6 +58,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 			Spec:        &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
 			Description: desc,
 			Role:        minkepb.NodeRole_MANAGER,
+			SecretHash:  dispatcher.HashSecret(m.secret),
 			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: host},
 		})
 	})

@@ -53,6 +53,7 @@ type Manager struct {
 	cfg      Config
 	log      *slog.Logger
 	nodeID   string
+	secret   string // this node's identity secret, for its own worker role
 	raft     *raftstore.Node
 	registry *registry.Registry
 	members  *membership.Membership
@@ -102,7 +103,10 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("manager: data dir: %w", err)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "manager"), ready: make(chan struct{})}
-	if m.nodeID, err = loadOrCreateID(filepath.Join(cfg.DataDir, "node-id")); err != nil {
+	if m.nodeID, err = loadOrCreate(filepath.Join(cfg.DataDir, "node-id"), raftstore.NewID); err != nil {
+		return nil, err
+	}
+	if m.secret, err = loadOrCreate(filepath.Join(cfg.DataDir, "node-secret"), dispatcher.NewSecret); err != nil {
 		return nil, err
 	}
 	ok := false
@@ -129,6 +133,9 @@ func New(cfg Config) (*Manager, error) {
 
 // NodeID is this manager's node ID.
 func (m *Manager) NodeID() string { return m.nodeID }
+
+// NodeSecret is this manager's node identity secret (for its worker role).
+func (m *Manager) NodeSecret() string { return m.secret }
 
 // Ready is closed once the manager serves requests.
 func (m *Manager) Ready() <-chan struct{} { return m.ready }
@@ -280,18 +287,19 @@ func splitHostPort(addr string) (string, int, error) {
 	return h, port, nil
 }
 
-func loadOrCreateID(path string) (string, error) {
+// loadOrCreate reads a one-line value from path, or makes one and saves it.
+func loadOrCreate(path string, gen func() string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		if id := strings.TrimSpace(string(b)); id != "" {
 			return id, nil
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("manager: read node id: %w", err)
+		return "", fmt.Errorf("manager: %w", err)
 	}
-	id := raftstore.NewID()
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("manager: write node id: %w", err)
+	v := gen()
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("manager: %w", err)
 	}
-	return id, nil
+	return v, nil
 }

@@ -201,9 +201,11 @@ func TestUnplaceableTaskExplains(t *testing.T) {
 
 func TestRestartPolicy(t *testing.T) {
 	now := time.Unix(1000, 0)
-	ended := func(state minkepb.TaskState, ago time.Duration) *minkepb.Task {
-		return &minkepb.Task{Status: &minkepb.TaskStatus{State: state, Timestamp: timestamppb.New(now.Add(-ago))}}
+	ended := func(state minkepb.TaskState, ago time.Duration, restarts uint64) *minkepb.Task {
+		return &minkepb.Task{Restarts: restarts, RestartWindowStart: timestamppb.New(now.Add(-time.Minute)),
+			Status: &minkepb.TaskStatus{State: state, Timestamp: timestamppb.New(now.Add(-ago))}}
 	}
+	failed := minkepb.TaskState_FAILED
 	cases := []struct {
 		name   string
 		policy *minkepb.RestartPolicy
@@ -212,23 +214,65 @@ func TestRestartPolicy(t *testing.T) {
 		wantAt time.Time
 	}{
 		{"new slot starts now", nil, nil, true, now},
-		{"default delay 5s after failure", nil, ended(minkepb.TaskState_FAILED, time.Second), true, now.Add(4 * time.Second)},
-		{"none never restarts", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_NONE}, ended(minkepb.TaskState_FAILED, 0), false, time.Time{}},
-		{"on-failure skips success", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_ON_FAILURE}, ended(minkepb.TaskState_COMPLETE, 0), false, time.Time{}},
-		{"on-failure restarts failure", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_ON_FAILURE, Delay: durationpb.New(0)}, ended(minkepb.TaskState_FAILED, 0), true, now},
-		{"orphaned restarts at once", nil, ended(minkepb.TaskState_ORPHANED, 0), true, now},
-		{"max attempts reached", &minkepb.RestartPolicy{MaxAttempts: 1}, ended(minkepb.TaskState_FAILED, 0), false, time.Time{}},
+		{"default delay 5s after failure", nil, ended(failed, time.Second, 0), true, now.Add(4 * time.Second)},
+		{"none never restarts", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_NONE}, ended(failed, 0, 0), false, time.Time{}},
+		{"on-failure skips success", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_ON_FAILURE}, ended(minkepb.TaskState_COMPLETE, 0, 0), false, time.Time{}},
+		{"on-failure restarts failure", &minkepb.RestartPolicy{Condition: minkepb.RestartPolicy_ON_FAILURE, Delay: durationpb.New(0)}, ended(failed, 0, 0), true, now},
+		{"orphaned restarts at once", nil, ended(minkepb.TaskState_ORPHANED, 0, 0), true, now},
+		{"max 1: the first run may restart once", &minkepb.RestartPolicy{MaxAttempts: 1, Delay: durationpb.New(0)}, ended(failed, 0, 0), true, now},
+		{"max 1: no second restart", &minkepb.RestartPolicy{MaxAttempts: 1}, ended(failed, 0, 1), false, time.Time{}},
+		{"max 8 counts past the history retention", &minkepb.RestartPolicy{MaxAttempts: 8}, ended(failed, 0, 8), false, time.Time{}},
+		{"window passed resets the count", &minkepb.RestartPolicy{MaxAttempts: 2, Window: durationpb.New(30 * time.Second), Delay: durationpb.New(0)},
+			ended(failed, 0, 2), true, now},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var hist []*minkepb.Task
-			if c.last != nil {
-				hist = []*minkepb.Task{c.last}
-			}
-			at, ok := restartAt(c.policy, c.last, hist, false, now)
+			at, ok := restartAt(c.policy, c.last, false, now)
 			if ok != c.wantOK || !at.Equal(c.wantAt) {
 				t.Fatalf("got (%v, %v), want (%v, %v)", at, ok, c.wantAt, c.wantOK)
 			}
 		})
 	}
+}
+
+func TestRestartCount(t *testing.T) {
+	now := time.Unix(1000, 0)
+	last := &minkepb.Task{Restarts: 2, RestartWindowStart: timestamppb.New(now.Add(-10 * time.Second))}
+	next := &minkepb.Task{}
+	countRestart(next, last, &minkepb.RestartPolicy{Window: durationpb.New(time.Minute)}, now)
+	if next.GetRestarts() != 3 || !next.GetRestartWindowStart().AsTime().Equal(now.Add(-10*time.Second)) {
+		t.Fatalf("within window: %v", next)
+	}
+	countRestart(next, last, &minkepb.RestartPolicy{Window: durationpb.New(5 * time.Second)}, now)
+	if next.GetRestarts() != 1 || !next.GetRestartWindowStart().AsTime().Equal(now) {
+		t.Fatalf("window passed: %v", next)
+	}
+}
+
+// A restart that is waiting out its delay must survive events about other
+// services (a review found the wake-up time was overwritten).
+func TestDelayedRestartSurvivesOtherEvents(t *testing.T) {
+	h := newHarness(t, 1)
+	h.update(func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: "slow"}, Spec: &minkepb.ServiceSpec{
+			Name: "slow",
+			Task: &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "x"},
+				Restart: &minkepb.RestartPolicy{Delay: durationpb.New(time.Second)}},
+			Mode: &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: 1}},
+		}})
+	})
+	var first string
+	h.waitFor("first task", func(tx raftstore.ReadTx) bool {
+		live := liveTasks(tx, "slow")
+		if len(live) == 1 {
+			first = live[0].GetMeta().GetId()
+		}
+		return len(live) == 1
+	})
+	h.report(first, minkepb.TaskState_FAILED)
+	createService(h, 1) // an unrelated service changes during the delay
+	h.waitFor("delayed replacement", func(tx raftstore.ReadTx) bool {
+		live := liveTasks(tx, "slow")
+		return len(live) == 1 && live[0].GetMeta().GetId() != first && live[0].GetRestarts() == 1
+	})
 }

@@ -49,11 +49,24 @@ func (r *Replicated) Run(ctx context.Context) error {
 		return err
 	}
 	defer sub.Cancel()
-	wake := r.reconcile(ctx, nil)
+	// wakes holds, per service, when a delayed restart is due.
+	wakes := map[string]time.Time{}
+	merge := func(got map[string]time.Time, dirty map[string]bool) {
+		if dirty == nil {
+			clear(wakes)
+		}
+		for id := range dirty {
+			delete(wakes, id)
+		}
+		for id, w := range got {
+			wakes[id] = w
+		}
+	}
+	merge(r.reconcile(ctx, nil), nil)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		resetTimer(timer, wake, r.now())
+		resetTimer(timer, earliest(wakes), r.now())
 		var dirty map[string]bool
 		select {
 		case <-ctx.Done():
@@ -61,14 +74,31 @@ func (r *Replicated) Run(ctx context.Context) error {
 		case <-sub.Done():
 			return raftstore.ErrStopped
 		case <-timer.C:
+			dirty = map[string]bool{}
+			now := r.now()
+			for id, w := range wakes {
+				if !w.After(now) {
+					dirty[id] = true
+				}
+			}
 		case <-sub.Ready():
 			dirty = dirtyServices(sub.Drain())
-			if dirty != nil && len(dirty) == 0 {
-				continue
-			}
 		}
-		wake = r.reconcile(ctx, dirty)
+		if dirty != nil && len(dirty) == 0 {
+			continue
+		}
+		merge(r.reconcile(ctx, dirty), dirty)
 	}
+}
+
+func earliest(wakes map[string]time.Time) time.Time {
+	var min time.Time
+	for _, w := range wakes {
+		if min.IsZero() || w.Before(min) {
+			min = w
+		}
+	}
+	return min
 }
 
 func resetTimer(t *time.Timer, wake, now time.Time) {
@@ -105,14 +135,16 @@ func dirtyServices(evs []raftstore.Event) map[string]bool {
 }
 
 // reconcile brings the given services (nil: all, plus tasks of removed
-// services) to their desired state in one command, and returns when it
-// should run again for a delayed restart (zero: no need).
-func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) time.Time {
-	var wake time.Time
+// services) to their desired state in one command, and returns, per
+// service, when it must run again for a delayed restart. On failure every
+// given service is retried in a second.
+func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) map[string]time.Time {
+	var wakes map[string]time.Time
+	var ids []string
 	err := r.store.Update(ctx, func(tx *raftstore.WriteTx) error {
-		wake = time.Time{}
+		wakes = map[string]time.Time{}
 		now := r.now()
-		ids := make([]string, 0, len(dirty))
+		ids = ids[:0]
 		if dirty == nil {
 			seen := map[string]bool{}
 			for _, s := range tx.Services() {
@@ -132,27 +164,31 @@ func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) time.
 		sort.Strings(ids)
 		for _, id := range ids {
 			svc := tx.Service(id)
-			var w time.Time
-			var err error
 			if svc == nil {
-				err = r.removeOrphans(tx, id)
-			} else {
-				w, err = r.reconcileService(tx, svc, now)
+				if err := r.removeOrphans(tx, id); err != nil {
+					return err
+				}
+				continue
 			}
+			w, err := r.reconcileService(tx, svc, now)
 			if err != nil {
 				return err
 			}
-			if !w.IsZero() && (wake.IsZero() || w.Before(wake)) {
-				wake = w
+			if !w.IsZero() {
+				wakes[id] = w
 			}
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		r.log.Warn("reconcile failed; retrying in 1s", "err", err)
-		return r.now().Add(time.Second)
+		retry := r.now().Add(time.Second)
+		wakes = map[string]time.Time{}
+		for _, id := range ids {
+			wakes[id] = retry
+		}
 	}
-	return wake
+	return wakes
 }
 
 // removeOrphans stops and deletes the tasks of a removed service.
@@ -269,14 +305,35 @@ func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, 
 	if len(tasks) > 0 {
 		last = tx.Task(tasks[len(tasks)-1].GetMeta().GetId())
 	}
-	at, ok := restartAt(svc.GetSpec().GetTask().GetRestart(), last, tasks, replaceNow, now)
+	policy := svc.GetSpec().GetTask().GetRestart()
+	at, ok := restartAt(policy, last, replaceNow, now)
 	if !ok {
 		return time.Time{}, nil
 	}
 	if at.After(now) {
 		return at, nil
 	}
-	return time.Time{}, tx.Create(newTask(svc, slot, r.resolve(svc.GetSpec().GetTask().GetContainer().GetImage()), now))
+	t := newTask(svc, slot, r.resolve(svc.GetSpec().GetTask().GetContainer().GetImage()), now)
+	if last != nil && !replaceNow {
+		countRestart(t, last, policy, now)
+	}
+	return time.Time{}, tx.Create(t)
+}
+
+// countRestart carries the slot's restart count into its new task t: one
+// more than last's within the policy's window, or a fresh window.
+func countRestart(t, last *minkepb.Task, p *minkepb.RestartPolicy, now time.Time) {
+	window := p.GetWindow().AsDuration()
+	start := last.GetRestartWindowStart()
+	if window > 0 && (start == nil || now.Sub(start.AsTime()) > window) {
+		t.Restarts, t.RestartWindowStart = 1, timestamppb.New(now)
+		return
+	}
+	t.Restarts = last.GetRestarts() + 1
+	t.RestartWindowStart = start
+	if t.RestartWindowStart == nil {
+		t.RestartWindowStart = timestamppb.New(now)
+	}
 }
 
 // trimHistory deletes a slot's oldest ended tasks beyond the retention.
@@ -299,10 +356,11 @@ func (r *Replicated) trimHistory(tx *raftstore.WriteTx, slot uint64, all []*mink
 	return nil
 }
 
-// restartAt decides whether and when an empty slot gets a new task.
-// last is the slot's newest task (nil for a new slot); history is the slot's
-// tasks, for counting attempts.
-func restartAt(p *minkepb.RestartPolicy, last *minkepb.Task, history []*minkepb.Task, replaceNow bool, now time.Time) (time.Time, bool) {
+// restartAt decides whether and when an empty slot gets a new task. last
+// is the slot's newest task (nil for a new slot); replaceNow means the slot
+// was emptied by the system (spec change, lost node), not by the task
+// ending, so the restart policy does not apply.
+func restartAt(p *minkepb.RestartPolicy, last *minkepb.Task, replaceNow bool, now time.Time) (time.Time, bool) {
 	if last == nil || replaceNow {
 		return now, true
 	}
@@ -316,14 +374,12 @@ func restartAt(p *minkepb.RestartPolicy, last *minkepb.Task, history []*minkepb.
 		}
 	}
 	if max := p.GetMaxAttempts(); max > 0 {
-		var attempts uint64
-		window := p.GetWindow().AsDuration()
-		for _, t := range history {
-			if IsTerminal(t.GetStatus().GetState()) && (window == 0 || now.Sub(taskEnd(t)) <= window) {
-				attempts++
-			}
+		restarts := last.GetRestarts()
+		if w := p.GetWindow().AsDuration(); w > 0 && last.GetRestartWindowStart() != nil &&
+			now.Sub(last.GetRestartWindowStart().AsTime()) > w {
+			restarts = 0 // the window has passed: a new one starts
 		}
-		if attempts >= max {
+		if restarts >= max {
 			return time.Time{}, false
 		}
 	}

@@ -108,6 +108,10 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 		if existing == nil {
 			return fmt.Errorf("%w: %s %s", ErrNotFound, table, id)
 		}
+		if !touched[id] && objMeta(existing.(proto.Message)).GetVersion() != meta.GetVersion() {
+			return fmt.Errorf("%w: %s %s is at version %d, delete read version %d", ErrSequenceConflict,
+				table, id, objMeta(existing.(proto.Message)).GetVersion(), meta.GetVersion())
+		}
 		if err := txn.Delete(table, existing); err != nil {
 			return fmt.Errorf("raftstore: delete %s %s: %w", table, id, err)
 		}

@@ -209,7 +209,7 @@ func (n *Node) Update(ctx context.Context, fn func(*WriteTx) error) error {
 var errCommitConflict = errors.New("raftstore: commit conflict")
 
 func (n *Node) updateOnce(ctx context.Context, fn func(*WriteTx) error) error {
-	txn := n.store.db.Txn(true)
+	txn := n.store.scratch()
 	now := n.cfg.Now()
 	stamp := &minkepb.Meta{CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now)}
 	tx := &WriteTx{ReadTx: ReadTx{txn: txn}, now: func() *minkepb.Meta { return stamp }}

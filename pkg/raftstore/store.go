@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
@@ -20,8 +21,9 @@ const snapshotFormat = 1
 type MemoryStore struct {
 	// mu orders applies against View-and-subscribe, so a subscriber sees
 	// every change after its snapshot exactly once.
-	mu   sync.Mutex
-	db   *memdb.MemDB
+	mu sync.Mutex
+	// db is swapped whole by restore; readers load it once per transaction.
+	db   atomic.Pointer[memdb.MemDB]
 	subs map[*Subscription]struct{}
 }
 
@@ -31,12 +33,21 @@ func NewMemoryStore() *MemoryStore {
 	if err != nil {
 		panic(fmt.Sprintf("raftstore: invalid schema: %v", err)) // programming error
 	}
-	return &MemoryStore{db: db, subs: map[*Subscription]struct{}{}}
+	s := &MemoryStore{subs: map[*Subscription]struct{}{}}
+	s.db.Store(db)
+	return s
+}
+
+// scratch returns a write transaction on a private snapshot: proposers
+// record changes in it without holding the database's writer lock, which
+// the FSM needs to apply commits.
+func (s *MemoryStore) scratch() *memdb.Txn {
+	return s.db.Load().Snapshot().Txn(true)
 }
 
 // View runs fn on a consistent snapshot of the store.
 func (s *MemoryStore) View(fn func(ReadTx) error) error {
-	txn := s.db.Txn(false)
+	txn := s.db.Load().Txn(false)
 	defer txn.Abort()
 	return fn(ReadTx{txn: txn})
 }
@@ -66,7 +77,7 @@ func (s *MemoryStore) ViewAndWatch(fn func(ReadTx) error) (*Subscription, error)
 func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	txn := s.db.Txn(true)
+	txn := s.db.Load().Txn(true)
 	touched := map[string]bool{}
 	events := make([]Event, 0, len(cmd.GetActions()))
 	for i, a := range cmd.GetActions() {
@@ -137,7 +148,7 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot) error {
 	txn.Commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.db = db
+	s.db.Store(db)
 	for sub := range s.subs {
 		sub.publish([]Event{{Kind: EventReset}})
 	}

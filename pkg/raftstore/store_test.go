@@ -59,6 +59,11 @@ func TestUpdateRules(t *testing.T) {
 			s.Meta.Version--
 			return tx.Update(s)
 		}, ErrSequenceConflict},
+		{"stale delete", func(tx *WriteTx) error {
+			s := proto.Clone(stored).(*minkepb.Service)
+			s.Meta.Version--
+			return tx.Delete(s)
+		}, ErrSequenceConflict},
 		{"update missing", func(tx *WriteTx) error { return tx.Update(service("nope", "x")) }, ErrNotFound},
 		{"no id", func(tx *WriteTx) error { return tx.Create(service("", "x")) }, ErrInvalidObject},
 	}
