@@ -9,7 +9,7 @@ PROTOS        := $(wildcard api/proto/minke/v1/*.proto)
 DEMO_DIR      := $(CURDIR)/build/demo
 APT_PACKAGES  := protobuf-compiler busybox-static iproute2
 
-.PHONY: all build proto proto-check deps test test-unit test-e2e demo demo-stop clean tools
+.PHONY: all build proto proto-check deps test demo demo-stop clean tools
 
 all: build
 
@@ -60,3 +60,7 @@ demo-stop:
 clean:
 	-./hack/demo.sh stop 2>/dev/null
 	rm -rf $(BIN) build
+
+.PHONY: bench-create
+bench-create: build
+	go test -run '^$$' -bench BenchmarkCreateToRunning -benchtime 5x -count 1 ./test/e2e

@@ -1,4 +1,6 @@
-// Dispatcher is the worker API, served on the manager's --listen-addr.
+// Dispatcher is the worker API, served on the manager's --listen-addr. Only
+// the leader serves it; other managers answer Unavailable with the leader's
+// address in the "minke-leader" trailer.
 // Every call carries the join token in the "minke-token" metadata key;
 // every call but Join also carries the node's ID and the secret it got at
 // join ("minke-node-id", "minke-node-secret"), and acts only for that node.
@@ -36,7 +38,10 @@ type JoinRequest struct {
 	// gossip_port is the node's memberlist port.
 	GossipPort uint32 `protobuf:"varint,4,opt,name=gossip_port,json=gossipPort,proto3" json:"gossip_port,omitempty"`
 	// node_secret proves a rejoining node is the one that has node_id.
-	NodeSecret    string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
+	NodeSecret string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
+	// A manager joining (with the manager token) gives its addresses; the
+	// leader adds it to Raft as a voter.
+	Manager       *ManagerStatus `protobuf:"bytes,6,opt,name=manager,proto3" json:"manager,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -106,6 +111,13 @@ func (x *JoinRequest) GetNodeSecret() string {
 	return ""
 }
 
+func (x *JoinRequest) GetManager() *ManagerStatus {
+	if x != nil {
+		return x.Manager
+	}
+	return nil
+}
+
 type JoinResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -115,7 +127,10 @@ type JoinResponse struct {
 	RegistryAddr string   `protobuf:"bytes,4,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
 	// node_secret is the node's identity secret (new nodes only; a rejoining
 	// node keeps its own).
-	NodeSecret    string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
+	NodeSecret string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
+	// managers are the API addresses of every manager, leader first.
+	Managers      []string `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
+	Role          NodeRole `protobuf:"varint,7,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -183,6 +198,20 @@ func (x *JoinResponse) GetNodeSecret() string {
 		return x.NodeSecret
 	}
 	return ""
+}
+
+func (x *JoinResponse) GetManagers() []string {
+	if x != nil {
+		return x.Managers
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_WORKER
 }
 
 type SessionRequest struct {
@@ -574,7 +603,7 @@ var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xb9\x01\n" +
+	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xec\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
 	"\vdescription\x18\x02 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12\x12\n" +
@@ -582,7 +611,8 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\vgossip_port\x18\x04 \x01(\rR\n" +
 	"gossipPort\x12\x1f\n" +
 	"\vnode_secret\x18\x05 \x01(\tR\n" +
-	"nodeSecret\"\xaf\x01\n" +
+	"nodeSecret\x121\n" +
+	"\amanager\x18\x06 \x01(\v2\x17.minke.v1.ManagerStatusR\amanager\"\xf3\x01\n" +
 	"\fJoinResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -590,7 +620,9 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\fgossip_peers\x18\x03 \x03(\tR\vgossipPeers\x12#\n" +
 	"\rregistry_addr\x18\x04 \x01(\tR\fregistryAddr\x12\x1f\n" +
 	"\vnode_secret\x18\x05 \x01(\tR\n" +
-	"nodeSecret\")\n" +
+	"nodeSecret\x12\x1a\n" +
+	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12&\n" +
+	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\")\n" +
 	"\x0eSessionRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"T\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
@@ -643,30 +675,34 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*PublishLogsMessage)(nil),       // 8: minke.v1.PublishLogsMessage
 	(*PublishLogsResponse)(nil),      // 9: minke.v1.PublishLogsResponse
 	(*NodeDescription)(nil),          // 10: minke.v1.NodeDescription
-	(*Task)(nil),                     // 11: minke.v1.Task
-	(*TaskStatus)(nil),               // 12: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 13: minke.v1.LogMessage
+	(*ManagerStatus)(nil),            // 11: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 12: minke.v1.NodeRole
+	(*Task)(nil),                     // 13: minke.v1.Task
+	(*TaskStatus)(nil),               // 14: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 15: minke.v1.LogMessage
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
 	10, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	11, // 1: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
-	3,  // 2: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	12, // 3: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	5,  // 4: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	13, // 5: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	0,  // 6: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 7: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	6,  // 8: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	8,  // 9: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 10: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 11: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	7,  // 12: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	9,  // 13: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	11, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	12, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	13, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
+	14, // 5: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	5,  // 6: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	15, // 7: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	0,  // 8: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 9: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	6,  // 10: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	8,  // 11: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 12: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 13: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	7,  // 14: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	9,  // 15: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }

@@ -1,4 +1,6 @@
-// Dispatcher is the worker API, served on the manager's --listen-addr.
+// Dispatcher is the worker API, served on the manager's --listen-addr. Only
+// the leader serves it; other managers answer Unavailable with the leader's
+// address in the "minke-leader" trailer.
 // Every call carries the join token in the "minke-token" metadata key;
 // every call but Join also carries the node's ID and the secret it got at
 // join ("minke-node-id", "minke-node-secret"), and acts only for that node.

@@ -248,6 +248,55 @@ func (NodeStatus_State) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{6, 0}
 }
 
+type ManagerStatus_Reachability int32
+
+const (
+	ManagerStatus_UNKNOWN     ManagerStatus_Reachability = 0
+	ManagerStatus_UNREACHABLE ManagerStatus_Reachability = 1
+	ManagerStatus_REACHABLE   ManagerStatus_Reachability = 2
+)
+
+// Enum value maps for ManagerStatus_Reachability.
+var (
+	ManagerStatus_Reachability_name = map[int32]string{
+		0: "UNKNOWN",
+		1: "UNREACHABLE",
+		2: "REACHABLE",
+	}
+	ManagerStatus_Reachability_value = map[string]int32{
+		"UNKNOWN":     0,
+		"UNREACHABLE": 1,
+		"REACHABLE":   2,
+	}
+)
+
+func (x ManagerStatus_Reachability) Enum() *ManagerStatus_Reachability {
+	p := new(ManagerStatus_Reachability)
+	*p = x
+	return p
+}
+
+func (x ManagerStatus_Reachability) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ManagerStatus_Reachability) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[4].Descriptor()
+}
+
+func (ManagerStatus_Reachability) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[4]
+}
+
+func (x ManagerStatus_Reachability) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ManagerStatus_Reachability.Descriptor instead.
+func (ManagerStatus_Reachability) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{8, 0}
+}
+
 type RestartPolicy_Condition int32
 
 const (
@@ -281,11 +330,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[4].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[5].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[4]
+	return &file_minke_v1_objects_proto_enumTypes[5]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -294,7 +343,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{9, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10, 0}
 }
 
 // Meta is common to every stored object.
@@ -579,10 +628,13 @@ func (x *NodeSpec) GetLabels() map[string]string {
 
 // NodeDescription is reported by the node itself when it joins.
 type NodeDescription struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Platform      *Platform              `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
-	Resources     *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Hostname  string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Platform  *Platform              `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	Resources *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	// worker is true when the node runs the worker role (it joined through
+	// an agent); only such nodes get tasks.
+	Worker        bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,6 +688,13 @@ func (x *NodeDescription) GetResources() *Resources {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *NodeDescription) GetWorker() bool {
+	if x != nil {
+		return x.Worker
+	}
+	return false
 }
 
 type NodeStatus struct {
@@ -709,7 +768,9 @@ type Node struct {
 	// secret_hash is the SHA-256 of the secret the node got at join; the node
 	// proves its identity with the secret on every dispatcher call. Never
 	// shown to users.
-	SecretHash    []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
+	SecretHash []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
+	// manager_status is set for managers.
+	ManagerStatus *ManagerStatus `protobuf:"bytes,7,opt,name=manager_status,json=managerStatus,proto3" json:"manager_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -786,6 +847,102 @@ func (x *Node) GetSecretHash() []byte {
 	return nil
 }
 
+func (x *Node) GetManagerStatus() *ManagerStatus {
+	if x != nil {
+		return x.ManagerStatus
+	}
+	return nil
+}
+
+type ManagerStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RaftAddr string                 `protobuf:"bytes,1,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	// api_addr is the manager's --listen-addr (worker API, and Control API for
+	// other managers).
+	ApiAddr      string `protobuf:"bytes,2,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	RegistryAddr string `protobuf:"bytes,3,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
+	// gossip_addr is the manager's memberlist address (host:port).
+	GossipAddr string `protobuf:"bytes,6,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	// leader and reachability are observed when a node list is read; they are
+	// not stored.
+	Leader        bool                       `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Reachability  ManagerStatus_Reachability `protobuf:"varint,5,opt,name=reachability,proto3,enum=minke.v1.ManagerStatus_Reachability" json:"reachability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManagerStatus) Reset() {
+	*x = ManagerStatus{}
+	mi := &file_minke_v1_objects_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManagerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManagerStatus) ProtoMessage() {}
+
+func (x *ManagerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManagerStatus.ProtoReflect.Descriptor instead.
+func (*ManagerStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ManagerStatus) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *ManagerStatus) GetApiAddr() string {
+	if x != nil {
+		return x.ApiAddr
+	}
+	return ""
+}
+
+func (x *ManagerStatus) GetRegistryAddr() string {
+	if x != nil {
+		return x.RegistryAddr
+	}
+	return ""
+}
+
+func (x *ManagerStatus) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+func (x *ManagerStatus) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *ManagerStatus) GetReachability() ManagerStatus_Reachability {
+	if x != nil {
+		return x.Reachability
+	}
+	return ManagerStatus_UNKNOWN
+}
+
 type ContainerSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// image is a reference: NAME[:TAG][@DIGEST]; a name pushed to the built-in
@@ -807,7 +964,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[8]
+	mi := &file_minke_v1_objects_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +976,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[8]
+	mi := &file_minke_v1_objects_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +989,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -898,7 +1055,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_minke_v1_objects_proto_msgTypes[9]
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1067,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[9]
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1080,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -965,7 +1122,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1134,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1147,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1023,7 +1180,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1192,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1205,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1073,7 +1230,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1242,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1255,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1158,7 +1315,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1327,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1340,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -1211,7 +1368,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1380,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1393,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1275,7 +1432,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1444,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1457,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1362,7 +1519,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1531,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1544,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1477,7 +1634,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1646,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1659,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1528,7 +1685,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1697,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1710,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1576,7 +1733,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1745,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1758,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -1645,7 +1802,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1814,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1827,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -1739,11 +1896,12 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\x90\x01\n" +
+	"\x05DRAIN\x10\x02\"\xa8\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12.\n" +
 	"\bplatform\x18\x02 \x01(\v2\x12.minke.v1.PlatformR\bplatform\x121\n" +
-	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\"\x97\x01\n" +
+	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\x12\x16\n" +
+	"\x06worker\x18\x04 \x01(\bR\x06worker\"\x97\x01\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.minke.v1.NodeStatus.StateR\x05state\x12\x18\n" +
@@ -1752,7 +1910,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05State\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\b\n" +
 	"\x04DOWN\x10\x01\x12\t\n" +
-	"\x05READY\x10\x02\"\x86\x02\n" +
+	"\x05READY\x10\x02\"\xc6\x02\n" +
 	"\x04Node\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.minke.v1.NodeSpecR\x04spec\x12;\n" +
@@ -1760,7 +1918,20 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\v2\x14.minke.v1.NodeStatusR\x06status\x12&\n" +
 	"\x04role\x18\x05 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12\x1f\n" +
 	"\vsecret_hash\x18\x06 \x01(\fR\n" +
-	"secretHash\"\xd2\x01\n" +
+	"secretHash\x12>\n" +
+	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\"\xac\x02\n" +
+	"\rManagerStatus\x12\x1b\n" +
+	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
+	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12#\n" +
+	"\rregistry_addr\x18\x03 \x01(\tR\fregistryAddr\x12\x1f\n" +
+	"\vgossip_addr\x18\x06 \x01(\tR\n" +
+	"gossipAddr\x12\x16\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12H\n" +
+	"\freachability\x18\x05 \x01(\x0e2$.minke.v1.ManagerStatus.ReachabilityR\freachability\";\n" +
+	"\fReachability\x12\v\n" +
+	"\aUNKNOWN\x10\x00\x12\x0f\n" +
+	"\vUNREACHABLE\x10\x01\x12\r\n" +
+	"\tREACHABLE\x10\x02\"\xd2\x01\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -1876,83 +2047,87 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_minke_v1_objects_proto_goTypes = []any{
-	(NodeRole)(0),                 // 0: minke.v1.NodeRole
-	(TaskState)(0),                // 1: minke.v1.TaskState
-	(NodeSpec_Availability)(0),    // 2: minke.v1.NodeSpec.Availability
-	(NodeStatus_State)(0),         // 3: minke.v1.NodeStatus.State
-	(RestartPolicy_Condition)(0),  // 4: minke.v1.RestartPolicy.Condition
-	(*Meta)(nil),                  // 5: minke.v1.Meta
-	(*Resources)(nil),             // 6: minke.v1.Resources
-	(*ResourceRequirements)(nil),  // 7: minke.v1.ResourceRequirements
-	(*Platform)(nil),              // 8: minke.v1.Platform
-	(*NodeSpec)(nil),              // 9: minke.v1.NodeSpec
-	(*NodeDescription)(nil),       // 10: minke.v1.NodeDescription
-	(*NodeStatus)(nil),            // 11: minke.v1.NodeStatus
-	(*Node)(nil),                  // 12: minke.v1.Node
-	(*ContainerSpec)(nil),         // 13: minke.v1.ContainerSpec
-	(*RestartPolicy)(nil),         // 14: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),              // 15: minke.v1.TaskSpec
-	(*ReplicatedService)(nil),     // 16: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),           // 17: minke.v1.ServiceSpec
-	(*Service)(nil),               // 18: minke.v1.Service
-	(*ContainerStatus)(nil),       // 19: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),            // 20: minke.v1.TaskStatus
-	(*Task)(nil),                  // 21: minke.v1.Task
-	(*JoinTokens)(nil),            // 22: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),           // 23: minke.v1.ClusterSpec
-	(*Cluster)(nil),               // 24: minke.v1.Cluster
-	(*LogMessage)(nil),            // 25: minke.v1.LogMessage
-	nil,                           // 26: minke.v1.NodeSpec.LabelsEntry
-	nil,                           // 27: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(NodeRole)(0),                   // 0: minke.v1.NodeRole
+	(TaskState)(0),                  // 1: minke.v1.TaskState
+	(NodeSpec_Availability)(0),      // 2: minke.v1.NodeSpec.Availability
+	(NodeStatus_State)(0),           // 3: minke.v1.NodeStatus.State
+	(ManagerStatus_Reachability)(0), // 4: minke.v1.ManagerStatus.Reachability
+	(RestartPolicy_Condition)(0),    // 5: minke.v1.RestartPolicy.Condition
+	(*Meta)(nil),                    // 6: minke.v1.Meta
+	(*Resources)(nil),               // 7: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 8: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 9: minke.v1.Platform
+	(*NodeSpec)(nil),                // 10: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 11: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 12: minke.v1.NodeStatus
+	(*Node)(nil),                    // 13: minke.v1.Node
+	(*ManagerStatus)(nil),           // 14: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 15: minke.v1.ContainerSpec
+	(*RestartPolicy)(nil),           // 16: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 17: minke.v1.TaskSpec
+	(*ReplicatedService)(nil),       // 18: minke.v1.ReplicatedService
+	(*ServiceSpec)(nil),             // 19: minke.v1.ServiceSpec
+	(*Service)(nil),                 // 20: minke.v1.Service
+	(*ContainerStatus)(nil),         // 21: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 22: minke.v1.TaskStatus
+	(*Task)(nil),                    // 23: minke.v1.Task
+	(*JoinTokens)(nil),              // 24: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 25: minke.v1.ClusterSpec
+	(*Cluster)(nil),                 // 26: minke.v1.Cluster
+	(*LogMessage)(nil),              // 27: minke.v1.LogMessage
+	nil,                             // 28: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 29: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	28, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	28, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	6,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	6,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	30, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	30, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	7,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	7,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	2,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	26, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
-	8,  // 6: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	6,  // 7: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	28, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	9,  // 6: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	7,  // 7: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	3,  // 8: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	5,  // 9: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	9,  // 10: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	10, // 11: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	11, // 12: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	6,  // 9: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	10, // 10: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	11, // 11: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	12, // 12: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 13: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	29, // 14: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	4,  // 15: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	29, // 16: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	29, // 17: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	13, // 18: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	7,  // 19: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	14, // 20: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	27, // 21: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	15, // 22: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	16, // 23: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	5,  // 24: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	17, // 25: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	28, // 26: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 27: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	19, // 28: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	5,  // 29: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	15, // 30: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 31: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	20, // 32: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	28, // 33: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	5,  // 34: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	23, // 35: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	22, // 36: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	14, // 14: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	4,  // 15: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	31, // 16: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	5,  // 17: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	31, // 18: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	31, // 19: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	15, // 20: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	8,  // 21: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	16, // 22: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	29, // 23: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	17, // 24: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	18, // 25: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	6,  // 26: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	19, // 27: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	30, // 28: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 29: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	21, // 30: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	6,  // 31: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	17, // 32: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 33: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	22, // 34: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	30, // 35: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	6,  // 36: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	25, // 37: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	24, // 38: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -1960,7 +2135,7 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[12].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[13].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 	}
 	type x struct{}
@@ -1968,8 +2143,8 @@ func file_minke_v1_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   23,
+			NumEnums:      6,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -248,6 +248,8 @@ type Snapshot struct {
 	Services      []*Service             `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	Tasks         []*Task                `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Clusters      []*Cluster             `protobuf:"bytes,5,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	// index is the Raft index of the last change the snapshot contains.
+	Index         uint64 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,6 +319,13 @@ func (x *Snapshot) GetClusters() []*Cluster {
 	return nil
 }
 
+func (x *Snapshot) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_minke_v1_raft_proto protoreflect.FileDescriptor
 
 const file_minke_v1_raft_proto_rawDesc = "" +
@@ -337,13 +346,14 @@ const file_minke_v1_raft_proto_rawDesc = "" +
 	"\x06REMOVE\x10\x02B\b\n" +
 	"\x06target\"?\n" +
 	"\fStoreActions\x12/\n" +
-	"\aactions\x18\x01 \x03(\v2\x15.minke.v1.StoreActionR\aactions\"\xdb\x01\n" +
+	"\aactions\x18\x01 \x03(\v2\x15.minke.v1.StoreActionR\aactions\"\xf1\x01\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12$\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0e.minke.v1.NodeR\x05nodes\x12-\n" +
 	"\bservices\x18\x03 \x03(\v2\x11.minke.v1.ServiceR\bservices\x12$\n" +
 	"\x05tasks\x18\x04 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12-\n" +
-	"\bclusters\x18\x05 \x03(\v2\x11.minke.v1.ClusterR\bclustersB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\bclusters\x18\x05 \x03(\v2\x11.minke.v1.ClusterR\bclusters\x12\x14\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05indexB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_raft_proto_rawDescOnce sync.Once

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/manager"
@@ -42,16 +43,36 @@ func run() error {
 	fs.StringVar(&cfg.RegistryAddr, "registry-addr", "", "built-in registry address (default HOST:4245)")
 	fs.StringVar(&cfg.ControlSocket, "control-socket", manager.DefaultSocket, "Control API unix socket (mode 0600)")
 	fs.BoolVar(&worker, "worker", false, "also run the worker role on this node")
+	fs.StringVar(&cfg.JoinAddr, "join", "", "join an existing cluster through this manager's --listen-addr (HOST:PORT), as a manager")
+	fs.StringVar(&cfg.Token, "token", "", "manager join token, with --join ('swarmctl cluster join-token manager' prints it)")
+	fs.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: turn this manager's data into a one-manager cluster, keeping all services")
+	fs.StringVar(&cfg.Restore, "restore", "", "start a new cluster from a backup file ('swarmctl cluster backup'); --data-dir must be empty")
+	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots (older entries are compacted)")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT/metrics")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: manager takes only flags (see -h)", fs.Arg(0))
+	}
+	if cfg.JoinAddr != "" && (cfg.ForceNewCluster || cfg.Restore != "") {
+		return fmt.Errorf("--join cannot be combined with --force-new-cluster or --restore")
+	}
+	if cfg.ForceNewCluster && cfg.Restore != "" {
+		return fmt.Errorf("--force-new-cluster and --restore are two different recoveries: pick one")
+	}
+	if cfg.JoinAddr != "" && cfg.Token == "" {
+		return fmt.Errorf("--join needs --token: 'swarmctl cluster join-token manager' on an existing manager prints it")
 	}
 	logger, err := newLogger(level)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = logger
+	cfg.Hostname = hostname
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 

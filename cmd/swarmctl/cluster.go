@@ -2,14 +2,40 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 )
 
 func newClusterCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Manage the cluster"}
-	cmd.AddCommand(newJoinTokenCmd(a))
+	cmd.AddCommand(newJoinTokenCmd(a), newBackupCmd(a))
 	return cmd
+}
+
+func newBackupCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "backup FILE",
+		Short: "Write a consistent snapshot of the cluster state to FILE (restore with 'manager --restore FILE')",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withAPI(cmd.Context(), func(api controlAPI) error {
+				data, index, err := api.Backup(cmd.Context())
+				if err != nil {
+					return err
+				}
+				tmp := args[0] + ".tmp"
+				if err := os.WriteFile(tmp, data, 0o600); err != nil {
+					return fmt.Errorf("writing backup: %w", err)
+				}
+				if err := os.Rename(tmp, args[0]); err != nil {
+					return fmt.Errorf("writing backup: %w", err)
+				}
+				fmt.Fprintf(a.stdout, "backup of raft index %d written to %s (%d bytes)\n", index, args[0], len(data))
+				return nil
+			})
+		},
+	}
 }
 
 func newJoinTokenCmd(a *app) *cobra.Command {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"testing"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -96,6 +98,28 @@ func (f *fakeAPI) WaitForService(_ context.Context, _ string, progress func(runn
 func (f *fakeAPI) PushImage(_ context.Context, file, nameTag string) (string, string, error) {
 	return nameTag, "sha256:abc", f.err
 }
+
+func (f *fakeAPI) UpdateNodeRole(_ context.Context, ref string, role minkepb.NodeRole) (*minkepb.Node, error) {
+	for _, n := range f.nodes {
+		if n.GetMeta().GetId() == ref || n.GetDescription().GetHostname() == ref {
+			n.Role = role
+			return n, f.err
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "node %q not found", ref)
+}
+
+func (f *fakeAPI) RemoveNode(_ context.Context, ref string, _ bool) error {
+	for i, n := range f.nodes {
+		if n.GetMeta().GetId() == ref || n.GetDescription().GetHostname() == ref {
+			f.nodes = append(f.nodes[:i], f.nodes[i+1:]...)
+			return f.err
+		}
+	}
+	return status.Errorf(codes.NotFound, "node %q not found", ref)
+}
+
+func (f *fakeAPI) Backup(context.Context) ([]byte, uint64, error) { return []byte("snap"), 7, f.err }
 
 func (f *fakeAPI) Close() error { return nil }
 

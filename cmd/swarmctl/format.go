@@ -187,13 +187,29 @@ func writeNodes(w io.Writer, nodes []*minkepb.Node) error {
 		return nodes[i].GetDescription().GetHostname() < nodes[j].GetDescription().GetHostname()
 	})
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tROLE\tADDR")
+	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tMANAGER STATUS\tADDR")
 	for _, n := range nodes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shortID(n.GetMeta().GetId()), n.GetDescription().GetHostname(),
 			title(n.GetStatus().GetState().String()), title(n.GetSpec().GetAvailability().String()),
-			title(n.GetRole().String()), n.GetStatus().GetAddr())
+			managerStatus(n), n.GetStatus().GetAddr())
 	}
 	return tw.Flush()
+}
+
+// managerStatus is docker's MANAGER STATUS column: empty for workers.
+func managerStatus(n *minkepb.Node) string {
+	ms := n.GetManagerStatus()
+	switch {
+	case n.GetRole() != minkepb.NodeRole_MANAGER:
+		return ""
+	case ms.GetLeader():
+		return "Leader"
+	case ms.GetReachability() == minkepb.ManagerStatus_REACHABLE:
+		return "Reachable"
+	case ms.GetReachability() == minkepb.ManagerStatus_UNREACHABLE:
+		return "Unreachable"
+	}
+	return "Unknown"
 }
 
 // hostnames maps node IDs to hostnames.

@@ -96,10 +96,18 @@ func TestWriteNodes(t *testing.T) {
 			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_DOWN, Addr: "127.0.0.3"},
 		},
 		{
-			Meta:        &minkepb.Meta{Id: "n1xxxxxxxxxxxxxxxx"},
-			Description: &minkepb.NodeDescription{Hostname: "manager-1"},
-			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: "127.0.0.2"},
-			Role:        minkepb.NodeRole_MANAGER,
+			Meta:          &minkepb.Meta{Id: "n1xxxxxxxxxxxxxxxx"},
+			Description:   &minkepb.NodeDescription{Hostname: "manager-1"},
+			Status:        &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: "127.0.0.2"},
+			Role:          minkepb.NodeRole_MANAGER,
+			ManagerStatus: &minkepb.ManagerStatus{Leader: true, Reachability: minkepb.ManagerStatus_REACHABLE},
+		},
+		{
+			Meta:          &minkepb.Meta{Id: "n3xxxxxxxxxxxxxxxx"},
+			Description:   &minkepb.NodeDescription{Hostname: "manager-2"},
+			Status:        &minkepb.NodeStatus{State: minkepb.NodeStatus_DOWN, Addr: "127.0.0.4"},
+			Role:          minkepb.NodeRole_MANAGER,
+			ManagerStatus: &minkepb.ManagerStatus{Reachability: minkepb.ManagerStatus_UNREACHABLE},
 		},
 	}
 	var b bytes.Buffer
@@ -107,9 +115,10 @@ func TestWriteNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"ID             HOSTNAME    STATUS   AVAILABILITY   ROLE      ADDR\n" +
-		"n1xxxxxxxxxx   manager-1   Ready    Active         Manager   127.0.0.2\n" +
-		"n2xxxxxxxxxx   worker-1    Down     Drain          Worker    127.0.0.3\n"
+		"ID             HOSTNAME    STATUS   AVAILABILITY   MANAGER STATUS   ADDR\n" +
+		"n1xxxxxxxxxx   manager-1   Ready    Active         Leader           127.0.0.2\n" +
+		"n3xxxxxxxxxx   manager-2   Down     Active         Unreachable      127.0.0.4\n" +
+		"n2xxxxxxxxxx   worker-1    Down     Drain                           127.0.0.3\n"
 	if got := b.String(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}

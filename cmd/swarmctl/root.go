@@ -28,6 +28,9 @@ type controlAPI interface {
 	RemoveService(ctx context.Context, ref string) error
 	ListTasks(ctx context.Context, ref string) ([]*minkepb.Task, error)
 	ListNodes(ctx context.Context) ([]*minkepb.Node, error)
+	UpdateNodeRole(ctx context.Context, ref string, role minkepb.NodeRole) (*minkepb.Node, error)
+	RemoveNode(ctx context.Context, ref string, force bool) error
+	Backup(ctx context.Context) ([]byte, uint64, error)
 	GetCluster(ctx context.Context) (*minkepb.Cluster, string, error)
 	ServiceLogs(ctx context.Context, ref string, follow bool, fn func(*minkepb.LogMessage) error) error
 	WaitForService(ctx context.Context, serviceID string, progress func(running, desired uint64, tasks []*minkepb.Task)) error

@@ -14,7 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -50,11 +50,13 @@ type Agent struct {
 	rt     *runtime.Runtime
 	rep    *reporter
 
-	mu      sync.Mutex
-	nodeID  string
-	secret  string
-	runners map[string]*runner
-	wg      sync.WaitGroup // runners and log publishers
+	mu       sync.Mutex
+	nodeID   string
+	secret   string
+	addr     string   // the manager talked to now
+	managers []string // every manager known, for failover
+	runners  map[string]*runner
+	wg       sync.WaitGroup // runners and log publishers
 }
 
 // creds attaches the join token, and once joined the node's identity, to
@@ -80,20 +82,23 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: a join token is required (--token)")
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), rt: cfg.Runtime,
-		nodeID: cfg.NodeID, secret: cfg.NodeSecret, runners: map[string]*runner{}}
-	conn, err := grpc.NewClient(cfg.DispatcherAddr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(creds{a}))
+		nodeID: cfg.NodeID, secret: cfg.NodeSecret, addr: cfg.DispatcherAddr,
+		managers: []string{cfg.DispatcherAddr}, runners: map[string]*runner{}}
+	conn, err := a.dial(cfg.DispatcherAddr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: manager address %q: %w", cfg.DispatcherAddr, err)
 	}
 	a.conn, a.client = conn, minkepb.NewDispatcherClient(conn)
-	a.rep = newReporter(a.client, a.log)
+	a.rep = newReporter(a.dispatcher, a.log)
 	return a, nil
 }
 
 // Close releases the connection; call after Run returns.
-func (a *Agent) Close() error { return a.conn.Close() }
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.conn.Close()
+}
 
 // Secret is the node's identity secret once joined; keep it with the ID.
 func (a *Agent) Secret() string {
@@ -117,8 +122,10 @@ func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
 	a.mu.Unlock()
 	backoff := 100 * time.Millisecond
 	for {
-		resp, err := a.client.Join(ctx, req)
+		var trailer metadata.MD
+		resp, err := a.dispatcher().Join(ctx, req, grpc.Trailer(&trailer))
 		if err == nil {
+			a.learnManagers(resp.GetManagers())
 			a.mu.Lock()
 			a.nodeID = resp.GetNodeId()
 			if resp.GetNodeSecret() != "" {
@@ -133,7 +140,8 @@ func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
 		default:
 			return nil, fmt.Errorf("join %s: %s", a.cfg.DispatcherAddr, status.Convert(err).Message())
 		}
-		a.log.Info("manager not reachable yet; retrying", "addr", a.cfg.DispatcherAddr, "err", status.Convert(err).Message())
+		a.log.Info("manager not reachable or not the leader; retrying", "err", status.Convert(err).Message())
+		a.failover(trailer)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -155,7 +163,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	backoff := 100 * time.Millisecond
 	for {
-		err := a.session(ctx)
+		began := time.Now()
+		trailer, err := a.session(ctx)
+		if time.Since(began) > 5*time.Second {
+			backoff = 100 * time.Millisecond // it was working: reconnect quickly
+		}
 		if ctx.Err() != nil {
 			a.stopRunners()
 			return nil
@@ -165,6 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("session refused: %s", status.Convert(err).Message())
 		}
 		a.log.Warn("session lost; reconnecting", "err", err, "backoff", backoff)
+		a.failover(trailer)
 		select {
 		case <-ctx.Done():
 			a.stopRunners()
@@ -175,17 +188,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) session(ctx context.Context) error {
+// session holds one session; it returns why it ended and the answer's
+// trailer (which may name the leader).
+func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := a.client.Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID()})
+	stream, err := a.dispatcher().Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			return err
+			return stream.Trailer(), err
 		}
 		if ls := msg.GetLogSubscription(); ls != nil {
 			a.wg.Add(1)

@@ -19,7 +19,7 @@ const logChunk = 32 << 10
 func (a *Agent) publishLogs(ctx context.Context, sub *minkepb.LogSubscription) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := a.client.PublishLogs(ctx)
+	stream, err := a.dispatcher().PublishLogs(ctx)
 	if err != nil {
 		a.log.Warn("publishing logs", "subscription", sub.GetId(), "err", err)
 		return

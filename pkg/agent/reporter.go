@@ -15,7 +15,7 @@ import (
 // status per task (states move forward, so an older one adds nothing), sends
 // everything pending in one call, and retries until it is acknowledged.
 type reporter struct {
-	client minkepb.DispatcherClient
+	client func() minkepb.DispatcherClient
 	log    *slog.Logger
 	nodeID string
 
@@ -24,7 +24,7 @@ type reporter struct {
 	kick    chan struct{}
 }
 
-func newReporter(c minkepb.DispatcherClient, log *slog.Logger) *reporter {
+func newReporter(c func() minkepb.DispatcherClient, log *slog.Logger) *reporter {
 	return &reporter{client: c, log: log, pending: map[string]*minkepb.TaskStatus{}, kick: make(chan struct{}, 1)}
 }
 
@@ -78,7 +78,7 @@ func (r *reporter) flush(ctx context.Context, timeout time.Duration) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if _, err := r.client.UpdateTaskStatus(cctx, req); err != nil {
+	if _, err := r.client().UpdateTaskStatus(cctx, req); err != nil {
 		r.log.Warn("reporting task status failed; will retry", "updates", len(batch), "err", err)
 		r.mu.Lock()
 		for id, st := range batch {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/runtime"
@@ -54,6 +56,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	if cfg.NodeSecret == "" {
 		cfg.NodeSecret = readTrimmed(secretFile)
+	}
+	if cfg.Description != nil {
+		cfg.Description = proto.Clone(cfg.Description).(*minkepb.NodeDescription)
+		cfg.Description.Worker = true
 	}
 	a, err := New(Config{
 		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, NodeSecret: cfg.NodeSecret, Description: cfg.Description,

@@ -56,3 +56,28 @@ func (c *Client) ServiceLogs(ctx context.Context, ref string, follow bool, fn fu
 		}
 	}
 }
+
+// UpdateNodeRole promotes or demotes a node (ID, ID prefix or hostname).
+func (c *Client) UpdateNodeRole(ctx context.Context, ref string, role minkepb.NodeRole) (*minkepb.Node, error) {
+	resp, err := c.ctl.UpdateNodeRole(ctx, &minkepb.UpdateNodeRoleRequest{Node: ref, Role: role})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNode(), nil
+}
+
+// RemoveNode removes a node from the cluster.
+func (c *Client) RemoveNode(ctx context.Context, ref string, force bool) error {
+	_, err := c.ctl.RemoveNode(ctx, &minkepb.RemoveNodeRequest{Node: ref, Force: force})
+	return err
+}
+
+// Backup returns a consistent snapshot of the cluster state (a
+// minke.v1.Snapshot in protobuf encoding) and the Raft index it reflects.
+func (c *Client) Backup(ctx context.Context) ([]byte, uint64, error) {
+	resp, err := c.ctl.Backup(ctx, &minkepb.BackupRequest{})
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.GetSnapshot(), resp.GetIndex(), nil
+}

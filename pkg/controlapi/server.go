@@ -31,11 +31,33 @@ type LogSource interface {
 	Subscribe(ctx context.Context, tasks []*minkepb.Task, follow bool) (msgs <-chan []*minkepb.LogMessage, unavailable []*minkepb.LogMessage)
 }
 
-// Server implements minkepb.ControlServer.
+// Cluster is what node management needs of Raft and gossip.
+type Cluster interface {
+	Servers() ([]raftstore.Server, error)
+	RemoveServer(ctx context.Context, id string) error
+	LeaderID() (id, addr string)
+	// Reachable reports whether a node is alive in gossip.
+	Reachable(nodeID string) bool
+	Backup() (*minkepb.Snapshot, uint64)
+}
+
+// Config wires a Server.
+type Config struct {
+	Store   Store
+	Logs    LogSource
+	Cluster Cluster
+	// RegistryAddr is this manager's built-in registry (host:port).
+	RegistryAddr string
+	Logger       *slog.Logger
+}
+
+// Server implements minkepb.ControlServer on the local state. Wrap it in a
+// Forwarder so that followers send calls to the leader.
 type Server struct {
 	minkepb.UnimplementedControlServer
 	store        Store
 	logs         LogSource
+	cluster      Cluster
 	registryAddr string
 	log          *slog.Logger
 }
@@ -43,8 +65,9 @@ type Server struct {
 var _ minkepb.ControlServer = (*Server)(nil)
 
 // New returns the Control service.
-func New(store Store, logs LogSource, registryAddr string, log *slog.Logger) *Server {
-	return &Server{store: store, logs: logs, registryAddr: registryAddr, log: log.With("component", "controlapi")}
+func New(cfg Config) *Server {
+	return &Server{store: cfg.Store, logs: cfg.Logs, cluster: cfg.Cluster, registryAddr: cfg.RegistryAddr,
+		log: cfg.Logger.With("component", "controlapi")}
 }
 
 // Register adds the service to s.
@@ -218,20 +241,6 @@ func (s *Server) ListTasks(ctx context.Context, req *minkepb.ListTasksRequest) (
 		return nil
 	})
 	return resp, toStatus(err)
-}
-
-// ListNodes lists the cluster's nodes.
-func (s *Server) ListNodes(ctx context.Context, _ *minkepb.ListNodesRequest) (*minkepb.ListNodesResponse, error) {
-	resp := &minkepb.ListNodesResponse{}
-	_ = s.store.View(func(tx raftstore.ReadTx) error {
-		for _, n := range tx.Nodes() {
-			n = proto.Clone(n).(*minkepb.Node)
-			n.SecretHash = nil
-			resp.Nodes = append(resp.Nodes, n)
-		}
-		return nil
-	})
-	return resp, nil
 }
 
 // GetCluster returns the cluster object (join tokens) and this manager's

@@ -26,7 +26,7 @@ func spec(name, image string, replicas uint64) *minkepb.ServiceSpec {
 
 func newServer(t *testing.T) (*Server, *raftstore.Node) {
 	n := storetest.New(t)
-	return New(n, nil, "127.0.0.1:4245", slog.New(slog.DiscardHandler)), n
+	return New(Config{Store: n, RegistryAddr: "127.0.0.1:4245", Logger: slog.New(slog.DiscardHandler)}), n
 }
 
 func snapshot(t *testing.T, n *raftstore.Node) []*minkepb.Service {

@@ -49,7 +49,10 @@ type Config struct {
 	GossipPeers func() []string
 	// RegistryAddr is the built-in registry's host:port.
 	RegistryAddr string
-	Logger       *slog.Logger
+	// AddManager adds a joining manager to Raft as a voter. Join refuses
+	// manager joins when it is nil.
+	AddManager func(ctx context.Context, nodeID, raftAddr string) error
+	Logger     *slog.Logger
 }
 
 // Dispatcher implements minkepb.DispatcherServer.
@@ -148,18 +151,46 @@ func SecretMatches(n *minkepb.Node, secret string) bool {
 
 // Join registers a node, or refreshes one that joined before.
 func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minkepb.JoinResponse, error) {
-	if _, err := d.authenticate(ctx); err != nil {
+	role, err := d.authenticate(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetAddr() == "" {
 		return nil, status.Error(codes.InvalidArgument, "join: addr is required (the node's advertise IP)")
 	}
+	ms := req.GetManager()
+	switch {
+	case ms != nil && role != minkepb.NodeRole_MANAGER:
+		return nil, status.Error(codes.PermissionDenied,
+			"this is a worker token: a manager joins with the manager token ('swarmctl cluster join-token manager' prints it)")
+	case ms != nil && (ms.GetRaftAddr() == "" || ms.GetApiAddr() == ""):
+		return nil, status.Error(codes.InvalidArgument, "join: a manager must give its raft and API addresses")
+	case ms != nil && d.cfg.AddManager == nil:
+		return nil, status.Error(codes.FailedPrecondition, "this manager cannot add managers")
+	case ms == nil:
+		role = minkepb.NodeRole_WORKER // a manager token may also join a worker
+	}
 	var (
-		key    []byte
-		secret string
+		key      []byte
+		secret   string
+		managers []string
 	)
 	nodeID := req.GetNodeId()
-	err := d.cfg.Store.Update(ctx, func(tx *raftstore.WriteTx) error {
+	if ms != nil {
+		if err := d.checkManagerAddrs(nodeID, ms); err != nil {
+			return nil, err
+		}
+		if nodeID == "" {
+			return nil, status.Error(codes.InvalidArgument, "join: a manager must send its node ID")
+		}
+		// Raft first: once the voter is added the new manager receives the
+		// log, including the node record written next.
+		if err := d.cfg.AddManager(ctx, nodeID, ms.GetRaftAddr()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	err = d.cfg.Store.Update(ctx, func(tx *raftstore.WriteTx) error {
+		managers = managerAddrs(tx.ReadTx)
 		key, secret = tx.Cluster().GetGossipKey(), ""
 		if nodeID != "" {
 			if n := tx.Node(nodeID); n != nil {
@@ -168,6 +199,9 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 						"node %s is already registered and this node's secret does not match: join with a fresh --data-dir", nodeID)
 				}
 				n = proto.Clone(n).(*minkepb.Node)
+				if ms != nil {
+					n.Role, n.ManagerStatus = minkepb.NodeRole_MANAGER, ms
+				}
 				n.Description = req.GetDescription()
 				if n.Status == nil {
 					n.Status = &minkepb.NodeStatus{}
@@ -175,17 +209,22 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 				n.Status.Addr = req.GetAddr()
 				return tx.Update(n)
 			}
-		} else {
+		} else if ms == nil {
 			nodeID = raftstore.NewID()
 		}
-		secret = NewSecret()
+		if ms != nil && req.GetNodeSecret() != "" {
+			secret = req.GetNodeSecret() // managers make their own
+		} else {
+			secret = NewSecret()
+		}
 		return tx.Create(&minkepb.Node{
-			SecretHash:  HashSecret(secret),
-			Meta:        &minkepb.Meta{Id: nodeID},
-			Spec:        &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
-			Description: req.GetDescription(),
-			Role:        minkepb.NodeRole_WORKER,
-			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_UNKNOWN, Addr: req.GetAddr(), Message: "joined, waiting for gossip"},
+			SecretHash:    HashSecret(secret),
+			Meta:          &minkepb.Meta{Id: nodeID},
+			Spec:          &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
+			Description:   req.GetDescription(),
+			Role:          role,
+			ManagerStatus: ms,
+			Status:        &minkepb.NodeStatus{State: minkepb.NodeStatus_UNKNOWN, Addr: req.GetAddr(), Message: "joined, waiting for gossip"},
 		})
 	})
 	if err != nil {
@@ -193,7 +232,7 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 	}
 	d.log.Info("node joined", "node_id", nodeID, "addr", req.GetAddr(), "hostname", req.GetDescription().GetHostname())
 	return &minkepb.JoinResponse{NodeId: nodeID, GossipKey: key, GossipPeers: d.cfg.GossipPeers(),
-		RegistryAddr: d.cfg.RegistryAddr, NodeSecret: secret}, nil
+		RegistryAddr: d.cfg.RegistryAddr, NodeSecret: secret, Managers: managers, Role: role}, nil
 }
 
 // UpdateTaskStatus commits the reports with others that arrive meanwhile and
@@ -210,6 +249,36 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *minkepb.UpdateTa
 		return nil, toStatus(err)
 	}
 	return &minkepb.UpdateTaskStatusResponse{}, nil
+}
+
+// managerAddrs lists the managers' API addresses.
+func managerAddrs(tx raftstore.ReadTx) []string {
+	var out []string
+	for _, n := range tx.Nodes() {
+		if a := n.GetManagerStatus().GetApiAddr(); a != "" && n.GetRole() == minkepb.NodeRole_MANAGER {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// checkManagerAddrs refuses a manager whose addresses another manager uses.
+func (d *Dispatcher) checkManagerAddrs(nodeID string, ms *minkepb.ManagerStatus) error {
+	var clash *minkepb.Node
+	_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
+		for _, n := range tx.Nodes() {
+			o := n.GetManagerStatus()
+			if n.GetMeta().GetId() != nodeID && o != nil && (o.GetRaftAddr() == ms.GetRaftAddr() || o.GetApiAddr() == ms.GetApiAddr()) {
+				clash = n
+			}
+		}
+		return nil
+	})
+	if clash != nil {
+		return status.Errorf(codes.AlreadyExists, "manager %s already uses raft address %s / API address %s: give the new manager other addresses, or 'swarmctl node rm' the old one",
+			clash.GetMeta().GetId(), clash.GetManagerStatus().GetRaftAddr(), clash.GetManagerStatus().GetApiAddr())
+	}
+	return nil
 }
 
 func toStatus(err error) error {

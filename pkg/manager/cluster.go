@@ -29,7 +29,7 @@ func newToken(role string) string {
 // bootstrap creates the cluster object on a new cluster and records this
 // manager as a node; on restart it refreshes the node's description.
 func (m *Manager) bootstrap(ctx context.Context) error {
-	desc := Describe("")
+	desc := Describe(m.cfg.Hostname)
 	return m.raft.Update(ctx, func(tx *raftstore.WriteTx) error {
 		if tx.Cluster() == nil {
 			key := make([]byte, 32)
@@ -48,6 +48,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 		host, _, _ := splitHostPort(m.cfg.ListenAddr)
 		if n := tx.Node(m.nodeID); n != nil {
 			n = proto.Clone(n).(*minkepb.Node)
+			desc.Worker = n.GetDescription().GetWorker() // the worker role says so itself
 			n.Description = desc
 			n.Status = &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: host}
 			n.SecretHash = dispatcher.HashSecret(m.secret)

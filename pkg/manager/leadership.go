@@ -39,6 +39,16 @@ func (m *Manager) runLeadership(ctx context.Context) {
 		}
 		var lctx context.Context
 		lctx, cancel = context.WithCancel(ctx)
+		// A new leader first applies everything committed before it took
+		// over, so its controllers start from the latest state.
+		bctx, bcancel := context.WithTimeout(lctx, 10*time.Second)
+		if err := m.raft.Barrier(bctx); err != nil {
+			m.log.Warn("leader barrier failed; controllers start anyway", "err", err)
+		}
+		bcancel()
+		if err := m.recordSelf(lctx); err != nil {
+			m.log.Warn("recording this manager's addresses", "err", err)
+		}
 		run := func(fn func(context.Context) error) {
 			wg.Add(1)
 			go func() {
@@ -126,9 +136,11 @@ func (m *Manager) setNodeState(ctx context.Context, id string, state minkepb.Nod
 	m.log.Debug("node state", "node_id", id, "state", state.String())
 }
 
-// resolveImage maps a service image that names an image pushed to this
-// manager's registry to its pinned location there (REGISTRY/REPO@DIGEST),
-// so every replica runs the same bytes. Anything else is pulled as given.
+// resolveImage maps a service image that names an image pushed to the
+// cluster's registries to its pinned location in this manager's
+// (REGISTRY/REPO@DIGEST), fetching it from another manager first if this one
+// missed the copy, so every replica runs the same bytes. Anything else is
+// pulled as given.
 func (m *Manager) resolveImage(image string) string {
 	ref, err := name.ParseReference(image)
 	if err != nil || ref.Context().RegistryStr() != name.DefaultRegistry ||
@@ -137,6 +149,9 @@ func (m *Manager) resolveImage(image string) string {
 	}
 	repo := strings.TrimPrefix(ref.Context().RepositoryStr(), "library/")
 	digest, ok, err := m.registry.Resolve(repo, ref.Identifier())
+	if err == nil && !ok && m.fetchFromPeers(context.Background(), repo, ref.Identifier()) {
+		digest, ok, err = m.registry.Resolve(repo, ref.Identifier())
+	}
 	if err != nil || !ok {
 		return image
 	}

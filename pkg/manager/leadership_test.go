@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/minke-io/minke/internal/storetest"
 	"github.com/minke-io/minke/pkg/imagetar"
 	"github.com/minke-io/minke/pkg/registry"
 )
@@ -35,7 +36,7 @@ func TestResolveImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lis.Close()
-	m := &Manager{registry: reg, regLis: lis}
+	m := &Manager{registry: reg, regLis: lis, raft: storetest.New(t), nodeID: "m1"}
 	pinned := lis.Addr().String() + "/hello@" + digest
 	cases := []struct{ in, want string }{
 		{"hello:latest", pinned},

@@ -20,6 +20,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	minkepb "github.com/minke-io/minke/api/minkepb"
+
 	"github.com/minke-io/minke/pkg/controlapi"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/membership"
@@ -45,7 +47,25 @@ type Config struct {
 	GossipAddr    string
 	RegistryAddr  string
 	ControlSocket string
-	Logger        *slog.Logger
+	// JoinAddr, with Token (a manager token), joins an existing cluster
+	// through any of its managers instead of starting a new one.
+	JoinAddr string
+	Token    string
+	// ForceNewCluster turns the state in DataDir into a one-manager
+	// cluster (disaster recovery after losing quorum).
+	ForceNewCluster bool
+	// Restore is a backup file ('swarmctl cluster backup') to start a new
+	// cluster from; DataDir must be empty.
+	Restore string
+	// SnapshotThreshold and SnapshotInterval tune Raft snapshots and log
+	// compaction (0 takes raftstore's defaults).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// MetricsAddr serves Prometheus metrics on /metrics when set.
+	MetricsAddr string
+	// Hostname overrides the machine's in the node description.
+	Hostname string
+	Logger   *slog.Logger
 }
 
 // Manager is a running manager node.
@@ -58,6 +78,9 @@ type Manager struct {
 	registry *registry.Registry
 	members  *membership.Membership
 	disp     *dispatcher.Dispatcher
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn // to other managers, by API address
 
 	dispLis, ctlLis, regLis net.Listener
 	ready                   chan struct{}
@@ -174,13 +197,25 @@ func (m *Manager) closeListeners() {
 	}
 }
 
+// ErrDemoted: this manager was removed from Raft (demoted or removed).
+var ErrDemoted = errors.New("manager: this node is no longer a manager (demoted or removed from the cluster)")
+
 // Run serves until ctx ends, then shuts everything down in order and
 // returns.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.closeListeners()
+	var restore *minkepb.Snapshot
+	if m.cfg.Restore != "" {
+		var err error
+		if restore, err = readBackup(m.cfg.Restore); err != nil {
+			return err
+		}
+	}
 	var err error
 	m.raft, err = raftstore.Open(raftstore.Config{
 		NodeID: m.nodeID, DataDir: m.cfg.DataDir, BindAddr: m.cfg.RaftAddr, Logger: m.cfg.Logger,
+		Join: m.cfg.JoinAddr != "", ForceNewCluster: m.cfg.ForceNewCluster,
+		RequireEmpty: restore != nil, SnapshotThreshold: m.cfg.SnapshotThreshold, SnapshotInterval: m.cfg.SnapshotInterval,
 	})
 	if err != nil {
 		return err
@@ -190,13 +225,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.log.Warn("raft shutdown", "err", err)
 		}
 	}()
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = m.raft.WaitLeader(wctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	if err := m.bootstrap(ctx); err != nil {
+	if err := m.startRaft(ctx, restore); err != nil {
 		return err
 	}
 
@@ -214,17 +243,30 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = m.members.Shutdown() }()
+	if peers := m.gossipPeers(); len(peers) > 0 {
+		if _, err := m.members.Join(peers); err != nil {
+			m.log.Warn("could not reach other managers by gossip yet", "err", err)
+		}
+	}
+	if err := m.recordSelf(ctx); err != nil {
+		m.log.Warn("recording this manager's addresses", "err", err)
+	}
 
+	m.registry.OnTag(m.replicatePush)
 	m.disp = dispatcher.New(dispatcher.Config{
 		Store:        m.raft,
-		GossipPeers:  func() []string { return []string{m.members.LocalAddr()} },
+		GossipPeers:  m.gossipPeers,
 		RegistryAddr: m.regLis.Addr().String(),
+		AddManager:   m.raft.AddVoter,
 		Logger:       m.cfg.Logger,
 	})
-	ctl := controlapi.New(m.raft, m.disp.Logs, m.regLis.Addr().String(), m.cfg.Logger)
+	ctl := controlapi.NewForwarder(controlapi.New(controlapi.Config{
+		Store: m.raft, Logs: m.disp.Logs, Cluster: m, RegistryAddr: m.regLis.Addr().String(), Logger: m.cfg.Logger,
+	}), m)
 
-	dispSrv := grpc.NewServer()
+	dispSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream))
 	m.disp.Register(dispSrv)
+	ctl.Register(dispSrv) // for other managers' forwarded calls (manager token required)
 	ctlSrv := grpc.NewServer()
 	ctl.Register(ctlSrv)
 	regSrv := &http.Server{Handler: m.registry, ReadHeaderTimeout: 10 * time.Second}
@@ -232,6 +274,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	demoted := make(chan struct{})
 	goRun := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -243,14 +286,30 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	goRun("dispatcher status", func() error { m.disp.Run(runCtx); return nil })
 	goRun("leadership", func() error { m.runLeadership(runCtx); return nil })
+	goRun("membership watch", func() error { m.watchMembership(runCtx, demoted); return nil })
 	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
 	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
 	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })
+	if m.cfg.MetricsAddr != "" {
+		msrv, err := m.metricsServer()
+		if err != nil {
+			stop()
+			wg.Wait()
+			return err
+		}
+		goRun("metrics server", func() error { return msrv.Serve() })
+		defer msrv.Close()
+	}
 	m.log.Info("manager ready", "node_id", m.nodeID, "listen_addr", m.DispatcherAddr(),
 		"control_socket", m.cfg.ControlSocket, "registry_addr", m.regLis.Addr().String(), "gossip_addr", m.members.LocalAddr())
 	close(m.ready)
 
-	<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-demoted:
+		runErr = ErrDemoted
+	}
 	m.log.Info("manager shutting down")
 	stop()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -259,8 +318,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	gracefulStop(dispSrv, 2*time.Second)
 	gracefulStop(ctlSrv, 2*time.Second)
 	wg.Wait()
+	m.closeConns()
 	_ = m.members.Leave(time.Second)
-	return nil
+	return runErr
 }
 
 // gracefulStop lets calls finish, but not streams that never end.

@@ -30,7 +30,7 @@ func newHarness(t *testing.T, nodes int) *harness {
 		for i := 1; i <= nodes; i++ {
 			if err := tx.Create(&minkepb.Node{
 				Meta:        &minkepb.Meta{Id: fmt.Sprintf("node%d", i)},
-				Description: &minkepb.NodeDescription{Resources: &minkepb.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30}},
+				Description: &minkepb.NodeDescription{Worker: true, Resources: &minkepb.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30}},
 				Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY},
 			}); err != nil {
 				return err

@@ -23,4 +23,8 @@ var (
 	ErrNotLeader = errors.New("raftstore: not the leader")
 	// ErrStopped: the node is shutting down.
 	ErrStopped = errors.New("raftstore: stopped")
+	// ErrNoState: an operation needs existing Raft state and there is none.
+	ErrNoState = errors.New("raftstore: no cluster state")
+	// ErrHasState: the data dir already belongs to a cluster.
+	ErrHasState = errors.New("raftstore: data dir already has cluster state")
 )

@@ -19,6 +19,8 @@ type CommandType uint8
 const (
 	// CommandStoreActions carries minkepb.StoreActions.
 	CommandStoreActions CommandType = 1
+	// CommandRestore carries a minkepb.Snapshot that replaces the state.
+	CommandRestore CommandType = 2
 	// Ignorable marks command types that older managers may skip.
 	Ignorable CommandType = 0x80
 )
@@ -55,6 +57,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 			return fmt.Errorf("raftstore: decode command at index %d: %w", l.Index, err)
 		}
 		return f.store.apply(l.Index, &cmd)
+	case CommandRestore:
+		var snap minkepb.Snapshot
+		if err := proto.Unmarshal(l.Data[1:], &snap); err != nil {
+			return fmt.Errorf("raftstore: decode restore at index %d: %w", l.Index, err)
+		}
+		return f.store.restore(&snap, l.Index)
 	}
 	if t&Ignorable != 0 {
 		return nil
@@ -64,7 +72,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.store.snapshot()}, nil
+	snap, _ := f.store.snapshotAt()
+	return &fsmSnapshot{snap: snap}, nil
 }
 
 func (f *fsm) Restore(r io.ReadCloser) error {
@@ -77,7 +86,7 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 	if err := proto.Unmarshal(data, &snap); err != nil {
 		return fmt.Errorf("raftstore: decode snapshot: %w", err)
 	}
-	return f.store.restore(&snap)
+	return f.store.restore(&snap, snap.GetIndex())
 }
 
 type fsmSnapshot struct {

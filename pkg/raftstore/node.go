@@ -34,7 +34,16 @@ type Config struct {
 	SnapshotThreshold uint64
 	// SnapshotInterval is how often the threshold is checked; 0 takes 30s.
 	SnapshotInterval time.Duration
-	Logger           *slog.Logger
+	// Join means this node joins an existing cluster: it starts with no
+	// configuration and waits for the leader to add it (never bootstraps).
+	Join bool
+	// ForceNewCluster rewrites the Raft configuration of existing state to
+	// this node alone, keeping all data: recovery after losing quorum.
+	ForceNewCluster bool
+	// RequireEmpty refuses a DataDir that already holds Raft state (for
+	// restoring a backup into a new cluster).
+	RequireEmpty bool
+	Logger       *slog.Logger
 	// Now stamps object metadata; nil takes time.Now. It runs on the
 	// proposer, never inside Apply.
 	Now func() time.Time
@@ -49,6 +58,7 @@ type Node struct {
 	closers   []io.Closer
 	leaderCh  chan bool
 	log       *slog.Logger
+	metrics   *metrics
 }
 
 // Open starts the Raft node. A DataDir without Raft state bootstraps a new
@@ -70,7 +80,8 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.SnapshotInterval == 0 {
 		cfg.SnapshotInterval = 30 * time.Second
 	}
-	n := &Node{cfg: cfg, store: NewMemoryStore(), leaderCh: make(chan bool, 16), log: cfg.Logger.With("component", "raft")}
+	n := &Node{cfg: cfg, store: NewMemoryStore(), leaderCh: make(chan bool, 16), log: cfg.Logger.With("component", "raft"),
+		metrics: newMetrics()}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -133,11 +144,31 @@ func Open(cfg Config) (*Node, error) {
 		n.closeAll()
 		return nil, fmt.Errorf("raftstore: inspect existing state: %w", err)
 	}
-	if !existing {
-		boot := raft.Configuration{Servers: []raft.Server{{
-			ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter,
-		}}}
-		if err := raft.BootstrapCluster(rc, logs, stable, snaps, n.transport, boot); err != nil {
+	self := raft.Configuration{Servers: []raft.Server{{
+		ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter,
+	}}}
+	switch {
+	case cfg.ForceNewCluster && !existing:
+		n.closeAll()
+		return nil, fmt.Errorf("%w: --force-new-cluster needs a data dir that holds a cluster's state, and %s holds none",
+			ErrNoState, cfg.DataDir)
+	case cfg.ForceNewCluster:
+		// RecoverCluster replays the log into a scratch FSM to take a fresh
+		// snapshot; the real FSM is restored from it below.
+		if err := raft.RecoverCluster(rc, &fsm{store: NewMemoryStore()}, logs, stable, snaps, n.transport, self); err != nil {
+			n.closeAll()
+			return nil, fmt.Errorf("raftstore: force new cluster: %w", err)
+		}
+		n.log.Warn("forced a new one-manager cluster from existing state")
+	case existing && cfg.RequireEmpty:
+		n.closeAll()
+		return nil, fmt.Errorf("%w: restoring a backup needs an empty --data-dir, and %s holds a cluster's state", ErrHasState, cfg.DataDir)
+	case existing && cfg.Join:
+		n.closeAll()
+		return nil, fmt.Errorf("%w: %s already holds a cluster's state; to join another cluster start with an empty --data-dir",
+			ErrHasState, cfg.DataDir)
+	case !existing && !cfg.Join:
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, n.transport, self); err != nil {
 			n.closeAll()
 			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
 		}
@@ -148,6 +179,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
 	n.raft = r
+	n.metrics.watchLeaders(r)
 	return n, nil
 }
 
@@ -234,7 +266,9 @@ func (n *Node) propose(ctx context.Context, cmd *minkepb.StoreActions) error {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	start := time.Now()
 	f := n.raft.Apply(data, timeout)
+	defer n.metrics.observeCommit(start)
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
@@ -263,6 +297,7 @@ func (n *Node) Snapshot() error {
 
 // Shutdown stops Raft and closes the stores.
 func (n *Node) Shutdown() error {
+	n.metrics.stop(n.raft)
 	err := n.raft.Shutdown().Error()
 	n.closeAll()
 	return err
@@ -280,4 +315,106 @@ func (w slogWriter) Write(p []byte) (int, error) {
 // ViewAndWatch runs fn on a snapshot and subscribes to every change after it.
 func (n *Node) ViewAndWatch(fn func(ReadTx) error) (*Subscription, error) {
 	return n.store.ViewAndWatch(fn)
+}
+
+// LeaderID returns the current leader's node ID and Raft address, or empty
+// strings when there is none.
+func (n *Node) LeaderID() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID, Addr string
+	Voter    bool
+}
+
+// Servers returns the current Raft configuration.
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raftstore: configuration: %w", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddVoter adds a manager to the Raft configuration (leader only).
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	return n.waitFuture(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeoutOf(ctx)))
+}
+
+// RemoveServer removes a manager from the Raft configuration (leader only).
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	return n.waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx)))
+}
+
+// VerifyLeader confirms with a quorum that this node still leads, so that
+// reads served from its state reflect every acknowledged write.
+func (n *Node) VerifyLeader(ctx context.Context) error {
+	return n.waitFuture(ctx, n.raft.VerifyLeader())
+}
+
+// Barrier returns once every entry committed before it is applied here.
+func (n *Node) Barrier(ctx context.Context) error {
+	return n.waitFuture(ctx, n.raft.Barrier(timeoutOf(ctx)))
+}
+
+// Stats reports Raft's counters (for metrics and diagnostics).
+func (n *Node) Stats() map[string]string { return n.raft.Stats() }
+
+// AppliedIndex is the index of the last entry applied to the store.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+func timeoutOf(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return time.Until(dl)
+	}
+	return 10 * time.Second
+}
+
+func (n *Node) waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("raftstore: %w", ctx.Err())
+	}
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrStopped
+	case err != nil:
+		return fmt.Errorf("raftstore: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the whole replicated state with snap, as one command
+// applied on every manager (for restoring a backup into a new cluster).
+func (n *Node) Restore(ctx context.Context, snap *minkepb.Snapshot) error {
+	data, err := encodeCommand(CommandRestore, snap)
+	if err != nil {
+		return err
+	}
+	f := n.raft.Apply(data, timeoutOf(ctx))
+	if err := n.waitFuture(ctx, f); err != nil {
+		return err
+	}
+	if resp, ok := f.Response().(error); ok && resp != nil {
+		return resp
+	}
+	return nil
+}
+
+// Backup returns the current state and the index it reflects.
+func (n *Node) Backup() (*minkepb.Snapshot, uint64) {
+	return n.store.snapshotAt()
 }

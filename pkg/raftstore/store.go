@@ -25,6 +25,8 @@ type MemoryStore struct {
 	// db is swapped whole by restore; readers load it once per transaction.
 	db   atomic.Pointer[memdb.MemDB]
 	subs map[*Subscription]struct{}
+	// index is the Raft index of the last applied change (under mu).
+	index uint64
 }
 
 // NewMemoryStore returns an empty store.
@@ -89,31 +91,39 @@ func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
 		events = append(events, Event{Kind: EventKind(a.GetKind()), Object: obj, Index: index})
 	}
 	txn.Commit()
+	s.index = index
 	for sub := range s.subs {
 		sub.publish(events)
 	}
 	return nil
 }
 
-// snapshot returns the whole state ordered by ID, so equal states encode to
-// equal bytes.
+// snapshotAt returns the whole state ordered by ID (so equal states encode
+// to equal bytes) and the index it reflects.
+func (s *MemoryStore) snapshotAt() (*minkepb.Snapshot, uint64) {
+	s.mu.Lock()
+	db, index := s.db.Load(), s.index
+	s.mu.Unlock()
+	txn := db.Txn(false)
+	defer txn.Abort()
+	tx := ReadTx{txn: txn}
+	snap := &minkepb.Snapshot{FormatVersion: snapshotFormat, Index: index,
+		Nodes: tx.Nodes(), Services: tx.Services(), Tasks: tx.Tasks()}
+	for _, c := range tx.list(tableClusters, indexID) {
+		snap.Clusters = append(snap.Clusters, c.(*minkepb.Cluster))
+	}
+	return snap, index
+}
+
+// snapshot is snapshotAt without the index.
 func (s *MemoryStore) snapshot() *minkepb.Snapshot {
-	snap := &minkepb.Snapshot{FormatVersion: snapshotFormat}
-	_ = s.View(func(tx ReadTx) error {
-		snap.Nodes = tx.Nodes()
-		snap.Services = tx.Services()
-		snap.Tasks = tx.Tasks()
-		for _, c := range tx.list(tableClusters, indexID) {
-			snap.Clusters = append(snap.Clusters, c.(*minkepb.Cluster))
-		}
-		return nil
-	})
+	snap, _ := s.snapshotAt()
 	return snap
 }
 
-// restore replaces the whole state with snap and tells every subscriber to
-// start over (EventReset).
-func (s *MemoryStore) restore(snap *minkepb.Snapshot) error {
+// restore replaces the whole state with snap, as of Raft index, and tells
+// every subscriber to start over (EventReset).
+func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 	if snap.GetFormatVersion() > snapshotFormat {
 		return fmt.Errorf("raftstore: snapshot format %d is newer than this manager understands (%d); upgrade the manager",
 			snap.GetFormatVersion(), snapshotFormat)
@@ -149,6 +159,7 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.db.Store(db)
+	s.index = index
 	for sub := range s.subs {
 		sub.publish([]Event{{Kind: EventReset}})
 	}

@@ -215,7 +215,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := proto.Unmarshal(data, &decoded); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.restore(&decoded); err != nil {
+	if err := s2.restore(&decoded, 7); err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(s2.snapshot(), snap) {
@@ -227,7 +227,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		}
 		return nil
 	})
-	if err := s2.restore(&minkepb.Snapshot{FormatVersion: snapshotFormat + 1}); err == nil {
+	if err := s2.restore(&minkepb.Snapshot{FormatVersion: snapshotFormat + 1}, 8); err == nil {
 		t.Error("newer snapshot format accepted")
 	}
 }

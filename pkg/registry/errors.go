@@ -50,6 +50,9 @@ var (
 	// ErrNotFound means the request path is not an endpoint of the API
 	// (for example the referrers API, which clients then work around).
 	ErrNotFound = errors.New("registry: no such endpoint")
+	// ErrReplication means a pushed image was stored here but could not be
+	// copied to enough other managers to survive losing this one.
+	ErrReplication = errors.New("registry: image not replicated to a majority of managers")
 	// ErrUnsupported means the operation is valid OCI but not implemented.
 	ErrUnsupported = errors.New("registry: operation unsupported")
 )
@@ -69,6 +72,7 @@ const (
 	codeTagInvalid          = "TAG_INVALID"
 	codeUnsupported         = "UNSUPPORTED"
 	codeUnknown             = "UNKNOWN"
+	codeUnavailable         = "UNAVAILABLE"
 	codePaginationInvalid   = "PAGINATION_NUMBER_INVALID"
 )
 
@@ -106,6 +110,8 @@ func codeFor(err error) (code string, status int) {
 		return codeUnsupported, http.StatusNotFound
 	case errors.Is(err, ErrUnsupported):
 		return codeUnsupported, http.StatusMethodNotAllowed
+	case errors.Is(err, ErrReplication):
+		return codeUnavailable, http.StatusServiceUnavailable
 	default:
 		return codeUnknown, http.StatusInternalServerError
 	}

@@ -130,6 +130,11 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, rt rout
 		return err
 	}
 	r.log.Info("manifest pushed", "repo", rt.repo, "reference", rt.ref, "digest", digest, "media_type", mediaType)
+	if tag != "" && r.onTag != nil && req.Header.Get(ReplicaHeader) == "" {
+		if err := r.onTag(req.Context(), rt.repo, tag, digest); err != nil {
+			return fmt.Errorf("%w: %w", ErrReplication, err)
+		}
+	}
 	h := w.Header()
 	h.Set("Location", "/v2/"+rt.repo+"/manifests/"+digest)
 	h.Set("Docker-Content-Digest", digest)

@@ -15,6 +15,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,7 +31,19 @@ type Registry struct {
 	store   *store
 	uploads *uploads
 	log     *slog.Logger
+	// onTag, if set, runs after a manifest is stored under a tag and before
+	// the push is answered; its error fails the push (the manifest stays
+	// stored here). Pushes that carry ReplicaHeader skip it.
+	onTag func(ctx context.Context, repo, tag, digest string) error
 }
+
+// ReplicaHeader marks a push that copies an image from another registry of
+// the cluster, so that it is not replicated again.
+const ReplicaHeader = "X-Minke-Replica"
+
+// OnTag sets the hook that runs after every tag push (see Registry.onTag).
+// Call it before serving.
+func (r *Registry) OnTag(fn func(ctx context.Context, repo, tag, digest string) error) { r.onTag = fn }
 
 var _ http.Handler = (*Registry)(nil)
 

@@ -14,6 +14,14 @@ import (
 // cgroup. It is keyed by container id and keeps no state, so that Sweep in a
 // new worker process can find and delete cgroups an old one created.
 //
+// Devices: on v1 the container's devices cgroup allows only
+// defaultDeviceRules. On v2 the equivalent is a BPF_PROG_TYPE_CGROUP_DEVICE
+// program attached to the container's cgroup, which is not implemented yet:
+// on v2 nothing in the cgroup stops a container from opening a device node.
+// What does: layers may not contain device nodes (applyLayer), the rootfs
+// and /dev are mounted nodev so nodes the container mknods are unusable,
+// and /dev holds only binds of null, zero, full, random, urandom and tty.
+//
 // Why not github.com/containerd/cgroups/v3: its v1 manager discovers the
 // hierarchy from /proc/self/mountinfo and cannot be pointed at an arbitrary
 // tree, and its v2 manager pulls in systemd/dbus and eBPF device filtering
@@ -50,6 +58,25 @@ var (
 type resources struct {
 	MemoryLimit int64 // bytes, 0 = unlimited
 	NanoCPUs    int64 // 1e9 = one CPU, 0 = unlimited
+}
+
+// defaultDeviceRules are the devices a container may use, in v1
+// devices.allow syntax: docker's default allowlist. Creating any device node
+// is allowed ("m"), using one is not, except the harmless character devices
+// every program expects and terminals. /dev/net/tun (c 10:200) is left out,
+// as runc does since 1.2: a default container has no CAP_NET_ADMIN to use it.
+var defaultDeviceRules = []string{
+	"c *:* m",
+	"b *:* m",
+	"c 1:3 rwm",   // /dev/null
+	"c 1:5 rwm",   // /dev/zero
+	"c 1:7 rwm",   // /dev/full
+	"c 1:8 rwm",   // /dev/random
+	"c 1:9 rwm",   // /dev/urandom
+	"c 5:0 rwm",   // /dev/tty
+	"c 5:1 rwm",   // /dev/console
+	"c 5:2 rwm",   // /dev/ptmx
+	"c 136:* rwm", // /dev/pts/*
 }
 
 // cfsPeriod is the CFS period used to express NanoCPUs as a quota, in µs.

@@ -81,7 +81,7 @@ func TestCgroupV2FakeTree(t *testing.T) {
 
 func TestCgroupV1FakeTree(t *testing.T) {
 	mount := t.TempDir()
-	for _, c := range []string{"memory", "cpu", "pids", "unified"} {
+	for _, c := range []string{"memory", "cpu", "pids", "devices", "unified"} {
 		if err := os.Mkdir(filepath.Join(mount, c), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -103,6 +103,14 @@ func TestCgroupV1FakeTree(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(mount, "cpu/minke/c1/cpu.cfs_period_us")); got != "100000" {
 		t.Errorf("cpu.cfs_period_us = %q", got)
+	}
+	// A plain file keeps only the last of the one-rule-per-write writes;
+	// TestContainerIsolation checks the whole list on a real hierarchy.
+	if got := readFile(t, filepath.Join(mount, "devices/minke/c1/devices.deny")); got != "a" {
+		t.Errorf("devices.deny = %q, want a", got)
+	}
+	if got, want := readFile(t, filepath.Join(mount, "devices/minke/c1/devices.allow")), defaultDeviceRules[len(defaultDeviceRules)-1]; got != want {
+		t.Errorf("devices.allow = %q, want %q", got, want)
 	}
 }
 

@@ -15,7 +15,7 @@ type cgroupV1 struct {
 
 // v1Controllers are the hierarchies a container joins. Controllers missing
 // on the host are skipped; memory is required (detectCgroups checks it).
-var v1Controllers = []string{"memory", "cpu", "pids"}
+var v1Controllers = []string{"memory", "cpu", "pids", "devices"}
 
 func (c *cgroupV1) Version() int { return 1 }
 
@@ -40,6 +40,9 @@ func (c *cgroupV1) Create(id string, res resources) error {
 		if err := os.MkdirAll(c.dir(ctrl, id), 0o755); err != nil {
 			return err
 		}
+	}
+	if err := c.allowDevices(id); err != nil {
+		return err
 	}
 	if res.MemoryLimit > 0 {
 		if err := writeCgroupFile(c.dir("memory", id), "memory.limit_in_bytes",
@@ -94,4 +97,24 @@ func (c *cgroupV1) List() ([]string, error) {
 
 func (c *cgroupV1) MemoryLimitFile(id string) string {
 	return filepath.Join(c.dir("memory", id), "memory.limit_in_bytes")
+}
+
+// allowDevices replaces the inherited "a *:* rwm" of the container's
+// devices cgroup with defaultDeviceRules. The kernel takes one rule per
+// write. Without a devices hierarchy the container relies on the nodev
+// mounts alone (see mountOverlay).
+func (c *cgroupV1) allowDevices(id string) error {
+	if _, err := os.Stat(filepath.Join(c.mount, "devices")); err != nil {
+		return nil
+	}
+	d := c.dir("devices", id)
+	if err := writeCgroupFile(d, "devices.deny", "a"); err != nil {
+		return err
+	}
+	for _, rule := range defaultDeviceRules {
+		if err := writeCgroupFile(d, "devices.allow", rule); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -8,7 +8,8 @@ import (
 	"strings"
 )
 
-// cgroupV2 manages a unified hierarchy: mount/parent/id.
+// cgroupV2 manages a unified hierarchy: mount/parent/id. It does not filter
+// device access (no BPF device program yet); see cgroupManager.
 type cgroupV2 struct {
 	mount  string
 	parent string

@@ -45,6 +45,7 @@ type Container struct {
 	rt     *Runtime
 	spec   ContainerSpec
 	proc   process
+	caps   capMask  // bounding set; also effective and permitted for root
 	layers []string // diff ids, bottom first
 	log    *slog.Logger
 
@@ -79,6 +80,10 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (*Container, e
 	if err != nil {
 		return nil, err
 	}
+	caps, err := resolveCaps(spec.CapAdd, spec.CapDrop)
+	if err != nil {
+		return nil, err
+	}
 	dir := r.containerDir(spec.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -90,6 +95,7 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (*Container, e
 		rt:     r,
 		spec:   spec,
 		proc:   proc,
+		caps:   caps,
 		layers: img.Layers,
 		log:    r.log.With("container_id", spec.ID),
 		done:   make(chan struct{}),

@@ -19,6 +19,9 @@ type initConfig struct {
 	Rootfs   string  `json:"rootfs"`
 	Hostname string  `json:"hostname"`
 	Process  process `json:"process"`
+	// Caps is the bounding set, and the effective and permitted sets when
+	// the process runs as uid 0.
+	Caps capMask `json:"caps"`
 }
 
 // Child file descriptors of the init (after stdin, stdout, stderr).
@@ -28,12 +31,14 @@ const (
 )
 
 // Start starts the container's process: the worker binary re-executed as
-// the container init in new PID, mount, UTS, IPC and network namespaces.
+// the container init in new PID, mount, UTS, IPC and network namespaces
+// (and a cgroup namespace the init creates once it is in its cgroup).
 // The child is moved into the container's cgroup before it receives its
-// configuration, so nothing runs unconfined. Start returns once the
-// container's command has been exec'd; if the init fails (for instance
-// `executable "foo" not found in $PATH`) the error wraps ErrStart and
-// carries the init's message.
+// configuration, so nothing runs unconfined. The init drops capabilities
+// to the spec's set and sets no_new_privs before exec'ing the command.
+// Start returns once the container's command has been exec'd; if the init
+// fails (for instance `executable "foo" not found in $PATH`) the error
+// wraps ErrStart and carries the init's message.
 func (c *Container) Start(ctx context.Context) (retErr error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -84,7 +89,7 @@ func (c *Container) Start(ctx context.Context) (retErr error) {
 	if err := c.rt.cgroups.AddProc(c.spec.ID, cmd.Process.Pid); err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrStart, err))
 	}
-	cfg, err := json.Marshal(initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc})
+	cfg, err := json.Marshal(initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps})
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrStart, err))
 	}
@@ -133,7 +138,12 @@ func mountOverlay(lower []string, upper, work, target string) error {
 	if len(opts) >= unix.Getpagesize() {
 		return fmt.Errorf("runtime: overlay options too long (%d layers)", len(lower))
 	}
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+	// nodev: device nodes the container creates in its root (it has
+	// CAP_MKNOD) cannot be opened. This is what keeps a container from the
+	// host's disks where the cgroup does not filter devices (v2), and a
+	// second fence on v1. Layers hold no device nodes (applyLayer refuses
+	// them).
+	if err := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("runtime: mounting overlay rootfs: %w", err)
 	}
 	return nil

@@ -1,8 +1,16 @@
 // Package runtime is the worker's container runtime: it pulls OCI images,
 // unpacks their layers once per node into shared read-only directories,
 // builds an overlayfs root filesystem per container, confines the container
-// in a cgroup and in new PID, mount, UTS, IPC and network namespaces, and
-// stops, kills and removes it again.
+// in a cgroup and in new PID, mount, UTS, IPC, network and cgroup
+// namespaces, and stops, kills and removes it again.
+//
+// A container gets what `docker run` gives one by default: docker's 14
+// default capabilities (none effective for a non-root user) changed by
+// ContainerSpec.CapAdd/CapDrop, no_new_privs, masked and read-only kernel
+// files under /proc and /sys, and on cgroup v1 docker's device allowlist.
+// Not yet: a seccomp filter, and device filtering on cgroup v2 (there the
+// nodev root and /dev mounts, and layers without device nodes, keep devices
+// out of reach); see cgroupManager.
 //
 // The runtime deliberately knows nothing about the rest of minke (no API
 // types): the agent translates its tasks into a ContainerSpec.

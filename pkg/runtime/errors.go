@@ -15,6 +15,10 @@ var (
 	// message carries the reason reported by the container init, such as
 	// `executable "foo" not found in $PATH`.
 	ErrStart = errors.New("starting container")
+	// ErrDeviceNode means a layer holds a character or block device node.
+	// Images may not ship devices: the runtime provides /dev, and a node
+	// such as the host's disk would otherwise be usable by the container.
+	ErrDeviceNode = errors.New("runtime: device node in layer")
 	// ErrContainerExists means Create was called with an id whose directory
 	// already exists under the runtime root.
 	ErrContainerExists = errors.New("runtime: container already exists")

@@ -63,6 +63,13 @@ func runInit() error {
 	}
 	unix.CloseOnExec(initErrorFD)
 
+	// The parent sends the config only after moving this process into the
+	// container's cgroup, so the new cgroup namespace is rooted there and
+	// the container sees "/" as its cgroup. (A CLONE_NEWCGROUP clone flag
+	// would root it at the worker's cgroup instead.)
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("creating cgroup namespace: %w", err)
+	}
 	if err := setupRootfs(cfg.Rootfs); err != nil {
 		return err
 	}
@@ -94,6 +101,15 @@ func runInit() error {
 	if err != nil {
 		return err
 	}
+	// Order matters: the bounding set is dropped while the init still has
+	// CAP_SETPCAP; the set*id calls need CAP_SETUID/CAP_SETGID, which the
+	// container may not get; a uid other than 0 loses its permitted and
+	// effective capabilities at setuid (no PR_SET_KEEPCAPS), as in docker.
+	// The capability calls act on this (locked) thread only, which is the
+	// one that execs.
+	if err := dropBoundingSet(cfg.Caps); err != nil {
+		return err
+	}
 	// syscall's set*id calls apply to every thread of the Go runtime.
 	if err := syscall.Setgroups([]int{cred.gid}); err != nil {
 		return fmt.Errorf("setgroups: %w", err)
@@ -104,6 +120,16 @@ func runInit() error {
 	if err := syscall.Setuid(cred.uid); err != nil {
 		return fmt.Errorf("setuid %d: %w", cred.uid, err)
 	}
+	caps := cfg.Caps
+	if cred.uid != 0 {
+		caps = 0
+	}
+	if err := setCapabilities(caps); err != nil {
+		return err
+	}
+	if err := setNoNewPrivs(); err != nil {
+		return err
+	}
 	err = unix.Exec(path, p.Args, env)
 	code := 126
 	if errors.Is(err, unix.ENOENT) {
@@ -113,7 +139,8 @@ func runInit() error {
 }
 
 // setupRootfs mounts the container's /proc, /sys and /dev inside rootfs,
-// in the init's own (new) mount namespace.
+// in the init's own (new) mount namespace, and masks or write-protects the
+// kernel files a container must not read or write.
 func setupRootfs(rootfs string) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
@@ -132,7 +159,9 @@ func setupRootfs(rootfs string) error {
 	}{
 		{"proc", "proc", "proc", nodev, ""},
 		{"sysfs", "sys", "sysfs", nodev | unix.MS_RDONLY, ""},
-		{"tmpfs", "dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, devOpt},
+		// nodev: a node the container mknods in /dev is unusable; the usual
+		// devices are bind mounts of the host's, which keep their own flags.
+		{"tmpfs", "dev", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_STRICTATIME, devOpt},
 		{"devpts", "dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
 		{"shm", "dev/shm", "tmpfs", nodev, "mode=1777,size=65536k"},
 		{"mqueue", "dev/mqueue", "mqueue", nodev, ""},
@@ -160,6 +189,12 @@ func setupRootfs(rootfs string) error {
 		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("binding /dev/%s: %w", name, err)
 		}
+	}
+	if err := maskPaths(rootfs); err != nil {
+		return err
+	}
+	if err := readonlyBinds(rootfs); err != nil {
+		return err
 	}
 	links := [][2]string{
 		{"pts/ptmx", "ptmx"},

@@ -36,6 +36,15 @@ type ContainerSpec struct {
 	// StopGracePeriod is how long Stop waits after SIGTERM when it is given
 	// no grace period; default 10s.
 	StopGracePeriod time.Duration
+	// CapAdd and CapDrop change the container's capabilities from docker's
+	// default set (CHOWN, DAC_OVERRIDE, FSETID, FOWNER, MKNOD, NET_RAW,
+	// SETGID, SETUID, SETFCAP, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, KILL,
+	// AUDIT_WRITE). Names are like "NET_ADMIN" or "CAP_NET_ADMIN"; CapDrop
+	// may hold "ALL" to start from no capabilities. Drops apply before adds.
+	// As in docker, a process running as a non-root user gets no effective
+	// or permitted capabilities; these fields then only set its bounding set.
+	CapAdd  []string
+	CapDrop []string
 }
 
 // defaultPath is set when neither the image nor the spec sets PATH.
@@ -73,6 +82,9 @@ func (s *ContainerSpec) validate() error {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 			return fmt.Errorf("%w: Env entry %q: want KEY=VALUE", ErrInvalidSpec, e)
 		}
+	}
+	if _, err := resolveCaps(s.CapAdd, s.CapDrop); err != nil {
+		return err
 	}
 	return nil
 }

@@ -65,6 +65,8 @@ func TestValidateSpec(t *testing.T) {
 		{ID: "ok", Image: ""},
 		{ID: "ok", Image: "x", MemoryLimit: -1},
 		{ID: "ok", Image: "x", Env: []string{"NOVALUE"}},
+		{ID: "ok", Image: "x", CapAdd: []string{"NOPE"}},
+		{ID: "ok", Image: "x", CapDrop: []string{"NOPE"}},
 	} {
 		if err := s.validate(); !errors.Is(err, ErrInvalidSpec) {
 			t.Errorf("%+v: err = %v, want ErrInvalidSpec", s, err)

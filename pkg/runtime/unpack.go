@@ -25,7 +25,8 @@ const (
 // Entry names are interpreted relative to dir: a leading "/" is dropped, a
 // name whose ".." elements climb above dir, or whose parent directory is a
 // symlink, is refused with ErrUnsafePath. Symlink targets are not checked:
-// they are only resolved later, inside the container's root.
+// they are only resolved later, inside the container's root. Character and
+// block devices (other than a 0/0 whiteout) are refused with ErrDeviceNode.
 func applyLayer(dir string, r io.Reader) error {
 	tr := tar.NewReader(r)
 	type dirMeta struct {
@@ -102,9 +103,20 @@ func applyLayer(dir string, r io.Reader) error {
 				return fmt.Errorf("runtime: hard link %q -> %q: %w", hdr.Name, hdr.Linkname, err)
 			}
 			continue // shares the inode, and so the metadata, of its target
-		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		case tar.TypeChar, tar.TypeBlock:
+			// A 0/0 character device is overlayfs's own whiteout, which some
+			// tools export as is; it is no device and is kept.
+			if hdr.Typeflag == tar.TypeBlock || hdr.Devmajor != 0 || hdr.Devminor != 0 {
+				kind := map[byte]string{tar.TypeChar: "character", tar.TypeBlock: "block"}[hdr.Typeflag]
+				return fmt.Errorf("%w: %q is a %s device %d:%d; images may not contain device nodes (the runtime provides /dev)",
+					ErrDeviceNode, hdr.Name, kind, hdr.Devmajor, hdr.Devminor)
+			}
 			if err := mknod(target, hdr); err != nil {
-				return fmt.Errorf("runtime: device %q: %w", hdr.Name, err)
+				return fmt.Errorf("runtime: whiteout device %q: %w", hdr.Name, err)
+			}
+		case tar.TypeFifo:
+			if err := mknod(target, hdr); err != nil {
+				return fmt.Errorf("runtime: fifo %q: %w", hdr.Name, err)
 			}
 		default:
 			continue // pax/gnu metadata entries are consumed by archive/tar

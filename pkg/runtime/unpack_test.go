@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -13,11 +14,12 @@ import (
 )
 
 type tarEntry struct {
-	name, link string
-	typ        byte
-	mode       int64
-	body       string
-	uid, gid   int
+	name, link   string
+	typ          byte
+	mode         int64
+	body         string
+	uid, gid     int
+	major, minor int64
 }
 
 func mkTar(t *testing.T, entries []tarEntry) *bytes.Reader {
@@ -29,7 +31,8 @@ func mkTar(t *testing.T, entries []tarEntry) *bytes.Reader {
 		if mode == 0 {
 			mode = 0o644
 		}
-		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: mode, Size: int64(len(e.body)), Uid: e.uid, Gid: e.gid}
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: mode, Size: int64(len(e.body)), Uid: e.uid, Gid: e.gid,
+			Devmajor: e.major, Devminor: e.minor}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
@@ -156,6 +159,41 @@ func TestApplyLayerRefusesEscapes(t *testing.T) {
 			}
 			if _, err := os.Lstat(filepath.Join(parent, "evil")); err == nil {
 				t.Fatal("file written outside the layer")
+			}
+		})
+	}
+}
+
+func TestApplyLayerDeviceNodes(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name    string
+		entry   tarEntry
+		wantErr string // "" when the entry is kept
+	}{
+		{"block device", tarEntry{name: "dev/sda", typ: tar.TypeBlock, major: 8}, `"dev/sda" is a block device 8:0`},
+		{"char device", tarEntry{name: "dev/mem", typ: tar.TypeChar, major: 1, minor: 1}, `"dev/mem" is a character device 1:1`},
+		{"overlay whiteout", tarEntry{name: "gone", typ: tar.TypeChar}, ""},
+		{"fifo", tarEntry{name: "pipe", typ: tar.TypeFifo}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			err := applyLayer(dir, mkTar(t, []tarEntry{tc.entry}))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Lstat(filepath.Join(dir, tc.entry.name)); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrDeviceNode) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want ErrDeviceNode containing %q", err, tc.wantErr)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, tc.entry.name)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("device node created: %v", err)
 			}
 		})
 	}

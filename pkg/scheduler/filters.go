@@ -27,10 +27,25 @@ type filter interface {
 
 var (
 	_ filter = readyFilter{}
+	_ filter = workerFilter{}
 	_ filter = availabilityFilter{}
 	_ filter = cpuFilter{}
 	_ filter = memoryFilter{}
 )
+
+// workerFilter refuses nodes that do not run the worker role (managers
+// started without --worker).
+type workerFilter struct{}
+
+func (workerFilter) name() string { return "worker" }
+
+func (workerFilter) check(_ *taskInfo, n *nodeState) bool {
+	return n.node.GetDescription().GetWorker()
+}
+
+func (workerFilter) explain(_ *taskInfo, refused []*nodeState) string {
+	return fmt.Sprintf("%d without the worker role", len(refused))
+}
 
 // readyFilter refuses nodes whose status is not READY.
 type readyFilter struct{}

@@ -22,6 +22,7 @@ func node(id string, nanoCPUs, mem int64, opts ...nodeOpt) *minkepb.Node {
 		Meta: &minkepb.Meta{Id: id},
 		Spec: &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
 		Description: &minkepb.NodeDescription{
+			Worker:    true,
 			Resources: &minkepb.Resources{NanoCpus: nanoCPUs, MemoryBytes: mem},
 		},
 		Status: &minkepb.NodeStatus{State: minkepb.NodeStatus_READY},

@@ -16,6 +16,9 @@ type pipeline struct {
 func newPipeline() *pipeline {
 	return &pipeline{
 		filters: []filter{
+			// worker: only nodes that run the worker role can start
+			// containers; a manager without --worker never gets tasks.
+			workerFilter{},
 			// ready: only nodes whose status is READY are known to be alive
 			// and connected; DOWN and UNKNOWN nodes cannot start anything.
 			readyFilter{},

@@ -145,11 +145,25 @@ func TestSchedule(t *testing.T) {
 			},
 		},
 		{
+			name: "a node without the worker role gets no tasks",
+			nodes: []NodeInfo{
+				{Node: &minkepb.Node{
+					Meta:        &minkepb.Meta{Id: "m1"},
+					Description: &minkepb.NodeDescription{Resources: &minkepb.Resources{NanoCpus: 4e9, MemoryBytes: 1 << 30}},
+					Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY},
+				}},
+			},
+			pending:  []*minkepb.Task{task("a1", "a", 1, 0, 0)},
+			want:     []Assignment{},
+			unplaced: map[string]string{"a1": "no suitable node (1 node: 1 without the worker role)"},
+		},
+		{
 			name: "node without reported resources takes only tasks without reservations",
 			nodes: []NodeInfo{
 				{Node: &minkepb.Node{
-					Meta:   &minkepb.Meta{Id: "n1"},
-					Status: &minkepb.NodeStatus{State: minkepb.NodeStatus_READY},
+					Meta:        &minkepb.Meta{Id: "n1"},
+					Description: &minkepb.NodeDescription{Worker: true},
+					Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY},
 				}},
 			},
 			pending: []*minkepb.Task{task("a1", "a", 1, 0, 0), task("b1", "b", 1, 0, mib)},
@@ -249,7 +263,7 @@ func TestFilterNames(t *testing.T) {
 	for _, f := range newPipeline().filters {
 		names = append(names, f.name())
 	}
-	want := []string{"ready", "availability", "cpu", "memory"}
+	want := []string{"worker", "ready", "availability", "cpu", "memory"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("filters = %v, want %v", names, want)
 	}

@@ -1,0 +1,110 @@
+package netharness
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Leaks lists what of this harness still exists on the machine: network
+// namespaces (`ip netns list`), root-namespace links (`ip link`), processes
+// it started that are still alive, and any process still inside one of its
+// namespaces (/proc/*/ns/net). After Close it should be empty.
+func (h *Harness) Leaks() []string {
+	var leaks []string
+	netns, links, err := existing(h)
+	if err != nil {
+		leaks = append(leaks, err.Error())
+	}
+	for n := range netns {
+		leaks = append(leaks, "netns "+n)
+	}
+	for l := range links {
+		leaks = append(leaks, "link "+l)
+	}
+	h.mu.Lock()
+	runs := append([]procRun(nil), h.runs...)
+	h.mu.Unlock()
+	for _, r := range runs {
+		if r.start != "" && procStart(r.pid) == r.start {
+			leaks = append(leaks, fmt.Sprintf("process %d (state %s)", r.pid, procState(r.pid)))
+		}
+	}
+	ids := map[string]int{}
+	for _, hst := range h.hosts {
+		if hst.nsID != "" {
+			ids[hst.nsID] = hst.index
+		}
+	}
+	for pid, i := range netnsProcs(ids) {
+		leaks = append(leaks, fmt.Sprintf("process %d in host %d's namespace", pid, i))
+	}
+	sort.Strings(leaks)
+	return leaks
+}
+
+// LeakCheck closes h when the test ends and fails the test if anything of
+// it remains (see Leaks). Call it right after New.
+func LeakCheck(t testing.TB, h *Harness) {
+	t.Helper()
+	t.Cleanup(func() {
+		h.Close()
+		if leaks := h.Leaks(); len(leaks) > 0 {
+			t.Errorf("netharness: left behind after Close: %v", leaks)
+		}
+	})
+}
+
+// netnsProcs maps the PID of every process whose network namespace is in
+// ids ("net:[inode]" → host index) to that host index.
+func netnsProcs(ids map[string]int) map[int]int {
+	found := map[int]int{}
+	if len(ids) == 0 {
+		return found
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return found
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			continue // gone, or a zombie that no longer holds a namespace
+		}
+		if i, ok := ids[ns]; ok {
+			found[pid] = i
+		}
+	}
+	return found
+}
+
+// killNetnsProcs SIGKILLs every process inside the namespaces in ids
+// (including ones that left the harness's process groups) until none is
+// left, for at most killTimeout.
+func killNetnsProcs(ids map[string]int) error {
+	deadline := time.Now().Add(killTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		procs := netnsProcs(ids)
+		if len(procs) == 0 {
+			return nil
+		}
+		for pid := range procs {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes still in the hosts' namespaces after %v: %v", killTimeout, procs)
+		}
+		<-tick.C
+	}
+}

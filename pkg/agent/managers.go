@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"slices"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// leaderMetadataKey is the trailer in which a manager that is not the
+// leader names the leader (see pkg/manager).
+const leaderMetadataKey = "minke-leader"
+
+// dispatcher returns a client for the manager the agent talks to now.
+func (a *Agent) dispatcher() minkepb.DispatcherClient {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.client
+}
+
+// dial connects to a manager; the connection carries the node's identity.
+func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(creds{a}))
+}
+
+// learnManagers remembers the managers' addresses for failover.
+func (a *Agent) learnManagers(addrs []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, m := range addrs {
+		if !slices.Contains(a.managers, m) {
+			a.managers = append(a.managers, m)
+		}
+	}
+}
+
+// failover picks the next manager after a failed call: the leader if the
+// answer named one, else the next known manager.
+func (a *Agent) failover(trailer metadata.MD) {
+	a.mu.Lock()
+	next := ""
+	if v := trailer.Get(leaderMetadataKey); len(v) > 0 && v[0] != "" {
+		next = v[0]
+	} else if len(a.managers) > 1 {
+		i := slices.Index(a.managers, a.addr)
+		next = a.managers[(i+1)%len(a.managers)]
+	}
+	if next == "" || next == a.addr {
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	conn, err := a.dial(next)
+	if err != nil {
+		a.log.Warn("cannot dial manager", "addr", next, "err", err)
+		return
+	}
+	a.mu.Lock()
+	old := a.conn
+	a.conn, a.client, a.addr = conn, minkepb.NewDispatcherClient(conn), next
+	a.mu.Unlock()
+	a.log.Info("switched manager", "addr", next)
+	// Calls still running on the old connection fail and are retried.
+	_ = old.Close()
+}

@@ -1,0 +1,363 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/controlapi"
+	"github.com/minke-io/minke/pkg/dispatcher"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// LeaderMetadataKey is the trailer in which a follower names the leader's
+// API address when it refuses a worker call.
+const LeaderMetadataKey = "minke-leader"
+
+var (
+	_ controlapi.Cluster    = (*Manager)(nil)
+	_ controlapi.Leadership = (*Manager)(nil)
+)
+
+// startRaft brings this manager's Raft member up: a new cluster is
+// bootstrapped (and restored from a backup if asked), a joining manager is
+// added by the leader, and a restarted one catches up. It returns once the
+// replicated cluster object is present here.
+func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) error {
+	if m.cfg.JoinAddr != "" {
+		if err := m.joinCluster(ctx); err != nil {
+			return err
+		}
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := m.raft.WaitLeader(wctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w (if the other managers are gone for good, restart one with --force-new-cluster)", err)
+		}
+		if m.raft.IsLeader() {
+			if restore != nil {
+				if err := m.raft.Restore(ctx, restore); err != nil {
+					return fmt.Errorf("manager: restoring %s: %w", m.cfg.Restore, err)
+				}
+				m.log.Info("restored backup", "file", m.cfg.Restore, "services", len(restore.GetServices()), "nodes", len(restore.GetNodes()))
+			}
+			if err := m.bootstrap(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	// Wait until the replicated state has arrived here.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := false
+		_ = m.raft.View(func(tx raftstore.ReadTx) error { ok = tx.Cluster() != nil && tx.Node(m.nodeID) != nil; return nil })
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("manager: the cluster state did not reach this manager within 60s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// joinCluster asks the cluster (following redirects to the leader) to add
+// this manager as a Raft voter.
+func (m *Manager) joinCluster(ctx context.Context) error {
+	if m.cfg.Token == "" {
+		return errors.New("manager: --join needs --token with the manager token ('swarmctl cluster join-token manager')")
+	}
+	host, _, _ := splitHostPort(m.cfg.ListenAddr)
+	req := &minkepb.JoinRequest{
+		NodeId: m.nodeID, NodeSecret: m.secret, Addr: host, Description: Describe(m.cfg.Hostname),
+		Manager: m.managerStatus(),
+	}
+	addr := m.cfg.JoinAddr
+	deadline := time.Now().Add(2 * time.Minute)
+	for attempt := 0; ; attempt++ {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("manager: --join %q: %w", addr, err)
+		}
+		var trailer metadata.MD
+		cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, dispatcher.TokenMetadataKey, m.cfg.Token), 30*time.Second)
+		_, err = minkepb.NewDispatcherClient(conn).Join(cctx, req, grpc.Trailer(&trailer))
+		cancel()
+		conn.Close()
+		if err == nil {
+			m.log.Info("joined the cluster as a manager", "via", addr)
+			return nil
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return fmt.Errorf("manager: joining through %s: %s", addr, status.Convert(err).Message())
+		}
+		if l := trailer.Get(LeaderMetadataKey); len(l) > 0 && l[0] != "" {
+			addr = l[0]
+		} else {
+			addr = m.cfg.JoinAddr
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Manager) managerStatus() *minkepb.ManagerStatus {
+	return &minkepb.ManagerStatus{RaftAddr: m.cfg.RaftAddr, ApiAddr: m.DispatcherAddr(),
+		RegistryAddr: m.regLis.Addr().String(), GossipAddr: m.cfg.GossipAddr}
+}
+
+// recordSelf keeps this manager's addresses in its node record current
+// (they may change across restarts). Followers leave it to the leader.
+func (m *Manager) recordSelf(ctx context.Context) error {
+	if !m.raft.IsLeader() {
+		return nil
+	}
+	ms := m.managerStatus()
+	return m.raft.Update(ctx, func(tx *raftstore.WriteTx) error {
+		n := tx.Node(m.nodeID)
+		if n == nil || proto.Equal(n.GetManagerStatus(), ms) {
+			return nil
+		}
+		n = proto.Clone(n).(*minkepb.Node)
+		n.ManagerStatus = ms
+		return tx.Update(n)
+	})
+}
+
+// gossipPeers are the other managers' memberlist addresses, and this one's.
+func (m *Manager) gossipPeers() []string {
+	var out []string
+	_ = m.raft.View(func(tx raftstore.ReadTx) error {
+		for _, n := range tx.Nodes() {
+			if a := n.GetManagerStatus().GetGossipAddr(); a != "" && n.GetRole() == minkepb.NodeRole_MANAGER {
+				out = append(out, a)
+			}
+		}
+		return nil
+	})
+	if m.members != nil {
+		out = append(out, m.members.LocalAddr())
+	}
+	return out
+}
+
+// watchMembership closes demoted when this manager, once a Raft member,
+// is no longer one.
+func (m *Manager) watchMembership(ctx context.Context, demoted chan<- struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	seen := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		servers, err := m.raft.Servers()
+		if err != nil {
+			continue
+		}
+		member := false
+		for _, s := range servers {
+			member = member || s.ID == m.nodeID
+		}
+		switch {
+		case member:
+			seen = true
+		case seen:
+			m.log.Warn("this manager was removed from the cluster's managers; stopping the manager role")
+			close(demoted)
+			return
+		}
+	}
+}
+
+func readBackup(path string) (*minkepb.Snapshot, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("manager: --restore: %w", err)
+	}
+	var snap minkepb.Snapshot
+	if err := proto.Unmarshal(data, &snap); err != nil || snap.GetFormatVersion() == 0 {
+		return nil, fmt.Errorf("manager: --restore %s is not a minke backup (write one with 'swarmctl cluster backup FILE')", path)
+	}
+	return &snap, nil
+}
+
+// Servers implements controlapi.Cluster.
+func (m *Manager) Servers() ([]raftstore.Server, error) { return m.raft.Servers() }
+
+// RemoveServer implements controlapi.Cluster.
+func (m *Manager) RemoveServer(ctx context.Context, id string) error {
+	return m.raft.RemoveServer(ctx, id)
+}
+
+// LeaderID implements controlapi.Cluster.
+func (m *Manager) LeaderID() (string, string) { return m.raft.LeaderID() }
+
+// Reachable implements controlapi.Cluster: alive in gossip.
+func (m *Manager) Reachable(nodeID string) bool {
+	for _, mem := range m.members.Members() {
+		if mem.NodeID == nodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// Backup implements controlapi.Cluster.
+func (m *Manager) Backup() (*minkepb.Snapshot, uint64) { return m.raft.Backup() }
+
+// IsLeader implements controlapi.Leadership.
+func (m *Manager) IsLeader() bool { return m.raft.IsLeader() }
+
+// VerifyLeader implements controlapi.Leadership.
+func (m *Manager) VerifyLeader(ctx context.Context) error { return m.raft.VerifyLeader(ctx) }
+
+// leaderAPIAddr is the leader's --listen-addr, or an error saying why there
+// is no leader to talk to.
+func (m *Manager) leaderAPIAddr() (string, error) {
+	id, _ := m.raft.LeaderID()
+	if id == "" {
+		var others []string
+		_ = m.raft.View(func(tx raftstore.ReadTx) error {
+			for _, a := range managerAPIAddrs(tx) {
+				if a != m.DispatcherAddr() {
+					others = append(others, a)
+				}
+			}
+			return nil
+		})
+		return "", status.Errorf(codes.Unavailable,
+			"no leader: this manager cannot reach a quorum of managers (no quorum); try another manager: %s",
+			strings.Join(others, ", "))
+	}
+	var addr string
+	_ = m.raft.View(func(tx raftstore.ReadTx) error { addr = tx.Node(id).GetManagerStatus().GetApiAddr(); return nil })
+	if addr == "" {
+		return "", status.Errorf(codes.Unavailable, "the leader (%s) has not recorded its address yet; retry", id)
+	}
+	return addr, nil
+}
+
+func managerAPIAddrs(tx raftstore.ReadTx) []string {
+	var out []string
+	for _, n := range tx.Nodes() {
+		if a := n.GetManagerStatus().GetApiAddr(); a != "" && n.GetRole() == minkepb.NodeRole_MANAGER {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Leader implements controlapi.Leadership: a Control client for the leader,
+// authenticated with the manager token.
+func (m *Manager) Leader(ctx context.Context) (minkepb.ControlClient, error) {
+	addr, err := m.leaderAPIAddr()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := m.conn(addr)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "connecting to the leader at %s: %v", addr, err)
+	}
+	return minkepb.NewControlClient(conn), nil
+}
+
+type managerCreds struct{ m *Manager }
+
+func (c managerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	var tok string
+	_ = c.m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
+	return map[string]string{dispatcher.TokenMetadataKey: tok}, nil
+}
+
+func (managerCreds) RequireTransportSecurity() bool { return false }
+
+func (m *Manager) conn(addr string) (*grpc.ClientConn, error) {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	if c, ok := m.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(managerCreds{m}))
+	if err != nil {
+		return nil, err
+	}
+	if m.conns == nil {
+		m.conns = map[string]*grpc.ClientConn{}
+	}
+	m.conns[addr] = c
+	return c, nil
+}
+
+func (m *Manager) closeConns() {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.conns = nil
+}
+
+// guard protects the TCP API: Control calls need the manager token (only
+// other managers forward them); worker calls are served by the leader only,
+// and others name it in the returned trailer.
+func (m *Manager) guard(ctx context.Context, method string) (metadata.MD, error) {
+	switch {
+	case strings.HasPrefix(method, "/minke.v1.Control/"):
+		md, _ := metadata.FromIncomingContext(ctx)
+		var tok string
+		_ = m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
+		if v := md.Get(dispatcher.TokenMetadataKey); len(v) == 0 || tok == "" || v[0] != tok {
+			return nil, status.Error(codes.PermissionDenied, "the Control API on this address is for managers only: use the manager's control socket")
+		}
+	case strings.HasPrefix(method, "/minke.v1.Dispatcher/") && !m.raft.IsLeader():
+		addr, err := m.leaderAPIAddr()
+		if err != nil {
+			return nil, err
+		}
+		return metadata.Pairs(LeaderMetadataKey, addr), status.Errorf(codes.Unavailable, "not the leader; the leader is at %s", addr)
+	}
+	return nil, nil
+}
+
+func (m *Manager) guardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if md, err := m.guard(ctx, info.FullMethod); err != nil {
+		if md != nil {
+			_ = grpc.SetTrailer(ctx, md)
+		}
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (m *Manager) guardStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if md, err := m.guard(ss.Context(), info.FullMethod); err != nil {
+		if md != nil {
+			ss.SetTrailer(md)
+		}
+		return err
+	}
+	return h(srv, ss)
+}
