@@ -323,8 +323,13 @@ type SessionMessage struct {
 	// tasks is the node's complete assignment set.
 	Tasks           []*Task          `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	LogSubscription *LogSubscription `protobuf:"bytes,2,opt,name=log_subscription,json=logSubscription,proto3" json:"log_subscription,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// node is the node's own record (sent with every assignment set).
+	Node *Node `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// manager_token is sent to a worker the operator promoted, so that it can
+	// join the managers.
+	ManagerToken  string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
@@ -369,6 +374,20 @@ func (x *SessionMessage) GetLogSubscription() *LogSubscription {
 		return x.LogSubscription
 	}
 	return nil
+}
+
+func (x *SessionMessage) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetManagerToken() string {
+	if x != nil {
+		return x.ManagerToken
+	}
+	return ""
 }
 
 type TaskStatusUpdate struct {
@@ -628,10 +647,12 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"|\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xc5\x01\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
-	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\"Y\n" +
+	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
+	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
+	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\"Y\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x06status\x18\x02 \x01(\v2\x14.minke.v1.TaskStatusR\x06status\"h\n" +
@@ -678,8 +699,9 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*ManagerStatus)(nil),            // 11: minke.v1.ManagerStatus
 	(NodeRole)(0),                    // 12: minke.v1.NodeRole
 	(*Task)(nil),                     // 13: minke.v1.Task
-	(*TaskStatus)(nil),               // 14: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 15: minke.v1.LogMessage
+	(*Node)(nil),                     // 14: minke.v1.Node
+	(*TaskStatus)(nil),               // 15: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 16: minke.v1.LogMessage
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
 	10, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
@@ -687,22 +709,23 @@ var file_minke_v1_dispatcher_proto_depIdxs = []int32{
 	12, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
 	13, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	14, // 5: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	5,  // 6: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	15, // 7: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	0,  // 8: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 9: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	6,  // 10: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	8,  // 11: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 12: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 13: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	7,  // 14: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	9,  // 15: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	14, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	15, // 6: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	5,  // 7: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	16, // 8: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	0,  // 9: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 10: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	6,  // 11: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	8,  // 12: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 13: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 14: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	7,  // 15: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	9,  // 16: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }

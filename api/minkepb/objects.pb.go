@@ -575,9 +575,12 @@ func (x *Platform) GetArchitecture() string {
 }
 
 type NodeSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Availability  NodeSpec_Availability  `protobuf:"varint,1,opt,name=availability,proto3,enum=minke.v1.NodeSpec_Availability" json:"availability,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Availability NodeSpec_Availability  `protobuf:"varint,1,opt,name=availability,proto3,enum=minke.v1.NodeSpec_Availability" json:"availability,omitempty"`
+	Labels       map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// desired_role is the role the operator wants (promote/demote); role on
+	// Node is the one the node has.
+	DesiredRole   NodeRole `protobuf:"varint,3,opt,name=desired_role,json=desiredRole,proto3,enum=minke.v1.NodeRole" json:"desired_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +627,13 @@ func (x *NodeSpec) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *NodeSpec) GetDesiredRole() NodeRole {
+	if x != nil {
+		return x.DesiredRole
+	}
+	return NodeRole_WORKER
 }
 
 // NodeDescription is reported by the node itself when it joins.
@@ -1885,10 +1895,11 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\freservations\x18\x02 \x01(\v2\x13.minke.v1.ResourcesR\freservations\">\n" +
 	"\bPlatform\x12\x0e\n" +
 	"\x02os\x18\x01 \x01(\tR\x02os\x12\"\n" +
-	"\farchitecture\x18\x02 \x01(\tR\farchitecture\"\xf4\x01\n" +
+	"\farchitecture\x18\x02 \x01(\tR\farchitecture\"\xab\x02\n" +
 	"\bNodeSpec\x12C\n" +
 	"\favailability\x18\x01 \x01(\x0e2\x1f.minke.v1.NodeSpec.AvailabilityR\favailability\x126\n" +
-	"\x06labels\x18\x02 \x03(\v2\x1e.minke.v1.NodeSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x02 \x03(\v2\x1e.minke.v1.NodeSpec.LabelsEntryR\x06labels\x125\n" +
+	"\fdesired_role\x18\x03 \x01(\x0e2\x12.minke.v1.NodeRoleR\vdesiredRole\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
@@ -2090,44 +2101,45 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	7,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	2,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
 	28, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
-	9,  // 6: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	7,  // 7: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
-	3,  // 8: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	6,  // 9: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	10, // 10: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	11, // 11: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	12, // 12: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
-	0,  // 13: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	14, // 14: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	4,  // 15: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	31, // 16: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	5,  // 17: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	31, // 18: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	31, // 19: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	15, // 20: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	8,  // 21: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	16, // 22: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	29, // 23: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	17, // 24: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	18, // 25: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	6,  // 26: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	19, // 27: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	30, // 28: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 29: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	21, // 30: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	6,  // 31: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	17, // 32: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 33: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	22, // 34: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	30, // 35: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	6,  // 36: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	25, // 37: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	24, // 38: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
+	9,  // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	7,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	3,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
+	6,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	10, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	11, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	12, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
+	14, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	4,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	31, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	5,  // 18: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	31, // 19: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	31, // 20: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	15, // 21: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	8,  // 22: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	16, // 23: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	29, // 24: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	17, // 25: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	18, // 26: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	6,  // 27: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	19, // 28: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	30, // 29: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 30: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	21, // 31: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	6,  // 32: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	17, // 33: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 34: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	22, // 35: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	30, // 36: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	6,  // 37: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	25, // 38: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	24, // 39: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }

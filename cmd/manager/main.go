@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -22,7 +23,13 @@ import (
 
 func main() {
 	runtime.MaybeRunInit()
-	if err := run(); err != nil {
+	err := run()
+	if errors.Is(err, manager.ErrDemoted) {
+		fmt.Fprintln(os.Stderr, "manager: this node was demoted or removed: it is no longer a manager. "+
+			"To keep it as a worker, start 'worker --join MANAGER_ADDR --token WORKER_TOKEN' with a new --data-dir.")
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(1)
 	}

@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -28,10 +30,11 @@ func main() {
 
 func run() error {
 	var (
-		cfg        agent.WorkerConfig
-		gossipAddr string
-		hostname   string
-		level      string
+		cfg         agent.WorkerConfig
+		gossipAddr  string
+		hostname    string
+		managerAddr string
+		level       string
 	)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/worker", "directory for the node ID, images and containers")
@@ -41,6 +44,7 @@ func run() error {
 	fs.StringVar(&gossipAddr, "gossip-addr", "", "memberlist port or HOST:PORT (default ADVERTISE:4244)")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "minke", "cgroup under which this node's containers get cgroups (PARENT/NODE_ID/TASK_ID)")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
+	fs.StringVar(&managerAddr, "manager-listen-addr", "", "--listen-addr of the manager role if this node is promoted (default ADVERTISE:4242; Raft and registry use the next ports)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -85,7 +89,49 @@ func run() error {
 		cfg.GossipPort = n
 	}
 	cfg.Description = manager.Describe(hostname)
+	if managerAddr == "" {
+		managerAddr = net.JoinHostPort(cfg.Addr, strconv.Itoa(manager.DefaultAPIPort))
+	}
+	gossipHostPort := net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.GossipPort))
+	managerDir := filepath.Join(cfg.DataDir, "manager")
+	_, err := os.Stat(filepath.Join(managerDir, "raft"))
+	cfg.ResumeManager = err == nil
+	cfg.Promote = func(ctx context.Context, token, joinAddr string) error {
+		return runManagerRole(ctx, cfg, managerDir, managerAddr, gossipHostPort, hostname, token, joinAddr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.RunWorker(ctx, cfg)
+}
+
+// runManagerRole runs the manager role of a promoted worker with the same
+// node identity, data under DATA/manager and its control socket there. When
+// the node is demoted the role stops and its Raft state is dropped, so that
+// a later promotion joins afresh.
+func runManagerRole(ctx context.Context, w agent.WorkerConfig, dir, listenAddr, gossipAddr, hostname, token, joinAddr string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{"node-id", "node-secret"} {
+		b, err := os.ReadFile(filepath.Join(w.DataDir, f))
+		if err != nil {
+			return fmt.Errorf("manager role: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			return fmt.Errorf("manager role: %w", err)
+		}
+	}
+	m, err := manager.New(manager.Config{
+		DataDir: dir, ListenAddr: listenAddr, GossipAddr: gossipAddr, ControlSocket: filepath.Join(dir, "control.sock"),
+		JoinAddr: joinAddr, Token: token, Hostname: hostname, Logger: w.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	err = m.Run(ctx)
+	if errors.Is(err, manager.ErrDemoted) {
+		w.Logger.Info("demoted: the manager role stopped; this node stays a worker")
+		return os.RemoveAll(filepath.Join(dir, "raft"))
+	}
+	return err
 }

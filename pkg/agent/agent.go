@@ -35,6 +35,10 @@ type Config struct {
 	// Addr is the IP other nodes reach this node on.
 	Addr       string
 	GossipPort uint32
+	// Promote, if set, runs the manager role on this node after the
+	// operator promoted it: it joins the managers through joinAddr with the
+	// manager token, and returns when ctx ends or the role stops (demoted).
+	Promote func(ctx context.Context, token, joinAddr string) error
 	// Runtime runs the containers; it may be set after Join (RunWorker
 	// creates it once the node ID is known), but before Run.
 	Runtime *runtime.Runtime
@@ -55,6 +59,7 @@ type Agent struct {
 	secret   string
 	addr     string   // the manager talked to now
 	managers []string // every manager known, for failover
+	managing bool     // the promoted manager role is running
 	runners  map[string]*runner
 	wg       sync.WaitGroup // runners and log publishers
 }
@@ -202,6 +207,9 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 		if err != nil {
 			return stream.Trailer(), err
 		}
+		if tok := msg.GetManagerToken(); tok != "" {
+			a.promote(ctx, tok)
+		}
 		if ls := msg.GetLogSubscription(); ls != nil {
 			a.wg.Add(1)
 			go func() { defer a.wg.Done(); a.publishLogs(ctx, ls) }()
@@ -219,4 +227,30 @@ func (a *Agent) stopRunners() {
 		r.detach()
 	}
 	a.mu.Unlock()
+}
+
+// promote starts the manager role once (see Config.Promote).
+func (a *Agent) promote(ctx context.Context, token string) {
+	a.mu.Lock()
+	if a.managing || a.cfg.Promote == nil {
+		a.mu.Unlock()
+		return
+	}
+	a.managing = true
+	joinAddr := a.addr
+	if token == "" {
+		joinAddr = "" // resuming a manager role that has its state
+	}
+	a.mu.Unlock()
+	a.log.Info("promoted: starting the manager role", "join", joinAddr)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.cfg.Promote(ctx, token, joinAddr); err != nil && ctx.Err() == nil {
+			a.log.Warn("manager role stopped", "err", err)
+		}
+		a.mu.Lock()
+		a.managing = false
+		a.mu.Unlock()
+	}()
 }

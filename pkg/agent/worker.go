@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,13 @@ type WorkerConfig struct {
 	GossipPort   int
 	CgroupParent string
 	Logger       *slog.Logger
+	// Promote runs the manager role when the operator promotes this node
+	// (see Config.Promote), gossiping on the worker's gossip address; nil
+	// ignores promotion.
+	Promote func(ctx context.Context, token, joinAddr string) error
+	// ResumeManager starts the manager role at once (the node was promoted
+	// before this process started), with an empty token and join address.
+	ResumeManager bool
 	// Ready, if set, is called once the session loop runs.
 	Ready func(nodeID string)
 }
@@ -63,7 +71,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	a, err := New(Config{
 		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, NodeSecret: cfg.NodeSecret, Description: cfg.Description,
-		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Logger: cfg.Logger,
+		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Logger: cfg.Logger, Promote: cfg.Promote,
 	})
 	if err != nil {
 		return err
@@ -103,34 +111,83 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	a.rt = rt
 	if cfg.GossipPort >= 0 {
-		ml, err := membership.New(membership.Config{
+		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
 			Meta: membership.Meta{Role: membership.RoleWorker}, Logger: cfg.Logger,
-		})
-		if err != nil {
+		}, peers: resp.GetGossipPeers()}
+		if err := g.start(); err != nil {
 			return err
 		}
-		defer func() {
-			_ = ml.Leave(time.Second)
-			_ = ml.Shutdown()
-		}()
-		if _, err := ml.Join(resp.GetGossipPeers()); err != nil {
-			return err
+		defer g.stop(true)
+		if promote := cfg.Promote; promote != nil {
+			// The manager role gossips for the node itself, on the same
+			// address, while it runs.
+			a.cfg.Promote = func(ctx context.Context, token, joinAddr string) error {
+				g.stop(false)
+				err := promote(ctx, token, joinAddr)
+				if serr := g.start(); serr != nil {
+					cfg.Logger.Error("rejoining gossip after the manager role stopped", "err", serr)
+				}
+				return err
+			}
 		}
-		go drain(ml.Events())
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(resp.GetNodeId())
 	}
 	cfg.Logger.Info("worker ready", "node_id", resp.GetNodeId(), "manager", cfg.DispatcherAddr)
+	if cfg.ResumeManager {
+		a.promote(ctx, "")
+	}
 	return a.Run(ctx)
 }
 
-// drain discards gossip events: workers only need to be seen. It ends when
-// the membership shuts down and closes the channel.
-func drain(ch <-chan membership.Event) {
-	for range ch {
+// gossip is the worker's memberlist, which stops while a promoted manager
+// role gossips for the node.
+type gossip struct {
+	cfg   membership.Config
+	peers []string
+	mu    sync.Mutex
+	ml    *membership.Membership
+	done  chan struct{}
+}
+
+func (g *gossip) start() error {
+	ml, err := membership.New(g.cfg)
+	if err != nil {
+		return err
 	}
+	if _, err := ml.Join(g.peers); err != nil {
+		_ = ml.Shutdown()
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range ml.Events() { // workers only need to be seen
+		}
+	}()
+	g.mu.Lock()
+	g.ml, g.done = ml, done
+	g.mu.Unlock()
+	return nil
+}
+
+// stop leaves gracefully (leave) or just stops, so that a manager role can
+// take over the same name and address without the node looking dead.
+func (g *gossip) stop(leave bool) {
+	g.mu.Lock()
+	ml, done := g.ml, g.done
+	g.ml = nil
+	g.mu.Unlock()
+	if ml == nil {
+		return
+	}
+	if leave {
+		_ = ml.Leave(time.Second)
+	}
+	_ = ml.Shutdown()
+	<-done
 }
 
 // LocalAddrFor returns the local IP this host would use to reach addr

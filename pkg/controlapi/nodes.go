@@ -109,9 +109,9 @@ func (s *Server) checkQuorumWithout(id, verb string) error {
 	return nil
 }
 
-// UpdateNodeRole demotes a manager to a worker (it leaves Raft and its
-// manager process stops), or refuses a promotion that no manager process
-// could carry out.
+// UpdateNodeRole records the role the operator wants. Demoting a manager
+// takes it out of Raft at once (refused if the rest would lose quorum);
+// promoting a worker lets it join the managers.
 func (s *Server) UpdateNodeRole(ctx context.Context, req *minkepb.UpdateNodeRoleRequest) (*minkepb.UpdateNodeRoleResponse, error) {
 	var node *minkepb.Node
 	err := s.store.View(func(tx raftstore.ReadTx) error {
@@ -123,28 +123,34 @@ func (s *Server) UpdateNodeRole(ctx context.Context, req *minkepb.UpdateNodeRole
 		return nil, err
 	}
 	id := node.GetMeta().GetId()
-	switch {
-	case req.GetRole() == node.GetRole():
-		return &minkepb.UpdateNodeRoleResponse{Node: node}, nil
-	case req.GetRole() == minkepb.NodeRole_MANAGER:
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"node %s runs only the worker: to make it a manager, run 'manager --join LEADER_ADDR --token MANAGER_TOKEN' on it "+
-				"('swarmctl cluster join-token manager' prints the token)", node.GetDescription().GetHostname())
+	role := req.GetRole()
+	if role != minkepb.NodeRole_MANAGER && role != minkepb.NodeRole_WORKER {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid role %v: want MANAGER or WORKER", role)
 	}
-	if err := s.checkQuorumWithout(id, "demote"); err != nil {
-		return nil, err
+	if role == minkepb.NodeRole_WORKER && node.GetRole() == minkepb.NodeRole_MANAGER {
+		if err := s.checkQuorumWithout(id, "demote"); err != nil {
+			return nil, err
+		}
+		if err := s.cluster.RemoveServer(ctx, id); err != nil {
+			return nil, toStatus(err)
+		}
 	}
-	if err := s.cluster.RemoveServer(ctx, id); err != nil {
-		return nil, toStatus(err)
-	}
+	// A promoted worker gets the manager token through its session and
+	// joins the managers itself; its role changes when it has joined. A
+	// demoted manager has left Raft above and stops its manager role.
 	err = s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		n := tx.Node(id)
 		if n == nil {
 			return fmt.Errorf("%w: node %s", raftstore.ErrNotFound, id)
 		}
 		n = proto.Clone(n).(*minkepb.Node)
-		n.Role = minkepb.NodeRole_WORKER
-		n.ManagerStatus = nil
+		if n.Spec == nil {
+			n.Spec = &minkepb.NodeSpec{}
+		}
+		n.Spec.DesiredRole = role
+		if role == minkepb.NodeRole_WORKER {
+			n.Role, n.ManagerStatus = minkepb.NodeRole_WORKER, nil
+		}
 		node = n
 		return tx.Update(n)
 	})

@@ -220,7 +220,7 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		return tx.Create(&minkepb.Node{
 			SecretHash:    HashSecret(secret),
 			Meta:          &minkepb.Meta{Id: nodeID},
-			Spec:          &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
+			Spec:          &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE, DesiredRole: role},
 			Description:   req.GetDescription(),
 			Role:          role,
 			ManagerStatus: ms,

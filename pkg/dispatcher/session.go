@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -23,12 +24,12 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	if req.GetNodeId() != "" && req.GetNodeId() != nodeID {
 		return status.Errorf(codes.PermissionDenied, "node %s cannot open a session for node %s", nodeID, req.GetNodeId())
 	}
-	var tasks []*minkepb.Task
+	var msg *minkepb.SessionMessage
 	sub, err := d.cfg.Store.ViewAndWatch(func(tx raftstore.ReadTx) error {
 		if tx.Node(nodeID) == nil {
 			return nodeNotFound(nodeID)
 		}
-		tasks = tx.TasksByNode(nodeID)
+		msg = sessionMessage(tx, nodeID)
 		return nil
 	})
 	if err != nil {
@@ -37,13 +38,13 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	defer sub.Cancel()
 	logs := d.Logs.attach(nodeID)
 	defer d.Logs.detach(nodeID, logs)
-	d.log.Info("session started", "node_id", nodeID, "tasks", len(tasks))
+	d.log.Info("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()))
 	defer d.log.Info("session ended", "node_id", nodeID)
 
-	if err := stream.Send(&minkepb.SessionMessage{Tasks: tasks}); err != nil {
+	if err := stream.Send(msg); err != nil {
 		return err
 	}
-	sent := versions(tasks)
+	sent := versions(msg)
 	for {
 		select {
 		case <-ctx.Done():
@@ -58,12 +59,20 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			if !touchesNode(sub.Drain(), nodeID) {
 				continue
 			}
-			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error { tasks = tx.TasksByNode(nodeID); return nil })
-			v := versions(tasks)
+			gone := false
+			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
+				gone = tx.Node(nodeID) == nil
+				msg = sessionMessage(tx, nodeID)
+				return nil
+			})
+			if gone {
+				return nodeNotFound(nodeID) // removed from the cluster
+			}
+			v := versions(msg)
 			if slices.Equal(v, sent) {
 				continue
 			}
-			if err := stream.Send(&minkepb.SessionMessage{Tasks: tasks}); err != nil {
+			if err := stream.Send(msg); err != nil {
 				return err
 			}
 			sent = v
@@ -71,9 +80,24 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	}
 }
 
+// sessionMessage is what a node's session carries: its assignments, its
+// own record and, once the operator promoted it, the manager token.
+func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
+	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
+	n.SecretHash = nil
+	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n}
+	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
+		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
+	}
+	return msg
+}
+
 func touchesNode(evs []raftstore.Event, nodeID string) bool {
 	for _, ev := range evs {
 		if t, ok := ev.Object.(*minkepb.Task); ok && t.GetNodeId() == nodeID {
+			return true
+		}
+		if n, ok := ev.Object.(*minkepb.Node); ok && n.GetMeta().GetId() == nodeID {
 			return true
 		}
 		if ev.Kind == raftstore.EventReset {
@@ -83,12 +107,12 @@ func touchesNode(evs []raftstore.Event, nodeID string) bool {
 	return false
 }
 
-// versions identifies an assignment set: task IDs with their versions, in ID
-// order.
-func versions(tasks []*minkepb.Task) []string {
-	out := make([]string, len(tasks))
-	for i, t := range tasks {
-		out[i] = t.GetMeta().GetId() + "@" + strconv.FormatUint(t.GetMeta().GetVersion(), 10)
+// versions identifies a session message: the node's version, then task IDs
+// with their versions, in ID order.
+func versions(msg *minkepb.SessionMessage) []string {
+	out := []string{"node@" + strconv.FormatUint(msg.GetNode().GetMeta().GetVersion(), 10)}
+	for _, t := range msg.GetTasks() {
+		out = append(out, t.GetMeta().GetId()+"@"+strconv.FormatUint(t.GetMeta().GetVersion(), 10))
 	}
 	return out
 }

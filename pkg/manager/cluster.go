@@ -56,7 +56,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 		}
 		return tx.Create(&minkepb.Node{
 			Meta:        &minkepb.Meta{Id: m.nodeID},
-			Spec:        &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE},
+			Spec:        &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE, DesiredRole: minkepb.NodeRole_MANAGER},
 			Description: desc,
 			Role:        minkepb.NodeRole_MANAGER,
 			SecretHash:  dispatcher.HashSecret(m.secret),
