@@ -64,3 +64,11 @@ clean:
 .PHONY: bench-create
 bench-create: build
 	go test -run '^$$' -bench BenchmarkCreateToRunning -benchtime 5x -count 1 ./test/e2e
+
+.PHONY: bench-ha
+bench-ha: build
+	go test -run '^$$' -bench BenchmarkHA -benchtime 1x -count 1 -timeout 10m ./test/habench
+
+.PHONY: bench-failover
+bench-failover: build
+	go test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 10m ./test/failoverbench

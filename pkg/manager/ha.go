@@ -35,11 +35,19 @@ var (
 // added by the leader, and a restarted one catches up. It returns once the
 // replicated cluster object is present here.
 func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) error {
-	if m.cfg.JoinAddr != "" {
+	switch {
+	case m.cfg.JoinAddr != "" && m.raft.Resumed():
+		// A restart of a manager that joined earlier (its unit still says
+		// --join): resume, if the data dir is this cluster's.
+		if err := m.checkSameCluster(ctx); err != nil {
+			return err
+		}
+		m.log.Info("data dir already holds this cluster's state: resuming (--join ignored)")
+	case m.cfg.JoinAddr != "":
 		if err := m.joinCluster(ctx); err != nil {
 			return err
 		}
-	} else {
+	default:
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := m.raft.WaitLeader(wctx)
 		cancel()
@@ -68,6 +76,31 @@ func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) erro
 		}
 		if time.Now().After(deadline) {
 			return errors.New("manager: the cluster state did not reach this manager within 60s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// checkSameCluster refuses a data dir that belongs to another cluster than
+// the one --token names.
+func (m *Manager) checkSameCluster(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var tok string
+		_ = m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
+		if tok != "" {
+			if tok != m.cfg.Token {
+				return fmt.Errorf("manager: %w: %s belongs to another cluster (or its manager token was rotated); "+
+					"to join the cluster that --token names, start with an empty --data-dir", raftstore.ErrHasState, m.cfg.DataDir)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("manager: the data dir %s holds Raft state but no cluster: start with an empty --data-dir", m.cfg.DataDir)
 		}
 		select {
 		case <-ctx.Done():

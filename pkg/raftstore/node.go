@@ -36,6 +36,7 @@ type Config struct {
 	SnapshotInterval time.Duration
 	// Join means this node joins an existing cluster: it starts with no
 	// configuration and waits for the leader to add it (never bootstraps).
+	// With existing state it just resumes; see Node.Resumed.
 	Join bool
 	// ForceNewCluster rewrites the Raft configuration of existing state to
 	// this node alone, keeping all data: recovery after losing quorum.
@@ -59,7 +60,11 @@ type Node struct {
 	leaderCh  chan bool
 	log       *slog.Logger
 	metrics   *metrics
+	resumed   bool
 }
+
+// Resumed reports whether Open found existing Raft state (a restart).
+func (n *Node) Resumed() bool { return n.resumed }
 
 // Open starts the Raft node. A DataDir without Raft state bootstraps a new
 // single-voter cluster; one with state resumes it (log replayed on top of the
@@ -163,10 +168,6 @@ func Open(cfg Config) (*Node, error) {
 	case existing && cfg.RequireEmpty:
 		n.closeAll()
 		return nil, fmt.Errorf("%w: restoring a backup needs an empty --data-dir, and %s holds a cluster's state", ErrHasState, cfg.DataDir)
-	case existing && cfg.Join:
-		n.closeAll()
-		return nil, fmt.Errorf("%w: %s already holds a cluster's state; to join another cluster start with an empty --data-dir",
-			ErrHasState, cfg.DataDir)
 	case !existing && !cfg.Join:
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, n.transport, self); err != nil {
 			n.closeAll()
@@ -179,6 +180,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}
 	n.raft = r
+	n.resumed = existing
 	n.metrics.watchLeaders(r)
 	return n, nil
 }
