@@ -17,6 +17,7 @@ import (
 
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/manager"
+	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/raftstore"
 	"github.com/minke-io/minke/pkg/runtime"
 )
@@ -58,6 +59,9 @@ func run() error {
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT/metrics")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
+	fs.DurationVar(&cfg.Gossip.ProbeInterval, "gossip-probe-interval", membership.DefaultProbeInterval, "how often each node probes a peer (failure detection)")
+	fs.DurationVar(&cfg.Gossip.ProbeTimeout, "gossip-probe-timeout", membership.DefaultProbeTimeout, "how long a probe waits for its ack")
+	fs.IntVar(&cfg.Gossip.SuspicionMult, "gossip-suspicion-mult", membership.DefaultSuspicionMult, "suspicion time before a node is declared dead, in probe intervals (scaled by log10 of the cluster size)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/manager"
+	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/runtime"
 )
 
@@ -45,6 +46,9 @@ func run() error {
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "minke", "cgroup under which this node's containers get cgroups (PARENT/NODE_ID/TASK_ID)")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
 	fs.StringVar(&managerAddr, "manager-listen-addr", "", "--listen-addr of the manager role if this node is promoted (default ADVERTISE:4242; Raft and registry use the next ports)")
+	fs.DurationVar(&cfg.Gossip.ProbeInterval, "gossip-probe-interval", membership.DefaultProbeInterval, "how often each node probes a peer (failure detection)")
+	fs.DurationVar(&cfg.Gossip.ProbeTimeout, "gossip-probe-timeout", membership.DefaultProbeTimeout, "how long a probe waits for its ack")
+	fs.IntVar(&cfg.Gossip.SuspicionMult, "gossip-suspicion-mult", membership.DefaultSuspicionMult, "suspicion time before a node is declared dead, in probe intervals (scaled by log10 of the cluster size)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -123,7 +127,7 @@ func runManagerRole(ctx context.Context, w agent.WorkerConfig, dir, listenAddr, 
 	}
 	m, err := manager.New(manager.Config{
 		DataDir: dir, ListenAddr: listenAddr, GossipAddr: gossipAddr, ControlSocket: filepath.Join(dir, "control.sock"),
-		JoinAddr: joinAddr, Token: token, Hostname: hostname, Logger: w.Logger,
+		JoinAddr: joinAddr, Token: token, Hostname: hostname, Logger: w.Logger, Gossip: w.Gossip,
 	})
 	if err != nil {
 		return err

@@ -45,6 +45,8 @@ type WorkerConfig struct {
 	// ResumeManager starts the manager role at once (the node was promoted
 	// before this process started), with an empty token and join address.
 	ResumeManager bool
+	// Gossip tunes failure detection.
+	Gossip membership.Tuning
 	// Ready, if set, is called once the session loop runs.
 	Ready func(nodeID string)
 }
@@ -115,6 +117,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
 			Meta: membership.Meta{Role: membership.RoleWorker}, Logger: cfg.Logger,
 		}, peers: resp.GetGossipPeers()}
+		cfg.Gossip.Apply(&g.cfg)
 		if err := g.start(); err != nil {
 			return err
 		}

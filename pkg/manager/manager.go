@@ -65,7 +65,9 @@ type Config struct {
 	MetricsAddr string
 	// Hostname overrides the machine's in the node description.
 	Hostname string
-	Logger   *slog.Logger
+	// Gossip tunes failure detection.
+	Gossip membership.Tuning
+	Logger *slog.Logger
 }
 
 // Manager is a running manager node.
@@ -235,10 +237,12 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("manager: --gossip-addr: %w", err)
 	}
-	m.members, err = membership.New(membership.Config{
+	mcfg := membership.Config{
 		NodeID: m.nodeID, BindAddr: gh, BindPort: gp, Key: key, Logger: m.cfg.Logger,
 		Meta: membership.Meta{Role: membership.RoleManager, APIAddr: m.DispatcherAddr()},
-	})
+	}
+	m.cfg.Gossip.Apply(&mcfg)
+	m.members, err = membership.New(mcfg)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,27 @@ const (
 	DefaultEventBuffer             = 1024
 )
 
+// Tuning is the failure-detection settings operators may change (zero
+// values take the defaults above).
+type Tuning struct {
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	SuspicionMult int
+}
+
+// Apply copies the non-zero settings into c.
+func (t Tuning) Apply(c *Config) {
+	if t.ProbeInterval > 0 {
+		c.ProbeInterval = t.ProbeInterval
+	}
+	if t.ProbeTimeout > 0 {
+		c.ProbeTimeout = t.ProbeTimeout
+	}
+	if t.SuspicionMult > 0 {
+		c.SuspicionMult = t.SuspicionMult
+	}
+}
+
 // Config configures a Membership.
 type Config struct {
 	// NodeID is the minke node ID, used as the memberlist node name.
