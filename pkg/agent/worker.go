@@ -167,7 +167,19 @@ func (g *gossip) start() error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for range ml.Events() { // workers only need to be seen
+		rejoin := time.NewTicker(3 * time.Second)
+		defer rejoin.Stop()
+		events := ml.Events()
+		for {
+			select {
+			case _, ok := <-events: // workers only need to be seen
+				if !ok {
+					return
+				}
+			case <-rejoin.C:
+				// Reintroduce the managers after a healed partition.
+				_, _ = ml.Rejoin(g.peers)
+			}
 		}
 	}()
 	g.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,10 +20,16 @@ type Leadership interface {
 	IsLeader() bool
 	// VerifyLeader confirms with a quorum that this node still leads.
 	VerifyLeader(ctx context.Context) error
-	// Leader returns a client for the current leader's Control API, or an
-	// error that says why there is none (no quorum, election running).
-	Leader(ctx context.Context) (minkepb.ControlClient, error)
+	// Leader returns a client for the current leader's Control API and the
+	// leader's address, or an error that says why there is none (no quorum,
+	// election running).
+	Leader(ctx context.Context) (minkepb.ControlClient, string, error)
 }
+
+// ForwardTimeout bounds a call forwarded to the leader, so that a manager
+// cut off from the leader answers instead of waiting on dropped packets.
+// Watch-like streams (ServiceLogs) are not bounded.
+const ForwardTimeout = 5 * time.Second
 
 // ForwardedMetadataKey marks a call forwarded by another manager, so it is
 // never forwarded again (which could loop while leadership moves).
@@ -53,40 +60,49 @@ func forwarded(ctx context.Context) bool {
 	return len(md.Get(ForwardedMetadataKey)) > 0
 }
 
-// route decides where a call runs: nil client means here.
-func (f *Forwarder) route(ctx context.Context, read bool) (minkepb.ControlClient, context.Context, error) {
+// route decides where a call runs: nil client means here; otherwise the
+// leader's address comes with the client.
+func (f *Forwarder) route(ctx context.Context, read bool) (minkepb.ControlClient, string, context.Context, error) {
 	if f.leader.IsLeader() {
 		if read {
 			if err := f.leader.VerifyLeader(ctx); err != nil {
-				return nil, nil, status.Errorf(codes.Unavailable, "this manager lost leadership while answering; retry: %v", err)
+				return nil, "", nil, status.Errorf(codes.Unavailable, "this manager lost leadership while answering; retry: %v", err)
 			}
 		}
-		return nil, ctx, nil
+		return nil, "", ctx, nil
 	}
 	if forwarded(ctx) {
-		return nil, nil, status.Error(codes.Unavailable, "not the leader (the call was forwarded here while leadership moved); retry")
+		return nil, "", nil, status.Error(codes.Unavailable, "not the leader (the call was forwarded here while leadership moved); retry")
 	}
-	c, err := f.leader.Leader(ctx)
+	c, addr, err := f.leader.Leader(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
-	return c, metadata.AppendToOutgoingContext(ctx, ForwardedMetadataKey, "1"), nil
+	return c, addr, metadata.AppendToOutgoingContext(ctx, ForwardedMetadataKey, "1"), nil
 }
 
 func unary[Req, Resp any](f *Forwarder, ctx context.Context, read bool, req Req,
 	local func(context.Context, Req) (Resp, error),
 	remote func(minkepb.ControlClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
-	c, ctx, err := f.route(ctx, read)
+	c, addr, fctx, err := f.route(ctx, read)
 	if err != nil {
 		var zero Resp
 		return zero, err
 	}
 	if c == nil {
-		return local(ctx, req)
+		return local(fctx, req)
 	}
-	resp, err := remote(c, ctx, req)
-	if err != nil && status.Code(err) == codes.Unavailable {
-		err = status.Errorf(codes.Unavailable, "forwarding to the leader failed: %s", status.Convert(err).Message())
+	fctx, cancel := context.WithTimeout(fctx, ForwardTimeout)
+	defer cancel()
+	resp, err := remote(c, fctx, req)
+	switch {
+	case err == nil:
+	case status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil:
+		err = status.Errorf(codes.Unavailable,
+			"the leader at %s did not answer within %s: this manager may be cut off from it (no quorum here); "+
+				"the write may or may not have been applied; try another manager", addr, ForwardTimeout)
+	case status.Code(err) == codes.Unavailable:
+		err = status.Errorf(codes.Unavailable, "forwarding to the leader at %s failed: %s", addr, status.Convert(err).Message())
 	}
 	return resp, err
 }
@@ -139,7 +155,7 @@ func (f *Forwarder) Backup(ctx context.Context, r *minkepb.BackupRequest) (*mink
 
 // ServiceLogs runs on the leader, where the workers hold their sessions.
 func (f *Forwarder) ServiceLogs(r *minkepb.ServiceLogsRequest, stream minkepb.Control_ServiceLogsServer) error {
-	c, ctx, err := f.route(stream.Context(), false)
+	c, _, ctx, err := f.route(stream.Context(), false)
 	if err != nil {
 		return err
 	}

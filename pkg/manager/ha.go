@@ -194,16 +194,22 @@ func (m *Manager) gossipPeers() []string {
 }
 
 // watchMembership closes demoted when this manager, once a Raft member,
-// is no longer one.
+// is no longer one, and keeps the managers together in gossip.
 func (m *Manager) watchMembership(ctx context.Context, demoted chan<- struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	seen := false
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if tick%3 == 0 {
+			// Reintroduce managers that gossip lost (a healed partition).
+			if n, err := m.members.Rejoin(m.gossipPeers()); err == nil && n > 0 {
+				m.log.Info("rejoined managers in gossip", "count", n)
+			}
 		}
 		servers, err := m.raft.Servers()
 		if err != nil {
@@ -303,17 +309,17 @@ func managerAPIAddrs(tx raftstore.ReadTx) []string {
 }
 
 // Leader implements controlapi.Leadership: a Control client for the leader,
-// authenticated with the manager token.
-func (m *Manager) Leader(ctx context.Context) (minkepb.ControlClient, error) {
+// authenticated with the manager token, and the leader's address.
+func (m *Manager) Leader(ctx context.Context) (minkepb.ControlClient, string, error) {
 	addr, err := m.leaderAPIAddr()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	conn, err := m.conn(addr)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "connecting to the leader at %s: %v", addr, err)
+		return nil, "", status.Errorf(codes.Unavailable, "connecting to the leader at %s: %v", addr, err)
 	}
-	return minkepb.NewControlClient(conn), nil
+	return minkepb.NewControlClient(conn), addr, nil
 }
 
 type managerCreds struct{ m *Manager }

@@ -249,6 +249,27 @@ func withDefault[T comparable](v, def T) T {
 // cluster into ours. It returns how many peers were contacted; it fails with
 // ErrJoinFailed only if none could be, which with reachable peers almost
 // always means a different gossip key.
+// Rejoin contacts the peers (host:port) that are not alive members now.
+// memberlist never probes a node it declared dead again, so after a
+// partition heals both sides must be introduced anew; call Rejoin
+// periodically with the addresses that should be members.
+func (m *Membership) Rejoin(peers []string) (int, error) {
+	alive := map[string]bool{m.LocalAddr(): true}
+	for _, mem := range m.Members() {
+		alive[mem.Addr] = true
+	}
+	var missing []string
+	for _, p := range peers {
+		if !alive[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	return m.Join(missing)
+}
+
 func (m *Membership) Join(peers []string) (int, error) {
 	if m.isShutdown() {
 		return 0, ErrShutdown

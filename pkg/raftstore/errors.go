@@ -25,6 +25,8 @@ var (
 	ErrStopped = errors.New("raftstore: stopped")
 	// ErrNoState: an operation needs existing Raft state and there is none.
 	ErrNoState = errors.New("raftstore: no cluster state")
+	// ErrCorrupt: stored Raft data cannot be read.
+	ErrCorrupt = errors.New("raftstore: corrupt raft data")
 	// ErrHasState: the data dir already belongs to a cluster.
 	ErrHasState = errors.New("raftstore: data dir already has cluster state")
 )

@@ -95,6 +95,9 @@ func Open(cfg Config) (*Node, error) {
 	rc.ElectionTimeout = 500 * time.Millisecond
 	rc.LeaderLeaseTimeout = 250 * time.Millisecond
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	// Keep as many entries after a snapshot as make the next one: a manager
+	// further behind than that catches up from the snapshot.
+	rc.TrailingLogs = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.NotifyCh = n.leaderCh
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log}})
@@ -114,7 +117,7 @@ func Open(cfg Config) (*Node, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("raftstore: %w", err)
 		}
-		bolt, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+		bolt, err := openBolt(filepath.Join(dir, "raft.db"))
 		if err != nil {
 			return nil, fmt.Errorf("raftstore: open log store in %s: %w", dir, err)
 		}
@@ -419,4 +422,17 @@ func (n *Node) Restore(ctx context.Context, snap *minkepb.Snapshot) error {
 // Backup returns the current state and the index it reflects.
 func (n *Node) Backup() (*minkepb.Snapshot, uint64) {
 	return n.store.snapshotAt()
+}
+
+// openBolt opens the log store. bbolt panics on some corrupt files (a
+// truncated freelist); that becomes an error that says what is wrong,
+// leaving the file as it is.
+func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s is corrupt (%v); restore it from a backup, or rejoin this manager with an empty --data-dir",
+				ErrCorrupt, path, r)
+		}
+	}()
+	return raftboltdb.NewBoltStore(path)
 }
