@@ -27,6 +27,129 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// UpdateNodeRequest is a patch of a node's spec; unset fields are kept.
+type UpdateNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// availability is applied when set_availability is true: ACTIVE takes
+	// tasks, PAUSE takes no new ones, DRAIN moves its tasks elsewhere.
+	SetAvailability bool                  `protobuf:"varint,2,opt,name=set_availability,json=setAvailability,proto3" json:"set_availability,omitempty"`
+	Availability    NodeSpec_Availability `protobuf:"varint,3,opt,name=availability,proto3,enum=minke.v1.NodeSpec_Availability" json:"availability,omitempty"`
+	LabelAdd        map[string]string     `protobuf:"bytes,4,rep,name=label_add,json=labelAdd,proto3" json:"label_add,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LabelRm         []string              `protobuf:"bytes,5,rep,name=label_rm,json=labelRm,proto3" json:"label_rm,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpdateNodeRequest) Reset() {
+	*x = UpdateNodeRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateNodeRequest) ProtoMessage() {}
+
+func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
+func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpdateNodeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *UpdateNodeRequest) GetSetAvailability() bool {
+	if x != nil {
+		return x.SetAvailability
+	}
+	return false
+}
+
+func (x *UpdateNodeRequest) GetAvailability() NodeSpec_Availability {
+	if x != nil {
+		return x.Availability
+	}
+	return NodeSpec_ACTIVE
+}
+
+func (x *UpdateNodeRequest) GetLabelAdd() map[string]string {
+	if x != nil {
+		return x.LabelAdd
+	}
+	return nil
+}
+
+func (x *UpdateNodeRequest) GetLabelRm() []string {
+	if x != nil {
+		return x.LabelRm
+	}
+	return nil
+}
+
+type UpdateNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateNodeResponse) Reset() {
+	*x = UpdateNodeResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateNodeResponse) ProtoMessage() {}
+
+func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
+func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpdateNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 type UpdateNodeRoleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// node is an ID, unique ID prefix or hostname.
@@ -38,7 +161,7 @@ type UpdateNodeRoleRequest struct {
 
 func (x *UpdateNodeRoleRequest) Reset() {
 	*x = UpdateNodeRoleRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +173,7 @@ func (x *UpdateNodeRoleRequest) String() string {
 func (*UpdateNodeRoleRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +186,7 @@ func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *UpdateNodeRoleRequest) GetNode() string {
@@ -89,7 +212,7 @@ type UpdateNodeRoleResponse struct {
 
 func (x *UpdateNodeRoleResponse) Reset() {
 	*x = UpdateNodeRoleResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +224,7 @@ func (x *UpdateNodeRoleResponse) String() string {
 func (*UpdateNodeRoleResponse) ProtoMessage() {}
 
 func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +237,7 @@ func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UpdateNodeRoleResponse) GetNode() *Node {
@@ -134,7 +257,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +269,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +282,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -184,7 +307,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +319,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +332,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
 }
 
 type BackupRequest struct {
@@ -220,7 +343,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +355,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +368,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
 }
 
 type BackupResponse struct {
@@ -260,7 +383,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +395,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +408,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BackupResponse) GetSnapshot() []byte {
@@ -311,7 +434,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +446,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +459,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -355,7 +478,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +490,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +503,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -400,7 +523,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +535,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +548,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -444,7 +567,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +579,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +592,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -487,7 +610,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +622,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +635,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 type ReplicaCounts struct {
@@ -525,7 +648,7 @@ type ReplicaCounts struct {
 
 func (x *ReplicaCounts) Reset() {
 	*x = ReplicaCounts{}
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +660,7 @@ func (x *ReplicaCounts) String() string {
 func (*ReplicaCounts) ProtoMessage() {}
 
 func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +673,7 @@ func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCounts.ProtoReflect.Descriptor instead.
 func (*ReplicaCounts) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReplicaCounts) GetRunning() uint64 {
@@ -578,7 +701,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +713,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +726,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -633,7 +756,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +768,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +781,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -691,7 +814,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +826,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +839,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -735,7 +858,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +870,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +883,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -778,7 +901,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +913,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +926,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 type ListTasksRequest struct {
@@ -816,7 +939,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +951,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +964,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -860,7 +983,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +995,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1008,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -903,7 +1026,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1038,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1051,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 type ListNodesResponse struct {
@@ -940,7 +1063,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1075,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1088,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -983,7 +1106,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1118,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1131,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 type GetClusterResponse struct {
@@ -1022,7 +1145,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1157,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1170,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1074,7 +1197,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1209,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1222,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1125,7 +1248,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1260,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1273,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1164,7 +1287,18 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"S\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xb7\x02\n" +
+	"\x11UpdateNodeRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12)\n" +
+	"\x10set_availability\x18\x02 \x01(\bR\x0fsetAvailability\x12C\n" +
+	"\favailability\x18\x03 \x01(\x0e2\x1f.minke.v1.NodeSpec.AvailabilityR\favailability\x12F\n" +
+	"\tlabel_add\x18\x04 \x03(\v2).minke.v1.UpdateNodeRequest.LabelAddEntryR\blabelAdd\x12\x19\n" +
+	"\blabel_rm\x18\x05 \x03(\tR\alabelRm\x1a;\n" +
+	"\rLabelAddEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
+	"\x12UpdateNodeResponse\x12\"\n" +
+	"\x04node\x18\x01 \x01(\v2\x0e.minke.v1.NodeR\x04node\"S\n" +
 	"\x15UpdateNodeRoleRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12&\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"<\n" +
@@ -1221,7 +1355,7 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\x95\a\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xde\a\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1237,7 +1371,9 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x0eUpdateNodeRole\x12\x1f.minke.v1.UpdateNodeRoleRequest\x1a .minke.v1.UpdateNodeRoleResponse\x12G\n" +
 	"\n" +
 	"RemoveNode\x12\x1b.minke.v1.RemoveNodeRequest\x1a\x1c.minke.v1.RemoveNodeResponse\x12;\n" +
-	"\x06Backup\x12\x17.minke.v1.BackupRequest\x1a\x18.minke.v1.BackupResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x06Backup\x12\x17.minke.v1.BackupRequest\x1a\x18.minke.v1.BackupResponse\x12G\n" +
+	"\n" +
+	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -1251,86 +1387,95 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_minke_v1_control_proto_goTypes = []any{
-	(*UpdateNodeRoleRequest)(nil),  // 0: minke.v1.UpdateNodeRoleRequest
-	(*UpdateNodeRoleResponse)(nil), // 1: minke.v1.UpdateNodeRoleResponse
-	(*RemoveNodeRequest)(nil),      // 2: minke.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 3: minke.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),          // 4: minke.v1.BackupRequest
-	(*BackupResponse)(nil),         // 5: minke.v1.BackupResponse
-	(*CreateServiceRequest)(nil),   // 6: minke.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),  // 7: minke.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),      // 8: minke.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),     // 9: minke.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),    // 10: minke.v1.ListServicesRequest
-	(*ReplicaCounts)(nil),          // 11: minke.v1.ReplicaCounts
-	(*ListServicesResponse)(nil),   // 12: minke.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),   // 13: minke.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),  // 14: minke.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),   // 15: minke.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),  // 16: minke.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),       // 17: minke.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 18: minke.v1.ListTasksResponse
-	(*ListNodesRequest)(nil),       // 19: minke.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 20: minke.v1.ListNodesResponse
-	(*GetClusterRequest)(nil),      // 21: minke.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),     // 22: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),     // 23: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),    // 24: minke.v1.ServiceLogsResponse
-	nil,                            // 25: minke.v1.ListServicesResponse.CountsEntry
-	(NodeRole)(0),                  // 26: minke.v1.NodeRole
-	(*Node)(nil),                   // 27: minke.v1.Node
-	(*ServiceSpec)(nil),            // 28: minke.v1.ServiceSpec
-	(*Service)(nil),                // 29: minke.v1.Service
-	(*Task)(nil),                   // 30: minke.v1.Task
-	(*Cluster)(nil),                // 31: minke.v1.Cluster
-	(*LogMessage)(nil),             // 32: minke.v1.LogMessage
+	(*UpdateNodeRequest)(nil),      // 0: minke.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),     // 1: minke.v1.UpdateNodeResponse
+	(*UpdateNodeRoleRequest)(nil),  // 2: minke.v1.UpdateNodeRoleRequest
+	(*UpdateNodeRoleResponse)(nil), // 3: minke.v1.UpdateNodeRoleResponse
+	(*RemoveNodeRequest)(nil),      // 4: minke.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 5: minke.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),          // 6: minke.v1.BackupRequest
+	(*BackupResponse)(nil),         // 7: minke.v1.BackupResponse
+	(*CreateServiceRequest)(nil),   // 8: minke.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),  // 9: minke.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),      // 10: minke.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),     // 11: minke.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),    // 12: minke.v1.ListServicesRequest
+	(*ReplicaCounts)(nil),          // 13: minke.v1.ReplicaCounts
+	(*ListServicesResponse)(nil),   // 14: minke.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),   // 15: minke.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),  // 16: minke.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),   // 17: minke.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),  // 18: minke.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),       // 19: minke.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 20: minke.v1.ListTasksResponse
+	(*ListNodesRequest)(nil),       // 21: minke.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 22: minke.v1.ListNodesResponse
+	(*GetClusterRequest)(nil),      // 23: minke.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),     // 24: minke.v1.GetClusterResponse
+	(*ServiceLogsRequest)(nil),     // 25: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),    // 26: minke.v1.ServiceLogsResponse
+	nil,                            // 27: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                            // 28: minke.v1.ListServicesResponse.CountsEntry
+	(NodeSpec_Availability)(0),     // 29: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                   // 30: minke.v1.Node
+	(NodeRole)(0),                  // 31: minke.v1.NodeRole
+	(*ServiceSpec)(nil),            // 32: minke.v1.ServiceSpec
+	(*Service)(nil),                // 33: minke.v1.Service
+	(*Task)(nil),                   // 34: minke.v1.Task
+	(*Cluster)(nil),                // 35: minke.v1.Cluster
+	(*LogMessage)(nil),             // 36: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	26, // 0: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	27, // 1: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	28, // 2: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	29, // 3: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	29, // 4: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	29, // 5: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	25, // 6: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	28, // 7: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	29, // 8: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	30, // 9: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	27, // 10: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	31, // 11: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	32, // 12: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	11, // 13: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	6,  // 14: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	8,  // 15: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	10, // 16: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	13, // 17: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	15, // 18: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	17, // 19: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	19, // 20: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	21, // 21: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	23, // 22: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	0,  // 23: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	2,  // 24: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	4,  // 25: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	7,  // 26: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	9,  // 27: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	12, // 28: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	14, // 29: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	16, // 30: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	18, // 31: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	20, // 32: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	22, // 33: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	24, // 34: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	1,  // 35: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	3,  // 36: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	5,  // 37: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	26, // [26:38] is the sub-list for method output_type
-	14, // [14:26] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	29, // 0: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	27, // 1: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	30, // 2: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	31, // 3: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	30, // 4: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	32, // 5: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	33, // 6: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	33, // 7: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	33, // 8: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	28, // 9: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	32, // 10: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	33, // 11: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	34, // 12: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	30, // 13: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	35, // 14: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	36, // 15: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	13, // 16: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	8,  // 17: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	10, // 18: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	12, // 19: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	15, // 20: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	17, // 21: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	19, // 22: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	21, // 23: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	23, // 24: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	25, // 25: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	2,  // 26: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	4,  // 27: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	6,  // 28: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	0,  // 29: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 30: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	11, // 31: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	14, // 32: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	16, // 33: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	18, // 34: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	20, // 35: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	22, // 36: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	24, // 37: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	26, // 38: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	3,  // 39: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	5,  // 40: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	7,  // 41: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	1,  // 42: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1345,7 +1490,7 @@ func file_minke_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

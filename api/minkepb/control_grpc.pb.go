@@ -37,6 +37,7 @@ const (
 	Control_UpdateNodeRole_FullMethodName = "/minke.v1.Control/UpdateNodeRole"
 	Control_RemoveNode_FullMethodName     = "/minke.v1.Control/RemoveNode"
 	Control_Backup_FullMethodName         = "/minke.v1.Control/Backup"
+	Control_UpdateNode_FullMethodName     = "/minke.v1.Control/UpdateNode"
 )
 
 // ControlClient is the client API for Control service.
@@ -61,6 +62,8 @@ type ControlClient interface {
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 	// Backup returns a consistent snapshot of the whole store.
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*BackupResponse, error)
+	// UpdateNode changes a node's availability and labels.
+	UpdateNode(ctx context.Context, in *UpdateNodeRequest, opts ...grpc.CallOption) (*UpdateNodeResponse, error)
 }
 
 type controlClient struct {
@@ -200,6 +203,16 @@ func (c *controlClient) Backup(ctx context.Context, in *BackupRequest, opts ...g
 	return out, nil
 }
 
+func (c *controlClient) UpdateNode(ctx context.Context, in *UpdateNodeRequest, opts ...grpc.CallOption) (*UpdateNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateNodeResponse)
+	err := c.cc.Invoke(ctx, Control_UpdateNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -222,6 +235,8 @@ type ControlServer interface {
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	// Backup returns a consistent snapshot of the whole store.
 	Backup(context.Context, *BackupRequest) (*BackupResponse, error)
+	// UpdateNode changes a node's availability and labels.
+	UpdateNode(context.Context, *UpdateNodeRequest) (*UpdateNodeResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -267,6 +282,9 @@ func (UnimplementedControlServer) RemoveNode(context.Context, *RemoveNodeRequest
 }
 func (UnimplementedControlServer) Backup(context.Context, *BackupRequest) (*BackupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedControlServer) UpdateNode(context.Context, *UpdateNodeRequest) (*UpdateNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateNode not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -498,6 +516,24 @@ func _Control_Backup_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_UpdateNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).UpdateNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_UpdateNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).UpdateNode(ctx, req.(*UpdateNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -548,6 +584,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Backup",
 			Handler:    _Control_Backup_Handler,
+		},
+		{
+			MethodName: "UpdateNode",
+			Handler:    _Control_UpdateNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

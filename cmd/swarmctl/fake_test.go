@@ -119,6 +119,30 @@ func (f *fakeAPI) RemoveNode(_ context.Context, ref string, _ bool) error {
 	return status.Errorf(codes.NotFound, "node %q not found", ref)
 }
 
+func (f *fakeAPI) UpdateNode(_ context.Context, ref string, av *minkepb.NodeSpec_Availability, add map[string]string, rm []string) (*minkepb.Node, error) {
+	for _, n := range f.nodes {
+		if n.GetMeta().GetId() == ref || n.GetDescription().GetHostname() == ref {
+			if n.Spec == nil {
+				n.Spec = &minkepb.NodeSpec{}
+			}
+			if av != nil {
+				n.Spec.Availability = *av
+			}
+			if n.Spec.Labels == nil {
+				n.Spec.Labels = map[string]string{}
+			}
+			for k, v := range add {
+				n.Spec.Labels[k] = v
+			}
+			for _, k := range rm {
+				delete(n.Spec.Labels, k)
+			}
+			return n, f.err
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "node %q not found", ref)
+}
+
 func (f *fakeAPI) Backup(context.Context) ([]byte, uint64, error) { return []byte("snap"), 7, f.err }
 
 func (f *fakeAPI) Close() error { return nil }

@@ -13,7 +13,7 @@ import (
 func newNodeCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage nodes"}
 	cmd.AddCommand(newNodeLsCmd(a), newNodeRoleCmd(a, "promote", minkepb.NodeRole_MANAGER),
-		newNodeRoleCmd(a, "demote", minkepb.NodeRole_WORKER), newNodeRmCmd(a))
+		newNodeRoleCmd(a, "demote", minkepb.NodeRole_WORKER), newNodeRmCmd(a), newNodeUpdateCmd(a))
 	return cmd
 }
 
@@ -89,5 +89,73 @@ func newNodeLsCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", formatTable, "output format: table or json")
+	return cmd
+}
+
+// nodeUpdate is what 'node update' asks for, parsed before any RPC.
+type nodeUpdate struct {
+	availability *minkepb.NodeSpec_Availability
+	labelAdd     map[string]string
+	labelRm      []string
+}
+
+func parseNodeUpdate(availability string, labelAdd, labelRm []string) (nodeUpdate, error) {
+	var u nodeUpdate
+	if availability != "" {
+		v, ok := minkepb.NodeSpec_Availability_value[strings.ToUpper(availability)]
+		if !ok {
+			return u, fmt.Errorf("invalid --availability %q: want active, pause or drain", availability)
+		}
+		av := minkepb.NodeSpec_Availability(v)
+		u.availability = &av
+	}
+	for _, kv := range labelAdd {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.TrimSpace(k) == "" {
+			return u, fmt.Errorf("invalid --label-add %q: want KEY=VALUE (or KEY) with a non-empty KEY", kv)
+		}
+		if u.labelAdd == nil {
+			u.labelAdd = map[string]string{}
+		}
+		u.labelAdd[k] = v
+	}
+	for _, k := range labelRm {
+		if strings.TrimSpace(k) == "" {
+			return u, fmt.Errorf("invalid --label-rm %q: want a label KEY", k)
+		}
+		u.labelRm = append(u.labelRm, k)
+	}
+	if u.availability == nil && len(u.labelAdd) == 0 && len(u.labelRm) == 0 {
+		return u, fmt.Errorf("nothing to update: give --availability, --label-add or --label-rm")
+	}
+	return u, nil
+}
+
+func newNodeUpdateCmd(a *app) *cobra.Command {
+	var (
+		availability      string
+		labelAdd, labelRm []string
+	)
+	cmd := &cobra.Command{
+		Use:   "update [--availability active|pause|drain] [--label-add KEY=VALUE]... [--label-rm KEY]... NODE",
+		Short: "Update a node's availability (drain moves its tasks away) and labels",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u, err := parseNodeUpdate(availability, labelAdd, labelRm)
+			if err != nil {
+				return err
+			}
+			return a.withAPI(cmd.Context(), func(api controlAPI) error {
+				if _, err := api.UpdateNode(cmd.Context(), args[0], u.availability, u.labelAdd, u.labelRm); err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, args[0])
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&availability, "availability", "", "active, pause (no new tasks) or drain (move tasks away)")
+	cmd.Flags().StringArrayVar(&labelAdd, "label-add", nil, "add or change a node label (KEY=VALUE)")
+	cmd.Flags().StringArrayVar(&labelRm, "label-rm", nil, "remove a node label (KEY)")
 	return cmd
 }

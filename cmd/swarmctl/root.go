@@ -30,6 +30,7 @@ type controlAPI interface {
 	ListNodes(ctx context.Context) ([]*minkepb.Node, error)
 	UpdateNodeRole(ctx context.Context, ref string, role minkepb.NodeRole) (*minkepb.Node, error)
 	RemoveNode(ctx context.Context, ref string, force bool) error
+	UpdateNode(ctx context.Context, ref string, availability *minkepb.NodeSpec_Availability, labelAdd map[string]string, labelRm []string) (*minkepb.Node, error)
 	Backup(ctx context.Context) ([]byte, uint64, error)
 	GetCluster(ctx context.Context) (*minkepb.Cluster, string, error)
 	ServiceLogs(ctx context.Context, ref string, follow bool, fn func(*minkepb.LogMessage) error) error

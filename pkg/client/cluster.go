@@ -81,3 +81,18 @@ func (c *Client) Backup(ctx context.Context) ([]byte, uint64, error) {
 	}
 	return resp.GetSnapshot(), resp.GetIndex(), nil
 }
+
+// UpdateNode patches a node's availability (when availability is not nil)
+// and labels.
+func (c *Client) UpdateNode(ctx context.Context, ref string, availability *minkepb.NodeSpec_Availability,
+	labelAdd map[string]string, labelRm []string) (*minkepb.Node, error) {
+	req := &minkepb.UpdateNodeRequest{Node: ref, LabelAdd: labelAdd, LabelRm: labelRm}
+	if availability != nil {
+		req.SetAvailability, req.Availability = true, *availability
+	}
+	resp, err := c.ctl.UpdateNode(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetNode(), nil
+}

@@ -149,6 +149,10 @@ func (f *Forwarder) RemoveNode(ctx context.Context, r *minkepb.RemoveNodeRequest
 	return unary(f, ctx, false, r, f.local.RemoveNode, minkepb.ControlClient.RemoveNode)
 }
 
+func (f *Forwarder) UpdateNode(ctx context.Context, r *minkepb.UpdateNodeRequest) (*minkepb.UpdateNodeResponse, error) {
+	return unary(f, ctx, false, r, f.local.UpdateNode, minkepb.ControlClient.UpdateNode)
+}
+
 func (f *Forwarder) Backup(ctx context.Context, r *minkepb.BackupRequest) (*minkepb.BackupResponse, error) {
 	return unary(f, ctx, true, r, f.local.Backup, minkepb.ControlClient.Backup)
 }

@@ -209,3 +209,52 @@ func (s *Server) Backup(ctx context.Context, _ *minkepb.BackupRequest) (*minkepb
 	}
 	return &minkepb.BackupResponse{Snapshot: data, Index: index}, nil
 }
+
+// UpdateNode patches a node's availability and labels. Draining a node
+// makes the orchestrator move its tasks; pausing only stops new ones.
+func (s *Server) UpdateNode(ctx context.Context, req *minkepb.UpdateNodeRequest) (*minkepb.UpdateNodeResponse, error) {
+	for k := range req.GetLabelAdd() {
+		if strings.TrimSpace(k) == "" {
+			return nil, status.Error(codes.InvalidArgument, "invalid --label-add: the label key is empty; want KEY=VALUE")
+		}
+	}
+	if req.GetSetAvailability() {
+		if _, ok := minkepb.NodeSpec_Availability_name[int32(req.GetAvailability())]; !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid availability %d: want active, pause or drain", req.GetAvailability())
+		}
+	}
+	var out *minkepb.Node
+	err := s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
+		n, err := findNode(tx.ReadTx, req.GetNode())
+		if err != nil {
+			return err
+		}
+		n = proto.Clone(n).(*minkepb.Node)
+		if n.Spec == nil {
+			n.Spec = &minkepb.NodeSpec{}
+		}
+		for _, k := range req.GetLabelRm() {
+			if _, ok := n.Spec.GetLabels()[k]; !ok {
+				return status.Errorf(codes.InvalidArgument, "invalid --label-rm %q: node %s has no such label", k, n.GetDescription().GetHostname())
+			}
+			delete(n.Spec.Labels, k)
+		}
+		if len(req.GetLabelAdd()) > 0 && n.Spec.Labels == nil {
+			n.Spec.Labels = map[string]string{}
+		}
+		for k, v := range req.GetLabelAdd() {
+			n.Spec.Labels[k] = v
+		}
+		if req.GetSetAvailability() {
+			n.Spec.Availability = req.GetAvailability()
+		}
+		out = n
+		return tx.Update(n)
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out = proto.Clone(out).(*minkepb.Node)
+	out.SecretHash = nil
+	return &minkepb.UpdateNodeResponse{Node: out}, nil
+}

@@ -117,3 +117,46 @@ func TestUpdateAndRemove(t *testing.T) {
 		t.Fatal("service not removed")
 	}
 }
+
+func TestUpdateNode(t *testing.T) {
+	s, n := newServer(t)
+	ctx := context.Background()
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: "n1"}, Description: &minkepb.NodeDescription{Hostname: "w1"},
+			SecretHash: []byte("secret")})
+	})
+	resp, err := s.UpdateNode(ctx, &minkepb.UpdateNodeRequest{Node: "w1", SetAvailability: true,
+		Availability: minkepb.NodeSpec_DRAIN, LabelAdd: map[string]string{"zone": "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetNode().GetSpec().GetAvailability() != minkepb.NodeSpec_DRAIN || resp.GetNode().GetSpec().GetLabels()["zone"] != "a" ||
+		resp.GetNode().GetSecretHash() != nil {
+		t.Fatalf("node = %v", resp.GetNode())
+	}
+	cases := []struct {
+		name string
+		req  *minkepb.UpdateNodeRequest
+		code codes.Code
+		want string
+	}{
+		{"unknown node", &minkepb.UpdateNodeRequest{Node: "nope"}, codes.NotFound, `node "nope" not found`},
+		{"missing label", &minkepb.UpdateNodeRequest{Node: "w1", LabelRm: []string{"rack"}}, codes.InvalidArgument, `invalid --label-rm "rack"`},
+		{"empty key", &minkepb.UpdateNodeRequest{Node: "w1", LabelAdd: map[string]string{"": "x"}}, codes.InvalidArgument, "label key is empty"},
+		{"bad availability", &minkepb.UpdateNodeRequest{Node: "w1", SetAvailability: true, Availability: 9}, codes.InvalidArgument, "invalid availability 9"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := s.UpdateNode(ctx, c.req)
+			if status.Code(err) != c.code || !strings.Contains(status.Convert(err).Message(), c.want) {
+				t.Fatalf("got %v, want %v %q", err, c.code, c.want)
+			}
+		})
+	}
+	_ = n.View(func(tx raftstore.ReadTx) error {
+		if got := tx.Node("n1").GetSpec().GetLabels(); len(got) != 1 || got["zone"] != "a" {
+			t.Errorf("refused updates changed labels: %v", got)
+		}
+		return nil
+	})
+}

@@ -160,6 +160,21 @@ func TestReplicatedLifecycle(t *testing.T) {
 		})
 	})
 
+	t.Run("draining a node moves its task", func(t *testing.T) {
+		var victim *minkepb.Task
+		_ = h.store.View(func(tx raftstore.ReadTx) error { victim = liveTasks(tx, "svc")[0]; return nil })
+		h.update(func(tx *raftstore.WriteTx) error {
+			n := proto.Clone(tx.Node(victim.GetNodeId())).(*minkepb.Node)
+			n.Spec = &minkepb.NodeSpec{Availability: minkepb.NodeSpec_DRAIN}
+			return tx.Update(n)
+		})
+		h.waitFor("replacement off the drained node", func(tx raftstore.ReadTx) bool {
+			live := liveTasks(tx, "svc")
+			return len(live) == 1 && live[0].GetNodeId() != "" && live[0].GetNodeId() != victim.GetNodeId() &&
+				tx.Task(victim.GetMeta().GetId()).GetDesiredState() == minkepb.TaskState_SHUTDOWN
+		})
+	})
+
 	t.Run("removing the service removes its tasks once stopped", func(t *testing.T) {
 		h.update(func(tx *raftstore.WriteTx) error { return tx.Delete(tx.Service("svc")) })
 		var running []string

@@ -282,6 +282,13 @@ func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, 
 				return time.Time{}, err
 			}
 			live, replaceNow = nil, true
+		case node.GetSpec().GetAvailability() == minkepb.NodeSpec_DRAIN:
+			// The operator drained its node: stop it there and start a
+			// replacement elsewhere at once.
+			if err := tx.Update(withDesired(live, minkepb.TaskState_SHUTDOWN)); err != nil {
+				return time.Time{}, err
+			}
+			live, replaceNow = nil, true
 		case IsTerminal(live.GetStatus().GetState()):
 			if err := tx.Update(withDesired(live, minkepb.TaskState_SHUTDOWN)); err != nil {
 				return time.Time{}, err
