@@ -1126,6 +1126,7 @@ type TaskSpec struct {
 	Container     *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
 	Resources     *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
 	Restart       *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
+	Placement     *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1181,6 +1182,78 @@ func (x *TaskSpec) GetRestart() *RestartPolicy {
 	return nil
 }
 
+func (x *TaskSpec) GetPlacement() *Placement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+// Placement restricts and spreads where a service's tasks go.
+type Placement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// constraints are swarm expressions such as "node.labels.zone==a" or
+	// "node.role!=manager"; all must hold.
+	Constraints []string `protobuf:"bytes,1,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	// preferences are "spread=node.labels.KEY", applied in order (nested).
+	Preferences []string `protobuf:"bytes,2,rep,name=preferences,proto3" json:"preferences,omitempty"`
+	// max_replicas_per_node caps a service's tasks on one node (0: no cap).
+	MaxReplicasPerNode uint64 `protobuf:"varint,3,opt,name=max_replicas_per_node,json=maxReplicasPerNode,proto3" json:"max_replicas_per_node,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Placement) GetConstraints() []string {
+	if x != nil {
+		return x.Constraints
+	}
+	return nil
+}
+
+func (x *Placement) GetPreferences() []string {
+	if x != nil {
+		return x.Preferences
+	}
+	return nil
+}
+
+func (x *Placement) GetMaxReplicasPerNode() uint64 {
+	if x != nil {
+		return x.MaxReplicasPerNode
+	}
+	return 0
+}
+
 type ReplicatedService struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Replicas      uint64                 `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
@@ -1190,7 +1263,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1275,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1288,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1240,7 +1313,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1325,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1338,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1325,7 +1398,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1410,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1423,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -1378,7 +1451,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1463,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1476,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1442,7 +1515,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1527,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1540,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1529,7 +1602,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1614,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1627,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1644,7 +1717,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1729,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1742,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1695,7 +1768,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1780,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1793,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1743,7 +1816,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1828,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1841,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -1812,7 +1885,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1897,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1910,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -1960,11 +2033,16 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03ANY\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ON_FAILURE\x10\x01\x12\b\n" +
-	"\x04NONE\x10\x02\"\xb2\x01\n" +
+	"\x04NONE\x10\x02\"\xe5\x01\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.minke.v1.ContainerSpecR\tcontainer\x12<\n" +
 	"\tresources\x18\x02 \x01(\v2\x1e.minke.v1.ResourceRequirementsR\tresources\x121\n" +
-	"\arestart\x18\x03 \x01(\v2\x17.minke.v1.RestartPolicyR\arestart\"/\n" +
+	"\arestart\x18\x03 \x01(\v2\x17.minke.v1.RestartPolicyR\arestart\x121\n" +
+	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\"\x82\x01\n" +
+	"\tPlacement\x12 \n" +
+	"\vconstraints\x18\x01 \x03(\tR\vconstraints\x12 \n" +
+	"\vpreferences\x18\x02 \x03(\tR\vpreferences\x121\n" +
+	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
 	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x86\x02\n" +
 	"\vServiceSpec\x12\x12\n" +
@@ -2059,7 +2137,7 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -2079,28 +2157,29 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(*ContainerSpec)(nil),           // 15: minke.v1.ContainerSpec
 	(*RestartPolicy)(nil),           // 16: minke.v1.RestartPolicy
 	(*TaskSpec)(nil),                // 17: minke.v1.TaskSpec
-	(*ReplicatedService)(nil),       // 18: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 19: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 20: minke.v1.Service
-	(*ContainerStatus)(nil),         // 21: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 22: minke.v1.TaskStatus
-	(*Task)(nil),                    // 23: minke.v1.Task
-	(*JoinTokens)(nil),              // 24: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 25: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 26: minke.v1.Cluster
-	(*LogMessage)(nil),              // 27: minke.v1.LogMessage
-	nil,                             // 28: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 29: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
+	(*Placement)(nil),               // 18: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 19: minke.v1.ReplicatedService
+	(*ServiceSpec)(nil),             // 20: minke.v1.ServiceSpec
+	(*Service)(nil),                 // 21: minke.v1.Service
+	(*ContainerStatus)(nil),         // 22: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 23: minke.v1.TaskStatus
+	(*Task)(nil),                    // 24: minke.v1.Task
+	(*JoinTokens)(nil),              // 25: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 26: minke.v1.ClusterSpec
+	(*Cluster)(nil),                 // 27: minke.v1.Cluster
+	(*LogMessage)(nil),              // 28: minke.v1.LogMessage
+	nil,                             // 29: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 30: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 32: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	30, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	30, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	31, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	7,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
 	7,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	2,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	28, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	29, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
 	9,  // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
 	7,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
@@ -2112,34 +2191,35 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
 	14, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	4,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	31, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	32, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	5,  // 18: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	31, // 19: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	31, // 20: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	32, // 19: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	32, // 20: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
 	15, // 21: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
 	8,  // 22: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
 	16, // 23: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	29, // 24: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	17, // 25: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	18, // 26: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	6,  // 27: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	19, // 28: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	30, // 29: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 30: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	21, // 31: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	6,  // 32: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	17, // 33: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 34: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	22, // 35: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	30, // 36: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	6,  // 37: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	25, // 38: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	24, // 39: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	18, // 24: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	30, // 25: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	17, // 26: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	19, // 27: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	6,  // 28: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	20, // 29: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	31, // 30: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 31: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	22, // 32: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	6,  // 33: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	17, // 34: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 35: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	23, // 36: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	31, // 37: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	6,  // 38: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	26, // 39: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	25, // 40: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2147,7 +2227,7 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[13].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[14].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 	}
 	type x struct{}
@@ -2156,7 +2236,7 @@ func file_minke_v1_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/scheduler"
 )
 
 // createOptions are the flags of `service create` as typed. Values stay
@@ -30,6 +31,9 @@ type createOptions struct {
 	restartCondition   string
 	restartDelay       string
 	restartMaxAttempts string
+	constraints        []string
+	placementPrefs     []string
+	maxPerNode         string
 	detach             bool
 }
 
@@ -108,6 +112,28 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		return nil, err
 	}
 	task.Restart = restart
+
+	if len(o.constraints) > 0 || len(o.placementPrefs) > 0 || o.maxPerNode != "" {
+		p := &minkepb.Placement{}
+		for _, c := range o.constraints {
+			if _, err := scheduler.ParseConstraint(c); err != nil {
+				return nil, fmt.Errorf("--constraint: %w", err)
+			}
+			p.Constraints = append(p.Constraints, c)
+		}
+		for _, pref := range o.placementPrefs {
+			if _, err := scheduler.ParsePreference(pref); err != nil {
+				return nil, fmt.Errorf("--placement-pref: %w", err)
+			}
+			p.Preferences = append(p.Preferences, pref)
+		}
+		if o.maxPerNode != "" {
+			if p.MaxReplicasPerNode, err = parseCount("replicas-max-per-node", o.maxPerNode); err != nil {
+				return nil, err
+			}
+		}
+		task.Placement = p
+	}
 
 	return &minkepb.ServiceSpec{
 		Name:   o.name,

@@ -67,6 +67,16 @@ func TestCreateServiceRefusesBadInput(t *testing.T) {
 			s.Task.Restart = &minkepb.RestartPolicy{Delay: durationpb.New(-1)}
 			return s
 		}(), codes.InvalidArgument, "invalid restart delay"},
+		{"bad constraint", func() *minkepb.ServiceSpec {
+			s := spec("a", "x", 1)
+			s.Task.Placement = &minkepb.Placement{Constraints: []string{"node.labels.zone=a"}}
+			return s
+		}(), codes.InvalidArgument, `placement.constraints: invalid constraint "node.labels.zone=a"`},
+		{"bad preference", func() *minkepb.ServiceSpec {
+			s := spec("a", "x", 1)
+			s.Task.Placement = &minkepb.Placement{Preferences: []string{"pack=node.labels.zone"}}
+			return s
+		}(), codes.InvalidArgument, "placement.preferences"},
 		{"duplicate name", spec("WEB", "hello", 1), codes.AlreadyExists, `a service named "WEB" already exists`},
 	}
 	for _, c := range cases {

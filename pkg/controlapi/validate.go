@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/scheduler"
 )
 
 // MinMemoryLimit is the smallest memory limit a container may have (as
@@ -59,6 +60,16 @@ func validateSpec(spec *minkepb.ServiceSpec) error {
 		}
 		if c := res.r.GetNanoCpus(); c < 0 {
 			return fmt.Errorf("invalid %s nano_cpus %d: must not be negative", res.field, c)
+		}
+	}
+	for _, c := range spec.GetTask().GetPlacement().GetConstraints() {
+		if _, err := scheduler.ParseConstraint(c); err != nil {
+			return fmt.Errorf("placement.constraints: %w", err)
+		}
+	}
+	for _, pref := range spec.GetTask().GetPlacement().GetPreferences() {
+		if _, err := scheduler.ParsePreference(pref); err != nil {
+			return fmt.Errorf("placement.preferences: %w", err)
 		}
 	}
 	p := spec.GetTask().GetRestart()

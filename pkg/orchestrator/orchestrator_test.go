@@ -291,3 +291,36 @@ func TestDelayedRestartSurvivesOtherEvents(t *testing.T) {
 		return len(live) == 1 && live[0].GetMeta().GetId() != first && live[0].GetRestarts() == 1
 	})
 }
+
+func TestPlacementConstraintsAndSpread(t *testing.T) {
+	h := newHarness(t, 4)
+	h.update(func(tx *raftstore.WriteTx) error {
+		for i, zone := range []string{"a", "a", "b", "b"} {
+			n := proto.Clone(tx.Node(fmt.Sprintf("node%d", i+1))).(*minkepb.Node)
+			n.Spec = &minkepb.NodeSpec{Labels: map[string]string{"zone": zone, "disk": map[bool]string{true: "ssd", false: "hdd"}[i != 3]}}
+			if err := tx.Update(n); err != nil {
+				return err
+			}
+		}
+		return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: "db"}, Spec: &minkepb.ServiceSpec{
+			Name: "db",
+			Task: &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "x"}, Placement: &minkepb.Placement{
+				Constraints: []string{"node.labels.disk==ssd"}, Preferences: []string{"spread=node.labels.zone"}}},
+			Mode: &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: 4}},
+		}})
+	})
+	h.waitFor("4 tasks on ssd nodes, 2 per zone", func(tx raftstore.ReadTx) bool {
+		zones := map[string]int{}
+		for _, task := range liveTasks(tx, "db") {
+			n := tx.Node(task.GetNodeId())
+			if n == nil || task.GetStatus().GetState() != minkepb.TaskState_ASSIGNED {
+				return false
+			}
+			if n.GetSpec().GetLabels()["disk"] != "ssd" {
+				t.Fatalf("task on %s, which has no ssd", n.GetMeta().GetId())
+			}
+			zones[n.GetSpec().GetLabels()["zone"]]++
+		}
+		return zones["a"] == 2 && zones["b"] == 2
+	})
+}

@@ -87,8 +87,12 @@ func (p *Placement) schedule(ctx context.Context) error {
 	var (
 		nodes   []scheduler.NodeInfo
 		pending []*minkepb.Task
+		rules   = map[string]scheduler.Placement{}
 	)
 	_ = p.store.View(func(tx raftstore.ReadTx) error {
+		for _, s := range tx.Services() {
+			rules[s.GetMeta().GetId()] = placementOf(s.GetSpec().GetTask().GetPlacement())
+		}
 		byNode := map[string][]*minkepb.Task{}
 		for _, t := range tx.Tasks() {
 			switch {
@@ -106,7 +110,7 @@ func (p *Placement) schedule(ctx context.Context) error {
 	if len(pending) == 0 {
 		return nil
 	}
-	plan := scheduler.Schedule(nodes, pending)
+	plan := scheduler.ScheduleWith(nodes, pending, func(serviceID string) scheduler.Placement { return rules[serviceID] })
 	now := timestamppb.New(p.now())
 	err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		for _, a := range plan.Assignments {
@@ -152,4 +156,23 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// placementOf turns a spec's placement into the scheduler's rules. The
+// Control API refuses invalid expressions, so stored specs parse; one that
+// does not (written by a newer manager) becomes a constraint no node meets,
+// so the tasks wait rather than land where they must not.
+func placementOf(p *minkepb.Placement) scheduler.Placement {
+	var out scheduler.Placement
+	for _, c := range p.GetConstraints() {
+		pc, _ := scheduler.ParseConstraint(c) // the zero Constraint matches no node
+		out.Constraints = append(out.Constraints, pc)
+	}
+	for _, pref := range p.GetPreferences() {
+		if pp, err := scheduler.ParsePreference(pref); err == nil {
+			out.Preferences = append(out.Preferences, pp)
+		}
+	}
+	out.MaxReplicasPerNode = p.GetMaxReplicasPerNode()
+	return out
 }

@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"fmt"
+
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
 
@@ -66,4 +68,55 @@ func counts(p Plan) map[string]int {
 		m[a.NodeID]++
 	}
 	return m
+}
+
+func mustConstraint(s string) Constraint {
+	c, err := ParseConstraint(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func mustPreference(s string) Preference {
+	p, err := ParsePreference(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// labels sets node labels from alternating keys and values.
+func labels(kv ...string) nodeOpt {
+	return func(n *minkepb.Node) {
+		n.Spec.Labels = make(map[string]string)
+		for i := 0; i+1 < len(kv); i += 2 {
+			n.Spec.Labels[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+func manager(n *minkepb.Node) { n.Role = minkepb.NodeRole_MANAGER }
+
+// placementRules parses constraints and preferences ("spread=...") into a
+// Placement; it panics on bad input, which is a bug in the test.
+func placementRules(maxPerNode uint64, rules ...string) Placement {
+	p := Placement{MaxReplicasPerNode: maxPerNode}
+	for _, r := range rules {
+		if len(r) > 7 && r[:7] == "spread=" {
+			p.Preferences = append(p.Preferences, mustPreference(r))
+		} else {
+			p.Constraints = append(p.Constraints, mustConstraint(r))
+		}
+	}
+	return p
+}
+
+// replicas returns n pending tasks of svc with slots 1..n.
+func replicas(svc string, n int, nanoCPUs, mem int64) []*minkepb.Task {
+	ts := make([]*minkepb.Task, n)
+	for i := range ts {
+		ts[i] = task(fmt.Sprintf("%s.%02d", svc, i+1), svc, uint64(i+1), nanoCPUs, mem)
+	}
+	return ts
 }

@@ -8,13 +8,15 @@ import (
 // pipeline is the placement chain: filters in order, then a ranking.
 type pipeline struct {
 	filters []filter
+	// byScope holds the filters of each scope, in chain order.
+	byScope [scopeTask + 1][]filter
 }
 
 // newPipeline builds the placement chain. Order matters only for
 // explanations: a refused node is counted against the first filter that
 // refuses it, so the counts in an explanation add up to the node count.
 func newPipeline() *pipeline {
-	return &pipeline{
+	p := &pipeline{
 		filters: []filter{
 			// worker: only nodes that run the worker role can start
 			// containers; a manager without --worker never gets tasks.
@@ -25,6 +27,13 @@ func newPipeline() *pipeline {
 			// availability: the operator's choice in the node spec; PAUSE
 			// and DRAIN both refuse new tasks, only ACTIVE accepts them.
 			availabilityFilter{},
+			// constraint: the service's placement constraints; before the
+			// resource filters so a user learns first that a node can never
+			// take the task, not that it is full.
+			constraintFilter{},
+			// max-replicas-per-node: the service's cap on its tasks per
+			// node, counting the tasks this batch placed.
+			maxReplicasFilter{},
 			// cpu: the task's reserved nano CPUs fit in what the node
 			// reports minus the reservations of its active tasks.
 			cpuFilter{},
@@ -32,31 +41,25 @@ func newPipeline() *pipeline {
 			// this means a node is never overcommitted.
 			memoryFilter{},
 		},
-		// rank (see better): fewest tasks of the same service on the node,
-		// then fewest active tasks in total, then the smallest node ID.
+		// rank (see spread.go): nested spread groups with the fewest tasks
+		// of the service, then on the node the fewest tasks of the same
+		// service, then the fewest active tasks in total, then the smallest
+		// node ID.
 	}
+	for _, f := range p.filters {
+		p.byScope[f.scope()] = append(p.byScope[f.scope()], f)
+	}
+	return p
 }
 
-// feasible reports whether every filter accepts the node.
-func (p *pipeline) feasible(t *taskInfo, n *nodeState) bool {
-	for _, f := range p.filters {
+// passes reports whether every filter of scope sc accepts the node.
+func (p *pipeline) passes(sc scope, t *taskInfo, n *nodeState) bool {
+	for _, f := range p.byScope[sc] {
 		if !f.check(t, n) {
 			return false
 		}
 	}
 	return true
-}
-
-// better reports whether node i ranks strictly above node j for a task of
-// the service whose per-node counts are svcCount.
-func (p *pipeline) better(nodes []*nodeState, svcCount []int, i, j int) bool {
-	if svcCount[i] != svcCount[j] {
-		return svcCount[i] < svcCount[j]
-	}
-	if nodes[i].total != nodes[j].total {
-		return nodes[i].total < nodes[j].total
-	}
-	return nodes[i].id < nodes[j].id
 }
 
 // explain says why no node accepted a task: every node is counted against

@@ -30,6 +30,7 @@ func randomCluster(r *rand.Rand) ([]NodeInfo, []*minkepb.Task) {
 			opts = append(opts, drained)
 		}
 		nd := node(fmt.Sprintf("n%02d", i), cpus[r.Intn(len(cpus))], mems[r.Intn(len(mems))], opts...)
+		decorate(r, nd)
 		info := NodeInfo{Node: nd}
 		var usedCPU, usedMem int64
 		for j, m := 0, r.Intn(6); j < m; j++ {
@@ -104,9 +105,14 @@ func eligible(n *minkepb.Node) bool {
 
 func TestScheduleProperties(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
-	for iter := range 500 {
+	for iter := range 1000 {
 		nodes, pending := randomCluster(r)
-		plan := Schedule(nodes, pending)
+		rules := randomRules(r, 5)
+		placement := rules.placement
+		if iter%5 == 0 {
+			placement = nil
+		}
+		plan := ScheduleWith(nodes, pending, placement)
 
 		nodeByID := make(map[string]*minkepb.Node)
 		for _, n := range nodes {
@@ -121,6 +127,22 @@ func TestScheduleProperties(t *testing.T) {
 			}
 			if !eligible(n) {
 				t.Fatalf("iter %d: task %s assigned to ineligible node %v", iter, a.TaskID, n)
+			}
+			if placement != nil {
+				svc := svcOf(pending, a.TaskID)
+				for _, c := range rules[svc].constraints {
+					if !oracleMatch(c, n) {
+						t.Fatalf("iter %d: task %s of %s on node %s breaks constraint %s (node %v)", iter, a.TaskID, svc, a.NodeID, c, n)
+					}
+				}
+			}
+		}
+		perNode := finalServiceCounts(nodes, pending, plan)
+		if placement != nil {
+			for key, c := range perNode {
+				if m := rules[key.svc].max; m > 0 && c > int(m) && assigned(plan, pending, key) {
+					t.Fatalf("iter %d: node %s has %d tasks of %s, max %d", iter, key.node, c, key.svc, m)
+				}
 			}
 		}
 		for id := range plan.Unplaced {
@@ -148,6 +170,12 @@ func TestScheduleProperties(t *testing.T) {
 			req := p.Spec.Resources.Reservations
 			for id, n := range nodeByID {
 				res := n.Description.Resources
+				if placement != nil {
+					rl := rules[p.ServiceId]
+					if !rl.allMatch(n) || (rl.max > 0 && perNode[nodeSvc{id, p.ServiceId}] >= int(rl.max)) {
+						continue
+					}
+				}
 				if eligible(n) && u[id].cpu+req.NanoCpus <= res.NanoCpus && u[id].mem+req.MemoryBytes <= res.MemoryBytes {
 					t.Fatalf("iter %d: task %s unplaced (%q) but fits node %s", iter, p.Meta.Id, plan.Unplaced[p.Meta.Id], id)
 				}
@@ -156,7 +184,7 @@ func TestScheduleProperties(t *testing.T) {
 
 		for range 3 {
 			ns, ps := shuffled(r, nodes, pending)
-			if again := Schedule(ns, ps); !reflect.DeepEqual(again, plan) {
+			if again := ScheduleWith(ns, ps, placement); !reflect.DeepEqual(again, plan) {
 				t.Fatalf("iter %d: plan differs for shuffled input:\n got %v\nwant %v", iter, again, plan)
 			}
 		}

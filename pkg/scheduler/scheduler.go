@@ -33,61 +33,117 @@ type Plan struct {
 	Unplaced map[string]string
 }
 
-// Schedule places pending tasks on nodes and returns the plan.
+// Schedule places pending tasks on nodes and returns the plan. It is
+// ScheduleWith without placement rules.
+func Schedule(nodes []NodeInfo, pending []*minkepb.Task) Plan {
+	return ScheduleWith(nodes, pending, nil)
+}
+
+// ScheduleWith places pending tasks on nodes, honouring each service's
+// placement, and returns the plan.
 //
 // Pending tasks are taken in a deterministic order (service ID, slot, task
 // ID). Each task goes to the best node that passes every filter; the view is
 // updated after every placement, so tasks of one batch spread across nodes
 // and their reservations accumulate. A node is never given more reserved CPU
-// or memory than its description reports.
+// or memory than its description reports, nor more of a service's tasks
+// than its MaxReplicasPerNode.
+//
+// "Best" is: with spread preferences, the node in the spread group (then
+// nested group) holding the fewest of the service's active tasks among the
+// groups that still have a node able to take the task; then, within the
+// group, the node with the fewest tasks of the service, then the fewest
+// active tasks, then the smallest ID. Only eligible nodes (ready, active,
+// workers, satisfying the constraints) and their tasks count for spread.
+//
+// placement is called at most once per service ID in pending; nil, like a
+// zero Placement, means no rules. It must be deterministic for the plan to
+// be.
 //
 // Node IDs and task IDs are expected to be unique; nil nodes and nil tasks
 // are ignored. The inputs are not modified.
-func Schedule(nodes []NodeInfo, pending []*minkepb.Task) Plan {
-	return newPipeline().schedule(nodes, pending)
+func ScheduleWith(nodes []NodeInfo, pending []*minkepb.Task, placement func(serviceID string) Placement) Plan {
+	return newPipeline().schedule(nodes, pending, placement)
 }
 
 // schedule runs the pipeline over one batch.
-func (p *pipeline) schedule(nodes []NodeInfo, pending []*minkepb.Task) Plan {
-	view := newClusterView(nodes)
+//
+// The filters are evaluated by scope, each at the latest point its answer
+// can change: node-scope filters once per node, service-scope filters once
+// per node and distinct constraint list (cached in batch), and task-scope
+// filters only on the node the ranking proposes. A task-scope refusal drops
+// the node for the rest of the run, the consecutive tasks of one service
+// with equal reservations; that is sound because those filters are monotone
+// (see scopeTask). Tasks are sorted by service, so a run is usually a whole
+// service, and a new run rebuilds the ranking from the cached spread shape.
+// The result is the same as checking every filter on every node per task
+// and taking the best-ranked survivor.
+func (p *pipeline) schedule(nodes []NodeInfo, pending []*minkepb.Task, placementOf func(string) Placement) Plan {
+	b := newBatch(p, nodes)
 	tasks := sortedTasks(pending)
 	plan := Plan{
 		Assignments: make([]Assignment, 0, len(tasks)),
 		Unplaced:    make(map[string]string),
 	}
-
-	// svcCount[i] mirrors view.nodes[i].services[svc] for the service being
-	// placed, so ranking does not pay a map lookup per node per task.
-	svcCount := make([]int, len(view.nodes))
-	curSvc := ""
+	var (
+		cur  *taskInfo // the run's first task; filters read only svc, req, placement
+		tree spreadTree
+		// failed is the run's explanation once a task of it found no node:
+		// nothing changes until the next run, so the rest fail alike.
+		failed string
+	)
 	for i, t := range tasks {
-		svc := t.GetServiceId()
-		if i == 0 || svc != curSvc {
-			curSvc = svc
-			for j, n := range view.nodes {
-				svcCount[j] = n.services[svc]
+		svc, req := t.GetServiceId(), taskReservations(t)
+		newService := i == 0 || svc != tasks[i-1].GetServiceId()
+		if newService || req != cur.req {
+			var pl *servicePlacement
+			if newService {
+				pl = placementFor(placementOf, svc)
+				b.startService(svc)
+			} else {
+				pl = cur.placement
 			}
+			cur = &taskInfo{task: t, svc: svc, req: req, placement: pl}
+			tree.reset(b.shapeFor(cur), b.svc, b.total)
+			failed = ""
 		}
-		ti := &taskInfo{task: t, req: taskReservations(t)}
-		best := -1
-		for j, n := range view.nodes {
-			if !p.feasible(ti, n) {
-				continue
-			}
-			if best < 0 || p.better(view.nodes, svcCount, j, best) {
-				best = j
-			}
-		}
-		if best < 0 {
-			plan.Unplaced[t.GetMeta().GetId()] = p.explain(ti, view.nodes)
+		id := t.GetMeta().GetId()
+		if failed != "" {
+			plan.Unplaced[id] = failed
 			continue
 		}
-		n := view.nodes[best]
-		n.place(svc, ti.req)
-		svcCount[best]++
-		plan.Assignments = append(plan.Assignments, Assignment{TaskID: t.GetMeta().GetId(), NodeID: n.id})
+		for {
+			x := tree.best()
+			if x < 0 {
+				cur.task = t
+				failed = p.explain(cur, b.view.nodes)
+				plan.Unplaced[id] = failed
+				break
+			}
+			n := b.view.nodes[x]
+			if !p.passes(scopeTask, cur, n) {
+				tree.refuse()
+				continue
+			}
+			if b.svc[x] == 0 {
+				b.touched = append(b.touched, x)
+			}
+			n.place(svc, req)
+			tree.place(x)
+			plan.Assignments = append(plan.Assignments, Assignment{TaskID: id, NodeID: n.id})
+			break
+		}
 	}
 	return plan
+}
+
+// placementFor asks placementOf, if any, for a service's placement.
+func placementFor(placementOf func(string) Placement, svc string) *servicePlacement {
+	var pl Placement
+	if placementOf != nil {
+		pl = placementOf(svc)
+	}
+	return newServicePlacement(pl)
 }
 
 // sortedTasks returns the non-nil pending tasks in placement order.

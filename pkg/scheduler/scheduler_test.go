@@ -263,7 +263,7 @@ func TestFilterNames(t *testing.T) {
 	for _, f := range newPipeline().filters {
 		names = append(names, f.name())
 	}
-	want := []string{"worker", "ready", "availability", "cpu", "memory"}
+	want := []string{"worker", "ready", "availability", "constraint", "max-replicas-per-node", "cpu", "memory"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("filters = %v, want %v", names, want)
 	}

@@ -16,7 +16,9 @@ type resources struct {
 // nodeState is one node as the scheduler sees it during a batch. The
 // reserved amounts and counts change as the batch places tasks.
 type nodeState struct {
-	id       string
+	id string
+	// idx is the node's position in clusterView.nodes.
+	idx      int32
 	node     *minkepb.Node
 	capacity resources
 	reserved resources
@@ -44,6 +46,15 @@ func (n *nodeState) place(svc string, req resources) {
 // sorted by ID so every scan is in a deterministic order.
 type clusterView struct {
 	nodes []*nodeState
+	// byService lists, per service ID, the nodes holding its active tasks
+	// when the batch started, so a service's counts are set up without a
+	// map lookup per node.
+	byService map[string][]nodeCount
+}
+
+type nodeCount struct {
+	idx   int32
+	count int32
 }
 
 func newClusterView(infos []NodeInfo) *clusterView {
@@ -68,6 +79,13 @@ func newClusterView(infos []NodeInfo) *clusterView {
 		v.nodes = append(v.nodes, n)
 	}
 	slices.SortStableFunc(v.nodes, func(a, b *nodeState) int { return cmp.Compare(a.id, b.id) })
+	v.byService = make(map[string][]nodeCount)
+	for i, n := range v.nodes {
+		n.idx = int32(i)
+		for svc, c := range n.services {
+			v.byService[svc] = append(v.byService[svc], nodeCount{idx: n.idx, count: int32(c)})
+		}
+	}
 	return v
 }
 
