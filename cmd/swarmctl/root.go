@@ -108,6 +108,15 @@ func newRootCmd(a *app, getenv func(string) string) *cobra.Command {
 // userMessage renders err for a person. gRPC errors contribute their
 // message without the "rpc error: code = ... desc =" framing, also when
 // wrapped; an unreachable manager gets a hint naming the address tried.
+func connectionFailed(msg string) bool {
+	for _, s := range []string{"connection error", "connection refused", "dial", "no such file"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
 func userMessage(err error, host string) string {
 	msg := err.Error()
 	var se interface{ GRPCStatus() *status.Status }
@@ -116,7 +125,9 @@ func userMessage(err error, host string) string {
 	}
 	st := se.GRPCStatus()
 	msg = strings.Replace(msg, se.(error).Error(), st.Message(), 1)
-	if st.Code() == codes.Unavailable {
+	// Only a failed connection means the manager is not there; a running
+	// manager's own Unavailable (no quorum, not the leader) says enough.
+	if st.Code() == codes.Unavailable && connectionFailed(st.Message()) {
 		msg = fmt.Sprintf("cannot reach the manager at %s (is it running? set --host or %s): %s", host, hostEnv, msg)
 	}
 	return msg

@@ -128,14 +128,21 @@ func runManagerRole(ctx context.Context, w agent.WorkerConfig, dir, listenAddr, 
 	m, err := manager.New(manager.Config{
 		DataDir: dir, ListenAddr: listenAddr, GossipAddr: gossipAddr, ControlSocket: filepath.Join(dir, "control.sock"),
 		JoinAddr: joinAddr, Token: token, Hostname: hostname, Logger: w.Logger, Gossip: w.Gossip,
+		// Resuming must never bootstrap a cluster of its own.
+		ResumeOnly: joinAddr == "",
 	})
 	if err != nil {
 		return err
 	}
 	err = m.Run(ctx)
-	if errors.Is(err, manager.ErrDemoted) {
+	switch {
+	case errors.Is(err, manager.ErrDemoted):
 		w.Logger.Info("demoted: the manager role stopped; this node stays a worker")
 		return os.RemoveAll(filepath.Join(dir, "raft"))
+	case err != nil && ctx.Err() == nil && joinAddr != "":
+		// A join that failed leaves no half-made member behind: the next
+		// promotion joins afresh.
+		_ = os.RemoveAll(filepath.Join(dir, "raft"))
 	}
 	return err
 }

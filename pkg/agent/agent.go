@@ -60,8 +60,10 @@ type Agent struct {
 	addr     string   // the manager talked to now
 	managers []string // every manager known, for failover
 	managing bool     // the promoted manager role is running
-	runners  map[string]*runner
-	wg       sync.WaitGroup // runners and log publishers
+	// promoteAfter holds off a new promotion attempt after a failed one.
+	promoteAfter time.Time
+	runners      map[string]*runner
+	wg           sync.WaitGroup // runners and log publishers
 }
 
 // creds attaches the join token, and once joined the node's identity, to
@@ -95,6 +97,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.conn, a.client = conn, minkepb.NewDispatcherClient(conn)
 	a.rep = newReporter(a.dispatcher, a.log)
+	a.rep.failover = a.failover
 	return a, nil
 }
 
@@ -232,7 +235,7 @@ func (a *Agent) stopRunners() {
 // promote starts the manager role once (see Config.Promote).
 func (a *Agent) promote(ctx context.Context, token string) {
 	a.mu.Lock()
-	if a.managing || a.cfg.Promote == nil {
+	if a.managing || a.cfg.Promote == nil || time.Now().Before(a.promoteAfter) {
 		a.mu.Unlock()
 		return
 	}
@@ -246,11 +249,15 @@ func (a *Agent) promote(ctx context.Context, token string) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := a.cfg.Promote(ctx, token, joinAddr); err != nil && ctx.Err() == nil {
-			a.log.Warn("manager role stopped", "err", err)
+		err := a.cfg.Promote(ctx, token, joinAddr)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("manager role stopped; a new attempt may follow in 10s", "err", err)
 		}
 		a.mu.Lock()
 		a.managing = false
+		if err != nil {
+			a.promoteAfter = time.Now().Add(10 * time.Second)
+		}
 		a.mu.Unlock()
 	}()
 }

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"slices"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -24,7 +26,10 @@ func (a *Agent) dispatcher() minkepb.DispatcherClient {
 // dial connects to a manager; the connection carries the node's identity.
 func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(creds{a}))
+		grpc.WithPerRPCCredentials(creds{a}),
+		// A manager that vanished without closing the connection is noticed
+		// in about 15s, and the agent fails over.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
 }
 
 // learnManagers remembers the managers' addresses for failover.

@@ -2,6 +2,11 @@ package agent
 
 import (
 	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,8 +21,11 @@ import (
 // everything pending in one call, and retries until it is acknowledged.
 type reporter struct {
 	client func() minkepb.DispatcherClient
-	log    *slog.Logger
-	nodeID string
+	// failover is told about refused reports (their trailer may name the
+	// leader).
+	failover func(metadata.MD)
+	log      *slog.Logger
+	nodeID   string
 
 	mu      sync.Mutex
 	pending map[string]*minkepb.TaskStatus
@@ -78,7 +86,11 @@ func (r *reporter) flush(ctx context.Context, timeout time.Duration) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if _, err := r.client().UpdateTaskStatus(cctx, req); err != nil {
+	var trailer metadata.MD
+	if _, err := r.client().UpdateTaskStatus(cctx, req, grpc.Trailer(&trailer)); err != nil {
+		if code := status.Code(err); (code == codes.Unavailable || code == codes.DeadlineExceeded) && r.failover != nil {
+			r.failover(trailer)
+		}
 		r.log.Warn("reporting task status failed; will retry", "updates", len(batch), "err", err)
 		r.mu.Lock()
 		for id, st := range batch {

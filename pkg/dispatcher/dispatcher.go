@@ -49,8 +49,12 @@ type Config struct {
 	GossipPeers func() []string
 	// RegistryAddr is the built-in registry's host:port.
 	RegistryAddr string
-	// AddManager adds a joining manager to Raft as a voter. Join refuses
-	// manager joins when it is nil.
+	// IsLeader, if set, is checked during sessions: a session ends when its
+	// manager stops leading, so the worker reconnects to the new leader.
+	IsLeader func() bool
+	// AddManager adds a joining manager to Raft as a voter, after checking
+	// that the leader can reach it and that quorum survives the change.
+	// Join refuses manager joins when it is nil.
 	AddManager func(ctx context.Context, nodeID, raftAddr string) error
 	Logger     *slog.Logger
 }
@@ -182,6 +186,16 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		}
 		if nodeID == "" {
 			return nil, status.Error(codes.InvalidArgument, "join: a manager must send its node ID")
+		}
+		var mismatch bool
+		_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
+			n := tx.Node(nodeID)
+			mismatch = n != nil && !SecretMatches(n, req.GetNodeSecret())
+			return nil
+		})
+		if mismatch {
+			return nil, status.Errorf(codes.PermissionDenied,
+				"node %s is already registered and this node's secret does not match: join with a fresh --data-dir", nodeID)
 		}
 		// Raft first: once the voter is added the new manager receives the
 		// log, including the node record written next.

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"slices"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,10 +46,16 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 		return err
 	}
 	sent := versions(msg)
+	leaderCheck := time.NewTicker(time.Second)
+	defer leaderCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-leaderCheck.C:
+			if d.cfg.IsLeader != nil && !d.cfg.IsLeader() {
+				return status.Error(codes.Unavailable, "this manager is no longer the leader: reconnect to the new one")
+			}
 		case <-sub.Done():
 			return status.Error(codes.Unavailable, "manager is shutting down")
 		case ls := <-logs:

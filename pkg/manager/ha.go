@@ -2,8 +2,11 @@ package manager
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -35,16 +38,32 @@ var (
 // added by the leader, and a restarted one catches up. It returns once the
 // replicated cluster object is present here.
 func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) error {
+	if m.raft.Resumed() && !m.cfg.ForceNewCluster {
+		if servers, err := m.raft.Servers(); err == nil && len(servers) > 0 {
+			member := false
+			for _, s := range servers {
+				member = member || s.ID == m.nodeID
+			}
+			if !member {
+				return ErrDemoted
+			}
+		}
+	}
 	switch {
 	case m.cfg.JoinAddr != "" && m.raft.Resumed():
 		// A restart of a manager that joined earlier (its unit still says
-		// --join): resume, if the data dir is this cluster's.
-		if err := m.checkSameCluster(ctx); err != nil {
-			return err
-		}
-		m.log.Info("data dir already holds this cluster's state: resuming (--join ignored)")
+		// --join): resume; checkSameCluster below refuses another
+		// cluster's data.
+		m.log.Info("data dir already holds cluster state: resuming (--join ignored)")
 	case m.cfg.JoinAddr != "":
 		if err := m.joinCluster(ctx); err != nil {
+			return err
+		}
+	case m.cfg.ResumeOnly && !m.raft.Resumed():
+		return errors.New("manager: no manager state to resume in " + m.cfg.DataDir)
+	case m.raft.Resumed() && !m.cfg.ForceNewCluster:
+		// A restarted member waits for a quorum for as long as it takes.
+		if err := m.waitQuorum(ctx); err != nil {
 			return err
 		}
 	default:
@@ -52,7 +71,7 @@ func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) erro
 		err := m.raft.WaitLeader(wctx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("%w (if the other managers are gone for good, restart one with --force-new-cluster)", err)
+			return err
 		}
 		if m.raft.IsLeader() {
 			if restore != nil {
@@ -64,17 +83,23 @@ func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) erro
 			if err := m.bootstrap(ctx); err != nil {
 				return err
 			}
+			if restore != nil || m.cfg.ForceNewCluster {
+				if err := m.forgetOldManagers(ctx, restore != nil); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	// Wait until the replicated state has arrived here.
+	resumed := m.raft.Resumed()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ok := false
 		_ = m.raft.View(func(tx raftstore.ReadTx) error { ok = tx.Cluster() != nil && tx.Node(m.nodeID) != nil; return nil })
 		if ok {
-			return nil
+			break
 		}
-		if time.Now().After(deadline) {
+		if !resumed && time.Now().After(deadline) {
 			return errors.New("manager: the cluster state did not reach this manager within 60s")
 		}
 		select {
@@ -83,31 +108,66 @@ func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) erro
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	if m.cfg.JoinAddr != "" && resumed {
+		return m.checkSameCluster()
+	}
+	return nil
+}
+
+// waitQuorum waits until this restarted manager sees a leader, saying what
+// it waits for now and then.
+func (m *Manager) waitQuorum(ctx context.Context) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := m.raft.WaitLeader(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		servers, _ := m.raft.Servers()
+		m.log.Warn("waiting for a quorum of managers: start the other managers, or if they are gone for good "+
+			"restart this one with --force-new-cluster", "managers", len(servers))
+	}
+}
+
+// forgetOldManagers drops the node records of the managers that are not in
+// this (restored or forced) one-manager cluster. A restored cluster also
+// gets fresh join tokens and gossip key, so that it never merges with the
+// cluster the backup came from; a forced one keeps them, so its workers
+// stay connected.
+func (m *Manager) forgetOldManagers(ctx context.Context, newIdentity bool) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	return m.raft.Update(ctx, func(tx *raftstore.WriteTx) error {
+		for _, n := range tx.Nodes() {
+			if n.GetRole() == minkepb.NodeRole_MANAGER && n.GetMeta().GetId() != m.nodeID {
+				if err := tx.Delete(n); err != nil {
+					return err
+				}
+			}
+		}
+		if !newIdentity {
+			return nil
+		}
+		c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
+		c.JoinTokens = &minkepb.JoinTokens{Worker: newToken("worker"), Manager: newToken("manager")}
+		c.GossipKey = key
+		return tx.Update(c)
+	})
 }
 
 // checkSameCluster refuses a data dir that belongs to another cluster than
 // the one --token names.
-func (m *Manager) checkSameCluster(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var tok string
-		_ = m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
-		if tok != "" {
-			if tok != m.cfg.Token {
-				return fmt.Errorf("manager: %w: %s belongs to another cluster (or its manager token was rotated); "+
-					"to join the cluster that --token names, start with an empty --data-dir", raftstore.ErrHasState, m.cfg.DataDir)
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("manager: the data dir %s holds Raft state but no cluster: start with an empty --data-dir", m.cfg.DataDir)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+func (m *Manager) checkSameCluster() error {
+	var tok string
+	_ = m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
+	if tok != m.cfg.Token {
+		return fmt.Errorf("manager: %w: %s belongs to another cluster (or its manager token was rotated); "+
+			"to join the cluster that --token names, start with an empty --data-dir", raftstore.ErrHasState, m.cfg.DataDir)
 	}
+	return nil
 }
 
 // joinCluster asks the cluster (following redirects to the leader) to add
@@ -242,6 +302,40 @@ func readBackup(path string) (*minkepb.Snapshot, error) {
 	return &snap, nil
 }
 
+// addManager adds a joining manager as a Raft voter, refusing when the
+// leader cannot reach its Raft address (a voter nobody can reach would cost
+// the cluster its quorum) or when the managers reachable now would not be a
+// quorum of the bigger cluster.
+func (m *Manager) addManager(ctx context.Context, id, raftAddr string) error {
+	servers, err := m.raft.Servers()
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "reading the managers: %v", err)
+	}
+	voters, reachable := 0, 0
+	for _, s := range servers {
+		if s.ID == id {
+			return nil // a member that rejoins
+		}
+		if s.Voter {
+			voters++
+			if s.ID == m.nodeID || m.Reachable(s.ID) {
+				reachable++
+			}
+		}
+	}
+	c, err := net.DialTimeout("tcp", raftAddr, 2*time.Second)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition,
+			"the leader cannot reach the new manager's raft address %s (%v): check its --raft-addr and firewalls", raftAddr, err)
+	}
+	c.Close()
+	if need := (voters+1)/2 + 1; reachable+1 < need {
+		return status.Errorf(codes.FailedPrecondition,
+			"adding a manager now would leave the cluster without quorum: only %d of %d managers are reachable", reachable, voters)
+	}
+	return m.raft.AddVoter(ctx, id, raftAddr)
+}
+
 // Servers implements controlapi.Cluster.
 func (m *Manager) Servers() ([]raftstore.Server, error) { return m.raft.Servers() }
 
@@ -286,9 +380,12 @@ func (m *Manager) leaderAPIAddr() (string, error) {
 			}
 			return nil
 		})
+		hint := ""
+		if len(others) > 0 {
+			hint = "; try another manager: " + strings.Join(others, ", ")
+		}
 		return "", status.Errorf(codes.Unavailable,
-			"no leader: this manager cannot reach a quorum of managers (no quorum); try another manager: %s",
-			strings.Join(others, ", "))
+			"no leader: this manager cannot reach a quorum of managers (no quorum)%s", hint)
 	}
 	var addr string
 	_ = m.raft.View(func(tx raftstore.ReadTx) error { addr = tx.Node(id).GetManagerStatus().GetApiAddr(); return nil })
@@ -368,7 +465,7 @@ func (m *Manager) guard(ctx context.Context, method string) (metadata.MD, error)
 		md, _ := metadata.FromIncomingContext(ctx)
 		var tok string
 		_ = m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
-		if v := md.Get(dispatcher.TokenMetadataKey); len(v) == 0 || tok == "" || v[0] != tok {
+		if v := md.Get(dispatcher.TokenMetadataKey); len(v) == 0 || tok == "" || subtle.ConstantTimeCompare([]byte(v[0]), []byte(tok)) != 1 {
 			return nil, status.Error(codes.PermissionDenied, "the Control API on this address is for managers only: use the manager's control socket")
 		}
 	case strings.HasPrefix(method, "/minke.v1.Dispatcher/") && !m.raft.IsLeader():

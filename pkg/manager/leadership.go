@@ -15,6 +15,10 @@ import (
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
+// DownGracePeriod is how long a new leader waits before it marks nodes it
+// has not seen in gossip DOWN (workers rejoin gossip every 3s).
+const DownGracePeriod = 8 * time.Second
+
 // runLeadership starts the leader-only controllers whenever this node
 // becomes leader and stops them (and waits for them) when it stops being
 // leader or ctx ends. Gossip events are consumed all the time, and turned
@@ -60,7 +64,18 @@ func (m *Manager) runLeadership(ctx context.Context) {
 		}
 		run(orchestrator.NewReplicated(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
-		m.syncNodes(lctx)
+		m.syncNodes(lctx, false)
+		// Nodes this leader has not heard of yet are marked DOWN only after
+		// a grace period: after a control-plane restart, workers need a few
+		// seconds to find the managers in gossip again.
+		run(func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+			case <-time.After(DownGracePeriod):
+				m.syncNodes(ctx, true)
+			}
+			return nil
+		})
 		m.log.Info("leader controllers started")
 	}
 	if m.raft.IsLeader() {
@@ -99,7 +114,9 @@ func (m *Manager) applyGossip(ctx context.Context, ev membership.Event) {
 
 // syncNodes corrects every node's state from the current gossip view, for a
 // new leader that missed events.
-func (m *Manager) syncNodes(ctx context.Context) {
+//
+// Only with markDown are nodes missing from gossip marked DOWN.
+func (m *Manager) syncNodes(ctx context.Context, markDown bool) {
 	alive := map[string]bool{}
 	for _, mem := range m.members.Members() {
 		alive[mem.NodeID] = true
@@ -110,7 +127,7 @@ func (m *Manager) syncNodes(ctx context.Context) {
 		id := n.GetMeta().GetId()
 		if alive[id] || id == m.nodeID {
 			m.setNodeState(ctx, id, minkepb.NodeStatus_READY, "alive in gossip")
-		} else {
+		} else if markDown {
 			m.setNodeState(ctx, id, minkepb.NodeStatus_DOWN, "not in gossip")
 		}
 	}
@@ -149,8 +166,12 @@ func (m *Manager) resolveImage(image string) string {
 	}
 	repo := strings.TrimPrefix(ref.Context().RepositoryStr(), "library/")
 	digest, ok, err := m.registry.Resolve(repo, ref.Identifier())
-	if err == nil && !ok && m.fetchFromPeers(context.Background(), repo, ref.Identifier()) {
-		digest, ok, err = m.registry.Resolve(repo, ref.Identifier())
+	if err == nil && !ok && m.missCache.shouldTry(image) {
+		if m.fetchFromPeers(context.Background(), repo, ref.Identifier()) {
+			digest, ok, err = m.registry.Resolve(repo, ref.Identifier())
+		} else {
+			m.missCache.missed(image)
+		}
 	}
 	if err != nil || !ok {
 		return image

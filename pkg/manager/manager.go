@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 
@@ -51,6 +52,9 @@ type Config struct {
 	// through any of its managers instead of starting a new one.
 	JoinAddr string
 	Token    string
+	// ResumeOnly refuses to start without existing state instead of
+	// bootstrapping a new cluster (a promoted worker's manager role).
+	ResumeOnly bool
 	// ForceNewCluster turns the state in DataDir into a one-manager
 	// cluster (disaster recovery after losing quorum).
 	ForceNewCluster bool
@@ -80,6 +84,8 @@ type Manager struct {
 	registry *registry.Registry
 	members  *membership.Membership
 	disp     *dispatcher.Dispatcher
+
+	missCache missCache // images no manager had, recently
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // to other managers, by API address
@@ -216,7 +222,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	var err error
 	m.raft, err = raftstore.Open(raftstore.Config{
 		NodeID: m.nodeID, DataDir: m.cfg.DataDir, BindAddr: m.cfg.RaftAddr, Logger: m.cfg.Logger,
-		Join: m.cfg.JoinAddr != "", ForceNewCluster: m.cfg.ForceNewCluster,
+		Join: m.cfg.JoinAddr != "" || m.cfg.ResumeOnly, ForceNewCluster: m.cfg.ForceNewCluster,
 		RequireEmpty: restore != nil, SnapshotThreshold: m.cfg.SnapshotThreshold, SnapshotInterval: m.cfg.SnapshotInterval,
 	})
 	if err != nil {
@@ -261,19 +267,31 @@ func (m *Manager) Run(ctx context.Context) error {
 		Store:        m.raft,
 		GossipPeers:  m.gossipPeers,
 		RegistryAddr: m.regLis.Addr().String(),
-		AddManager:   m.raft.AddVoter,
+		AddManager:   m.addManager,
+		IsLeader:     m.raft.IsLeader,
 		Logger:       m.cfg.Logger,
 	})
 	ctl := controlapi.NewForwarder(controlapi.New(controlapi.Config{
 		Store: m.raft, Logs: m.disp.Logs, Cluster: m, RegistryAddr: m.regLis.Addr().String(), Logger: m.cfg.Logger,
 	}), m)
 
-	dispSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream))
+	dispSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream),
+		// Keepalives find workers and managers that vanished without
+		// closing their connections (a frozen or powered-off host).
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
 	m.disp.Register(dispSrv)
 	ctl.Register(dispSrv) // for other managers' forwarded calls (manager token required)
 	ctlSrv := grpc.NewServer()
 	ctl.Register(ctlSrv)
 	regSrv := &http.Server{Handler: m.registry, ReadHeaderTimeout: 10 * time.Second}
+
+	var msrv *metricsServer
+	if m.cfg.MetricsAddr != "" {
+		if msrv, err = m.metricsServer(); err != nil {
+			return err
+		}
+	}
 
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)
@@ -294,15 +312,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
 	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
 	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })
-	if m.cfg.MetricsAddr != "" {
-		msrv, err := m.metricsServer()
-		if err != nil {
-			stop()
-			wg.Wait()
-			return err
-		}
+	if msrv != nil {
 		goRun("metrics server", func() error { return msrv.Serve() })
-		defer msrv.Close()
 	}
 	m.log.Info("manager ready", "node_id", m.nodeID, "listen_addr", m.DispatcherAddr(),
 		"control_socket", m.cfg.ControlSocket, "registry_addr", m.regLis.Addr().String(), "gossip_addr", m.members.LocalAddr())
@@ -319,6 +330,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = regSrv.Shutdown(shutCtx)
+	if msrv != nil {
+		_ = msrv.Close()
+	}
 	gracefulStop(dispSrv, 2*time.Second)
 	gracefulStop(ctlSrv, 2*time.Second)
 	wg.Wait()

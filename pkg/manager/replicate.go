@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
 	"github.com/minke-io/minke/pkg/registry"
 )
@@ -32,13 +31,19 @@ func (t replicaTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(req)
 }
 
-// peerRegistries lists the other managers' registry addresses.
+// peerRegistries lists the registry addresses of the other managers that
+// are Raft voters now (node records of managers long gone do not count).
 func (m *Manager) peerRegistries() []string {
+	servers, _ := m.raft.Servers()
+	voters := map[string]bool{}
+	for _, s := range servers {
+		voters[s.ID] = s.Voter
+	}
 	var out []string
 	_ = m.raft.View(func(tx raftstore.ReadTx) error {
 		for _, n := range tx.Nodes() {
-			if a := n.GetManagerStatus().GetRegistryAddr(); a != "" && n.GetRole() == minkepb.NodeRole_MANAGER &&
-				n.GetMeta().GetId() != m.nodeID {
+			id := n.GetMeta().GetId()
+			if a := n.GetManagerStatus().GetRegistryAddr(); a != "" && voters[id] && id != m.nodeID {
 				out = append(out, a)
 			}
 		}
@@ -85,42 +90,55 @@ func (m *Manager) replicatePush(ctx context.Context, repo, tag, digest string) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	var (
-		mu     sync.Mutex
-		copies = 1 // this manager's
-		errs   []string
-		wg     sync.WaitGroup
-	)
+	// Copies run on their own bounded context: once a majority holds the
+	// image the push is answered, and the rest finish in the background.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	results := make(chan error, len(peers))
+	var copying sync.WaitGroup
 	for _, p := range peers {
-		wg.Add(1)
+		copying.Add(1)
 		go func() {
-			defer wg.Done()
-			err := copyImage(ctx, m.regLis.Addr().String(), p, repo, tag)
-			mu.Lock()
-			defer mu.Unlock()
+			defer copying.Done()
+			err := copyImage(cctx, m.regLis.Addr().String(), p, repo, tag)
 			if err != nil {
-				errs = append(errs, p+": "+err.Error())
-				return
+				err = fmt.Errorf("%s: %w", p, err)
 			}
-			copies++
+			results <- err
 		}()
 	}
-	wg.Wait()
-	total := len(peers) + 1
-	if copies < total/2+1 {
-		return fmt.Errorf("%s:%s (%s) is on %d of %d managers, fewer than a majority: %s",
-			repo, tag, digest, copies, total, strings.Join(errs, "; "))
+	go func() { copying.Wait(); cancel() }() // release the context once every copy is done
+	total, need := len(peers)+1, (len(peers)+1)/2+1
+	copies := 1 // this manager's
+	var errs []string
+	for i := range peers {
+		select {
+		case err := <-results:
+			if err != nil {
+				errs = append(errs, err.Error())
+			} else {
+				copies++
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if copies >= need {
+			if len(errs) > 0 {
+				m.log.Warn("image not copied to every manager; they fetch it when needed", "repo", repo, "tag", tag, "errors", strings.Join(errs, "; "))
+			}
+			return nil
+		}
+		if copies+len(peers)-(i+1) < need {
+			break // a majority is out of reach
+		}
 	}
-	if len(errs) > 0 {
-		m.log.Warn("image not copied to every manager; they fetch it when needed", "repo", repo, "tag", tag, "errors", strings.Join(errs, "; "))
-	}
-	return nil
+	return fmt.Errorf("%s:%s (%s) is on %d of %d managers, fewer than a majority: %s",
+		repo, tag, digest, copies, total, strings.Join(errs, "; "))
 }
 
 // fetchFromPeers copies repo:tag from the first manager that has it.
 func (m *Manager) fetchFromPeers(ctx context.Context, repo, tag string) bool {
 	for _, p := range m.peerRegistries() {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := copyImage(cctx, p, m.regLis.Addr().String(), repo, tag)
 		cancel()
 		if err == nil {
@@ -129,4 +147,30 @@ func (m *Manager) fetchFromPeers(ctx context.Context, repo, tag string) bool {
 		}
 	}
 	return false
+}
+
+// missCache remembers images no manager had, so that an image pulled from
+// an outside registry (the usual case) does not cost a round of peer
+// look-ups on every reconcile.
+type missCache struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+const missTTL = 10 * time.Second
+
+func (c *missCache) shouldTry(image string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.seen[image]
+	return !ok || time.Since(t) > missTTL
+}
+
+func (c *missCache) missed(image string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]time.Time{}
+	}
+	c.seen[image] = time.Now()
 }

@@ -16,7 +16,7 @@ import (
 
 // ImageResolver maps a service's image reference to the one workers pull
 // (for example a name pushed to the built-in registry → its registry
-// address). It must be quick; it runs inside store transactions.
+// address). It may do I/O; it runs before, never inside, a transaction.
 type ImageResolver func(image string) string
 
 // Replicated keeps every replicated service at slots 1..N with one live task
@@ -141,6 +141,7 @@ func dirtyServices(evs []raftstore.Event) map[string]bool {
 func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) map[string]time.Time {
 	var wakes map[string]time.Time
 	var ids []string
+	images := r.resolveImages(dirty)
 	err := r.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		wakes = map[string]time.Time{}
 		now := r.now()
@@ -170,7 +171,7 @@ func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) map[s
 				}
 				continue
 			}
-			w, err := r.reconcileService(tx, svc, now)
+			w, err := r.reconcileService(tx, svc, now, images)
 			if err != nil {
 				return err
 			}
@@ -189,6 +190,24 @@ func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) map[s
 		}
 	}
 	return wakes
+}
+
+// resolveImages resolves the images of the services to reconcile (nil:
+// all), before the transaction that creates their tasks.
+func (r *Replicated) resolveImages(dirty map[string]bool) map[string]string {
+	out := map[string]string{}
+	_ = r.store.View(func(tx raftstore.ReadTx) error {
+		for _, s := range tx.Services() {
+			if dirty == nil || dirty[s.GetMeta().GetId()] {
+				out[s.GetSpec().GetTask().GetContainer().GetImage()] = ""
+			}
+		}
+		return nil
+	})
+	for img := range out {
+		out[img] = r.resolve(img)
+	}
+	return out
 }
 
 // removeOrphans stops and deletes the tasks of a removed service.
@@ -213,7 +232,7 @@ func (r *Replicated) retire(tx *raftstore.WriteTx, t *minkepb.Task, remove bool)
 	return nil
 }
 
-func (r *Replicated) reconcileService(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Time) (time.Time, error) {
+func (r *Replicated) reconcileService(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Time, images map[string]string) (time.Time, error) {
 	want := svc.GetSpec().GetReplicated().GetReplicas()
 	bySlot := map[uint64][]*minkepb.Task{}
 	for _, t := range tx.TasksByService(svc.GetMeta().GetId()) {
@@ -244,7 +263,7 @@ func (r *Replicated) reconcileService(tx *raftstore.WriteTx, svc *minkepb.Servic
 			}
 			continue
 		}
-		w, err := r.reconcileSlot(tx, svc, slot, tasks, now)
+		w, err := r.reconcileSlot(tx, svc, slot, tasks, now, images)
 		if err != nil {
 			return wake, err
 		}
@@ -256,7 +275,8 @@ func (r *Replicated) reconcileService(tx *raftstore.WriteTx, svc *minkepb.Servic
 }
 
 // reconcileSlot keeps one live task in a slot. tasks are oldest first.
-func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, slot uint64, tasks []*minkepb.Task, now time.Time) (time.Time, error) {
+func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, slot uint64, tasks []*minkepb.Task,
+	now time.Time, images map[string]string) (time.Time, error) {
 	var live *minkepb.Task
 	replaceNow := false
 	for _, t := range tasks {
@@ -320,7 +340,11 @@ func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, 
 	if at.After(now) {
 		return at, nil
 	}
-	t := newTask(svc, slot, r.resolve(svc.GetSpec().GetTask().GetContainer().GetImage()), now)
+	image := svc.GetSpec().GetTask().GetContainer().GetImage()
+	if resolved, ok := images[image]; ok {
+		image = resolved
+	}
+	t := newTask(svc, slot, image, now)
 	if last != nil && !replaceNow {
 		countRestart(t, last, policy, now)
 	}

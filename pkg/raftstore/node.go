@@ -273,7 +273,6 @@ func (n *Node) propose(ctx context.Context, cmd *minkepb.StoreActions) error {
 	}
 	start := time.Now()
 	f := n.raft.Apply(data, timeout)
-	defer n.metrics.observeCommit(start)
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
@@ -289,6 +288,7 @@ func (n *Node) propose(ctx context.Context, cmd *minkepb.StoreActions) error {
 	case err != nil:
 		return fmt.Errorf("raftstore: commit: %w", err)
 	}
+	n.metrics.observeCommit(start) // committed and applied, whatever Apply answered
 	if resp, ok := f.Response().(error); ok && resp != nil {
 		return resp
 	}
