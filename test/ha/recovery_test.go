@@ -32,6 +32,9 @@ func TestFollowerDiskWiped(t *testing.T) {
 	}
 	l, f := c.leader(), c.follower()
 	token := c.managerToken()
+	// Let the leader snapshot and compact (it checks every 1-2s), so that
+	// catching up by log replay is impossible.
+	waitSnapshot(t, l.dataDir, 15*time.Second)
 	f.proc.Stop(stopTimeout)
 	c.mustCtl(l, "node", "rm", "--force", f.nodeID)
 	if err := os.RemoveAll(f.dataDir); err != nil {
@@ -189,4 +192,18 @@ func openLogCopy(t *testing.T, dataDir string) *raftboltdb.BoltStore {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// waitSnapshot waits until a manager's data dir holds a Raft snapshot.
+func waitSnapshot(t *testing.T, dataDir string, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for time.Now().Before(deadline) {
+		metas, _ := filepath.Glob(filepath.Join(dataDir, "raft", "snapshots", "*", "*", "meta.json"))
+		if len(metas) > 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no Raft snapshot in %s within %v", dataDir, bound)
 }
