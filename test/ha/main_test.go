@@ -19,7 +19,7 @@ import (
 
 // Set once by TestMain, before any test runs.
 var (
-	managerBin, swarmctlBin string
+	managerBin, swarmctlBin, workerBin string
 	// helloTar is examples/hello as an OCI tarball tagged hello:latest.
 	helloTar string
 )
@@ -68,12 +68,14 @@ func setup(dir string) error {
 	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", dir+"/",
 		"github.com/minke-io/minke/cmd/manager",
+		"github.com/minke-io/minke/cmd/worker",
 		"github.com/minke-io/minke/cmd/swarmctl")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	managerBin = filepath.Join(dir, "manager")
 	swarmctlBin = filepath.Join(dir, "swarmctl")
+	workerBin = filepath.Join(dir, "worker")
 	img, err := testimage.Build(ctx, filepath.Join("..", "..", "examples", "hello"))
 	if err != nil {
 		return err
