@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -263,30 +264,21 @@ func (n *Node) updateOnce(ctx context.Context, fn func(*WriteTx) error) error {
 }
 
 func (n *Node) propose(ctx context.Context, cmd *minkepb.StoreActions) error {
-	data, err := encodeCommand(CommandStoreActions, cmd)
+	return n.apply(ctx, CommandStoreActions, cmd)
+}
+
+// apply commits one command and returns once it is applied here: nil, the
+// error Apply gave it (the command changed nothing), or why it may not
+// have been committed.
+func (n *Node) apply(ctx context.Context, t CommandType, msg proto.Message) error {
+	data, err := encodeCommand(t, msg)
 	if err != nil {
 		return err
 	}
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
 	start := time.Now()
-	f := n.raft.Apply(data, timeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("raftstore: commit not confirmed (it may still apply): %w", ctx.Err())
-	}
-	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
-		return fmt.Errorf("%w: %w", ErrNotLeader, err)
-	case errors.Is(err, raft.ErrRaftShutdown):
-		return ErrStopped
-	case err != nil:
-		return fmt.Errorf("raftstore: commit: %w", err)
+	f := n.raft.Apply(data, timeoutOf(ctx))
+	if err := n.waitFuture(ctx, f); err != nil {
+		return err
 	}
 	n.metrics.observeCommit(start) // committed and applied, whatever Apply answered
 	if resp, ok := f.Response().(error); ok && resp != nil {
@@ -389,7 +381,7 @@ func (n *Node) waitFuture(ctx context.Context, f raft.Future) error {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("raftstore: %w", ctx.Err())
+		return fmt.Errorf("raftstore: not confirmed (it may still complete): %w", ctx.Err())
 	}
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
@@ -405,18 +397,7 @@ func (n *Node) waitFuture(ctx context.Context, f raft.Future) error {
 // Restore replaces the whole replicated state with snap, as one command
 // applied on every manager (for restoring a backup into a new cluster).
 func (n *Node) Restore(ctx context.Context, snap *minkepb.Snapshot) error {
-	data, err := encodeCommand(CommandRestore, snap)
-	if err != nil {
-		return err
-	}
-	f := n.raft.Apply(data, timeoutOf(ctx))
-	if err := n.waitFuture(ctx, f); err != nil {
-		return err
-	}
-	if resp, ok := f.Response().(error); ok && resp != nil {
-		return resp
-	}
-	return nil
+	return n.apply(ctx, CommandRestore, snap)
 }
 
 // Backup returns the current state and the index it reflects.
