@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/minke-io/minke/internal/clustertest"
 )
 
 // BenchmarkCreateToRunning measures, on a one-node cluster (manager
@@ -28,7 +30,7 @@ func BenchmarkCreateToRunning(b *testing.B) {
 		took = append(took, time.Since(start))
 
 		b.StopTimer()
-		if n := len(Running(c.Tasks(name))); n != 3 {
+		if n := len(clustertest.Running(c.Tasks(name))); n != 3 {
 			b.Fatalf("create returned with %d tasks running, want 3", n)
 		}
 		c.MustCtl("service", "rm", name)

@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,10 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 )
 
 // Binaries are the programs a Cluster runs; TestMain builds them.
@@ -45,7 +42,7 @@ func HostUnsupported() string {
 	if os.Geteuid() != 0 {
 		return fmt.Sprintf("e2e tests run containers (namespaces, cgroups, overlayfs) and need root; running as uid %d", os.Geteuid())
 	}
-	if len(cgroupMounts()) == 0 {
+	if len(clustertest.CgroupMounts()) == 0 {
 		return "e2e tests need a mounted cgroup hierarchy; none in /proc/self/mountinfo"
 	}
 	return ""
@@ -88,7 +85,7 @@ type cluster struct {
 	procs    []*Proc
 	nodeIDs  []string
 	socket   string // Control API of the first manager
-	used     map[string]bool
+	ports    clustertest.Ports
 	deadline time.Time // zero: none
 }
 
@@ -98,7 +95,7 @@ type cluster struct {
 func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
 	RequireHost(t)
-	c := &Cluster{t: t, cluster: &cluster{dir: t.TempDir(), used: make(map[string]bool)}}
+	c := &Cluster{t: t, cluster: &cluster{dir: t.TempDir()}}
 	if _, ok := t.(*testing.T); ok {
 		c.deadline = time.Now().Add(testBound)
 	}
@@ -349,30 +346,7 @@ func (c *Cluster) startAndWait(p *Proc, socket string) error {
 // (memberlist binds both) and that this cluster has not handed out yet.
 func (c *Cluster) freePorts(ip string, n int) []int {
 	c.t.Helper()
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100 {
-			c.t.Fatalf("no free port on %s", ip)
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			c.t.Fatalf("picking a port on %s: %v", ip, err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		key := net.JoinHostPort(ip, strconv.Itoa(port))
-		if c.used[key] {
-			continue
-		}
-		c.used[key] = true
-		ports = append(ports, port)
-	}
-	return ports
+	return c.ports.Free(c.t, ip, n)
 }
 
 // Result is the outcome of one swarmctl run.
@@ -440,7 +414,7 @@ func (c *Cluster) JoinToken() string {
 // Tasks lists a service's tasks (`service ps --format json`).
 func (c *Cluster) Tasks(service string) []*minkepb.Task {
 	c.t.Helper()
-	tasks, err := decodeArray(c.MustCtl("service", "ps", service, "--format", "json"), func() *minkepb.Task { return new(minkepb.Task) })
+	tasks, err := clustertest.DecodeArray(c.MustCtl("service", "ps", service, "--format", "json"), func() *minkepb.Task { return new(minkepb.Task) })
 	if err != nil {
 		c.t.Fatalf("service ps %s: %v", service, err)
 	}
@@ -465,24 +439,7 @@ func (c *Cluster) nodesAt(socket string) ([]*minkepb.Node, error) {
 	if r.Code != 0 {
 		return nil, errors.New(strings.TrimSpace(r.Stderr))
 	}
-	return decodeArray(r.Stdout, func() *minkepb.Node { return new(minkepb.Node) })
-}
-
-// decodeArray decodes swarmctl's --format json output: an array of
-// protojson objects.
-func decodeArray[T proto.Message](s string, alloc func() T) ([]T, error) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal([]byte(s), &raws); err != nil {
-		return nil, fmt.Errorf("decoding %q: %w", s, err)
-	}
-	out := make([]T, len(raws))
-	for i, raw := range raws {
-		out[i] = alloc()
-		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, out[i]); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", raw, err)
-		}
-	}
-	return out, nil
+	return clustertest.DecodeArray(r.Stdout, func() *minkepb.Node { return new(minkepb.Node) })
 }
 
 // Eventually polls cond until it reports true or bound (or the test's
@@ -490,18 +447,7 @@ func decodeArray[T proto.Message](s string, alloc func() T) ([]T, error) {
 // explanation.
 func (c *Cluster) Eventually(bound time.Duration, what string, cond func() (bool, string)) {
 	c.t.Helper()
-	bound = c.bound(bound)
-	deadline := time.Now().Add(bound)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("after %s, still not %s: %s", bound, what, why)
-		}
-		time.Sleep(pollInterval)
-	}
+	clustertest.Eventually(c.t, c.bound(bound), what, cond)
 }
 
 // PushHello pushes the hello image to the cluster's registry as
@@ -514,24 +460,13 @@ func (c *Cluster) PushHello() {
 	}
 }
 
-// Running returns the tasks that run and are meant to.
-func Running(tasks []*minkepb.Task) []*minkepb.Task {
-	var out []*minkepb.Task
-	for _, t := range tasks {
-		if t.GetDesiredState() == minkepb.TaskState_RUNNING && t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 // WaitRunning waits until service has exactly n running tasks, each with a
 // live container process of this cluster, and returns those tasks.
 func (c *Cluster) WaitRunning(service string, n int, bound time.Duration) []*minkepb.Task {
 	c.t.Helper()
 	var running []*minkepb.Task
 	c.Eventually(bound, fmt.Sprintf("%d tasks of %s running", n, service), func() (bool, string) {
-		running = Running(c.Tasks(service))
+		running = clustertest.Running(c.Tasks(service))
 		if len(running) != n {
 			return false, fmt.Sprintf("%d running", len(running))
 		}
@@ -587,7 +522,7 @@ func (c *Cluster) cleanup() {
 			if !hp.Zombie() {
 				_ = syscall.Kill(hp.Pid, syscall.SIGKILL)
 			}
-			reapIfChild(hp.Pid)
+			clustertest.ReapIfChild(hp.Pid)
 		}
 		if len(liveContainerProcs(ids)) == 0 {
 			break
@@ -598,44 +533,20 @@ func (c *Cluster) cleanup() {
 		}
 		time.Sleep(pollInterval)
 	}
-	for _, m := range mountsUnder(c.dir) {
-		if err := unmount(m.MountPoint); err != nil {
+	for _, m := range clustertest.MountsUnder(c.dir) {
+		if err := clustertest.Unmount(m.MountPoint); err != nil {
 			c.t.Errorf("cleanup: unmounting %s: %v", m.MountPoint, err)
 		}
 	}
-	for _, id := range ids {
-		for _, d := range nodeCgroupDirs(id) {
-			for _, sub := range cgroupTree(d) {
-				if err := removeCgroup(sub); err != nil {
-					c.t.Errorf("cleanup: %v", err)
-				}
-			}
+	for _, cg := range clustertest.NodeCgroups(ids...) {
+		if err := clustertest.RemoveCgroup(cg); err != nil {
+			c.t.Errorf("cleanup: %v", err)
 		}
 	}
 	if c.t.Failed() {
 		for _, p := range c.procs {
 			c.t.Logf("--- %s log (%s) ---\n%s", p.Name, p.logPath, tail(p.logPath, 64<<10))
 		}
-	}
-}
-
-// removeCgroup removes an empty cgroup, retrying while the kernel still
-// counts an exiting process in it.
-func removeCgroup(dir string) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := syscall.Rmdir(dir)
-		if err == nil || errors.Is(err, syscall.ENOENT) {
-			return nil
-		}
-		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
-			return fmt.Errorf("removing cgroup %s (pids %v): %w", dir, cgroupPids(dir), err)
-		}
-		for _, pid := range cgroupPids(dir) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			reapIfChild(pid)
-		}
-		time.Sleep(pollInterval)
 	}
 }
 

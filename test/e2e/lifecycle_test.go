@@ -13,6 +13,7 @@ import (
 	"time"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 )
 
 // TestServiceLifecycle drives one service through create, a crash, scale
@@ -28,7 +29,7 @@ func TestServiceLifecycle(t *testing.T) {
 	c.MustCtl("service", "create", "--name", "web", "--replicas", "3", "--limit-memory", "64M",
 		"--restart-delay", "0s", "hello:latest")
 	// create without -d returns once 3/3 run: no waiting here.
-	tasks := Running(c.Tasks("web"))
+	tasks := clustertest.Running(c.Tasks("web"))
 	if len(tasks) != 3 {
 		t.Fatalf("after create: %d running tasks, want 3: %v", len(tasks), tasks)
 	}
@@ -91,7 +92,7 @@ func TestServiceLifecycle(t *testing.T) {
 			if limit != wantLimit {
 				t.Errorf("task %s: %s = %d, want %d (--limit-memory 64M)", id, file, limit, wantLimit)
 			}
-			if want := filepath.Join(cgroupParent, p.NodeID, id); !strings.Contains(file, want) {
+			if want := filepath.Join(clustertest.CgroupParent, p.NodeID, id); !strings.Contains(file, want) {
 				t.Errorf("task %s: memory cgroup %s is not under %s", id, file, want)
 			}
 		}
@@ -173,11 +174,11 @@ func leftovers(c *Cluster, nodes ...*Proc) (bool, string) {
 	if procs := c.ContainerProcs(); len(procs) > 0 {
 		left = append(left, fmt.Sprintf("processes %+v", procs))
 	}
-	for _, mi := range mountsUnder(c.Dir()) {
+	for _, mi := range clustertest.MountsUnder(c.Dir()) {
 		left = append(left, fmt.Sprintf("%s mount %s", mi.FSType, mi.MountPoint))
 	}
 	for _, n := range nodes {
-		if dirs := containerCgroupDirs(n.NodeID); len(dirs) > 0 {
+		if dirs := clustertest.ContainerCgroups(n.NodeID); len(dirs) > 0 {
 			left = append(left, fmt.Sprintf("cgroups %v", dirs))
 		}
 		dir := filepath.Join(n.DataDir, "runtime", "containers")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 )
 
 // TestWorkerDeathMarksNodeDown kills a worker process outright and expects
@@ -37,7 +38,7 @@ func TestWorkerDeathMarksNodeDown(t *testing.T) {
 	})
 	t.Logf("worker SIGKILLed → node DOWN in %v", time.Since(start).Round(time.Millisecond))
 	c.Eventually(20*time.Second, "both replicas running on m1", func() (bool, string) {
-		run := Running(c.Tasks("web"))
+		run := clustertest.Running(c.Tasks("web"))
 		onM1 := 0
 		for _, task := range run {
 			if task.GetNodeId() != "" && task.GetNodeId() == nodeIDOf(c, "m1") {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 )
 
 const (
@@ -44,11 +45,11 @@ func BenchmarkFailover(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skipf("failoverbench runs containers in network namespaces and needs root; running as uid %d", os.Geteuid())
 	}
-	if len(cgroupMounts()) == 0 {
+	if len(clustertest.CgroupMounts()) == 0 {
 		b.Skip("failoverbench needs a mounted cgroup hierarchy; none in /proc/self/mountinfo")
 	}
 	// The killed workers' containers become our children, and we reap them.
-	if err := becomeSubreaper(); err != nil {
+	if err := clustertest.BecomeSubreaper(); err != nil {
 		b.Fatalf("becoming a subreaper: %v", err)
 	}
 	bins := build(b, b.TempDir())
@@ -174,12 +175,12 @@ func (c *cluster) failover(run int) result {
 	c.h.KillHost(victim.host.Index())
 	// Its containers are in sessions and network namespaces of their own:
 	// they outlive the worker's process group. A dead host runs nothing.
-	r.leftovers, err = killContainers(10*time.Second, victim.nodeID)
+	r.leftovers, err = clustertest.KillContainers(10*time.Second, victim.nodeID)
 	if err != nil {
 		c.tb.Fatal(err)
 	}
 	r.killTook = time.Since(t0)
-	if pids := livePids(victim.nodeID); len(pids) > 0 {
+	if pids := clustertest.LivePids(victim.nodeID); len(pids) > 0 {
 		c.tb.Fatalf("container processes of %s still alive after the kill: %v", victim.name, pids)
 	}
 
@@ -211,7 +212,7 @@ func (c *cluster) watchDown(ctx context.Context, victim *node, t0 time.Time, r *
 	var last string
 	err := every(ctx, poll, func() (bool, error) {
 		start := time.Now()
-		nodes, err := nodesCtx(ctx, c.bins.swarmctl, c.mgrs[0].socket)
+		nodes, err := nodesCtx(ctx, c.bins.Swarmctl, c.mgrs[0].socket)
 		end := time.Now()
 		took = append(took, end.Sub(start))
 		if err != nil {
@@ -246,13 +247,13 @@ func (c *cluster) watchReplaced(ctx context.Context, victim *node, old map[strin
 	var last string
 	var final []*minkepb.Task
 	err := every(ctx, poll, func() (bool, error) {
-		tasks, err := tasksCtx(ctx, c.bins.swarmctl, c.mgrs[0].socket, service)
+		tasks, err := tasksCtx(ctx, c.bins.Swarmctl, c.mgrs[0].socket, service)
 		end := time.Now()
 		if err != nil {
 			last = err.Error()
 			return false, nil
 		}
-		run := running(tasks)
+		run := clustertest.Running(tasks)
 		for _, t := range run {
 			if t.GetNodeId() == victim.nodeID {
 				last = fmt.Sprintf("%d running, some still on %s", len(run), victim.name)

@@ -5,23 +5,18 @@ package failoverbench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 	"github.com/minke-io/minke/internal/netharness"
-	"github.com/minke-io/minke/internal/testimage"
 )
 
 // Bounds on the harness's waits; every wait polls against a deadline.
@@ -30,41 +25,18 @@ const (
 	readyTimeout  = 30 * time.Second // a node from exec to READY
 	settleTimeout = 60 * time.Second // the service back to a stable state
 	ctlTimeout    = 30 * time.Second // one swarmctl run
-	pollInterval  = 50 * time.Millisecond
 	apiPort       = "4242"
 )
-
-// binaries are the programs under test and the image they run.
-type binaries struct {
-	manager, worker, swarmctl string
-	helloTar                  string // examples/hello as an OCI tarball, hello:latest
-}
 
 // build compiles manager, worker and swarmctl from this tree and the hello
 // image into dir, so the figures are those of this tree whatever `make
 // build` left in bin/.
-func build(tb testing.TB, dir string) binaries {
+func build(tb testing.TB, dir string) clustertest.Binaries {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/",
-		"github.com/minke-io/minke/cmd/manager",
-		"github.com/minke-io/minke/cmd/worker",
-		"github.com/minke-io/minke/cmd/swarmctl")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	img, err := testimage.Build(ctx, filepath.Join("..", "..", "examples", "hello"))
+	bins, err := clustertest.Build(ctx, dir)
 	if err != nil {
-		tb.Fatal(err)
-	}
-	bins := binaries{
-		manager:  filepath.Join(dir, "manager"),
-		worker:   filepath.Join(dir, "worker"),
-		swarmctl: filepath.Join(dir, "swarmctl"),
-		helloTar: filepath.Join(dir, "hello.tar"),
-	}
-	if err := testimage.WriteOCITarball(bins.helloTar, img, "hello:latest"); err != nil {
 		tb.Fatal(err)
 	}
 	return bins
@@ -88,7 +60,7 @@ type cluster struct {
 	tb      testing.TB
 	h       *netharness.Harness
 	dir     string // short: unix socket paths are limited to 108 bytes
-	bins    binaries
+	bins    clustertest.Binaries
 	mgrs    []*node
 	workers []*node
 }
@@ -97,20 +69,9 @@ type cluster struct {
 // Cleanups run in this order, pass or fail: the harness kills every process
 // it started, then the containers, mounts and cgroups of the cluster's
 // nodes are removed, then the directory.
-func newCluster(tb testing.TB, bins binaries) *cluster {
+func newCluster(tb testing.TB, bins clustertest.Binaries) *cluster {
 	tb.Helper()
-	dir, err := os.MkdirTemp("", "fob")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			tb.Errorf("cleanup: %v", err)
-		}
-	})
-	tb.Cleanup(func() { removeContainers(tb, dir, nodeIDsUnder(dir)) })
-	h := netharness.New(tb, 6)
-	netharness.LeakCheck(tb, h)
+	h, dir := clustertest.NewHarness(tb, 6, "fob")
 	c := &cluster{tb: tb, h: h, dir: dir, bins: bins}
 
 	for i := range 3 {
@@ -122,7 +83,7 @@ func newCluster(tb testing.TB, bins binaries) *cluster {
 		if i > 0 {
 			args = append(args, "--join", c.mgrs[0].apiAddr(), "--token", c.token("manager"))
 		}
-		m.proc = m.host.Start(m.name, bins.manager, args...)
+		m.proc = m.host.Start(m.name, bins.Manager, args...)
 		c.mgrs = append(c.mgrs, m)
 		c.waitReady(m, m.socket)
 	}
@@ -131,7 +92,7 @@ func newCluster(tb testing.TB, bins binaries) *cluster {
 	for i := 3; i < 6; i++ {
 		w := &node{name: fmt.Sprintf("w%d", i), host: h.Host(i)}
 		w.dataDir = filepath.Join(dir, w.name)
-		w.proc = w.host.Start(w.name, bins.worker, "--data-dir", w.dataDir,
+		w.proc = w.host.Start(w.name, bins.Worker, "--data-dir", w.dataDir,
 			"--join", c.mgrs[0].apiAddr(), "--token", tok,
 			"--advertise-addr", w.host.IP(), "--hostname", w.name)
 		c.workers = append(c.workers, w)
@@ -156,7 +117,7 @@ func (c *cluster) waitReady(n *node, socket string) {
 	c.tb.Helper()
 	c.eventually(readyTimeout, n.name+" READY", func() (bool, string) {
 		if !n.proc.Running() {
-			c.tb.Fatalf("%s exited before it was READY: %v; log:\n%s", n.name, n.proc.Wait(0), lastRun(n.proc.Log()))
+			c.tb.Fatalf("%s exited before it was READY: %v; log:\n%s", n.name, n.proc.Wait(0), clustertest.LastRun(n.proc.Log()))
 		}
 		if n.nodeID == "" {
 			b, err := os.ReadFile(filepath.Join(n.dataDir, "node-id"))
@@ -206,7 +167,7 @@ func (c *cluster) waitManagers() {
 func (c *cluster) pushHello() {
 	c.tb.Helper()
 	m := c.mgrs[0]
-	out, err := m.host.Exec(ctlTimeout, c.bins.swarmctl, "--host", m.socket, "image", "push", c.bins.helloTar)
+	out, err := m.host.Exec(ctlTimeout, c.bins.Swarmctl, "--host", m.socket, "image", "push", c.bins.HelloTar)
 	if err != nil || !strings.HasPrefix(out, "hello:latest@sha256:") {
 		c.tb.Fatalf("swarmctl image push: %v\n%s", err, out)
 	}
@@ -216,7 +177,7 @@ func (c *cluster) pushHello() {
 // stdout; a non-zero exit is an error carrying stderr. The Control API is a
 // unix socket, so this needs no network and runs in the root namespace.
 func (c *cluster) ctl(socket string, args ...string) (string, error) {
-	return ctlCtx(context.Background(), c.bins.swarmctl, socket, args...)
+	return ctlCtx(context.Background(), c.bins.Swarmctl, socket, args...)
 }
 
 func ctlCtx(ctx context.Context, swarmctl, socket string, args ...string) (string, error) {
@@ -232,7 +193,7 @@ func ctlCtx(ctx context.Context, swarmctl, socket string, args ...string) (strin
 }
 
 func (c *cluster) nodes(socket string) ([]*minkepb.Node, error) {
-	return nodesCtx(context.Background(), c.bins.swarmctl, socket)
+	return nodesCtx(context.Background(), c.bins.Swarmctl, socket)
 }
 
 func nodesCtx(ctx context.Context, swarmctl, socket string) ([]*minkepb.Node, error) {
@@ -240,7 +201,7 @@ func nodesCtx(ctx context.Context, swarmctl, socket string) ([]*minkepb.Node, er
 	if err != nil {
 		return nil, err
 	}
-	return decodeArray(out, func() *minkepb.Node { return new(minkepb.Node) })
+	return clustertest.DecodeArray(out, func() *minkepb.Node { return new(minkepb.Node) })
 }
 
 func tasksCtx(ctx context.Context, swarmctl, socket, service string) ([]*minkepb.Task, error) {
@@ -248,11 +209,11 @@ func tasksCtx(ctx context.Context, swarmctl, socket, service string) ([]*minkepb
 	if err != nil {
 		return nil, err
 	}
-	return decodeArray(out, func() *minkepb.Task { return new(minkepb.Task) })
+	return clustertest.DecodeArray(out, func() *minkepb.Task { return new(minkepb.Task) })
 }
 
 func (c *cluster) tasks(service string) ([]*minkepb.Task, error) {
-	return tasksCtx(context.Background(), c.bins.swarmctl, c.mgrs[0].socket, service)
+	return tasksCtx(context.Background(), c.bins.Swarmctl, c.mgrs[0].socket, service)
 }
 
 func (c *cluster) nodeState(socket, id string) (minkepb.NodeStatus_State, error) {
@@ -268,38 +229,10 @@ func (c *cluster) nodeState(socket, id string) (minkepb.NodeStatus_State, error)
 	return 0, fmt.Errorf("node %s not in %d nodes", id, len(nodes))
 }
 
-// decodeArray decodes swarmctl's --format json output: an array of
-// protojson objects.
-func decodeArray[T proto.Message](s string, alloc func() T) ([]T, error) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal([]byte(s), &raws); err != nil {
-		return nil, fmt.Errorf("decoding %q: %w", s, err)
-	}
-	out := make([]T, len(raws))
-	for i, raw := range raws {
-		out[i] = alloc()
-		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, out[i]); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", raw, err)
-		}
-	}
-	return out, nil
-}
-
-// running returns the tasks that run and are meant to.
-func running(tasks []*minkepb.Task) []*minkepb.Task {
-	var out []*minkepb.Task
-	for _, t := range tasks {
-		if t.GetDesiredState() == minkepb.TaskState_RUNNING && t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 // perNode counts running tasks by node ID.
 func perNode(tasks []*minkepb.Task) map[string]int {
 	m := map[string]int{}
-	for _, t := range running(tasks) {
+	for _, t := range clustertest.Running(tasks) {
 		m[t.GetNodeId()]++
 	}
 	return m
@@ -317,7 +250,7 @@ func (c *cluster) waitStable(service string, want int, ok func(map[string]int) (
 		if tasks, err = c.tasks(service); err != nil {
 			return false, err.Error()
 		}
-		run := running(tasks)
+		run := clustertest.Running(tasks)
 		live := map[string]bool{}
 		for _, t := range tasks {
 			if t.GetDesiredState() == minkepb.TaskState_RUNNING && t.GetStatus().GetState() != minkepb.TaskState_RUNNING {
@@ -335,8 +268,8 @@ func (c *cluster) waitStable(service string, want int, ok func(map[string]int) (
 			if err != nil || st != minkepb.NodeStatus_READY {
 				return false, fmt.Sprintf("%s is %v (%v)", w.name, st, err)
 			}
-			for _, cg := range containerCgroups(w.nodeID) {
-				if !live[filepath.Base(cg)] && len(cgroupPids(cg)) > 0 {
+			for _, cg := range clustertest.ContainerCgroups(w.nodeID) {
+				if !live[filepath.Base(cg)] && len(clustertest.CgroupPids(cg)) > 0 {
 					return false, fmt.Sprintf("%s still runs container %s", w.name, filepath.Base(cg))
 				}
 			}
@@ -346,53 +279,9 @@ func (c *cluster) waitStable(service string, want int, ok func(map[string]int) (
 	return tasks
 }
 
-// containerCgroups lists the task cgroups of a node in every hierarchy.
-func containerCgroups(nodeID string) []string {
-	var out []string
-	for _, cg := range nodeCgroups(nodeID) {
-		if filepath.Base(filepath.Dir(cg)) == nodeID {
-			out = append(out, cg)
-		}
-	}
-	return out
-}
-
 // eventually polls cond until it holds, or fails the benchmark after bound
 // with cond's last explanation.
 func (c *cluster) eventually(bound time.Duration, what string, cond func() (bool, string)) {
 	c.tb.Helper()
-	deadline := time.Now().Add(bound)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.tb.Fatalf("after %s, still not %s: %s", bound, what, why)
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
-// nodeIDsUnder reads the node-id files of the data dirs below dir: every
-// node that ever joined, READY or not.
-func nodeIDsUnder(dir string) []string {
-	var ids []string
-	matches, _ := filepath.Glob(filepath.Join(dir, "*", "node-id"))
-	for _, f := range matches {
-		if b, err := os.ReadFile(f); err == nil {
-			if id := strings.TrimSpace(string(b)); id != "" && !slices.Contains(ids, id) {
-				ids = append(ids, id)
-			}
-		}
-	}
-	return ids
-}
-
-// lastRun is the part of a netharness log written by its last run.
-func lastRun(log string) string {
-	if i := strings.LastIndex(log, "=== netharness: run "); i >= 0 {
-		return log[i:]
-	}
-	return log
+	clustertest.Eventually(c.tb, bound, what, cond)
 }

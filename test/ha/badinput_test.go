@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/minke-io/minke/internal/clustertest"
 	"github.com/minke-io/minke/internal/netharness"
 	"github.com/minke-io/minke/pkg/client"
 )
@@ -41,7 +42,7 @@ func TestBadInput(t *testing.T) {
 	for i := range 20 {
 		mustCreate(t, cb, b, fmt.Sprintf("b-%d", i))
 	}
-	eventually(t, 10*time.Second, "a snapshot in cluster B's data dir", func() (bool, string) {
+	clustertest.Eventually(t, 10*time.Second, "a snapshot in cluster B's data dir", func() (bool, string) {
 		return len(snapshotFiles(b.dataDir)) > 0, "none yet"
 	})
 	aWorker, aManager, bManager := c.workerToken(), c.managerToken(), cb.managerToken()
@@ -206,7 +207,7 @@ func refuseStart(t *testing.T, h *netharness.Host, name string, args []string, w
 	start := time.Now()
 	err := p.Wait(30 * time.Second)
 	took := time.Since(start)
-	log := lastRun(p.Log())
+	log := clustertest.LastRun(p.Log())
 	if errors.Is(err, netharness.ErrTimeout) {
 		p.Kill()
 		t.Fatalf("still running after 30s; log:\n%s", log)

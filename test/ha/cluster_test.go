@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 	"github.com/minke-io/minke/internal/netharness"
 	"github.com/minke-io/minke/pkg/client"
 )
@@ -68,18 +68,7 @@ type mgr struct {
 func newHarness(t *testing.T, n int) (*netharness.Harness, string) {
 	t.Helper()
 	requireRoot(t)
-	dir, err := os.MkdirTemp("", "ha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	t.Cleanup(func() { removeContainers(t, dir, nodeIDsUnder(dir)) })
-	h := netharness.New(t, n)
-	netharness.LeakCheck(t, h)
+	h, dir := clustertest.NewHarness(t, n, "ha")
 	return h, dir
 }
 
@@ -151,7 +140,7 @@ func (c *cluster) waitReady(m *mgr) {
 	c.t.Helper()
 	c.eventually(readyTimeout, m.name()+" ready", func() (bool, string) {
 		if !m.proc.Running() {
-			c.t.Fatalf("%s exited before it was ready: %v; log:\n%s", m.name(), m.proc.Wait(0), lastRun(m.proc.Log()))
+			c.t.Fatalf("%s exited before it was ready: %v; log:\n%s", m.name(), m.proc.Wait(0), clustertest.LastRun(m.proc.Log()))
 		}
 		if m.nodeID == "" {
 			b, err := os.ReadFile(filepath.Join(m.dataDir, "node-id"))
@@ -319,22 +308,7 @@ func (c *cluster) workerToken() string {
 // eventually polls cond until it holds or bound passes.
 func (c *cluster) eventually(bound time.Duration, what string, cond func() (bool, string)) {
 	c.t.Helper()
-	eventually(c.t, bound, what, cond)
-}
-
-func eventually(t testing.TB, bound time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s, still not %s: %s", bound, what, why)
-		}
-		time.Sleep(pollInterval)
-	}
+	clustertest.Eventually(c.t, bound, what, cond)
 }
 
 // result is the outcome of one swarmctl run.
@@ -376,26 +350,4 @@ func (c *cluster) mustCtl(m *mgr, args ...string) string {
 		c.t.Fatalf("%s", r)
 	}
 	return r.out
-}
-
-// lastRun is the part of a netharness log written by its last run.
-func lastRun(log string) string {
-	if i := strings.LastIndex(log, "=== netharness: run "); i >= 0 {
-		return log[i:]
-	}
-	return log
-}
-
-// nodeIDsUnder reads the node-id files of the data dirs below dir.
-func nodeIDsUnder(dir string) []string {
-	var ids []string
-	matches, _ := filepath.Glob(filepath.Join(dir, "*", "node-id"))
-	for _, f := range matches {
-		if b, err := os.ReadFile(f); err == nil {
-			if id := strings.TrimSpace(string(b)); id != "" && !slices.Contains(ids, id) {
-				ids = append(ids, id)
-			}
-		}
-	}
-	return ids
 }

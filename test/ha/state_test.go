@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 )
 
 // Comparing managers' state.
@@ -112,7 +113,7 @@ func (c *cluster) ownStates() map[int]*minkepb.Snapshot {
 			defer p.Kill()
 			snap, err := backupWhenReady(p.Running, sock)
 			if err != nil {
-				err = fmt.Errorf("%s: %w; log:\n%s", m.name(), err, lastRun(p.Log()))
+				err = fmt.Errorf("%s: %w; log:\n%s", m.name(), err, clustertest.LastRun(p.Log()))
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
 	"github.com/minke-io/minke/pkg/client"
 )
 
@@ -51,11 +52,11 @@ func buildManager(tb testing.TB, dir string) string {
 
 // cluster owns three manager processes and their directories.
 type cluster struct {
-	tb   testing.TB
-	dir  string
-	bin  string
-	mgrs []*manager
-	used map[string]bool // ports handed out, as ip:port
+	tb    testing.TB
+	dir   string
+	bin   string
+	mgrs  []*manager
+	ports clustertest.Ports // ports handed out
 }
 
 // manager is one manager process; it keeps its addresses and data dir
@@ -78,7 +79,7 @@ type manager struct {
 // Cleanup stops every process, whatever happens.
 func startCluster(tb testing.TB) *cluster {
 	tb.Helper()
-	c := &cluster{tb: tb, dir: tb.TempDir(), used: map[string]bool{}}
+	c := &cluster{tb: tb, dir: tb.TempDir()}
 	c.bin = buildManager(tb, c.dir)
 	tb.Cleanup(c.stopAll) // runs before TempDir's removal (cleanups are LIFO)
 	var token string
@@ -290,30 +291,7 @@ func (c *cluster) healthyOnce() (*manager, error) {
 // binds both) and not handed out before.
 func (c *cluster) freePorts(ip string, n int) []int {
 	c.tb.Helper()
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100 {
-			c.tb.Fatalf("no free port on %s", ip)
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			c.tb.Fatalf("picking a port on %s: %v", ip, err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		key := net.JoinHostPort(ip, strconv.Itoa(port))
-		u, err := net.ListenPacket("udp", key)
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		if c.used[key] {
-			continue
-		}
-		c.used[key] = true
-		ports = append(ports, port)
-	}
-	return ports
+	return c.ports.Free(c.tb, ip, n)
 }
 
 // tail returns the end of a log file, for failure messages.
