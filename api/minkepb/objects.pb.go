@@ -968,8 +968,12 @@ type ContainerSpec struct {
 	User string   `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
 	// stop_grace_period is the time between the stop signal and SIGKILL.
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,7,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// cap_add and cap_drop change docker's default capability set (names
+	// with or without CAP_; "ALL" only in cap_drop).
+	CapAdd        []string `protobuf:"bytes,8,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
+	CapDrop       []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
@@ -1047,6 +1051,20 @@ func (x *ContainerSpec) GetUser() string {
 func (x *ContainerSpec) GetStopGracePeriod() *durationpb.Duration {
 	if x != nil {
 		return x.StopGracePeriod
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetCapAdd() []string {
+	if x != nil {
+		return x.CapAdd
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetCapDrop() []string {
+	if x != nil {
+		return x.CapDrop
 	}
 	return nil
 }
@@ -2015,7 +2033,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xd2\x01\n" +
+	"\tREACHABLE\x10\x02\"\x86\x02\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2023,7 +2041,9 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03env\x18\x04 \x03(\tR\x03env\x12\x10\n" +
 	"\x03dir\x18\x05 \x01(\tR\x03dir\x12\x12\n" +
 	"\x04user\x18\x06 \x01(\tR\x04user\x12E\n" +
-	"\x11stop_grace_period\x18\a \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\"\x87\x02\n" +
+	"\x11stop_grace_period\x18\a \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12\x17\n" +
+	"\acap_add\x18\b \x03(\tR\x06capAdd\x12\x19\n" +
+	"\bcap_drop\x18\t \x03(\tR\acapDrop\"\x87\x02\n" +
 	"\rRestartPolicy\x12?\n" +
 	"\tcondition\x18\x01 \x01(\x0e2!.minke.v1.RestartPolicy.ConditionR\tcondition\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12!\n" +

@@ -77,6 +77,8 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 	f.StringVar(&o.restartCondition, "restart-condition", "", "restart when a task ends: any, on-failure or none")
 	f.StringVar(&o.restartDelay, "restart-delay", "", "delay before a replacement task starts, e.g. 5s")
 	f.StringVar(&o.restartMaxAttempts, "restart-max-attempts", "", "restarts before giving up (0: unlimited)")
+	f.StringArrayVar(&o.capAdd, "cap-add", nil, "add a Linux capability to the default set, e.g. NET_ADMIN (repeatable)")
+	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a Linux capability from the default set, or ALL (repeatable)")
 	f.StringArrayVar(&o.constraints, "constraint", nil, "placement constraint, e.g. node.labels.zone==a or node.role!=manager (repeatable)")
 	f.StringArrayVar(&o.placementPrefs, "placement-pref", nil, "spread tasks over a node label: spread=node.labels.KEY (repeatable, nested)")
 	f.StringVar(&o.maxPerNode, "replicas-max-per-node", "", "most tasks of the service on one node (0: no limit)")

@@ -31,6 +31,8 @@ type createOptions struct {
 	restartCondition   string
 	restartDelay       string
 	restartMaxAttempts string
+	capAdd             []string
+	capDrop            []string
 	constraints        []string
 	placementPrefs     []string
 	maxPerNode         string
@@ -112,6 +114,7 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		return nil, err
 	}
 	task.Restart = restart
+	c.CapAdd, c.CapDrop = o.capAdd, o.capDrop
 
 	if len(o.constraints) > 0 || len(o.placementPrefs) > 0 || o.maxPerNode != "" {
 		p := &minkepb.Placement{}

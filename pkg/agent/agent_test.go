@@ -18,12 +18,14 @@ func TestContainerSpecFromTask(t *testing.T) {
 		Image: "127.0.0.1:4245/hello@sha256:abc",
 		Spec: &minkepb.TaskSpec{
 			Container: &minkepb.ContainerSpec{Image: "hello", Args: []string{"-exit", "3"}, Env: []string{"A=1"},
-				Dir: "/w", User: "nobody", StopGracePeriod: durationpb.New(3 * time.Second)},
+				Dir: "/w", User: "nobody", StopGracePeriod: durationpb.New(3 * time.Second),
+				CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"MKNOD"}},
 			Resources: &minkepb.ResourceRequirements{Limits: &minkepb.Resources{MemoryBytes: 64 << 20, NanoCpus: 5e8}},
 		},
 	}
 	want := runtime.ContainerSpec{ID: "t1", Image: "127.0.0.1:4245/hello@sha256:abc", Args: []string{"-exit", "3"},
-		Env: []string{"A=1"}, WorkingDir: "/w", User: "nobody", MemoryLimit: 64 << 20, NanoCPUs: 5e8, StopGracePeriod: 3 * time.Second}
+		Env: []string{"A=1"}, WorkingDir: "/w", User: "nobody", MemoryLimit: 64 << 20, NanoCPUs: 5e8, StopGracePeriod: 3 * time.Second,
+		CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"MKNOD"}}
 	if got := containerSpec(task); !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}

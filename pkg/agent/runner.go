@@ -76,6 +76,8 @@ func containerSpec(t *minkepb.Task) runtime.ContainerSpec {
 		Env:         c.GetEnv(),
 		WorkingDir:  c.GetDir(),
 		User:        c.GetUser(),
+		CapAdd:      c.GetCapAdd(),
+		CapDrop:     c.GetCapDrop(),
 		MemoryLimit: t.GetSpec().GetResources().GetLimits().GetMemoryBytes(),
 		NanoCPUs:    t.GetSpec().GetResources().GetLimits().GetNanoCpus(),
 	}

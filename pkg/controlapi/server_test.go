@@ -77,6 +77,16 @@ func TestCreateServiceRefusesBadInput(t *testing.T) {
 			s.Task.Placement = &minkepb.Placement{Preferences: []string{"pack=node.labels.zone"}}
 			return s
 		}(), codes.InvalidArgument, "placement.preferences"},
+		{"bad capability", func() *minkepb.ServiceSpec {
+			s := spec("a", "x", 1)
+			s.Task.Container.CapAdd = []string{"FLY"}
+			return s
+		}(), codes.InvalidArgument, `invalid capabilities: CapAdd entry "FLY" is not a capability`},
+		{"cap-add ALL", func() *minkepb.ServiceSpec {
+			s := spec("a", "x", 1)
+			s.Task.Container.CapAdd = []string{"ALL"}
+			return s
+		}(), codes.InvalidArgument, "adding every capability is not supported"},
 		{"duplicate name", spec("WEB", "hello", 1), codes.AlreadyExists, `a service named "WEB" already exists`},
 	}
 	for _, c := range cases {

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/runtime"
 	"github.com/minke-io/minke/pkg/scheduler"
 )
 
@@ -47,6 +48,9 @@ func validateSpec(spec *minkepb.ServiceSpec) error {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 			return fmt.Errorf("invalid env %q: want KEY=VALUE with a non-empty KEY", e)
 		}
+	}
+	if err := runtime.ValidateCapabilities(c.GetCapAdd(), c.GetCapDrop()); err != nil {
+		return fmt.Errorf("invalid capabilities: %s", strings.TrimPrefix(err.Error(), runtime.ErrInvalidSpec.Error()+": "))
 	}
 	if d := c.GetStopGracePeriod(); d != nil && d.AsDuration() < 0 {
 		return fmt.Errorf("invalid stop_grace_period %s: must not be negative", d.AsDuration())

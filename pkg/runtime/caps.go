@@ -102,3 +102,11 @@ func resolveCaps(add, drop []string) (capMask, error) {
 	}
 	return caps&^dropMask | addMask, nil
 }
+
+// ValidateCapabilities checks cap-add and cap-drop lists with the rules of
+// ContainerSpec.CapAdd/CapDrop, so that the API can refuse a bad name
+// before any worker sees it.
+func ValidateCapabilities(add, drop []string) error {
+	_, err := resolveCaps(add, drop)
+	return err
+}
