@@ -27,6 +27,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RotateJoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          NodeRole               `protobuf:"varint,1,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateJoinTokenRequest) Reset() {
+	*x = RotateJoinTokenRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateJoinTokenRequest) ProtoMessage() {}
+
+func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RotateJoinTokenRequest) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_WORKER
+}
+
+type RotateJoinTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JoinTokens    *JoinTokens            `protobuf:"bytes,1,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateJoinTokenResponse) Reset() {
+	*x = RotateJoinTokenResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateJoinTokenResponse) ProtoMessage() {}
+
+func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*RotateJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RotateJoinTokenResponse) GetJoinTokens() *JoinTokens {
+	if x != nil {
+		return x.JoinTokens
+	}
+	return nil
+}
+
 // UpdateNodeRequest is a patch of a node's spec; unset fields are kept.
 type UpdateNodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -43,7 +131,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -55,7 +143,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -68,7 +156,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -115,7 +203,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -127,7 +215,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -140,7 +228,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -161,7 +249,7 @@ type UpdateNodeRoleRequest struct {
 
 func (x *UpdateNodeRoleRequest) Reset() {
 	*x = UpdateNodeRoleRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +261,7 @@ func (x *UpdateNodeRoleRequest) String() string {
 func (*UpdateNodeRoleRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +274,7 @@ func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateNodeRoleRequest) GetNode() string {
@@ -212,7 +300,7 @@ type UpdateNodeRoleResponse struct {
 
 func (x *UpdateNodeRoleResponse) Reset() {
 	*x = UpdateNodeRoleResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +312,7 @@ func (x *UpdateNodeRoleResponse) String() string {
 func (*UpdateNodeRoleResponse) ProtoMessage() {}
 
 func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +325,7 @@ func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateNodeRoleResponse) GetNode() *Node {
@@ -257,7 +345,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +357,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +370,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -307,7 +395,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +407,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +420,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
 }
 
 type BackupRequest struct {
@@ -343,7 +431,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +443,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +456,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
 }
 
 type BackupResponse struct {
@@ -383,7 +471,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +483,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +496,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BackupResponse) GetSnapshot() []byte {
@@ -434,7 +522,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +534,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +547,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -478,7 +566,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +578,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +591,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -523,7 +611,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +623,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +636,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -567,7 +655,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +667,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +680,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -610,7 +698,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +710,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +723,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 type ReplicaCounts struct {
@@ -648,7 +736,7 @@ type ReplicaCounts struct {
 
 func (x *ReplicaCounts) Reset() {
 	*x = ReplicaCounts{}
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +748,7 @@ func (x *ReplicaCounts) String() string {
 func (*ReplicaCounts) ProtoMessage() {}
 
 func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +761,7 @@ func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCounts.ProtoReflect.Descriptor instead.
 func (*ReplicaCounts) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReplicaCounts) GetRunning() uint64 {
@@ -701,7 +789,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +801,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +814,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -756,7 +844,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +856,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +869,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -814,7 +902,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +914,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +927,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -858,7 +946,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +958,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +971,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -901,7 +989,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1001,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1014,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 type ListTasksRequest struct {
@@ -939,7 +1027,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1039,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1052,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -983,7 +1071,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1083,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1096,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1026,7 +1114,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1126,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1139,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 type ListNodesResponse struct {
@@ -1063,7 +1151,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1163,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1176,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1106,7 +1194,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1206,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1219,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 type GetClusterResponse struct {
@@ -1145,7 +1233,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1245,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1258,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1197,7 +1285,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1297,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1310,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1248,7 +1336,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1348,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1361,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1287,7 +1375,12 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xb7\x02\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"@\n" +
+	"\x16RotateJoinTokenRequest\x12&\n" +
+	"\x04role\x18\x01 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"P\n" +
+	"\x17RotateJoinTokenResponse\x125\n" +
+	"\vjoin_tokens\x18\x01 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
+	"joinTokens\"\xb7\x02\n" +
 	"\x11UpdateNodeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12)\n" +
 	"\x10set_availability\x18\x02 \x01(\bR\x0fsetAvailability\x12C\n" +
@@ -1355,7 +1448,7 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xde\a\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xb6\b\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1373,7 +1466,8 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"RemoveNode\x12\x1b.minke.v1.RemoveNodeRequest\x1a\x1c.minke.v1.RemoveNodeResponse\x12;\n" +
 	"\x06Backup\x12\x17.minke.v1.BackupRequest\x1a\x18.minke.v1.BackupResponse\x12G\n" +
 	"\n" +
-	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponse\x12V\n" +
+	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -1387,95 +1481,102 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_minke_v1_control_proto_goTypes = []any{
-	(*UpdateNodeRequest)(nil),      // 0: minke.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),     // 1: minke.v1.UpdateNodeResponse
-	(*UpdateNodeRoleRequest)(nil),  // 2: minke.v1.UpdateNodeRoleRequest
-	(*UpdateNodeRoleResponse)(nil), // 3: minke.v1.UpdateNodeRoleResponse
-	(*RemoveNodeRequest)(nil),      // 4: minke.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 5: minke.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),          // 6: minke.v1.BackupRequest
-	(*BackupResponse)(nil),         // 7: minke.v1.BackupResponse
-	(*CreateServiceRequest)(nil),   // 8: minke.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),  // 9: minke.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),      // 10: minke.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),     // 11: minke.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),    // 12: minke.v1.ListServicesRequest
-	(*ReplicaCounts)(nil),          // 13: minke.v1.ReplicaCounts
-	(*ListServicesResponse)(nil),   // 14: minke.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),   // 15: minke.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),  // 16: minke.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),   // 17: minke.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),  // 18: minke.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),       // 19: minke.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 20: minke.v1.ListTasksResponse
-	(*ListNodesRequest)(nil),       // 21: minke.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 22: minke.v1.ListNodesResponse
-	(*GetClusterRequest)(nil),      // 23: minke.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),     // 24: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),     // 25: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),    // 26: minke.v1.ServiceLogsResponse
-	nil,                            // 27: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                            // 28: minke.v1.ListServicesResponse.CountsEntry
-	(NodeSpec_Availability)(0),     // 29: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                   // 30: minke.v1.Node
-	(NodeRole)(0),                  // 31: minke.v1.NodeRole
-	(*ServiceSpec)(nil),            // 32: minke.v1.ServiceSpec
-	(*Service)(nil),                // 33: minke.v1.Service
-	(*Task)(nil),                   // 34: minke.v1.Task
-	(*Cluster)(nil),                // 35: minke.v1.Cluster
-	(*LogMessage)(nil),             // 36: minke.v1.LogMessage
+	(*RotateJoinTokenRequest)(nil),  // 0: minke.v1.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil), // 1: minke.v1.RotateJoinTokenResponse
+	(*UpdateNodeRequest)(nil),       // 2: minke.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),      // 3: minke.v1.UpdateNodeResponse
+	(*UpdateNodeRoleRequest)(nil),   // 4: minke.v1.UpdateNodeRoleRequest
+	(*UpdateNodeRoleResponse)(nil),  // 5: minke.v1.UpdateNodeRoleResponse
+	(*RemoveNodeRequest)(nil),       // 6: minke.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 7: minke.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),           // 8: minke.v1.BackupRequest
+	(*BackupResponse)(nil),          // 9: minke.v1.BackupResponse
+	(*CreateServiceRequest)(nil),    // 10: minke.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),   // 11: minke.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),       // 12: minke.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),      // 13: minke.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),     // 14: minke.v1.ListServicesRequest
+	(*ReplicaCounts)(nil),           // 15: minke.v1.ReplicaCounts
+	(*ListServicesResponse)(nil),    // 16: minke.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),    // 17: minke.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),   // 18: minke.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),    // 19: minke.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),   // 20: minke.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),        // 21: minke.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),       // 22: minke.v1.ListTasksResponse
+	(*ListNodesRequest)(nil),        // 23: minke.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),       // 24: minke.v1.ListNodesResponse
+	(*GetClusterRequest)(nil),       // 25: minke.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),      // 26: minke.v1.GetClusterResponse
+	(*ServiceLogsRequest)(nil),      // 27: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),     // 28: minke.v1.ServiceLogsResponse
+	nil,                             // 29: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                             // 30: minke.v1.ListServicesResponse.CountsEntry
+	(NodeRole)(0),                   // 31: minke.v1.NodeRole
+	(*JoinTokens)(nil),              // 32: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),      // 33: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                    // 34: minke.v1.Node
+	(*ServiceSpec)(nil),             // 35: minke.v1.ServiceSpec
+	(*Service)(nil),                 // 36: minke.v1.Service
+	(*Task)(nil),                    // 37: minke.v1.Task
+	(*Cluster)(nil),                 // 38: minke.v1.Cluster
+	(*LogMessage)(nil),              // 39: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	29, // 0: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	27, // 1: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	30, // 2: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	31, // 3: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	30, // 4: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	32, // 5: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	33, // 6: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	33, // 7: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	33, // 8: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	28, // 9: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	32, // 10: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	33, // 11: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	34, // 12: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	30, // 13: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	35, // 14: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	36, // 15: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	13, // 16: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	8,  // 17: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	10, // 18: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	12, // 19: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	15, // 20: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	17, // 21: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	19, // 22: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	21, // 23: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	23, // 24: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	25, // 25: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	2,  // 26: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	4,  // 27: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	6,  // 28: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	0,  // 29: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	9,  // 30: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	11, // 31: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	14, // 32: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	16, // 33: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	18, // 34: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	20, // 35: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	22, // 36: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	24, // 37: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	26, // 38: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	3,  // 39: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	5,  // 40: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	7,  // 41: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	1,  // 42: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	31, // 0: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	32, // 1: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	33, // 2: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	29, // 3: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	34, // 4: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	31, // 5: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	34, // 6: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	35, // 7: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	36, // 8: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	36, // 9: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	36, // 10: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	30, // 11: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	35, // 12: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	36, // 13: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	37, // 14: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	34, // 15: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	38, // 16: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	39, // 17: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	15, // 18: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	10, // 19: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	12, // 20: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	14, // 21: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	17, // 22: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	19, // 23: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	21, // 24: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	23, // 25: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	25, // 26: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	27, // 27: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	4,  // 28: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	6,  // 29: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	8,  // 30: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	2,  // 31: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	0,  // 32: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	11, // 33: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	13, // 34: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	16, // 35: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	18, // 36: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	20, // 37: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	22, // 38: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	24, // 39: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	26, // 40: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	28, // 41: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	5,  // 42: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	7,  // 43: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	9,  // 44: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	3,  // 45: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	1,  // 46: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	33, // [33:47] is the sub-list for method output_type
+	19, // [19:33] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1490,7 +1591,7 @@ func file_minke_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

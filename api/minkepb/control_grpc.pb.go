@@ -25,19 +25,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_CreateService_FullMethodName  = "/minke.v1.Control/CreateService"
-	Control_GetService_FullMethodName     = "/minke.v1.Control/GetService"
-	Control_ListServices_FullMethodName   = "/minke.v1.Control/ListServices"
-	Control_UpdateService_FullMethodName  = "/minke.v1.Control/UpdateService"
-	Control_RemoveService_FullMethodName  = "/minke.v1.Control/RemoveService"
-	Control_ListTasks_FullMethodName      = "/minke.v1.Control/ListTasks"
-	Control_ListNodes_FullMethodName      = "/minke.v1.Control/ListNodes"
-	Control_GetCluster_FullMethodName     = "/minke.v1.Control/GetCluster"
-	Control_ServiceLogs_FullMethodName    = "/minke.v1.Control/ServiceLogs"
-	Control_UpdateNodeRole_FullMethodName = "/minke.v1.Control/UpdateNodeRole"
-	Control_RemoveNode_FullMethodName     = "/minke.v1.Control/RemoveNode"
-	Control_Backup_FullMethodName         = "/minke.v1.Control/Backup"
-	Control_UpdateNode_FullMethodName     = "/minke.v1.Control/UpdateNode"
+	Control_CreateService_FullMethodName   = "/minke.v1.Control/CreateService"
+	Control_GetService_FullMethodName      = "/minke.v1.Control/GetService"
+	Control_ListServices_FullMethodName    = "/minke.v1.Control/ListServices"
+	Control_UpdateService_FullMethodName   = "/minke.v1.Control/UpdateService"
+	Control_RemoveService_FullMethodName   = "/minke.v1.Control/RemoveService"
+	Control_ListTasks_FullMethodName       = "/minke.v1.Control/ListTasks"
+	Control_ListNodes_FullMethodName       = "/minke.v1.Control/ListNodes"
+	Control_GetCluster_FullMethodName      = "/minke.v1.Control/GetCluster"
+	Control_ServiceLogs_FullMethodName     = "/minke.v1.Control/ServiceLogs"
+	Control_UpdateNodeRole_FullMethodName  = "/minke.v1.Control/UpdateNodeRole"
+	Control_RemoveNode_FullMethodName      = "/minke.v1.Control/RemoveNode"
+	Control_Backup_FullMethodName          = "/minke.v1.Control/Backup"
+	Control_UpdateNode_FullMethodName      = "/minke.v1.Control/UpdateNode"
+	Control_RotateJoinToken_FullMethodName = "/minke.v1.Control/RotateJoinToken"
 )
 
 // ControlClient is the client API for Control service.
@@ -64,6 +65,9 @@ type ControlClient interface {
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*BackupResponse, error)
 	// UpdateNode changes a node's availability and labels.
 	UpdateNode(ctx context.Context, in *UpdateNodeRequest, opts ...grpc.CallOption) (*UpdateNodeResponse, error)
+	// RotateJoinToken replaces a role's join token. Nodes that joined keep
+	// working; only new joins need the new token.
+	RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*RotateJoinTokenResponse, error)
 }
 
 type controlClient struct {
@@ -213,6 +217,16 @@ func (c *controlClient) UpdateNode(ctx context.Context, in *UpdateNodeRequest, o
 	return out, nil
 }
 
+func (c *controlClient) RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*RotateJoinTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateJoinTokenResponse)
+	err := c.cc.Invoke(ctx, Control_RotateJoinToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -237,6 +251,9 @@ type ControlServer interface {
 	Backup(context.Context, *BackupRequest) (*BackupResponse, error)
 	// UpdateNode changes a node's availability and labels.
 	UpdateNode(context.Context, *UpdateNodeRequest) (*UpdateNodeResponse, error)
+	// RotateJoinToken replaces a role's join token. Nodes that joined keep
+	// working; only new joins need the new token.
+	RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -285,6 +302,9 @@ func (UnimplementedControlServer) Backup(context.Context, *BackupRequest) (*Back
 }
 func (UnimplementedControlServer) UpdateNode(context.Context, *UpdateNodeRequest) (*UpdateNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateNode not implemented")
+}
+func (UnimplementedControlServer) RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateJoinToken not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -534,6 +554,24 @@ func _Control_UpdateNode_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_RotateJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateJoinTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RotateJoinToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RotateJoinToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RotateJoinToken(ctx, req.(*RotateJoinTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -588,6 +626,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateNode",
 			Handler:    _Control_UpdateNode_Handler,
+		},
+		{
+			MethodName: "RotateJoinToken",
+			Handler:    _Control_RotateJoinToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
 )
 
 func newClusterCmd(a *app) *cobra.Command {
@@ -39,9 +41,10 @@ func newBackupCmd(a *app) *cobra.Command {
 }
 
 func newJoinTokenCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:       "join-token worker|manager",
-		Short:     "Print the token a node needs to join as a worker or a manager",
+	var rotate bool
+	cmd := &cobra.Command{
+		Use:       "join-token [--rotate] worker|manager",
+		Short:     "Print (or replace, with --rotate) the token a node needs to join as a worker or a manager",
 		ValidArgs: []string{"worker", "manager"},
 		Args:      exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -50,13 +53,26 @@ func newJoinTokenCmd(a *app) *cobra.Command {
 				return fmt.Errorf("invalid role %q: want worker or manager", role)
 			}
 			return a.withAPI(cmd.Context(), func(api controlAPI) error {
-				cluster, _, err := api.GetCluster(cmd.Context())
-				if err != nil {
-					return err
+				var tokens *minkepb.JoinTokens
+				if rotate {
+					r := minkepb.NodeRole_WORKER
+					if role == "manager" {
+						r = minkepb.NodeRole_MANAGER
+					}
+					var err error
+					if tokens, err = api.RotateJoinToken(cmd.Context(), r); err != nil {
+						return err
+					}
+				} else {
+					cluster, _, err := api.GetCluster(cmd.Context())
+					if err != nil {
+						return err
+					}
+					tokens = cluster.GetJoinTokens()
 				}
-				token := cluster.GetJoinTokens().GetWorker()
+				token := tokens.GetWorker()
 				if role == "manager" {
-					token = cluster.GetJoinTokens().GetManager()
+					token = tokens.GetManager()
 				}
 				if token == "" {
 					return fmt.Errorf("the manager reports no %s join token", role)
@@ -66,4 +82,6 @@ func newJoinTokenCmd(a *app) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&rotate, "rotate", false, "replace the token: nodes already joined keep working, new joins need the new one")
+	return cmd
 }

@@ -145,6 +145,13 @@ func (f *fakeAPI) UpdateNode(_ context.Context, ref string, av *minkepb.NodeSpec
 
 func (f *fakeAPI) Backup(context.Context) ([]byte, uint64, error) { return []byte("snap"), 7, f.err }
 
+func (f *fakeAPI) RotateJoinToken(_ context.Context, role minkepb.NodeRole) (*minkepb.JoinTokens, error) {
+	if role == minkepb.NodeRole_WORKER {
+		return &minkepb.JoinTokens{Worker: "MKTKN-1-worker-rotated"}, f.err
+	}
+	return &minkepb.JoinTokens{Manager: "MKTKN-1-manager-rotated"}, f.err
+}
+
 func (f *fakeAPI) Close() error { return nil }
 
 // runFake runs swarmctl against f and returns exit code, stdout, stderr and

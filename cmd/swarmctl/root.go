@@ -32,6 +32,7 @@ type controlAPI interface {
 	RemoveNode(ctx context.Context, ref string, force bool) error
 	UpdateNode(ctx context.Context, ref string, availability *minkepb.NodeSpec_Availability, labelAdd map[string]string, labelRm []string) (*minkepb.Node, error)
 	Backup(ctx context.Context) ([]byte, uint64, error)
+	RotateJoinToken(ctx context.Context, role minkepb.NodeRole) (*minkepb.JoinTokens, error)
 	GetCluster(ctx context.Context) (*minkepb.Cluster, string, error)
 	ServiceLogs(ctx context.Context, ref string, follow bool, fn func(*minkepb.LogMessage) error) error
 	WaitForService(ctx context.Context, serviceID string, progress func(running, desired uint64, tasks []*minkepb.Task)) error

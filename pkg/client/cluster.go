@@ -96,3 +96,12 @@ func (c *Client) UpdateNode(ctx context.Context, ref string, availability *minke
 	}
 	return resp.GetNode(), nil
 }
+
+// RotateJoinToken replaces a role's join token and returns the new tokens.
+func (c *Client) RotateJoinToken(ctx context.Context, role minkepb.NodeRole) (*minkepb.JoinTokens, error) {
+	resp, err := c.ctl.RotateJoinToken(ctx, &minkepb.RotateJoinTokenRequest{Role: role})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetJoinTokens(), nil
+}

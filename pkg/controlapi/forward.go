@@ -153,6 +153,10 @@ func (f *Forwarder) UpdateNode(ctx context.Context, r *minkepb.UpdateNodeRequest
 	return unary(f, ctx, false, r, f.local.UpdateNode, minkepb.ControlClient.UpdateNode)
 }
 
+func (f *Forwarder) RotateJoinToken(ctx context.Context, r *minkepb.RotateJoinTokenRequest) (*minkepb.RotateJoinTokenResponse, error) {
+	return unary(f, ctx, false, r, f.local.RotateJoinToken, minkepb.ControlClient.RotateJoinToken)
+}
+
 func (f *Forwarder) Backup(ctx context.Context, r *minkepb.BackupRequest) (*minkepb.BackupResponse, error) {
 	return unary(f, ctx, true, r, f.local.Backup, minkepb.ControlClient.Backup)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -257,4 +258,37 @@ func (s *Server) UpdateNode(ctx context.Context, req *minkepb.UpdateNodeRequest)
 	out = proto.Clone(out).(*minkepb.Node)
 	out.SecretHash = nil
 	return &minkepb.UpdateNodeResponse{Node: out}, nil
+}
+
+// RotateJoinToken replaces the worker or manager join token. Nodes that
+// joined already keep working (they prove themselves with their node
+// secret); only new joins need the new token.
+func (s *Server) RotateJoinToken(ctx context.Context, req *minkepb.RotateJoinTokenRequest) (*minkepb.RotateJoinTokenResponse, error) {
+	role := req.GetRole()
+	if role != minkepb.NodeRole_WORKER && role != minkepb.NodeRole_MANAGER {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid role %v: want WORKER or MANAGER", role)
+	}
+	var tokens *minkepb.JoinTokens
+	err := s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
+		c := tx.Cluster()
+		if c == nil {
+			return status.Error(codes.Unavailable, "cluster is not initialised yet")
+		}
+		c = proto.Clone(c).(*minkepb.Cluster)
+		if c.JoinTokens == nil {
+			c.JoinTokens = &minkepb.JoinTokens{}
+		}
+		if role == minkepb.NodeRole_WORKER {
+			c.JoinTokens.Worker = ca.NewJoinToken("worker")
+		} else {
+			c.JoinTokens.Manager = ca.NewJoinToken("manager")
+		}
+		tokens = c.JoinTokens
+		return tx.Update(c)
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info("join token rotated", "role", strings.ToLower(role.String()))
+	return &minkepb.RotateJoinTokenResponse{JoinTokens: tokens}, nil
 }

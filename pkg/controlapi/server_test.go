@@ -180,3 +180,20 @@ func TestUpdateNode(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRotateJoinToken(t *testing.T) {
+	s, n := newServer(t)
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Cluster{Meta: &minkepb.Meta{Id: "c"}, JoinTokens: &minkepb.JoinTokens{Worker: "w0", Manager: "m0"}})
+	})
+	resp, err := s.RotateJoinToken(context.Background(), &minkepb.RotateJoinTokenRequest{Role: minkepb.NodeRole_WORKER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := resp.GetJoinTokens().GetWorker(); w == "w0" || !strings.HasPrefix(w, "MKTKN-1-worker-") || resp.GetJoinTokens().GetManager() != "m0" {
+		t.Fatalf("tokens = %v", resp.GetJoinTokens())
+	}
+	if _, err := s.RotateJoinToken(context.Background(), &minkepb.RotateJoinTokenRequest{Role: 7}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad role: %v", err)
+	}
+}

@@ -105,12 +105,10 @@ func (d *Dispatcher) authenticate(ctx context.Context) (minkepb.NodeRole, error)
 	return 0, status.Error(codes.PermissionDenied, "invalid join token: it does not match this cluster's worker token ('swarmctl cluster join-token worker' prints it)")
 }
 
-// authenticateNode checks the join token and the calling node's secret, and
-// returns the node's ID.
+// authenticateNode checks the calling node's ID and secret and returns the
+// ID. The join token is needed only to join: rotating it does not cut off
+// nodes that joined before.
 func (d *Dispatcher) authenticateNode(ctx context.Context) (string, error) {
-	if _, err := d.authenticate(ctx); err != nil {
-		return "", err
-	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	first := func(k string) string {
 		if v := md.Get(k); len(v) > 0 {
@@ -156,7 +154,7 @@ func SecretMatches(n *minkepb.Node, secret string) bool {
 // Join registers a node, or refreshes one that joined before.
 func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minkepb.JoinResponse, error) {
 	role, err := d.authenticate(ctx)
-	if err != nil {
+	if err != nil && !d.knownWorker(req) {
 		return nil, err
 	}
 	if req.GetAddr() == "" {
@@ -263,6 +261,22 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *minkepb.UpdateTa
 		return nil, toStatus(err)
 	}
 	return &minkepb.UpdateTaskStatusResponse{}, nil
+}
+
+// knownWorker reports whether a worker rejoining proves it is a node that
+// joined before (its ID and secret): it needs no join token, which may have
+// been rotated since.
+func (d *Dispatcher) knownWorker(req *minkepb.JoinRequest) bool {
+	if req.GetManager() != nil || req.GetNodeId() == "" {
+		return false
+	}
+	known := false
+	_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
+		n := tx.Node(req.GetNodeId())
+		known = n != nil && SecretMatches(n, req.GetNodeSecret())
+		return nil
+	})
+	return known
 }
 
 // managerAddrs lists the managers' API addresses.

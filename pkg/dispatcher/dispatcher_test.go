@@ -277,3 +277,32 @@ func mustRecvErr(s minkepb.Dispatcher_SessionClient, err error) (*minkepb.Sessio
 	}
 	return m, err
 }
+
+// A node that joined keeps working after the join token is rotated: only
+// Join needs the token.
+func TestJoinedNodesSurviveTokenRotation(t *testing.T) {
+	f := newFixture(t)
+	resp, err := f.client.Join(withToken(workerToken), &minkepb.JoinRequest{Addr: "127.0.0.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
+		c.JoinTokens.Worker = "MKTKN-1-worker-new"
+		return tx.Update(c)
+	})
+	if _, err := f.client.Join(withToken(workerToken), &minkepb.JoinRequest{Addr: "127.0.0.3"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("join with the old token: %v", err)
+	}
+	noToken := metadata.AppendToOutgoingContext(context.Background(),
+		NodeIDMetadataKey, resp.GetNodeId(), NodeSecretMetadataKey, resp.GetNodeSecret())
+	if _, err := f.client.UpdateTaskStatus(noToken, &minkepb.UpdateTaskStatusRequest{}); err != nil {
+		t.Fatalf("joined node after rotation: %v", err)
+	}
+	// A restarted worker rejoins with its identity and the old token.
+	again, err := f.client.Join(withToken(workerToken), &minkepb.JoinRequest{Addr: "127.0.0.2",
+		NodeId: resp.GetNodeId(), NodeSecret: resp.GetNodeSecret()})
+	if err != nil || again.GetNodeId() != resp.GetNodeId() {
+		t.Fatalf("rejoin after rotation: %v %v", again, err)
+	}
+}

@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"runtime"
@@ -12,19 +11,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
-
-// newToken makes a join token: a fixed prefix, the role it grants, and 128
-// random bits.
-func newToken(role string) string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		panic("manager: no randomness: " + err.Error())
-	}
-	return "MKTKN-1-" + role + "-" + hex.EncodeToString(b)
-}
 
 // bootstrap creates the cluster object on a new cluster and records this
 // manager as a node; on restart it refreshes the node's description.
@@ -39,7 +29,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 			if err := tx.Create(&minkepb.Cluster{
 				Meta:       &minkepb.Meta{Id: raftstore.NewID()},
 				Spec:       &minkepb.ClusterSpec{Name: "default"},
-				JoinTokens: &minkepb.JoinTokens{Worker: newToken("worker"), Manager: newToken("manager")},
+				JoinTokens: &minkepb.JoinTokens{Worker: ca.NewJoinToken("worker"), Manager: ca.NewJoinToken("manager")},
 				GossipKey:  key,
 			}); err != nil {
 				return err

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/controlapi"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -152,7 +153,7 @@ func (m *Manager) forgetOldManagers(ctx context.Context, newIdentity bool) error
 			return nil
 		}
 		c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
-		c.JoinTokens = &minkepb.JoinTokens{Worker: newToken("worker"), Manager: newToken("manager")}
+		c.JoinTokens = &minkepb.JoinTokens{Worker: ca.NewJoinToken("worker"), Manager: ca.NewJoinToken("manager")}
 		c.GossipKey = key
 		return tx.Update(c)
 	})
