@@ -202,7 +202,7 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		}
 	}
 	err = d.cfg.Store.Update(ctx, func(tx *raftstore.WriteTx) error {
-		managers = managerAddrs(tx.ReadTx)
+		managers = ManagerAddrs(tx.ReadTx)
 		key, secret = tx.Cluster().GetGossipKey(), ""
 		if nodeID != "" {
 			if n := tx.Node(nodeID); n != nil {
@@ -279,8 +279,8 @@ func (d *Dispatcher) knownWorker(req *minkepb.JoinRequest) bool {
 	return known
 }
 
-// managerAddrs lists the managers' API addresses.
-func managerAddrs(tx raftstore.ReadTx) []string {
+// ManagerAddrs lists the managers' API addresses.
+func ManagerAddrs(tx raftstore.ReadTx) []string {
 	var out []string
 	for _, n := range tx.Nodes() {
 		if a := n.GetManagerStatus().GetApiAddr(); a != "" && n.GetRole() == minkepb.NodeRole_MANAGER {

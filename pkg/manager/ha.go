@@ -374,7 +374,7 @@ func (m *Manager) leaderAPIAddr() (string, error) {
 	if id == "" {
 		var others []string
 		_ = m.raft.View(func(tx raftstore.ReadTx) error {
-			for _, a := range managerAPIAddrs(tx) {
+			for _, a := range dispatcher.ManagerAddrs(tx) {
 				if a != m.DispatcherAddr() {
 					others = append(others, a)
 				}
@@ -394,16 +394,6 @@ func (m *Manager) leaderAPIAddr() (string, error) {
 		return "", status.Errorf(codes.Unavailable, "the leader (%s) has not recorded its address yet; retry", id)
 	}
 	return addr, nil
-}
-
-func managerAPIAddrs(tx raftstore.ReadTx) []string {
-	var out []string
-	for _, n := range tx.Nodes() {
-		if a := n.GetManagerStatus().GetApiAddr(); a != "" && n.GetRole() == minkepb.NodeRole_MANAGER {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // Leader implements controlapi.Leadership: a Control client for the leader,
