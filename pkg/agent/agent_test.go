@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"google.golang.org/grpc/metadata"
 	"log/slog"
 	"reflect"
 	"testing"
@@ -46,5 +47,24 @@ func TestReporterKeepsNewestState(t *testing.T) {
 	r.report("t1", minkepb.TaskState_STARTING, "late", "", nil) // older state arriving late
 	if got := r.pending["t1"].GetState(); got != minkepb.TaskState_RUNNING {
 		t.Fatalf("pending state %v, want RUNNING", got)
+	}
+}
+
+// An agent sent to a leader that then dies must be able to go back to the
+// other managers it knows (a review of a flaky HA test found it stuck on the
+// dead leader).
+func TestFailoverRotatesThroughKnownManagers(t *testing.T) {
+	a, err := New(Config{DispatcherAddr: "127.0.0.1:1", Token: "t", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.failover(metadata.Pairs(leaderMetadataKey, "127.0.0.2:1"))
+	if a.addr != "127.0.0.2:1" {
+		t.Fatalf("after a leader hint: at %s", a.addr)
+	}
+	a.failover(nil) // the leader is gone, and nobody names another
+	if a.addr != "127.0.0.1:1" {
+		t.Fatalf("after the leader died: at %s, want back at 127.0.0.1:1", a.addr)
 	}
 }

@@ -50,6 +50,11 @@ func (a *Agent) failover(trailer metadata.MD) {
 	next := ""
 	if v := trailer.Get(leaderMetadataKey); len(v) > 0 && v[0] != "" {
 		next = v[0]
+		// Remember it: if the leader dies, the rotation below must still
+		// include every manager this agent has talked to.
+		if !slices.Contains(a.managers, next) {
+			a.managers = append(a.managers, next)
+		}
 	} else if len(a.managers) > 1 {
 		i := slices.Index(a.managers, a.addr)
 		next = a.managers[(i+1)%len(a.managers)]
