@@ -70,6 +70,17 @@ func findNode(tx raftstore.ReadTx, ref string) (*minkepb.Node, error) {
 	return nil, status.Errorf(codes.InvalidArgument, "node %q is ambiguous (%d nodes match): use the node ID", ref, len(matches))
 }
 
+// lookupNode resolves a node reference on the current state.
+func (s *Server) lookupNode(ref string) (*minkepb.Node, error) {
+	var node *minkepb.Node
+	err := s.store.View(func(tx raftstore.ReadTx) error {
+		var err error
+		node, err = findNode(tx, ref)
+		return err
+	})
+	return node, err
+}
+
 // checkQuorumWithout refuses to take manager id out of Raft when the
 // managers left could not form a quorum, or when it is the last one.
 func (s *Server) checkQuorumWithout(id, verb string) error {
@@ -114,12 +125,7 @@ func (s *Server) checkQuorumWithout(id, verb string) error {
 // takes it out of Raft at once (refused if the rest would lose quorum);
 // promoting a worker lets it join the managers.
 func (s *Server) UpdateNodeRole(ctx context.Context, req *minkepb.UpdateNodeRoleRequest) (*minkepb.UpdateNodeRoleResponse, error) {
-	var node *minkepb.Node
-	err := s.store.View(func(tx raftstore.ReadTx) error {
-		var err error
-		node, err = findNode(tx, req.GetNode())
-		return err
-	})
+	node, err := s.lookupNode(req.GetNode())
 	if err != nil {
 		return nil, err
 	}
@@ -166,12 +172,7 @@ func (s *Server) UpdateNodeRole(ctx context.Context, req *minkepb.UpdateNodeRole
 // Its tasks are replaced elsewhere and its identity stops working, so it
 // cannot reconnect.
 func (s *Server) RemoveNode(ctx context.Context, req *minkepb.RemoveNodeRequest) (*minkepb.RemoveNodeResponse, error) {
-	var node *minkepb.Node
-	err := s.store.View(func(tx raftstore.ReadTx) error {
-		var err error
-		node, err = findNode(tx, req.GetNode())
-		return err
-	})
+	node, err := s.lookupNode(req.GetNode())
 	if err != nil {
 		return nil, err
 	}

@@ -92,13 +92,13 @@ func (r *Replicated) Run(ctx context.Context) error {
 }
 
 func earliest(wakes map[string]time.Time) time.Time {
-	var min time.Time
+	var first time.Time
 	for _, w := range wakes {
-		if min.IsZero() || w.Before(min) {
-			min = w
+		if first.IsZero() || w.Before(first) {
+			first = w
 		}
 	}
-	return min
+	return first
 }
 
 func resetTimer(t *time.Timer, wake, now time.Time) {

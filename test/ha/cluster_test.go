@@ -283,7 +283,8 @@ func (c *cluster) nodes(m *mgr) ([]*minkepb.Node, error) {
 	return c.client(m).ListNodes(ctx)
 }
 
-func (c *cluster) managerToken() string {
+// joinTokens reads the cluster's join tokens.
+func (c *cluster) joinTokens() *minkepb.JoinTokens {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
@@ -291,19 +292,12 @@ func (c *cluster) managerToken() string {
 	if err != nil {
 		c.t.Fatalf("reading the join tokens: %v", err)
 	}
-	return cl.GetJoinTokens().GetManager()
+	return cl.GetJoinTokens()
 }
 
-func (c *cluster) workerToken() string {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	defer cancel()
-	cl, _, err := c.client(c.mgrs[0]).GetCluster(ctx)
-	if err != nil {
-		c.t.Fatalf("reading the join tokens: %v", err)
-	}
-	return cl.GetJoinTokens().GetWorker()
-}
+func (c *cluster) managerToken() string { c.t.Helper(); return c.joinTokens().GetManager() }
+
+func (c *cluster) workerToken() string { c.t.Helper(); return c.joinTokens().GetWorker() }
 
 // eventually polls cond until it holds or bound passes.
 func (c *cluster) eventually(bound time.Duration, what string, cond func() (bool, string)) {

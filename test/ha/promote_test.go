@@ -3,7 +3,6 @@
 package ha
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -19,14 +18,8 @@ func TestPromoteDemote(t *testing.T) {
 	c := newCluster(t, 1, 1, options{})
 	m := c.mgrs[0]
 	host := c.h.Host(1)
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	cluster, _, err := c.client(m).GetCluster(ctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	host.Start("w1", workerBin, "--data-dir", filepath.Join(c.dir, "w1"), "--join", m.apiAddr(),
-		"--token", cluster.GetJoinTokens().GetWorker(), "--advertise-addr", host.IP(), "--hostname", "w1")
+		"--token", c.workerToken(), "--advertise-addr", host.IP(), "--hostname", "w1")
 
 	node := func() *minkepb.Node {
 		nodes, err := c.nodes(m)
