@@ -150,6 +150,60 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{1}
 }
 
+// HealthState is a container's healthcheck status; NO_HEALTHCHECK when the
+// container has none.
+type HealthState int32
+
+const (
+	HealthState_NO_HEALTHCHECK  HealthState = 0
+	HealthState_HEALTH_STARTING HealthState = 1
+	HealthState_HEALTHY         HealthState = 2
+	HealthState_UNHEALTHY       HealthState = 3
+)
+
+// Enum value maps for HealthState.
+var (
+	HealthState_name = map[int32]string{
+		0: "NO_HEALTHCHECK",
+		1: "HEALTH_STARTING",
+		2: "HEALTHY",
+		3: "UNHEALTHY",
+	}
+	HealthState_value = map[string]int32{
+		"NO_HEALTHCHECK":  0,
+		"HEALTH_STARTING": 1,
+		"HEALTHY":         2,
+		"UNHEALTHY":       3,
+	}
+)
+
+func (x HealthState) Enum() *HealthState {
+	p := new(HealthState)
+	*p = x
+	return p
+}
+
+func (x HealthState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthState) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[2].Descriptor()
+}
+
+func (HealthState) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[2]
+}
+
+func (x HealthState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthState.Descriptor instead.
+func (HealthState) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{2}
+}
+
 type NodeSpec_Availability int32
 
 const (
@@ -183,11 +237,11 @@ func (x NodeSpec_Availability) String() string {
 }
 
 func (NodeSpec_Availability) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[2].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[3].Descriptor()
 }
 
 func (NodeSpec_Availability) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[2]
+	return &file_minke_v1_objects_proto_enumTypes[3]
 }
 
 func (x NodeSpec_Availability) Number() protoreflect.EnumNumber {
@@ -232,11 +286,11 @@ func (x NodeStatus_State) String() string {
 }
 
 func (NodeStatus_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[3].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[4].Descriptor()
 }
 
 func (NodeStatus_State) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[3]
+	return &file_minke_v1_objects_proto_enumTypes[4]
 }
 
 func (x NodeStatus_State) Number() protoreflect.EnumNumber {
@@ -281,11 +335,11 @@ func (x ManagerStatus_Reachability) String() string {
 }
 
 func (ManagerStatus_Reachability) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[4].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[5].Descriptor()
 }
 
 func (ManagerStatus_Reachability) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[4]
+	return &file_minke_v1_objects_proto_enumTypes[5]
 }
 
 func (x ManagerStatus_Reachability) Number() protoreflect.EnumNumber {
@@ -330,11 +384,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[5].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[6].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[5]
+	return &file_minke_v1_objects_proto_enumTypes[6]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -343,7 +397,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
 }
 
 // Meta is common to every stored object.
@@ -970,8 +1024,10 @@ type ContainerSpec struct {
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,7,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
 	// cap_add and cap_drop change docker's default capability set (names
 	// with or without CAP_; "ALL" only in cap_drop).
-	CapAdd        []string `protobuf:"bytes,8,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
-	CapDrop       []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	CapAdd  []string `protobuf:"bytes,8,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
+	CapDrop []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	// healthcheck overrides the image's HEALTHCHECK; unset means the image's.
+	Healthcheck   *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1069,6 +1125,92 @@ func (x *ContainerSpec) GetCapDrop() []string {
 	return nil
 }
 
+func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
+	if x != nil {
+		return x.Healthcheck
+	}
+	return nil
+}
+
+// HealthConfig is docker's HEALTHCHECK: test is ["NONE"], ["CMD", args...]
+// or ["CMD-SHELL", command]; zero durations and retries take docker's
+// defaults (30s interval, 30s timeout, 0s start period, 3 retries).
+type HealthConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Test          []string               `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
+	Interval      *durationpb.Duration   `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout       *durationpb.Duration   `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	StartPeriod   *durationpb.Duration   `protobuf:"bytes,4,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	Retries       uint32                 `protobuf:"varint,5,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthConfig) Reset() {
+	*x = HealthConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthConfig) ProtoMessage() {}
+
+func (x *HealthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
+func (*HealthConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HealthConfig) GetTest() []string {
+	if x != nil {
+		return x.Test
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetStartPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetRetries() uint32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
 type RestartPolicy struct {
 	state     protoimpl.MessageState  `protogen:"open.v1"`
 	Condition RestartPolicy_Condition `protobuf:"varint,1,opt,name=condition,proto3,enum=minke.v1.RestartPolicy_Condition" json:"condition,omitempty"`
@@ -1083,7 +1225,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1237,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1250,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1151,7 +1293,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1305,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1318,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1223,7 +1365,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1377,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1390,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1281,7 +1423,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1435,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1448,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1331,7 +1473,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1485,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1498,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1416,7 +1558,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1570,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1583,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -1463,13 +1605,14 @@ type ContainerStatus struct {
 	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
 	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	OomKilled     bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Health        HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1624,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1637,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1518,6 +1661,13 @@ func (x *ContainerStatus) GetOomKilled() bool {
 	return false
 }
 
+func (x *ContainerStatus) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_NO_HEALTHCHECK
+}
+
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -1533,7 +1683,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1695,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1708,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1620,7 +1770,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1782,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1795,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1735,7 +1885,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1897,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1910,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1786,7 +1936,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1948,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1961,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1834,7 +1984,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1996,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2009,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -1903,7 +2053,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2065,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2078,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2033,7 +2183,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\x86\x02\n" +
+	"\tREACHABLE\x10\x02\"\xc0\x02\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2043,7 +2193,15 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04user\x18\x06 \x01(\tR\x04user\x12E\n" +
 	"\x11stop_grace_period\x18\a \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12\x17\n" +
 	"\acap_add\x18\b \x03(\tR\x06capAdd\x12\x19\n" +
-	"\bcap_drop\x18\t \x03(\tR\acapDrop\"\x87\x02\n" +
+	"\bcap_drop\x18\t \x03(\tR\acapDrop\x128\n" +
+	"\vhealthcheck\x18\n" +
+	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\"\xe6\x01\n" +
+	"\fHealthConfig\x12\x12\n" +
+	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12<\n" +
+	"\fstart_period\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\x12\x18\n" +
+	"\aretries\x18\x05 \x01(\rR\aretries\"\x87\x02\n" +
 	"\rRestartPolicy\x12?\n" +
 	"\tcondition\x18\x01 \x01(\x0e2!.minke.v1.RestartPolicy.ConditionR\tcondition\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12!\n" +
@@ -2078,12 +2236,13 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04mode\"X\n" +
 	"\aService\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"_\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"\x8e\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
 	"\n" +
-	"oom_killed\x18\x03 \x01(\bR\toomKilled\"\xd6\x01\n" +
+	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12-\n" +
+	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\"\xd6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
@@ -2142,7 +2301,12 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\bSHUTDOWN\x10\xc6\x05\x12\v\n" +
 	"\x06FAILED\x10\xd0\x05\x12\r\n" +
 	"\bREJECTED\x10\xda\x05\x12\r\n" +
-	"\bORPHANED\x10\xe4\x05B'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\bORPHANED\x10\xe4\x05*R\n" +
+	"\vHealthState\x12\x12\n" +
+	"\x0eNO_HEALTHCHECK\x10\x00\x12\x13\n" +
+	"\x0fHEALTH_STARTING\x10\x01\x12\v\n" +
+	"\aHEALTHY\x10\x02\x12\r\n" +
+	"\tUNHEALTHY\x10\x03B'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_objects_proto_rawDescOnce sync.Once
@@ -2156,90 +2320,97 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
-	(NodeSpec_Availability)(0),      // 2: minke.v1.NodeSpec.Availability
-	(NodeStatus_State)(0),           // 3: minke.v1.NodeStatus.State
-	(ManagerStatus_Reachability)(0), // 4: minke.v1.ManagerStatus.Reachability
-	(RestartPolicy_Condition)(0),    // 5: minke.v1.RestartPolicy.Condition
-	(*Meta)(nil),                    // 6: minke.v1.Meta
-	(*Resources)(nil),               // 7: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 8: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 9: minke.v1.Platform
-	(*NodeSpec)(nil),                // 10: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 11: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 12: minke.v1.NodeStatus
-	(*Node)(nil),                    // 13: minke.v1.Node
-	(*ManagerStatus)(nil),           // 14: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 15: minke.v1.ContainerSpec
-	(*RestartPolicy)(nil),           // 16: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 17: minke.v1.TaskSpec
-	(*Placement)(nil),               // 18: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 19: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 20: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 21: minke.v1.Service
-	(*ContainerStatus)(nil),         // 22: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 23: minke.v1.TaskStatus
-	(*Task)(nil),                    // 24: minke.v1.Task
-	(*JoinTokens)(nil),              // 25: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 26: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 27: minke.v1.Cluster
-	(*LogMessage)(nil),              // 28: minke.v1.LogMessage
-	nil,                             // 29: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 30: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 32: google.protobuf.Duration
+	(HealthState)(0),                // 2: minke.v1.HealthState
+	(NodeSpec_Availability)(0),      // 3: minke.v1.NodeSpec.Availability
+	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
+	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
+	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
+	(*Meta)(nil),                    // 7: minke.v1.Meta
+	(*Resources)(nil),               // 8: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 9: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 10: minke.v1.Platform
+	(*NodeSpec)(nil),                // 11: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 12: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 13: minke.v1.NodeStatus
+	(*Node)(nil),                    // 14: minke.v1.Node
+	(*ManagerStatus)(nil),           // 15: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 16: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 17: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 18: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 19: minke.v1.TaskSpec
+	(*Placement)(nil),               // 20: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 21: minke.v1.ReplicatedService
+	(*ServiceSpec)(nil),             // 22: minke.v1.ServiceSpec
+	(*Service)(nil),                 // 23: minke.v1.Service
+	(*ContainerStatus)(nil),         // 24: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 25: minke.v1.TaskStatus
+	(*Task)(nil),                    // 26: minke.v1.Task
+	(*JoinTokens)(nil),              // 27: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 28: minke.v1.ClusterSpec
+	(*Cluster)(nil),                 // 29: minke.v1.Cluster
+	(*LogMessage)(nil),              // 30: minke.v1.LogMessage
+	nil,                             // 31: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 32: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	31, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	31, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	7,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	7,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
-	2,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	29, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	33, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	33, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	8,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
+	31, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	9,  // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	7,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
-	3,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	6,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	10, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	11, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	12, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	10, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	8,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
+	7,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	11, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	12, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	13, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	14, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	4,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	32, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	5,  // 18: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	32, // 19: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	32, // 20: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	15, // 21: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	8,  // 22: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	16, // 23: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	18, // 24: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	30, // 25: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	17, // 26: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	19, // 27: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	6,  // 28: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	20, // 29: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	31, // 30: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 31: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	22, // 32: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	6,  // 33: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	17, // 34: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 35: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	23, // 36: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	31, // 37: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	6,  // 38: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	26, // 39: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	25, // 40: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	15, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	34, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	17, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	34, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	34, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	34, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	34, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	34, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	16, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	9,  // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	18, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	20, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	32, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	19, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	21, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	7,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	22, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	2,  // 34: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	33, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 36: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	24, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	7,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	19, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 40: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	25, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	33, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	7,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	28, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	27, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2247,7 +2418,7 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[14].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[15].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 	}
 	type x struct{}
@@ -2255,8 +2426,8 @@ func file_minke_v1_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   25,
+			NumEnums:      7,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
