@@ -36,6 +36,8 @@ func run() error {
 		hostname    string
 		managerAddr string
 		level       string
+		runtimeKind string
+		simNodes    int
 	)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/worker", "directory for the node ID, images and containers")
@@ -50,6 +52,8 @@ func run() error {
 	fs.DurationVar(&cfg.Gossip.ProbeTimeout, "gossip-probe-timeout", membership.DefaultProbeTimeout, "how long a probe waits for its ack")
 	fs.IntVar(&cfg.Gossip.SuspicionMult, "gossip-suspicion-mult", membership.DefaultSuspicionMult, "suspicion time before a node is declared dead, in probe intervals (scaled by log10 of the cluster size)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&runtimeKind, "runtime", "real", "real, or simulated: start no processes, report every task RUNNING (for benchmarks and scale tests only)")
+	fs.IntVar(&simNodes, "simulate-nodes", 1, "with --runtime=simulated, how many nodes this process acts as (each joins and holds its own session)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -93,6 +97,14 @@ func run() error {
 		cfg.GossipPort = n
 	}
 	cfg.Description = manager.Describe(hostname)
+	switch {
+	case runtimeKind == "simulated":
+		return runSimulated(cfg, simNodes)
+	case runtimeKind != "real":
+		return fmt.Errorf("invalid --runtime %q: want real or simulated", runtimeKind)
+	case simNodes != 1:
+		return fmt.Errorf("--simulate-nodes %d needs --runtime=simulated", simNodes)
+	}
 	if managerAddr == "" {
 		managerAddr = net.JoinHostPort(cfg.Addr, strconv.Itoa(manager.DefaultAPIPort))
 	}
@@ -106,6 +118,21 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.RunWorker(ctx, cfg)
+}
+
+// runSimulated acts as n simulated nodes (see agent.RunSimulated): no
+// containers, no gossip, no manager role.
+func runSimulated(cfg agent.WorkerConfig, n int) error {
+	if n < 1 {
+		return fmt.Errorf("invalid --simulate-nodes %d: want at least 1", n)
+	}
+	cfg.Logger.Warn("simulated runtime: tasks are reported RUNNING but no process starts; for benchmarks and scale tests only", "nodes", n)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return agent.RunSimulated(ctx, agent.SimulatedConfig{
+		DataDir: cfg.DataDir, DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, Nodes: n,
+		Addr: cfg.Addr, Description: cfg.Description, Logger: cfg.Logger,
+	})
 }
 
 // runManagerRole runs the manager role of a promoted worker with the same

@@ -31,7 +31,7 @@ type runner struct {
 
 	mu   sync.Mutex
 	task *minkepb.Task
-	ctr  *runtime.Container
+	ctr  Container
 }
 
 func newRunner(a *Agent, t *minkepb.Task) *runner {

@@ -111,7 +111,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
-	a.rt = rt
+	a.rt = RuntimeExecutor{rt}
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
