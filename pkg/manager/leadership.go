@@ -125,12 +125,25 @@ func (m *Manager) syncNodes(ctx context.Context, markDown bool) {
 	_ = m.raft.View(func(tx raftstore.ReadTx) error { nodes = tx.Nodes(); return nil })
 	for _, n := range nodes {
 		id := n.GetMeta().GetId()
-		if alive[id] || id == m.nodeID {
+		switch {
+		case alive[id] || id == m.nodeID:
 			m.setNodeState(ctx, id, minkepb.NodeStatus_READY, "alive in gossip")
-		} else if markDown {
+		case m.disp.HasSession(id):
+			// READY through its session (see dispatcher liveness).
+		case markDown:
 			m.setNodeState(ctx, id, minkepb.NodeStatus_DOWN, "not in gossip")
 		}
 	}
+}
+
+// inGossip reports whether a node is alive in gossip now.
+func (m *Manager) inGossip(nodeID string) bool {
+	for _, mem := range m.members.Members() {
+		if mem.NodeID == nodeID {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) setNodeState(ctx context.Context, id string, state minkepb.NodeStatus_State, msg string) {
