@@ -727,9 +727,13 @@ func (*ListServicesRequest) Descriptor() ([]byte, []int) {
 }
 
 type ReplicaCounts struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Running       uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
-	Desired       uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Running uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	Desired uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
+	// assigned counts tasks desired RUNNING that the scheduler has placed on
+	// a node and that have not finished (ASSIGNED through RUNNING): running
+	// plus those on their way.
+	Assigned      uint64 `protobuf:"varint,50,opt,name=assigned,proto3" json:"assigned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -774,6 +778,13 @@ func (x *ReplicaCounts) GetRunning() uint64 {
 func (x *ReplicaCounts) GetDesired() uint64 {
 	if x != nil {
 		return x.Desired
+	}
+	return 0
+}
+
+func (x *ReplicaCounts) GetAssigned() uint64 {
+	if x != nil {
+		return x.Assigned
 	}
 	return 0
 }
@@ -1413,10 +1424,11 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"A\n" +
 	"\x12GetServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"\x15\n" +
-	"\x13ListServicesRequest\"C\n" +
+	"\x13ListServicesRequest\"_\n" +
 	"\rReplicaCounts\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\x04R\arunning\x12\x18\n" +
-	"\adesired\x18\x02 \x01(\x04R\adesired\"\xdd\x01\n" +
+	"\adesired\x18\x02 \x01(\x04R\adesired\x12\x1a\n" +
+	"\bassigned\x182 \x01(\x04R\bassigned\"\xdd\x01\n" +
 	"\x14ListServicesResponse\x12-\n" +
 	"\bservices\x18\x01 \x03(\v2\x11.minke.v1.ServiceR\bservices\x12B\n" +
 	"\x06counts\x18\x02 \x03(\v2*.minke.v1.ListServicesResponse.CountsEntryR\x06counts\x1aR\n" +

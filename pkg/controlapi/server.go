@@ -161,7 +161,13 @@ func (s *Server) ListServices(ctx context.Context, _ *minkepb.ListServicesReques
 		for _, svc := range resp.Services {
 			c := &minkepb.ReplicaCounts{Desired: svc.GetSpec().GetReplicated().GetReplicas()}
 			for _, t := range tx.TasksByService(svc.GetMeta().GetId()) {
-				if t.GetDesiredState() == minkepb.TaskState_RUNNING && t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
+				if t.GetDesiredState() != minkepb.TaskState_RUNNING {
+					continue
+				}
+				if st := t.GetStatus().GetState(); st >= minkepb.TaskState_ASSIGNED && st <= minkepb.TaskState_RUNNING {
+					c.Assigned++
+				}
+				if t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
 					c.Running++
 				}
 			}
