@@ -52,6 +52,7 @@ type Agent struct {
 	conn   *grpc.ClientConn
 	client minkepb.DispatcherClient
 	rt     *runtime.Runtime
+	net    *agentNet // nil: containers get no network
 	rep    *reporter
 
 	mu       sync.Mutex
@@ -218,6 +219,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			go func() { defer a.wg.Done(); a.publishLogs(ctx, ls) }()
 			continue
 		}
+		a.net.apply(msg.GetNetwork())
 		a.reconcile(ctx, msg.GetTasks())
 	}
 }
