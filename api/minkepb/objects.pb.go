@@ -400,6 +400,100 @@ func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
 }
 
+type PortConfig_Protocol int32
+
+const (
+	PortConfig_TCP PortConfig_Protocol = 0
+	PortConfig_UDP PortConfig_Protocol = 1
+)
+
+// Enum value maps for PortConfig_Protocol.
+var (
+	PortConfig_Protocol_name = map[int32]string{
+		0: "TCP",
+		1: "UDP",
+	}
+	PortConfig_Protocol_value = map[string]int32{
+		"TCP": 0,
+		"UDP": 1,
+	}
+)
+
+func (x PortConfig_Protocol) Enum() *PortConfig_Protocol {
+	p := new(PortConfig_Protocol)
+	*p = x
+	return p
+}
+
+func (x PortConfig_Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[7].Descriptor()
+}
+
+func (PortConfig_Protocol) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[7]
+}
+
+func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_Protocol.Descriptor instead.
+func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17, 0}
+}
+
+type PortConfig_PublishMode int32
+
+const (
+	// INGRESS: the port on every node, forwarded to any healthy task.
+	PortConfig_INGRESS PortConfig_PublishMode = 0
+	// HOST: the port on the node that runs the task, to that task.
+	PortConfig_HOST PortConfig_PublishMode = 1
+)
+
+// Enum value maps for PortConfig_PublishMode.
+var (
+	PortConfig_PublishMode_name = map[int32]string{
+		0: "INGRESS",
+		1: "HOST",
+	}
+	PortConfig_PublishMode_value = map[string]int32{
+		"INGRESS": 0,
+		"HOST":    1,
+	}
+)
+
+func (x PortConfig_PublishMode) Enum() *PortConfig_PublishMode {
+	p := new(PortConfig_PublishMode)
+	*p = x
+	return p
+}
+
+func (x PortConfig_PublishMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[8].Descriptor()
+}
+
+func (PortConfig_PublishMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[8]
+}
+
+func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_PublishMode.Descriptor instead.
+func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17, 1}
+}
+
 // Meta is common to every stored object.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -698,9 +792,12 @@ type NodeDescription struct {
 	Resources *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	// worker is true when the node runs the worker role (it joined through
 	// an agent); only such nodes get tasks.
-	Worker        bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Worker bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
+	// container_subnet is the worker's bridge subnet (CIDR); other workers
+	// route to it through the node's address. Empty: no container network.
+	ContainerSubnet string `protobuf:"bytes,90,opt,name=container_subnet,json=containerSubnet,proto3" json:"container_subnet,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -759,6 +856,13 @@ func (x *NodeDescription) GetWorker() bool {
 		return x.Worker
 	}
 	return false
+}
+
+func (x *NodeDescription) GetContainerSubnet() string {
+	if x != nil {
+		return x.ContainerSubnet
+	}
+	return ""
 }
 
 type NodeStatus struct {
@@ -1466,7 +1570,9 @@ type ServiceSpec struct {
 	// Types that are valid to be assigned to Mode:
 	//
 	//	*ServiceSpec_Replicated
-	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
+	Mode isServiceSpec_Mode `protobuf_oneof:"mode"`
+	// endpoint publishes the service's ports.
+	Endpoint      *EndpointSpec `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1538,6 +1644,13 @@ func (x *ServiceSpec) GetReplicated() *ReplicatedService {
 	return nil
 }
 
+func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
 type isServiceSpec_Mode interface {
 	isServiceSpec_Mode()
 }
@@ -1549,9 +1662,11 @@ type ServiceSpec_Replicated struct {
 func (*ServiceSpec_Replicated) isServiceSpec_Mode() {}
 
 type Service struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// endpoint is the spec's ports as allocated (published ports filled in).
+	Endpoint      *Endpoint `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1600,19 +1715,189 @@ func (x *Service) GetSpec() *ServiceSpec {
 	return nil
 }
 
-type ContainerStatus struct {
+func (x *Service) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// PortConfig publishes a container port, docker's --publish
+// published=P,target=T,protocol=tcp|udp,mode=ingress|host.
+type PortConfig struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Protocol   PortConfig_Protocol    `protobuf:"varint,1,opt,name=protocol,proto3,enum=minke.v1.PortConfig_Protocol" json:"protocol,omitempty"`
+	TargetPort uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	// published_port 0 asks for one: ingress ports are then allocated from
+	// 30000-32767 (swarm's range); host ports must be given.
+	PublishedPort uint32                 `protobuf:"varint,3,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	PublishMode   PortConfig_PublishMode `protobuf:"varint,4,opt,name=publish_mode,json=publishMode,proto3,enum=minke.v1.PortConfig_PublishMode" json:"publish_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConfig) Reset() {
+	*x = PortConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConfig) ProtoMessage() {}
+
+func (x *PortConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
+func (*PortConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PortConfig) GetProtocol() PortConfig_Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return PortConfig_TCP
+}
+
+func (x *PortConfig) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
+	if x != nil {
+		return x.PublishMode
+	}
+	return PortConfig_INGRESS
+}
+
+type EndpointSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	OomKilled     bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	Health        HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSpec) Reset() {
+	*x = EndpointSpec{}
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSpec) ProtoMessage() {}
+
+func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
+func (*EndpointSpec) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *EndpointSpec) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// Endpoint is what the managers allocated for a service's EndpointSpec.
+type Endpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Endpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type ContainerStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pid       int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode  int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	OomKilled bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Health    HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	// address is the container's address on its node's bridge (CIDR).
+	Address       string `protobuf:"bytes,90,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1909,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1922,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1668,6 +1953,13 @@ func (x *ContainerStatus) GetHealth() HealthState {
 	return HealthState_NO_HEALTHCHECK
 }
 
+func (x *ContainerStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -1683,7 +1975,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1987,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +2000,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1770,7 +2062,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2074,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2087,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1885,7 +2177,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2189,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2202,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1936,7 +2228,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2240,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2253,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1984,7 +2276,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2288,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2301,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -2053,7 +2345,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2357,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2370,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2148,12 +2440,13 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\xa8\x01\n" +
+	"\x05DRAIN\x10\x02\"\xd3\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12.\n" +
 	"\bplatform\x18\x02 \x01(\v2\x12.minke.v1.PlatformR\bplatform\x121\n" +
 	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\x12\x16\n" +
-	"\x06worker\x18\x04 \x01(\bR\x06worker\"\x97\x01\n" +
+	"\x06worker\x18\x04 \x01(\bR\x06worker\x12)\n" +
+	"\x10container_subnet\x18Z \x01(\tR\x0fcontainerSubnet\"\x97\x01\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.minke.v1.NodeStatus.StateR\x05state\x12\x18\n" +
@@ -2222,27 +2515,47 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\vpreferences\x18\x02 \x03(\tR\vpreferences\x121\n" +
 	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
-	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x86\x02\n" +
+	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\xba\x02\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.minke.v1.ServiceSpec.LabelsEntryR\x06labels\x12&\n" +
 	"\x04task\x18\x03 \x01(\v2\x12.minke.v1.TaskSpecR\x04task\x12=\n" +
 	"\n" +
 	"replicated\x18\x04 \x01(\v2\x1b.minke.v1.ReplicatedServiceH\x00R\n" +
-	"replicated\x1a9\n" +
+	"replicated\x122\n" +
+	"\bendpoint\x18Z \x01(\v2\x16.minke.v1.EndpointSpecR\bendpoint\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04mode\"X\n" +
+	"\x04mode\"\x88\x01\n" +
 	"\aService\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"\x8e\x01\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12.\n" +
+	"\bendpoint\x18Z \x01(\v2\x12.minke.v1.EndpointR\bendpoint\"\x98\x02\n" +
+	"\n" +
+	"PortConfig\x129\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x1d.minke.v1.PortConfig.ProtocolR\bprotocol\x12\x1f\n" +
+	"\vtarget_port\x18\x02 \x01(\rR\n" +
+	"targetPort\x12%\n" +
+	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12C\n" +
+	"\fpublish_mode\x18\x04 \x01(\x0e2 .minke.v1.PortConfig.PublishModeR\vpublishMode\"\x1c\n" +
+	"\bProtocol\x12\a\n" +
+	"\x03TCP\x10\x00\x12\a\n" +
+	"\x03UDP\x10\x01\"$\n" +
+	"\vPublishMode\x12\v\n" +
+	"\aINGRESS\x10\x00\x12\b\n" +
+	"\x04HOST\x10\x01\":\n" +
+	"\fEndpointSpec\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\bEndpoint\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12-\n" +
-	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\"\xd6\x01\n" +
+	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\x12\x18\n" +
+	"\aaddress\x18Z \x01(\tR\aaddress\"\xd6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
@@ -2320,8 +2633,8 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -2330,87 +2643,98 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
 	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(*Meta)(nil),                    // 7: minke.v1.Meta
-	(*Resources)(nil),               // 8: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 9: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 10: minke.v1.Platform
-	(*NodeSpec)(nil),                // 11: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 12: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 13: minke.v1.NodeStatus
-	(*Node)(nil),                    // 14: minke.v1.Node
-	(*ManagerStatus)(nil),           // 15: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 16: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 17: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 18: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 19: minke.v1.TaskSpec
-	(*Placement)(nil),               // 20: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 21: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 22: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 23: minke.v1.Service
-	(*ContainerStatus)(nil),         // 24: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 25: minke.v1.TaskStatus
-	(*Task)(nil),                    // 26: minke.v1.Task
-	(*JoinTokens)(nil),              // 27: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 28: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 29: minke.v1.Cluster
-	(*LogMessage)(nil),              // 30: minke.v1.LogMessage
-	nil,                             // 31: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 32: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(PortConfig_Protocol)(0),        // 7: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),     // 8: minke.v1.PortConfig.PublishMode
+	(*Meta)(nil),                    // 9: minke.v1.Meta
+	(*Resources)(nil),               // 10: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 11: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 12: minke.v1.Platform
+	(*NodeSpec)(nil),                // 13: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 14: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 15: minke.v1.NodeStatus
+	(*Node)(nil),                    // 16: minke.v1.Node
+	(*ManagerStatus)(nil),           // 17: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 18: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 19: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 20: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 21: minke.v1.TaskSpec
+	(*Placement)(nil),               // 22: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 23: minke.v1.ReplicatedService
+	(*ServiceSpec)(nil),             // 24: minke.v1.ServiceSpec
+	(*Service)(nil),                 // 25: minke.v1.Service
+	(*PortConfig)(nil),              // 26: minke.v1.PortConfig
+	(*EndpointSpec)(nil),            // 27: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                // 28: minke.v1.Endpoint
+	(*ContainerStatus)(nil),         // 29: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 30: minke.v1.TaskStatus
+	(*Task)(nil),                    // 31: minke.v1.Task
+	(*JoinTokens)(nil),              // 32: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 33: minke.v1.ClusterSpec
+	(*Cluster)(nil),                 // 34: minke.v1.Cluster
+	(*LogMessage)(nil),              // 35: minke.v1.LogMessage
+	nil,                             // 36: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 37: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 39: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	33, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	33, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	8,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	38, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	38, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	10, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	31, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	36, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	10, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	8,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	12, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	10, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	7,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	11, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	12, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	13, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	9,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	13, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	14, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	15, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	15, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	17, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	34, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	34, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	34, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	34, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	39, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	19, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	39, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	39, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	39, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	34, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	16, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	9,  // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	18, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	20, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	32, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	19, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	21, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	7,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	22, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	2,  // 34: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	33, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 36: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	24, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	7,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	19, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 40: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	25, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	33, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	7,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	28, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	27, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	39, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	39, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	18, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	11, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	20, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	22, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	37, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	21, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	23, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	27, // 32: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	9,  // 33: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	24, // 34: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	28, // 35: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	7,  // 36: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	8,  // 37: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	26, // 38: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	26, // 39: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 40: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	38, // 41: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 42: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	29, // 43: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	9,  // 44: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	21, // 45: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 46: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	30, // 47: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	38, // 48: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	9,  // 49: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	33, // 50: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	32, // 51: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2426,8 +2750,8 @@ func file_minke_v1_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   26,
+			NumEnums:      9,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -36,6 +36,7 @@ type createOptions struct {
 	constraints        []string
 	placementPrefs     []string
 	maxPerNode         string
+	publish            []string
 	detach             bool
 }
 
@@ -138,11 +139,16 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
+	endpoint, err := parsePublish(o.publish)
+	if err != nil {
+		return nil, err
+	}
 	return &minkepb.ServiceSpec{
-		Name:   o.name,
-		Labels: labels,
-		Task:   task,
-		Mode:   &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+		Name:     o.name,
+		Labels:   labels,
+		Task:     task,
+		Mode:     &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+		Endpoint: endpoint,
 	}, nil
 }
 

@@ -51,6 +51,7 @@ type Agent struct {
 	conn   *grpc.ClientConn
 	client minkepb.DispatcherClient
 	rt     Executor
+	net    *agentNet // nil: containers get no network
 	rep    *reporter
 
 	mu       sync.Mutex
@@ -217,6 +218,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			go func() { defer a.wg.Done(); a.publishLogs(ctx, ls) }()
 			continue
 		}
+		a.net.apply(msg.GetNetwork())
 		a.reconcile(ctx, msg.GetTasks())
 	}
 }

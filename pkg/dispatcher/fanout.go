@@ -107,6 +107,7 @@ func (f *fanout) route(evs []raftstore.Event) {
 			}
 		}
 	}
+	all := false // every session: a reset, or a change to network state
 	for _, ev := range evs {
 		switch o := ev.Object.(type) {
 		case *minkepb.Task:
@@ -116,10 +117,13 @@ func (f *fanout) route(evs []raftstore.Event) {
 		case *minkepb.Node:
 			signal(o.GetMeta().GetId())
 		}
-		if ev.Kind == raftstore.EventReset {
-			for id := range f.watchers {
-				signal(id)
-			}
+		if ev.Kind == raftstore.EventReset || networkWide(ev) {
+			all = true
+		}
+	}
+	if all {
+		for id := range f.watchers {
+			signal(id)
 		}
 	}
 }

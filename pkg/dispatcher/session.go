@@ -98,7 +98,7 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
 	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
 	n.SecretHash = nil
-	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n}
+	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: networkState(tx, nodeID)}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
@@ -120,5 +120,5 @@ func versions(msg *minkepb.SessionMessage) []string {
 	for _, t := range msg.GetTasks() {
 		out = append(out, t.GetMeta().GetId()+"@"+t.GetDesiredState().String())
 	}
-	return out
+	return append(out, networkVersion(msg.GetNetwork()))
 }
