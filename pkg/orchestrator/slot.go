@@ -126,4 +126,3 @@ func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, 
 	}
 	return time.Time{}, tx.Create(t)
 }
-

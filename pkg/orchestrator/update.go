@@ -218,12 +218,12 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 
 // progress is where an update stands, read from the store.
 type progress struct {
-	dirty     []slotView // slots whose only live task is out of date
-	busy      int        // slots being replaced, or in their delay after
-	considered int       // slots the update covers
-	lastReady time.Time  // when the last replaced slot became Ready
-	wake      time.Time  // when a delay ends
-	failed    []string   // tasks of the new spec that failed since the start
+	dirty      []slotView // slots whose only live task is out of date
+	busy       int        // slots being replaced, or in their delay after
+	considered int        // slots the update covers
+	lastReady  time.Time  // when the last replaced slot became Ready
+	wake       time.Time  // when a delay ends
+	failed     []string   // tasks of the new spec that failed since the start
 }
 
 func assess(svc *minkepb.Service, tasks []*minkepb.Task, cfg *minkepb.UpdateConfig, now time.Time) progress {
