@@ -37,6 +37,10 @@ type createOptions struct {
 	placementPrefs     []string
 	maxPerNode         string
 	publish            []string
+	restartWindow      string
+	mode               string
+	maxConcurrent      string
+	update, rollback   updateConfigOptions
 	detach             bool
 }
 
@@ -54,12 +58,17 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	if len(args) == 0 || args[0] == "" {
 		return nil, fmt.Errorf("missing IMAGE: usage is service create [OPTIONS] IMAGE [CMD [ARG...]]")
 	}
-	replicas := uint64(1)
-	if o.replicas != "" {
-		var err error
-		if replicas, err = parseCount("replicas", o.replicas); err != nil {
-			return nil, err
-		}
+	modeSpec, err := buildMode(o.mode, o.replicas, o.maxConcurrent)
+	if err != nil {
+		return nil, err
+	}
+	updateConfig, err := buildUpdateConfig("update", o.update, nil)
+	if err != nil {
+		return nil, err
+	}
+	rollbackConfig, err := buildUpdateConfig("rollback", o.rollback, nil)
+	if err != nil {
+		return nil, err
 	}
 	c := &minkepb.ContainerSpec{
 		Image: args[0],
@@ -144,11 +153,13 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		return nil, err
 	}
 	return &minkepb.ServiceSpec{
-		Name:     o.name,
-		Labels:   labels,
-		Task:     task,
-		Mode:     &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
-		Endpoint: endpoint,
+		Name:           o.name,
+		Labels:         labels,
+		Task:           task,
+		Mode:           modeSpec.Mode,
+		UpdateConfig:   updateConfig,
+		RollbackConfig: rollbackConfig,
+		Endpoint:       endpoint,
 	}, nil
 }
 
@@ -179,7 +190,7 @@ func buildResources(prefix, memory, cpu string) (*minkepb.Resources, error) {
 // buildRestartPolicy parses the --restart-* flags; nil when none is given,
 // so the manager's defaults apply.
 func buildRestartPolicy(o createOptions) (*minkepb.RestartPolicy, error) {
-	if o.restartCondition == "" && o.restartDelay == "" && o.restartMaxAttempts == "" {
+	if o.restartCondition == "" && o.restartDelay == "" && o.restartMaxAttempts == "" && o.restartWindow == "" {
 		return nil, nil
 	}
 	p := &minkepb.RestartPolicy{}
@@ -203,6 +214,13 @@ func buildRestartPolicy(o createOptions) (*minkepb.RestartPolicy, error) {
 			return nil, err
 		}
 		p.MaxAttempts = n
+	}
+	if o.restartWindow != "" {
+		d, err := parseDuration("restart-window", o.restartWindow)
+		if err != nil {
+			return nil, err
+		}
+		p.Window = durationpb.New(d)
 	}
 	return p, nil
 }
