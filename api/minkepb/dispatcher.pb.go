@@ -327,7 +327,10 @@ type SessionMessage struct {
 	Node *Node `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
 	// manager_token is sent to a worker the operator promoted, so that it can
 	// join the managers.
-	ManagerToken  string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	ManagerToken string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	// gossip_keyring is the gossip keys the node must hold (sent with every
+	// assignment set, and whenever a key rotation changes it).
+	GossipKeyring *GossipKeyring `protobuf:"bytes,110,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +393,67 @@ func (x *SessionMessage) GetManagerToken() string {
 	return ""
 }
 
+func (x *SessionMessage) GetGossipKeyring() *GossipKeyring {
+	if x != nil {
+		return x.GossipKeyring
+	}
+	return nil
+}
+
+// GossipKeyring is the memberlist keyring a node should hold.
+type GossipKeyring struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// primary encrypts; every key in keys (which includes primary) decrypts.
+	Primary       []byte   `protobuf:"bytes,1,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys          [][]byte `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyring) Reset() {
+	*x = GossipKeyring{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyring) ProtoMessage() {}
+
+func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
+func (*GossipKeyring) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GossipKeyring) GetPrimary() []byte {
+	if x != nil {
+		return x.Primary
+	}
+	return nil
+}
+
+func (x *GossipKeyring) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 type TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -400,7 +464,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +476,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +489,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -452,7 +516,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +528,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +541,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -502,7 +566,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +578,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +591,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 type PublishLogsMessage struct {
@@ -540,7 +604,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +616,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +629,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -590,7 +654,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +666,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +679,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -647,12 +711,16 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xc5\x01\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\"\x85\x02\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
-	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\"Y\n" +
+	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x12>\n" +
+	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"=\n" +
+	"\rGossipKeyring\x12\x18\n" +
+	"\aprimary\x18\x01 \x01(\fR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\"Y\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x06status\x18\x02 \x01(\v2\x14.minke.v1.TaskStatusR\x06status\"h\n" +
@@ -683,49 +751,51 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
 	(*SessionRequest)(nil),           // 2: minke.v1.SessionRequest
 	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
-	(*TaskStatusUpdate)(nil),         // 5: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 6: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 7: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 8: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 9: minke.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 10: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 11: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 12: minke.v1.NodeRole
-	(*Task)(nil),                     // 13: minke.v1.Task
-	(*Node)(nil),                     // 14: minke.v1.Node
-	(*TaskStatus)(nil),               // 15: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 16: minke.v1.LogMessage
+	(*GossipKeyring)(nil),            // 5: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 6: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 7: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 8: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 9: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 10: minke.v1.PublishLogsResponse
+	(*NodeDescription)(nil),          // 11: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 12: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 13: minke.v1.NodeRole
+	(*Task)(nil),                     // 14: minke.v1.Task
+	(*Node)(nil),                     // 15: minke.v1.Node
+	(*TaskStatus)(nil),               // 16: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 17: minke.v1.LogMessage
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	10, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	11, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	12, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	13, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	11, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	12, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	13, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	14, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	14, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	15, // 6: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	5,  // 7: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	16, // 8: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	0,  // 9: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 10: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	6,  // 11: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	8,  // 12: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 13: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 14: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	7,  // 15: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	9,  // 16: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	5,  // 6: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	16, // 7: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	6,  // 8: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	17, // 9: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	0,  // 10: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 11: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	7,  // 12: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	9,  // 13: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 14: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 15: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	8,  // 16: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	10, // 17: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -740,7 +810,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

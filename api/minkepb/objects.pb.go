@@ -400,6 +400,57 @@ func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
 }
 
+type GossipKeyRotation_Phase int32
+
+const (
+	// INSTALL: every node adds new_key to its keyring; the old key stays
+	// primary.
+	GossipKeyRotation_INSTALL GossipKeyRotation_Phase = 0
+	// USE: every node encrypts with new_key (now gossip_key) and still
+	// accepts the old one. Next the old key is dropped and the rotation
+	// ends.
+	GossipKeyRotation_USE GossipKeyRotation_Phase = 1
+)
+
+// Enum value maps for GossipKeyRotation_Phase.
+var (
+	GossipKeyRotation_Phase_name = map[int32]string{
+		0: "INSTALL",
+		1: "USE",
+	}
+	GossipKeyRotation_Phase_value = map[string]int32{
+		"INSTALL": 0,
+		"USE":     1,
+	}
+)
+
+func (x GossipKeyRotation_Phase) Enum() *GossipKeyRotation_Phase {
+	p := new(GossipKeyRotation_Phase)
+	*p = x
+	return p
+}
+
+func (x GossipKeyRotation_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[7].Descriptor()
+}
+
+func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[7]
+}
+
+func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
+func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 0}
+}
+
 // Meta is common to every stored object.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1976,10 +2027,16 @@ type Cluster struct {
 	Meta       *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Spec       *ClusterSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
-	// gossip_key encrypts memberlist traffic (AES, 32 bytes).
-	GossipKey     []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// gossip_key encrypts memberlist traffic (AES, 32 bytes): the primary
+	// key, which every node encrypts with.
+	GossipKey []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	// gossip_keys is every key nodes must accept, the primary included; empty
+	// means gossip_key alone. It holds two keys only while a rotation runs.
+	GossipKeys [][]byte `protobuf:"bytes,110,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// gossip_key_rotation is the rotation in progress, if any.
+	GossipKeyRotation *GossipKeyRotation `protobuf:"bytes,111,opt,name=gossip_key_rotation,json=gossipKeyRotation,proto3" json:"gossip_key_rotation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -2040,6 +2097,84 @@ func (x *Cluster) GetGossipKey() []byte {
 	return nil
 }
 
+func (x *Cluster) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKeyRotation() *GossipKeyRotation {
+	if x != nil {
+		return x.GossipKeyRotation
+	}
+	return nil
+}
+
+// GossipKeyRotation is a gossip key rotation in progress, driven by the
+// leader one phase at a time so that the cluster never splits: a phase
+// starts only when every alive member advertises (in its gossip meta) that
+// it finished the one before.
+type GossipKeyRotation struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	NewKey        []byte                  `protobuf:"bytes,1,opt,name=new_key,json=newKey,proto3" json:"new_key,omitempty"`
+	Phase         GossipKeyRotation_Phase `protobuf:"varint,2,opt,name=phase,proto3,enum=minke.v1.GossipKeyRotation_Phase" json:"phase,omitempty"`
+	StartedAt     *timestamppb.Timestamp  `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyRotation) Reset() {
+	*x = GossipKeyRotation{}
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyRotation) ProtoMessage() {}
+
+func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
+func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GossipKeyRotation) GetNewKey() []byte {
+	if x != nil {
+		return x.NewKey
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetPhase() GossipKeyRotation_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return GossipKeyRotation_INSTALL
+}
+
+func (x *GossipKeyRotation) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 type LogMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
@@ -2053,7 +2188,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2200,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2213,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2269,14 +2404,25 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
 	"\amanager\x18\x02 \x01(\tR\amanager\"!\n" +
 	"\vClusterSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xae\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x9c\x02\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\"\x85\x01\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12\x1f\n" +
+	"\vgossip_keys\x18n \x03(\fR\n" +
+	"gossipKeys\x12K\n" +
+	"\x13gossip_key_rotation\x18o \x01(\v2\x1b.minke.v1.GossipKeyRotationR\x11gossipKeyRotation\"\xbf\x01\n" +
+	"\x11GossipKeyRotation\x12\x17\n" +
+	"\anew_key\x18\x01 \x01(\fR\x06newKey\x127\n" +
+	"\x05phase\x18\x02 \x01(\x0e2!.minke.v1.GossipKeyRotation.PhaseR\x05phase\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x1d\n" +
+	"\x05Phase\x12\v\n" +
+	"\aINSTALL\x10\x00\x12\a\n" +
+	"\x03USE\x10\x01\"\x85\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -2320,8 +2466,8 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -2330,87 +2476,92 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
 	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(*Meta)(nil),                    // 7: minke.v1.Meta
-	(*Resources)(nil),               // 8: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 9: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 10: minke.v1.Platform
-	(*NodeSpec)(nil),                // 11: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 12: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 13: minke.v1.NodeStatus
-	(*Node)(nil),                    // 14: minke.v1.Node
-	(*ManagerStatus)(nil),           // 15: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 16: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 17: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 18: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 19: minke.v1.TaskSpec
-	(*Placement)(nil),               // 20: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 21: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 22: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 23: minke.v1.Service
-	(*ContainerStatus)(nil),         // 24: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 25: minke.v1.TaskStatus
-	(*Task)(nil),                    // 26: minke.v1.Task
-	(*JoinTokens)(nil),              // 27: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 28: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 29: minke.v1.Cluster
-	(*LogMessage)(nil),              // 30: minke.v1.LogMessage
-	nil,                             // 31: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 32: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(GossipKeyRotation_Phase)(0),    // 7: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                    // 8: minke.v1.Meta
+	(*Resources)(nil),               // 9: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 10: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 11: minke.v1.Platform
+	(*NodeSpec)(nil),                // 12: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 13: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 14: minke.v1.NodeStatus
+	(*Node)(nil),                    // 15: minke.v1.Node
+	(*ManagerStatus)(nil),           // 16: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 17: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 18: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 19: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 20: minke.v1.TaskSpec
+	(*Placement)(nil),               // 21: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 22: minke.v1.ReplicatedService
+	(*ServiceSpec)(nil),             // 23: minke.v1.ServiceSpec
+	(*Service)(nil),                 // 24: minke.v1.Service
+	(*ContainerStatus)(nil),         // 25: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 26: minke.v1.TaskStatus
+	(*Task)(nil),                    // 27: minke.v1.Task
+	(*JoinTokens)(nil),              // 28: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 29: minke.v1.ClusterSpec
+	(*Cluster)(nil),                 // 30: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 31: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),              // 32: minke.v1.LogMessage
+	nil,                             // 33: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 34: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	33, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	33, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	8,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	35, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	35, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	9,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	31, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	33, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	10, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	8,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	11, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	9,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	7,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	11, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	12, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	13, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	8,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	12, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	13, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	14, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	15, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	16, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	34, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	34, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	34, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	34, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	36, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	18, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	36, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	36, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	36, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	34, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	16, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	9,  // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	18, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	20, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	32, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	19, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	21, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	7,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	22, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	36, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	36, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	17, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	10, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	19, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	21, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	34, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	20, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	22, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	8,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	23, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
 	2,  // 34: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	33, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	35, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
 	1,  // 36: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	24, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	7,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	19, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	25, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	8,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	20, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
 	1,  // 40: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	25, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	33, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	7,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	28, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	27, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	26, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	35, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	8,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	29, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	28, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	31, // 46: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	7,  // 47: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	35, // 48: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2426,8 +2577,8 @@ func file_minke_v1_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   26,
+			NumEnums:      8,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
