@@ -92,7 +92,7 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
 	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
 	n.SecretHash = nil
-	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n}
+	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, GossipKeyring: gossipKeyring(tx.Cluster())}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
@@ -107,6 +107,9 @@ func touchesNode(evs []raftstore.Event, nodeID string) bool {
 		if n, ok := ev.Object.(*minkepb.Node); ok && n.GetMeta().GetId() == nodeID {
 			return true
 		}
+		if _, ok := ev.Object.(*minkepb.Cluster); ok {
+			return true // the gossip keyring may have changed
+		}
 		if ev.Kind == raftstore.EventReset {
 			return true
 		}
@@ -117,7 +120,7 @@ func touchesNode(evs []raftstore.Event, nodeID string) bool {
 // versions identifies a session message: the node's version, then task IDs
 // with their versions, in ID order.
 func versions(msg *minkepb.SessionMessage) []string {
-	out := []string{"node@" + strconv.FormatUint(msg.GetNode().GetMeta().GetVersion(), 10)}
+	out := []string{"node@" + strconv.FormatUint(msg.GetNode().GetMeta().GetVersion(), 10), keyringVersion(msg.GetGossipKeyring())}
 	for _, t := range msg.GetTasks() {
 		out = append(out, t.GetMeta().GetId()+"@"+strconv.FormatUint(t.GetMeta().GetVersion(), 10))
 	}

@@ -309,6 +309,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	goRun("dispatcher status", func() error { m.disp.Run(runCtx); return nil })
 	goRun("leadership", func() error { m.runLeadership(runCtx); return nil })
 	goRun("membership watch", func() error { m.watchMembership(runCtx, demoted); return nil })
+	goRun("gossip keys", func() error { m.followGossipKeys(runCtx); return nil })
 	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
 	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
 	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })
