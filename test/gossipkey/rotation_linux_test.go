@@ -49,12 +49,22 @@ type cluster struct {
 	logs     *logBuffer
 	ports    clustertest.Ports
 	managers []*manager.Manager
+	mgrCfgs  []manager.Config
 	sockets  []string
 	gossip   []string // managers' gossip addresses
 	workers  []string // workers' node IDs, once ready
+	wrkCfgs  []agent.WorkerConfig
+	procs    map[string]*proc // by node name
 	wg       sync.WaitGroup
-	mu       sync.Mutex
 }
+
+// proc is one running node; stop ends it and waits.
+type proc struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (p *proc) stop() { p.cancel(); <-p.done }
 
 const ip = "127.0.0.1"
 
@@ -62,66 +72,91 @@ func (c *cluster) logger(name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 }
 
+func (c *cluster) run(name string, fn func(ctx context.Context) error) *proc {
+	ctx, cancel := context.WithCancel(c.ctx)
+	p := &proc{cancel: cancel, done: make(chan struct{})}
+	if c.procs == nil {
+		c.procs = map[string]*proc{}
+	}
+	c.procs[name] = p
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(p.done)
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			c.t.Errorf("%s: %v", name, err)
+		}
+	}()
+	return p
+}
+
 func (c *cluster) startManager(name string, joinAddr, token string) *manager.Manager {
 	t := c.t
 	t.Helper()
 	p := c.ports.Free(t, ip, 4)
 	addr := func(i int) string { return net.JoinHostPort(ip, strconv.Itoa(p[i])) }
-	sock := filepath.Join(t.TempDir(), "control.sock")
-	m, err := manager.New(manager.Config{
+	cfg := manager.Config{
 		DataDir: t.TempDir(), ListenAddr: addr(0), RaftAddr: addr(1), GossipAddr: addr(2), RegistryAddr: addr(3),
-		ControlSocket: sock, JoinAddr: joinAddr, Token: token, Hostname: name, Logger: c.logger(name),
-	})
+		ControlSocket: filepath.Join(t.TempDir(), "control.sock"), JoinAddr: joinAddr, Token: token, Hostname: name,
+		Logger: c.logger(name),
+	}
+	c.mgrCfgs = append(c.mgrCfgs, cfg)
+	c.managers = append(c.managers, nil)
+	c.sockets = append(c.sockets, cfg.ControlSocket)
+	c.gossip = append(c.gossip, cfg.GossipAddr)
+	return c.runManager(len(c.managers)-1, name)
+}
+
+// runManager starts (or restarts, with the same data) manager i.
+func (c *cluster) runManager(i int, name string) *manager.Manager {
+	t := c.t
+	t.Helper()
+	m, err := manager.New(c.mgrCfgs[i])
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if err := m.Run(c.ctx); err != nil && c.ctx.Err() == nil {
-			t.Errorf("manager %s: %v", name, err)
-		}
-	}()
+	c.run(name, m.Run)
 	select {
 	case <-m.Ready():
 	case <-time.After(60 * time.Second):
 		t.Fatalf("manager %s not ready within 60s", name)
 	}
-	c.managers = append(c.managers, m)
-	c.sockets = append(c.sockets, sock)
-	c.gossip = append(c.gossip, addr(2))
+	c.managers[i] = m
 	return m
 }
 
 func (c *cluster) startWorker(name, joinAddr, token string) {
 	t := c.t
 	t.Helper()
-	port := c.ports.Free(t, ip, 1)[0]
-	ready := make(chan string, 1)
-	dir := t.TempDir()
-	cfg := agent.WorkerConfig{
-		DataDir: dir, DispatcherAddr: joinAddr, Token: token, Addr: ip, GossipPort: port,
+	c.wrkCfgs = append(c.wrkCfgs, agent.WorkerConfig{
+		DataDir: t.TempDir(), DispatcherAddr: joinAddr, Token: token, Addr: ip, GossipPort: c.ports.Free(t, ip, 1)[0],
 		Description: manager.Describe(name), Logger: c.logger(name),
-		Ready: func(id string) { ready <- id },
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		if err := agent.RunWorker(c.ctx, cfg); err != nil && c.ctx.Err() == nil {
-			t.Errorf("worker %s: %v", name, err)
+	})
+	id := c.runWorker(len(c.wrkCfgs)-1, name)
+	c.workers = append(c.workers, id)
+	t.Cleanup(func() {
+		for _, d := range clustertest.NodeCgroups(id) {
+			_ = clustertest.RemoveCgroup(d)
 		}
-	}()
+	})
+}
+
+// runWorker starts (or restarts, with the same data) worker i and returns
+// its node ID.
+func (c *cluster) runWorker(i int, name string) string {
+	t := c.t
+	t.Helper()
+	ready := make(chan string, 1)
+	cfg := c.wrkCfgs[i]
+	cfg.Ready = func(id string) { ready <- id }
+	c.run(name, func(ctx context.Context) error { return agent.RunWorker(ctx, cfg) })
 	select {
 	case id := <-ready:
-		c.workers = append(c.workers, id)
-		t.Cleanup(func() {
-			for _, d := range clustertest.NodeCgroups(id) {
-				_ = clustertest.RemoveCgroup(d)
-			}
-		})
+		return id
 	case <-time.After(60 * time.Second):
 		t.Fatalf("worker %s not ready within 60s", name)
 	}
+	return ""
 }
 
 func (c *cluster) tokens() *minkepb.JoinTokens {
@@ -149,10 +184,19 @@ func (c *cluster) nodeIDs() []string {
 // everyManagerSees reports whether every manager sees exactly the cluster's
 // nodes, each advertising keys (when keys is not nil).
 func (c *cluster) everyManagerSees(keys []string) (bool, string) {
-	want := c.nodeIDs()
-	for i, m := range c.managers {
+	all := make([]int, len(c.managers))
+	for i := range all {
+		all[i] = i
+	}
+	return c.managersSee(all, c.nodeIDs(), keys)
+}
+
+// managersSee reports whether the managers with the given indexes see
+// exactly the nodes want, each advertising keys (when keys is not nil).
+func (c *cluster) managersSee(mgrs []int, want, keys []string) (bool, string) {
+	for _, i := range mgrs {
 		var ids []string
-		for _, mem := range m.GossipMembers() {
+		for _, mem := range c.managers[i].GossipMembers() {
 			ids = append(ids, mem.NodeID)
 			if keys != nil && !slices.Equal(mem.Meta.Keys, keys) {
 				return false, fmt.Sprintf("manager %d sees %s with keys %v, want %v", i, mem.NodeID, mem.Meta.Keys, keys)
@@ -163,6 +207,27 @@ func (c *cluster) everyManagerSees(keys []string) (bool, string) {
 		}
 	}
 	return true, ""
+}
+
+// newCluster starts three managers and two workers, all joined through
+// the first manager, and stops them when the test ends.
+func newCluster(t *testing.T) *cluster {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &cluster{t: t, ctx: ctx, logs: &logBuffer{}}
+	t.Cleanup(func() {
+		cancel()
+		c.wg.Wait()
+		if t.Failed() {
+			t.Logf("logs:\n%s", c.logs.String())
+		}
+	})
+	m1 := c.startManager("m1", "", "")
+	tok := c.tokens()
+	c.startManager("m2", m1.DispatcherAddr(), tok.GetManager())
+	c.startManager("m3", m1.DispatcherAddr(), tok.GetManager())
+	c.startWorker("w1", m1.DispatcherAddr(), tok.GetWorker())
+	c.startWorker("w2", m1.DispatcherAddr(), tok.GetWorker())
+	return c
 }
 
 func requireRoot(t *testing.T) {
@@ -179,22 +244,9 @@ func requireRoot(t *testing.T) {
 // partition throughout and refuses the old key afterwards.
 func TestGossipKeyRotation(t *testing.T) {
 	requireRoot(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &cluster{t: t, ctx: ctx, logs: &logBuffer{}}
-	t.Cleanup(func() {
-		cancel()
-		c.wg.Wait()
-		if t.Failed() {
-			t.Logf("logs:\n%s", c.logs.String())
-		}
-	})
-	m1 := c.startManager("m1", "", "")
-	tok := c.tokens()
-	c.startManager("m2", m1.DispatcherAddr(), tok.GetManager())
-	c.startManager("m3", m1.DispatcherAddr(), tok.GetManager())
-	c.startWorker("w1", m1.DispatcherAddr(), tok.GetWorker())
-	c.startWorker("w2", m1.DispatcherAddr(), tok.GetWorker())
-
+	c := newCluster(t)
+	m1 := c.managers[0]
+	ctx := c.ctx
 	oldKey := c.cluster().GetGossipKey()
 	oldFP := membership.KeyFingerprint(oldKey)
 	clustertest.Eventually(t, 30*time.Second, "one partition with the old key", func() (bool, string) {
@@ -212,7 +264,7 @@ func TestGossipKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Cancel()
-	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchCtx, stopWatch := context.WithCancel(c.ctx)
 	var watchWG sync.WaitGroup
 	watchWG.Add(2)
 	go func() {
@@ -250,7 +302,7 @@ func TestGossipKeyRotation(t *testing.T) {
 	}()
 
 	// Rotate through a follower (the call is forwarded to the leader).
-	cl, err := client.Dial(ctx, c.sockets[1])
+	cl, err := client.Dial(c.ctx, c.sockets[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,4 +364,55 @@ func TestGossipKeyRotation(t *testing.T) {
 	if ok, why := c.everyManagerSees([]string{newFP}); !ok || !slices.Equal(c.nodeIDs(), before) {
 		t.Errorf("membership changed by the refused join: %s", why)
 	}
+}
+
+// TestGossipKeyRotationWithNodesDown rotates the key while a manager and a
+// worker are stopped: the rotation does not wait for them, and both come
+// back with the new key (the manager from its Raft log, the worker through
+// its join and session) and rejoin gossip.
+func TestGossipKeyRotationWithNodesDown(t *testing.T) {
+	requireRoot(t)
+	c := newCluster(t)
+	clustertest.Eventually(t, 30*time.Second, "one partition", func() (bool, string) { return c.everyManagerSees(nil) })
+	all := c.nodeIDs()
+	m3, w2 := c.managers[2].NodeID(), c.workers[1]
+	c.procs["m3"].stop()
+	c.procs["w2"].stop()
+	up := slices.DeleteFunc(slices.Clone(all), func(id string) bool { return id == m3 || id == w2 })
+	clustertest.Eventually(t, 30*time.Second, "m3 and w2 gone from gossip", func() (bool, string) {
+		return c.managersSee([]int{0, 1}, up, nil)
+	})
+
+	cl, err := client.Dial(c.ctx, c.sockets[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	st, err := cl.RotateGossipKey(c.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newFP := st.GetNewKey()
+	wctx, wcancel := context.WithTimeout(c.ctx, 60*time.Second)
+	final, err := cl.WaitGossipKeyRotation(wctx, nil)
+	wcancel()
+	if err != nil || final.GetPrimary() != newFP {
+		t.Fatalf("rotation with nodes down: %v, final %+v", err, final)
+	}
+	clustertest.Eventually(t, 30*time.Second, "the running nodes on the new key only", func() (bool, string) {
+		return c.managersSee([]int{0, 1}, up, []string{newFP})
+	})
+
+	c.runManager(2, "m3")
+	if id := c.runWorker(1, "w2"); id != w2 {
+		t.Fatalf("w2 came back as %s, want %s", id, w2)
+	}
+	clustertest.Eventually(t, 60*time.Second, "every node back, on the new key only", func() (bool, string) {
+		return c.everyManagerSees([]string{newFP})
+	})
+	clustertest.Eventually(t, 30*time.Second, "w2 READY again", func() (bool, string) {
+		var n *minkepb.Node
+		_ = c.managers[0].Store().View(func(tx raftstore.ReadTx) error { n = tx.Node(w2); return nil })
+		return n.GetStatus().GetState() == minkepb.NodeStatus_READY, n.GetStatus().String()
+	})
 }
