@@ -650,6 +650,57 @@ func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 1}
 }
 
+type GossipKeyRotation_Phase int32
+
+const (
+	// INSTALL: every node adds new_key to its keyring; the old key stays
+	// primary.
+	GossipKeyRotation_INSTALL GossipKeyRotation_Phase = 0
+	// USE: every node encrypts with new_key (now gossip_key) and still
+	// accepts the old one. Next the old key is dropped and the rotation
+	// ends.
+	GossipKeyRotation_USE GossipKeyRotation_Phase = 1
+)
+
+// Enum value maps for GossipKeyRotation_Phase.
+var (
+	GossipKeyRotation_Phase_name = map[int32]string{
+		0: "INSTALL",
+		1: "USE",
+	}
+	GossipKeyRotation_Phase_value = map[string]int32{
+		"INSTALL": 0,
+		"USE":     1,
+	}
+)
+
+func (x GossipKeyRotation_Phase) Enum() *GossipKeyRotation_Phase {
+	p := new(GossipKeyRotation_Phase)
+	*p = x
+	return p
+}
+
+func (x GossipKeyRotation_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+}
+
+func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[12]
+}
+
+func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
+func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33, 0}
+}
+
 // Meta is common to every stored object.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2952,10 +3003,16 @@ type Cluster struct {
 	Meta       *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Spec       *ClusterSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
-	// gossip_key encrypts memberlist traffic (AES, 32 bytes).
-	GossipKey     []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// gossip_key encrypts memberlist traffic (AES, 32 bytes): the primary
+	// key, which every node encrypts with.
+	GossipKey []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	// gossip_keys is every key nodes must accept, the primary included; empty
+	// means gossip_key alone. It holds two keys only while a rotation runs.
+	GossipKeys [][]byte `protobuf:"bytes,110,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// gossip_key_rotation is the rotation in progress, if any.
+	GossipKeyRotation *GossipKeyRotation `protobuf:"bytes,111,opt,name=gossip_key_rotation,json=gossipKeyRotation,proto3" json:"gossip_key_rotation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -3016,6 +3073,84 @@ func (x *Cluster) GetGossipKey() []byte {
 	return nil
 }
 
+func (x *Cluster) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKeyRotation() *GossipKeyRotation {
+	if x != nil {
+		return x.GossipKeyRotation
+	}
+	return nil
+}
+
+// GossipKeyRotation is a gossip key rotation in progress, driven by the
+// leader one phase at a time so that the cluster never splits: a phase
+// starts only when every alive member advertises (in its gossip meta) that
+// it finished the one before.
+type GossipKeyRotation struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	NewKey        []byte                  `protobuf:"bytes,1,opt,name=new_key,json=newKey,proto3" json:"new_key,omitempty"`
+	Phase         GossipKeyRotation_Phase `protobuf:"varint,2,opt,name=phase,proto3,enum=minke.v1.GossipKeyRotation_Phase" json:"phase,omitempty"`
+	StartedAt     *timestamppb.Timestamp  `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyRotation) Reset() {
+	*x = GossipKeyRotation{}
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyRotation) ProtoMessage() {}
+
+func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
+func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GossipKeyRotation) GetNewKey() []byte {
+	if x != nil {
+		return x.NewKey
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetPhase() GossipKeyRotation_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return GossipKeyRotation_INSTALL
+}
+
+func (x *GossipKeyRotation) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 type LogMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
@@ -3029,7 +3164,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3176,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3189,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -3322,14 +3457,25 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"|\n" +
 	"\x13OrchestrationConfig\x12D\n" +
 	"\x1ctask_history_retention_limit\x18\x01 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01B\x1f\n" +
-	"\x1d_task_history_retention_limit\"\xae\x01\n" +
+	"\x1d_task_history_retention_limit\"\x9c\x02\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\"\x85\x01\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12\x1f\n" +
+	"\vgossip_keys\x18n \x03(\fR\n" +
+	"gossipKeys\x12K\n" +
+	"\x13gossip_key_rotation\x18o \x01(\v2\x1b.minke.v1.GossipKeyRotationR\x11gossipKeyRotation\"\xbf\x01\n" +
+	"\x11GossipKeyRotation\x12\x17\n" +
+	"\anew_key\x18\x01 \x01(\fR\x06newKey\x127\n" +
+	"\x05phase\x18\x02 \x01(\x0e2!.minke.v1.GossipKeyRotation.PhaseR\x05phase\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x1d\n" +
+	"\x05Phase\x12\v\n" +
+	"\aINSTALL\x10\x00\x12\a\n" +
+	"\x03USE\x10\x01\"\x85\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -3373,8 +3519,8 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -3388,120 +3534,125 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(UpdateStatus_State)(0),         // 9: minke.v1.UpdateStatus.State
 	(PortConfig_Protocol)(0),        // 10: minke.v1.PortConfig.Protocol
 	(PortConfig_PublishMode)(0),     // 11: minke.v1.PortConfig.PublishMode
-	(*Meta)(nil),                    // 12: minke.v1.Meta
-	(*Resources)(nil),               // 13: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 14: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 15: minke.v1.Platform
-	(*NodeSpec)(nil),                // 16: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 17: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 18: minke.v1.NodeStatus
-	(*Node)(nil),                    // 19: minke.v1.Node
-	(*ManagerStatus)(nil),           // 20: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 21: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 22: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 23: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 24: minke.v1.TaskSpec
-	(*Placement)(nil),               // 25: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 26: minke.v1.ReplicatedService
-	(*GlobalService)(nil),           // 27: minke.v1.GlobalService
-	(*ReplicatedJob)(nil),           // 28: minke.v1.ReplicatedJob
-	(*GlobalJob)(nil),               // 29: minke.v1.GlobalJob
-	(*UpdateConfig)(nil),            // 30: minke.v1.UpdateConfig
-	(*ServiceSpec)(nil),             // 31: minke.v1.ServiceSpec
-	(*UpdateStatus)(nil),            // 32: minke.v1.UpdateStatus
-	(*JobStatus)(nil),               // 33: minke.v1.JobStatus
-	(*Service)(nil),                 // 34: minke.v1.Service
-	(*PortConfig)(nil),              // 35: minke.v1.PortConfig
-	(*EndpointSpec)(nil),            // 36: minke.v1.EndpointSpec
-	(*Endpoint)(nil),                // 37: minke.v1.Endpoint
-	(*ContainerStatus)(nil),         // 38: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 39: minke.v1.TaskStatus
-	(*Task)(nil),                    // 40: minke.v1.Task
-	(*JoinTokens)(nil),              // 41: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 42: minke.v1.ClusterSpec
-	(*OrchestrationConfig)(nil),     // 43: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                 // 44: minke.v1.Cluster
-	(*LogMessage)(nil),              // 45: minke.v1.LogMessage
-	nil,                             // 46: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 47: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 48: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 49: google.protobuf.Duration
+	(GossipKeyRotation_Phase)(0),    // 12: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                    // 13: minke.v1.Meta
+	(*Resources)(nil),               // 14: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 15: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 16: minke.v1.Platform
+	(*NodeSpec)(nil),                // 17: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 18: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 19: minke.v1.NodeStatus
+	(*Node)(nil),                    // 20: minke.v1.Node
+	(*ManagerStatus)(nil),           // 21: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 22: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 23: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 24: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 25: minke.v1.TaskSpec
+	(*Placement)(nil),               // 26: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 27: minke.v1.ReplicatedService
+	(*GlobalService)(nil),           // 28: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),           // 29: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),               // 30: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),            // 31: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),             // 32: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),            // 33: minke.v1.UpdateStatus
+	(*JobStatus)(nil),               // 34: minke.v1.JobStatus
+	(*Service)(nil),                 // 35: minke.v1.Service
+	(*PortConfig)(nil),              // 36: minke.v1.PortConfig
+	(*EndpointSpec)(nil),            // 37: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                // 38: minke.v1.Endpoint
+	(*ContainerStatus)(nil),         // 39: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 40: minke.v1.TaskStatus
+	(*Task)(nil),                    // 41: minke.v1.Task
+	(*JoinTokens)(nil),              // 42: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 43: minke.v1.ClusterSpec
+	(*OrchestrationConfig)(nil),     // 44: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                 // 45: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 46: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),              // 47: minke.v1.LogMessage
+	nil,                             // 48: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 49: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 51: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	48, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	48, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	13, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	50, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	50, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	14, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	46, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	48, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	15, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	13, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	16, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	14, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	12, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	16, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	17, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	18, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	13, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	17, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	18, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	19, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	20, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	21, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	49, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	22, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	49, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	49, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	49, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	51, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	23, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	51, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	51, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	51, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	49, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	49, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	21, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	14, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	23, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	25, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	49, // 29: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	51, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	51, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	22, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	15, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	24, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	26, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	51, // 29: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
 	7,  // 30: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	49, // 31: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	51, // 31: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
 	8,  // 32: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	47, // 33: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	24, // 34: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	26, // 35: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	27, // 36: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	28, // 37: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	29, // 38: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	36, // 39: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	30, // 40: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	30, // 41: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	49, // 33: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	25, // 34: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	27, // 35: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	28, // 36: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	29, // 37: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	30, // 38: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	37, // 39: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	31, // 40: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	31, // 41: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
 	9,  // 42: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	48, // 43: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	48, // 44: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	48, // 45: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	12, // 46: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	31, // 47: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	31, // 48: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	32, // 49: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	33, // 50: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	37, // 51: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	50, // 43: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	50, // 44: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	50, // 45: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	13, // 46: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	32, // 47: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	32, // 48: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	33, // 49: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	34, // 50: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	38, // 51: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
 	10, // 52: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
 	11, // 53: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	35, // 54: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	35, // 55: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	36, // 54: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	36, // 55: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
 	2,  // 56: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	48, // 57: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	50, // 57: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
 	1,  // 58: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	38, // 59: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	12, // 60: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	24, // 61: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	39, // 59: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	13, // 60: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	25, // 61: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
 	1,  // 62: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	39, // 63: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	48, // 64: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	43, // 65: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	12, // 66: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	42, // 67: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	41, // 68: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	69, // [69:69] is the sub-list for method output_type
-	69, // [69:69] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	40, // 63: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	50, // 64: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	44, // 65: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	13, // 66: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	43, // 67: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	42, // 68: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	46, // 69: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	12, // 70: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	50, // 71: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -3521,8 +3672,8 @@ func file_minke_v1_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      12,
-			NumMessages:   36,
+			NumEnums:      13,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

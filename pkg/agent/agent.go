@@ -41,7 +41,11 @@ type Config struct {
 	// Runtime runs the containers; it may be set after Join (RunWorker
 	// creates it once the node ID is known), but before Run.
 	Runtime Executor
-	Logger  *slog.Logger
+	// GossipKeys, if set, receives the gossip keyring from every session
+	// message (primary encrypts; keys, primary included, decrypt), so that
+	// the node follows a key rotation.
+	GossipKeys func(primary []byte, keys [][]byte)
+	Logger     *slog.Logger
 }
 
 // Agent is a worker's reconcile loop.
@@ -209,6 +213,9 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 		msg, err := stream.Recv()
 		if err != nil {
 			return stream.Trailer(), err
+		}
+		if kr := msg.GetGossipKeyring(); kr != nil && a.cfg.GossipKeys != nil {
+			a.cfg.GossipKeys(kr.GetPrimary(), kr.GetKeys())
 		}
 		if tok := msg.GetManagerToken(); tok != "" {
 			a.promote(ctx, tok)

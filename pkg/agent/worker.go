@@ -137,6 +137,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			return err
 		}
 		defer g.stop(true)
+		a.cfg.GossipKeys = g.setKeys
 		if promote := cfg.Promote; promote != nil {
 			// The manager role gossips for the node itself, on the same
 			// address, while it runs.
@@ -166,14 +167,39 @@ type gossip struct {
 	cfg   membership.Config
 	peers []string
 	mu    sync.Mutex
+	keys  [][]byte // the keyring beyond cfg.Key (the primary), from the session
 	ml    *membership.Membership
 	done  chan struct{}
 }
 
+// setKeys follows the cluster's gossip keyring (a key rotation), and
+// remembers it for a restart of the memberlist after a manager role.
+func (g *gossip) setKeys(primary []byte, keys [][]byte) {
+	g.mu.Lock()
+	g.cfg.Key, g.keys = primary, keys
+	ml := g.ml
+	g.mu.Unlock()
+	if ml == nil {
+		return
+	}
+	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) {
+		slog.Default().Error("applying the cluster's gossip keys", "err", err)
+	}
+}
+
 func (g *gossip) start() error {
-	ml, err := membership.New(g.cfg)
+	g.mu.Lock()
+	cfg, keys := g.cfg, g.keys
+	g.mu.Unlock()
+	ml, err := membership.New(cfg)
 	if err != nil {
 		return err
+	}
+	if len(keys) > 0 {
+		if err := ml.SetKeys(cfg.Key, keys, time.Second); err != nil {
+			_ = ml.Shutdown()
+			return err
+		}
 	}
 	if _, err := ml.Join(g.peers); err != nil {
 		_ = ml.Shutdown()

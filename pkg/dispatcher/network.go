@@ -90,8 +90,8 @@ func backendAddr(t *minkepb.Task, readyNodes map[string]bool) (string, bool) {
 // simulated worker's — wake only their own node's session.
 func networkWide(ev raftstore.Event) bool {
 	switch o := ev.Object.(type) {
-	case *minkepb.Node, *minkepb.Service:
-		return true
+	case *minkepb.Node, *minkepb.Service, *minkepb.Cluster:
+		return true // a Cluster change may change the gossip keyring
 	case *minkepb.Task:
 		return o.GetStatus().GetContainer().GetAddress() != ""
 	}
