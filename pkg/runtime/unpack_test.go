@@ -66,7 +66,7 @@ func TestApplyLayerWhiteoutsAndLinks(t *testing.T) {
 		{name: "bin/alias", typ: tar.TypeLink, link: "bin/tool"},
 		{name: "bin/sym", typ: tar.TypeSymlink, link: "/etc/passwd"},
 		{name: "/abs/file", typ: tar.TypeReg, body: "inside"},
-	}))
+	}), unpackLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestApplyLayerRefusesEscapes(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			err := applyLayer(dir, mkTar(t, tc.entries))
+			err := applyLayer(dir, mkTar(t, tc.entries), unpackLimits{})
 			if !errors.Is(err, ErrUnsafePath) {
 				t.Fatalf("err = %v, want ErrUnsafePath", err)
 			}
@@ -179,7 +179,7 @@ func TestApplyLayerDeviceNodes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			err := applyLayer(dir, mkTar(t, []tarEntry{tc.entry}))
+			err := applyLayer(dir, mkTar(t, []tarEntry{tc.entry}), unpackLimits{})
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
