@@ -215,23 +215,36 @@ func (r *Runtime) unpackLayer(ctx context.Context, dst string, id v1.Hash, l v1.
 	}
 	defer rc.Close()
 	blob := &countingReader{r: &ctxReader{ctx: ctx, r: rc}, report: read}
+	// A broken stream (bad gzip, a tar that ends early) is most often a
+	// corrupt blob: when unpacking fails, read the rest of the blob so the
+	// digest check can say so.
+	corrupt := func(err error) error {
+		if ctx.Err() == nil {
+			if _, derr := io.Copy(io.Discard, blob); derr != nil {
+				if c := regclient.Classify(derr); errors.Is(c, regclient.ErrCorrupt) {
+					return fmt.Errorf("layer %s: %w (unpacking had failed with: %v)", digest, c, err)
+				}
+			}
+		}
+		return fmt.Errorf("layer %s: %w", digest, err)
+	}
 	ur, closeU, err := decompress(blob)
 	if err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
+		return corrupt(err)
 	}
 	defer closeU()
 	h := sha256.New()
 	tee := io.TeeReader(ur, h)
 	if err := applyLayer(dst, tee, unpackLimits{MaxFileSize: r.images.maxFileSize}); err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
+		return corrupt(err)
 	}
 	// Read what follows the tar's end (padding, trailing data) so both
 	// checks cover every byte.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
+		return corrupt(err)
 	}
 	if _, err := io.Copy(io.Discard, blob); err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
+		return fmt.Errorf("layer %s: %w", digest, regclient.Classify(err))
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); id.Algorithm == "sha256" && got != id.String() {
 		return fmt.Errorf("layer %s: %w: uncompressed content is %s, the image config says %s",
