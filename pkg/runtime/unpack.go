@@ -82,7 +82,12 @@ func applyLayer(dir string, r io.Reader, lim unpackLimits) error {
 			continue
 		}
 		if strings.HasPrefix(base, whiteoutPrefix) {
-			wo := filepath.Join(dir, parent, strings.TrimPrefix(base, whiteoutPrefix))
+			hidden := strings.TrimPrefix(base, whiteoutPrefix)
+			if hidden == "" || hidden == "." || hidden == ".." {
+				// ".wh..." would whiteout (and first remove) the parent.
+				return fmt.Errorf("%w: whiteout %q names no entry of its directory", ErrUnsafePath, hdr.Name)
+			}
+			wo := filepath.Join(dir, parent, hidden)
 			if err := removeExisting(wo, false); err != nil {
 				return err
 			}
