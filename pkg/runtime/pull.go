@@ -79,6 +79,8 @@ func (r *Runtime) keychain() authn.Keychain {
 }
 
 func (r *Runtime) pull(ctx context.Context, ref string, hub *progressHub) (Image, error) {
+	// Layers written before the record would look unused to the collector.
+	defer r.holdImages()()
 	fail := func(err error) (Image, error) {
 		return Image{}, fmt.Errorf("%w %q: %w", ErrPull, ref, regclient.Classify(err))
 	}
