@@ -56,8 +56,20 @@ func run() error {
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&runtimeKind, "runtime", "real", "real, or simulated: start no processes, report every task RUNNING (for benchmarks and scale tests only)")
 	fs.IntVar(&simNodes, "simulate-nodes", 1, "with --runtime=simulated, how many nodes this process acts as (each joins and holds its own session)")
+	// Images.
+	var imageGC, maxLayerFile string
+	fs.StringVar(&cfg.Images.RegistryConfig, "registry-config", "", "docker config.json (or its directory) with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json); read at every pull")
+	fs.StringVar(&imageGC, "image-gc", "unused-after=24h", "remove images no container uses: off, or unused-after=DURATION (not pulled or used to create a container for that long)")
+	fs.StringVar(&maxLayerFile, "max-layer-file-size", "8GiB", "largest file an image layer may hold; a larger one fails the pull (bytes, or with KiB/MiB/GiB/KB/MB/GB)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	var err error
+	if cfg.Images.GC, err = runtime.ParseImageGCPolicy(imageGC); err != nil {
+		return fmt.Errorf("--image-gc: %w", err)
+	}
+	if cfg.Images.MaxLayerFileSize, err = parseByteSize(maxLayerFile); err != nil {
+		return fmt.Errorf("invalid --max-layer-file-size %q: %w", maxLayerFile, err)
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -112,7 +124,7 @@ func run() error {
 	}
 	gossipHostPort := net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.GossipPort))
 	managerDir := filepath.Join(cfg.DataDir, "manager")
-	_, err := os.Stat(filepath.Join(managerDir, "raft"))
+	_, err = os.Stat(filepath.Join(managerDir, "raft"))
 	cfg.ResumeManager = err == nil
 	cfg.Promote = func(ctx context.Context, token, joinAddr string) error {
 		return runManagerRole(ctx, cfg, managerDir, managerAddr, gossipHostPort, hostname, token, joinAddr)

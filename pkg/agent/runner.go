@@ -114,7 +114,8 @@ func (r *runner) run(ctx context.Context) {
 	}
 	r.addr = address(ep)
 	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.spec.Image, "", nil)
-	c, err := r.a.rt.Create(pctx, r.spec)
+	progress := func(p runtime.PullProgress) { r.report(minkepb.TaskState_PREPARING, p.String(), "", nil) }
+	c, err := r.a.rt.Create(runtime.WithPullProgress(pctx, progress), r.spec)
 	if err == nil {
 		if err = r.a.net.writeEtc(c, ep); err != nil {
 			_ = c.Remove(context.WithoutCancel(ctx))
@@ -126,7 +127,7 @@ func (r *runner) run(ctx context.Context) {
 			r.report(minkepb.TaskState_SHUTDOWN, "shut down before start", "", nil)
 			return
 		}
-		r.report(minkepb.TaskState_REJECTED, "preparing failed", err.Error(), nil)
+		r.report(minkepb.TaskState_REJECTED, preparingFailed(err), err.Error(), nil)
 		return
 	}
 	r.mu.Lock()

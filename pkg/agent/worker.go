@@ -54,6 +54,8 @@ type WorkerConfig struct {
 	Gossip membership.Tuning
 	// Ready, if set, is called once the session loop runs.
 	Ready func(nodeID string)
+	// Images configures pulls and image garbage collection.
+	Images ImageConfig
 }
 
 // RunWorker joins the cluster, sweeps containers left by an earlier worker
@@ -113,10 +115,15 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		parent = "minke"
 	}
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
-		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger})
+		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
+		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize})
 	if err != nil {
 		return err
 	}
+	gcCtx, stopGC := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
+	defer func() { stopGC(); <-gcDone }()
 	if err := rt.Sweep(ctx); err != nil {
 		return fmt.Errorf("worker: cleaning up old containers: %w", err)
 	}
