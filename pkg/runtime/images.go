@@ -39,6 +39,10 @@ type ImageConfig struct {
 	Env        []string `json:"env,omitempty"`
 	WorkingDir string   `json:"working_dir,omitempty"`
 	User       string   `json:"user,omitempty"`
+	// StopSignal and Healthcheck are the image's STOPSIGNAL and
+	// HEALTHCHECK; the spec overrides them.
+	StopSignal  string        `json:"stop_signal,omitempty"`
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 }
 
 // Pull fetches ref for this node's platform (linux/GOARCH) and unpacks every
@@ -147,11 +151,13 @@ func (r *Runtime) pull(ctx context.Context, ref string) (Image, error) {
 		Ref:    ref,
 		Digest: digest.String(),
 		Config: ImageConfig{
-			Entrypoint: cfg.Config.Entrypoint,
-			Cmd:        cfg.Config.Cmd,
-			Env:        cfg.Config.Env,
-			WorkingDir: cfg.Config.WorkingDir,
-			User:       cfg.Config.User,
+			Entrypoint:  cfg.Config.Entrypoint,
+			Cmd:         cfg.Config.Cmd,
+			Env:         cfg.Config.Env,
+			WorkingDir:  cfg.Config.WorkingDir,
+			User:        cfg.Config.User,
+			StopSignal:  cfg.Config.StopSignal,
+			Healthcheck: imageHealthcheck(cfg.Config.Healthcheck),
 		},
 	}
 	for _, l := range layers {
