@@ -2,12 +2,12 @@ package runtime
 
 import (
 	"context"
-		"errors"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
-		"path/filepath"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"

@@ -76,12 +76,12 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 	defer errR.Close()
 	out := &tailBuffer{max: healthOutputMax}
 	cmd := &exec.Cmd{
-		Path:        c.rt.exe,
-		Args:        []string{ExecArg, c.spec.ID},
-		Env:         []string{},
-		Stdout:      out,
-		Stderr:      out,
-		ExtraFiles:  []*os.File{cfgR, errW},
+		Path:       c.rt.exe,
+		Args:       []string{ExecArg, c.spec.ID},
+		Env:        []string{},
+		Stdout:     out,
+		Stderr:     out,
+		ExtraFiles: []*os.File{cfgR, errW},
 		// No Pdeathsig: the forking thread ends right after the fork.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
