@@ -15,6 +15,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1276,9 +1277,13 @@ func (x *GetClusterResponse) GetRegistryAddr() string {
 }
 
 type ServiceLogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	Follow        bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Follow  bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail, when set, starts each task's log with its last tail lines.
+	Tail *int64 `protobuf:"varint,60,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since, when set, skips lines written before it.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1325,6 +1330,20 @@ func (x *ServiceLogsRequest) GetFollow() bool {
 		return x.Follow
 	}
 	return false
+}
+
+func (x *ServiceLogsRequest) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *ServiceLogsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
 }
 
 type ServiceLogsResponse struct {
@@ -1375,7 +1394,7 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"@\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"@\n" +
 	"\x16RotateJoinTokenRequest\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"P\n" +
 	"\x17RotateJoinTokenResponse\x125\n" +
@@ -1443,10 +1462,13 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x11GetClusterRequest\"f\n" +
 	"\x12GetClusterResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\x12#\n" +
-	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"F\n" +
+	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"\x9a\x01\n" +
 	"\x12ServiceLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
+	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
+	"\x05_tail\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xb6\b\n" +
 	"\aControl\x12P\n" +
@@ -1522,7 +1544,8 @@ var file_minke_v1_control_proto_goTypes = []any{
 	(*Service)(nil),                 // 36: minke.v1.Service
 	(*Task)(nil),                    // 37: minke.v1.Task
 	(*Cluster)(nil),                 // 38: minke.v1.Cluster
-	(*LogMessage)(nil),              // 39: minke.v1.LogMessage
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(*LogMessage)(nil),              // 40: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
 	31, // 0: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
@@ -1542,41 +1565,42 @@ var file_minke_v1_control_proto_depIdxs = []int32{
 	37, // 14: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
 	34, // 15: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
 	38, // 16: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	39, // 17: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	15, // 18: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	10, // 19: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	12, // 20: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	14, // 21: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	17, // 22: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	19, // 23: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	21, // 24: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	23, // 25: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	25, // 26: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	27, // 27: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	4,  // 28: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	6,  // 29: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	8,  // 30: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	2,  // 31: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	0,  // 32: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	11, // 33: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	13, // 34: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	16, // 35: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	18, // 36: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	20, // 37: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	22, // 38: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	24, // 39: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	26, // 40: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	28, // 41: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	5,  // 42: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	7,  // 43: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	9,  // 44: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	3,  // 45: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	1,  // 46: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	33, // [33:47] is the sub-list for method output_type
-	19, // [19:33] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	39, // 17: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	40, // 18: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	15, // 19: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	10, // 20: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	12, // 21: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	14, // 22: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	17, // 23: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	19, // 24: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	21, // 25: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	23, // 26: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	25, // 27: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	27, // 28: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	4,  // 29: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	6,  // 30: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	8,  // 31: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	2,  // 32: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	0,  // 33: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	11, // 34: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	13, // 35: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	16, // 36: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	18, // 37: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	20, // 38: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	22, // 39: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	24, // 40: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	26, // 41: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	28, // 42: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	5,  // 43: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	7,  // 44: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	9,  // 45: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	3,  // 46: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	1,  // 47: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	34, // [34:48] is the sub-list for method output_type
+	20, // [20:34] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1585,6 +1609,7 @@ func file_minke_v1_control_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
+	file_minke_v1_control_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

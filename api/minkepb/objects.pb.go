@@ -1027,7 +1027,13 @@ type ContainerSpec struct {
 	CapAdd  []string `protobuf:"bytes,8,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
 	CapDrop []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
 	// healthcheck overrides the image's HEALTHCHECK; unset means the image's.
-	Healthcheck   *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	Healthcheck *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// stop_signal replaces the image's STOPSIGNAL (default SIGTERM): a name
+	// ("SIGQUIT", "QUIT") or a number.
+	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
+	// (docker --init).
+	Init          bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1130,6 +1136,20 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 		return x.Healthcheck
 	}
 	return nil
+}
+
+func (x *ContainerSpec) GetStopSignal() string {
+	if x != nil {
+		return x.StopSignal
+	}
+	return ""
+}
+
+func (x *ContainerSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
 }
 
 // HealthConfig is docker's HEALTHCHECK: test is ["NONE"], ["CMD", args...]
@@ -2041,12 +2061,17 @@ func (x *Cluster) GetGossipKey() []byte {
 }
 
 type LogMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Slot          uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
-	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Slot      uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
+	// data is one line of output (with its newline), or a notice.
+	Data []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	// timestamp is when the container wrote the line; unset for notices.
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,60,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// stream is "stdout" or "stderr"; empty for notices.
+	Stream        string `protobuf:"bytes,61,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2116,6 +2141,20 @@ func (x *LogMessage) GetData() []byte {
 	return nil
 }
 
+func (x *LogMessage) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *LogMessage) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
 var File_minke_v1_objects_proto protoreflect.FileDescriptor
 
 const file_minke_v1_objects_proto_rawDesc = "" +
@@ -2183,7 +2222,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xc0\x02\n" +
+	"\tREACHABLE\x10\x02\"\xf5\x02\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2195,7 +2234,10 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\acap_add\x18\b \x03(\tR\x06capAdd\x12\x19\n" +
 	"\bcap_drop\x18\t \x03(\tR\acapDrop\x128\n" +
 	"\vhealthcheck\x18\n" +
-	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\"\xe6\x01\n" +
+	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12\x1f\n" +
+	"\vstop_signal\x18< \x01(\tR\n" +
+	"stopSignal\x12\x12\n" +
+	"\x04init\x18= \x01(\bR\x04init\"\xe6\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
@@ -2276,7 +2318,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\"\x85\x01\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\"\xd7\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -2284,7 +2326,9 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04slot\x18\x04 \x01(\x04R\x04slot\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data*#\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x128\n" +
+	"\ttimestamp\x18< \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
+	"\x06stream\x18= \x01(\tR\x06stream*#\n" +
 	"\bNodeRole\x12\n" +
 	"\n" +
 	"\x06WORKER\x10\x00\x12\v\n" +
@@ -2406,11 +2450,12 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	7,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
 	28, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
 	27, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	33, // 46: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }

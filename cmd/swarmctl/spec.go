@@ -37,6 +37,8 @@ type createOptions struct {
 	placementPrefs     []string
 	maxPerNode         string
 	detach             bool
+	health             healthOptions  // health.go
+	process            processOptions // stop.go
 }
 
 // restartConditions maps --restart-condition values to the proto enum.
@@ -94,6 +96,12 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 			return nil, err
 		}
 		c.StopGracePeriod = durationpb.New(d)
+	}
+	if err := o.health.apply(c); err != nil {
+		return nil, err
+	}
+	if err := o.process.apply(c); err != nil {
+		return nil, err
 	}
 	task := &minkepb.TaskSpec{Container: c}
 

@@ -36,6 +36,7 @@ func run() error {
 		hostname    string
 		managerAddr string
 		level       string
+		logs        logFlags
 	)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/worker", "directory for the node ID, images and containers")
@@ -50,7 +51,11 @@ func run() error {
 	fs.DurationVar(&cfg.Gossip.ProbeTimeout, "gossip-probe-timeout", membership.DefaultProbeTimeout, "how long a probe waits for its ack")
 	fs.IntVar(&cfg.Gossip.SuspicionMult, "gossip-suspicion-mult", membership.DefaultSuspicionMult, "suspicion time before a node is declared dead, in probe intervals (scaled by log10 of the cluster size)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	logs.register(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	if err := logs.apply(&cfg); err != nil {
 		return err
 	}
 	var l slog.Level

@@ -63,6 +63,9 @@ type Agent struct {
 	// promoteAfter holds off a new promotion attempt after a failed one.
 	promoteAfter time.Time
 	runners      map[string]*runner
+	// adopted holds the containers a previous worker process left running
+	// (or that exited since), until the first assignment set claims them.
+	adopted map[string]*runtime.Container
 	wg           sync.WaitGroup // runners and log publishers
 }
 

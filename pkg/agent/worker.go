@@ -37,6 +37,9 @@ type WorkerConfig struct {
 	// already (a manager with --worker).
 	GossipPort   int
 	CgroupParent string
+	// LogMaxSize and LogMaxFiles rotate container logs (see runtime.Config).
+	LogMaxSize  int64
+	LogMaxFiles int
 	Logger       *slog.Logger
 	// Promote runs the manager role when the operator promotes this node
 	// (see Config.Promote), gossiping on the worker's gossip address; nil
@@ -51,8 +54,8 @@ type WorkerConfig struct {
 	Ready func(nodeID string)
 }
 
-// RunWorker joins the cluster, sweeps containers left by an earlier worker
-// process of this node, joins gossip, and runs the agent until ctx ends.
+// RunWorker joins the cluster, re-adopts containers left by an earlier
+// worker process of this node, joins gossip, and runs the agent until ctx ends.
 func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.DataDir == "" {
 		return errors.New("worker: --data-dir is required")
@@ -101,12 +104,20 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		parent = "minke"
 	}
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
-		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger})
+		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles})
 	if err != nil {
 		return err
 	}
-	if err := rt.Sweep(ctx); err != nil {
-		return fmt.Errorf("worker: cleaning up old containers: %w", err)
+	// Containers of an earlier worker process keep running under their
+	// shims; take them over, and clean what is truly dead.
+	adopted, err := rt.Adopt(ctx)
+	if err != nil {
+		return fmt.Errorf("worker: adopting containers of the previous worker process: %w", err)
+	}
+	a.adopted = make(map[string]*runtime.Container, len(adopted))
+	for _, c := range adopted {
+		a.adopted[c.ID()] = c
 	}
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())

@@ -166,6 +166,16 @@ func (c *Container) Wait(ctx context.Context) (ExitStatus, error) {
 	}
 }
 
+// Exited returns the exit status once the container has exited.
+func (c *Container) Exited() (ExitStatus, bool) {
+	select {
+	case <-c.done:
+		return c.exit, true
+	default:
+		return ExitStatus{}, false
+	}
+}
+
 // Kill sends sig to the container's init. Signalling an exited or never
 // started container is a no-op.
 func (c *Container) Kill(sig syscall.Signal) error {
