@@ -66,7 +66,7 @@ type Agent struct {
 	// adopted holds the containers a previous worker process left running
 	// (or that exited since), until the first assignment set claims them.
 	adopted map[string]*runtime.Container
-	wg           sync.WaitGroup // runners and log publishers
+	wg      sync.WaitGroup // runners and log publishers
 }
 
 // creds attaches the join token, and once joined the node's identity, to

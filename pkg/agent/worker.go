@@ -40,7 +40,7 @@ type WorkerConfig struct {
 	// LogMaxSize and LogMaxFiles rotate container logs (see runtime.Config).
 	LogMaxSize  int64
 	LogMaxFiles int
-	Logger       *slog.Logger
+	Logger      *slog.Logger
 	// Promote runs the manager role when the operator promotes this node
 	// (see Config.Promote), gossiping on the worker's gossip address; nil
 	// ignores promotion.
