@@ -22,9 +22,15 @@ import (
 func runShim() {
 	ready := os.NewFile(shimReadyFD, "shim-ready")
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "shim")
-	// The shim lives in its own session; terminal and stop signals meant
-	// for the worker must not end it and with it the container's stdio.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
+	// The shim lives in its own session; signals meant for the worker must
+	// not end it, and with it the container's stdio. Caught, not ignored:
+	// an ignored signal would stay ignored in the container's command.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for range sigs {
+		}
+	}()
 
 	var cfg shimConfig
 	b, err := io.ReadAll(os.NewFile(shimConfigFD, "shim-config"))
