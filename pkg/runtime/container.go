@@ -42,12 +42,14 @@ const (
 // Create → Start → Wait/Stop/Kill → Remove; Remove may be called in any
 // state and more than once.
 type Container struct {
-	rt     *Runtime
-	spec   ContainerSpec
-	proc   process
-	caps   capMask  // bounding set; also effective and permitted for root
-	layers []string // diff ids, bottom first
-	log    *slog.Logger
+	rt   *Runtime
+	spec ContainerSpec
+	proc process
+	caps capMask // bounding set; also effective and permitted for root
+	// sandbox is resolved by prepare (resolveSandbox) and sent to the init.
+	sandbox sandboxConfig
+	layers  []string // diff ids, bottom first
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	state containerState
@@ -120,6 +122,11 @@ func (c *Container) prepare() error {
 			return err
 		}
 	}
+	sb, err := c.rt.resolveSandbox(&c.spec, c.caps, dir)
+	if err != nil {
+		return err
+	}
+	c.sandbox = sb
 	lower := make([]string, 0, len(c.layers))
 	for i := len(c.layers) - 1; i >= 0; i-- { // overlayfs wants the top layer first
 		lower = append(lower, c.rt.layerDir(digestHex(c.layers[i])))
@@ -127,7 +134,7 @@ func (c *Container) prepare() error {
 	if err := mountOverlay(lower, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), c.rootfs()); err != nil {
 		return err
 	}
-	return c.rt.cgroups.Create(c.spec.ID, resources{MemoryLimit: c.spec.MemoryLimit, NanoCPUs: c.spec.NanoCPUs})
+	return c.rt.cgroups.Create(c.spec.ID, resourcesOf(&c.spec))
 }
 
 // ID is the container's id.
