@@ -318,4 +318,3 @@ func envValue(env []string, key string) string {
 	}
 	return ""
 }
-
