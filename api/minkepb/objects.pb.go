@@ -397,7 +397,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13, 0}
 }
 
 // Meta is common to every stored object.
@@ -474,8 +474,11 @@ func (x *Meta) GetUpdatedAt() *timestamppb.Timestamp {
 type Resources struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// nano_cpus: 1e9 is one CPU.
-	NanoCpus      int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
-	MemoryBytes   int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	NanoCpus    int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// pids caps the processes and threads of a task (limits only;
+	// --limit-pids); 0 means unlimited.
+	Pids          int64 `protobuf:"varint,120,opt,name=pids,proto3" json:"pids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,6 +523,13 @@ func (x *Resources) GetNanoCpus() int64 {
 func (x *Resources) GetMemoryBytes() int64 {
 	if x != nil {
 		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetPids() int64 {
+	if x != nil {
+		return x.Pids
 	}
 	return 0
 }
@@ -1027,7 +1037,25 @@ type ContainerSpec struct {
 	CapAdd  []string `protobuf:"bytes,8,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
 	CapDrop []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
 	// healthcheck overrides the image's HEALTHCHECK; unset means the image's.
-	Healthcheck   *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	Healthcheck *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// Sandbox options, as docker's. seccomp_unconfined runs without the
+	// default seccomp profile (--security-opt seccomp=unconfined).
+	SeccompUnconfined bool `protobuf:"varint,120,opt,name=seccomp_unconfined,json=seccompUnconfined,proto3" json:"seccomp_unconfined,omitempty"`
+	// read_only mounts the root filesystem read-only (--read-only).
+	ReadOnly bool `protobuf:"varint,121,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// mounts are bind, named volume and tmpfs mounts (--mount).
+	Mounts []*Mount `protobuf:"bytes,122,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// hosts are extra /etc/hosts lines "IP name [alias...]" (--host).
+	Hosts []string `protobuf:"bytes,123,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// dns_servers, dns_search and dns_options make /etc/resolv.conf; unset
+	// ones fall back to the worker's (minus loopback nameservers).
+	DnsServers []string `protobuf:"bytes,124,rep,name=dns_servers,json=dnsServers,proto3" json:"dns_servers,omitempty"`
+	DnsSearch  []string `protobuf:"bytes,125,rep,name=dns_search,json=dnsSearch,proto3" json:"dns_search,omitempty"`
+	DnsOptions []string `protobuf:"bytes,126,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
+	// ulimits override the default rlimits (--ulimit).
+	Ulimits []*Ulimit `protobuf:"bytes,127,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	// groups are supplementary groups, names or gids (--group).
+	Groups        []string `protobuf:"bytes,128,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1160,217 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 	return nil
 }
 
+func (x *ContainerSpec) GetSeccompUnconfined() bool {
+	if x != nil {
+		return x.SeccompUnconfined
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetMounts() []*Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsServers() []string {
+	if x != nil {
+		return x.DnsServers
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsSearch() []string {
+	if x != nil {
+		return x.DnsSearch
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsOptions() []string {
+	if x != nil {
+		return x.DnsOptions
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// Mount is docker's --mount: type is "bind" (source is a path on the
+// worker), "volume" (source is a named local volume, created on first use)
+// or "tmpfs" (no source).
+type Mount struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Type           string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source         string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target         string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Readonly       bool                   `protobuf:"varint,4,opt,name=readonly,proto3" json:"readonly,omitempty"`
+	TmpfsSizeBytes int64                  `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
+	TmpfsMode      uint32                 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Mount) Reset() {
+	*x = Mount{}
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mount) ProtoMessage() {}
+
+func (x *Mount) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mount.ProtoReflect.Descriptor instead.
+func (*Mount) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Mount) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Mount) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Mount) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Mount) GetReadonly() bool {
+	if x != nil {
+		return x.Readonly
+	}
+	return false
+}
+
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
+func (x *Mount) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
+}
+
+// Ulimit is one rlimit (--ulimit NAME=SOFT[:HARD]); -1 is unlimited.
+type Ulimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Soft          int64                  `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	Hard          int64                  `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ulimit) Reset() {
+	*x = Ulimit{}
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ulimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ulimit) ProtoMessage() {}
+
+func (x *Ulimit) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
+func (*Ulimit) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Ulimit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ulimit) GetSoft() int64 {
+	if x != nil {
+		return x.Soft
+	}
+	return 0
+}
+
+func (x *Ulimit) GetHard() int64 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
 // HealthConfig is docker's HEALTHCHECK: test is ["NONE"], ["CMD", args...]
 // or ["CMD-SHELL", command]; zero durations and retries take docker's
 // defaults (30s interval, 30s timeout, 0s start period, 3 retries).
@@ -1148,7 +1387,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1399,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1412,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -1225,7 +1464,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1476,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1489,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1293,7 +1532,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1544,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1557,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1365,7 +1604,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1616,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1629,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1423,7 +1662,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1674,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1687,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1473,7 +1712,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1724,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1737,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1558,7 +1797,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1809,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1822,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -1612,7 +1851,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1863,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1876,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1683,7 +1922,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1934,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1947,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1770,7 +2009,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2021,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2034,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1885,7 +2124,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2136,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2149,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1936,7 +2175,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2187,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2200,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1984,7 +2223,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2235,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2248,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -2053,7 +2292,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2304,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2317,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2127,10 +2366,11 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"K\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"_\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"|\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
+	"\x04pids\x18x \x01(\x03R\x04pids\"|\n" +
 	"\x14ResourceRequirements\x12+\n" +
 	"\x06limits\x18\x01 \x01(\v2\x13.minke.v1.ResourcesR\x06limits\x127\n" +
 	"\freservations\x18\x02 \x01(\v2\x13.minke.v1.ResourcesR\freservations\">\n" +
@@ -2183,7 +2423,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xc0\x02\n" +
+	"\tREACHABLE\x10\x02\"\xf1\x04\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2195,7 +2435,31 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\acap_add\x18\b \x03(\tR\x06capAdd\x12\x19\n" +
 	"\bcap_drop\x18\t \x03(\tR\acapDrop\x128\n" +
 	"\vhealthcheck\x18\n" +
-	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\"\xe6\x01\n" +
+	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12-\n" +
+	"\x12seccomp_unconfined\x18x \x01(\bR\x11seccompUnconfined\x12\x1b\n" +
+	"\tread_only\x18y \x01(\bR\breadOnly\x12'\n" +
+	"\x06mounts\x18z \x03(\v2\x0f.minke.v1.MountR\x06mounts\x12\x14\n" +
+	"\x05hosts\x18{ \x03(\tR\x05hosts\x12\x1f\n" +
+	"\vdns_servers\x18| \x03(\tR\n" +
+	"dnsServers\x12\x1d\n" +
+	"\n" +
+	"dns_search\x18} \x03(\tR\tdnsSearch\x12\x1f\n" +
+	"\vdns_options\x18~ \x03(\tR\n" +
+	"dnsOptions\x12*\n" +
+	"\aulimits\x18\x7f \x03(\v2\x10.minke.v1.UlimitR\aulimits\x12\x17\n" +
+	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\"\xb0\x01\n" +
+	"\x05Mount\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1a\n" +
+	"\breadonly\x18\x04 \x01(\bR\breadonly\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"D\n" +
+	"\x06Ulimit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\x03R\x04hard\"\xe6\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
@@ -2321,7 +2585,7 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -2340,32 +2604,34 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(*Node)(nil),                    // 14: minke.v1.Node
 	(*ManagerStatus)(nil),           // 15: minke.v1.ManagerStatus
 	(*ContainerSpec)(nil),           // 16: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 17: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 18: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 19: minke.v1.TaskSpec
-	(*Placement)(nil),               // 20: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 21: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 22: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 23: minke.v1.Service
-	(*ContainerStatus)(nil),         // 24: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 25: minke.v1.TaskStatus
-	(*Task)(nil),                    // 26: minke.v1.Task
-	(*JoinTokens)(nil),              // 27: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 28: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 29: minke.v1.Cluster
-	(*LogMessage)(nil),              // 30: minke.v1.LogMessage
-	nil,                             // 31: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 32: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(*Mount)(nil),                   // 17: minke.v1.Mount
+	(*Ulimit)(nil),                  // 18: minke.v1.Ulimit
+	(*HealthConfig)(nil),            // 19: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 20: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 21: minke.v1.TaskSpec
+	(*Placement)(nil),               // 22: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 23: minke.v1.ReplicatedService
+	(*ServiceSpec)(nil),             // 24: minke.v1.ServiceSpec
+	(*Service)(nil),                 // 25: minke.v1.Service
+	(*ContainerStatus)(nil),         // 26: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 27: minke.v1.TaskStatus
+	(*Task)(nil),                    // 28: minke.v1.Task
+	(*JoinTokens)(nil),              // 29: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 30: minke.v1.ClusterSpec
+	(*Cluster)(nil),                 // 31: minke.v1.Cluster
+	(*LogMessage)(nil),              // 32: minke.v1.LogMessage
+	nil,                             // 33: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 34: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	33, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	33, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	35, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	35, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	8,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
 	8,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	31, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	33, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
 	10, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
 	8,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
@@ -2377,40 +2643,42 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
 	15, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	34, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	34, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	34, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	34, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	34, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	16, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	9,  // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	18, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	20, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	32, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	19, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	21, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	7,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	22, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	2,  // 34: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	33, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 36: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	24, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	7,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	19, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 40: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	25, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	33, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	7,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	28, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	27, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	36, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	19, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	17, // 19: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
+	18, // 20: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
+	36, // 21: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	36, // 22: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	36, // 23: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 24: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	36, // 25: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	36, // 26: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	16, // 27: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	9,  // 28: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	20, // 29: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	22, // 30: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	34, // 31: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	21, // 32: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	23, // 33: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	7,  // 34: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	24, // 35: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	2,  // 36: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	35, // 37: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 38: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	26, // 39: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	7,  // 40: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	21, // 41: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 42: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	27, // 43: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	35, // 44: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	7,  // 45: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	30, // 46: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	29, // 47: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2418,7 +2686,7 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[15].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[17].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 	}
 	type x struct{}
@@ -2427,7 +2695,7 @@ func file_minke_v1_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -37,6 +37,7 @@ type createOptions struct {
 	placementPrefs     []string
 	maxPerNode         string
 	detach             bool
+	sandbox            sandboxOptions // sandbox.go
 }
 
 // restartConditions maps --restart-condition values to the proto enum.
@@ -115,6 +116,9 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	}
 	task.Restart = restart
 	c.CapAdd, c.CapDrop = o.capAdd, o.capDrop
+	if err := o.sandbox.apply(task); err != nil {
+		return nil, err
+	}
 
 	if len(o.constraints) > 0 || len(o.placementPrefs) > 0 || o.maxPerNode != "" {
 		p := &minkepb.Placement{}

@@ -87,6 +87,7 @@ func containerSpec(t *minkepb.Task) runtime.ContainerSpec {
 	if d := c.GetStopGracePeriod(); d != nil {
 		spec.StopGracePeriod = d.AsDuration()
 	}
+	sandboxSpec(&spec, t)
 	return spec
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -69,71 +68,3 @@ func (m Mount) validate() error {
 // ValidateMount checks m with the rules of ContainerSpec.Mounts, so that
 // the API can refuse a bad mount before any worker sees it.
 func ValidateMount(m Mount) error { return m.validate() }
-
-// ParseMount parses docker's --mount syntax: comma-separated key=value
-// pairs type=bind|volume|tmpfs, source|src, target|destination|dst,
-// readonly|ro[=true|false], tmpfs-size (bytes, or with a k/m/g suffix) and
-// tmpfs-mode (octal). type defaults to volume, as in docker.
-func ParseMount(s string) (Mount, error) {
-	m := Mount{Type: MountVolume}
-	for _, field := range strings.Split(s, ",") {
-		k, v, hasValue := strings.Cut(strings.TrimSpace(field), "=")
-		switch strings.ToLower(k) {
-		case "type":
-			m.Type = v
-		case "source", "src":
-			m.Source = v
-		case "target", "destination", "dst":
-			m.Target = v
-		case "readonly", "ro":
-			if !hasValue {
-				m.ReadOnly = true
-				continue
-			}
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return m, fmt.Errorf("mount %q: readonly=%q: want true or false", s, v)
-			}
-			m.ReadOnly = b
-		case "tmpfs-size":
-			n, err := parseByteSize(v)
-			if err != nil {
-				return m, fmt.Errorf("mount %q: tmpfs-size=%q: %w", s, v, err)
-			}
-			m.TmpfsSize = n
-		case "tmpfs-mode":
-			n, err := strconv.ParseUint(v, 8, 32)
-			if err != nil {
-				return m, fmt.Errorf("mount %q: tmpfs-mode=%q: want an octal mode such as 1777", s, v)
-			}
-			m.TmpfsMode = uint32(n)
-		case "":
-			return m, fmt.Errorf("mount %q: empty field", s)
-		default:
-			return m, fmt.Errorf("mount %q: unknown key %q; want type, source, target, readonly, tmpfs-size or tmpfs-mode", s, k)
-		}
-	}
-	if err := m.validate(); err != nil {
-		return m, fmt.Errorf("mount %q: %w", s, err)
-	}
-	return m, nil
-}
-
-// parseByteSize parses "1048576", "64k", "64m", "1g" (binary units).
-func parseByteSize(v string) (int64, error) {
-	mult := int64(1)
-	lv := strings.ToLower(strings.TrimSuffix(strings.ToLower(v), "b"))
-	switch {
-	case strings.HasSuffix(lv, "k"):
-		mult, lv = 1<<10, lv[:len(lv)-1]
-	case strings.HasSuffix(lv, "m"):
-		mult, lv = 1<<20, lv[:len(lv)-1]
-	case strings.HasSuffix(lv, "g"):
-		mult, lv = 1<<30, lv[:len(lv)-1]
-	}
-	n, err := strconv.ParseInt(lv, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("want a size in bytes, optionally with k, m or g")
-	}
-	return n * mult, nil
-}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -93,31 +92,6 @@ func ulimitNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// ParseUlimit parses docker's --ulimit NAME=SOFT[:HARD] (HARD defaults to
-// SOFT; -1 is unlimited).
-func ParseUlimit(s string) (Ulimit, error) {
-	name, vals, ok := strings.Cut(s, "=")
-	if !ok || name == "" {
-		return Ulimit{}, fmt.Errorf("ulimit %q: want NAME=SOFT[:HARD]", s)
-	}
-	softS, hardS, hasHard := strings.Cut(vals, ":")
-	soft, err := strconv.ParseInt(softS, 10, 64)
-	if err != nil {
-		return Ulimit{}, fmt.Errorf("ulimit %q: soft limit %q is not a number", s, softS)
-	}
-	hard := soft
-	if hasHard {
-		if hard, err = strconv.ParseInt(hardS, 10, 64); err != nil {
-			return Ulimit{}, fmt.Errorf("ulimit %q: hard limit %q is not a number", s, hardS)
-		}
-	}
-	u := Ulimit{Name: strings.ToLower(name), Soft: soft, Hard: hard}
-	if _, err := resolveRlimits([]Ulimit{u}); err != nil {
-		return Ulimit{}, fmt.Errorf("ulimit %q: %s", s, strings.TrimPrefix(err.Error(), ErrInvalidSpec.Error()+": "))
-	}
-	return u, nil
 }
 
 // ValidateUlimits checks ulimits with the rules of ContainerSpec.Ulimits.

@@ -189,3 +189,9 @@ func (r *Runtime) resolveMount(m Mount) (initMount, error) {
 	}
 	return im, nil
 }
+
+// ValidateSandbox checks the sandbox fields of spec (mounts, ulimits, /etc
+// files, groups, pids and CPU weight, memory floor) with the runtime's
+// rules, so that the API can refuse them before any worker sees them. ID
+// and Image are not checked.
+func ValidateSandbox(spec ContainerSpec) error { return spec.validateSandbox() }
