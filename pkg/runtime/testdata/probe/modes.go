@@ -84,8 +84,12 @@ func sandbox() {
 		fmt.Printf("file%s=%s\n", strings.ReplaceAll(f, "/", "_"), strings.Join(strings.Fields(string(b)), " "))
 	}
 	var rl syscall.Rlimit
+	// The Go runtime raises its soft RLIMIT_NOFILE to the hard limit at
+	// start-up, so only the hard one is what the runtime set.
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	fmt.Printf("nofile=%d:%d\n", rl.Cur, rl.Max)
+	fmt.Printf("nofile_hard=%d\n", rl.Max)
+	syscall.Getrlimit(8 /* RLIMIT_MEMLOCK */, &rl)
+	fmt.Printf("memlock=%d:%d\n", rl.Cur, rl.Max)
 	syscall.Getrlimit(4 /* RLIMIT_CORE */, &rl)
 	fmt.Printf("core=%d:%d\n", int64(rl.Cur), int64(rl.Max))
 	fmt.Printf("groups=%s\n", readStatus()["Groups"])
