@@ -1234,8 +1234,11 @@ type Mount struct {
 	Readonly       bool                   `protobuf:"varint,4,opt,name=readonly,proto3" json:"readonly,omitempty"`
 	TmpfsSizeBytes int64                  `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
 	TmpfsMode      uint32                 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// volume_nocopy leaves a new volume empty instead of filling it with
+	// what the image has at target (docker's volume-nocopy).
+	VolumeNocopy  bool `protobuf:"varint,7,opt,name=volume_nocopy,json=volumeNocopy,proto3" json:"volume_nocopy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Mount) Reset() {
@@ -1308,6 +1311,13 @@ func (x *Mount) GetTmpfsMode() uint32 {
 		return x.TmpfsMode
 	}
 	return 0
+}
+
+func (x *Mount) GetVolumeNocopy() bool {
+	if x != nil {
+		return x.VolumeNocopy
+	}
+	return false
 }
 
 // Ulimit is one rlimit (--ulimit NAME=SOFT[:HARD]); -1 is unlimited.
@@ -2447,7 +2457,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\vdns_options\x18~ \x03(\tR\n" +
 	"dnsOptions\x12*\n" +
 	"\aulimits\x18\x7f \x03(\v2\x10.minke.v1.UlimitR\aulimits\x12\x17\n" +
-	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\"\xb0\x01\n" +
+	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\"\xd5\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -2455,7 +2465,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\breadonly\x18\x04 \x01(\bR\breadonly\x12(\n" +
 	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
 	"\n" +
-	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\"D\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\x12#\n" +
+	"\rvolume_nocopy\x18\a \x01(\bR\fvolumeNocopy\"D\n" +
 	"\x06Ulimit\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +

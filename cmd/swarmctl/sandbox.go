@@ -29,7 +29,7 @@ type sandboxOptions struct {
 func (o *sandboxOptions) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.securityOpts, "security-opt", nil, "security option; supported: seccomp=unconfined (repeatable)")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root filesystem read-only")
-	f.StringArrayVar(&o.mounts, "mount", nil, "attach a mount: type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=64m][,tmpfs-mode=1777] (repeatable)")
+	f.StringArrayVar(&o.mounts, "mount", nil, "attach a mount: type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=64m][,tmpfs-mode=1777] (repeatable)")
 	f.StringArrayVar(&o.hosts, "host", nil, "add a line to /etc/hosts: HOST:IP (repeatable)")
 	f.StringArrayVar(&o.dns, "dns", nil, "DNS server for /etc/resolv.conf (repeatable)")
 	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
@@ -126,6 +126,15 @@ func parseMount(s string) (*minkepb.Mount, error) {
 				return nil, bad("tmpfs-size=%q: want a size like 64m", v)
 			}
 			m.TmpfsSizeBytes = n
+		case "volume-nocopy":
+			b := true
+			if hasValue {
+				var err error
+				if b, err = strconv.ParseBool(v); err != nil {
+					return nil, bad("volume-nocopy=%q: want true or false", v)
+				}
+			}
+			m.VolumeNocopy = b
 		case "tmpfs-mode":
 			n, err := strconv.ParseUint(v, 8, 32)
 			if err != nil {
@@ -133,7 +142,7 @@ func parseMount(s string) (*minkepb.Mount, error) {
 			}
 			m.TmpfsMode = uint32(n)
 		default:
-			return nil, bad("unknown key %q; want type, source, target, readonly, tmpfs-size or tmpfs-mode", k)
+			return nil, bad("unknown key %q; want type, source, target, readonly, volume-nocopy, tmpfs-size or tmpfs-mode", k)
 		}
 	}
 	switch m.Type {

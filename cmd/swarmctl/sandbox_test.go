@@ -14,7 +14,7 @@ func TestServiceCreateSandboxFlags(t *testing.T) {
 	code, _, stderr, _ := runFake(t, f, "service", "create", "-d",
 		"--security-opt", "seccomp=unconfined", "--read-only",
 		"--mount", "type=bind,source=/srv/data,target=/data,readonly",
-		"--mount", "src=db,dst=/var/lib/db",
+		"--mount", "src=db,dst=/var/lib/db,volume-nocopy",
 		"--mount", "type=tmpfs,target=/run,tmpfs-size=64m,tmpfs-mode=755",
 		"--host", "db:10.0.0.2", "--host", "v6:fd00::2",
 		"--dns", "10.0.0.53", "--dns-search", "example.com", "--dns-option", "ndots:2",
@@ -32,7 +32,7 @@ func TestServiceCreateSandboxFlags(t *testing.T) {
 				ReadOnly:          true,
 				Mounts: []*minkepb.Mount{
 					{Type: "bind", Source: "/srv/data", Target: "/data", Readonly: true},
-					{Type: "volume", Source: "db", Target: "/var/lib/db"},
+					{Type: "volume", Source: "db", Target: "/var/lib/db", VolumeNocopy: true},
 					{Type: "tmpfs", Target: "/run", TmpfsSizeBytes: 64 << 20, TmpfsMode: 0o755},
 				},
 				Hosts:      []string{"10.0.0.2 db", "fd00::2 v6"},

@@ -19,6 +19,7 @@ func sandboxSpec(spec *runtime.ContainerSpec, t *minkepb.Task) {
 			ReadOnly:  m.GetReadonly(),
 			TmpfsSize: m.GetTmpfsSizeBytes(),
 			TmpfsMode: m.GetTmpfsMode(),
+			NoCopy:    m.GetVolumeNocopy(),
 		})
 	}
 	spec.ExtraHosts = c.GetHosts()

@@ -31,7 +31,7 @@ func validateSandbox(task *minkepb.TaskSpec) error {
 	for i, m := range c.GetMounts() {
 		rm := runtime.Mount{
 			Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), ReadOnly: m.GetReadonly(),
-			TmpfsSize: m.GetTmpfsSizeBytes(), TmpfsMode: m.GetTmpfsMode(),
+			TmpfsSize: m.GetTmpfsSizeBytes(), TmpfsMode: m.GetTmpfsMode(), NoCopy: m.GetVolumeNocopy(),
 		}
 		if err := runtime.ValidateMount(rm); err != nil {
 			return fmt.Errorf("invalid mounts[%d] (type=%s,source=%s,target=%s): %v", i, m.GetType(), m.GetSource(), m.GetTarget(), err)

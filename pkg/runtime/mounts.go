@@ -28,6 +28,10 @@ type Mount struct {
 	// TmpfsMode (0: 1777) apply to tmpfs only.
 	TmpfsSize int64
 	TmpfsMode uint32
+	// NoCopy (volume only) leaves a new volume empty. By default, as in
+	// docker, a volume created by this mount is first filled with what
+	// the image has at Target.
+	NoCopy bool
 }
 
 // volumeName is docker's rule for local volume names.
@@ -61,6 +65,9 @@ func (m Mount) validate() error {
 	}
 	if m.Type != MountTmpfs && (m.TmpfsSize != 0 || m.TmpfsMode != 0) {
 		return fmt.Errorf("tmpfs-size and tmpfs-mode apply to type=tmpfs only")
+	}
+	if m.Type != MountVolume && m.NoCopy {
+		return fmt.Errorf("volume-nocopy applies to type=volume only")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -37,6 +38,11 @@ func mountOne(rootfs string, m initMount) error {
 	target, err := mountTarget(rootfs, m.Target, isDir)
 	if err != nil {
 		return err
+	}
+	if m.CopyUp {
+		if err := copyTree(target, m.Source); err != nil {
+			return fmt.Errorf("copying the image's %s into the new volume: %w", m.Target, err)
+		}
 	}
 	switch m.Type {
 	case "bind":
@@ -118,4 +124,85 @@ func remountRootReadonly() error {
 		return fmt.Errorf("remounting the root read-only: %w", err)
 	}
 	return nil
+}
+
+// copyTree copies the contents of directory src (in the container's
+// rootfs, not yet running, so nothing changes under the walk) into dst,
+// keeping modes, owners, symlinks and modification times. Symlinks are
+// copied, never followed; device nodes, fifos and sockets are skipped.
+func copyTree(src, dst string) error {
+	fi, err := os.Lstat(src)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+		return nil // nothing in the image there
+	}
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, _ := info.Sys().(*unix.Stat_t)
+		switch {
+		case d.IsDir():
+			if rel != "." {
+				if err := os.Mkdir(out, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+					return err
+				}
+			}
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(link, out); err != nil {
+				return err
+			}
+			if st != nil {
+				return os.Lchown(out, int(st.Uid), int(st.Gid))
+			}
+			return nil
+		case d.Type().IsRegular():
+			if err := copyFile(p, out); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		if st != nil {
+			if err := os.Lchown(out, int(st.Uid), int(st.Gid)); err != nil {
+				return err
+			}
+		}
+		if err := os.Chmod(out, info.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+			return err
+		}
+		return os.Chtimes(out, info.ModTime(), info.ModTime())
+	})
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

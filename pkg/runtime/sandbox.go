@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -46,6 +48,9 @@ type initMount struct {
 	ReadOnly bool   `json:"readonly,omitempty"`
 	// Data holds tmpfs options (size=, mode=).
 	Data string `json:"data,omitempty"`
+	// CopyUp asks the init to copy what the image has at Target into the
+	// (new, empty) volume at Source before mounting it, as docker does.
+	CopyUp bool `json:"copy_up,omitempty"`
 }
 
 // validateSandbox checks the sandbox fields of a spec without I/O.
@@ -172,10 +177,13 @@ func (r *Runtime) resolveMount(m Mount) (initMount, error) {
 		im.Type, im.Source = "bind", filepath.Clean(m.Source)
 	case MountVolume:
 		p := r.VolumePath(m.Source)
+		_, err := os.Stat(p)
+		created := errors.Is(err, fs.ErrNotExist)
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return im, fmt.Errorf("runtime: creating volume %q: %w", m.Source, err)
 		}
 		im.Type, im.Source = "bind", p
+		im.CopyUp = created && !m.NoCopy
 	case MountTmpfs:
 		im.Type = "tmpfs"
 		mode := m.TmpfsMode

@@ -249,3 +249,35 @@ func TestCreateRefusesMissingBindSource(t *testing.T) {
 	}
 	checkRemoved(t, r, spec.ID)
 }
+
+// TestVolumeCopyUp checks docker's rule for a new named volume: it is
+// filled with what the image has at the target, unless volume-nocopy; an
+// existing volume is never overwritten.
+func TestVolumeCopyUp(t *testing.T) {
+	r := newTestRuntime(t)
+	ref := testimage.Serve(t, probeImage(t), "probe:latest")
+	runProbe(t, r, ContainerSpec{ID: "sbx-copy", Image: ref, Args: []string{"sandbox"}, Mounts: []Mount{
+		{Type: MountVolume, Source: "imgetc", Target: "/etc"},
+		{Type: MountVolume, Source: "emptyetc", Target: "/mnt/etc", NoCopy: true},
+	}})
+	b, err := os.ReadFile(filepath.Join(r.VolumePath("imgetc"), "passwd"))
+	if err != nil || !strings.HasPrefix(string(b), "root:x:0:0:") {
+		t.Errorf("new volume at /etc: passwd = %q, %v; want the image's", b, err)
+	}
+	ents, err := os.ReadDir(r.VolumePath("emptyetc"))
+	if err != nil || len(ents) != 0 {
+		t.Errorf("volume-nocopy volume holds %v, %v; want nothing", ents, err)
+	}
+	// A second container: the volume exists, so the image's /etc is not
+	// copied again over what the first one left.
+	p := filepath.Join(r.VolumePath("imgetc"), "passwd")
+	if err := os.WriteFile(p, []byte("root:x:0:0:changed:/root:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runProbe(t, r, ContainerSpec{ID: "sbx-copy2", Image: ref, Args: []string{"sandbox"}, Mounts: []Mount{
+		{Type: MountVolume, Source: "imgetc", Target: "/etc"},
+	}})
+	if b, _ := os.ReadFile(p); !strings.Contains(string(b), "changed") {
+		t.Errorf("an existing volume was overwritten: %q", b)
+	}
+}
