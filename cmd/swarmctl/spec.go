@@ -44,6 +44,7 @@ type createOptions struct {
 	detach             bool
 	health             healthOptions  // health.go
 	process            processOptions // stop.go
+	sandbox            sandboxOptions // sandbox.go
 }
 
 // restartConditions maps --restart-condition values to the proto enum.
@@ -133,6 +134,9 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	}
 	task.Restart = restart
 	c.CapAdd, c.CapDrop = o.capAdd, o.capDrop
+	if err := o.sandbox.apply(task); err != nil {
+		return nil, err
+	}
 
 	if len(o.constraints) > 0 || len(o.placementPrefs) > 0 || o.maxPerNode != "" {
 		p := &minkepb.Placement{}
