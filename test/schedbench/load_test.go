@@ -190,6 +190,9 @@ func (c *cluster) run(l load, bound time.Duration) result {
 		}
 		assigned, running = a, r
 		now := time.Since(start)
+		if now/(5*time.Second) != (now-pollInterval)/(5*time.Second) {
+			c.tb.Logf("%s: %d of %d tasks assigned, %d running", now.Round(time.Second), assigned, total, running)
+		}
 		if res.assigned == 0 && assigned == total {
 			res.assigned = now
 		}
@@ -218,12 +221,16 @@ func (c *cluster) run(l load, bound time.Duration) result {
 
 // scale runs load l on a new cluster of n managers.
 func scale(tb testing.TB, n int, l load, bound time.Duration) result {
+	began := time.Now()
 	c := startCluster(tb, n)
-	c.startWorkers(l.nodes, 3*time.Minute)
+	tb.Logf("%d managers healthy after %s", n, time.Since(began).Round(time.Millisecond))
+	c.startWorkers(l.nodes, 5*time.Minute)
+	tb.Logf("%d simulated nodes READY after %s", l.nodes, time.Since(began).Round(time.Millisecond))
 	ready, err := c.readyWorkers()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	c.labelNodes(ready)
+	tb.Logf("nodes labelled after %s; creating services", time.Since(began).Round(time.Millisecond))
 	return c.run(l, bound)
 }
