@@ -24,6 +24,8 @@ type initConfig struct {
 	Caps capMask `json:"caps"`
 	// Sandbox holds seccomp, mounts, rlimits and groups (sandbox.go).
 	Sandbox sandboxConfig `json:"sandbox"`
+	// NetNS is a network namespace to join (setns) instead of the new one.
+	NetNS string `json:"netns,omitempty"`
 }
 
 // Child file descriptors of the init (after stdin, stdout, stderr).
@@ -91,7 +93,7 @@ func (c *Container) Start(ctx context.Context) (retErr error) {
 	if err := c.rt.cgroups.AddProc(c.spec.ID, cmd.Process.Pid); err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrStart, err))
 	}
-	cfg, err := json.Marshal(initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, Sandbox: c.sandbox})
+	cfg, err := json.Marshal(initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, Sandbox: c.sandbox, NetNS: c.spec.NetNSPath})
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrStart, err))
 	}

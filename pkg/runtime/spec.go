@@ -79,6 +79,10 @@ type ContainerSpec struct {
 	// cpu.weight on v2); 0 means the kernel default (1024). The agent
 	// derives it from a CPU reservation as swarm does: NanoCPUs*1024/1e9.
 	CPUShares int64
+	// NetNSPath, if set, is a network namespace (a bind mount such as
+	// pkg/network makes) that the container joins instead of getting an
+	// empty one of its own.
+	NetNSPath string
 }
 
 // defaultPath is set when neither the image nor the spec sets PATH.
