@@ -125,3 +125,43 @@ func readResolvConf(path string) (servers, search, options []string, err error) 
 	}
 	return servers, search, options, nil
 }
+
+// writeSandboxEtcFile replaces the runtime's /etc file name (one that the
+// init binds into the container) with data, merged with the spec's
+// options; done is false for other names. The caller holds c.mu and has
+// checked that the container has not started.
+func (c *Container) writeSandboxEtcFile(name string, data []byte) (done bool, err error) {
+	var mounted bool
+	for _, m := range c.sandbox.Mounts {
+		if m.Target == "/etc/"+name {
+			mounted = m.Source == filepath.Join(c.rt.containerDir(c.spec.ID), name)
+			if !mounted {
+				return true, nil // the user's mount at that path wins, as in docker
+			}
+		}
+	}
+	if !mounted {
+		return false, nil
+	}
+	switch name {
+	case "hosts":
+		var b strings.Builder
+		b.Write(data)
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			b.WriteByte('\n')
+		}
+		for _, l := range c.spec.ExtraHosts {
+			f := strings.Fields(l)
+			b.WriteString(f[0] + "\t" + strings.Join(f[1:], " ") + "\n")
+		}
+		data = []byte(b.String())
+	case "resolv.conf":
+		if len(c.spec.DNSServers)+len(c.spec.DNSSearch)+len(c.spec.DNSOptions) > 0 {
+			return true, nil
+		}
+	}
+	if err := os.WriteFile(filepath.Join(c.rt.containerDir(c.spec.ID), name), data, 0o644); err != nil {
+		return true, fmt.Errorf("runtime: writing /etc/%s of %s: %w", name, c.spec.ID, err)
+	}
+	return true, nil
+}

@@ -93,9 +93,3 @@ func ulimitNames() []string {
 	sort.Strings(names)
 	return names
 }
-
-// ValidateUlimits checks ulimits with the rules of ContainerSpec.Ulimits.
-func ValidateUlimits(u []Ulimit) error {
-	_, err := resolveRlimits(u)
-	return err
-}

@@ -281,3 +281,44 @@ func TestVolumeCopyUp(t *testing.T) {
 		t.Errorf("an existing volume was overwritten: %q", b)
 	}
 }
+
+// TestWriteEtcFileMergesSpec checks the hook the network code uses to give
+// a container its /etc/hosts and /etc/resolv.conf: the content reaches the
+// container through the runtime's bound files, the spec's ExtraHosts stay,
+// and an explicit DNS configuration in the spec wins.
+func TestWriteEtcFileMergesSpec(t *testing.T) {
+	r := newTestRuntime(t)
+	ref := testimage.Serve(t, probeImage(t), "probe:latest")
+	for _, tc := range []struct {
+		spec       ContainerSpec
+		wantResolv string
+	}{
+		{ContainerSpec{ID: "sbx-etc1", ExtraHosts: []string{"10.9.8.7 db"}}, "nameserver 10.0.0.1"},
+		{ContainerSpec{ID: "sbx-etc2", ExtraHosts: []string{"10.9.8.7 db"}, DNSServers: []string{"10.5.5.5"}}, "nameserver 10.5.5.5"},
+	} {
+		tc.spec.Image, tc.spec.Args = ref, []string{"sandbox"}
+		c := create(t, r, tc.spec)
+		if err := c.WriteEtcFile("hosts", []byte("127.0.0.1\tlocalhost\n10.0.0.7\t"+tc.spec.ID+"\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteEtcFile("resolv.conf", []byte("nameserver 10.0.0.1\n")); err != nil {
+			t.Fatal(err)
+		}
+		ctx := testCtx(t)
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		log := waitForLog(t, r, tc.spec.ID, "vol_lines=")
+		for _, want := range []string{
+			"file_etc_hosts=127.0.0.1 localhost 10.0.0.7 " + tc.spec.ID + " 10.9.8.7 db\n",
+			"file_etc_resolv.conf=" + tc.wantResolv + "\n",
+		} {
+			if !strings.Contains(log, want) {
+				t.Errorf("%s: log lacks %q:\n%s", tc.spec.ID, want, log)
+			}
+		}
+	}
+}
