@@ -27,6 +27,182 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RebalanceServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceServiceRequest) Reset() {
+	*x = RebalanceServiceRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceServiceRequest) ProtoMessage() {}
+
+func (x *RebalanceServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceServiceRequest.ProtoReflect.Descriptor instead.
+func (*RebalanceServiceRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RebalanceServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+type RebalanceServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceServiceResponse) Reset() {
+	*x = RebalanceServiceResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceServiceResponse) ProtoMessage() {}
+
+func (x *RebalanceServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceServiceResponse.ProtoReflect.Descriptor instead.
+func (*RebalanceServiceResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RebalanceServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type UpdateClusterOrchestrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orchestration *OrchestrationConfig   `protobuf:"bytes,1,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterOrchestrationRequest) Reset() {
+	*x = UpdateClusterOrchestrationRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterOrchestrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterOrchestrationRequest) ProtoMessage() {}
+
+func (x *UpdateClusterOrchestrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterOrchestrationRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClusterOrchestrationRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateClusterOrchestrationRequest) GetOrchestration() *OrchestrationConfig {
+	if x != nil {
+		return x.Orchestration
+	}
+	return nil
+}
+
+type UpdateClusterOrchestrationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterOrchestrationResponse) Reset() {
+	*x = UpdateClusterOrchestrationResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterOrchestrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterOrchestrationResponse) ProtoMessage() {}
+
+func (x *UpdateClusterOrchestrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterOrchestrationResponse.ProtoReflect.Descriptor instead.
+func (*UpdateClusterOrchestrationResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateClusterOrchestrationResponse) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
 type RotateJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Role          NodeRole               `protobuf:"varint,1,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
@@ -36,7 +212,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +224,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +237,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -80,7 +256,7 @@ type RotateJoinTokenResponse struct {
 
 func (x *RotateJoinTokenResponse) Reset() {
 	*x = RotateJoinTokenResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +268,7 @@ func (x *RotateJoinTokenResponse) String() string {
 func (*RotateJoinTokenResponse) ProtoMessage() {}
 
 func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +281,7 @@ func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RotateJoinTokenResponse) GetJoinTokens() *JoinTokens {
@@ -131,7 +307,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -143,7 +319,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -156,7 +332,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -203,7 +379,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +391,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +404,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -249,7 +425,7 @@ type UpdateNodeRoleRequest struct {
 
 func (x *UpdateNodeRoleRequest) Reset() {
 	*x = UpdateNodeRoleRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +437,7 @@ func (x *UpdateNodeRoleRequest) String() string {
 func (*UpdateNodeRoleRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +450,7 @@ func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateNodeRoleRequest) GetNode() string {
@@ -300,7 +476,7 @@ type UpdateNodeRoleResponse struct {
 
 func (x *UpdateNodeRoleResponse) Reset() {
 	*x = UpdateNodeRoleResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +488,7 @@ func (x *UpdateNodeRoleResponse) String() string {
 func (*UpdateNodeRoleResponse) ProtoMessage() {}
 
 func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +501,7 @@ func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateNodeRoleResponse) GetNode() *Node {
@@ -345,7 +521,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +533,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +546,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -395,7 +571,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +583,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +596,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 type BackupRequest struct {
@@ -431,7 +607,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +619,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +632,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 type BackupResponse struct {
@@ -471,7 +647,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +659,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +672,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BackupResponse) GetSnapshot() []byte {
@@ -522,7 +698,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +710,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +723,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -566,7 +742,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +754,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +767,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -611,7 +787,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +799,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +812,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -655,7 +831,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +843,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +856,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -698,7 +874,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +886,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,20 +899,28 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 type ReplicaCounts struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Running       uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
-	Desired       uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Running uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	Desired uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
+	// assigned counts tasks desired RUNNING that the scheduler has placed on
+	// a node and that have not finished (ASSIGNED through RUNNING): running
+	// plus those on their way.
+	Assigned uint64 `protobuf:"varint,50,opt,name=assigned,proto3" json:"assigned,omitempty"`
+	// completed and total_completions are set for jobs: tasks of the current
+	// iteration that completed, out of how many must.
+	Completed        uint64 `protobuf:"varint,30,opt,name=completed,proto3" json:"completed,omitempty"`
+	TotalCompletions uint64 `protobuf:"varint,31,opt,name=total_completions,json=totalCompletions,proto3" json:"total_completions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReplicaCounts) Reset() {
 	*x = ReplicaCounts{}
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +932,7 @@ func (x *ReplicaCounts) String() string {
 func (*ReplicaCounts) ProtoMessage() {}
 
 func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +945,7 @@ func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCounts.ProtoReflect.Descriptor instead.
 func (*ReplicaCounts) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReplicaCounts) GetRunning() uint64 {
@@ -778,6 +962,27 @@ func (x *ReplicaCounts) GetDesired() uint64 {
 	return 0
 }
 
+func (x *ReplicaCounts) GetAssigned() uint64 {
+	if x != nil {
+		return x.Assigned
+	}
+	return 0
+}
+
+func (x *ReplicaCounts) GetCompleted() uint64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *ReplicaCounts) GetTotalCompletions() uint64 {
+	if x != nil {
+		return x.TotalCompletions
+	}
+	return 0
+}
+
 type ListServicesResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Services []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
@@ -789,7 +994,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +1006,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +1019,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -838,13 +1043,15 @@ type UpdateServiceRequest struct {
 	// refused with FailedPrecondition.
 	ServiceVersion uint64       `protobuf:"varint,2,opt,name=service_version,json=serviceVersion,proto3" json:"service_version,omitempty"`
 	Spec           *ServiceSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// rollback returns the service to its previous_spec; spec is ignored.
+	Rollback      bool `protobuf:"varint,30,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1063,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1076,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -893,6 +1100,13 @@ func (x *UpdateServiceRequest) GetSpec() *ServiceSpec {
 	return nil
 }
 
+func (x *UpdateServiceRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
 type UpdateServiceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -902,7 +1116,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1128,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1141,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -946,7 +1160,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1172,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1185,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -989,7 +1203,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1215,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1228,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTasksRequest struct {
@@ -1027,7 +1241,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1253,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1266,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -1071,7 +1285,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1297,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1310,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1114,7 +1328,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1340,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1353,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 type ListNodesResponse struct {
@@ -1151,7 +1365,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1377,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1390,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1194,7 +1408,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1420,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1433,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{29}
 }
 
 type GetClusterResponse struct {
@@ -1233,7 +1447,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1459,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1472,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1285,7 +1499,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1511,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1524,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1336,7 +1550,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1562,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1575,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1375,7 +1589,15 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"@\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"3\n" +
+	"\x17RebalanceServiceRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"G\n" +
+	"\x18RebalanceServiceResponse\x12+\n" +
+	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"h\n" +
+	"!UpdateClusterOrchestrationRequest\x12C\n" +
+	"\rorchestration\x18\x01 \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"Q\n" +
+	"\"UpdateClusterOrchestrationResponse\x12+\n" +
+	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\"@\n" +
 	"\x16RotateJoinTokenRequest\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"P\n" +
 	"\x17RotateJoinTokenResponse\x125\n" +
@@ -1413,21 +1635,25 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"A\n" +
 	"\x12GetServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"\x15\n" +
-	"\x13ListServicesRequest\"C\n" +
+	"\x13ListServicesRequest\"\xaa\x01\n" +
 	"\rReplicaCounts\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\x04R\arunning\x12\x18\n" +
-	"\adesired\x18\x02 \x01(\x04R\adesired\"\xdd\x01\n" +
+	"\adesired\x18\x02 \x01(\x04R\adesired\x12\x1a\n" +
+	"\bassigned\x182 \x01(\x04R\bassigned\x12\x1c\n" +
+	"\tcompleted\x18\x1e \x01(\x04R\tcompleted\x12+\n" +
+	"\x11total_completions\x18\x1f \x01(\x04R\x10totalCompletions\"\xdd\x01\n" +
 	"\x14ListServicesResponse\x12-\n" +
 	"\bservices\x18\x01 \x03(\v2\x11.minke.v1.ServiceR\bservices\x12B\n" +
 	"\x06counts\x18\x02 \x03(\v2*.minke.v1.ListServicesResponse.CountsEntryR\x06counts\x1aR\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\x89\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\x04R\x0eserviceVersion\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"D\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12\x1a\n" +
+	"\brollback\x18\x1e \x01(\bR\brollback\"D\n" +
 	"\x15UpdateServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"0\n" +
 	"\x14RemoveServiceRequest\x12\x18\n" +
@@ -1448,7 +1674,8 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xb6\b\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\x8a\n" +
+	"\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1467,7 +1694,9 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x06Backup\x12\x17.minke.v1.BackupRequest\x1a\x18.minke.v1.BackupResponse\x12G\n" +
 	"\n" +
 	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponse\x12V\n" +
-	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponse\x12Y\n" +
+	"\x10RebalanceService\x12!.minke.v1.RebalanceServiceRequest\x1a\".minke.v1.RebalanceServiceResponse\x12w\n" +
+	"\x1aUpdateClusterOrchestration\x12+.minke.v1.UpdateClusterOrchestrationRequest\x1a,.minke.v1.UpdateClusterOrchestrationResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -1481,102 +1710,114 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_minke_v1_control_proto_goTypes = []any{
-	(*RotateJoinTokenRequest)(nil),  // 0: minke.v1.RotateJoinTokenRequest
-	(*RotateJoinTokenResponse)(nil), // 1: minke.v1.RotateJoinTokenResponse
-	(*UpdateNodeRequest)(nil),       // 2: minke.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 3: minke.v1.UpdateNodeResponse
-	(*UpdateNodeRoleRequest)(nil),   // 4: minke.v1.UpdateNodeRoleRequest
-	(*UpdateNodeRoleResponse)(nil),  // 5: minke.v1.UpdateNodeRoleResponse
-	(*RemoveNodeRequest)(nil),       // 6: minke.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 7: minke.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),           // 8: minke.v1.BackupRequest
-	(*BackupResponse)(nil),          // 9: minke.v1.BackupResponse
-	(*CreateServiceRequest)(nil),    // 10: minke.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 11: minke.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 12: minke.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 13: minke.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 14: minke.v1.ListServicesRequest
-	(*ReplicaCounts)(nil),           // 15: minke.v1.ReplicaCounts
-	(*ListServicesResponse)(nil),    // 16: minke.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 17: minke.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 18: minke.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),    // 19: minke.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 20: minke.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),        // 21: minke.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 22: minke.v1.ListTasksResponse
-	(*ListNodesRequest)(nil),        // 23: minke.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 24: minke.v1.ListNodesResponse
-	(*GetClusterRequest)(nil),       // 25: minke.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),      // 26: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),      // 27: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),     // 28: minke.v1.ServiceLogsResponse
-	nil,                             // 29: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                             // 30: minke.v1.ListServicesResponse.CountsEntry
-	(NodeRole)(0),                   // 31: minke.v1.NodeRole
-	(*JoinTokens)(nil),              // 32: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),      // 33: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                    // 34: minke.v1.Node
-	(*ServiceSpec)(nil),             // 35: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 36: minke.v1.Service
-	(*Task)(nil),                    // 37: minke.v1.Task
-	(*Cluster)(nil),                 // 38: minke.v1.Cluster
-	(*LogMessage)(nil),              // 39: minke.v1.LogMessage
+	(*RebalanceServiceRequest)(nil),            // 0: minke.v1.RebalanceServiceRequest
+	(*RebalanceServiceResponse)(nil),           // 1: minke.v1.RebalanceServiceResponse
+	(*UpdateClusterOrchestrationRequest)(nil),  // 2: minke.v1.UpdateClusterOrchestrationRequest
+	(*UpdateClusterOrchestrationResponse)(nil), // 3: minke.v1.UpdateClusterOrchestrationResponse
+	(*RotateJoinTokenRequest)(nil),             // 4: minke.v1.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil),            // 5: minke.v1.RotateJoinTokenResponse
+	(*UpdateNodeRequest)(nil),                  // 6: minke.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),                 // 7: minke.v1.UpdateNodeResponse
+	(*UpdateNodeRoleRequest)(nil),              // 8: minke.v1.UpdateNodeRoleRequest
+	(*UpdateNodeRoleResponse)(nil),             // 9: minke.v1.UpdateNodeRoleResponse
+	(*RemoveNodeRequest)(nil),                  // 10: minke.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),                 // 11: minke.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),                      // 12: minke.v1.BackupRequest
+	(*BackupResponse)(nil),                     // 13: minke.v1.BackupResponse
+	(*CreateServiceRequest)(nil),               // 14: minke.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),              // 15: minke.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),                  // 16: minke.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),                 // 17: minke.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),                // 18: minke.v1.ListServicesRequest
+	(*ReplicaCounts)(nil),                      // 19: minke.v1.ReplicaCounts
+	(*ListServicesResponse)(nil),               // 20: minke.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),               // 21: minke.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),              // 22: minke.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),               // 23: minke.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),              // 24: minke.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),                   // 25: minke.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),                  // 26: minke.v1.ListTasksResponse
+	(*ListNodesRequest)(nil),                   // 27: minke.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),                  // 28: minke.v1.ListNodesResponse
+	(*GetClusterRequest)(nil),                  // 29: minke.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),                 // 30: minke.v1.GetClusterResponse
+	(*ServiceLogsRequest)(nil),                 // 31: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),                // 32: minke.v1.ServiceLogsResponse
+	nil,                                        // 33: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                        // 34: minke.v1.ListServicesResponse.CountsEntry
+	(*Service)(nil),                            // 35: minke.v1.Service
+	(*OrchestrationConfig)(nil),                // 36: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                            // 37: minke.v1.Cluster
+	(NodeRole)(0),                              // 38: minke.v1.NodeRole
+	(*JoinTokens)(nil),                         // 39: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),                 // 40: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                               // 41: minke.v1.Node
+	(*ServiceSpec)(nil),                        // 42: minke.v1.ServiceSpec
+	(*Task)(nil),                               // 43: minke.v1.Task
+	(*LogMessage)(nil),                         // 44: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	31, // 0: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	32, // 1: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	33, // 2: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	29, // 3: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	34, // 4: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	31, // 5: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	34, // 6: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	35, // 7: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	36, // 8: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	36, // 9: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	36, // 10: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	30, // 11: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	35, // 12: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	36, // 13: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	37, // 14: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	34, // 15: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	38, // 16: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	39, // 17: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	15, // 18: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	10, // 19: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	12, // 20: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	14, // 21: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	17, // 22: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	19, // 23: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	21, // 24: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	23, // 25: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	25, // 26: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	27, // 27: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	4,  // 28: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	6,  // 29: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	8,  // 30: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	2,  // 31: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	0,  // 32: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	11, // 33: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	13, // 34: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	16, // 35: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	18, // 36: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	20, // 37: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	22, // 38: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	24, // 39: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	26, // 40: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	28, // 41: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	5,  // 42: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	7,  // 43: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	9,  // 44: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	3,  // 45: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	1,  // 46: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	33, // [33:47] is the sub-list for method output_type
-	19, // [19:33] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	35, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
+	36, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
+	37, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
+	38, // 3: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	39, // 4: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	40, // 5: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	33, // 6: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	41, // 7: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	38, // 8: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	41, // 9: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	42, // 10: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	35, // 11: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	35, // 12: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	35, // 13: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	34, // 14: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	42, // 15: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	35, // 16: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	43, // 17: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	41, // 18: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	37, // 19: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	44, // 20: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	19, // 21: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	14, // 22: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	16, // 23: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	18, // 24: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	21, // 25: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	23, // 26: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	25, // 27: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	27, // 28: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	29, // 29: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	31, // 30: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	8,  // 31: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	10, // 32: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	12, // 33: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	6,  // 34: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	4,  // 35: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 36: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 37: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	15, // 38: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	17, // 39: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	20, // 40: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	22, // 41: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	24, // 42: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	26, // 43: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	28, // 44: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	30, // 45: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	32, // 46: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	9,  // 47: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	11, // 48: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	13, // 49: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	7,  // 50: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	5,  // 51: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 52: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 53: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	38, // [38:54] is the sub-list for method output_type
+	22, // [22:38] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1591,7 +1832,7 @@ func file_minke_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -327,7 +327,10 @@ type SessionMessage struct {
 	Node *Node `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
 	// manager_token is sent to a worker the operator promoted, so that it can
 	// join the managers.
-	ManagerToken  string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	ManagerToken string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	// network is the cluster's network state this node needs; sent with
+	// every assignment set.
+	Network       *NetworkState `protobuf:"bytes,90,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +393,184 @@ func (x *SessionMessage) GetManagerToken() string {
 	return ""
 }
 
+func (x *SessionMessage) GetNetwork() *NetworkState {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// NetworkState is what a worker programs into its kernel besides its own
+// containers: the ingress ports of the cluster with their backends, the
+// routes to other workers' container subnets, and the published ports of
+// the services whose tasks it runs.
+type NetworkState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ingress []*IngressPort         `protobuf:"bytes,1,rep,name=ingress,proto3" json:"ingress,omitempty"`
+	Routes  []*NodeRoute           `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	// endpoints holds the allocated endpoint of each service with a task on
+	// the node, keyed by service ID.
+	Endpoints     map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkState) Reset() {
+	*x = NetworkState{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkState) ProtoMessage() {}
+
+func (x *NetworkState) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkState.ProtoReflect.Descriptor instead.
+func (*NetworkState) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NetworkState) GetIngress() []*IngressPort {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+func (x *NetworkState) GetRoutes() []*NodeRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *NetworkState) GetEndpoints() map[string]*Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+type IngressPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Port  *PortConfig            `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	// backends are the addresses of the service's running, healthy tasks.
+	Backends      []string `protobuf:"bytes,2,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngressPort) Reset() {
+	*x = IngressPort{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngressPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngressPort) ProtoMessage() {}
+
+func (x *IngressPort) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
+func (*IngressPort) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *IngressPort) GetPort() *PortConfig {
+	if x != nil {
+		return x.Port
+	}
+	return nil
+}
+
+func (x *IngressPort) GetBackends() []string {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+type NodeRoute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subnet        string                 `protobuf:"bytes,1,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Via           string                 `protobuf:"bytes,2,opt,name=via,proto3" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeRoute) Reset() {
+	*x = NodeRoute{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRoute) ProtoMessage() {}
+
+func (x *NodeRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
+func (*NodeRoute) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NodeRoute) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NodeRoute) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
 type TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -400,7 +581,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +593,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +606,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -452,7 +633,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +645,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +658,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -502,7 +683,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +695,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +708,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 type PublishLogsMessage struct {
@@ -540,7 +721,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +733,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +746,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -590,7 +771,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +783,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +796,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -647,12 +828,26 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xc5\x01\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xf7\x01\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
-	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\"Y\n" +
+	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x120\n" +
+	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\"\x83\x02\n" +
+	"\fNetworkState\x12/\n" +
+	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
+	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x1aP\n" +
+	"\x0eEndpointsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"S\n" +
+	"\vIngressPort\x12(\n" +
+	"\x04port\x18\x01 \x01(\v2\x14.minke.v1.PortConfigR\x04port\x12\x1a\n" +
+	"\bbackends\x18\x02 \x03(\tR\bbackends\"5\n" +
+	"\tNodeRoute\x12\x16\n" +
+	"\x06subnet\x18\x01 \x01(\tR\x06subnet\x12\x10\n" +
+	"\x03via\x18\x02 \x01(\tR\x03via\"Y\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x06status\x18\x02 \x01(\v2\x14.minke.v1.TaskStatusR\x06status\"h\n" +
@@ -683,49 +878,61 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
 	(*SessionRequest)(nil),           // 2: minke.v1.SessionRequest
 	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
-	(*TaskStatusUpdate)(nil),         // 5: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 6: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 7: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 8: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 9: minke.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 10: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 11: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 12: minke.v1.NodeRole
-	(*Task)(nil),                     // 13: minke.v1.Task
-	(*Node)(nil),                     // 14: minke.v1.Node
-	(*TaskStatus)(nil),               // 15: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 16: minke.v1.LogMessage
+	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
+	(*IngressPort)(nil),              // 6: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 7: minke.v1.NodeRoute
+	(*TaskStatusUpdate)(nil),         // 8: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 9: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 10: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 11: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 12: minke.v1.PublishLogsResponse
+	nil,                              // 13: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 14: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 15: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 16: minke.v1.NodeRole
+	(*Task)(nil),                     // 17: minke.v1.Task
+	(*Node)(nil),                     // 18: minke.v1.Node
+	(*PortConfig)(nil),               // 19: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 20: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 21: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 22: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	10, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	11, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	12, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	13, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	14, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	15, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	16, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	17, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	14, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	15, // 6: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	5,  // 7: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	16, // 8: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	0,  // 9: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 10: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	6,  // 11: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	8,  // 12: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 13: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 14: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	7,  // 15: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	9,  // 16: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	18, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	5,  // 6: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
+	6,  // 7: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	7,  // 8: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	13, // 9: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	19, // 10: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	20, // 11: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	8,  // 12: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	21, // 13: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	22, // 14: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 15: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 16: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	9,  // 17: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	11, // 18: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 19: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 20: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	10, // 21: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	12, // 22: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -740,7 +947,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -64,6 +64,8 @@ func (m *Manager) runLeadership(ctx context.Context) {
 		}
 		run(orchestrator.NewReplicated(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
+		run(orchestrator.NewUpdater(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
+		run(orchestrator.NewReaper(m.raft, m.cfg.Logger).Run)
 		m.syncNodes(lctx, false)
 		// Nodes this leader has not heard of yet are marked DOWN only after
 		// a grace period: after a control-plane restart, workers need a few
@@ -125,12 +127,25 @@ func (m *Manager) syncNodes(ctx context.Context, markDown bool) {
 	_ = m.raft.View(func(tx raftstore.ReadTx) error { nodes = tx.Nodes(); return nil })
 	for _, n := range nodes {
 		id := n.GetMeta().GetId()
-		if alive[id] || id == m.nodeID {
+		switch {
+		case alive[id] || id == m.nodeID:
 			m.setNodeState(ctx, id, minkepb.NodeStatus_READY, "alive in gossip")
-		} else if markDown {
+		case m.disp.HasSession(id):
+			// READY through its session (see dispatcher liveness).
+		case markDown:
 			m.setNodeState(ctx, id, minkepb.NodeStatus_DOWN, "not in gossip")
 		}
 	}
+}
+
+// inGossip reports whether a node is alive in gossip now.
+func (m *Manager) inGossip(nodeID string) bool {
+	for _, mem := range m.members.Members() {
+		if mem.NodeID == nodeID {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) setNodeState(ctx context.Context, id string, state minkepb.NodeStatus_State, msg string) {

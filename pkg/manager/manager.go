@@ -273,6 +273,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		RegistryAddr: m.regLis.Addr().String(),
 		AddManager:   m.addManager,
 		IsLeader:     m.raft.IsLeader,
+		Gossiping:    m.inGossip,
 		Logger:       m.cfg.Logger,
 	})
 	ctl, err := m.newPinningControl(controlapi.NewForwarder(controlapi.New(controlapi.Config{

@@ -108,8 +108,9 @@ func (c *pinningControl) CreateService(ctx context.Context, r *minkepb.CreateSer
 func (c *pinningControl) UpdateService(ctx context.Context, r *minkepb.UpdateServiceRequest) (*minkepb.UpdateServiceResponse, error) {
 	image := r.GetSpec().GetTask().GetContainer().GetImage()
 	// An unchanged image keeps its digest: updating replicas or env does
-	// not move the service to whatever the tag names today.
-	if !isForwarded(ctx) && image != "" && image != c.currentImage(r.GetServiceId()) {
+	// not move the service to whatever the tag names today. A rollback
+	// restores the previous spec, digest included.
+	if !isForwarded(ctx) && !r.GetRollback() && image != "" && image != c.currentImage(r.GetServiceId()) {
 		spec, err := c.pinSpec(ctx, r.GetSpec())
 		if err != nil {
 			return nil, err
