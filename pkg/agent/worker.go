@@ -116,7 +116,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
 		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
-		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize})
+		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize,
+		InsecureRegistries: cfg.Images.InsecureRegistries})
 	if err != nil {
 		return err
 	}
