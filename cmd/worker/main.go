@@ -63,6 +63,10 @@ func run() error {
 	fs.StringVar(&imageGC, "image-gc", "unused-after=24h", "remove images no container uses: off, or unused-after=DURATION (not pulled or used to create a container for that long)")
 	fs.StringVar(&maxLayerFile, "max-layer-file-size", "8GiB", "largest file an image layer may hold; a larger one fails the pull (bytes, or with KiB/MiB/GiB/KB/MB/GB)")
 	logs.register(fs)
+	fs.Func("insecure-registry", "registry HOST:PORT reached over plain HTTP (repeatable; loopback and RFC 1918 addresses always are)", func(v string) error {
+		cfg.Images.InsecureRegistries = append(cfg.Images.InsecureRegistries, v)
+		return nil
+	})
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}

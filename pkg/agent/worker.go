@@ -120,7 +120,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
 		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
 		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize,
-		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles})
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles,
+		InsecureRegistries: cfg.Images.InsecureRegistries})
 	if err != nil {
 		return err
 	}
