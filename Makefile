@@ -14,7 +14,7 @@ APT_PACKAGES  := protobuf-compiler busybox-static iproute2
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/manager ./cmd/worker ./cmd/swarmctl
+	$(GO) build -o $(BIN)/ ./cmd/manager ./cmd/worker ./cmd/swarmctl ./cmd/minke-shim
 
 # deps installs the system packages and Go modules the build and tests need.
 deps:

@@ -29,6 +29,26 @@ const ShimArg = "minke-shim"
 // A worker that starts later finds the shim through state.json and adopts
 // the container (Runtime.Adopt).
 
+// HelperName is the file name of the small helper binary (cmd/minke-shim)
+// that Runtime prefers to run as shim, init and exec helper when it sits
+// next to the running executable.
+const HelperName = "minke-shim"
+
+// helperBinary picks the program re-executed for shims, inits and exec
+// helpers (see Config.HelperBinary).
+func helperBinary(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), HelperName)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return "/proc/self/exe"
+}
+
 // Files of the shim protocol in the container directory.
 const (
 	stateFileName  = "state.json"  // stateFile: pids; written by the shim once the init runs
