@@ -72,3 +72,11 @@ bench-ha: build
 .PHONY: bench-failover
 bench-failover: build
 	go test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 10m ./test/failoverbench
+
+# bench-runtime prints the median and p99 of create→start→exit→remove for
+# 100 true-like containers, next to runc's on the same rootfs (when runc is
+# installed), then the idle worker's and one shim's resident memory.
+.PHONY: bench-runtime
+bench-runtime: build
+	go test -run '^$$' -bench BenchmarkContainerLifecycle -benchtime 1x -count 1 -timeout 20m ./pkg/runtime
+	go test -run '^$$' -bench BenchmarkWorkerIdleRSS -benchtime 1x -count 1 -timeout 5m ./test/e2e

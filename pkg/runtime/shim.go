@@ -20,8 +20,8 @@ const ShimArg = "minke-shim"
 //     could not start;
 //   - owns the container's stdout and stderr and writes them to the log as
 //     JSON lines, rotating by size;
-//   - waits for the init and writes its exit status to exit.json (durably)
-//     before it exits.
+//   - waits for the init and, before it exits, writes its exit status to
+//     exit.json, which outlives the shim and any worker process.
 //
 // Everything else goes through the files in the container directory and
 // pidfds: the worker signals the init directly (Kill, Stop), learns of the
