@@ -60,6 +60,16 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight // in-progress pulls and layer unpacks, by key
+
+	bg sync.WaitGroup // background deletions of removed containers' files
+}
+
+// Close waits for the background work of Remove (deleting the files of
+// removed containers) to finish. Containers keep running: they belong to
+// their shims, not to this Runtime.
+func (r *Runtime) Close() error {
+	r.bg.Wait()
+	return nil
 }
 
 // New prepares the root directory and detects the cgroup hierarchy.
@@ -82,7 +92,7 @@ func New(cfg Config) (*Runtime, error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	logger = logger.With("component", "runtime")
-	for _, d := range []string{"layers", "images", "containers", "tmp"} {
+	for _, d := range []string{"layers", "images", "containers", "tmp", "trash"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o711); err != nil {
 			return nil, fmt.Errorf("runtime: creating %s: %w", d, err)
 		}
