@@ -131,6 +131,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return fmt.Errorf("worker: adopting containers of the previous worker process: %w", err)
 	}
+	defer rt.Close() // containers stay with their shims; this only waits for file deletions
 	a.adopted = make(map[string]*runtime.Container, len(adopted))
 	for _, c := range adopted {
 		a.adopted[c.ID()] = c
