@@ -147,6 +147,12 @@ func (m *Manager) ensureBridge() error {
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("network: bringing up %s: %w", m.cfg.Bridge, err)
 	}
+	// Published ports answer on 127.0.0.1 too: DNAT'd loopback packets may
+	// then leave through the bridge (and only through it).
+	localnet := "/proc/sys/net/ipv4/conf/" + m.cfg.Bridge + "/route_localnet"
+	if err := os.WriteFile(localnet, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("network: enabling route_localnet on %s: %w", m.cfg.Bridge, err)
+	}
 	m.bridge = l
 	return nil
 }

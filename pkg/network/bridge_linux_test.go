@@ -144,6 +144,9 @@ func TestHostPortsAndTeardown(t *testing.T) {
 	if got, err := ask(gw + ":8080"); err != nil || got != "a" {
 		t.Fatalf("published port 8080 on the node: %q, %v; want a", got, err)
 	}
+	if got, err := ask("127.0.0.1:8080"); err != nil || got != "a" {
+		t.Fatalf("published port on 127.0.0.1: %q, %v; want a", got, err)
+	}
 	if got, err := ask(b.Addr.Addr().String() + ":80"); err != nil || got != "b" {
 		t.Fatalf("container address directly: %q, %v; want b", got, err)
 	}

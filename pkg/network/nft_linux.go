@@ -53,14 +53,33 @@ func (rs ruleset) apply(c *nftables.Conn) error {
 		matchCtDNAT(), matchOifname(rs.bridge, false), masquerade())})
 	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(
 		matchCtDNAT(), matchSaddr(rs.subnet), matchOifname(rs.bridge, true), masquerade())})
+	// Clients on the node dialling 127.0.0.1:PORT (route_localnet is on for
+	// the bridge): the container must answer the gateway, not 127.0.0.1.
+	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(
+		matchCtDNAT(), matchSaddr(loopbackNet), matchOifname(rs.bridge, true), masquerade())})
 
 	for _, d := range rs.dnat {
 		if len(d.Backends) == 0 {
 			continue
 		}
+		// Loopback clients reach only this node's backends: a packet from
+		// 127.0.0.1 cannot be routed to another node.
+		var local []netip.Addr
+		for _, b := range d.Backends {
+			if rs.subnet.Contains(b) {
+				local = append(local, b)
+			}
+		}
 		// An anonymous map binds to one rule only: one each for the
-		// prerouting and the output rule.
-		for _, ch := range []*nftables.Chain{pre, out} {
+		// prerouting, output and loopback rules.
+		for _, ch := range []*nftables.Chain{pre, out, nil} {
+			d := d
+			if ch == nil {
+				if len(local) == 0 {
+					continue
+				}
+				d.Backends = local
+			}
 			var set *nftables.Set
 			if len(d.Backends) > 1 {
 				set = &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
@@ -75,8 +94,12 @@ func (rs ruleset) apply(c *nftables.Conn) error {
 				}
 			}
 			match := concat(matchLocalDaddr(), matchPort(d.Protocol, d.Published))
-			if ch == out {
-				match = concat(matchLocalDaddr(), notLoopbackDaddr(), matchPort(d.Protocol, d.Published))
+			switch ch {
+			case out:
+				match = concat(matchLocalDaddr(), loopbackDaddr(false), matchPort(d.Protocol, d.Published))
+			case nil:
+				ch = out
+				match = concat(loopbackDaddr(true), matchPort(d.Protocol, d.Published))
 			}
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: concat(match, dnatTo(d, set))})
 		}
@@ -159,13 +182,18 @@ func matchLocalDaddr() []expr.Any {
 	}
 }
 
-// notLoopbackDaddr: ip daddr != 127.0.0.0/8 (a DNAT'd 127.x source would be
-// a martian on the bridge).
-func notLoopbackDaddr() []expr.Any {
+var loopbackNet = netip.MustParsePrefix("127.0.0.0/8")
+
+// loopbackDaddr: ip daddr 127.0.0.0/8 (in) or != 127.0.0.0/8.
+func loopbackDaddr(in bool) []expr.Any {
+	op := expr.CmpOpNeq
+	if in {
+		op = expr.CmpOpEq
+	}
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net4Mask(8), Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{127, 0, 0, 0}},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte{127, 0, 0, 0}},
 	}
 }
 
