@@ -7,7 +7,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS        := $(wildcard api/proto/minke/v1/*.proto)
 DEMO_DIR      := $(CURDIR)/build/demo
-APT_PACKAGES  := protobuf-compiler busybox-static iproute2
+APT_PACKAGES  := protobuf-compiler busybox-static iproute2 curl
 
 .PHONY: all build proto proto-check deps test demo demo-stop clean tools
 

@@ -150,6 +150,17 @@ func (n *agentNet) writeEtc(c *runtime.Container, ep *network.Endpoint) error {
 	return c.WriteEtcFile("hosts", network.HostsFile(runtime.Hostname(c.ID()), ep.Addr.Addr()))
 }
 
+// stop removes the node's network (bridge, nftables table, routes) when
+// no container is left on it; running containers keep theirs.
+func (n *agentNet) stop() {
+	if n == nil || n.mgr.Attached() > 0 {
+		return
+	}
+	if err := n.mgr.Close(); err != nil {
+		n.log.Warn("removing the node's network failed", "err", err)
+	}
+}
+
 // detach removes a task's network; a task never attached is no error.
 func (n *agentNet) detach(id string) {
 	if n == nil {

@@ -127,6 +127,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, cfg.Logger); err != nil {
 		return err
 	}
+	defer a.net.stop()
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),

@@ -97,6 +97,13 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// Attached counts the containers attached.
+func (m *Manager) Attached() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.endpoints)
+}
+
 // Subnet is the node's container subnet.
 func (m *Manager) Subnet() netip.Prefix { return m.cfg.Subnet }
 
