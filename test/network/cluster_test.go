@@ -169,14 +169,18 @@ func (c *cluster) running(service string, want int) map[string]*minkepb.Task {
 // get sends one HTTP/1.0 request from host from to addr and returns the
 // body's first line (hello answers with its hostname).
 func get(from *netharness.Host, addr string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	return getWithin(from, addr, 3*time.Second)
+}
+
+func getWithin(from *netharness.Host, addr string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	conn, err := from.Dial(ctx, "tcp", addr)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
 		return "", err
 	}
@@ -277,4 +281,15 @@ func listenOn(t *testing.T, host *netharness.Host, port int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+}
+
+// taskByID finds a task of service by its full ID (a container hostname).
+func (c *cluster) taskByID(service, id string) *minkepb.Task {
+	c.t.Helper()
+	for _, t := range c.tasks(service) {
+		if t.GetMeta().GetId() == id {
+			return t
+		}
+	}
+	return nil
 }
