@@ -410,7 +410,10 @@ type NetworkState struct {
 	Routes  []*NodeRoute           `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
 	// endpoints holds the allocated endpoint of each service with a task on
 	// the node, keyed by service ID.
-	Endpoints     map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Endpoints map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// services are every service's name, VIP and running tasks, for the
+	// node's DNS server and VIP balancing.
+	Services      []*ServiceRecord `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +469,83 @@ func (x *NetworkState) GetEndpoints() map[string]*Endpoint {
 	return nil
 }
 
+func (x *NetworkState) GetServices() []*ServiceRecord {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type ServiceRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// virtual_ip is empty in DNSRR mode.
+	VirtualIp string `protobuf:"bytes,3,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
+	// backends are the addresses of the running, healthy tasks.
+	Backends      []string `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceRecord) Reset() {
+	*x = ServiceRecord{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRecord) ProtoMessage() {}
+
+func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
+func (*ServiceRecord) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ServiceRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetBackends() []string {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
 type IngressPort struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Port  *PortConfig            `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
@@ -477,7 +557,7 @@ type IngressPort struct {
 
 func (x *IngressPort) Reset() {
 	*x = IngressPort{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +569,7 @@ func (x *IngressPort) String() string {
 func (*IngressPort) ProtoMessage() {}
 
 func (x *IngressPort) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +582,7 @@ func (x *IngressPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
 func (*IngressPort) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IngressPort) GetPort() *PortConfig {
@@ -529,7 +609,7 @@ type NodeRoute struct {
 
 func (x *NodeRoute) Reset() {
 	*x = NodeRoute{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +621,7 @@ func (x *NodeRoute) String() string {
 func (*NodeRoute) ProtoMessage() {}
 
 func (x *NodeRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +634,7 @@ func (x *NodeRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
 func (*NodeRoute) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeRoute) GetSubnet() string {
@@ -581,7 +661,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +673,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +686,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -633,7 +713,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +725,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +738,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -683,7 +763,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +775,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +788,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 type PublishLogsMessage struct {
@@ -721,7 +801,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +813,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +826,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -771,7 +851,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +863,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +876,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -834,14 +914,21 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
 	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x120\n" +
-	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\"\x83\x02\n" +
+	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\"\xb8\x02\n" +
 	"\fNetworkState\x12/\n" +
 	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
 	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
-	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x1aP\n" +
+	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x123\n" +
+	"\bservices\x18\x04 \x03(\v2\x17.minke.v1.ServiceRecordR\bservices\x1aP\n" +
 	"\x0eEndpointsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
-	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"S\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"n\n" +
+	"\rServiceRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x03 \x01(\tR\tvirtualIp\x12\x1a\n" +
+	"\bbackends\x18\x04 \x03(\tR\bbackends\"S\n" +
 	"\vIngressPort\x12(\n" +
 	"\x04port\x18\x01 \x01(\v2\x14.minke.v1.PortConfigR\x04port\x12\x1a\n" +
 	"\bbackends\x18\x02 \x03(\tR\bbackends\"5\n" +
@@ -878,7 +965,7 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
@@ -886,53 +973,55 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
 	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
-	(*IngressPort)(nil),              // 6: minke.v1.IngressPort
-	(*NodeRoute)(nil),                // 7: minke.v1.NodeRoute
-	(*TaskStatusUpdate)(nil),         // 8: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 9: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 10: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 11: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 12: minke.v1.PublishLogsResponse
-	nil,                              // 13: minke.v1.NetworkState.EndpointsEntry
-	(*NodeDescription)(nil),          // 14: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 15: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 16: minke.v1.NodeRole
-	(*Task)(nil),                     // 17: minke.v1.Task
-	(*Node)(nil),                     // 18: minke.v1.Node
-	(*PortConfig)(nil),               // 19: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 20: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 21: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 22: minke.v1.Endpoint
+	(*ServiceRecord)(nil),            // 6: minke.v1.ServiceRecord
+	(*IngressPort)(nil),              // 7: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 8: minke.v1.NodeRoute
+	(*TaskStatusUpdate)(nil),         // 9: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 10: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 11: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 12: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 13: minke.v1.PublishLogsResponse
+	nil,                              // 14: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 15: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 16: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 17: minke.v1.NodeRole
+	(*Task)(nil),                     // 18: minke.v1.Task
+	(*Node)(nil),                     // 19: minke.v1.Node
+	(*PortConfig)(nil),               // 20: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 21: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 22: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 23: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	14, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	15, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	16, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	17, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	15, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	16, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	17, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	18, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	18, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	19, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
 	5,  // 6: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
-	6,  // 7: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
-	7,  // 8: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	13, // 9: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
-	19, // 10: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	20, // 11: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	8,  // 12: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	21, // 13: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	22, // 14: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
-	0,  // 15: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 16: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	9,  // 17: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	11, // 18: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 19: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 20: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	10, // 21: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	12, // 22: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	7,  // 7: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	8,  // 8: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	14, // 9: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	6,  // 10: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
+	20, // 11: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	21, // 12: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	9,  // 13: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	22, // 14: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	23, // 15: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 16: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 17: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	10, // 18: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	12, // 19: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 20: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 21: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	11, // 22: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	13, // 23: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -947,7 +1036,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

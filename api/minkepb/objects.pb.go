@@ -494,6 +494,55 @@ func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17, 1}
 }
 
+// ResolutionMode is how the service's name resolves inside containers.
+type EndpointSpec_ResolutionMode int32
+
+const (
+	// VIP: the name is a virtual IP balanced over the running tasks.
+	EndpointSpec_VIP EndpointSpec_ResolutionMode = 0
+	// DNSRR: the name returns the running tasks' addresses.
+	EndpointSpec_DNSRR EndpointSpec_ResolutionMode = 1
+)
+
+// Enum value maps for EndpointSpec_ResolutionMode.
+var (
+	EndpointSpec_ResolutionMode_name = map[int32]string{
+		0: "VIP",
+		1: "DNSRR",
+	}
+	EndpointSpec_ResolutionMode_value = map[string]int32{
+		"VIP":   0,
+		"DNSRR": 1,
+	}
+)
+
+func (x EndpointSpec_ResolutionMode) Enum() *EndpointSpec_ResolutionMode {
+	p := new(EndpointSpec_ResolutionMode)
+	*p = x
+	return p
+}
+
+func (x EndpointSpec_ResolutionMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointSpec_ResolutionMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[9].Descriptor()
+}
+
+func (EndpointSpec_ResolutionMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[9]
+}
+
+func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
+func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18, 0}
+}
+
 // Meta is common to every stored object.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1795,8 +1844,9 @@ func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
 }
 
 type EndpointSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Ports         []*PortConfig               `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	Mode          EndpointSpec_ResolutionMode `protobuf:"varint,2,opt,name=mode,proto3,enum=minke.v1.EndpointSpec_ResolutionMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1838,10 +1888,19 @@ func (x *EndpointSpec) GetPorts() []*PortConfig {
 	return nil
 }
 
+func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointSpec_VIP
+}
+
 // Endpoint is what the managers allocated for a service's EndpointSpec.
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// virtual_ip is the service's VIP (VIP mode only).
+	VirtualIp     string `protobuf:"bytes,2,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1881,6 +1940,13 @@ func (x *Endpoint) GetPorts() []*PortConfig {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *Endpoint) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
 }
 
 type ContainerStatus struct {
@@ -2544,11 +2610,17 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03UDP\x10\x01\"$\n" +
 	"\vPublishMode\x12\v\n" +
 	"\aINGRESS\x10\x00\x12\b\n" +
-	"\x04HOST\x10\x01\":\n" +
+	"\x04HOST\x10\x01\"\x9b\x01\n" +
 	"\fEndpointSpec\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x129\n" +
+	"\x04mode\x18\x02 \x01(\x0e2%.minke.v1.EndpointSpec.ResolutionModeR\x04mode\"$\n" +
+	"\x0eResolutionMode\x12\a\n" +
+	"\x03VIP\x10\x00\x12\t\n" +
+	"\x05DNSRR\x10\x01\"U\n" +
 	"\bEndpoint\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x02 \x01(\tR\tvirtualIp\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
@@ -2633,108 +2705,110 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_minke_v1_objects_proto_goTypes = []any{
-	(NodeRole)(0),                   // 0: minke.v1.NodeRole
-	(TaskState)(0),                  // 1: minke.v1.TaskState
-	(HealthState)(0),                // 2: minke.v1.HealthState
-	(NodeSpec_Availability)(0),      // 3: minke.v1.NodeSpec.Availability
-	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
-	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
-	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(PortConfig_Protocol)(0),        // 7: minke.v1.PortConfig.Protocol
-	(PortConfig_PublishMode)(0),     // 8: minke.v1.PortConfig.PublishMode
-	(*Meta)(nil),                    // 9: minke.v1.Meta
-	(*Resources)(nil),               // 10: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 11: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 12: minke.v1.Platform
-	(*NodeSpec)(nil),                // 13: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 14: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 15: minke.v1.NodeStatus
-	(*Node)(nil),                    // 16: minke.v1.Node
-	(*ManagerStatus)(nil),           // 17: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 18: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 19: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 20: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 21: minke.v1.TaskSpec
-	(*Placement)(nil),               // 22: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 23: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 24: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 25: minke.v1.Service
-	(*PortConfig)(nil),              // 26: minke.v1.PortConfig
-	(*EndpointSpec)(nil),            // 27: minke.v1.EndpointSpec
-	(*Endpoint)(nil),                // 28: minke.v1.Endpoint
-	(*ContainerStatus)(nil),         // 29: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 30: minke.v1.TaskStatus
-	(*Task)(nil),                    // 31: minke.v1.Task
-	(*JoinTokens)(nil),              // 32: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 33: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 34: minke.v1.Cluster
-	(*LogMessage)(nil),              // 35: minke.v1.LogMessage
-	nil,                             // 36: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 37: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 39: google.protobuf.Duration
+	(NodeRole)(0),                    // 0: minke.v1.NodeRole
+	(TaskState)(0),                   // 1: minke.v1.TaskState
+	(HealthState)(0),                 // 2: minke.v1.HealthState
+	(NodeSpec_Availability)(0),       // 3: minke.v1.NodeSpec.Availability
+	(NodeStatus_State)(0),            // 4: minke.v1.NodeStatus.State
+	(ManagerStatus_Reachability)(0),  // 5: minke.v1.ManagerStatus.Reachability
+	(RestartPolicy_Condition)(0),     // 6: minke.v1.RestartPolicy.Condition
+	(PortConfig_Protocol)(0),         // 7: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),      // 8: minke.v1.PortConfig.PublishMode
+	(EndpointSpec_ResolutionMode)(0), // 9: minke.v1.EndpointSpec.ResolutionMode
+	(*Meta)(nil),                     // 10: minke.v1.Meta
+	(*Resources)(nil),                // 11: minke.v1.Resources
+	(*ResourceRequirements)(nil),     // 12: minke.v1.ResourceRequirements
+	(*Platform)(nil),                 // 13: minke.v1.Platform
+	(*NodeSpec)(nil),                 // 14: minke.v1.NodeSpec
+	(*NodeDescription)(nil),          // 15: minke.v1.NodeDescription
+	(*NodeStatus)(nil),               // 16: minke.v1.NodeStatus
+	(*Node)(nil),                     // 17: minke.v1.Node
+	(*ManagerStatus)(nil),            // 18: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),            // 19: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),             // 20: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),            // 21: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                 // 22: minke.v1.TaskSpec
+	(*Placement)(nil),                // 23: minke.v1.Placement
+	(*ReplicatedService)(nil),        // 24: minke.v1.ReplicatedService
+	(*ServiceSpec)(nil),              // 25: minke.v1.ServiceSpec
+	(*Service)(nil),                  // 26: minke.v1.Service
+	(*PortConfig)(nil),               // 27: minke.v1.PortConfig
+	(*EndpointSpec)(nil),             // 28: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                 // 29: minke.v1.Endpoint
+	(*ContainerStatus)(nil),          // 30: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),               // 31: minke.v1.TaskStatus
+	(*Task)(nil),                     // 32: minke.v1.Task
+	(*JoinTokens)(nil),               // 33: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),              // 34: minke.v1.ClusterSpec
+	(*Cluster)(nil),                  // 35: minke.v1.Cluster
+	(*LogMessage)(nil),               // 36: minke.v1.LogMessage
+	nil,                              // 37: minke.v1.NodeSpec.LabelsEntry
+	nil,                              // 38: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 40: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	38, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	38, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	10, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	10, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	39, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	39, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	11, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	11, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	36, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	37, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	12, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	10, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	13, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	11, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	9,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	13, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	14, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	15, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	10, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	14, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	15, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	16, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	17, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	18, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	39, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	19, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	39, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	39, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	39, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	40, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	20, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	40, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	40, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	40, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	39, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	39, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	18, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	11, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	20, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	22, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	37, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	21, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	23, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	27, // 32: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	9,  // 33: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	24, // 34: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	28, // 35: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	40, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	40, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	19, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	12, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	21, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	23, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	38, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	22, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	24, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	28, // 32: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	10, // 33: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	25, // 34: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	29, // 35: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
 	7,  // 36: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
 	8,  // 37: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	26, // 38: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	26, // 39: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
-	2,  // 40: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	38, // 41: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 42: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	29, // 43: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	9,  // 44: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	21, // 45: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 46: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	30, // 47: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	38, // 48: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	9,  // 49: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	33, // 50: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	32, // 51: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	27, // 38: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	9,  // 39: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	27, // 40: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 41: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	39, // 42: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 43: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	30, // 44: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	10, // 45: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	22, // 46: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 47: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	31, // 48: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	39, // 49: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	10, // 50: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	34, // 51: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	33, // 52: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2750,7 +2824,7 @@ func file_minke_v1_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      10,
 			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -13,9 +13,10 @@ import (
 )
 
 // networkState is the part of the cluster's state a node programs into its
-// kernel: every ingress port with the addresses of its service's running,
-// healthy tasks on READY nodes, routes to the other nodes' container
-// subnets, and the endpoints of the services that have tasks on the node.
+// kernel and DNS server: every service's name, VIP and the addresses of its
+// running, healthy tasks on READY nodes, every ingress port with the same
+// backends, routes to the other nodes' container subnets, and the
+// endpoints of the services that have tasks on the node.
 func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 	st := &minkepb.NetworkState{Endpoints: map[string]*minkepb.Endpoint{}}
 	ready := map[string]bool{}
@@ -40,15 +41,6 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 		}
 	}
 	for _, s := range tx.Services() {
-		var ports []*minkepb.PortConfig
-		for _, p := range s.GetEndpoint().GetPorts() {
-			if p.GetPublishMode() == minkepb.PortConfig_INGRESS {
-				ports = append(ports, p)
-			}
-		}
-		if len(ports) == 0 {
-			continue
-		}
 		var backends []string
 		for _, t := range tx.TasksByService(s.GetMeta().GetId()) {
 			if a, ok := backendAddr(t, ready); ok {
@@ -56,8 +48,12 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 			}
 		}
 		slices.Sort(backends)
-		for _, p := range ports {
-			st.Ingress = append(st.Ingress, &minkepb.IngressPort{Port: p, Backends: backends})
+		st.Services = append(st.Services, &minkepb.ServiceRecord{Id: s.GetMeta().GetId(), Name: s.GetSpec().GetName(),
+			VirtualIp: s.GetEndpoint().GetVirtualIp(), Backends: backends})
+		for _, p := range s.GetEndpoint().GetPorts() {
+			if p.GetPublishMode() == minkepb.PortConfig_INGRESS {
+				st.Ingress = append(st.Ingress, &minkepb.IngressPort{Port: p, Backends: backends})
+			}
 		}
 	}
 	return st

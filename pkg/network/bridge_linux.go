@@ -33,6 +33,9 @@ type Config struct {
 	// Bridge is the bridge's name; default DefaultBridge(Subnet). The
 	// nftables table has the same name.
 	Bridge string
+	// ServicePool is where service VIPs come from (optional): traffic to it
+	// that no VIP rule catches is rejected instead of routed out.
+	ServicePool netip.Prefix
 	// StateDir holds the containers' network namespaces (StateDir/netns).
 	// Required.
 	StateDir string
@@ -53,6 +56,7 @@ type Manager struct {
 	mu        sync.Mutex
 	endpoints map[string]*Endpoint
 	ingress   []IngressRule
+	vips      []VIPRule
 	routes    []Route
 }
 
@@ -161,6 +165,15 @@ func (m *Manager) ensureBridge() error {
 		return fmt.Errorf("network: enabling route_localnet on %s: %w", m.cfg.Bridge, err)
 	}
 	m.bridge = l
+	if m.cfg.ServicePool.IsValid() {
+		// The node's own connections to a VIP need a route before the
+		// output hook's DNAT; hosts without a default route have none.
+		// It goes away with the bridge.
+		r := &netlink.Route{Dst: ipNet(m.cfg.ServicePool), LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_STATIC}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("network: route to the service VIPs %s: %w", m.cfg.ServicePool, err)
+		}
+	}
 	return nil
 }
 
@@ -374,6 +387,19 @@ func (m *Manager) SetIngress(rules []IngressRule) error {
 	return m.sync()
 }
 
+// SetVIPs replaces the service VIP rules.
+func (m *Manager) SetVIPs(vips []VIPRule) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.EqualFunc(vips, m.vips, func(a, b VIPRule) bool {
+		return a.VIP == b.VIP && slices.Equal(a.Backends, b.Backends)
+	}) {
+		return nil
+	}
+	m.vips = slices.Clone(vips)
+	return m.sync()
+}
+
 // SetRoutes makes the node's routes to other nodes' container subnets equal
 // to routes; routes to this node's own subnet are skipped.
 func (m *Manager) SetRoutes(routes []Route) error {
@@ -427,7 +453,7 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 // sync writes the nftables table from the endpoints and ingress rules.
 // Called with mu held (or before m is shared).
 func (m *Manager) sync() error {
-	rs := ruleset{table: m.cfg.Bridge, bridge: m.cfg.Bridge, subnet: m.cfg.Subnet}
+	rs := ruleset{table: m.cfg.Bridge, bridge: m.cfg.Bridge, subnet: m.cfg.Subnet, vips: m.vips, pool: m.cfg.ServicePool}
 	ids := make([]string, 0, len(m.endpoints))
 	for id := range m.endpoints {
 		ids = append(ids, id)

@@ -26,6 +26,12 @@ type ruleset struct {
 	bridge string
 	subnet netip.Prefix
 	dnat   []dnatRule
+	// vips balance any connection to a service VIP over its backends,
+	// keeping the port; pool is where VIPs come from: what is still
+	// addressed to it after DNAT (a VIP with no backend, or none known)
+	// is rejected rather than routed out of the node.
+	vips []VIPRule
+	pool netip.Prefix
 }
 
 // apply replaces the table with rs in one atomic batch: add (so that the
@@ -80,18 +86,9 @@ func (rs ruleset) apply(c *nftables.Conn) error {
 				}
 				d.Backends = local
 			}
-			var set *nftables.Set
-			if len(d.Backends) > 1 {
-				set = &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
-					KeyType: nftables.TypeInteger, DataType: nftables.TypeIPAddr}
-				elems := make([]nftables.SetElement, len(d.Backends))
-				for i, b := range d.Backends {
-					a := b.As4()
-					elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: a[:]}
-				}
-				if err := c.AddSet(set, elems); err != nil {
-					return fmt.Errorf("network: nftables backend map for %d/%s: %w", d.Published, d.Protocol, err)
-				}
+			set, err := backendMap(c, t, d)
+			if err != nil {
+				return fmt.Errorf("%w (port %d/%s)", err, d.Published, d.Protocol)
 			}
 			match := concat(matchLocalDaddr(), matchPort(d.Protocol, d.Published))
 			switch ch {
@@ -104,10 +101,78 @@ func (rs ruleset) apply(c *nftables.Conn) error {
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: concat(match, dnatTo(d, set))})
 		}
 	}
+	for _, v := range rs.vips {
+		if len(v.Backends) == 0 {
+			continue
+		}
+		for _, ch := range []*nftables.Chain{pre, out} {
+			d := dnatRule{Backends: v.Backends}
+			set, err := backendMap(c, t, d)
+			if err != nil {
+				return err
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: concat(matchDaddr(v.VIP), dnatTo(d, set))})
+		}
+	}
+	if rs.pool.IsValid() {
+		filter := nftables.ChainTypeFilter
+		for _, hook := range []*nftables.ChainHook{nftables.ChainHookForward, nftables.ChainHookOutput} {
+			name := "forward"
+			if hook == nftables.ChainHookOutput {
+				name = "output-filter"
+			}
+			ch := c.AddChain(&nftables.Chain{Name: name, Table: t, Type: filter, Hooknum: hook,
+				Priority: nftables.ChainPriorityFilter, Policy: &accept})
+			// TCP gets a reset (connection refused), the rest an ICMP port
+			// unreachable.
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: concat(matchDaddrIn(rs.pool), matchL4(unix.IPPROTO_TCP),
+				[]expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})})
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: concat(matchDaddrIn(rs.pool),
+				[]expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}})})
+		}
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("network: writing nftables table %s: %w", rs.table, err)
 	}
 	return nil
+}
+
+// backendMap adds the anonymous map numgen looks backends up in; nil for
+// one backend (no map needed).
+func backendMap(c *nftables.Conn, t *nftables.Table, d dnatRule) (*nftables.Set, error) {
+	if len(d.Backends) < 2 {
+		return nil, nil
+	}
+	set := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
+		KeyType: nftables.TypeInteger, DataType: nftables.TypeIPAddr}
+	elems := make([]nftables.SetElement, len(d.Backends))
+	for i, b := range d.Backends {
+		a := b.As4()
+		elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: a[:]}
+	}
+	if err := c.AddSet(set, elems); err != nil {
+		return nil, fmt.Errorf("network: nftables backend map: %w", err)
+	}
+	return set, nil
+}
+
+// matchDaddr: ip daddr a.
+func matchDaddr(a netip.Addr) []expr.Any {
+	b := a.As4()
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b[:]},
+	}
+}
+
+// matchDaddrIn: ip daddr in p.
+func matchDaddrIn(p netip.Prefix) []expr.Any {
+	a := p.Masked().Addr().As4()
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net4Mask(p.Bits()), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+	}
 }
 
 // deleteTable removes the table if it exists.
@@ -223,6 +288,9 @@ func dnatTo(d dnatRule, set *nftables.Set) []expr.Any {
 			&expr.Numgen{Register: 1, Modulus: uint32(len(d.Backends)), Type: unix.NFT_NG_INCREMENTAL},
 			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetID: set.ID, SetName: set.Name})
 	}
+	if d.Target == 0 { // keep the port
+		return append(out, &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1})
+	}
 	return append(out,
 		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(d.Target)},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true})
@@ -232,3 +300,11 @@ func masquerade() []expr.Any { return []expr.Any{&expr.Masq{}} }
 
 // ipsDstNAT is the conntrack status bit IPS_DST_NAT.
 const ipsDstNAT = 1 << 5
+
+// matchL4: meta l4proto proto.
+func matchL4(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+	}
+}
