@@ -37,6 +37,7 @@ type createOptions struct {
 	placementPrefs     []string
 	maxPerNode         string
 	publish            []string
+	endpointMode       string
 	detach             bool
 }
 
@@ -139,7 +140,7 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
-	endpoint, err := parsePublish(o.publish)
+	endpoint, err := parseEndpoint(o.publish, o.endpointMode)
 	if err != nil {
 		return nil, err
 	}

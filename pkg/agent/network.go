@@ -3,12 +3,14 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/allocator"
 	"github.com/minke-io/minke/pkg/network"
 	"github.com/minke-io/minke/pkg/runtime"
 )
@@ -22,6 +24,7 @@ const NoNetwork = "none"
 // managers send with every assignment set. A nil *agentNet does nothing.
 type agentNet struct {
 	mgr *network.Manager
+	dns *network.DNSServer // nil: containers use the node's resolvers
 	log *slog.Logger
 
 	mu        sync.Mutex
@@ -57,14 +60,24 @@ func startNetwork(subnet netip.Prefix, bridge, dataDir string, log *slog.Logger)
 	if !subnet.IsValid() {
 		return nil, nil
 	}
-	m, err := network.New(network.Config{Subnet: subnet, Bridge: bridge, StateDir: filepath.Join(dataDir, "network"), Logger: log})
+	m, err := network.New(network.Config{Subnet: subnet, Bridge: bridge, StateDir: filepath.Join(dataDir, "network"),
+		ServicePool: allocator.VIPPool, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}
 	if err := m.Sweep(nil); err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}
-	return &agentNet{mgr: m, log: log.With("component", "agent"), endpoints: map[string]*minkepb.Endpoint{}}, nil
+	n := &agentNet{mgr: m, log: log.With("component", "agent"), endpoints: map[string]*minkepb.Endpoint{}}
+	// The DNS server listens on the gateway, which every container reaches.
+	host, _ := os.ReadFile("/etc/resolv.conf")
+	dns := network.NewDNSServer(network.Upstreams(host), log)
+	if err := dns.ListenAndServe(net.JoinHostPort(m.Gateway().String(), "53")); err != nil {
+		n.log.Warn("no DNS server for containers: service names will not resolve", "err", err)
+	} else {
+		n.dns = dns
+	}
+	return n, nil
 }
 
 // apply programs the cluster's network state. Failures are logged: the
@@ -88,6 +101,27 @@ func (n *agentNet) apply(st *minkepb.NetworkState) {
 	}
 	if err := n.mgr.SetIngress(rules); err != nil {
 		n.log.Warn("programming ingress ports failed", "err", err)
+	}
+	var vips []network.VIPRule
+	var records []network.DNSRecord
+	for _, s := range st.GetServices() {
+		r := network.DNSRecord{Name: s.GetName()}
+		for _, b := range s.GetBackends() {
+			if a, err := netip.ParseAddr(b); err == nil && a.Is4() {
+				r.Backends = append(r.Backends, a)
+			}
+		}
+		if vip, err := netip.ParseAddr(s.GetVirtualIp()); err == nil {
+			r.VIP = vip
+			vips = append(vips, network.VIPRule{VIP: vip, Backends: r.Backends})
+		}
+		records = append(records, r)
+	}
+	if err := n.mgr.SetVIPs(vips); err != nil {
+		n.log.Warn("programming service VIPs failed", "err", err)
+	}
+	if n.dns != nil {
+		n.dns.Update(records)
 	}
 	var routes []network.Route
 	for _, r := range st.GetRoutes() {
@@ -144,7 +178,11 @@ func (n *agentNet) writeEtc(c *runtime.Container, ep *network.Endpoint) error {
 		return nil
 	}
 	host, _ := os.ReadFile("/etc/resolv.conf") // none: the fallback servers
-	if err := c.WriteEtcFile("resolv.conf", network.ResolvConf(host, nil)); err != nil {
+	var servers []netip.Addr
+	if n.dns != nil {
+		servers = []netip.Addr{n.mgr.Gateway()}
+	}
+	if err := c.WriteEtcFile("resolv.conf", network.ResolvConf(host, servers)); err != nil {
 		return err
 	}
 	return c.WriteEtcFile("hosts", network.HostsFile(runtime.Hostname(c.ID()), ep.Addr.Addr()))
@@ -153,7 +191,13 @@ func (n *agentNet) writeEtc(c *runtime.Container, ep *network.Endpoint) error {
 // stop removes the node's network (bridge, nftables table, routes) when
 // no container is left on it; running containers keep theirs.
 func (n *agentNet) stop() {
-	if n == nil || n.mgr.Attached() > 0 {
+	if n == nil {
+		return
+	}
+	if n.dns != nil {
+		n.dns.Close()
+	}
+	if n.mgr.Attached() > 0 {
 		return
 	}
 	if err := n.mgr.Close(); err != nil {

@@ -108,6 +108,9 @@ func (m *Manager) Attached() int {
 	return len(m.endpoints)
 }
 
+// Gateway is the bridge's address, the containers' default gateway.
+func (m *Manager) Gateway() netip.Addr { return m.pool.gateway }
+
 // Subnet is the node's container subnet.
 func (m *Manager) Subnet() netip.Prefix { return m.cfg.Subnet }
 

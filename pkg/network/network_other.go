@@ -27,6 +27,7 @@ func New(Config) (*Manager, error)                               { return nil, E
 func (*Manager) Subnet() netip.Prefix                            { return netip.Prefix{} }
 func (*Manager) Bridge() string                                  { return "" }
 func (*Manager) Attached() int                                   { return 0 }
+func (*Manager) Gateway() netip.Addr                             { return netip.Addr{} }
 func (*Manager) NetNSPath(string) string                         { return "" }
 func (*Manager) Attach(string, []PortMapping) (*Endpoint, error) { return nil, ErrUnsupported }
 func (*Manager) Detach(string) error                             { return nil }
