@@ -56,25 +56,34 @@ func TestIngressPublishesOnEveryWorker(t *testing.T) {
 	}
 
 	// Scale down: the removed tasks leave every node's backends.
-	c.ctl("service", "scale", "web=2")
-	left := c.running("web", 2)
-	removedAt := time.Now()
+	c.ctl("service", "scale", "--detach", "web=2")
+	scaled := time.Now()
 	for _, w := range c.workers {
 		addr := net.JoinHostPort(w.host.IP(), "8080")
-		clustertest.Eventually(t, 5*time.Second, "only the 2 remaining tasks answer on "+w.name, func() (bool, string) {
+		clustertest.Eventually(t, 10*time.Second, "only 2 tasks answer on "+w.name, func() (bool, string) {
+			seen := map[string]bool{}
 			for range 6 {
 				got, err := get(client, addr)
 				if err != nil {
 					return false, err.Error()
 				}
-				if left[got] == nil {
-					return false, "answered by " + got
-				}
+				seen[got] = true
 			}
-			return true, ""
+			return len(seen) == 2, fmt.Sprintf("answered by %d tasks", len(seen))
 		})
 	}
-	t.Logf("backends followed the scale-down within %v of the tasks stopping", time.Since(removedAt).Round(time.Millisecond))
+	gone := time.Since(scaled)
+	left := c.running("web", 2)
+	for range 6 {
+		if got, err := get(client, net.JoinHostPort(c.workers[0].host.IP(), "8080")); err != nil || left[got] == nil {
+			t.Fatalf("after scale-down answered %q, %v; want one of the remaining tasks", got, err)
+		}
+	}
+	// Target: within a second; the bound doubles it for a loaded machine.
+	t.Logf("ingress backends followed the scale-down %v after `service scale --detach` returned", gone.Round(time.Millisecond))
+	if gone > 2*time.Second {
+		t.Errorf("ingress still sent connections to removed tasks %v after the scale-down (target 1s)", gone)
+	}
 
 	c.ctl("service", "rm", "web")
 	for _, w := range c.workers {
