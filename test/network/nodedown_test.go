@@ -5,9 +5,11 @@ package network
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
+	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/clustertest"
 )
 
@@ -20,7 +22,13 @@ func TestIngressDropsDeadWorker(t *testing.T) {
 	w1, w2 := c.workers[0], c.workers[1]
 	c.ctl("service", "create", "--detach", "--name", "web", "--replicas", "4", "--replicas-max-per-node", "2",
 		"--publish", "8080:80", "hello:latest", "-listen", ":80")
+	c.ctl("service", "create", "--detach", "--name", "client", "--constraint", "node.hostname=="+w1.name, "hello:latest")
+	var clientID string
+	for id := range c.running("client", 1) {
+		clientID = id
+	}
 	c.running("web", 4)
+	server := nameserver(t, w1, clientID)
 	addr := net.JoinHostPort(w1.host.IP(), "8080")
 	clustertest.Eventually(t, 10*time.Second, "all 4 tasks answer", func() (bool, string) {
 		seen := map[string]bool{}
@@ -54,4 +62,25 @@ func TestIngressDropsDeadWorker(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("ingress answered only by live tasks %v after the worker host died", recovered.Round(10*time.Millisecond))
+
+	// tasks.web, seen from a container on w1, lists only live tasks too.
+	live := map[string]bool{}
+	for _, tk := range c.tasks("web") {
+		if tk.GetNodeId() == w1.nodeID && tk.GetDesiredState() == minkepb.TaskState_RUNNING {
+			p, _ := netip.ParsePrefix(tk.GetStatus().GetContainer().GetAddress())
+			live[p.Addr().String()] = true
+		}
+	}
+	clustertest.Eventually(t, 5*time.Second, "tasks.web without the dead host's tasks", func() (bool, string) {
+		got, err := lookup(w1, clientID, server, "tasks.web")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, a := range got {
+			if !live[a] {
+				return false, fmt.Sprintf("%v lists %s", got, a)
+			}
+		}
+		return len(got) > 0, fmt.Sprint(got)
+	})
 }
