@@ -72,3 +72,7 @@ bench-ha: build
 .PHONY: bench-failover
 bench-failover: build
 	go test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 10m ./test/failoverbench
+
+.PHONY: bench-network
+bench-network: build
+	go test -run '^$$' -bench BenchmarkNetwork -benchtime 1x -count 1 -timeout 10m ./test/network

@@ -42,7 +42,7 @@ type node struct {
 // cluster is one manager (host 0, no containers: it is the clients' host)
 // and workers on hosts 1..n.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	h       *netharness.Harness
 	dir     string
 	socket  string
@@ -50,7 +50,7 @@ type cluster struct {
 	workers []*node
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network tests need root (namespaces, bridges, nftables)")
@@ -60,7 +60,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func newCluster(t *testing.T, workers int) *cluster {
+func newCluster(t testing.TB, workers int) *cluster {
 	t.Helper()
 	requireRoot(t)
 	h, dir := clustertest.NewHarness(t, workers+1, "mknet")
@@ -292,4 +292,14 @@ func (c *cluster) taskByID(service, id string) *minkepb.Task {
 		}
 	}
 	return nil
+}
+
+// vip is a service's virtual IP.
+func (c *cluster) vip(service string) string {
+	c.t.Helper()
+	svcs, err := clustertest.DecodeArray(c.ctl("service", "inspect", service, "--format", "json"), func() *minkepb.Service { return new(minkepb.Service) })
+	if err != nil || len(svcs) != 1 || svcs[0].GetEndpoint().GetVirtualIp() == "" {
+		c.t.Fatalf("service %s: no VIP (%v)", service, err)
+	}
+	return svcs[0].GetEndpoint().GetVirtualIp()
 }
