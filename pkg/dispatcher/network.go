@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -96,4 +98,29 @@ func networkVersion(st *minkepb.NetworkState) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(st)
 	h := sha256.Sum256(b)
 	return "net@" + hex.EncodeToString(h[:8])
+}
+
+// checkContainerSubnet refuses a joining node whose container subnet is
+// invalid or overlaps another node's: workers route to each other's
+// subnets, so an overlap would send one node's traffic to the other.
+func checkContainerSubnet(tx raftstore.ReadTx, nodeID, subnet string) error {
+	if subnet == "" {
+		return nil
+	}
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil || !p.Addr().Is4() || p.Masked() != p {
+		return status.Errorf(codes.InvalidArgument, "container subnet %q: want an IPv4 network in CIDR form, such as 172.29.1.0/24", subnet)
+	}
+	for _, n := range tx.Nodes() {
+		if n.GetMeta().GetId() == nodeID {
+			continue
+		}
+		other, err := netip.ParsePrefix(n.GetDescription().GetContainerSubnet())
+		if err == nil && other.Overlaps(p) {
+			return status.Errorf(codes.AlreadyExists,
+				"container subnet %s overlaps %s of node %s (%s): start this worker with another --container-subnet, or remove that node",
+				p, other, n.GetMeta().GetId(), n.GetDescription().GetHostname())
+		}
+	}
+	return nil
 }
