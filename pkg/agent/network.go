@@ -54,11 +54,24 @@ func resolveSubnet(flag, nodeAddr string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// defaultBridge names a node's bridge (and nftables table) after its ID,
+// so that nodes of different clusters sharing a machine (tests, demos)
+// never share one.
+func defaultBridge(nodeID string) string {
+	if len(nodeID) > 9 {
+		nodeID = nodeID[:9]
+	}
+	return "minke-" + nodeID
+}
+
 // startNetwork creates the node's bridge network and removes what an
 // earlier worker process left (its containers were swept already).
-func startNetwork(subnet netip.Prefix, bridge, dataDir string, log *slog.Logger) (*agentNet, error) {
+func startNetwork(subnet netip.Prefix, bridge, nodeID, dataDir string, log *slog.Logger) (*agentNet, error) {
 	if !subnet.IsValid() {
 		return nil, nil
+	}
+	if bridge == "" {
+		bridge = defaultBridge(nodeID)
 	}
 	m, err := network.New(network.Config{Subnet: subnet, Bridge: bridge, StateDir: filepath.Join(dataDir, "network"),
 		ServicePool: allocator.VIPPool, Logger: log})

@@ -40,7 +40,8 @@ type WorkerConfig struct {
 	// ContainerSubnet is the node's container subnet (CIDR); "" is
 	// network.DefaultSubnet of Addr, NoNetwork turns networking off.
 	ContainerSubnet string
-	// Bridge names the node's bridge; "" is network.DefaultBridge.
+	// Bridge names the node's bridge and nftables table; "" is
+	// "minke-" and the start of the node ID.
 	Bridge string
 	Logger *slog.Logger
 	// Promote runs the manager role when the operator promotes this node
@@ -124,7 +125,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
 	a.rt = rt
-	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, cfg.Logger); err != nil {
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, cfg.Logger); err != nil {
 		return err
 	}
 	defer a.net.stop()

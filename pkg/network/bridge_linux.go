@@ -88,6 +88,9 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(m.nsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
+	if err := writeOwner(cfg.StateDir, cfg.Bridge); err != nil {
+		return nil, err
+	}
 	if err := m.ensureBridge(); err != nil {
 		return nil, err
 	}
@@ -543,5 +546,6 @@ func (m *Manager) Close() error {
 		errs = append(errs, fmt.Errorf("network: deleting bridge %s: %w", m.cfg.Bridge, err))
 	}
 	_ = os.Remove(m.nsDir)
+	_ = os.Remove(filepath.Join(m.cfg.StateDir, ownerFile))
 	return errors.Join(errs...)
 }

@@ -385,3 +385,46 @@ func assertNothingLeft(t *testing.T, m *Manager) {
 		t.Errorf("netns files left: %d", len(ents))
 	}
 }
+
+func TestRemoveLeftoversAfterAKilledNode(t *testing.T) {
+	if !inPrivateNetns(t) {
+		return
+	}
+	dir := t.TempDir()
+	m, err := New(Config{Subnet: netip.MustParsePrefix("172.29.250.0/24"), StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach("a", []PortMapping{{Protocol: TCP, Published: 8080, Target: 80}}); err != nil {
+		t.Fatal(err)
+	}
+	// The node dies: nothing of m is closed. Its container's namespace goes
+	// with the container (here: unmounted by the cleanup of its mounts).
+	if err := removeNetns(m.NetNSPath("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveLeftovers(dir); err != nil {
+		t.Fatal(err)
+	}
+	clustertestLikeWait(t, func() bool {
+		links, _ := netlink.LinkList()
+		return len(links) == 1 // lo
+	})
+	assertNothingLeft(t, m)
+	if err := RemoveLeftovers(dir); err != nil {
+		t.Fatalf("second call: %v", err)
+	}
+}
+
+// clustertestLikeWait polls cond for up to 5s: the kernel destroys a
+// namespace's veths asynchronously once it is unmounted.
+func clustertestLikeWait(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the kernel; re-checked above
+	}
+}

@@ -5,8 +5,10 @@
 //
 // # Layout on a worker
 //
-//   - The bridge (default "minke<N>", N the last byte of the node's
-//     address) holds the subnet's first address as the containers' gateway.
+//   - The bridge (the worker names it "minke-" and the start of its node
+//     ID, so that nodes sharing a machine never share a bridge) holds the
+//     subnet's first address as the containers' gateway. The subnet
+//     defaults to 172.29.N.0/24, N the last byte of the node's address.
 //   - Each container gets a network namespace bind-mounted at
 //     STATE/netns/<container id>, created before the runtime starts the
 //     container (the container's init joins it with setns), with lo up,

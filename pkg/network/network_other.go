@@ -36,3 +36,6 @@ func (*Manager) SetVIPs([]VIPRule) error                         { return ErrUns
 func (*Manager) SetRoutes([]Route) error                         { return ErrUnsupported }
 func (*Manager) Sweep(map[string]bool) error                     { return nil }
 func (*Manager) Close() error                                    { return nil }
+
+// RemoveLeftovers does nothing off Linux.
+func RemoveLeftovers(string) error { return nil }
