@@ -7,7 +7,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS        := $(wildcard api/proto/minke/v1/*.proto)
 DEMO_DIR      := $(CURDIR)/build/demo
-APT_PACKAGES  := protobuf-compiler busybox-static iproute2
+APT_PACKAGES  := protobuf-compiler busybox-static iproute2 curl
 
 .PHONY: all build proto proto-check deps test demo demo-stop clean tools
 
@@ -87,3 +87,7 @@ bench-scheduler: build
 bench-runtime: build
 	go test -run '^$$' -bench BenchmarkContainerLifecycle -benchtime 1x -count 1 -timeout 20m ./pkg/runtime
 	go test -run '^$$' -bench BenchmarkWorkerIdleRSS -benchtime 1x -count 1 -timeout 5m ./test/e2e
+
+.PHONY: bench-network
+bench-network: build
+	go test -run '^$$' -bench BenchmarkNetwork -benchtime 1x -count 1 -timeout 10m ./test/network

@@ -650,6 +650,55 @@ func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 1}
 }
 
+// ResolutionMode is how the service's name resolves inside containers.
+type EndpointSpec_ResolutionMode int32
+
+const (
+	// VIP: the name is a virtual IP balanced over the running tasks.
+	EndpointSpec_VIP EndpointSpec_ResolutionMode = 0
+	// DNSRR: the name returns the running tasks' addresses.
+	EndpointSpec_DNSRR EndpointSpec_ResolutionMode = 1
+)
+
+// Enum value maps for EndpointSpec_ResolutionMode.
+var (
+	EndpointSpec_ResolutionMode_name = map[int32]string{
+		0: "VIP",
+		1: "DNSRR",
+	}
+	EndpointSpec_ResolutionMode_value = map[string]int32{
+		"VIP":   0,
+		"DNSRR": 1,
+	}
+)
+
+func (x EndpointSpec_ResolutionMode) Enum() *EndpointSpec_ResolutionMode {
+	p := new(EndpointSpec_ResolutionMode)
+	*p = x
+	return p
+}
+
+func (x EndpointSpec_ResolutionMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointSpec_ResolutionMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+}
+
+func (EndpointSpec_ResolutionMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[12]
+}
+
+func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
+func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26, 0}
+}
+
 type GossipKeyRotation_Phase int32
 
 const (
@@ -685,11 +734,11 @@ func (x GossipKeyRotation_Phase) String() string {
 }
 
 func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[13].Descriptor()
 }
 
 func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[12]
+	return &file_minke_v1_objects_proto_enumTypes[13]
 }
 
 func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
@@ -2725,8 +2774,9 @@ func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
 }
 
 type EndpointSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Ports         []*PortConfig               `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	Mode          EndpointSpec_ResolutionMode `protobuf:"varint,2,opt,name=mode,proto3,enum=minke.v1.EndpointSpec_ResolutionMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2768,10 +2818,19 @@ func (x *EndpointSpec) GetPorts() []*PortConfig {
 	return nil
 }
 
+func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointSpec_VIP
+}
+
 // Endpoint is what the managers allocated for a service's EndpointSpec.
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// virtual_ip is the service's VIP (VIP mode only).
+	VirtualIp     string `protobuf:"bytes,2,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2811,6 +2870,13 @@ func (x *Endpoint) GetPorts() []*PortConfig {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *Endpoint) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
 }
 
 type ContainerStatus struct {
@@ -3730,11 +3796,17 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03UDP\x10\x01\"$\n" +
 	"\vPublishMode\x12\v\n" +
 	"\aINGRESS\x10\x00\x12\b\n" +
-	"\x04HOST\x10\x01\":\n" +
+	"\x04HOST\x10\x01\"\x9b\x01\n" +
 	"\fEndpointSpec\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x129\n" +
+	"\x04mode\x18\x02 \x01(\x0e2%.minke.v1.EndpointSpec.ResolutionModeR\x04mode\"$\n" +
+	"\x0eResolutionMode\x12\a\n" +
+	"\x03VIP\x10\x00\x12\t\n" +
+	"\x05DNSRR\x10\x01\"U\n" +
 	"\bEndpoint\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x02 \x01(\tR\tvirtualIp\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
@@ -3838,145 +3910,147 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
 var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_minke_v1_objects_proto_goTypes = []any{
-	(NodeRole)(0),                   // 0: minke.v1.NodeRole
-	(TaskState)(0),                  // 1: minke.v1.TaskState
-	(HealthState)(0),                // 2: minke.v1.HealthState
-	(NodeSpec_Availability)(0),      // 3: minke.v1.NodeSpec.Availability
-	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
-	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
-	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(UpdateConfig_FailureAction)(0), // 7: minke.v1.UpdateConfig.FailureAction
-	(UpdateConfig_Order)(0),         // 8: minke.v1.UpdateConfig.Order
-	(UpdateStatus_State)(0),         // 9: minke.v1.UpdateStatus.State
-	(PortConfig_Protocol)(0),        // 10: minke.v1.PortConfig.Protocol
-	(PortConfig_PublishMode)(0),     // 11: minke.v1.PortConfig.PublishMode
-	(GossipKeyRotation_Phase)(0),    // 12: minke.v1.GossipKeyRotation.Phase
-	(*Meta)(nil),                    // 13: minke.v1.Meta
-	(*Resources)(nil),               // 14: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 15: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 16: minke.v1.Platform
-	(*NodeSpec)(nil),                // 17: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 18: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 19: minke.v1.NodeStatus
-	(*Node)(nil),                    // 20: minke.v1.Node
-	(*ManagerStatus)(nil),           // 21: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 22: minke.v1.ContainerSpec
-	(*Mount)(nil),                   // 23: minke.v1.Mount
-	(*Ulimit)(nil),                  // 24: minke.v1.Ulimit
-	(*HealthConfig)(nil),            // 25: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 26: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 27: minke.v1.TaskSpec
-	(*Placement)(nil),               // 28: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 29: minke.v1.ReplicatedService
-	(*GlobalService)(nil),           // 30: minke.v1.GlobalService
-	(*ReplicatedJob)(nil),           // 31: minke.v1.ReplicatedJob
-	(*GlobalJob)(nil),               // 32: minke.v1.GlobalJob
-	(*UpdateConfig)(nil),            // 33: minke.v1.UpdateConfig
-	(*ServiceSpec)(nil),             // 34: minke.v1.ServiceSpec
-	(*UpdateStatus)(nil),            // 35: minke.v1.UpdateStatus
-	(*JobStatus)(nil),               // 36: minke.v1.JobStatus
-	(*Service)(nil),                 // 37: minke.v1.Service
-	(*PortConfig)(nil),              // 38: minke.v1.PortConfig
-	(*EndpointSpec)(nil),            // 39: minke.v1.EndpointSpec
-	(*Endpoint)(nil),                // 40: minke.v1.Endpoint
-	(*ContainerStatus)(nil),         // 41: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 42: minke.v1.TaskStatus
-	(*Task)(nil),                    // 43: minke.v1.Task
-	(*JoinTokens)(nil),              // 44: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 45: minke.v1.ClusterSpec
-	(*OrchestrationConfig)(nil),     // 46: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                 // 47: minke.v1.Cluster
-	(*GossipKeyRotation)(nil),       // 48: minke.v1.GossipKeyRotation
-	(*LogMessage)(nil),              // 49: minke.v1.LogMessage
-	nil,                             // 50: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 51: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 52: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 53: google.protobuf.Duration
+	(NodeRole)(0),                    // 0: minke.v1.NodeRole
+	(TaskState)(0),                   // 1: minke.v1.TaskState
+	(HealthState)(0),                 // 2: minke.v1.HealthState
+	(NodeSpec_Availability)(0),       // 3: minke.v1.NodeSpec.Availability
+	(NodeStatus_State)(0),            // 4: minke.v1.NodeStatus.State
+	(ManagerStatus_Reachability)(0),  // 5: minke.v1.ManagerStatus.Reachability
+	(RestartPolicy_Condition)(0),     // 6: minke.v1.RestartPolicy.Condition
+	(UpdateConfig_FailureAction)(0),  // 7: minke.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),          // 8: minke.v1.UpdateConfig.Order
+	(UpdateStatus_State)(0),          // 9: minke.v1.UpdateStatus.State
+	(PortConfig_Protocol)(0),         // 10: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),      // 11: minke.v1.PortConfig.PublishMode
+	(EndpointSpec_ResolutionMode)(0), // 12: minke.v1.EndpointSpec.ResolutionMode
+	(GossipKeyRotation_Phase)(0),     // 13: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                     // 14: minke.v1.Meta
+	(*Resources)(nil),                // 15: minke.v1.Resources
+	(*ResourceRequirements)(nil),     // 16: minke.v1.ResourceRequirements
+	(*Platform)(nil),                 // 17: minke.v1.Platform
+	(*NodeSpec)(nil),                 // 18: minke.v1.NodeSpec
+	(*NodeDescription)(nil),          // 19: minke.v1.NodeDescription
+	(*NodeStatus)(nil),               // 20: minke.v1.NodeStatus
+	(*Node)(nil),                     // 21: minke.v1.Node
+	(*ManagerStatus)(nil),            // 22: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),            // 23: minke.v1.ContainerSpec
+	(*Mount)(nil),                    // 24: minke.v1.Mount
+	(*Ulimit)(nil),                   // 25: minke.v1.Ulimit
+	(*HealthConfig)(nil),             // 26: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),            // 27: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                 // 28: minke.v1.TaskSpec
+	(*Placement)(nil),                // 29: minke.v1.Placement
+	(*ReplicatedService)(nil),        // 30: minke.v1.ReplicatedService
+	(*GlobalService)(nil),            // 31: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),            // 32: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),                // 33: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),             // 34: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),              // 35: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),             // 36: minke.v1.UpdateStatus
+	(*JobStatus)(nil),                // 37: minke.v1.JobStatus
+	(*Service)(nil),                  // 38: minke.v1.Service
+	(*PortConfig)(nil),               // 39: minke.v1.PortConfig
+	(*EndpointSpec)(nil),             // 40: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                 // 41: minke.v1.Endpoint
+	(*ContainerStatus)(nil),          // 42: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),               // 43: minke.v1.TaskStatus
+	(*Task)(nil),                     // 44: minke.v1.Task
+	(*JoinTokens)(nil),               // 45: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),              // 46: minke.v1.ClusterSpec
+	(*OrchestrationConfig)(nil),      // 47: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                  // 48: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),        // 49: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),               // 50: minke.v1.LogMessage
+	nil,                              // 51: minke.v1.NodeSpec.LabelsEntry
+	nil,                              // 52: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 54: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	52, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	52, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	14, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	53, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	53, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	15, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	50, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	51, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	16, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	14, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	17, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	15, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	13, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	17, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	18, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	19, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	14, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	18, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	19, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	20, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	21, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	22, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	53, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	25, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	23, // 19: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
-	24, // 20: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
-	53, // 21: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	53, // 22: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	53, // 23: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	54, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	26, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	24, // 19: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
+	25, // 20: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
+	54, // 21: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	54, // 22: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	54, // 23: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 24: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	53, // 25: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	53, // 26: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	22, // 27: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	15, // 28: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	26, // 29: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	28, // 30: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	53, // 31: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	54, // 25: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	54, // 26: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 27: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	16, // 28: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	27, // 29: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	29, // 30: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	54, // 31: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
 	7,  // 32: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	53, // 33: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	54, // 33: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
 	8,  // 34: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	51, // 35: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	27, // 36: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	29, // 37: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	30, // 38: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	31, // 39: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	32, // 40: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	39, // 41: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	33, // 42: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	33, // 43: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	52, // 35: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	28, // 36: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	30, // 37: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	31, // 38: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	32, // 39: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	33, // 40: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	40, // 41: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	34, // 42: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	34, // 43: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
 	9,  // 44: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	52, // 45: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	52, // 46: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	52, // 47: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	13, // 48: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	34, // 49: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	34, // 50: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	35, // 51: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	36, // 52: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	40, // 53: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	53, // 45: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	53, // 46: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	53, // 47: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	14, // 48: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	35, // 49: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	35, // 50: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	36, // 51: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	37, // 52: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	41, // 53: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
 	10, // 54: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
 	11, // 55: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	38, // 56: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	38, // 57: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
-	2,  // 58: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	52, // 59: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 60: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	41, // 61: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	13, // 62: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	27, // 63: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 64: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	42, // 65: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	52, // 66: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	46, // 67: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	13, // 68: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	45, // 69: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	44, // 70: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	48, // 71: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
-	12, // 72: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	52, // 73: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	52, // 74: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	75, // [75:75] is the sub-list for method output_type
-	75, // [75:75] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	39, // 56: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	12, // 57: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	39, // 58: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 59: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	53, // 60: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 61: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	42, // 62: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	14, // 63: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	28, // 64: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 65: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	43, // 66: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	53, // 67: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	47, // 68: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	14, // 69: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	46, // 70: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	45, // 71: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	49, // 72: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	13, // 73: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	53, // 74: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	53, // 75: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	76, // [76:76] is the sub-list for method output_type
+	76, // [76:76] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -3996,7 +4070,7 @@ func file_minke_v1_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      13,
+			NumEnums:      14,
 			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,

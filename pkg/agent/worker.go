@@ -40,7 +40,8 @@ type WorkerConfig struct {
 	// ContainerSubnet is the node's container subnet (CIDR); "" is
 	// network.DefaultSubnet of Addr, NoNetwork turns networking off.
 	ContainerSubnet string
-	// Bridge names the node's bridge; "" is network.DefaultBridge.
+	// Bridge names the node's bridge and nftables table; "" is
+	// "minke-" and the start of the node ID.
 	Bridge string
 	// LogMaxSize and LogMaxFiles rotate container logs (see runtime.Config).
 	LogMaxSize  int64
@@ -150,9 +151,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	for id := range a.adopted {
 		keep[id] = true
 	}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, keep, cfg.Logger); err != nil {
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
+	defer a.net.stop()
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),

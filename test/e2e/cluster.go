@@ -562,6 +562,7 @@ func (c *Cluster) cleanup() {
 			c.t.Errorf("cleanup: %v", err)
 		}
 	}
+	clustertest.RemoveNetworks(c.t, c.dir)
 	if c.t.Failed() {
 		for _, p := range c.procs {
 			c.t.Logf("--- %s log (%s) ---\n%s", p.Name, p.logPath, tail(p.logPath, 64<<10))
