@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -176,14 +177,23 @@ type slotView struct {
 	// stopping: the updater stopped the slot's task (stop-first) and the
 	// orchestrator has not started its replacement yet.
 	stopping bool
+	// empty: no live task, and none coming from the updater; the
+	// orchestrator fills it (now, or after the restart delay).
+	empty bool
 }
 
 // slots groups a service's tasks the way the orchestrator keeps them:
-// replicated slots 1..N, or one slot per node for global services.
+// replicated slots 1..N (each listed, with tasks or not), or one slot per
+// node for global services.
 func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 	global := IsGlobal(svc.GetSpec())
 	want := svc.GetSpec().GetReplicated().GetReplicas()
 	byRef := map[slotRef][]*minkepb.Task{}
+	if !global {
+		for s := uint64(1); s <= want; s++ {
+			byRef[slotRef{slot: s}] = nil
+		}
+	}
 	for _, t := range tasks {
 		ref := slotRef{slot: t.GetSlot()}
 		if global {
@@ -196,15 +206,18 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 	out := make([]slotView, 0, len(byRef))
 	for ref, ts := range byRef {
 		byCreation(ts)
-		v := slotView{ref: ref}
+		v := slotView{ref: ref, empty: true}
 		for _, t := range ts {
 			if live(t) && !IsTerminal(t.GetStatus().GetState()) {
 				v.alive = append(v.alive, t)
 			}
 		}
-		if last := ts[len(ts)-1]; len(v.alive) == 0 && last.GetReplaceWhenStopped() && !IsTerminal(last.GetStatus().GetState()) {
+		if len(v.alive) == 0 && len(ts) > 0 && ts[len(ts)-1].GetReplaceWhenStopped() {
 			v.stopping = true
 		}
+		// A global service's node whose tasks all ended is not a slot the
+		// update waits for: the orchestrator decides whether it gets one.
+		v.empty = len(v.alive) == 0 && !v.stopping && !(global && len(ts) > 0 && !live(ts[len(ts)-1]))
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -220,6 +233,7 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 type progress struct {
 	dirty      []slotView // slots whose only live task is out of date
 	busy       int        // slots being replaced, or in their delay after
+	empty      int        // slots waiting for the orchestrator to fill them
 	considered int        // slots the update covers
 	lastReady  time.Time  // when the last replaced slot became Ready
 	wake       time.Time  // when a delay ends
@@ -232,6 +246,8 @@ func assess(svc *minkepb.Service, tasks []*minkepb.Task, cfg *minkepb.UpdateConf
 	delay := cfg.GetDelay().AsDuration()
 	for _, v := range slots(svc, tasks) {
 		switch {
+		case v.empty:
+			p.empty++
 		case v.stopping || len(v.alive) > 1:
 			p.busy++
 			p.considered++
@@ -307,6 +323,9 @@ func (u *Updater) step(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Tim
 		}
 	}
 	if len(p.dirty) == 0 && p.busy == 0 {
+		if p.empty > 0 {
+			return time.Time{}, nil // the orchestrator's next task wakes us
+		}
 		if svc.GetRebalancing() {
 			moved, err := u.rebalance(tx, svc, tasks, cfg, now, images)
 			if err != nil || moved {
@@ -391,7 +410,11 @@ func (u *Updater) finish(tx *raftstore.WriteTx, svc *minkepb.Service, rollingBac
 	switch {
 	case rollingBack:
 		next.UpdateStatus.State = minkepb.UpdateStatus_ROLLBACK_COMPLETED
-		next.UpdateStatus.Message = "rollback completed"
+		if why := svc.GetUpdateStatus().GetMessage(); strings.HasPrefix(why, "update rolled back") {
+			next.UpdateStatus.Message = "rollback completed; " + why
+		} else {
+			next.UpdateStatus.Message = "rollback completed"
+		}
 	case svc.GetRebalancing():
 		next.UpdateStatus.State = minkepb.UpdateStatus_COMPLETED
 		next.UpdateStatus.Message = "rebalance completed"
