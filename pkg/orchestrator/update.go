@@ -237,7 +237,9 @@ type progress struct {
 	considered int        // slots the update covers
 	lastReady  time.Time  // when the last replaced slot became Ready
 	wake       time.Time  // when a delay ends
-	failed     []string   // tasks of the new spec that failed since the start
+	// failed are tasks of the new spec that failed since the start, one
+	// per slot (a slot whose task fails again counts once).
+	failed []string
 }
 
 func assess(svc *minkepb.Service, tasks []*minkepb.Task, cfg *minkepb.UpdateConfig, now time.Time) progress {
@@ -277,10 +279,22 @@ func assess(svc *minkepb.Service, tasks []*minkepb.Task, cfg *minkepb.UpdateConf
 			}
 		}
 	}
+	global := IsGlobal(svc.GetSpec())
+	firstFailure := map[slotRef]*minkepb.Task{}
 	for _, t := range tasks {
-		if failed(t) && upToDate(t, svc) && !t.GetMeta().GetCreatedAt().AsTime().Before(start) {
-			p.failed = append(p.failed, t.GetMeta().GetId())
+		if !failed(t) || !upToDate(t, svc) || t.GetMeta().GetCreatedAt().AsTime().Before(start) {
+			continue
 		}
+		ref := slotRef{slot: t.GetSlot()}
+		if global {
+			ref = slotRef{node: t.GetNodeId()}
+		}
+		if f := firstFailure[ref]; f == nil || taskEnd(t).Before(taskEnd(f)) {
+			firstFailure[ref] = t
+		}
+	}
+	for _, t := range firstFailure {
+		p.failed = append(p.failed, t.GetMeta().GetId())
 	}
 	sort.Strings(p.failed)
 	return p
