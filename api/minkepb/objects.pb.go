@@ -556,6 +556,151 @@ func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 0}
 }
 
+type PortConfig_Protocol int32
+
+const (
+	PortConfig_TCP PortConfig_Protocol = 0
+	PortConfig_UDP PortConfig_Protocol = 1
+)
+
+// Enum value maps for PortConfig_Protocol.
+var (
+	PortConfig_Protocol_name = map[int32]string{
+		0: "TCP",
+		1: "UDP",
+	}
+	PortConfig_Protocol_value = map[string]int32{
+		"TCP": 0,
+		"UDP": 1,
+	}
+)
+
+func (x PortConfig_Protocol) Enum() *PortConfig_Protocol {
+	p := new(PortConfig_Protocol)
+	*p = x
+	return p
+}
+
+func (x PortConfig_Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[10].Descriptor()
+}
+
+func (PortConfig_Protocol) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[10]
+}
+
+func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_Protocol.Descriptor instead.
+func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 0}
+}
+
+type PortConfig_PublishMode int32
+
+const (
+	// INGRESS: the port on every node, forwarded to any healthy task.
+	PortConfig_INGRESS PortConfig_PublishMode = 0
+	// HOST: the port on the node that runs the task, to that task.
+	PortConfig_HOST PortConfig_PublishMode = 1
+)
+
+// Enum value maps for PortConfig_PublishMode.
+var (
+	PortConfig_PublishMode_name = map[int32]string{
+		0: "INGRESS",
+		1: "HOST",
+	}
+	PortConfig_PublishMode_value = map[string]int32{
+		"INGRESS": 0,
+		"HOST":    1,
+	}
+)
+
+func (x PortConfig_PublishMode) Enum() *PortConfig_PublishMode {
+	p := new(PortConfig_PublishMode)
+	*p = x
+	return p
+}
+
+func (x PortConfig_PublishMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[11].Descriptor()
+}
+
+func (PortConfig_PublishMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[11]
+}
+
+func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_PublishMode.Descriptor instead.
+func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 1}
+}
+
+type GossipKeyRotation_Phase int32
+
+const (
+	// INSTALL: every node adds new_key to its keyring; the old key stays
+	// primary.
+	GossipKeyRotation_INSTALL GossipKeyRotation_Phase = 0
+	// USE: every node encrypts with new_key (now gossip_key) and still
+	// accepts the old one. Next the old key is dropped and the rotation
+	// ends.
+	GossipKeyRotation_USE GossipKeyRotation_Phase = 1
+)
+
+// Enum value maps for GossipKeyRotation_Phase.
+var (
+	GossipKeyRotation_Phase_name = map[int32]string{
+		0: "INSTALL",
+		1: "USE",
+	}
+	GossipKeyRotation_Phase_value = map[string]int32{
+		"INSTALL": 0,
+		"USE":     1,
+	}
+)
+
+func (x GossipKeyRotation_Phase) Enum() *GossipKeyRotation_Phase {
+	p := new(GossipKeyRotation_Phase)
+	*p = x
+	return p
+}
+
+func (x GossipKeyRotation_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+}
+
+func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[12]
+}
+
+func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
+func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33, 0}
+}
+
 // Meta is common to every stored object.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -854,9 +999,12 @@ type NodeDescription struct {
 	Resources *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	// worker is true when the node runs the worker role (it joined through
 	// an agent); only such nodes get tasks.
-	Worker        bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Worker bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
+	// container_subnet is the worker's bridge subnet (CIDR); other workers
+	// route to it through the node's address. Empty: no container network.
+	ContainerSubnet string `protobuf:"bytes,90,opt,name=container_subnet,json=containerSubnet,proto3" json:"container_subnet,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -915,6 +1063,13 @@ func (x *NodeDescription) GetWorker() bool {
 		return x.Worker
 	}
 	return false
+}
+
+func (x *NodeDescription) GetContainerSubnet() string {
+	if x != nil {
+		return x.ContainerSubnet
+	}
+	return ""
 }
 
 type NodeStatus struct {
@@ -1857,9 +2012,11 @@ type ServiceSpec struct {
 	//	*ServiceSpec_Global
 	//	*ServiceSpec_ReplicatedJob
 	//	*ServiceSpec_GlobalJob
-	Mode           isServiceSpec_Mode `protobuf_oneof:"mode"`
-	UpdateConfig   *UpdateConfig      `protobuf:"bytes,33,opt,name=update_config,json=updateConfig,proto3" json:"update_config,omitempty"`
-	RollbackConfig *UpdateConfig      `protobuf:"bytes,34,opt,name=rollback_config,json=rollbackConfig,proto3" json:"rollback_config,omitempty"`
+	Mode isServiceSpec_Mode `protobuf_oneof:"mode"`
+	// endpoint publishes the service's ports.
+	Endpoint       *EndpointSpec `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	UpdateConfig   *UpdateConfig `protobuf:"bytes,33,opt,name=update_config,json=updateConfig,proto3" json:"update_config,omitempty"`
+	RollbackConfig *UpdateConfig `protobuf:"bytes,34,opt,name=rollback_config,json=rollbackConfig,proto3" json:"rollback_config,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1954,6 +2111,13 @@ func (x *ServiceSpec) GetGlobalJob() *GlobalJob {
 		if x, ok := x.Mode.(*ServiceSpec_GlobalJob); ok {
 			return x.GlobalJob
 		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
 	}
 	return nil
 }
@@ -2133,7 +2297,9 @@ type Service struct {
 	JobStatus    *JobStatus    `protobuf:"bytes,32,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
 	// rebalancing is set from a rebalance request until the tasks are spread
 	// evenly again.
-	Rebalancing   bool `protobuf:"varint,33,opt,name=rebalancing,proto3" json:"rebalancing,omitempty"`
+	Rebalancing bool `protobuf:"varint,33,opt,name=rebalancing,proto3" json:"rebalancing,omitempty"`
+	// endpoint is the spec's ports as allocated (published ports filled in).
+	Endpoint      *Endpoint `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2210,19 +2376,189 @@ func (x *Service) GetRebalancing() bool {
 	return false
 }
 
-type ContainerStatus struct {
+func (x *Service) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// PortConfig publishes a container port, docker's --publish
+// published=P,target=T,protocol=tcp|udp,mode=ingress|host.
+type PortConfig struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Protocol   PortConfig_Protocol    `protobuf:"varint,1,opt,name=protocol,proto3,enum=minke.v1.PortConfig_Protocol" json:"protocol,omitempty"`
+	TargetPort uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	// published_port 0 asks for one: ingress ports are then allocated from
+	// 30000-32767 (swarm's range); host ports must be given.
+	PublishedPort uint32                 `protobuf:"varint,3,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	PublishMode   PortConfig_PublishMode `protobuf:"varint,4,opt,name=publish_mode,json=publishMode,proto3,enum=minke.v1.PortConfig_PublishMode" json:"publish_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConfig) Reset() {
+	*x = PortConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConfig) ProtoMessage() {}
+
+func (x *PortConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
+func (*PortConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PortConfig) GetProtocol() PortConfig_Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return PortConfig_TCP
+}
+
+func (x *PortConfig) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
+	if x != nil {
+		return x.PublishMode
+	}
+	return PortConfig_INGRESS
+}
+
+type EndpointSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	OomKilled     bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	Health        HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSpec) Reset() {
+	*x = EndpointSpec{}
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSpec) ProtoMessage() {}
+
+func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
+func (*EndpointSpec) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *EndpointSpec) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// Endpoint is what the managers allocated for a service's EndpointSpec.
+type Endpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Endpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type ContainerStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pid       int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode  int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	OomKilled bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Health    HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	// address is the container's address on its node's bridge (CIDR).
+	Address       string `protobuf:"bytes,90,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2570,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2583,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -2278,6 +2614,13 @@ func (x *ContainerStatus) GetHealth() HealthState {
 	return HealthState_NO_HEALTHCHECK
 }
 
+func (x *ContainerStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -2293,7 +2636,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2648,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2661,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -2386,7 +2729,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2741,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2754,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -2515,7 +2858,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2870,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2883,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -2567,7 +2910,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2922,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2935,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -2620,7 +2963,7 @@ type OrchestrationConfig struct {
 
 func (x *OrchestrationConfig) Reset() {
 	*x = OrchestrationConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[28]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2975,7 @@ func (x *OrchestrationConfig) String() string {
 func (*OrchestrationConfig) ProtoMessage() {}
 
 func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[28]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2988,7 @@ func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
 func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
@@ -2660,15 +3003,21 @@ type Cluster struct {
 	Meta       *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Spec       *ClusterSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
-	// gossip_key encrypts memberlist traffic (AES, 32 bytes).
-	GossipKey     []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// gossip_key encrypts memberlist traffic (AES, 32 bytes): the primary
+	// key, which every node encrypts with.
+	GossipKey []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	// gossip_keys is every key nodes must accept, the primary included; empty
+	// means gossip_key alone. It holds two keys only while a rotation runs.
+	GossipKeys [][]byte `protobuf:"bytes,110,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// gossip_key_rotation is the rotation in progress, if any.
+	GossipKeyRotation *GossipKeyRotation `protobuf:"bytes,111,opt,name=gossip_key_rotation,json=gossipKeyRotation,proto3" json:"gossip_key_rotation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +3029,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +3042,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -2724,6 +3073,84 @@ func (x *Cluster) GetGossipKey() []byte {
 	return nil
 }
 
+func (x *Cluster) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKeyRotation() *GossipKeyRotation {
+	if x != nil {
+		return x.GossipKeyRotation
+	}
+	return nil
+}
+
+// GossipKeyRotation is a gossip key rotation in progress, driven by the
+// leader one phase at a time so that the cluster never splits: a phase
+// starts only when every alive member advertises (in its gossip meta) that
+// it finished the one before.
+type GossipKeyRotation struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	NewKey        []byte                  `protobuf:"bytes,1,opt,name=new_key,json=newKey,proto3" json:"new_key,omitempty"`
+	Phase         GossipKeyRotation_Phase `protobuf:"varint,2,opt,name=phase,proto3,enum=minke.v1.GossipKeyRotation_Phase" json:"phase,omitempty"`
+	StartedAt     *timestamppb.Timestamp  `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyRotation) Reset() {
+	*x = GossipKeyRotation{}
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyRotation) ProtoMessage() {}
+
+func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
+func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GossipKeyRotation) GetNewKey() []byte {
+	if x != nil {
+		return x.NewKey
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetPhase() GossipKeyRotation_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return GossipKeyRotation_INSTALL
+}
+
+func (x *GossipKeyRotation) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 type LogMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
@@ -2737,7 +3164,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[30]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +3176,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[30]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +3189,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2832,12 +3259,13 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\xa8\x01\n" +
+	"\x05DRAIN\x10\x02\"\xd3\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12.\n" +
 	"\bplatform\x18\x02 \x01(\v2\x12.minke.v1.PlatformR\bplatform\x121\n" +
 	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\x12\x16\n" +
-	"\x06worker\x18\x04 \x01(\bR\x06worker\"\x97\x01\n" +
+	"\x06worker\x18\x04 \x01(\bR\x06worker\x12)\n" +
+	"\x10container_subnet\x18Z \x01(\tR\x0fcontainerSubnet\"\x97\x01\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.minke.v1.NodeStatus.StateR\x05state\x12\x18\n" +
@@ -2927,7 +3355,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05Order\x12\x0e\n" +
 	"\n" +
 	"STOP_FIRST\x10\x00\x12\x0f\n" +
-	"\vSTART_FIRST\x10\x01\"\xaf\x04\n" +
+	"\vSTART_FIRST\x10\x01\"\xe3\x04\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.minke.v1.ServiceSpec.LabelsEntryR\x06labels\x12&\n" +
@@ -2938,7 +3366,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x06global\x18\x1e \x01(\v2\x17.minke.v1.GlobalServiceH\x00R\x06global\x12@\n" +
 	"\x0ereplicated_job\x18\x1f \x01(\v2\x17.minke.v1.ReplicatedJobH\x00R\rreplicatedJob\x124\n" +
 	"\n" +
-	"global_job\x18  \x01(\v2\x13.minke.v1.GlobalJobH\x00R\tglobalJob\x12;\n" +
+	"global_job\x18  \x01(\v2\x13.minke.v1.GlobalJobH\x00R\tglobalJob\x122\n" +
+	"\bendpoint\x18Z \x01(\v2\x16.minke.v1.EndpointSpecR\bendpoint\x12;\n" +
 	"\rupdate_config\x18! \x01(\v2\x16.minke.v1.UpdateConfigR\fupdateConfig\x12?\n" +
 	"\x0frollback_config\x18\" \x01(\v2\x16.minke.v1.UpdateConfigR\x0erollbackConfig\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
@@ -2962,7 +3391,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x12ROLLBACK_COMPLETED\x10\x06\"s\n" +
 	"\tJobStatus\x12#\n" +
 	"\rjob_iteration\x18\x01 \x01(\x04R\fjobIteration\x12A\n" +
-	"\x0elast_execution\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastExecution\"\xa7\x02\n" +
+	"\x0elast_execution\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastExecution\"\xd7\x02\n" +
 	"\aService\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12:\n" +
@@ -2970,13 +3399,32 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\rupdate_status\x18\x1f \x01(\v2\x16.minke.v1.UpdateStatusR\fupdateStatus\x122\n" +
 	"\n" +
 	"job_status\x18  \x01(\v2\x13.minke.v1.JobStatusR\tjobStatus\x12 \n" +
-	"\vrebalancing\x18! \x01(\bR\vrebalancing\"\x8e\x01\n" +
+	"\vrebalancing\x18! \x01(\bR\vrebalancing\x12.\n" +
+	"\bendpoint\x18Z \x01(\v2\x12.minke.v1.EndpointR\bendpoint\"\x98\x02\n" +
+	"\n" +
+	"PortConfig\x129\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x1d.minke.v1.PortConfig.ProtocolR\bprotocol\x12\x1f\n" +
+	"\vtarget_port\x18\x02 \x01(\rR\n" +
+	"targetPort\x12%\n" +
+	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12C\n" +
+	"\fpublish_mode\x18\x04 \x01(\x0e2 .minke.v1.PortConfig.PublishModeR\vpublishMode\"\x1c\n" +
+	"\bProtocol\x12\a\n" +
+	"\x03TCP\x10\x00\x12\a\n" +
+	"\x03UDP\x10\x01\"$\n" +
+	"\vPublishMode\x12\v\n" +
+	"\aINGRESS\x10\x00\x12\b\n" +
+	"\x04HOST\x10\x01\":\n" +
+	"\fEndpointSpec\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\bEndpoint\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12-\n" +
-	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\"\xd6\x01\n" +
+	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\x12\x18\n" +
+	"\aaddress\x18Z \x01(\tR\aaddress\"\xd6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
@@ -3009,14 +3457,25 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"|\n" +
 	"\x13OrchestrationConfig\x12D\n" +
 	"\x1ctask_history_retention_limit\x18\x01 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01B\x1f\n" +
-	"\x1d_task_history_retention_limit\"\xae\x01\n" +
+	"\x1d_task_history_retention_limit\"\x9c\x02\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\"\x85\x01\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12\x1f\n" +
+	"\vgossip_keys\x18n \x03(\fR\n" +
+	"gossipKeys\x12K\n" +
+	"\x13gossip_key_rotation\x18o \x01(\v2\x1b.minke.v1.GossipKeyRotationR\x11gossipKeyRotation\"\xbf\x01\n" +
+	"\x11GossipKeyRotation\x12\x17\n" +
+	"\anew_key\x18\x01 \x01(\fR\x06newKey\x127\n" +
+	"\x05phase\x18\x02 \x01(\x0e2!.minke.v1.GossipKeyRotation.PhaseR\x05phase\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x1d\n" +
+	"\x05Phase\x12\v\n" +
+	"\aINSTALL\x10\x00\x12\a\n" +
+	"\x03USE\x10\x01\"\x85\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -3060,8 +3519,8 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -3073,111 +3532,127 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(UpdateConfig_FailureAction)(0), // 7: minke.v1.UpdateConfig.FailureAction
 	(UpdateConfig_Order)(0),         // 8: minke.v1.UpdateConfig.Order
 	(UpdateStatus_State)(0),         // 9: minke.v1.UpdateStatus.State
-	(*Meta)(nil),                    // 10: minke.v1.Meta
-	(*Resources)(nil),               // 11: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 12: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 13: minke.v1.Platform
-	(*NodeSpec)(nil),                // 14: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 15: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 16: minke.v1.NodeStatus
-	(*Node)(nil),                    // 17: minke.v1.Node
-	(*ManagerStatus)(nil),           // 18: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 19: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 20: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 21: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 22: minke.v1.TaskSpec
-	(*Placement)(nil),               // 23: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 24: minke.v1.ReplicatedService
-	(*GlobalService)(nil),           // 25: minke.v1.GlobalService
-	(*ReplicatedJob)(nil),           // 26: minke.v1.ReplicatedJob
-	(*GlobalJob)(nil),               // 27: minke.v1.GlobalJob
-	(*UpdateConfig)(nil),            // 28: minke.v1.UpdateConfig
-	(*ServiceSpec)(nil),             // 29: minke.v1.ServiceSpec
-	(*UpdateStatus)(nil),            // 30: minke.v1.UpdateStatus
-	(*JobStatus)(nil),               // 31: minke.v1.JobStatus
-	(*Service)(nil),                 // 32: minke.v1.Service
-	(*ContainerStatus)(nil),         // 33: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 34: minke.v1.TaskStatus
-	(*Task)(nil),                    // 35: minke.v1.Task
-	(*JoinTokens)(nil),              // 36: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 37: minke.v1.ClusterSpec
-	(*OrchestrationConfig)(nil),     // 38: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                 // 39: minke.v1.Cluster
-	(*LogMessage)(nil),              // 40: minke.v1.LogMessage
-	nil,                             // 41: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 42: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 44: google.protobuf.Duration
+	(PortConfig_Protocol)(0),        // 10: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),     // 11: minke.v1.PortConfig.PublishMode
+	(GossipKeyRotation_Phase)(0),    // 12: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                    // 13: minke.v1.Meta
+	(*Resources)(nil),               // 14: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 15: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 16: minke.v1.Platform
+	(*NodeSpec)(nil),                // 17: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 18: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 19: minke.v1.NodeStatus
+	(*Node)(nil),                    // 20: minke.v1.Node
+	(*ManagerStatus)(nil),           // 21: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 22: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 23: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 24: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 25: minke.v1.TaskSpec
+	(*Placement)(nil),               // 26: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 27: minke.v1.ReplicatedService
+	(*GlobalService)(nil),           // 28: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),           // 29: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),               // 30: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),            // 31: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),             // 32: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),            // 33: minke.v1.UpdateStatus
+	(*JobStatus)(nil),               // 34: minke.v1.JobStatus
+	(*Service)(nil),                 // 35: minke.v1.Service
+	(*PortConfig)(nil),              // 36: minke.v1.PortConfig
+	(*EndpointSpec)(nil),            // 37: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                // 38: minke.v1.Endpoint
+	(*ContainerStatus)(nil),         // 39: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 40: minke.v1.TaskStatus
+	(*Task)(nil),                    // 41: minke.v1.Task
+	(*JoinTokens)(nil),              // 42: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 43: minke.v1.ClusterSpec
+	(*OrchestrationConfig)(nil),     // 44: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                 // 45: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 46: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),              // 47: minke.v1.LogMessage
+	nil,                             // 48: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 49: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 51: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	43, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	43, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	11, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	50, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	50, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	14, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	41, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	48, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	13, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	11, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	16, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	14, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	10, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	14, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	15, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	16, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	13, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	17, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	18, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	19, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	18, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	21, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	44, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	20, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	44, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	44, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	44, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	51, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	23, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	51, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	51, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	51, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	44, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	44, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	19, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	12, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	21, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	23, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	44, // 29: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	51, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	51, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	22, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	15, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	24, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	26, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	51, // 29: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
 	7,  // 30: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	44, // 31: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	51, // 31: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
 	8,  // 32: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	42, // 33: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	22, // 34: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	24, // 35: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	25, // 36: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	26, // 37: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	27, // 38: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	28, // 39: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	28, // 40: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
-	9,  // 41: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	43, // 42: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	43, // 43: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	43, // 44: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	10, // 45: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	29, // 46: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	29, // 47: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	30, // 48: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	31, // 49: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	2,  // 50: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	43, // 51: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 52: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	33, // 53: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	10, // 54: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	22, // 55: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 56: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	34, // 57: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	43, // 58: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	38, // 59: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	10, // 60: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	37, // 61: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	36, // 62: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	49, // 33: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	25, // 34: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	27, // 35: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	28, // 36: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	29, // 37: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	30, // 38: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	37, // 39: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	31, // 40: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	31, // 41: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 42: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	50, // 43: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	50, // 44: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	50, // 45: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	13, // 46: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	32, // 47: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	32, // 48: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	33, // 49: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	34, // 50: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	38, // 51: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 52: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 53: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	36, // 54: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	36, // 55: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 56: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	50, // 57: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 58: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	39, // 59: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	13, // 60: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	25, // 61: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 62: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	40, // 63: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	50, // 64: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	44, // 65: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	13, // 66: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	43, // 67: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	42, // 68: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	46, // 69: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	12, // 70: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	50, // 71: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -3191,14 +3666,14 @@ func file_minke_v1_objects_proto_init() {
 		(*ServiceSpec_ReplicatedJob)(nil),
 		(*ServiceSpec_GlobalJob)(nil),
 	}
-	file_minke_v1_objects_proto_msgTypes[28].OneofWrappers = []any{}
+	file_minke_v1_objects_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   33,
+			NumEnums:      13,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

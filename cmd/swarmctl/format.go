@@ -271,6 +271,7 @@ func writeServiceDetail(w io.Writer, s *minkepb.Service, counts *minkepb.Replica
 	row("Workdir", c.GetDir())
 	row("User", c.GetUser())
 	row("Stop grace period", formatDuration(c.GetStopGracePeriod()))
+	row("Ports", formatPorts(s.GetEndpoint()))
 	res := spec.GetTask().GetResources()
 	row("Limits", formatResources(res.GetLimits()))
 	row("Reservations", formatResources(res.GetReservations()))

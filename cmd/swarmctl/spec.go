@@ -36,6 +36,7 @@ type createOptions struct {
 	constraints        []string
 	placementPrefs     []string
 	maxPerNode         string
+	publish            []string
 	restartWindow      string
 	mode               string
 	maxConcurrent      string
@@ -147,6 +148,10 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
+	endpoint, err := parsePublish(o.publish)
+	if err != nil {
+		return nil, err
+	}
 	return &minkepb.ServiceSpec{
 		Name:           o.name,
 		Labels:         labels,
@@ -154,6 +159,7 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		Mode:           modeSpec.Mode,
 		UpdateConfig:   updateConfig,
 		RollbackConfig: rollbackConfig,
+		Endpoint:       endpoint,
 	}, nil
 }
 

@@ -37,7 +37,12 @@ type WorkerConfig struct {
 	// already (a manager with --worker).
 	GossipPort   int
 	CgroupParent string
-	Logger       *slog.Logger
+	// ContainerSubnet is the node's container subnet (CIDR); "" is
+	// network.DefaultSubnet of Addr, NoNetwork turns networking off.
+	ContainerSubnet string
+	// Bridge names the node's bridge; "" is network.DefaultBridge.
+	Bridge string
+	Logger *slog.Logger
 	// Promote runs the manager role when the operator promotes this node
 	// (see Config.Promote), gossiping on the worker's gossip address; nil
 	// ignores promotion.
@@ -49,6 +54,8 @@ type WorkerConfig struct {
 	Gossip membership.Tuning
 	// Ready, if set, is called once the session loop runs.
 	Ready func(nodeID string)
+	// Images configures pulls and image garbage collection.
+	Images ImageConfig
 }
 
 // RunWorker joins the cluster, sweeps containers left by an earlier worker
@@ -67,9 +74,16 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.NodeSecret == "" {
 		cfg.NodeSecret = readTrimmed(secretFile)
 	}
+	subnet, err := resolveSubnet(cfg.ContainerSubnet, cfg.Addr)
+	if err != nil {
+		return err
+	}
 	if cfg.Description != nil {
 		cfg.Description = proto.Clone(cfg.Description).(*minkepb.NodeDescription)
 		cfg.Description.Worker = true
+		if subnet.IsValid() {
+			cfg.Description.ContainerSubnet = subnet.String()
+		}
 	}
 	a, err := New(Config{
 		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, NodeSecret: cfg.NodeSecret, Description: cfg.Description,
@@ -101,17 +115,25 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		parent = "minke"
 	}
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
-		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger})
+		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
+		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize})
 	if err != nil {
 		return err
 	}
+	gcCtx, stopGC := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
+	defer func() { stopGC(); <-gcDone }()
 	if err := rt.Sweep(ctx); err != nil {
 		return fmt.Errorf("worker: cleaning up old containers: %w", err)
 	}
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
-	a.rt = rt
+	a.rt = RuntimeExecutor{rt}
+	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, cfg.Logger); err != nil {
+		return err
+	}
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
@@ -122,6 +144,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			return err
 		}
 		defer g.stop(true)
+		a.cfg.GossipKeys = g.setKeys
 		if promote := cfg.Promote; promote != nil {
 			// The manager role gossips for the node itself, on the same
 			// address, while it runs.
@@ -151,14 +174,39 @@ type gossip struct {
 	cfg   membership.Config
 	peers []string
 	mu    sync.Mutex
+	keys  [][]byte // the keyring beyond cfg.Key (the primary), from the session
 	ml    *membership.Membership
 	done  chan struct{}
 }
 
+// setKeys follows the cluster's gossip keyring (a key rotation), and
+// remembers it for a restart of the memberlist after a manager role.
+func (g *gossip) setKeys(primary []byte, keys [][]byte) {
+	g.mu.Lock()
+	g.cfg.Key, g.keys = primary, keys
+	ml := g.ml
+	g.mu.Unlock()
+	if ml == nil {
+		return
+	}
+	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) {
+		slog.Default().Error("applying the cluster's gossip keys", "err", err)
+	}
+}
+
 func (g *gossip) start() error {
-	ml, err := membership.New(g.cfg)
+	g.mu.Lock()
+	cfg, keys := g.cfg, g.keys
+	g.mu.Unlock()
+	ml, err := membership.New(cfg)
 	if err != nil {
 		return err
+	}
+	if len(keys) > 0 {
+		if err := ml.SetKeys(cfg.Key, keys, time.Second); err != nil {
+			_ = ml.Shutdown()
+			return err
+		}
 	}
 	if _, err := ml.Join(g.peers); err != nil {
 		_ = ml.Shutdown()

@@ -119,6 +119,9 @@ func (s *Server) CreateService(ctx context.Context, req *minkepb.CreateServiceRe
 			return fmt.Errorf("%w: a service named %q already exists; pick another --name or remove it first",
 				raftstore.ErrNameConflict, spec.GetName())
 		}
+		if err := allocateEndpoint(tx, svc, nil); err != nil {
+			return err
+		}
 		return tx.Create(svc)
 	})
 	if err != nil {

@@ -48,6 +48,9 @@ func (s *Server) UpdateService(ctx context.Context, req *minkepb.UpdateServiceRe
 		if other := tx.ServiceByName(next.GetSpec().GetName()); other != nil && other.GetMeta().GetId() != id {
 			return fmt.Errorf("%w: a service named %q already exists", raftstore.ErrNameConflict, next.GetSpec().GetName())
 		}
+		if err := allocateEndpoint(tx, next, cur); err != nil {
+			return err
+		}
 		return tx.Update(next)
 	})
 	if err != nil {
@@ -139,6 +142,9 @@ func serviceCounts(svc *minkepb.Service, tasks []*minkepb.Task) *minkepb.Replica
 		wanted := t.GetDesiredState() == minkepb.TaskState_RUNNING && !orchestrator.IsTerminal(t.GetStatus().GetState())
 		if wanted && t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
 			c.Running++
+		}
+		if st := t.GetStatus().GetState(); wanted && st >= minkepb.TaskState_ASSIGNED && st <= minkepb.TaskState_RUNNING {
+			c.Assigned++
 		}
 		if wanted {
 			nodes[t.GetNodeId()] = true

@@ -137,3 +137,19 @@ func validateUpdateConfig(field string, c *minkepb.UpdateConfig, rollback bool) 
 	}
 	return nil
 }
+
+// validateNodeUpdate checks what can be checked of a node update without
+// the node (label-rm names are checked against its labels when applied).
+func validateNodeUpdate(req *minkepb.UpdateNodeRequest) error {
+	for k := range req.GetLabelAdd() {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("invalid --label-add: the label key is empty; want KEY=VALUE")
+		}
+	}
+	if req.GetSetAvailability() {
+		if _, ok := minkepb.NodeSpec_Availability_name[int32(req.GetAvailability())]; !ok {
+			return fmt.Errorf("invalid availability %d: want active, pause or drain", req.GetAvailability())
+		}
+	}
+	return nil
+}

@@ -71,7 +71,11 @@ type Config struct {
 	Hostname string
 	// Gossip tunes failure detection.
 	Gossip membership.Tuning
-	Logger *slog.Logger
+	// RegistryConfig is a docker config.json (or its directory) with the
+	// credentials used to resolve service images to digests; "" uses
+	// $DOCKER_CONFIG or $HOME/.docker/config.json.
+	RegistryConfig string
+	Logger         *slog.Logger
 }
 
 // Manager is a running manager node.
@@ -269,20 +273,24 @@ func (m *Manager) Run(ctx context.Context) error {
 		RegistryAddr: m.regLis.Addr().String(),
 		AddManager:   m.addManager,
 		IsLeader:     m.raft.IsLeader,
+		Gossiping:    m.inGossip,
 		Logger:       m.cfg.Logger,
 	})
-	ctl := controlapi.NewForwarder(controlapi.New(controlapi.Config{
+	ctl, err := m.newPinningControl(controlapi.NewForwarder(controlapi.New(controlapi.Config{
 		Store: m.raft, Logs: m.disp.Logs, Cluster: m, RegistryAddr: m.regLis.Addr().String(), Logger: m.cfg.Logger,
-	}), m)
+	}), m))
+	if err != nil {
+		return err
+	}
 
-	dispSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream),
+	dispSrv := grpc.NewServer(append(serverLimits(), grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream),
 		// Keepalives find workers and managers that vanished without
 		// closing their connections (a frozen or powered-off host).
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))...)
 	m.disp.Register(dispSrv)
 	ctl.Register(dispSrv) // for other managers' forwarded calls (manager token required)
-	ctlSrv := grpc.NewServer()
+	ctlSrv := grpc.NewServer(serverLimits()...)
 	ctl.Register(ctlSrv)
 	regSrv := &http.Server{Handler: m.registry, ReadHeaderTimeout: 10 * time.Second}
 
@@ -309,6 +317,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	goRun("dispatcher status", func() error { m.disp.Run(runCtx); return nil })
 	goRun("leadership", func() error { m.runLeadership(runCtx); return nil })
 	goRun("membership watch", func() error { m.watchMembership(runCtx, demoted); return nil })
+	goRun("gossip keys", func() error { m.followGossipKeys(runCtx); return nil })
 	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
 	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
 	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })
