@@ -512,3 +512,31 @@ func eligibleCount(tx raftstore.ReadTx) int {
 	}
 	return n
 }
+
+// TestGlobalUpdateWithConstraint: an update that also excludes a node
+// completes: the excluded node's task is removed, not waited for.
+func TestGlobalUpdateWithConstraint(t *testing.T) {
+	for _, order := range []minkepb.UpdateConfig_Order{minkepb.UpdateConfig_STOP_FIRST, minkepb.UpdateConfig_START_FIRST} {
+		t.Run(order.String(), func(t *testing.T) {
+			s := newSim(t)
+			s.addNode("n1", nil)
+			s.addNode("n2", nil)
+			s.addNode("n3", nil)
+			spec := globalSpec()
+			spec.UpdateConfig = &minkepb.UpdateConfig{Parallelism: 0, Order: order}
+			s.createService("svc", spec)
+			s.converge(100)
+			s.updateService("svc", func(spec *minkepb.ServiceSpec) {
+				spec.Task.Container.Args = []string{"v2"}
+				spec.Task.Placement = &minkepb.Placement{Constraints: []string{"node.hostname!=n1"}}
+			})
+			s.converge(200)
+			if st := s.service("svc").GetUpdateStatus().GetState(); st != minkepb.UpdateStatus_COMPLETED {
+				t.Fatalf("update %v, want COMPLETED\n%s", st, s.dump())
+			}
+			if got := nodesOf(s.running("svc")); got != "n2,n3" {
+				t.Errorf("running on %s, want n2,n3", got)
+			}
+		})
+	}
+}

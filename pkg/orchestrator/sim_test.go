@@ -54,6 +54,7 @@ type sim struct {
 	// minRunning is the fewest running tasks of service "svc" seen after
 	// any worker step (once it first reached target).
 	minRunning, target int
+	passes             int
 }
 
 func newSim(t *testing.T) *sim {
@@ -126,12 +127,19 @@ func (s *sim) updateService(id string, fn func(*minkepb.ServiceSpec)) {
 	})
 }
 
-// pass runs every controller once.
+// pass runs every controller once. The orchestrator and the updater take
+// turns going first, as their goroutines may on a leader.
 func (s *sim) pass() {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
+	s.passes++
+	if s.passes%2 == 0 {
+		NewUpdater(s.store, nil, s.clock.Now, log).reconcile(ctx, nil)
+	}
 	NewReplicated(s.store, nil, s.clock.Now, log).reconcile(ctx, nil)
-	NewUpdater(s.store, nil, s.clock.Now, log).reconcile(ctx, nil)
+	if s.passes%2 == 1 {
+		NewUpdater(s.store, nil, s.clock.Now, log).reconcile(ctx, nil)
+	}
 	if err := NewPlacement(s.store, s.clock.Now, log).schedule(ctx); err != nil {
 		s.t.Fatal(err)
 	}

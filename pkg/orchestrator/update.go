@@ -180,12 +180,18 @@ type slotView struct {
 	// empty: no live task, and none coming from the updater; the
 	// orchestrator fills it (now, or after the restart delay).
 	empty bool
+	// filled: the orchestrator keeps a task in this slot; a global
+	// service's task on a node that is no longer eligible is not updated
+	// but removed by the orchestrator.
+	filled bool
 }
 
 // slots groups a service's tasks the way the orchestrator keeps them:
 // replicated slots 1..N (each listed, with tasks or not), or one slot per
-// node for global services.
-func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
+// node for global services. fills reports whether the orchestrator keeps
+// a task in a slot (always for replicated slots; for a global service's
+// node, whether it is eligible).
+func slots(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) bool) []slotView {
 	global := IsGlobal(svc.GetSpec())
 	want := svc.GetSpec().GetReplicated().GetReplicas()
 	byRef := map[slotRef][]*minkepb.Task{}
@@ -212,12 +218,12 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 				v.alive = append(v.alive, t)
 			}
 		}
-		if len(v.alive) == 0 && len(ts) > 0 && ts[len(ts)-1].GetReplaceWhenStopped() {
+		filled := fills(ref)
+		v.filled = filled
+		if len(v.alive) == 0 && len(ts) > 0 && ts[len(ts)-1].GetReplaceWhenStopped() && filled {
 			v.stopping = true
 		}
-		// A global service's node whose tasks all ended is not a slot the
-		// update waits for: the orchestrator decides whether it gets one.
-		v.empty = len(v.alive) == 0 && !v.stopping && !(global && len(ts) > 0 && !live(ts[len(ts)-1]))
+		v.empty = len(v.alive) == 0 && !v.stopping && filled
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -227,6 +233,15 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 		return out[i].ref.node < out[j].ref.node
 	})
 	return out
+}
+
+// slotFiller is slots' fills for a service.
+func slotFiller(tx *raftstore.WriteTx, svc *minkepb.Service) func(slotRef) bool {
+	if !IsGlobal(svc.GetSpec()) {
+		return func(slotRef) bool { return true }
+	}
+	constraints := placementOf(svc.GetSpec().GetTask().GetPlacement()).Constraints
+	return func(ref slotRef) bool { return globalRules(tx.Node(ref.node), constraints).place }
 }
 
 // progress is where an update stands, read from the store.
@@ -242,11 +257,14 @@ type progress struct {
 	failed []string
 }
 
-func assess(svc *minkepb.Service, tasks []*minkepb.Task, cfg *minkepb.UpdateConfig, now time.Time) progress {
+func assess(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) bool, cfg *minkepb.UpdateConfig, now time.Time) progress {
 	var p progress
 	start := svc.GetUpdateStatus().GetStartedAt().AsTime()
 	delay := cfg.GetDelay().AsDuration()
-	for _, v := range slots(svc, tasks) {
+	for _, v := range slots(svc, tasks, fills) {
+		if !v.filled {
+			continue
+		}
 		switch {
 		case v.empty:
 			p.empty++
@@ -313,7 +331,7 @@ func (u *Updater) step(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Tim
 	rollingBack := state == minkepb.UpdateStatus_ROLLBACK_STARTED
 	cfg := EffectiveUpdateConfig(svc.GetSpec(), rollingBack)
 	tasks := tx.TasksByService(svc.GetMeta().GetId())
-	p := assess(svc, tasks, cfg, now)
+	p := assess(svc, tasks, slotFiller(tx, svc), cfg, now)
 	if !active(state) {
 		if len(p.dirty) == 0 && !svc.GetRebalancing() {
 			return time.Time{}, nil

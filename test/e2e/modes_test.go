@@ -81,6 +81,23 @@ func TestGlobalService(t *testing.T) {
 	waitHosts(c, "agent", "w3")
 }
 
+// TestGlobalServiceNodeLabels: `node update --label-add/--label-rm`
+// moves a global service constrained on a label on and off nodes.
+func TestGlobalServiceNodeLabels(t *testing.T) {
+	c := NewCluster(t)
+	m := c.StartManager("m1", ManagerOptions{Worker: true})
+	c.StartWorker("w2", "127.0.0.2", c.JoinToken(), m)
+	c.PushHello()
+	c.MustCtl("service", "create", "--name", "edge", "--mode", "global", "--constraint", "node.labels.edge==yes",
+		"--detach", "hello:latest", "-listen", ":8080")
+	c.MustCtl("node", "update", "--label-add", "edge=yes", "w2")
+	waitHosts(c, "edge", "w2")
+	c.MustCtl("node", "update", "--label-add", "edge=yes", "--label-add", "zone=a", "m1")
+	waitHosts(c, "edge", "m1", "w2")
+	c.MustCtl("node", "update", "--label-rm", "edge", "w2")
+	waitHosts(c, "edge", "m1")
+}
+
 // TestJobs runs a replicated job (5 completions, 2 at a time) and a global
 // job with real containers: their tasks run to completion, completed
 // tasks are not restarted, and service ls shows the completions.
