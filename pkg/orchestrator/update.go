@@ -99,10 +99,12 @@ func (u *Updater) Run(ctx context.Context) error {
 // reconcile takes one step of every given service's update (nil: all) in
 // one command and returns, per service, when to look again.
 func (u *Updater) reconcile(ctx context.Context, dirty map[string]bool) map[string]time.Time {
+	// Only an update or rebalance in progress creates tasks here (start-first
+	// replacements, moves), so only their images are resolved.
 	images := map[string]string{}
 	_ = u.store.View(func(tx raftstore.ReadTx) error {
 		for _, s := range tx.Services() {
-			if dirty == nil || dirty[s.GetMeta().GetId()] {
+			if (dirty == nil || dirty[s.GetMeta().GetId()]) && (active(s.GetUpdateStatus().GetState()) || s.GetRebalancing()) {
 				images[s.GetSpec().GetTask().GetContainer().GetImage()] = ""
 			}
 		}
