@@ -540,3 +540,50 @@ func TestGlobalUpdateWithConstraint(t *testing.T) {
 		})
 	}
 }
+
+// TestGlobalReservations: a global task is not started on a node without
+// its reservations free, and a start-first update that would overcommit a
+// node (two tasks of 3 CPUs on 4) replaces its task stop-first.
+func TestGlobalReservations(t *testing.T) {
+	s := newSim(t)
+	s.addNode("n1", nil) // 4 CPUs
+	s.addNode("n2", nil)
+	s.createService("big", replicated(1, "v1"))
+	s.update(func(tx *raftstore.WriteTx) error {
+		svc := proto.Clone(tx.Service("big")).(*minkepb.Service)
+		svc.Spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 2e9}}
+		svc.Spec.Task.Placement = &minkepb.Placement{Constraints: []string{"node.id==n1"}}
+		return tx.Update(svc)
+	})
+	s.converge(100)
+	spec := globalSpec()
+	spec.Name = "agent"
+	spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 3e9}}
+	spec.UpdateConfig = &minkepb.UpdateConfig{Parallelism: 0, Order: minkepb.UpdateConfig_START_FIRST}
+	s.createService("svc", spec)
+	s.converge(100)
+	if got := nodesOf(s.running("svc")); got != "n2" {
+		t.Fatalf("global task running on %s, want only n2 (n1 has 2 CPUs free, the task reserves 3)", got)
+	}
+	s.target = 0
+	peak := 0
+	s.updateService("svc", func(spec *minkepb.ServiceSpec) { spec.Task.Container.Args = []string{"v2"} })
+	for range 40 {
+		s.step()
+		var reserved int64
+		s.view(func(tx raftstore.ReadTx) {
+			for _, task := range tx.TasksByNode("n2") {
+				if task.GetDesiredState() <= minkepb.TaskState_RUNNING && task.GetStatus().GetState() <= minkepb.TaskState_RUNNING {
+					reserved += task.GetSpec().GetResources().GetReservations().GetNanoCpus()
+				}
+			}
+		})
+		peak = max(peak, int(reserved/1e9))
+	}
+	if peak > 4 {
+		t.Errorf("n2 had %d CPUs reserved during the update, more than its 4", peak)
+	}
+	if st := s.service("svc").GetUpdateStatus().GetState(); st != minkepb.UpdateStatus_COMPLETED {
+		t.Errorf("update %v, want COMPLETED", st)
+	}
+}

@@ -387,6 +387,11 @@ func (u *Updater) step(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Tim
 func (u *Updater) replace(tx *raftstore.WriteTx, svc *minkepb.Service, v slotView, order minkepb.UpdateConfig_Order,
 	now time.Time, images map[string]string) error {
 	old := v.alive[0]
+	if order == minkepb.UpdateConfig_START_FIRST && v.ref.node != "" && !fitsNode(tx, tx.Node(v.ref.node), svc.GetSpec().GetTask()) {
+		// A global task cannot move elsewhere: without room for both on
+		// its node, it is replaced stop-first.
+		order = minkepb.UpdateConfig_STOP_FIRST
+	}
 	if order == minkepb.UpdateConfig_START_FIRST {
 		return tx.Create(slotTask(svc, v.ref, now, images))
 	}
