@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,31 @@ func TestBuildMode(t *testing.T) {
 		if !strings.Contains(got, strings.ReplaceAll(tc.want, " ", "")) && !strings.Contains(got, tc.want) {
 			t.Errorf("buildMode(%q, %q, %q) = %q, want %q", tc.mode, tc.replicas, tc.concurrent, got, tc.want)
 		}
+	}
+}
+
+func TestWriteServicesModesAndUpdates(t *testing.T) {
+	job := service("bbbb0123456789abcdef", "batch", "busybox", 0)
+	job.Spec.Mode = &minkepb.ServiceSpec_ReplicatedJob{ReplicatedJob: &minkepb.ReplicatedJob{TotalCompletions: 5, MaxConcurrent: 2}}
+	global := service("cccc0123456789abcdef", "agent", "agent:1", 0)
+	global.Spec.Mode = &minkepb.ServiceSpec_Global{Global: &minkepb.GlobalService{}}
+	web := service("aaaa0123456789abcdef", "web", "nginx:1.27", 3)
+	web.UpdateStatus = &minkepb.UpdateStatus{State: minkepb.UpdateStatus_ROLLBACK_COMPLETED, Message: "rollback completed"}
+	counts := map[string]*minkepb.ReplicaCounts{
+		"aaaa0123456789abcdef": {Running: 3, Desired: 3},
+		"bbbb0123456789abcdef": {Running: 2, Desired: 2, Completed: 3, TotalCompletions: 5},
+		"cccc0123456789abcdef": {Running: 4, Desired: 4},
+	}
+	var b bytes.Buffer
+	if err := writeServices(&b, []*minkepb.Service{web, job, global}, counts); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"ID             NAME    MODE             REPLICAS              IMAGE        UPDATE\n" +
+		"cccc01234567   agent   global           4/4                   agent:1      \n" +
+		"bbbb01234567   batch   replicated-job   2/2 (3/5 completed)   busybox      \n" +
+		"aaaa01234567   web     replicated       3/3                   nginx:1.27   rollback_completed\n"
+	if got := b.String(); got != want {
+		t.Errorf("got:\n%q\nwant:\n%q", got, want)
 	}
 }
