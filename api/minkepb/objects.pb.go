@@ -1338,7 +1338,13 @@ type ContainerSpec struct {
 	CapAdd  []string `protobuf:"bytes,8,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
 	CapDrop []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
 	// healthcheck overrides the image's HEALTHCHECK; unset means the image's.
-	Healthcheck   *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	Healthcheck *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// stop_signal replaces the image's STOPSIGNAL (default SIGTERM): a name
+	// ("SIGQUIT", "QUIT") or a number.
+	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
+	// (docker --init).
+	Init          bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1441,6 +1447,20 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 		return x.Healthcheck
 	}
 	return nil
+}
+
+func (x *ContainerSpec) GetStopSignal() string {
+	if x != nil {
+		return x.StopSignal
+	}
+	return ""
+}
+
+func (x *ContainerSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
 }
 
 // HealthConfig is docker's HEALTHCHECK: test is ["NONE"], ["CMD", args...]
@@ -3152,12 +3172,17 @@ func (x *GossipKeyRotation) GetStartedAt() *timestamppb.Timestamp {
 }
 
 type LogMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Slot          uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
-	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Slot      uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
+	// data is one line of output (with its newline), or a notice.
+	Data []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	// timestamp is when the container wrote the line; unset for notices.
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,60,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// stream is "stdout" or "stderr"; empty for notices.
+	Stream        string `protobuf:"bytes,61,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3225,6 +3250,20 @@ func (x *LogMessage) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogMessage) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *LogMessage) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
 }
 
 var File_minke_v1_objects_proto protoreflect.FileDescriptor
@@ -3295,7 +3334,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xc0\x02\n" +
+	"\tREACHABLE\x10\x02\"\xf5\x02\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -3307,7 +3346,10 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\acap_add\x18\b \x03(\tR\x06capAdd\x12\x19\n" +
 	"\bcap_drop\x18\t \x03(\tR\acapDrop\x128\n" +
 	"\vhealthcheck\x18\n" +
-	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\"\xe6\x01\n" +
+	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12\x1f\n" +
+	"\vstop_signal\x18< \x01(\tR\n" +
+	"stopSignal\x12\x12\n" +
+	"\x04init\x18= \x01(\bR\x04init\"\xe6\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
@@ -3475,7 +3517,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x1d\n" +
 	"\x05Phase\x12\v\n" +
 	"\aINSTALL\x10\x00\x12\a\n" +
-	"\x03USE\x10\x01\"\x85\x01\n" +
+	"\x03USE\x10\x01\"\xd7\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -3483,7 +3525,9 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04slot\x18\x04 \x01(\x04R\x04slot\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data*#\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x128\n" +
+	"\ttimestamp\x18< \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
+	"\x06stream\x18= \x01(\tR\x06stream*#\n" +
 	"\bNodeRole\x12\n" +
 	"\n" +
 	"\x06WORKER\x10\x00\x12\v\n" +
@@ -3648,11 +3692,12 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	46, // 69: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
 	12, // 70: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
 	50, // 71: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	50, // 72: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	73, // [73:73] is the sub-list for method output_type
+	73, // [73:73] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
