@@ -72,3 +72,13 @@ bench-ha: build
 .PHONY: bench-failover
 bench-failover: build
 	go test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 10m ./test/failoverbench
+
+# fuzz runs every fuzz target for FUZZTIME each (make test runs them over
+# their seed corpora only).
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzTokenRole$$' -fuzztime $(FUZZTIME) ./pkg/ca
+	for f in FuzzValidateSpec FuzzValidateSpecProto FuzzPlacementConstraint FuzzValidateNodeUpdate; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./pkg/controlapi || exit 1; \
+	done
