@@ -205,3 +205,31 @@ func TestSetKeysValidates(t *testing.T) {
 		t.Errorf("SetKeys after Shutdown = %v, want ErrShutdown", err)
 	}
 }
+
+func TestChangedSignalsMemberUpdates(t *testing.T) {
+	ms := startCluster(t, key1, "m1", "w1")
+	want := []string{KeyFingerprint(key1), KeyFingerprint(key2)}
+	changed := ms[0].Changed()
+	if err := ms[1].SetKeys(key1, [][]byte{key2}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Consumers wait on Changed and re-read Members, as here; other
+	// changes may fire it first.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("Changed never showed w1 advertising %v: %+v", want, ms[0].Members())
+		}
+		mem := ms[0].Members()
+		if slices.Equal(mem[indexOf(mem, "w1")].Meta.Keys, want) {
+			break
+		}
+		next := ms[0].Changed()
+		if next == changed {
+			t.Fatal("Changed returned the fired channel again")
+		}
+		changed = next
+	}
+}
