@@ -73,6 +73,13 @@ bench-ha: build
 bench-failover: build
 	go test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 10m ./test/failoverbench
 
+# bench-scheduler prints issue 5's scheduling figures side by side: the pure
+# scheduler, and end to end through 1 and 3 manager processes with one
+# simulated worker process acting as 5,000 nodes (100,000 tasks).
+.PHONY: bench-scheduler
+bench-scheduler: build
+	go test -run '^$$' -bench BenchmarkScheduler -benchtime 1x -count 1 -timeout 30m ./test/schedbench
+
 # fuzz runs every fuzz target for FUZZTIME each (make test runs them over
 # their seed corpora only).
 FUZZTIME ?= 1m
@@ -82,3 +89,4 @@ fuzz:
 	for f in FuzzValidateSpec FuzzValidateSpecProto FuzzPlacementConstraint FuzzValidateNodeUpdate; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./pkg/controlapi || exit 1; \
 	done
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./pkg/runtime

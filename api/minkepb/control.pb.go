@@ -27,6 +27,182 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RebalanceServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceServiceRequest) Reset() {
+	*x = RebalanceServiceRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceServiceRequest) ProtoMessage() {}
+
+func (x *RebalanceServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceServiceRequest.ProtoReflect.Descriptor instead.
+func (*RebalanceServiceRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RebalanceServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+type RebalanceServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceServiceResponse) Reset() {
+	*x = RebalanceServiceResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceServiceResponse) ProtoMessage() {}
+
+func (x *RebalanceServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceServiceResponse.ProtoReflect.Descriptor instead.
+func (*RebalanceServiceResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RebalanceServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type UpdateClusterOrchestrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orchestration *OrchestrationConfig   `protobuf:"bytes,1,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterOrchestrationRequest) Reset() {
+	*x = UpdateClusterOrchestrationRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterOrchestrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterOrchestrationRequest) ProtoMessage() {}
+
+func (x *UpdateClusterOrchestrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterOrchestrationRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClusterOrchestrationRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateClusterOrchestrationRequest) GetOrchestration() *OrchestrationConfig {
+	if x != nil {
+		return x.Orchestration
+	}
+	return nil
+}
+
+type UpdateClusterOrchestrationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterOrchestrationResponse) Reset() {
+	*x = UpdateClusterOrchestrationResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterOrchestrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterOrchestrationResponse) ProtoMessage() {}
+
+func (x *UpdateClusterOrchestrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterOrchestrationResponse.ProtoReflect.Descriptor instead.
+func (*UpdateClusterOrchestrationResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateClusterOrchestrationResponse) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
 type RotateGossipKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -35,7 +211,7 @@ type RotateGossipKeyRequest struct {
 
 func (x *RotateGossipKeyRequest) Reset() {
 	*x = RotateGossipKeyRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +223,7 @@ func (x *RotateGossipKeyRequest) String() string {
 func (*RotateGossipKeyRequest) ProtoMessage() {}
 
 func (x *RotateGossipKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +236,7 @@ func (x *RotateGossipKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateGossipKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateGossipKeyRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
 }
 
 type RotateGossipKeyResponse struct {
@@ -72,7 +248,7 @@ type RotateGossipKeyResponse struct {
 
 func (x *RotateGossipKeyResponse) Reset() {
 	*x = RotateGossipKeyResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -84,7 +260,7 @@ func (x *RotateGossipKeyResponse) String() string {
 func (*RotateGossipKeyResponse) ProtoMessage() {}
 
 func (x *RotateGossipKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -97,7 +273,7 @@ func (x *RotateGossipKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateGossipKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateGossipKeyResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RotateGossipKeyResponse) GetStatus() *GossipKeyStatus {
@@ -115,7 +291,7 @@ type GetGossipKeyStatusRequest struct {
 
 func (x *GetGossipKeyStatusRequest) Reset() {
 	*x = GetGossipKeyStatusRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -127,7 +303,7 @@ func (x *GetGossipKeyStatusRequest) String() string {
 func (*GetGossipKeyStatusRequest) ProtoMessage() {}
 
 func (x *GetGossipKeyStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -140,7 +316,7 @@ func (x *GetGossipKeyStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGossipKeyStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetGossipKeyStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
 }
 
 type GetGossipKeyStatusResponse struct {
@@ -152,7 +328,7 @@ type GetGossipKeyStatusResponse struct {
 
 func (x *GetGossipKeyStatusResponse) Reset() {
 	*x = GetGossipKeyStatusResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +340,7 @@ func (x *GetGossipKeyStatusResponse) String() string {
 func (*GetGossipKeyStatusResponse) ProtoMessage() {}
 
 func (x *GetGossipKeyStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +353,7 @@ func (x *GetGossipKeyStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGossipKeyStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetGossipKeyStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetGossipKeyStatusResponse) GetStatus() *GossipKeyStatus {
@@ -206,7 +382,7 @@ type GossipKeyStatus struct {
 
 func (x *GossipKeyStatus) Reset() {
 	*x = GossipKeyStatus{}
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +394,7 @@ func (x *GossipKeyStatus) String() string {
 func (*GossipKeyStatus) ProtoMessage() {}
 
 func (x *GossipKeyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +407,7 @@ func (x *GossipKeyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyStatus.ProtoReflect.Descriptor instead.
 func (*GossipKeyStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GossipKeyStatus) GetPrimary() string {
@@ -285,7 +461,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +473,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +486,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -329,7 +505,7 @@ type RotateJoinTokenResponse struct {
 
 func (x *RotateJoinTokenResponse) Reset() {
 	*x = RotateJoinTokenResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +517,7 @@ func (x *RotateJoinTokenResponse) String() string {
 func (*RotateJoinTokenResponse) ProtoMessage() {}
 
 func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +530,7 @@ func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RotateJoinTokenResponse) GetJoinTokens() *JoinTokens {
@@ -380,7 +556,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +568,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +581,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -452,7 +628,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +640,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +653,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -498,7 +674,7 @@ type UpdateNodeRoleRequest struct {
 
 func (x *UpdateNodeRoleRequest) Reset() {
 	*x = UpdateNodeRoleRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +686,7 @@ func (x *UpdateNodeRoleRequest) String() string {
 func (*UpdateNodeRoleRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +699,7 @@ func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateNodeRoleRequest) GetNode() string {
@@ -549,7 +725,7 @@ type UpdateNodeRoleResponse struct {
 
 func (x *UpdateNodeRoleResponse) Reset() {
 	*x = UpdateNodeRoleResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +737,7 @@ func (x *UpdateNodeRoleResponse) String() string {
 func (*UpdateNodeRoleResponse) ProtoMessage() {}
 
 func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +750,7 @@ func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateNodeRoleResponse) GetNode() *Node {
@@ -594,7 +770,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +782,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +795,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -644,7 +820,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +832,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +845,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 type BackupRequest struct {
@@ -680,7 +856,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +868,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +881,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 type BackupResponse struct {
@@ -720,7 +896,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +908,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +921,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BackupResponse) GetSnapshot() []byte {
@@ -771,7 +947,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +959,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +972,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -815,7 +991,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1003,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1016,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -860,7 +1036,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1048,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1061,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -904,7 +1080,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1092,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1105,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -947,7 +1123,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1135,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,20 +1148,28 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 type ReplicaCounts struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Running       uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
-	Desired       uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Running uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	Desired uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
+	// assigned counts tasks desired RUNNING that the scheduler has placed on
+	// a node and that have not finished (ASSIGNED through RUNNING): running
+	// plus those on their way.
+	Assigned uint64 `protobuf:"varint,50,opt,name=assigned,proto3" json:"assigned,omitempty"`
+	// completed and total_completions are set for jobs: tasks of the current
+	// iteration that completed, out of how many must.
+	Completed        uint64 `protobuf:"varint,30,opt,name=completed,proto3" json:"completed,omitempty"`
+	TotalCompletions uint64 `protobuf:"varint,31,opt,name=total_completions,json=totalCompletions,proto3" json:"total_completions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReplicaCounts) Reset() {
 	*x = ReplicaCounts{}
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1181,7 @@ func (x *ReplicaCounts) String() string {
 func (*ReplicaCounts) ProtoMessage() {}
 
 func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1194,7 @@ func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCounts.ProtoReflect.Descriptor instead.
 func (*ReplicaCounts) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplicaCounts) GetRunning() uint64 {
@@ -1027,6 +1211,27 @@ func (x *ReplicaCounts) GetDesired() uint64 {
 	return 0
 }
 
+func (x *ReplicaCounts) GetAssigned() uint64 {
+	if x != nil {
+		return x.Assigned
+	}
+	return 0
+}
+
+func (x *ReplicaCounts) GetCompleted() uint64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *ReplicaCounts) GetTotalCompletions() uint64 {
+	if x != nil {
+		return x.TotalCompletions
+	}
+	return 0
+}
+
 type ListServicesResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Services []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
@@ -1038,7 +1243,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1255,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1268,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1087,13 +1292,15 @@ type UpdateServiceRequest struct {
 	// refused with FailedPrecondition.
 	ServiceVersion uint64       `protobuf:"varint,2,opt,name=service_version,json=serviceVersion,proto3" json:"service_version,omitempty"`
 	Spec           *ServiceSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// rollback returns the service to its previous_spec; spec is ignored.
+	Rollback      bool `protobuf:"varint,30,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1312,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1325,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -1142,6 +1349,13 @@ func (x *UpdateServiceRequest) GetSpec() *ServiceSpec {
 	return nil
 }
 
+func (x *UpdateServiceRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
 type UpdateServiceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1151,7 +1365,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1377,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1390,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -1195,7 +1409,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1421,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1434,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -1238,7 +1452,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1464,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1477,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{29}
 }
 
 type ListTasksRequest struct {
@@ -1276,7 +1490,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1502,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1515,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -1320,7 +1534,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1546,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1559,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1363,7 +1577,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1589,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1602,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{32}
 }
 
 type ListNodesResponse struct {
@@ -1400,7 +1614,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[29]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1626,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[29]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1639,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{29}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1443,7 +1657,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[30]
+	mi := &file_minke_v1_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1669,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[30]
+	mi := &file_minke_v1_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1682,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{30}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{34}
 }
 
 type GetClusterResponse struct {
@@ -1482,7 +1696,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[31]
+	mi := &file_minke_v1_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1708,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[31]
+	mi := &file_minke_v1_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1721,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{31}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1534,7 +1748,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[32]
+	mi := &file_minke_v1_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1760,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[32]
+	mi := &file_minke_v1_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1773,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{32}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1585,7 +1799,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[33]
+	mi := &file_minke_v1_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1811,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[33]
+	mi := &file_minke_v1_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1824,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{33}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1624,7 +1838,15 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\x18\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"3\n" +
+	"\x17RebalanceServiceRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"G\n" +
+	"\x18RebalanceServiceResponse\x12+\n" +
+	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"h\n" +
+	"!UpdateClusterOrchestrationRequest\x12C\n" +
+	"\rorchestration\x18\x01 \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"Q\n" +
+	"\"UpdateClusterOrchestrationResponse\x12+\n" +
+	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\"\x18\n" +
 	"\x16RotateGossipKeyRequest\"L\n" +
 	"\x17RotateGossipKeyResponse\x121\n" +
 	"\x06status\x18\x01 \x01(\v2\x19.minke.v1.GossipKeyStatusR\x06status\"\x1b\n" +
@@ -1675,21 +1897,25 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"A\n" +
 	"\x12GetServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"\x15\n" +
-	"\x13ListServicesRequest\"C\n" +
+	"\x13ListServicesRequest\"\xaa\x01\n" +
 	"\rReplicaCounts\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\x04R\arunning\x12\x18\n" +
-	"\adesired\x18\x02 \x01(\x04R\adesired\"\xdd\x01\n" +
+	"\adesired\x18\x02 \x01(\x04R\adesired\x12\x1a\n" +
+	"\bassigned\x182 \x01(\x04R\bassigned\x12\x1c\n" +
+	"\tcompleted\x18\x1e \x01(\x04R\tcompleted\x12+\n" +
+	"\x11total_completions\x18\x1f \x01(\x04R\x10totalCompletions\"\xdd\x01\n" +
 	"\x14ListServicesResponse\x12-\n" +
 	"\bservices\x18\x01 \x03(\v2\x11.minke.v1.ServiceR\bservices\x12B\n" +
 	"\x06counts\x18\x02 \x03(\v2*.minke.v1.ListServicesResponse.CountsEntryR\x06counts\x1aR\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\x89\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\x04R\x0eserviceVersion\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"D\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12\x1a\n" +
+	"\brollback\x18\x1e \x01(\bR\brollback\"D\n" +
 	"\x15UpdateServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"0\n" +
 	"\x14RemoveServiceRequest\x12\x18\n" +
@@ -1710,7 +1936,7 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xef\t\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xc3\v\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1729,7 +1955,9 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x06Backup\x12\x17.minke.v1.BackupRequest\x1a\x18.minke.v1.BackupResponse\x12G\n" +
 	"\n" +
 	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponse\x12V\n" +
-	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponse\x12V\n" +
+	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponse\x12Y\n" +
+	"\x10RebalanceService\x12!.minke.v1.RebalanceServiceRequest\x1a\".minke.v1.RebalanceServiceResponse\x12w\n" +
+	"\x1aUpdateClusterOrchestration\x12+.minke.v1.UpdateClusterOrchestrationRequest\x1a,.minke.v1.UpdateClusterOrchestrationResponse\x12V\n" +
 	"\x0fRotateGossipKey\x12 .minke.v1.RotateGossipKeyRequest\x1a!.minke.v1.RotateGossipKeyResponse\x12_\n" +
 	"\x12GetGossipKeyStatus\x12#.minke.v1.GetGossipKeyStatusRequest\x1a$.minke.v1.GetGossipKeyStatusResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
@@ -1745,115 +1973,127 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_minke_v1_control_proto_goTypes = []any{
-	(*RotateGossipKeyRequest)(nil),     // 0: minke.v1.RotateGossipKeyRequest
-	(*RotateGossipKeyResponse)(nil),    // 1: minke.v1.RotateGossipKeyResponse
-	(*GetGossipKeyStatusRequest)(nil),  // 2: minke.v1.GetGossipKeyStatusRequest
-	(*GetGossipKeyStatusResponse)(nil), // 3: minke.v1.GetGossipKeyStatusResponse
-	(*GossipKeyStatus)(nil),            // 4: minke.v1.GossipKeyStatus
-	(*RotateJoinTokenRequest)(nil),     // 5: minke.v1.RotateJoinTokenRequest
-	(*RotateJoinTokenResponse)(nil),    // 6: minke.v1.RotateJoinTokenResponse
-	(*UpdateNodeRequest)(nil),          // 7: minke.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),         // 8: minke.v1.UpdateNodeResponse
-	(*UpdateNodeRoleRequest)(nil),      // 9: minke.v1.UpdateNodeRoleRequest
-	(*UpdateNodeRoleResponse)(nil),     // 10: minke.v1.UpdateNodeRoleResponse
-	(*RemoveNodeRequest)(nil),          // 11: minke.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),         // 12: minke.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),              // 13: minke.v1.BackupRequest
-	(*BackupResponse)(nil),             // 14: minke.v1.BackupResponse
-	(*CreateServiceRequest)(nil),       // 15: minke.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),      // 16: minke.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),          // 17: minke.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),         // 18: minke.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),        // 19: minke.v1.ListServicesRequest
-	(*ReplicaCounts)(nil),              // 20: minke.v1.ReplicaCounts
-	(*ListServicesResponse)(nil),       // 21: minke.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),       // 22: minke.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),      // 23: minke.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),       // 24: minke.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),      // 25: minke.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),           // 26: minke.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 27: minke.v1.ListTasksResponse
-	(*ListNodesRequest)(nil),           // 28: minke.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),          // 29: minke.v1.ListNodesResponse
-	(*GetClusterRequest)(nil),          // 30: minke.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),         // 31: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),         // 32: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),        // 33: minke.v1.ServiceLogsResponse
-	nil,                                // 34: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                // 35: minke.v1.ListServicesResponse.CountsEntry
-	(GossipKeyRotation_Phase)(0),       // 36: minke.v1.GossipKeyRotation.Phase
-	(NodeRole)(0),                      // 37: minke.v1.NodeRole
-	(*JoinTokens)(nil),                 // 38: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),         // 39: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                       // 40: minke.v1.Node
-	(*ServiceSpec)(nil),                // 41: minke.v1.ServiceSpec
-	(*Service)(nil),                    // 42: minke.v1.Service
-	(*Task)(nil),                       // 43: minke.v1.Task
-	(*Cluster)(nil),                    // 44: minke.v1.Cluster
-	(*LogMessage)(nil),                 // 45: minke.v1.LogMessage
+	(*RebalanceServiceRequest)(nil),            // 0: minke.v1.RebalanceServiceRequest
+	(*RebalanceServiceResponse)(nil),           // 1: minke.v1.RebalanceServiceResponse
+	(*UpdateClusterOrchestrationRequest)(nil),  // 2: minke.v1.UpdateClusterOrchestrationRequest
+	(*UpdateClusterOrchestrationResponse)(nil), // 3: minke.v1.UpdateClusterOrchestrationResponse
+	(*RotateGossipKeyRequest)(nil),             // 4: minke.v1.RotateGossipKeyRequest
+	(*RotateGossipKeyResponse)(nil),            // 5: minke.v1.RotateGossipKeyResponse
+	(*GetGossipKeyStatusRequest)(nil),          // 6: minke.v1.GetGossipKeyStatusRequest
+	(*GetGossipKeyStatusResponse)(nil),         // 7: minke.v1.GetGossipKeyStatusResponse
+	(*GossipKeyStatus)(nil),                    // 8: minke.v1.GossipKeyStatus
+	(*RotateJoinTokenRequest)(nil),             // 9: minke.v1.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil),            // 10: minke.v1.RotateJoinTokenResponse
+	(*UpdateNodeRequest)(nil),                  // 11: minke.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),                 // 12: minke.v1.UpdateNodeResponse
+	(*UpdateNodeRoleRequest)(nil),              // 13: minke.v1.UpdateNodeRoleRequest
+	(*UpdateNodeRoleResponse)(nil),             // 14: minke.v1.UpdateNodeRoleResponse
+	(*RemoveNodeRequest)(nil),                  // 15: minke.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),                 // 16: minke.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),                      // 17: minke.v1.BackupRequest
+	(*BackupResponse)(nil),                     // 18: minke.v1.BackupResponse
+	(*CreateServiceRequest)(nil),               // 19: minke.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),              // 20: minke.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),                  // 21: minke.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),                 // 22: minke.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),                // 23: minke.v1.ListServicesRequest
+	(*ReplicaCounts)(nil),                      // 24: minke.v1.ReplicaCounts
+	(*ListServicesResponse)(nil),               // 25: minke.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),               // 26: minke.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),              // 27: minke.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),               // 28: minke.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),              // 29: minke.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),                   // 30: minke.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),                  // 31: minke.v1.ListTasksResponse
+	(*ListNodesRequest)(nil),                   // 32: minke.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),                  // 33: minke.v1.ListNodesResponse
+	(*GetClusterRequest)(nil),                  // 34: minke.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),                 // 35: minke.v1.GetClusterResponse
+	(*ServiceLogsRequest)(nil),                 // 36: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),                // 37: minke.v1.ServiceLogsResponse
+	nil,                                        // 38: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                        // 39: minke.v1.ListServicesResponse.CountsEntry
+	(*Service)(nil),                            // 40: minke.v1.Service
+	(*OrchestrationConfig)(nil),                // 41: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                            // 42: minke.v1.Cluster
+	(GossipKeyRotation_Phase)(0),               // 43: minke.v1.GossipKeyRotation.Phase
+	(NodeRole)(0),                              // 44: minke.v1.NodeRole
+	(*JoinTokens)(nil),                         // 45: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),                 // 46: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                               // 47: minke.v1.Node
+	(*ServiceSpec)(nil),                        // 48: minke.v1.ServiceSpec
+	(*Task)(nil),                               // 49: minke.v1.Task
+	(*LogMessage)(nil),                         // 50: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	4,  // 0: minke.v1.RotateGossipKeyResponse.status:type_name -> minke.v1.GossipKeyStatus
-	4,  // 1: minke.v1.GetGossipKeyStatusResponse.status:type_name -> minke.v1.GossipKeyStatus
-	36, // 2: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	37, // 3: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	38, // 4: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	39, // 5: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	34, // 6: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	40, // 7: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	37, // 8: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	40, // 9: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	41, // 10: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	42, // 11: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	42, // 12: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	42, // 13: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	35, // 14: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	41, // 15: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	42, // 16: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	43, // 17: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	40, // 18: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	44, // 19: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	45, // 20: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	20, // 21: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	15, // 22: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	17, // 23: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	19, // 24: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	22, // 25: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	24, // 26: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	26, // 27: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	28, // 28: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	30, // 29: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	32, // 30: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	9,  // 31: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	11, // 32: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	13, // 33: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	7,  // 34: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	5,  // 35: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	0,  // 36: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
-	2,  // 37: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
-	16, // 38: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	18, // 39: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	21, // 40: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	23, // 41: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	25, // 42: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	27, // 43: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	29, // 44: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	31, // 45: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	33, // 46: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	10, // 47: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	12, // 48: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	14, // 49: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	8,  // 50: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	6,  // 51: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	1,  // 52: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
-	3,  // 53: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
-	38, // [38:54] is the sub-list for method output_type
-	22, // [22:38] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	40, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
+	41, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
+	42, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
+	8,  // 3: minke.v1.RotateGossipKeyResponse.status:type_name -> minke.v1.GossipKeyStatus
+	8,  // 4: minke.v1.GetGossipKeyStatusResponse.status:type_name -> minke.v1.GossipKeyStatus
+	43, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	44, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	45, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	46, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	38, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	47, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	44, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	47, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	48, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	40, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	40, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	40, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	39, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	48, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	40, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	49, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	47, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	42, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	50, // 23: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	24, // 24: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 25: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 26: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 27: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 28: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 29: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 30: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 31: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 32: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	36, // 33: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 34: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 35: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 36: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 37: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 38: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 39: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 40: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 41: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 42: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	20, // 43: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 44: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 45: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 46: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 47: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 48: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 49: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 50: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	37, // 51: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 52: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 53: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 54: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 55: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 56: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 57: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 58: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 59: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 60: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	43, // [43:61] is the sub-list for method output_type
+	25, // [25:43] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1868,7 +2108,7 @@ func file_minke_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

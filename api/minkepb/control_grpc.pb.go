@@ -25,22 +25,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_CreateService_FullMethodName      = "/minke.v1.Control/CreateService"
-	Control_GetService_FullMethodName         = "/minke.v1.Control/GetService"
-	Control_ListServices_FullMethodName       = "/minke.v1.Control/ListServices"
-	Control_UpdateService_FullMethodName      = "/minke.v1.Control/UpdateService"
-	Control_RemoveService_FullMethodName      = "/minke.v1.Control/RemoveService"
-	Control_ListTasks_FullMethodName          = "/minke.v1.Control/ListTasks"
-	Control_ListNodes_FullMethodName          = "/minke.v1.Control/ListNodes"
-	Control_GetCluster_FullMethodName         = "/minke.v1.Control/GetCluster"
-	Control_ServiceLogs_FullMethodName        = "/minke.v1.Control/ServiceLogs"
-	Control_UpdateNodeRole_FullMethodName     = "/minke.v1.Control/UpdateNodeRole"
-	Control_RemoveNode_FullMethodName         = "/minke.v1.Control/RemoveNode"
-	Control_Backup_FullMethodName             = "/minke.v1.Control/Backup"
-	Control_UpdateNode_FullMethodName         = "/minke.v1.Control/UpdateNode"
-	Control_RotateJoinToken_FullMethodName    = "/minke.v1.Control/RotateJoinToken"
-	Control_RotateGossipKey_FullMethodName    = "/minke.v1.Control/RotateGossipKey"
-	Control_GetGossipKeyStatus_FullMethodName = "/minke.v1.Control/GetGossipKeyStatus"
+	Control_CreateService_FullMethodName              = "/minke.v1.Control/CreateService"
+	Control_GetService_FullMethodName                 = "/minke.v1.Control/GetService"
+	Control_ListServices_FullMethodName               = "/minke.v1.Control/ListServices"
+	Control_UpdateService_FullMethodName              = "/minke.v1.Control/UpdateService"
+	Control_RemoveService_FullMethodName              = "/minke.v1.Control/RemoveService"
+	Control_ListTasks_FullMethodName                  = "/minke.v1.Control/ListTasks"
+	Control_ListNodes_FullMethodName                  = "/minke.v1.Control/ListNodes"
+	Control_GetCluster_FullMethodName                 = "/minke.v1.Control/GetCluster"
+	Control_ServiceLogs_FullMethodName                = "/minke.v1.Control/ServiceLogs"
+	Control_UpdateNodeRole_FullMethodName             = "/minke.v1.Control/UpdateNodeRole"
+	Control_RemoveNode_FullMethodName                 = "/minke.v1.Control/RemoveNode"
+	Control_Backup_FullMethodName                     = "/minke.v1.Control/Backup"
+	Control_UpdateNode_FullMethodName                 = "/minke.v1.Control/UpdateNode"
+	Control_RotateJoinToken_FullMethodName            = "/minke.v1.Control/RotateJoinToken"
+	Control_RebalanceService_FullMethodName           = "/minke.v1.Control/RebalanceService"
+	Control_UpdateClusterOrchestration_FullMethodName = "/minke.v1.Control/UpdateClusterOrchestration"
+	Control_RotateGossipKey_FullMethodName            = "/minke.v1.Control/RotateGossipKey"
+	Control_GetGossipKeyStatus_FullMethodName         = "/minke.v1.Control/GetGossipKeyStatus"
 )
 
 // ControlClient is the client API for Control service.
@@ -70,6 +72,13 @@ type ControlClient interface {
 	// RotateJoinToken replaces a role's join token. Nodes that joined keep
 	// working; only new joins need the new token.
 	RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*RotateJoinTokenResponse, error)
+	// RebalanceService spreads a replicated service's tasks evenly again
+	// over the eligible nodes, moving them start-first with the service's
+	// update config.
+	RebalanceService(ctx context.Context, in *RebalanceServiceRequest, opts ...grpc.CallOption) (*RebalanceServiceResponse, error)
+	// UpdateClusterOrchestration changes the cluster-wide orchestration
+	// settings (task history retention).
+	UpdateClusterOrchestration(ctx context.Context, in *UpdateClusterOrchestrationRequest, opts ...grpc.CallOption) (*UpdateClusterOrchestrationResponse, error)
 	// RotateGossipKey starts replacing the gossip encryption key and answers
 	// once the rotation is committed; the leader then rolls it out without a
 	// partition (watch GetGossipKeyStatus). Refused while one runs.
@@ -236,6 +245,26 @@ func (c *controlClient) RotateJoinToken(ctx context.Context, in *RotateJoinToken
 	return out, nil
 }
 
+func (c *controlClient) RebalanceService(ctx context.Context, in *RebalanceServiceRequest, opts ...grpc.CallOption) (*RebalanceServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebalanceServiceResponse)
+	err := c.cc.Invoke(ctx, Control_RebalanceService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) UpdateClusterOrchestration(ctx context.Context, in *UpdateClusterOrchestrationRequest, opts ...grpc.CallOption) (*UpdateClusterOrchestrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateClusterOrchestrationResponse)
+	err := c.cc.Invoke(ctx, Control_UpdateClusterOrchestration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *controlClient) RotateGossipKey(ctx context.Context, in *RotateGossipKeyRequest, opts ...grpc.CallOption) (*RotateGossipKeyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RotateGossipKeyResponse)
@@ -283,6 +312,13 @@ type ControlServer interface {
 	// RotateJoinToken replaces a role's join token. Nodes that joined keep
 	// working; only new joins need the new token.
 	RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error)
+	// RebalanceService spreads a replicated service's tasks evenly again
+	// over the eligible nodes, moving them start-first with the service's
+	// update config.
+	RebalanceService(context.Context, *RebalanceServiceRequest) (*RebalanceServiceResponse, error)
+	// UpdateClusterOrchestration changes the cluster-wide orchestration
+	// settings (task history retention).
+	UpdateClusterOrchestration(context.Context, *UpdateClusterOrchestrationRequest) (*UpdateClusterOrchestrationResponse, error)
 	// RotateGossipKey starts replacing the gossip encryption key and answers
 	// once the rotation is committed; the leader then rolls it out without a
 	// partition (watch GetGossipKeyStatus). Refused while one runs.
@@ -341,6 +377,12 @@ func (UnimplementedControlServer) UpdateNode(context.Context, *UpdateNodeRequest
 }
 func (UnimplementedControlServer) RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateJoinToken not implemented")
+}
+func (UnimplementedControlServer) RebalanceService(context.Context, *RebalanceServiceRequest) (*RebalanceServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RebalanceService not implemented")
+}
+func (UnimplementedControlServer) UpdateClusterOrchestration(context.Context, *UpdateClusterOrchestrationRequest) (*UpdateClusterOrchestrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateClusterOrchestration not implemented")
 }
 func (UnimplementedControlServer) RotateGossipKey(context.Context, *RotateGossipKeyRequest) (*RotateGossipKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateGossipKey not implemented")
@@ -614,6 +656,42 @@ func _Control_RotateJoinToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_RebalanceService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebalanceServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RebalanceService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RebalanceService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RebalanceService(ctx, req.(*RebalanceServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_UpdateClusterOrchestration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateClusterOrchestrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).UpdateClusterOrchestration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_UpdateClusterOrchestration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).UpdateClusterOrchestration(ctx, req.(*UpdateClusterOrchestrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Control_RotateGossipKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RotateGossipKeyRequest)
 	if err := dec(in); err != nil {
@@ -708,6 +786,14 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateJoinToken",
 			Handler:    _Control_RotateJoinToken_Handler,
+		},
+		{
+			MethodName: "RebalanceService",
+			Handler:    _Control_RebalanceService_Handler,
+		},
+		{
+			MethodName: "UpdateClusterOrchestration",
+			Handler:    _Control_UpdateClusterOrchestration_Handler,
 		},
 		{
 			MethodName: "RotateGossipKey",

@@ -328,6 +328,9 @@ type SessionMessage struct {
 	// manager_token is sent to a worker the operator promoted, so that it can
 	// join the managers.
 	ManagerToken string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	// network is the cluster's network state this node needs; sent with
+	// every assignment set.
+	Network *NetworkState `protobuf:"bytes,90,opt,name=network,proto3" json:"network,omitempty"`
 	// gossip_keyring is the gossip keys the node must hold (sent with every
 	// assignment set, and whenever a key rotation changes it).
 	GossipKeyring *GossipKeyring `protobuf:"bytes,110,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
@@ -393,11 +396,189 @@ func (x *SessionMessage) GetManagerToken() string {
 	return ""
 }
 
+func (x *SessionMessage) GetNetwork() *NetworkState {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
 func (x *SessionMessage) GetGossipKeyring() *GossipKeyring {
 	if x != nil {
 		return x.GossipKeyring
 	}
 	return nil
+}
+
+// NetworkState is what a worker programs into its kernel besides its own
+// containers: the ingress ports of the cluster with their backends, the
+// routes to other workers' container subnets, and the published ports of
+// the services whose tasks it runs.
+type NetworkState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ingress []*IngressPort         `protobuf:"bytes,1,rep,name=ingress,proto3" json:"ingress,omitempty"`
+	Routes  []*NodeRoute           `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	// endpoints holds the allocated endpoint of each service with a task on
+	// the node, keyed by service ID.
+	Endpoints     map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkState) Reset() {
+	*x = NetworkState{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkState) ProtoMessage() {}
+
+func (x *NetworkState) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkState.ProtoReflect.Descriptor instead.
+func (*NetworkState) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NetworkState) GetIngress() []*IngressPort {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+func (x *NetworkState) GetRoutes() []*NodeRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *NetworkState) GetEndpoints() map[string]*Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+type IngressPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Port  *PortConfig            `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	// backends are the addresses of the service's running, healthy tasks.
+	Backends      []string `protobuf:"bytes,2,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngressPort) Reset() {
+	*x = IngressPort{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngressPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngressPort) ProtoMessage() {}
+
+func (x *IngressPort) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
+func (*IngressPort) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *IngressPort) GetPort() *PortConfig {
+	if x != nil {
+		return x.Port
+	}
+	return nil
+}
+
+func (x *IngressPort) GetBackends() []string {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+type NodeRoute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subnet        string                 `protobuf:"bytes,1,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Via           string                 `protobuf:"bytes,2,opt,name=via,proto3" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeRoute) Reset() {
+	*x = NodeRoute{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRoute) ProtoMessage() {}
+
+func (x *NodeRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
+func (*NodeRoute) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NodeRoute) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NodeRoute) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
 }
 
 // GossipKeyring is the memberlist keyring a node should hold.
@@ -412,7 +593,7 @@ type GossipKeyring struct {
 
 func (x *GossipKeyring) Reset() {
 	*x = GossipKeyring{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +605,7 @@ func (x *GossipKeyring) String() string {
 func (*GossipKeyring) ProtoMessage() {}
 
 func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +618,7 @@ func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
 func (*GossipKeyring) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GossipKeyring) GetPrimary() []byte {
@@ -464,7 +645,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +657,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +670,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -516,7 +697,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +709,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +722,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -566,7 +747,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +759,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +772,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 type PublishLogsMessage struct {
@@ -604,7 +785,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +797,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +810,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -654,7 +835,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +847,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +860,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
@@ -711,13 +892,27 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\x85\x02\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xb7\x02\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
-	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x12>\n" +
-	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"=\n" +
+	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x120\n" +
+	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
+	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\x83\x02\n" +
+	"\fNetworkState\x12/\n" +
+	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
+	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x1aP\n" +
+	"\x0eEndpointsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"S\n" +
+	"\vIngressPort\x12(\n" +
+	"\x04port\x18\x01 \x01(\v2\x14.minke.v1.PortConfigR\x04port\x12\x1a\n" +
+	"\bbackends\x18\x02 \x03(\tR\bbackends\"5\n" +
+	"\tNodeRoute\x12\x16\n" +
+	"\x06subnet\x18\x01 \x01(\tR\x06subnet\x12\x10\n" +
+	"\x03via\x18\x02 \x01(\tR\x03via\"=\n" +
 	"\rGossipKeyring\x12\x18\n" +
 	"\aprimary\x18\x01 \x01(\fR\aprimary\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\fR\x04keys\"Y\n" +
@@ -751,51 +946,63 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
 	(*SessionRequest)(nil),           // 2: minke.v1.SessionRequest
 	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
-	(*GossipKeyring)(nil),            // 5: minke.v1.GossipKeyring
-	(*TaskStatusUpdate)(nil),         // 6: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 7: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 8: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 9: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 10: minke.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 11: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 12: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 13: minke.v1.NodeRole
-	(*Task)(nil),                     // 14: minke.v1.Task
-	(*Node)(nil),                     // 15: minke.v1.Node
-	(*TaskStatus)(nil),               // 16: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 17: minke.v1.LogMessage
+	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
+	(*IngressPort)(nil),              // 6: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 7: minke.v1.NodeRoute
+	(*GossipKeyring)(nil),            // 8: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 9: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 10: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 11: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 12: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 13: minke.v1.PublishLogsResponse
+	nil,                              // 14: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 15: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 16: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 17: minke.v1.NodeRole
+	(*Task)(nil),                     // 18: minke.v1.Task
+	(*Node)(nil),                     // 19: minke.v1.Node
+	(*PortConfig)(nil),               // 20: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 21: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 22: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 23: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	11, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	12, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	13, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	14, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	15, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	16, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	17, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	18, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	15, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	5,  // 6: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
-	16, // 7: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	6,  // 8: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	17, // 9: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	0,  // 10: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 11: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	7,  // 12: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	9,  // 13: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 14: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 15: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	8,  // 16: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	10, // 17: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	19, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	5,  // 6: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
+	8,  // 7: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	6,  // 8: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	7,  // 9: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	14, // 10: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	20, // 11: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	21, // 12: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	9,  // 13: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	22, // 14: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	23, // 15: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 16: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 17: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	10, // 18: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	12, // 19: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 20: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 21: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	11, // 22: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	13, // 23: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -810,7 +1017,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -400,6 +400,256 @@ func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
 }
 
+type UpdateConfig_FailureAction int32
+
+const (
+	UpdateConfig_PAUSE    UpdateConfig_FailureAction = 0
+	UpdateConfig_CONTINUE UpdateConfig_FailureAction = 1
+	UpdateConfig_ROLLBACK UpdateConfig_FailureAction = 2
+)
+
+// Enum value maps for UpdateConfig_FailureAction.
+var (
+	UpdateConfig_FailureAction_name = map[int32]string{
+		0: "PAUSE",
+		1: "CONTINUE",
+		2: "ROLLBACK",
+	}
+	UpdateConfig_FailureAction_value = map[string]int32{
+		"PAUSE":    0,
+		"CONTINUE": 1,
+		"ROLLBACK": 2,
+	}
+)
+
+func (x UpdateConfig_FailureAction) Enum() *UpdateConfig_FailureAction {
+	p := new(UpdateConfig_FailureAction)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_FailureAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_FailureAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[7].Descriptor()
+}
+
+func (UpdateConfig_FailureAction) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[7]
+}
+
+func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
+func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18, 0}
+}
+
+type UpdateConfig_Order int32
+
+const (
+	UpdateConfig_STOP_FIRST  UpdateConfig_Order = 0
+	UpdateConfig_START_FIRST UpdateConfig_Order = 1
+)
+
+// Enum value maps for UpdateConfig_Order.
+var (
+	UpdateConfig_Order_name = map[int32]string{
+		0: "STOP_FIRST",
+		1: "START_FIRST",
+	}
+	UpdateConfig_Order_value = map[string]int32{
+		"STOP_FIRST":  0,
+		"START_FIRST": 1,
+	}
+)
+
+func (x UpdateConfig_Order) Enum() *UpdateConfig_Order {
+	p := new(UpdateConfig_Order)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_Order) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_Order) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[8].Descriptor()
+}
+
+func (UpdateConfig_Order) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[8]
+}
+
+func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_Order.Descriptor instead.
+func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18, 1}
+}
+
+type UpdateStatus_State int32
+
+const (
+	UpdateStatus_UNKNOWN            UpdateStatus_State = 0
+	UpdateStatus_UPDATING           UpdateStatus_State = 1
+	UpdateStatus_PAUSED             UpdateStatus_State = 2
+	UpdateStatus_COMPLETED          UpdateStatus_State = 3
+	UpdateStatus_ROLLBACK_STARTED   UpdateStatus_State = 4
+	UpdateStatus_ROLLBACK_PAUSED    UpdateStatus_State = 5
+	UpdateStatus_ROLLBACK_COMPLETED UpdateStatus_State = 6
+)
+
+// Enum value maps for UpdateStatus_State.
+var (
+	UpdateStatus_State_name = map[int32]string{
+		0: "UNKNOWN",
+		1: "UPDATING",
+		2: "PAUSED",
+		3: "COMPLETED",
+		4: "ROLLBACK_STARTED",
+		5: "ROLLBACK_PAUSED",
+		6: "ROLLBACK_COMPLETED",
+	}
+	UpdateStatus_State_value = map[string]int32{
+		"UNKNOWN":            0,
+		"UPDATING":           1,
+		"PAUSED":             2,
+		"COMPLETED":          3,
+		"ROLLBACK_STARTED":   4,
+		"ROLLBACK_PAUSED":    5,
+		"ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateStatus_State) Enum() *UpdateStatus_State {
+	p := new(UpdateStatus_State)
+	*p = x
+	return p
+}
+
+func (x UpdateStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[9].Descriptor()
+}
+
+func (UpdateStatus_State) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[9]
+}
+
+func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateStatus_State.Descriptor instead.
+func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 0}
+}
+
+type PortConfig_Protocol int32
+
+const (
+	PortConfig_TCP PortConfig_Protocol = 0
+	PortConfig_UDP PortConfig_Protocol = 1
+)
+
+// Enum value maps for PortConfig_Protocol.
+var (
+	PortConfig_Protocol_name = map[int32]string{
+		0: "TCP",
+		1: "UDP",
+	}
+	PortConfig_Protocol_value = map[string]int32{
+		"TCP": 0,
+		"UDP": 1,
+	}
+)
+
+func (x PortConfig_Protocol) Enum() *PortConfig_Protocol {
+	p := new(PortConfig_Protocol)
+	*p = x
+	return p
+}
+
+func (x PortConfig_Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[10].Descriptor()
+}
+
+func (PortConfig_Protocol) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[10]
+}
+
+func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_Protocol.Descriptor instead.
+func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 0}
+}
+
+type PortConfig_PublishMode int32
+
+const (
+	// INGRESS: the port on every node, forwarded to any healthy task.
+	PortConfig_INGRESS PortConfig_PublishMode = 0
+	// HOST: the port on the node that runs the task, to that task.
+	PortConfig_HOST PortConfig_PublishMode = 1
+)
+
+// Enum value maps for PortConfig_PublishMode.
+var (
+	PortConfig_PublishMode_name = map[int32]string{
+		0: "INGRESS",
+		1: "HOST",
+	}
+	PortConfig_PublishMode_value = map[string]int32{
+		"INGRESS": 0,
+		"HOST":    1,
+	}
+)
+
+func (x PortConfig_PublishMode) Enum() *PortConfig_PublishMode {
+	p := new(PortConfig_PublishMode)
+	*p = x
+	return p
+}
+
+func (x PortConfig_PublishMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[11].Descriptor()
+}
+
+func (PortConfig_PublishMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[11]
+}
+
+func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_PublishMode.Descriptor instead.
+func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 1}
+}
+
 type GossipKeyRotation_Phase int32
 
 const (
@@ -435,11 +685,11 @@ func (x GossipKeyRotation_Phase) String() string {
 }
 
 func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[7].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
 }
 
 func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[7]
+	return &file_minke_v1_objects_proto_enumTypes[12]
 }
 
 func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
@@ -448,7 +698,7 @@ func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
 func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33, 0}
 }
 
 // Meta is common to every stored object.
@@ -749,9 +999,12 @@ type NodeDescription struct {
 	Resources *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	// worker is true when the node runs the worker role (it joined through
 	// an agent); only such nodes get tasks.
-	Worker        bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Worker bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
+	// container_subnet is the worker's bridge subnet (CIDR); other workers
+	// route to it through the node's address. Empty: no container network.
+	ContainerSubnet string `protobuf:"bytes,90,opt,name=container_subnet,json=containerSubnet,proto3" json:"container_subnet,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -810,6 +1063,13 @@ func (x *NodeDescription) GetWorker() bool {
 		return x.Worker
 	}
 	return false
+}
+
+func (x *NodeDescription) GetContainerSubnet() string {
+	if x != nil {
+		return x.ContainerSubnet
+	}
+	return ""
 }
 
 type NodeStatus struct {
@@ -1333,11 +1593,15 @@ func (x *RestartPolicy) GetWindow() *durationpb.Duration {
 }
 
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Container     *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	Resources     *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
-	Restart       *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
-	Placement     *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Resources *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	Restart   *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
+	Placement *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	// force_update is a counter: changing it makes every task out of date,
+	// so an update redeploys an otherwise unchanged spec (service update
+	// --force).
+	ForceUpdate   uint64 `protobuf:"varint,30,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1398,6 +1662,13 @@ func (x *TaskSpec) GetPlacement() *Placement {
 		return x.Placement
 	}
 	return nil
+}
+
+func (x *TaskSpec) GetForceUpdate() uint64 {
+	if x != nil {
+		return x.ForceUpdate
+	}
+	return 0
 }
 
 // Placement restricts and spreads where a service's tasks go.
@@ -1509,6 +1780,227 @@ func (x *ReplicatedService) GetReplicas() uint64 {
 	return 0
 }
 
+// GlobalService runs one task on every eligible node.
+type GlobalService struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalService) Reset() {
+	*x = GlobalService{}
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalService) ProtoMessage() {}
+
+func (x *GlobalService) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
+func (*GlobalService) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+}
+
+// ReplicatedJob runs tasks to completion until total_completions tasks have
+// completed, at most max_concurrent at a time (0: total_completions).
+type ReplicatedJob struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	MaxConcurrent    uint64                 `protobuf:"varint,1,opt,name=max_concurrent,json=maxConcurrent,proto3" json:"max_concurrent,omitempty"`
+	TotalCompletions uint64                 `protobuf:"varint,2,opt,name=total_completions,json=totalCompletions,proto3" json:"total_completions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReplicatedJob) Reset() {
+	*x = ReplicatedJob{}
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicatedJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicatedJob) ProtoMessage() {}
+
+func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
+func (*ReplicatedJob) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
+	if x != nil {
+		return x.MaxConcurrent
+	}
+	return 0
+}
+
+func (x *ReplicatedJob) GetTotalCompletions() uint64 {
+	if x != nil {
+		return x.TotalCompletions
+	}
+	return 0
+}
+
+// GlobalJob runs one task to completion on every eligible node.
+type GlobalJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalJob) Reset() {
+	*x = GlobalJob{}
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalJob) ProtoMessage() {}
+
+func (x *GlobalJob) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
+func (*GlobalJob) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+}
+
+// UpdateConfig says how a rolling update (or rollback) replaces tasks. An
+// unset UpdateConfig takes swarm's defaults: parallelism 1, no delay,
+// failure action pause, monitor 5s, max failure ratio 0, stop-first.
+type UpdateConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parallelism is how many tasks are replaced at a time; 0 means all.
+	Parallelism uint64 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// delay is the wait after a batch of tasks is updated.
+	Delay         *durationpb.Duration       `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	FailureAction UpdateConfig_FailureAction `protobuf:"varint,3,opt,name=failure_action,json=failureAction,proto3,enum=minke.v1.UpdateConfig_FailureAction" json:"failure_action,omitempty"`
+	// monitor is how long after each task's update a failure of it counts
+	// (default 5s).
+	Monitor *durationpb.Duration `protobuf:"bytes,4,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	// max_failure_ratio is the fraction of tasks that may fail during the
+	// update before failure_action is taken (0..1).
+	MaxFailureRatio float64            `protobuf:"fixed64,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	Order           UpdateConfig_Order `protobuf:"varint,6,opt,name=order,proto3,enum=minke.v1.UpdateConfig_Order" json:"order,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpdateConfig) Reset() {
+	*x = UpdateConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfig) ProtoMessage() {}
+
+func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
+func (*UpdateConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpdateConfig) GetParallelism() uint64 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *UpdateConfig) GetFailureAction() UpdateConfig_FailureAction {
+	if x != nil {
+		return x.FailureAction
+	}
+	return UpdateConfig_PAUSE
+}
+
+func (x *UpdateConfig) GetMonitor() *durationpb.Duration {
+	if x != nil {
+		return x.Monitor
+	}
+	return nil
+}
+
+func (x *UpdateConfig) GetMaxFailureRatio() float64 {
+	if x != nil {
+		return x.MaxFailureRatio
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetOrder() UpdateConfig_Order {
+	if x != nil {
+		return x.Order
+	}
+	return UpdateConfig_STOP_FIRST
+}
+
 type ServiceSpec struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1517,14 +2009,21 @@ type ServiceSpec struct {
 	// Types that are valid to be assigned to Mode:
 	//
 	//	*ServiceSpec_Replicated
-	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	//	*ServiceSpec_Global
+	//	*ServiceSpec_ReplicatedJob
+	//	*ServiceSpec_GlobalJob
+	Mode isServiceSpec_Mode `protobuf_oneof:"mode"`
+	// endpoint publishes the service's ports.
+	Endpoint       *EndpointSpec `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	UpdateConfig   *UpdateConfig `protobuf:"bytes,33,opt,name=update_config,json=updateConfig,proto3" json:"update_config,omitempty"`
+	RollbackConfig *UpdateConfig `protobuf:"bytes,34,opt,name=rollback_config,json=rollbackConfig,proto3" json:"rollback_config,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +2035,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +2048,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1589,6 +2088,54 @@ func (x *ServiceSpec) GetReplicated() *ReplicatedService {
 	return nil
 }
 
+func (x *ServiceSpec) GetGlobal() *GlobalService {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_Global); ok {
+			return x.Global
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetReplicatedJob() *ReplicatedJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_ReplicatedJob); ok {
+			return x.ReplicatedJob
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetGlobalJob() *GlobalJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_GlobalJob); ok {
+			return x.GlobalJob
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetUpdateConfig() *UpdateConfig {
+	if x != nil {
+		return x.UpdateConfig
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollbackConfig() *UpdateConfig {
+	if x != nil {
+		return x.RollbackConfig
+	}
+	return nil
+}
+
 type isServiceSpec_Mode interface {
 	isServiceSpec_Mode()
 }
@@ -1597,19 +2144,169 @@ type ServiceSpec_Replicated struct {
 	Replicated *ReplicatedService `protobuf:"bytes,4,opt,name=replicated,proto3,oneof"`
 }
 
+type ServiceSpec_Global struct {
+	Global *GlobalService `protobuf:"bytes,30,opt,name=global,proto3,oneof"`
+}
+
+type ServiceSpec_ReplicatedJob struct {
+	ReplicatedJob *ReplicatedJob `protobuf:"bytes,31,opt,name=replicated_job,json=replicatedJob,proto3,oneof"`
+}
+
+type ServiceSpec_GlobalJob struct {
+	GlobalJob *GlobalJob `protobuf:"bytes,32,opt,name=global_job,json=globalJob,proto3,oneof"`
+}
+
 func (*ServiceSpec_Replicated) isServiceSpec_Mode() {}
 
-type Service struct {
+func (*ServiceSpec_Global) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_ReplicatedJob) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_GlobalJob) isServiceSpec_Mode() {}
+
+// UpdateStatus records a rolling update or rollback in progress or done.
+type UpdateStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	State         UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=minke.v1.UpdateStatus_State" json:"state,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateStatus) GetState() UpdateStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return UpdateStatus_UNKNOWN
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// JobStatus counts a job's runs: every spec change starts a new iteration.
+type JobStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIteration  uint64                 `protobuf:"varint,1,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	LastExecution *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_execution,json=lastExecution,proto3" json:"last_execution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStatus) Reset() {
+	*x = JobStatus{}
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatus) ProtoMessage() {}
+
+func (x *JobStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
+func (*JobStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JobStatus) GetJobIteration() uint64 {
+	if x != nil {
+		return x.JobIteration
+	}
+	return 0
+}
+
+func (x *JobStatus) GetLastExecution() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastExecution
+	}
+	return nil
+}
+
+type Service struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// previous_spec is the spec before the last update; rollback returns to
+	// it.
+	PreviousSpec *ServiceSpec  `protobuf:"bytes,30,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	UpdateStatus *UpdateStatus `protobuf:"bytes,31,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	JobStatus    *JobStatus    `protobuf:"bytes,32,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
+	// rebalancing is set from a rebalance request until the tasks are spread
+	// evenly again.
+	Rebalancing bool `protobuf:"varint,33,opt,name=rebalancing,proto3" json:"rebalancing,omitempty"`
+	// endpoint is the spec's ports as allocated (published ports filled in).
+	Endpoint      *Endpoint `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +2318,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +2331,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -1651,19 +2348,217 @@ func (x *Service) GetSpec() *ServiceSpec {
 	return nil
 }
 
-type ContainerStatus struct {
+func (x *Service) GetPreviousSpec() *ServiceSpec {
+	if x != nil {
+		return x.PreviousSpec
+	}
+	return nil
+}
+
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
+func (x *Service) GetJobStatus() *JobStatus {
+	if x != nil {
+		return x.JobStatus
+	}
+	return nil
+}
+
+func (x *Service) GetRebalancing() bool {
+	if x != nil {
+		return x.Rebalancing
+	}
+	return false
+}
+
+func (x *Service) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// PortConfig publishes a container port, docker's --publish
+// published=P,target=T,protocol=tcp|udp,mode=ingress|host.
+type PortConfig struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Protocol   PortConfig_Protocol    `protobuf:"varint,1,opt,name=protocol,proto3,enum=minke.v1.PortConfig_Protocol" json:"protocol,omitempty"`
+	TargetPort uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	// published_port 0 asks for one: ingress ports are then allocated from
+	// 30000-32767 (swarm's range); host ports must be given.
+	PublishedPort uint32                 `protobuf:"varint,3,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	PublishMode   PortConfig_PublishMode `protobuf:"varint,4,opt,name=publish_mode,json=publishMode,proto3,enum=minke.v1.PortConfig_PublishMode" json:"publish_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConfig) Reset() {
+	*x = PortConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConfig) ProtoMessage() {}
+
+func (x *PortConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
+func (*PortConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PortConfig) GetProtocol() PortConfig_Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return PortConfig_TCP
+}
+
+func (x *PortConfig) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
+	if x != nil {
+		return x.PublishMode
+	}
+	return PortConfig_INGRESS
+}
+
+type EndpointSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	OomKilled     bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	Health        HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSpec) Reset() {
+	*x = EndpointSpec{}
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSpec) ProtoMessage() {}
+
+func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
+func (*EndpointSpec) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *EndpointSpec) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// Endpoint is what the managers allocated for a service's EndpointSpec.
+type Endpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Endpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type ContainerStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pid       int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode  int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	OomKilled bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Health    HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	// address is the container's address on its node's bridge (CIDR).
+	Address       string `protobuf:"bytes,90,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +2570,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +2583,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1719,6 +2614,13 @@ func (x *ContainerStatus) GetHealth() HealthState {
 	return HealthState_NO_HEALTHCHECK
 }
 
+func (x *ContainerStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -1734,7 +2636,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +2648,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +2661,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1815,13 +2717,19 @@ type Task struct {
 	// restart policy since restart_window_start (the policy's window).
 	Restarts           uint64                 `protobuf:"varint,10,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// replace_when_stopped is set by the rolling updater (stop-first): the
+	// orchestrator starts the slot's replacement as soon as this task has
+	// stopped, without the restart policy's delay.
+	ReplaceWhenStopped bool `protobuf:"varint,30,opt,name=replace_when_stopped,json=replaceWhenStopped,proto3" json:"replace_when_stopped,omitempty"`
+	// job_iteration is the service's JobStatus.job_iteration the task runs.
+	JobIteration  uint64 `protobuf:"varint,31,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2741,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +2754,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1926,6 +2834,20 @@ func (x *Task) GetRestartWindowStart() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetReplaceWhenStopped() bool {
+	if x != nil {
+		return x.ReplaceWhenStopped
+	}
+	return false
+}
+
+func (x *Task) GetJobIteration() uint64 {
+	if x != nil {
+		return x.JobIteration
+	}
+	return 0
+}
+
 type JoinTokens struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Worker        string                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
@@ -1936,7 +2858,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2870,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2883,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1981,13 +2903,14 @@ func (x *JoinTokens) GetManager() string {
 type ClusterSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Orchestration *OrchestrationConfig   `protobuf:"bytes,30,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2922,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2935,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -2020,6 +2943,59 @@ func (x *ClusterSpec) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *ClusterSpec) GetOrchestration() *OrchestrationConfig {
+	if x != nil {
+		return x.Orchestration
+	}
+	return nil
+}
+
+type OrchestrationConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task_history_retention_limit is how many ended tasks each slot (or
+	// node, for global services) keeps; unset means 5, negative keeps all.
+	TaskHistoryRetentionLimit *int64 `protobuf:"varint,1,opt,name=task_history_retention_limit,json=taskHistoryRetentionLimit,proto3,oneof" json:"task_history_retention_limit,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *OrchestrationConfig) Reset() {
+	*x = OrchestrationConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrchestrationConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrchestrationConfig) ProtoMessage() {}
+
+func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
+func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
+	if x != nil && x.TaskHistoryRetentionLimit != nil {
+		return *x.TaskHistoryRetentionLimit
+	}
+	return 0
 }
 
 type Cluster struct {
@@ -2041,7 +3017,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +3029,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +3042,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -2126,7 +3102,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +3114,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +3127,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GossipKeyRotation) GetNewKey() []byte {
@@ -2188,7 +3164,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +3176,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +3189,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2283,12 +3259,13 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\xa8\x01\n" +
+	"\x05DRAIN\x10\x02\"\xd3\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12.\n" +
 	"\bplatform\x18\x02 \x01(\v2\x12.minke.v1.PlatformR\bplatform\x121\n" +
 	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\x12\x16\n" +
-	"\x06worker\x18\x04 \x01(\bR\x06worker\"\x97\x01\n" +
+	"\x06worker\x18\x04 \x01(\bR\x06worker\x12)\n" +
+	"\x10container_subnet\x18Z \x01(\tR\x0fcontainerSubnet\"\x97\x01\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.minke.v1.NodeStatus.StateR\x05state\x12\x18\n" +
@@ -2346,45 +3323,115 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03ANY\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ON_FAILURE\x10\x01\x12\b\n" +
-	"\x04NONE\x10\x02\"\xe5\x01\n" +
+	"\x04NONE\x10\x02\"\x88\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.minke.v1.ContainerSpecR\tcontainer\x12<\n" +
 	"\tresources\x18\x02 \x01(\v2\x1e.minke.v1.ResourceRequirementsR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.minke.v1.RestartPolicyR\arestart\x121\n" +
-	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\"\x82\x01\n" +
+	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\x12!\n" +
+	"\fforce_update\x18\x1e \x01(\x04R\vforceUpdate\"\x82\x01\n" +
 	"\tPlacement\x12 \n" +
 	"\vconstraints\x18\x01 \x03(\tR\vconstraints\x12 \n" +
 	"\vpreferences\x18\x02 \x03(\tR\vpreferences\x121\n" +
 	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
-	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x86\x02\n" +
+	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x0f\n" +
+	"\rGlobalService\"c\n" +
+	"\rReplicatedJob\x12%\n" +
+	"\x0emax_concurrent\x18\x01 \x01(\x04R\rmaxConcurrent\x12+\n" +
+	"\x11total_completions\x18\x02 \x01(\x04R\x10totalCompletions\"\v\n" +
+	"\tGlobalJob\"\xa5\x03\n" +
+	"\fUpdateConfig\x12 \n" +
+	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12/\n" +
+	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12K\n" +
+	"\x0efailure_action\x18\x03 \x01(\x0e2$.minke.v1.UpdateConfig.FailureActionR\rfailureAction\x123\n" +
+	"\amonitor\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amonitor\x12*\n" +
+	"\x11max_failure_ratio\x18\x05 \x01(\x01R\x0fmaxFailureRatio\x122\n" +
+	"\x05order\x18\x06 \x01(\x0e2\x1c.minke.v1.UpdateConfig.OrderR\x05order\"6\n" +
+	"\rFailureAction\x12\t\n" +
+	"\x05PAUSE\x10\x00\x12\f\n" +
+	"\bCONTINUE\x10\x01\x12\f\n" +
+	"\bROLLBACK\x10\x02\"(\n" +
+	"\x05Order\x12\x0e\n" +
+	"\n" +
+	"STOP_FIRST\x10\x00\x12\x0f\n" +
+	"\vSTART_FIRST\x10\x01\"\xe3\x04\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.minke.v1.ServiceSpec.LabelsEntryR\x06labels\x12&\n" +
 	"\x04task\x18\x03 \x01(\v2\x12.minke.v1.TaskSpecR\x04task\x12=\n" +
 	"\n" +
 	"replicated\x18\x04 \x01(\v2\x1b.minke.v1.ReplicatedServiceH\x00R\n" +
-	"replicated\x1a9\n" +
+	"replicated\x121\n" +
+	"\x06global\x18\x1e \x01(\v2\x17.minke.v1.GlobalServiceH\x00R\x06global\x12@\n" +
+	"\x0ereplicated_job\x18\x1f \x01(\v2\x17.minke.v1.ReplicatedJobH\x00R\rreplicatedJob\x124\n" +
+	"\n" +
+	"global_job\x18  \x01(\v2\x13.minke.v1.GlobalJobH\x00R\tglobalJob\x122\n" +
+	"\bendpoint\x18Z \x01(\v2\x16.minke.v1.EndpointSpecR\bendpoint\x12;\n" +
+	"\rupdate_config\x18! \x01(\v2\x16.minke.v1.UpdateConfigR\fupdateConfig\x12?\n" +
+	"\x0frollback_config\x18\" \x01(\v2\x16.minke.v1.UpdateConfigR\x0erollbackConfig\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04mode\"X\n" +
+	"\x04mode\"\xd9\x02\n" +
+	"\fUpdateStatus\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.minke.v1.UpdateStatus.StateR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x80\x01\n" +
+	"\x05State\x12\v\n" +
+	"\aUNKNOWN\x10\x00\x12\f\n" +
+	"\bUPDATING\x10\x01\x12\n" +
+	"\n" +
+	"\x06PAUSED\x10\x02\x12\r\n" +
+	"\tCOMPLETED\x10\x03\x12\x14\n" +
+	"\x10ROLLBACK_STARTED\x10\x04\x12\x13\n" +
+	"\x0fROLLBACK_PAUSED\x10\x05\x12\x16\n" +
+	"\x12ROLLBACK_COMPLETED\x10\x06\"s\n" +
+	"\tJobStatus\x12#\n" +
+	"\rjob_iteration\x18\x01 \x01(\x04R\fjobIteration\x12A\n" +
+	"\x0elast_execution\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastExecution\"\xd7\x02\n" +
 	"\aService\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"\x8e\x01\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12:\n" +
+	"\rprevious_spec\x18\x1e \x01(\v2\x15.minke.v1.ServiceSpecR\fpreviousSpec\x12;\n" +
+	"\rupdate_status\x18\x1f \x01(\v2\x16.minke.v1.UpdateStatusR\fupdateStatus\x122\n" +
+	"\n" +
+	"job_status\x18  \x01(\v2\x13.minke.v1.JobStatusR\tjobStatus\x12 \n" +
+	"\vrebalancing\x18! \x01(\bR\vrebalancing\x12.\n" +
+	"\bendpoint\x18Z \x01(\v2\x12.minke.v1.EndpointR\bendpoint\"\x98\x02\n" +
+	"\n" +
+	"PortConfig\x129\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x1d.minke.v1.PortConfig.ProtocolR\bprotocol\x12\x1f\n" +
+	"\vtarget_port\x18\x02 \x01(\rR\n" +
+	"targetPort\x12%\n" +
+	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12C\n" +
+	"\fpublish_mode\x18\x04 \x01(\x0e2 .minke.v1.PortConfig.PublishModeR\vpublishMode\"\x1c\n" +
+	"\bProtocol\x12\a\n" +
+	"\x03TCP\x10\x00\x12\a\n" +
+	"\x03UDP\x10\x01\"$\n" +
+	"\vPublishMode\x12\v\n" +
+	"\aINGRESS\x10\x00\x12\b\n" +
+	"\x04HOST\x10\x01\":\n" +
+	"\fEndpointSpec\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\bEndpoint\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12-\n" +
-	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\"\xd6\x01\n" +
+	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\x12\x18\n" +
+	"\aaddress\x18Z \x01(\tR\aaddress\"\xd6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.minke.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xa9\x03\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\x80\x04\n" +
 	"\x04Task\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -2398,13 +3445,19 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x06status\x18\t \x01(\v2\x14.minke.v1.TaskStatusR\x06status\x12\x1a\n" +
 	"\brestarts\x18\n" +
 	" \x01(\x04R\brestarts\x12L\n" +
-	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\">\n" +
+	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x120\n" +
+	"\x14replace_when_stopped\x18\x1e \x01(\bR\x12replaceWhenStopped\x12#\n" +
+	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"!\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"f\n" +
 	"\vClusterSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x9c\x02\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12C\n" +
+	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"|\n" +
+	"\x13OrchestrationConfig\x12D\n" +
+	"\x1ctask_history_retention_limit\x18\x01 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01B\x1f\n" +
+	"\x1d_task_history_retention_limit\"\x9c\x02\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
@@ -2466,8 +3519,8 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -2476,92 +3529,130 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
 	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(GossipKeyRotation_Phase)(0),    // 7: minke.v1.GossipKeyRotation.Phase
-	(*Meta)(nil),                    // 8: minke.v1.Meta
-	(*Resources)(nil),               // 9: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 10: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 11: minke.v1.Platform
-	(*NodeSpec)(nil),                // 12: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 13: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 14: minke.v1.NodeStatus
-	(*Node)(nil),                    // 15: minke.v1.Node
-	(*ManagerStatus)(nil),           // 16: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 17: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 18: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 19: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 20: minke.v1.TaskSpec
-	(*Placement)(nil),               // 21: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 22: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 23: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 24: minke.v1.Service
-	(*ContainerStatus)(nil),         // 25: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 26: minke.v1.TaskStatus
-	(*Task)(nil),                    // 27: minke.v1.Task
-	(*JoinTokens)(nil),              // 28: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 29: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 30: minke.v1.Cluster
-	(*GossipKeyRotation)(nil),       // 31: minke.v1.GossipKeyRotation
-	(*LogMessage)(nil),              // 32: minke.v1.LogMessage
-	nil,                             // 33: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 34: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
+	(UpdateConfig_FailureAction)(0), // 7: minke.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),         // 8: minke.v1.UpdateConfig.Order
+	(UpdateStatus_State)(0),         // 9: minke.v1.UpdateStatus.State
+	(PortConfig_Protocol)(0),        // 10: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),     // 11: minke.v1.PortConfig.PublishMode
+	(GossipKeyRotation_Phase)(0),    // 12: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                    // 13: minke.v1.Meta
+	(*Resources)(nil),               // 14: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 15: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 16: minke.v1.Platform
+	(*NodeSpec)(nil),                // 17: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 18: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 19: minke.v1.NodeStatus
+	(*Node)(nil),                    // 20: minke.v1.Node
+	(*ManagerStatus)(nil),           // 21: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 22: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 23: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 24: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 25: minke.v1.TaskSpec
+	(*Placement)(nil),               // 26: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 27: minke.v1.ReplicatedService
+	(*GlobalService)(nil),           // 28: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),           // 29: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),               // 30: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),            // 31: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),             // 32: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),            // 33: minke.v1.UpdateStatus
+	(*JobStatus)(nil),               // 34: minke.v1.JobStatus
+	(*Service)(nil),                 // 35: minke.v1.Service
+	(*PortConfig)(nil),              // 36: minke.v1.PortConfig
+	(*EndpointSpec)(nil),            // 37: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                // 38: minke.v1.Endpoint
+	(*ContainerStatus)(nil),         // 39: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 40: minke.v1.TaskStatus
+	(*Task)(nil),                    // 41: minke.v1.Task
+	(*JoinTokens)(nil),              // 42: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 43: minke.v1.ClusterSpec
+	(*OrchestrationConfig)(nil),     // 44: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                 // 45: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 46: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),              // 47: minke.v1.LogMessage
+	nil,                             // 48: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 49: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 51: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	35, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	35, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	9,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	50, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	50, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	14, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	33, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	48, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	11, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	9,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	16, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	14, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	8,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	12, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	13, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	14, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	13, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	17, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	18, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	19, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	16, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	21, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
 	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	36, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	18, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	36, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	36, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	36, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	51, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	23, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	51, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	51, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	51, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	36, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	36, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	17, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	10, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	19, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	21, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	34, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	20, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	22, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	8,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	23, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	2,  // 34: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	35, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 36: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	25, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	8,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	20, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 40: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	26, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	35, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	8,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	29, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	28, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	31, // 46: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
-	7,  // 47: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	35, // 48: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	51, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	51, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	22, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	15, // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	24, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	26, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	51, // 29: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 30: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	51, // 31: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 32: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	49, // 33: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	25, // 34: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	27, // 35: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	28, // 36: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	29, // 37: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	30, // 38: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	37, // 39: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	31, // 40: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	31, // 41: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 42: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	50, // 43: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	50, // 44: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	50, // 45: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	13, // 46: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	32, // 47: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	32, // 48: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	33, // 49: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	34, // 50: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	38, // 51: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 52: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 53: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	36, // 54: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	36, // 55: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 56: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	50, // 57: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 58: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	39, // 59: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	13, // 60: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	25, // 61: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 62: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	40, // 63: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	50, // 64: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	44, // 65: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	13, // 66: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	43, // 67: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	42, // 68: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	46, // 69: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	12, // 70: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	50, // 71: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2569,16 +3660,20 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[15].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[19].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
+		(*ServiceSpec_Global)(nil),
+		(*ServiceSpec_ReplicatedJob)(nil),
+		(*ServiceSpec_GlobalJob)(nil),
 	}
+	file_minke_v1_objects_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   27,
+			NumEnums:      13,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

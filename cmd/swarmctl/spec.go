@@ -36,6 +36,11 @@ type createOptions struct {
 	constraints        []string
 	placementPrefs     []string
 	maxPerNode         string
+	publish            []string
+	restartWindow      string
+	mode               string
+	maxConcurrent      string
+	update, rollback   updateConfigOptions
 	detach             bool
 }
 
@@ -53,12 +58,17 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	if len(args) == 0 || args[0] == "" {
 		return nil, fmt.Errorf("missing IMAGE: usage is service create [OPTIONS] IMAGE [CMD [ARG...]]")
 	}
-	replicas := uint64(1)
-	if o.replicas != "" {
-		var err error
-		if replicas, err = parseCount("replicas", o.replicas); err != nil {
-			return nil, err
-		}
+	modeSpec, err := buildMode(o.mode, o.replicas, o.maxConcurrent)
+	if err != nil {
+		return nil, err
+	}
+	updateConfig, err := buildUpdateConfig("update", o.update, nil)
+	if err != nil {
+		return nil, err
+	}
+	rollbackConfig, err := buildUpdateConfig("rollback", o.rollback, nil)
+	if err != nil {
+		return nil, err
 	}
 	c := &minkepb.ContainerSpec{
 		Image: args[0],
@@ -138,11 +148,18 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
+	endpoint, err := parsePublish(o.publish)
+	if err != nil {
+		return nil, err
+	}
 	return &minkepb.ServiceSpec{
-		Name:   o.name,
-		Labels: labels,
-		Task:   task,
-		Mode:   &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+		Name:           o.name,
+		Labels:         labels,
+		Task:           task,
+		Mode:           modeSpec.Mode,
+		UpdateConfig:   updateConfig,
+		RollbackConfig: rollbackConfig,
+		Endpoint:       endpoint,
 	}, nil
 }
 
@@ -173,7 +190,7 @@ func buildResources(prefix, memory, cpu string) (*minkepb.Resources, error) {
 // buildRestartPolicy parses the --restart-* flags; nil when none is given,
 // so the manager's defaults apply.
 func buildRestartPolicy(o createOptions) (*minkepb.RestartPolicy, error) {
-	if o.restartCondition == "" && o.restartDelay == "" && o.restartMaxAttempts == "" {
+	if o.restartCondition == "" && o.restartDelay == "" && o.restartMaxAttempts == "" && o.restartWindow == "" {
 		return nil, nil
 	}
 	p := &minkepb.RestartPolicy{}
@@ -197,6 +214,13 @@ func buildRestartPolicy(o createOptions) (*minkepb.RestartPolicy, error) {
 			return nil, err
 		}
 		p.MaxAttempts = n
+	}
+	if o.restartWindow != "" {
+		d, err := parseDuration("restart-window", o.restartWindow)
+		if err != nil {
+			return nil, err
+		}
+		p.Window = durationpb.New(d)
 	}
 	return p, nil
 }

@@ -19,7 +19,6 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/dispatcher"
-	"github.com/minke-io/minke/pkg/runtime"
 )
 
 // Config configures an Agent.
@@ -41,7 +40,7 @@ type Config struct {
 	Promote func(ctx context.Context, token, joinAddr string) error
 	// Runtime runs the containers; it may be set after Join (RunWorker
 	// creates it once the node ID is known), but before Run.
-	Runtime *runtime.Runtime
+	Runtime Executor
 	// GossipKeys, if set, receives the gossip keyring from every session
 	// message (primary encrypts; keys, primary included, decrypt), so that
 	// the node follows a key rotation.
@@ -55,7 +54,8 @@ type Agent struct {
 	log    *slog.Logger
 	conn   *grpc.ClientConn
 	client minkepb.DispatcherClient
-	rt     *runtime.Runtime
+	rt     Executor
+	net    *agentNet // nil: containers get no network
 	rep    *reporter
 
 	mu       sync.Mutex
@@ -225,6 +225,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			go func() { defer a.wg.Done(); a.publishLogs(ctx, ls) }()
 			continue
 		}
+		a.net.apply(msg.GetNetwork())
 		a.reconcile(ctx, msg.GetTasks())
 	}
 }

@@ -22,6 +22,7 @@ type runner struct {
 	// from the manager.
 	id   string
 	spec runtime.ContainerSpec
+	addr string // the container's address (CIDR), once attached
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // closed: the manager wants the task stopped
@@ -31,7 +32,7 @@ type runner struct {
 
 	mu   sync.Mutex
 	task *minkepb.Task
-	ctr  *runtime.Container
+	ctr  Container
 }
 
 func newRunner(a *Agent, t *minkepb.Task) *runner {
@@ -54,6 +55,7 @@ func (r *runner) remove(ctx context.Context) {
 			r.a.log.Warn("removing container failed", "task_id", r.id, "err", err)
 		}
 	}
+	r.a.net.detach(r.id)
 }
 
 // current returns the latest task the manager sent.
@@ -105,14 +107,27 @@ func (r *runner) run(ctx context.Context) {
 	}()
 
 	r.report(minkepb.TaskState_ACCEPTED, "accepted", "", nil)
-	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.spec.Image, "", nil)
-	c, err := r.a.rt.Create(pctx, r.spec)
+	ep, err := r.a.net.attach(r.current(), &r.spec)
 	if err != nil {
+		r.report(minkepb.TaskState_REJECTED, "network setup failed", err.Error(), nil)
+		return
+	}
+	r.addr = address(ep)
+	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.spec.Image, "", nil)
+	progress := func(p runtime.PullProgress) { r.report(minkepb.TaskState_PREPARING, p.String(), "", nil) }
+	c, err := r.a.rt.Create(runtime.WithPullProgress(pctx, progress), r.spec)
+	if err == nil {
+		if err = r.a.net.writeEtc(c, ep); err != nil {
+			_ = c.Remove(context.WithoutCancel(ctx))
+		}
+	}
+	if err != nil {
+		r.a.net.detach(r.id)
 		if r.stopping() {
 			r.report(minkepb.TaskState_SHUTDOWN, "shut down before start", "", nil)
 			return
 		}
-		r.report(minkepb.TaskState_REJECTED, "preparing failed", err.Error(), nil)
+		r.report(minkepb.TaskState_REJECTED, preparingFailed(err), err.Error(), nil)
 		return
 	}
 	r.mu.Lock()
@@ -127,7 +142,7 @@ func (r *runner) run(ctx context.Context) {
 		r.report(minkepb.TaskState_FAILED, "starting failed", err.Error(), nil)
 		return
 	}
-	r.report(minkepb.TaskState_RUNNING, "running", "", &minkepb.ContainerStatus{Pid: int32(c.Pid())})
+	r.report(minkepb.TaskState_RUNNING, "running", "", &minkepb.ContainerStatus{Pid: int32(c.Pid()), Address: r.addr})
 
 	exited := make(chan runtime.ExitStatus, 1)
 	go func() {
@@ -172,7 +187,7 @@ func (r *runner) stopping() bool {
 }
 
 func (r *runner) reportExit(st runtime.ExitStatus, requested bool) {
-	cs := &minkepb.ContainerStatus{ExitCode: int32(st.ExitCode), OomKilled: st.OOMKilled}
+	cs := &minkepb.ContainerStatus{ExitCode: int32(st.ExitCode), OomKilled: st.OOMKilled, Address: r.addr}
 	switch {
 	case requested:
 		r.report(minkepb.TaskState_SHUTDOWN, fmt.Sprintf("shut down (exit code %d)", st.ExitCode), "", cs)

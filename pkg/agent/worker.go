@@ -37,7 +37,12 @@ type WorkerConfig struct {
 	// already (a manager with --worker).
 	GossipPort   int
 	CgroupParent string
-	Logger       *slog.Logger
+	// ContainerSubnet is the node's container subnet (CIDR); "" is
+	// network.DefaultSubnet of Addr, NoNetwork turns networking off.
+	ContainerSubnet string
+	// Bridge names the node's bridge; "" is network.DefaultBridge.
+	Bridge string
+	Logger *slog.Logger
 	// Promote runs the manager role when the operator promotes this node
 	// (see Config.Promote), gossiping on the worker's gossip address; nil
 	// ignores promotion.
@@ -49,6 +54,8 @@ type WorkerConfig struct {
 	Gossip membership.Tuning
 	// Ready, if set, is called once the session loop runs.
 	Ready func(nodeID string)
+	// Images configures pulls and image garbage collection.
+	Images ImageConfig
 }
 
 // RunWorker joins the cluster, sweeps containers left by an earlier worker
@@ -67,9 +74,16 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.NodeSecret == "" {
 		cfg.NodeSecret = readTrimmed(secretFile)
 	}
+	subnet, err := resolveSubnet(cfg.ContainerSubnet, cfg.Addr)
+	if err != nil {
+		return err
+	}
 	if cfg.Description != nil {
 		cfg.Description = proto.Clone(cfg.Description).(*minkepb.NodeDescription)
 		cfg.Description.Worker = true
+		if subnet.IsValid() {
+			cfg.Description.ContainerSubnet = subnet.String()
+		}
 	}
 	a, err := New(Config{
 		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, NodeSecret: cfg.NodeSecret, Description: cfg.Description,
@@ -101,17 +115,25 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		parent = "minke"
 	}
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
-		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger})
+		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
+		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize})
 	if err != nil {
 		return err
 	}
+	gcCtx, stopGC := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
+	defer func() { stopGC(); <-gcDone }()
 	if err := rt.Sweep(ctx); err != nil {
 		return fmt.Errorf("worker: cleaning up old containers: %w", err)
 	}
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
-	a.rt = rt
+	a.rt = RuntimeExecutor{rt}
+	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, cfg.Logger); err != nil {
+		return err
+	}
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),

@@ -71,7 +71,11 @@ type Config struct {
 	Hostname string
 	// Gossip tunes failure detection.
 	Gossip membership.Tuning
-	Logger *slog.Logger
+	// RegistryConfig is a docker config.json (or its directory) with the
+	// credentials used to resolve service images to digests; "" uses
+	// $DOCKER_CONFIG or $HOME/.docker/config.json.
+	RegistryConfig string
+	Logger         *slog.Logger
 }
 
 // Manager is a running manager node.
@@ -269,11 +273,15 @@ func (m *Manager) Run(ctx context.Context) error {
 		RegistryAddr: m.regLis.Addr().String(),
 		AddManager:   m.addManager,
 		IsLeader:     m.raft.IsLeader,
+		Gossiping:    m.inGossip,
 		Logger:       m.cfg.Logger,
 	})
-	ctl := controlapi.NewForwarder(controlapi.New(controlapi.Config{
+	ctl, err := m.newPinningControl(controlapi.NewForwarder(controlapi.New(controlapi.Config{
 		Store: m.raft, Logs: m.disp.Logs, Cluster: m, RegistryAddr: m.regLis.Addr().String(), Logger: m.cfg.Logger,
-	}), m)
+	}), m))
+	if err != nil {
+		return err
+	}
 
 	dispSrv := grpc.NewServer(append(serverLimits(), grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream),
 		// Keepalives find workers and managers that vanished without

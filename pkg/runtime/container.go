@@ -72,8 +72,12 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (*Container, e
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
+	defer r.holdImages()() // no image GC between the pull and the lease
 	img, err := r.ensureImage(ctx, spec.Image)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.leaseImage(spec.ID, img); err != nil {
 		return nil, err
 	}
 	proc, err := resolveProcess(&spec, img.Config)

@@ -22,6 +22,8 @@ type initConfig struct {
 	// Caps is the bounding set, and the effective and permitted sets when
 	// the process runs as uid 0.
 	Caps capMask `json:"caps"`
+	// NetNS is a network namespace to join (setns) instead of the new one.
+	NetNS string `json:"netns,omitempty"`
 }
 
 // Child file descriptors of the init (after stdin, stdout, stderr).
@@ -89,7 +91,7 @@ func (c *Container) Start(ctx context.Context) (retErr error) {
 	if err := c.rt.cgroups.AddProc(c.spec.ID, cmd.Process.Pid); err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrStart, err))
 	}
-	cfg, err := json.Marshal(initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps})
+	cfg, err := json.Marshal(initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, NetNS: c.spec.NetNSPath})
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrStart, err))
 	}

@@ -45,6 +45,10 @@ type ContainerSpec struct {
 	// or permitted capabilities; these fields then only set its bounding set.
 	CapAdd  []string
 	CapDrop []string
+	// NetNSPath, if set, is a network namespace (a bind mount such as
+	// pkg/network makes) that the container joins instead of getting an
+	// empty one of its own.
+	NetNSPath string
 }
 
 // defaultPath is set when neither the image nor the spec sets PATH.
