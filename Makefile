@@ -91,3 +91,14 @@ bench-runtime: build
 .PHONY: bench-network
 bench-network: build
 	go test -run '^$$' -bench BenchmarkNetwork -benchtime 1x -count 1 -timeout 10m ./test/network
+
+# fuzz runs every fuzz target for FUZZTIME each (make test runs them over
+# their seed corpora only).
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzTokenRole$$' -fuzztime $(FUZZTIME) ./pkg/ca
+	for f in FuzzValidateSpec FuzzValidateSpecProto FuzzPlacementConstraint FuzzValidateNodeUpdate FuzzValidateMode FuzzValidateUpdateConfig; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./pkg/controlapi || exit 1; \
+	done
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./pkg/runtime

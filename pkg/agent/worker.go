@@ -205,13 +205,13 @@ type gossip struct {
 func (g *gossip) setKeys(primary []byte, keys [][]byte) {
 	g.mu.Lock()
 	g.cfg.Key, g.keys = primary, keys
-	ml := g.ml
+	ml, logger := g.ml, g.cfg.Logger
 	g.mu.Unlock()
 	if ml == nil {
 		return
 	}
-	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) {
-		slog.Default().Error("applying the cluster's gossip keys", "err", err)
+	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) && logger != nil {
+		logger.Error("applying the cluster's gossip keys", "component", "agent", "err", err)
 	}
 }
 
