@@ -15,6 +15,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1226,7 +1227,8 @@ type GetClusterResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Cluster *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// registry_addr is this manager's built-in registry (host:port).
-	RegistryAddr  string `protobuf:"bytes,2,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
+	RegistryAddr  string    `protobuf:"bytes,2,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
+	CaStatus      *CAStatus `protobuf:"bytes,20,opt,name=ca_status,json=caStatus,proto3" json:"ca_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1275,6 +1277,279 @@ func (x *GetClusterResponse) GetRegistryAddr() string {
 	return ""
 }
 
+func (x *GetClusterResponse) GetCaStatus() *CAStatus {
+	if x != nil {
+		return x.CaStatus
+	}
+	return nil
+}
+
+// CAStatus summarises the cluster CA and a rotation's progress.
+type CAStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// fingerprint is the SHA-256 (hex) of the current root certificate.
+	Fingerprint          string   `protobuf:"bytes,1,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	PreviousFingerprints []string `protobuf:"bytes,2,rep,name=previous_fingerprints,json=previousFingerprints,proto3" json:"previous_fingerprints,omitempty"`
+	Rotating             bool     `protobuf:"varint,3,opt,name=rotating,proto3" json:"rotating,omitempty"`
+	// nodes is how many nodes there are; renewed how many hold a
+	// certificate from the current root.
+	Nodes         uint32               `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Renewed       uint32               `protobuf:"varint,5,opt,name=renewed,proto3" json:"renewed,omitempty"`
+	CertLifetime  *durationpb.Duration `protobuf:"bytes,6,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CAStatus) Reset() {
+	*x = CAStatus{}
+	mi := &file_minke_v1_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CAStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CAStatus) ProtoMessage() {}
+
+func (x *CAStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CAStatus.ProtoReflect.Descriptor instead.
+func (*CAStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CAStatus) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *CAStatus) GetPreviousFingerprints() []string {
+	if x != nil {
+		return x.PreviousFingerprints
+	}
+	return nil
+}
+
+func (x *CAStatus) GetRotating() bool {
+	if x != nil {
+		return x.Rotating
+	}
+	return false
+}
+
+func (x *CAStatus) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *CAStatus) GetRenewed() uint32 {
+	if x != nil {
+		return x.Renewed
+	}
+	return 0
+}
+
+func (x *CAStatus) GetCertLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.CertLifetime
+	}
+	return nil
+}
+
+type IssueClientCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a DER certificate signing request.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateRequest) Reset() {
+	*x = IssueClientCertificateRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateRequest) ProtoMessage() {}
+
+func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *IssueClientCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type IssueClientCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the PEM chain; ca_certs the PEM roots to trust.
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,2,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateResponse) Reset() {
+	*x = IssueClientCertificateResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateResponse) ProtoMessage() {}
+
+func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *IssueClientCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *IssueClientCertificateResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+type RotateCARequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCARequest) Reset() {
+	*x = RotateCARequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCARequest) ProtoMessage() {}
+
+func (x *RotateCARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCARequest.ProtoReflect.Descriptor instead.
+func (*RotateCARequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{30}
+}
+
+type RotateCAResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaStatus      *CAStatus              `protobuf:"bytes,1,opt,name=ca_status,json=caStatus,proto3" json:"ca_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCAResponse) Reset() {
+	*x = RotateCAResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCAResponse) ProtoMessage() {}
+
+func (x *RotateCAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCAResponse.ProtoReflect.Descriptor instead.
+func (*RotateCAResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RotateCAResponse) GetCaStatus() *CAStatus {
+	if x != nil {
+		return x.CaStatus
+	}
+	return nil
+}
+
 type ServiceLogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1285,7 +1560,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1572,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1585,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1336,7 +1611,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1623,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1636,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1375,7 +1650,7 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"@\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16minke/v1/objects.proto\"@\n" +
 	"\x16RotateJoinTokenRequest\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"P\n" +
 	"\x17RotateJoinTokenResponse\x125\n" +
@@ -1440,15 +1715,31 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"9\n" +
 	"\x11ListNodesResponse\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.minke.v1.NodeR\x05nodes\"\x13\n" +
-	"\x11GetClusterRequest\"f\n" +
+	"\x11GetClusterRequest\"\x97\x01\n" +
 	"\x12GetClusterResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\x12#\n" +
-	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"F\n" +
+	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\x12/\n" +
+	"\tca_status\x18\x14 \x01(\v2\x12.minke.v1.CAStatusR\bcaStatus\"\xed\x01\n" +
+	"\bCAStatus\x12 \n" +
+	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x123\n" +
+	"\x15previous_fingerprints\x18\x02 \x03(\tR\x14previousFingerprints\x12\x1a\n" +
+	"\brotating\x18\x03 \x01(\bR\brotating\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x12\x18\n" +
+	"\arenewed\x18\x05 \x01(\rR\arenewed\x12>\n" +
+	"\rcert_lifetime\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"1\n" +
+	"\x1dIssueClientCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"]\n" +
+	"\x1eIssueClientCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"\x11\n" +
+	"\x0fRotateCARequest\"C\n" +
+	"\x10RotateCAResponse\x12/\n" +
+	"\tca_status\x18\x01 \x01(\v2\x12.minke.v1.CAStatusR\bcaStatus\"F\n" +
 	"\x12ServiceLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xb6\b\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xe6\t\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1467,7 +1758,9 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x06Backup\x12\x17.minke.v1.BackupRequest\x1a\x18.minke.v1.BackupResponse\x12G\n" +
 	"\n" +
 	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponse\x12V\n" +
-	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponse\x12k\n" +
+	"\x16IssueClientCertificate\x12'.minke.v1.IssueClientCertificateRequest\x1a(.minke.v1.IssueClientCertificateResponse\x12A\n" +
+	"\bRotateCA\x12\x19.minke.v1.RotateCARequest\x1a\x1a.minke.v1.RotateCAResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -1481,102 +1774,115 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_minke_v1_control_proto_goTypes = []any{
-	(*RotateJoinTokenRequest)(nil),  // 0: minke.v1.RotateJoinTokenRequest
-	(*RotateJoinTokenResponse)(nil), // 1: minke.v1.RotateJoinTokenResponse
-	(*UpdateNodeRequest)(nil),       // 2: minke.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 3: minke.v1.UpdateNodeResponse
-	(*UpdateNodeRoleRequest)(nil),   // 4: minke.v1.UpdateNodeRoleRequest
-	(*UpdateNodeRoleResponse)(nil),  // 5: minke.v1.UpdateNodeRoleResponse
-	(*RemoveNodeRequest)(nil),       // 6: minke.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 7: minke.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),           // 8: minke.v1.BackupRequest
-	(*BackupResponse)(nil),          // 9: minke.v1.BackupResponse
-	(*CreateServiceRequest)(nil),    // 10: minke.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 11: minke.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 12: minke.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 13: minke.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 14: minke.v1.ListServicesRequest
-	(*ReplicaCounts)(nil),           // 15: minke.v1.ReplicaCounts
-	(*ListServicesResponse)(nil),    // 16: minke.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 17: minke.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 18: minke.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),    // 19: minke.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 20: minke.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),        // 21: minke.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 22: minke.v1.ListTasksResponse
-	(*ListNodesRequest)(nil),        // 23: minke.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 24: minke.v1.ListNodesResponse
-	(*GetClusterRequest)(nil),       // 25: minke.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),      // 26: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),      // 27: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),     // 28: minke.v1.ServiceLogsResponse
-	nil,                             // 29: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                             // 30: minke.v1.ListServicesResponse.CountsEntry
-	(NodeRole)(0),                   // 31: minke.v1.NodeRole
-	(*JoinTokens)(nil),              // 32: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),      // 33: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                    // 34: minke.v1.Node
-	(*ServiceSpec)(nil),             // 35: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 36: minke.v1.Service
-	(*Task)(nil),                    // 37: minke.v1.Task
-	(*Cluster)(nil),                 // 38: minke.v1.Cluster
-	(*LogMessage)(nil),              // 39: minke.v1.LogMessage
+	(*RotateJoinTokenRequest)(nil),         // 0: minke.v1.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil),        // 1: minke.v1.RotateJoinTokenResponse
+	(*UpdateNodeRequest)(nil),              // 2: minke.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),             // 3: minke.v1.UpdateNodeResponse
+	(*UpdateNodeRoleRequest)(nil),          // 4: minke.v1.UpdateNodeRoleRequest
+	(*UpdateNodeRoleResponse)(nil),         // 5: minke.v1.UpdateNodeRoleResponse
+	(*RemoveNodeRequest)(nil),              // 6: minke.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),             // 7: minke.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),                  // 8: minke.v1.BackupRequest
+	(*BackupResponse)(nil),                 // 9: minke.v1.BackupResponse
+	(*CreateServiceRequest)(nil),           // 10: minke.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),          // 11: minke.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),              // 12: minke.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),             // 13: minke.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),            // 14: minke.v1.ListServicesRequest
+	(*ReplicaCounts)(nil),                  // 15: minke.v1.ReplicaCounts
+	(*ListServicesResponse)(nil),           // 16: minke.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),           // 17: minke.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),          // 18: minke.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),           // 19: minke.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),          // 20: minke.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),               // 21: minke.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),              // 22: minke.v1.ListTasksResponse
+	(*ListNodesRequest)(nil),               // 23: minke.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),              // 24: minke.v1.ListNodesResponse
+	(*GetClusterRequest)(nil),              // 25: minke.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),             // 26: minke.v1.GetClusterResponse
+	(*CAStatus)(nil),                       // 27: minke.v1.CAStatus
+	(*IssueClientCertificateRequest)(nil),  // 28: minke.v1.IssueClientCertificateRequest
+	(*IssueClientCertificateResponse)(nil), // 29: minke.v1.IssueClientCertificateResponse
+	(*RotateCARequest)(nil),                // 30: minke.v1.RotateCARequest
+	(*RotateCAResponse)(nil),               // 31: minke.v1.RotateCAResponse
+	(*ServiceLogsRequest)(nil),             // 32: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),            // 33: minke.v1.ServiceLogsResponse
+	nil,                                    // 34: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                    // 35: minke.v1.ListServicesResponse.CountsEntry
+	(NodeRole)(0),                          // 36: minke.v1.NodeRole
+	(*JoinTokens)(nil),                     // 37: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),             // 38: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                           // 39: minke.v1.Node
+	(*ServiceSpec)(nil),                    // 40: minke.v1.ServiceSpec
+	(*Service)(nil),                        // 41: minke.v1.Service
+	(*Task)(nil),                           // 42: minke.v1.Task
+	(*Cluster)(nil),                        // 43: minke.v1.Cluster
+	(*durationpb.Duration)(nil),            // 44: google.protobuf.Duration
+	(*LogMessage)(nil),                     // 45: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	31, // 0: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	32, // 1: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	33, // 2: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	29, // 3: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	34, // 4: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	31, // 5: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	34, // 6: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	35, // 7: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	36, // 8: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	36, // 9: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	36, // 10: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	30, // 11: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	35, // 12: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	36, // 13: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	37, // 14: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	34, // 15: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	38, // 16: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	39, // 17: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	15, // 18: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	10, // 19: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	12, // 20: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	14, // 21: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	17, // 22: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	19, // 23: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	21, // 24: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	23, // 25: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	25, // 26: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	27, // 27: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	4,  // 28: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	6,  // 29: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	8,  // 30: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	2,  // 31: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	0,  // 32: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	11, // 33: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	13, // 34: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	16, // 35: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	18, // 36: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	20, // 37: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	22, // 38: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	24, // 39: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	26, // 40: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	28, // 41: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	5,  // 42: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	7,  // 43: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	9,  // 44: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	3,  // 45: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	1,  // 46: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	33, // [33:47] is the sub-list for method output_type
-	19, // [19:33] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	36, // 0: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	37, // 1: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	38, // 2: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	34, // 3: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	39, // 4: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	36, // 5: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	39, // 6: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	40, // 7: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	41, // 8: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	41, // 9: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	41, // 10: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	35, // 11: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	40, // 12: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	41, // 13: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	42, // 14: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	39, // 15: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	43, // 16: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	27, // 17: minke.v1.GetClusterResponse.ca_status:type_name -> minke.v1.CAStatus
+	44, // 18: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
+	27, // 19: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
+	45, // 20: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	15, // 21: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	10, // 22: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	12, // 23: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	14, // 24: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	17, // 25: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	19, // 26: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	21, // 27: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	23, // 28: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	25, // 29: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	32, // 30: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	4,  // 31: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	6,  // 32: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	8,  // 33: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	2,  // 34: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	0,  // 35: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	28, // 36: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
+	30, // 37: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
+	11, // 38: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	13, // 39: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	16, // 40: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	18, // 41: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	20, // 42: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	22, // 43: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	24, // 44: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	26, // 45: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	33, // 46: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	5,  // 47: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	7,  // 48: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	9,  // 49: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	3,  // 50: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	1,  // 51: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	29, // 52: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
+	31, // 53: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
+	38, // [38:54] is the sub-list for method output_type
+	22, // [22:38] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1591,7 +1897,7 @@ func file_minke_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

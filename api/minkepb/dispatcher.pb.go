@@ -28,6 +28,105 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RenewCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a DER certificate signing request.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type RenewCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the PEM chain (leaf first); ca_certs the PEM roots to
+	// trust.
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,2,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RenewCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// node_id is empty on first join; a node that restarts sends its ID.
@@ -41,14 +140,17 @@ type JoinRequest struct {
 	NodeSecret string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
 	// A manager joining (with the manager token) gives its addresses; the
 	// leader adds it to Raft as a voter.
-	Manager       *ManagerStatus `protobuf:"bytes,6,opt,name=manager,proto3" json:"manager,omitempty"`
+	Manager *ManagerStatus `protobuf:"bytes,6,opt,name=manager,proto3" json:"manager,omitempty"`
+	// csr is a DER certificate signing request for the node's own key: the
+	// answer carries the certificate.
+	Csr           []byte `protobuf:"bytes,20,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -60,7 +162,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -73,7 +175,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{0}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -118,6 +220,13 @@ func (x *JoinRequest) GetManager() *ManagerStatus {
 	return nil
 }
 
+func (x *JoinRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
 type JoinResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -129,15 +238,19 @@ type JoinResponse struct {
 	// node keeps its own).
 	NodeSecret string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
 	// managers are the API addresses of every manager, leader first.
-	Managers      []string `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
-	Role          NodeRole `protobuf:"varint,7,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
+	Managers []string `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
+	Role     NodeRole `protobuf:"varint,7,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
+	// certificate is the node's PEM chain (leaf first), signed from csr;
+	// ca_certs the PEM roots to trust.
+	Certificate   []byte `protobuf:"bytes,20,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,21,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +262,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +275,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{1}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -214,6 +327,20 @@ func (x *JoinResponse) GetRole() NodeRole {
 	return NodeRole_WORKER
 }
 
+func (x *JoinResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
 type SessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -223,7 +350,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +362,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +375,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionRequest) GetNodeId() string {
@@ -269,7 +396,7 @@ type LogSubscription struct {
 
 func (x *LogSubscription) Reset() {
 	*x = LogSubscription{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +408,7 @@ func (x *LogSubscription) String() string {
 func (*LogSubscription) ProtoMessage() {}
 
 func (x *LogSubscription) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +421,7 @@ func (x *LogSubscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSubscription.ProtoReflect.Descriptor instead.
 func (*LogSubscription) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LogSubscription) GetId() string {
@@ -327,14 +454,18 @@ type SessionMessage struct {
 	Node *Node `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
 	// manager_token is sent to a worker the operator promoted, so that it can
 	// join the managers.
-	ManagerToken  string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	ManagerToken string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	// ca_certs are the PEM roots to trust now; ca_fingerprint is the current
+	// root's: a node whose certificate another root signed renews it.
+	CaCerts       []byte `protobuf:"bytes,20,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	CaFingerprint string `protobuf:"bytes,21,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +477,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +490,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionMessage) GetTasks() []*Task {
@@ -390,6 +521,20 @@ func (x *SessionMessage) GetManagerToken() string {
 	return ""
 }
 
+func (x *SessionMessage) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
+}
+
 type TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -400,7 +545,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +557,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +570,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -452,7 +597,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +609,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +622,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -502,7 +647,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +659,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +672,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 type PublishLogsMessage struct {
@@ -540,7 +685,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +697,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +710,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -590,7 +735,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +747,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,14 +760,19 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xec\x01\n" +
+	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"+\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"W\n" +
+	"\x18RenewCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"\xfe\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
 	"\vdescription\x18\x02 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12\x12\n" +
@@ -631,7 +781,8 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"gossipPort\x12\x1f\n" +
 	"\vnode_secret\x18\x05 \x01(\tR\n" +
 	"nodeSecret\x121\n" +
-	"\amanager\x18\x06 \x01(\v2\x17.minke.v1.ManagerStatusR\amanager\"\xf3\x01\n" +
+	"\amanager\x18\x06 \x01(\v2\x17.minke.v1.ManagerStatusR\amanager\x12\x10\n" +
+	"\x03csr\x18\x14 \x01(\fR\x03csr\"\xb0\x02\n" +
 	"\fJoinResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -641,18 +792,22 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\vnode_secret\x18\x05 \x01(\tR\n" +
 	"nodeSecret\x12\x1a\n" +
 	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12&\n" +
-	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\")\n" +
+	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12 \n" +
+	"\vcertificate\x18\x14 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x15 \x01(\fR\acaCerts\")\n" +
 	"\x0eSessionRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"T\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xc5\x01\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\"\x87\x02\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
-	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\"Y\n" +
+	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x12\x19\n" +
+	"\bca_certs\x18\x14 \x01(\fR\acaCerts\x12%\n" +
+	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\"Y\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x06status\x18\x02 \x01(\v2\x14.minke.v1.TaskStatusR\x06status\"h\n" +
@@ -663,13 +818,14 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x12PublishLogsMessage\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x120\n" +
 	"\bmessages\x18\x02 \x03(\v2\x14.minke.v1.LogMessageR\bmessages\"\x15\n" +
-	"\x13PublishLogsResponse2\xad\x02\n" +
+	"\x13PublishLogsResponse2\x88\x03\n" +
 	"\n" +
 	"Dispatcher\x125\n" +
 	"\x04Join\x12\x15.minke.v1.JoinRequest\x1a\x16.minke.v1.JoinResponse\x12?\n" +
 	"\aSession\x12\x18.minke.v1.SessionRequest\x1a\x18.minke.v1.SessionMessage0\x01\x12Y\n" +
 	"\x10UpdateTaskStatus\x12!.minke.v1.UpdateTaskStatusRequest\x1a\".minke.v1.UpdateTaskStatusResponse\x12L\n" +
-	"\vPublishLogs\x12\x1c.minke.v1.PublishLogsMessage\x1a\x1d.minke.v1.PublishLogsResponse(\x01B'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\vPublishLogs\x12\x1c.minke.v1.PublishLogsMessage\x1a\x1d.minke.v1.PublishLogsResponse(\x01\x12Y\n" +
+	"\x10RenewCertificate\x12!.minke.v1.RenewCertificateRequest\x1a\".minke.v1.RenewCertificateResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_dispatcher_proto_rawDescOnce sync.Once
@@ -683,46 +839,50 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
-	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
-	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
-	(*SessionRequest)(nil),           // 2: minke.v1.SessionRequest
-	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
-	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
-	(*TaskStatusUpdate)(nil),         // 5: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 6: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 7: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 8: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 9: minke.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 10: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 11: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 12: minke.v1.NodeRole
-	(*Task)(nil),                     // 13: minke.v1.Task
-	(*Node)(nil),                     // 14: minke.v1.Node
-	(*TaskStatus)(nil),               // 15: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 16: minke.v1.LogMessage
+	(*RenewCertificateRequest)(nil),  // 0: minke.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 1: minke.v1.RenewCertificateResponse
+	(*JoinRequest)(nil),              // 2: minke.v1.JoinRequest
+	(*JoinResponse)(nil),             // 3: minke.v1.JoinResponse
+	(*SessionRequest)(nil),           // 4: minke.v1.SessionRequest
+	(*LogSubscription)(nil),          // 5: minke.v1.LogSubscription
+	(*SessionMessage)(nil),           // 6: minke.v1.SessionMessage
+	(*TaskStatusUpdate)(nil),         // 7: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 8: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 9: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 10: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 11: minke.v1.PublishLogsResponse
+	(*NodeDescription)(nil),          // 12: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 13: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 14: minke.v1.NodeRole
+	(*Task)(nil),                     // 15: minke.v1.Task
+	(*Node)(nil),                     // 16: minke.v1.Node
+	(*TaskStatus)(nil),               // 17: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 18: minke.v1.LogMessage
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	10, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	11, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	12, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	13, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
-	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	14, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	15, // 6: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	5,  // 7: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	16, // 8: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	0,  // 9: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 10: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	6,  // 11: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	8,  // 12: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 13: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 14: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	7,  // 15: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	9,  // 16: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
+	12, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	13, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	14, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	15, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	5,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
+	16, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	17, // 6: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	7,  // 7: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	18, // 8: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	2,  // 9: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	4,  // 10: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	8,  // 11: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	10, // 12: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	0,  // 13: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
+	3,  // 14: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	6,  // 15: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	9,  // 16: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	11, // 17: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	1,  // 18: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -740,7 +900,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -835,6 +835,8 @@ type Node struct {
 	SecretHash []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
 	// manager_status is set for managers.
 	ManagerStatus *ManagerStatus `protobuf:"bytes,7,opt,name=manager_status,json=managerStatus,proto3" json:"manager_status,omitempty"`
+	// certificate is the node certificate issued last.
+	Certificate   *NodeCertificate `protobuf:"bytes,20,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -914,6 +916,13 @@ func (x *Node) GetSecretHash() []byte {
 func (x *Node) GetManagerStatus() *ManagerStatus {
 	if x != nil {
 		return x.ManagerStatus
+	}
+	return nil
+}
+
+func (x *Node) GetCertificate() *NodeCertificate {
+	if x != nil {
+		return x.Certificate
 	}
 	return nil
 }
@@ -1928,8 +1937,11 @@ func (x *JoinTokens) GetManager() string {
 }
 
 type ClusterSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// cert_lifetime is how long node and client certificates are valid
+	// (default 90 days); nodes renew at two thirds of it.
+	CertLifetime  *durationpb.Duration `protobuf:"bytes,20,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1971,20 +1983,214 @@ func (x *ClusterSpec) GetName() string {
 	return ""
 }
 
+func (x *ClusterSpec) GetCertLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.CertLifetime
+	}
+	return nil
+}
+
+// RootCA is the cluster's certificate authority. The key never leaves the
+// managers (it is not shown by GetCluster).
+type RootCA struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cert and key are PEM.
+	Cert []byte `protobuf:"bytes,1,opt,name=cert,proto3" json:"cert,omitempty"`
+	Key  []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// cross_signed is cert signed by the previous root while a rotation runs,
+	// so that nodes which still trust only the old root accept new
+	// certificates (PEM).
+	CrossSigned   []byte `protobuf:"bytes,3,opt,name=cross_signed,json=crossSigned,proto3" json:"cross_signed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RootCA) Reset() {
+	*x = RootCA{}
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RootCA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RootCA) ProtoMessage() {}
+
+func (x *RootCA) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
+func (*RootCA) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RootCA) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *RootCA) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RootCA) GetCrossSigned() []byte {
+	if x != nil {
+		return x.CrossSigned
+	}
+	return nil
+}
+
+// RevokedCert is a certificate refused before it expires.
+type RevokedCert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedCert) Reset() {
+	*x = RevokedCert{}
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedCert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedCert) ProtoMessage() {}
+
+func (x *RevokedCert) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedCert.ProtoReflect.Descriptor instead.
+func (*RevokedCert) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevokedCert) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokedCert) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+// NodeCertificate records the certificate last issued to a node.
+type NodeCertificate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// ca_fingerprint is the SHA-256 (hex) of the root that signed it.
+	CaFingerprint string                 `protobuf:"bytes,2,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCertificate) Reset() {
+	*x = NodeCertificate{}
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCertificate) ProtoMessage() {}
+
+func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
+func (*NodeCertificate) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Meta       *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Spec       *ClusterSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	// gossip_key encrypts memberlist traffic (AES, 32 bytes).
-	GossipKey     []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	GossipKey []byte  `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	RootCa    *RootCA `protobuf:"bytes,20,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// previous_ca_certs are roots still trusted while a rotation runs (PEM);
+	// empty when no rotation runs.
+	PreviousCaCerts [][]byte `protobuf:"bytes,21,rep,name=previous_ca_certs,json=previousCaCerts,proto3" json:"previous_ca_certs,omitempty"`
+	// revoked lists certificates of removed nodes until they expire.
+	Revoked       []*RevokedCert `protobuf:"bytes,22,rep,name=revoked,proto3" json:"revoked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2202,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2215,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -2040,6 +2246,27 @@ func (x *Cluster) GetGossipKey() []byte {
 	return nil
 }
 
+func (x *Cluster) GetRootCa() *RootCA {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *Cluster) GetPreviousCaCerts() [][]byte {
+	if x != nil {
+		return x.PreviousCaCerts
+	}
+	return nil
+}
+
+func (x *Cluster) GetRevoked() []*RevokedCert {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
 type LogMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
@@ -2053,7 +2280,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2292,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2305,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2162,7 +2389,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05State\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\b\n" +
 	"\x04DOWN\x10\x01\x12\t\n" +
-	"\x05READY\x10\x02\"\xc6\x02\n" +
+	"\x05READY\x10\x02\"\x83\x03\n" +
 	"\x04Node\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.minke.v1.NodeSpecR\x04spec\x12;\n" +
@@ -2171,7 +2398,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12\x1f\n" +
 	"\vsecret_hash\x18\x06 \x01(\fR\n" +
 	"secretHash\x12>\n" +
-	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\"\xac\x02\n" +
+	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\x12;\n" +
+	"\vcertificate\x18\x14 \x01(\v2\x19.minke.v1.NodeCertificateR\vcertificate\"\xac\x02\n" +
 	"\rManagerStatus\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12#\n" +
@@ -2267,16 +2495,31 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"!\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"a\n" +
 	"\vClusterSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xae\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12>\n" +
+	"\rcert_lifetime\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"Q\n" +
+	"\x06RootCA\x12\x12\n" +
+	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12!\n" +
+	"\fcross_signed\x18\x03 \x01(\fR\vcrossSigned\"^\n" +
+	"\vRevokedCert\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x89\x01\n" +
+	"\x0fNodeCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12%\n" +
+	"\x0eca_fingerprint\x18\x02 \x01(\tR\rcaFingerprint\x127\n" +
+	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xb6\x02\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\"\x85\x01\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12)\n" +
+	"\aroot_ca\x18\x14 \x01(\v2\x10.minke.v1.RootCAR\x06rootCa\x12*\n" +
+	"\x11previous_ca_certs\x18\x15 \x03(\fR\x0fpreviousCaCerts\x12/\n" +
+	"\arevoked\x18\x16 \x03(\v2\x15.minke.v1.RevokedCertR\arevoked\"\x85\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -2321,7 +2564,7 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -2352,20 +2595,23 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(*Task)(nil),                    // 26: minke.v1.Task
 	(*JoinTokens)(nil),              // 27: minke.v1.JoinTokens
 	(*ClusterSpec)(nil),             // 28: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 29: minke.v1.Cluster
-	(*LogMessage)(nil),              // 30: minke.v1.LogMessage
-	nil,                             // 31: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 32: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(*RootCA)(nil),                  // 29: minke.v1.RootCA
+	(*RevokedCert)(nil),             // 30: minke.v1.RevokedCert
+	(*NodeCertificate)(nil),         // 31: minke.v1.NodeCertificate
+	(*Cluster)(nil),                 // 32: minke.v1.Cluster
+	(*LogMessage)(nil),              // 33: minke.v1.LogMessage
+	nil,                             // 34: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 35: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 37: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	33, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	33, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	36, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	8,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
 	8,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	31, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	34, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
 	10, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
 	8,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
@@ -2376,41 +2622,47 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	13, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
 	15, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	34, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	34, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	34, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	34, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	34, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	16, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	9,  // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	18, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	20, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	32, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	19, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	21, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	7,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	22, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	2,  // 34: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	33, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 36: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	24, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	7,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	19, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 40: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	25, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	33, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	7,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	28, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	27, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	31, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	37, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	17, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	37, // 20: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	37, // 21: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	37, // 22: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 23: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	37, // 24: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	37, // 25: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	16, // 26: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	9,  // 27: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	18, // 28: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	20, // 29: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	35, // 30: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	19, // 31: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	21, // 32: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	7,  // 33: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	22, // 34: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	2,  // 35: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	36, // 36: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 37: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	24, // 38: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	7,  // 39: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	19, // 40: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 41: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	25, // 42: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	36, // 43: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	37, // 44: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	36, // 45: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	36, // 46: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	7,  // 47: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	28, // 48: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	27, // 49: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	29, // 50: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	30, // 51: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2427,7 +2679,7 @@ func file_minke_v1_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
