@@ -11,7 +11,7 @@ import (
 
 func newClusterCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Manage the cluster"}
-	cmd.AddCommand(newJoinTokenCmd(a), newBackupCmd(a))
+	cmd.AddCommand(newJoinTokenCmd(a), newBackupCmd(a), newClusterInspectCmd(a), newClientCertCmd(a), newRotateCACmd(a))
 	return cmd
 }
 

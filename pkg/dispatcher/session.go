@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -67,13 +68,21 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				continue
 			}
 			gone := false
+			var trustErr error
 			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 				gone = tx.Node(nodeID) == nil
-				msg = sessionMessage(tx, nodeID)
+				if !gone {
+					msg = sessionMessage(tx, nodeID)
+					trustErr = stillTrusted(ctx, tx.Cluster())
+				}
 				return nil
 			})
 			if gone {
 				return nodeNotFound(nodeID) // removed from the cluster
+			}
+			if trustErr != nil {
+				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
+				return status.Error(codes.Unavailable, trustErr.Error())
 			}
 			v := versions(msg)
 			if slices.Equal(v, sent) {
@@ -92,7 +101,9 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
 	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
 	n.SecretHash = nil
-	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n}
+	c := tx.Cluster()
+	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n,
+		CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert())}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
@@ -107,6 +118,9 @@ func touchesNode(evs []raftstore.Event, nodeID string) bool {
 		if n, ok := ev.Object.(*minkepb.Node); ok && n.GetMeta().GetId() == nodeID {
 			return true
 		}
+		if _, ok := ev.Object.(*minkepb.Cluster); ok {
+			return true // the CA may have changed
+		}
 		if ev.Kind == raftstore.EventReset {
 			return true
 		}
@@ -117,7 +131,8 @@ func touchesNode(evs []raftstore.Event, nodeID string) bool {
 // versions identifies a session message: the node's version, then task IDs
 // with their versions, in ID order.
 func versions(msg *minkepb.SessionMessage) []string {
-	out := []string{"node@" + strconv.FormatUint(msg.GetNode().GetMeta().GetVersion(), 10)}
+	out := []string{"node@" + strconv.FormatUint(msg.GetNode().GetMeta().GetVersion(), 10),
+		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts()))}
 	for _, t := range msg.GetTasks() {
 		out = append(out, t.GetMeta().GetId()+"@"+strconv.FormatUint(t.GetMeta().GetVersion(), 10))
 	}
