@@ -62,7 +62,7 @@ type Config struct {
 	// refuses manager joins when AddManager is nil.
 	CheckManager func(ctx context.Context, nodeID, raftAddr string) error
 	AddManager   func(nodeID, raftAddr string)
-	Logger     *slog.Logger
+	Logger       *slog.Logger
 	// Now stamps certificates; nil takes time.Now.
 	Now func() time.Time
 }

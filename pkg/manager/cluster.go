@@ -85,6 +85,9 @@ func Describe(hostname string) *minkepb.NodeDescription {
 // caFingerprint is the current root's fingerprint, for logs.
 func (m *Manager) caFingerprint() string {
 	var fp string
-	_ = m.raft.View(func(tx raftstore.ReadTx) error { fp = ca.PEMFingerprint(tx.Cluster().GetRootCa().GetCert()); return nil })
+	_ = m.raft.View(func(tx raftstore.ReadTx) error {
+		fp = ca.PEMFingerprint(tx.Cluster().GetRootCa().GetCert())
+		return nil
+	})
 	return fp
 }

@@ -270,7 +270,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			raftLog.Warn("refused a raft connection", "err", err)
 		}),
 		ClientTLS: m.id.ClientTLS(ca.RoleManager),
-		Join: m.cfg.JoinAddr != "" || m.cfg.ResumeOnly, ForceNewCluster: m.cfg.ForceNewCluster,
+		Join:      m.cfg.JoinAddr != "" || m.cfg.ResumeOnly, ForceNewCluster: m.cfg.ForceNewCluster,
 		RequireEmpty: restore != nil, SnapshotThreshold: m.cfg.SnapshotThreshold, SnapshotInterval: m.cfg.SnapshotInterval,
 	})
 	if err != nil {
