@@ -85,8 +85,10 @@ func (d *Dispatcher) RenewCertificate(ctx context.Context, req *minkepb.RenewCer
 	return d.IssueCertificate(ctx, nodeID, req.GetCsr())
 }
 
-// stillTrusted reports whether the session's certificate still verifies
-// against the cluster's roots (a CA rotation may have retired its root).
+// stillTrusted reports whether the session's certificate still chains to
+// a root the cluster trusts (a CA rotation may have retired its root). Its
+// expiry does not end a session: the session was authenticated when it
+// began, and the node renews its certificate on other connections.
 func stillTrusted(ctx context.Context, c *minkepb.Cluster) error {
 	p, ok := ca.PeerFrom(ctx)
 	if !ok || len(p.Chain) == 0 {
@@ -96,7 +98,9 @@ func stillTrusted(ctx context.Context, c *minkepb.Cluster) error {
 	if err != nil {
 		return nil
 	}
-	if _, err := ca.Verify(p.Chain, pool, time.Now()); err != nil {
+	leaf := p.Chain[0]
+	at := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	if _, err := ca.Verify(p.Chain, pool, at); err != nil {
 		return fmt.Errorf("reconnect with a current certificate: %w", err)
 	}
 	return nil
