@@ -21,10 +21,10 @@ import (
 // /var/lib/minke, /run/minke, /usr/local/bin, /opt/minke) are mapped below
 // it; nothing is written to this machine's own.
 type vm struct {
-	t     *testing.T
-	host  *netharness.Host
-	root  string
-	paths *strings.Replacer
+	t      *testing.T
+	host   *netharness.Host
+	root   string
+	paths  *strings.Replacer
 	procs  map[string]*netharness.Proc // by unit
 	starts int
 }
