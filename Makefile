@@ -72,3 +72,10 @@ bench-ha: build
 .PHONY: bench-failover
 bench-failover: build
 	go test -run '^$$' -bench BenchmarkFailover -benchtime 1x -count 1 -timeout 10m ./test/failoverbench
+
+# bench-scheduler prints issue 5's scheduling figures side by side: the pure
+# scheduler, and end to end through 1 and 3 manager processes with one
+# simulated worker process acting as 5,000 nodes (100,000 tasks).
+.PHONY: bench-scheduler
+bench-scheduler: build
+	go test -run '^$$' -bench BenchmarkScheduler -benchtime 1x -count 1 -timeout 30m ./test/schedbench

@@ -16,6 +16,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -27,105 +28,6 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
-
-type RenewCertificateRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// csr is a DER certificate signing request.
-	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RenewCertificateRequest) Reset() {
-	*x = RenewCertificateRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RenewCertificateRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RenewCertificateRequest) ProtoMessage() {}
-
-func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
-func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *RenewCertificateRequest) GetCsr() []byte {
-	if x != nil {
-		return x.Csr
-	}
-	return nil
-}
-
-type RenewCertificateResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// certificate is the PEM chain (leaf first); ca_certs the PEM roots to
-	// trust.
-	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
-	CaCerts       []byte `protobuf:"bytes,2,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RenewCertificateResponse) Reset() {
-	*x = RenewCertificateResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RenewCertificateResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RenewCertificateResponse) ProtoMessage() {}
-
-func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
-func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *RenewCertificateResponse) GetCertificate() []byte {
-	if x != nil {
-		return x.Certificate
-	}
-	return nil
-}
-
-func (x *RenewCertificateResponse) GetCaCerts() []byte {
-	if x != nil {
-		return x.CaCerts
-	}
-	return nil
-}
 
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -150,7 +52,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +64,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +77,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -250,7 +152,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +164,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +177,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -350,7 +252,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +264,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +277,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SessionRequest) GetNodeId() string {
@@ -386,17 +288,21 @@ func (x *SessionRequest) GetNodeId() string {
 }
 
 type LogSubscription struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	TaskIds       []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
-	Follow        bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TaskIds []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	Follow  bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail, when set, starts each task's log with its last tail lines.
+	Tail *int64 `protobuf:"varint,60,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since, when set, skips lines written before it.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogSubscription) Reset() {
 	*x = LogSubscription{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +314,7 @@ func (x *LogSubscription) String() string {
 func (*LogSubscription) ProtoMessage() {}
 
 func (x *LogSubscription) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +327,7 @@ func (x *LogSubscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSubscription.ProtoReflect.Descriptor instead.
 func (*LogSubscription) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LogSubscription) GetId() string {
@@ -445,6 +351,20 @@ func (x *LogSubscription) GetFollow() bool {
 	return false
 }
 
+func (x *LogSubscription) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *LogSubscription) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 type SessionMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// tasks is the node's complete assignment set.
@@ -459,13 +379,19 @@ type SessionMessage struct {
 	// root's: a node whose certificate another root signed renews it.
 	CaCerts       []byte `protobuf:"bytes,20,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
 	CaFingerprint string `protobuf:"bytes,21,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	// network is the cluster's network state this node needs; sent with
+	// every assignment set.
+	Network *NetworkState `protobuf:"bytes,90,opt,name=network,proto3" json:"network,omitempty"`
+	// gossip_keyring is the gossip keys the node must hold (sent with every
+	// assignment set, and whenever a key rotation changes it).
+	GossipKeyring *GossipKeyring `protobuf:"bytes,110,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +403,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +416,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionMessage) GetTasks() []*Task {
@@ -535,6 +461,245 @@ func (x *SessionMessage) GetCaFingerprint() string {
 	return ""
 }
 
+func (x *SessionMessage) GetNetwork() *NetworkState {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetGossipKeyring() *GossipKeyring {
+	if x != nil {
+		return x.GossipKeyring
+	}
+	return nil
+}
+
+// NetworkState is what a worker programs into its kernel besides its own
+// containers: the ingress ports of the cluster with their backends, the
+// routes to other workers' container subnets, and the published ports of
+// the services whose tasks it runs.
+type NetworkState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ingress []*IngressPort         `protobuf:"bytes,1,rep,name=ingress,proto3" json:"ingress,omitempty"`
+	Routes  []*NodeRoute           `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	// endpoints holds the allocated endpoint of each service with a task on
+	// the node, keyed by service ID.
+	Endpoints     map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkState) Reset() {
+	*x = NetworkState{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkState) ProtoMessage() {}
+
+func (x *NetworkState) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkState.ProtoReflect.Descriptor instead.
+func (*NetworkState) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NetworkState) GetIngress() []*IngressPort {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+func (x *NetworkState) GetRoutes() []*NodeRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *NetworkState) GetEndpoints() map[string]*Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+type IngressPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Port  *PortConfig            `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	// backends are the addresses of the service's running, healthy tasks.
+	Backends      []string `protobuf:"bytes,2,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngressPort) Reset() {
+	*x = IngressPort{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngressPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngressPort) ProtoMessage() {}
+
+func (x *IngressPort) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
+func (*IngressPort) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *IngressPort) GetPort() *PortConfig {
+	if x != nil {
+		return x.Port
+	}
+	return nil
+}
+
+func (x *IngressPort) GetBackends() []string {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
+type NodeRoute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subnet        string                 `protobuf:"bytes,1,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Via           string                 `protobuf:"bytes,2,opt,name=via,proto3" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeRoute) Reset() {
+	*x = NodeRoute{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRoute) ProtoMessage() {}
+
+func (x *NodeRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
+func (*NodeRoute) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NodeRoute) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NodeRoute) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+// GossipKeyring is the memberlist keyring a node should hold.
+type GossipKeyring struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// primary encrypts; every key in keys (which includes primary) decrypts.
+	Primary       []byte   `protobuf:"bytes,1,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys          [][]byte `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyring) Reset() {
+	*x = GossipKeyring{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyring) ProtoMessage() {}
+
+func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
+func (*GossipKeyring) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GossipKeyring) GetPrimary() []byte {
+	if x != nil {
+		return x.Primary
+	}
+	return nil
+}
+
+func (x *GossipKeyring) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 type TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -545,7 +710,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +722,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +735,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -597,7 +762,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +774,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +787,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -647,7 +812,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +824,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +837,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 type PublishLogsMessage struct {
@@ -685,7 +850,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +862,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +875,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -735,7 +900,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +912,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,19 +925,113 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+}
+
+type RenewCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a DER certificate signing request.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type RenewCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the PEM chain (leaf first); ca_certs the PEM roots to
+	// trust.
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,2,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RenewCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
 }
 
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"+\n" +
-	"\x17RenewCertificateRequest\x12\x10\n" +
-	"\x03csr\x18\x01 \x01(\fR\x03csr\"W\n" +
-	"\x18RenewCertificateResponse\x12 \n" +
-	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
-	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"\xfe\x01\n" +
+	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"\xfe\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
 	"\vdescription\x18\x02 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12\x12\n" +
@@ -796,18 +1055,39 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\vcertificate\x18\x14 \x01(\fR\vcertificate\x12\x19\n" +
 	"\bca_certs\x18\x15 \x01(\fR\acaCerts\")\n" +
 	"\x0eSessionRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"T\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xa8\x01\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\x87\x02\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
+	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
+	"\x05_tail\"\xf9\x02\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
 	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x12\x19\n" +
 	"\bca_certs\x18\x14 \x01(\fR\acaCerts\x12%\n" +
-	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\"Y\n" +
+	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\x120\n" +
+	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
+	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\x83\x02\n" +
+	"\fNetworkState\x12/\n" +
+	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
+	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
+	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x1aP\n" +
+	"\x0eEndpointsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"S\n" +
+	"\vIngressPort\x12(\n" +
+	"\x04port\x18\x01 \x01(\v2\x14.minke.v1.PortConfigR\x04port\x12\x1a\n" +
+	"\bbackends\x18\x02 \x03(\tR\bbackends\"5\n" +
+	"\tNodeRoute\x12\x16\n" +
+	"\x06subnet\x18\x01 \x01(\tR\x06subnet\x12\x10\n" +
+	"\x03via\x18\x02 \x01(\tR\x03via\"=\n" +
+	"\rGossipKeyring\x12\x18\n" +
+	"\aprimary\x18\x01 \x01(\fR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\"Y\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x06status\x18\x02 \x01(\v2\x14.minke.v1.TaskStatusR\x06status\"h\n" +
@@ -818,7 +1098,12 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x12PublishLogsMessage\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x120\n" +
 	"\bmessages\x18\x02 \x03(\v2\x14.minke.v1.LogMessageR\bmessages\"\x15\n" +
-	"\x13PublishLogsResponse2\x88\x03\n" +
+	"\x13PublishLogsResponse\"+\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"W\n" +
+	"\x18RenewCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts2\x88\x03\n" +
 	"\n" +
 	"Dispatcher\x125\n" +
 	"\x04Join\x12\x15.minke.v1.JoinRequest\x1a\x16.minke.v1.JoinResponse\x12?\n" +
@@ -839,53 +1124,69 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
-	(*RenewCertificateRequest)(nil),  // 0: minke.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 1: minke.v1.RenewCertificateResponse
-	(*JoinRequest)(nil),              // 2: minke.v1.JoinRequest
-	(*JoinResponse)(nil),             // 3: minke.v1.JoinResponse
-	(*SessionRequest)(nil),           // 4: minke.v1.SessionRequest
-	(*LogSubscription)(nil),          // 5: minke.v1.LogSubscription
-	(*SessionMessage)(nil),           // 6: minke.v1.SessionMessage
-	(*TaskStatusUpdate)(nil),         // 7: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 8: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 9: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 10: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 11: minke.v1.PublishLogsResponse
-	(*NodeDescription)(nil),          // 12: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 13: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 14: minke.v1.NodeRole
-	(*Task)(nil),                     // 15: minke.v1.Task
-	(*Node)(nil),                     // 16: minke.v1.Node
-	(*TaskStatus)(nil),               // 17: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 18: minke.v1.LogMessage
+	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
+	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
+	(*SessionRequest)(nil),           // 2: minke.v1.SessionRequest
+	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
+	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
+	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
+	(*IngressPort)(nil),              // 6: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 7: minke.v1.NodeRoute
+	(*GossipKeyring)(nil),            // 8: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 9: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 10: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 11: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 12: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 13: minke.v1.PublishLogsResponse
+	(*RenewCertificateRequest)(nil),  // 14: minke.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 15: minke.v1.RenewCertificateResponse
+	nil,                              // 16: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 17: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 18: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 19: minke.v1.NodeRole
+	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
+	(*Task)(nil),                     // 21: minke.v1.Task
+	(*Node)(nil),                     // 22: minke.v1.Node
+	(*PortConfig)(nil),               // 23: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 24: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 25: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 26: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	12, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	13, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	14, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	15, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
-	5,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	16, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	17, // 6: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	7,  // 7: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	18, // 8: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	2,  // 9: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	4,  // 10: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	8,  // 11: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	10, // 12: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	0,  // 13: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
-	3,  // 14: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	6,  // 15: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	9,  // 16: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	11, // 17: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	1,  // 18: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	17, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	18, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	19, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	20, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	21, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	3,  // 5: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
+	22, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	5,  // 7: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
+	8,  // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	6,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	7,  // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	16, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	23, // 12: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	24, // 13: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	9,  // 14: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	25, // 15: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	26, // 16: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 17: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 18: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	10, // 19: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	12, // 20: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	14, // 21: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
+	1,  // 22: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 23: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	11, // 24: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	13, // 25: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	15, // 26: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -894,13 +1195,14 @@ func file_minke_v1_dispatcher_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
+	file_minke_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

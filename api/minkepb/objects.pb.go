@@ -400,6 +400,307 @@ func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
 }
 
+type UpdateConfig_FailureAction int32
+
+const (
+	UpdateConfig_PAUSE    UpdateConfig_FailureAction = 0
+	UpdateConfig_CONTINUE UpdateConfig_FailureAction = 1
+	UpdateConfig_ROLLBACK UpdateConfig_FailureAction = 2
+)
+
+// Enum value maps for UpdateConfig_FailureAction.
+var (
+	UpdateConfig_FailureAction_name = map[int32]string{
+		0: "PAUSE",
+		1: "CONTINUE",
+		2: "ROLLBACK",
+	}
+	UpdateConfig_FailureAction_value = map[string]int32{
+		"PAUSE":    0,
+		"CONTINUE": 1,
+		"ROLLBACK": 2,
+	}
+)
+
+func (x UpdateConfig_FailureAction) Enum() *UpdateConfig_FailureAction {
+	p := new(UpdateConfig_FailureAction)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_FailureAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_FailureAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[7].Descriptor()
+}
+
+func (UpdateConfig_FailureAction) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[7]
+}
+
+func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
+func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18, 0}
+}
+
+type UpdateConfig_Order int32
+
+const (
+	UpdateConfig_STOP_FIRST  UpdateConfig_Order = 0
+	UpdateConfig_START_FIRST UpdateConfig_Order = 1
+)
+
+// Enum value maps for UpdateConfig_Order.
+var (
+	UpdateConfig_Order_name = map[int32]string{
+		0: "STOP_FIRST",
+		1: "START_FIRST",
+	}
+	UpdateConfig_Order_value = map[string]int32{
+		"STOP_FIRST":  0,
+		"START_FIRST": 1,
+	}
+)
+
+func (x UpdateConfig_Order) Enum() *UpdateConfig_Order {
+	p := new(UpdateConfig_Order)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_Order) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_Order) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[8].Descriptor()
+}
+
+func (UpdateConfig_Order) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[8]
+}
+
+func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_Order.Descriptor instead.
+func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18, 1}
+}
+
+type UpdateStatus_State int32
+
+const (
+	UpdateStatus_UNKNOWN            UpdateStatus_State = 0
+	UpdateStatus_UPDATING           UpdateStatus_State = 1
+	UpdateStatus_PAUSED             UpdateStatus_State = 2
+	UpdateStatus_COMPLETED          UpdateStatus_State = 3
+	UpdateStatus_ROLLBACK_STARTED   UpdateStatus_State = 4
+	UpdateStatus_ROLLBACK_PAUSED    UpdateStatus_State = 5
+	UpdateStatus_ROLLBACK_COMPLETED UpdateStatus_State = 6
+)
+
+// Enum value maps for UpdateStatus_State.
+var (
+	UpdateStatus_State_name = map[int32]string{
+		0: "UNKNOWN",
+		1: "UPDATING",
+		2: "PAUSED",
+		3: "COMPLETED",
+		4: "ROLLBACK_STARTED",
+		5: "ROLLBACK_PAUSED",
+		6: "ROLLBACK_COMPLETED",
+	}
+	UpdateStatus_State_value = map[string]int32{
+		"UNKNOWN":            0,
+		"UPDATING":           1,
+		"PAUSED":             2,
+		"COMPLETED":          3,
+		"ROLLBACK_STARTED":   4,
+		"ROLLBACK_PAUSED":    5,
+		"ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateStatus_State) Enum() *UpdateStatus_State {
+	p := new(UpdateStatus_State)
+	*p = x
+	return p
+}
+
+func (x UpdateStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[9].Descriptor()
+}
+
+func (UpdateStatus_State) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[9]
+}
+
+func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateStatus_State.Descriptor instead.
+func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 0}
+}
+
+type PortConfig_Protocol int32
+
+const (
+	PortConfig_TCP PortConfig_Protocol = 0
+	PortConfig_UDP PortConfig_Protocol = 1
+)
+
+// Enum value maps for PortConfig_Protocol.
+var (
+	PortConfig_Protocol_name = map[int32]string{
+		0: "TCP",
+		1: "UDP",
+	}
+	PortConfig_Protocol_value = map[string]int32{
+		"TCP": 0,
+		"UDP": 1,
+	}
+)
+
+func (x PortConfig_Protocol) Enum() *PortConfig_Protocol {
+	p := new(PortConfig_Protocol)
+	*p = x
+	return p
+}
+
+func (x PortConfig_Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[10].Descriptor()
+}
+
+func (PortConfig_Protocol) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[10]
+}
+
+func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_Protocol.Descriptor instead.
+func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 0}
+}
+
+type PortConfig_PublishMode int32
+
+const (
+	// INGRESS: the port on every node, forwarded to any healthy task.
+	PortConfig_INGRESS PortConfig_PublishMode = 0
+	// HOST: the port on the node that runs the task, to that task.
+	PortConfig_HOST PortConfig_PublishMode = 1
+)
+
+// Enum value maps for PortConfig_PublishMode.
+var (
+	PortConfig_PublishMode_name = map[int32]string{
+		0: "INGRESS",
+		1: "HOST",
+	}
+	PortConfig_PublishMode_value = map[string]int32{
+		"INGRESS": 0,
+		"HOST":    1,
+	}
+)
+
+func (x PortConfig_PublishMode) Enum() *PortConfig_PublishMode {
+	p := new(PortConfig_PublishMode)
+	*p = x
+	return p
+}
+
+func (x PortConfig_PublishMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[11].Descriptor()
+}
+
+func (PortConfig_PublishMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[11]
+}
+
+func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_PublishMode.Descriptor instead.
+func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 1}
+}
+
+type GossipKeyRotation_Phase int32
+
+const (
+	// INSTALL: every node adds new_key to its keyring; the old key stays
+	// primary.
+	GossipKeyRotation_INSTALL GossipKeyRotation_Phase = 0
+	// USE: every node encrypts with new_key (now gossip_key) and still
+	// accepts the old one. Next the old key is dropped and the rotation
+	// ends.
+	GossipKeyRotation_USE GossipKeyRotation_Phase = 1
+)
+
+// Enum value maps for GossipKeyRotation_Phase.
+var (
+	GossipKeyRotation_Phase_name = map[int32]string{
+		0: "INSTALL",
+		1: "USE",
+	}
+	GossipKeyRotation_Phase_value = map[string]int32{
+		"INSTALL": 0,
+		"USE":     1,
+	}
+)
+
+func (x GossipKeyRotation_Phase) Enum() *GossipKeyRotation_Phase {
+	p := new(GossipKeyRotation_Phase)
+	*p = x
+	return p
+}
+
+func (x GossipKeyRotation_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+}
+
+func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[12]
+}
+
+func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
+func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36, 0}
+}
+
 // Meta is common to every stored object.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -698,9 +999,12 @@ type NodeDescription struct {
 	Resources *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	// worker is true when the node runs the worker role (it joined through
 	// an agent); only such nodes get tasks.
-	Worker        bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Worker bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
+	// container_subnet is the worker's bridge subnet (CIDR); other workers
+	// route to it through the node's address. Empty: no container network.
+	ContainerSubnet string `protobuf:"bytes,90,opt,name=container_subnet,json=containerSubnet,proto3" json:"container_subnet,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -759,6 +1063,13 @@ func (x *NodeDescription) GetWorker() bool {
 		return x.Worker
 	}
 	return false
+}
+
+func (x *NodeDescription) GetContainerSubnet() string {
+	if x != nil {
+		return x.ContainerSubnet
+	}
+	return ""
 }
 
 type NodeStatus struct {
@@ -1036,7 +1347,13 @@ type ContainerSpec struct {
 	CapAdd  []string `protobuf:"bytes,8,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
 	CapDrop []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
 	// healthcheck overrides the image's HEALTHCHECK; unset means the image's.
-	Healthcheck   *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	Healthcheck *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// stop_signal replaces the image's STOPSIGNAL (default SIGTERM): a name
+	// ("SIGQUIT", "QUIT") or a number.
+	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
+	// (docker --init).
+	Init          bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1139,6 +1456,20 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 		return x.Healthcheck
 	}
 	return nil
+}
+
+func (x *ContainerSpec) GetStopSignal() string {
+	if x != nil {
+		return x.StopSignal
+	}
+	return ""
+}
+
+func (x *ContainerSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
 }
 
 // HealthConfig is docker's HEALTHCHECK: test is ["NONE"], ["CMD", args...]
@@ -1291,11 +1622,15 @@ func (x *RestartPolicy) GetWindow() *durationpb.Duration {
 }
 
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Container     *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	Resources     *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
-	Restart       *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
-	Placement     *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Resources *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	Restart   *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
+	Placement *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	// force_update is a counter: changing it makes every task out of date,
+	// so an update redeploys an otherwise unchanged spec (service update
+	// --force).
+	ForceUpdate   uint64 `protobuf:"varint,30,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1356,6 +1691,13 @@ func (x *TaskSpec) GetPlacement() *Placement {
 		return x.Placement
 	}
 	return nil
+}
+
+func (x *TaskSpec) GetForceUpdate() uint64 {
+	if x != nil {
+		return x.ForceUpdate
+	}
+	return 0
 }
 
 // Placement restricts and spreads where a service's tasks go.
@@ -1467,6 +1809,227 @@ func (x *ReplicatedService) GetReplicas() uint64 {
 	return 0
 }
 
+// GlobalService runs one task on every eligible node.
+type GlobalService struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalService) Reset() {
+	*x = GlobalService{}
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalService) ProtoMessage() {}
+
+func (x *GlobalService) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
+func (*GlobalService) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+}
+
+// ReplicatedJob runs tasks to completion until total_completions tasks have
+// completed, at most max_concurrent at a time (0: total_completions).
+type ReplicatedJob struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	MaxConcurrent    uint64                 `protobuf:"varint,1,opt,name=max_concurrent,json=maxConcurrent,proto3" json:"max_concurrent,omitempty"`
+	TotalCompletions uint64                 `protobuf:"varint,2,opt,name=total_completions,json=totalCompletions,proto3" json:"total_completions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReplicatedJob) Reset() {
+	*x = ReplicatedJob{}
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicatedJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicatedJob) ProtoMessage() {}
+
+func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
+func (*ReplicatedJob) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
+	if x != nil {
+		return x.MaxConcurrent
+	}
+	return 0
+}
+
+func (x *ReplicatedJob) GetTotalCompletions() uint64 {
+	if x != nil {
+		return x.TotalCompletions
+	}
+	return 0
+}
+
+// GlobalJob runs one task to completion on every eligible node.
+type GlobalJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalJob) Reset() {
+	*x = GlobalJob{}
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalJob) ProtoMessage() {}
+
+func (x *GlobalJob) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
+func (*GlobalJob) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+}
+
+// UpdateConfig says how a rolling update (or rollback) replaces tasks. An
+// unset UpdateConfig takes swarm's defaults: parallelism 1, no delay,
+// failure action pause, monitor 5s, max failure ratio 0, stop-first.
+type UpdateConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parallelism is how many tasks are replaced at a time; 0 means all.
+	Parallelism uint64 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// delay is the wait after a batch of tasks is updated.
+	Delay         *durationpb.Duration       `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	FailureAction UpdateConfig_FailureAction `protobuf:"varint,3,opt,name=failure_action,json=failureAction,proto3,enum=minke.v1.UpdateConfig_FailureAction" json:"failure_action,omitempty"`
+	// monitor is how long after each task's update a failure of it counts
+	// (default 5s).
+	Monitor *durationpb.Duration `protobuf:"bytes,4,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	// max_failure_ratio is the fraction of tasks that may fail during the
+	// update before failure_action is taken (0..1).
+	MaxFailureRatio float64            `protobuf:"fixed64,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	Order           UpdateConfig_Order `protobuf:"varint,6,opt,name=order,proto3,enum=minke.v1.UpdateConfig_Order" json:"order,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpdateConfig) Reset() {
+	*x = UpdateConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfig) ProtoMessage() {}
+
+func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
+func (*UpdateConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpdateConfig) GetParallelism() uint64 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *UpdateConfig) GetFailureAction() UpdateConfig_FailureAction {
+	if x != nil {
+		return x.FailureAction
+	}
+	return UpdateConfig_PAUSE
+}
+
+func (x *UpdateConfig) GetMonitor() *durationpb.Duration {
+	if x != nil {
+		return x.Monitor
+	}
+	return nil
+}
+
+func (x *UpdateConfig) GetMaxFailureRatio() float64 {
+	if x != nil {
+		return x.MaxFailureRatio
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetOrder() UpdateConfig_Order {
+	if x != nil {
+		return x.Order
+	}
+	return UpdateConfig_STOP_FIRST
+}
+
 type ServiceSpec struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1475,14 +2038,21 @@ type ServiceSpec struct {
 	// Types that are valid to be assigned to Mode:
 	//
 	//	*ServiceSpec_Replicated
-	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	//	*ServiceSpec_Global
+	//	*ServiceSpec_ReplicatedJob
+	//	*ServiceSpec_GlobalJob
+	Mode isServiceSpec_Mode `protobuf_oneof:"mode"`
+	// endpoint publishes the service's ports.
+	Endpoint       *EndpointSpec `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	UpdateConfig   *UpdateConfig `protobuf:"bytes,33,opt,name=update_config,json=updateConfig,proto3" json:"update_config,omitempty"`
+	RollbackConfig *UpdateConfig `protobuf:"bytes,34,opt,name=rollback_config,json=rollbackConfig,proto3" json:"rollback_config,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +2064,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +2077,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1547,6 +2117,54 @@ func (x *ServiceSpec) GetReplicated() *ReplicatedService {
 	return nil
 }
 
+func (x *ServiceSpec) GetGlobal() *GlobalService {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_Global); ok {
+			return x.Global
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetReplicatedJob() *ReplicatedJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_ReplicatedJob); ok {
+			return x.ReplicatedJob
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetGlobalJob() *GlobalJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_GlobalJob); ok {
+			return x.GlobalJob
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetUpdateConfig() *UpdateConfig {
+	if x != nil {
+		return x.UpdateConfig
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollbackConfig() *UpdateConfig {
+	if x != nil {
+		return x.RollbackConfig
+	}
+	return nil
+}
+
 type isServiceSpec_Mode interface {
 	isServiceSpec_Mode()
 }
@@ -1555,19 +2173,169 @@ type ServiceSpec_Replicated struct {
 	Replicated *ReplicatedService `protobuf:"bytes,4,opt,name=replicated,proto3,oneof"`
 }
 
+type ServiceSpec_Global struct {
+	Global *GlobalService `protobuf:"bytes,30,opt,name=global,proto3,oneof"`
+}
+
+type ServiceSpec_ReplicatedJob struct {
+	ReplicatedJob *ReplicatedJob `protobuf:"bytes,31,opt,name=replicated_job,json=replicatedJob,proto3,oneof"`
+}
+
+type ServiceSpec_GlobalJob struct {
+	GlobalJob *GlobalJob `protobuf:"bytes,32,opt,name=global_job,json=globalJob,proto3,oneof"`
+}
+
 func (*ServiceSpec_Replicated) isServiceSpec_Mode() {}
 
-type Service struct {
+func (*ServiceSpec_Global) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_ReplicatedJob) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_GlobalJob) isServiceSpec_Mode() {}
+
+// UpdateStatus records a rolling update or rollback in progress or done.
+type UpdateStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	State         UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=minke.v1.UpdateStatus_State" json:"state,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateStatus) GetState() UpdateStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return UpdateStatus_UNKNOWN
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// JobStatus counts a job's runs: every spec change starts a new iteration.
+type JobStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIteration  uint64                 `protobuf:"varint,1,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	LastExecution *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_execution,json=lastExecution,proto3" json:"last_execution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStatus) Reset() {
+	*x = JobStatus{}
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatus) ProtoMessage() {}
+
+func (x *JobStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
+func (*JobStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JobStatus) GetJobIteration() uint64 {
+	if x != nil {
+		return x.JobIteration
+	}
+	return 0
+}
+
+func (x *JobStatus) GetLastExecution() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastExecution
+	}
+	return nil
+}
+
+type Service struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// previous_spec is the spec before the last update; rollback returns to
+	// it.
+	PreviousSpec *ServiceSpec  `protobuf:"bytes,30,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	UpdateStatus *UpdateStatus `protobuf:"bytes,31,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	JobStatus    *JobStatus    `protobuf:"bytes,32,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
+	// rebalancing is set from a rebalance request until the tasks are spread
+	// evenly again.
+	Rebalancing bool `protobuf:"varint,33,opt,name=rebalancing,proto3" json:"rebalancing,omitempty"`
+	// endpoint is the spec's ports as allocated (published ports filled in).
+	Endpoint      *Endpoint `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +2347,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +2360,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -1609,19 +2377,217 @@ func (x *Service) GetSpec() *ServiceSpec {
 	return nil
 }
 
-type ContainerStatus struct {
+func (x *Service) GetPreviousSpec() *ServiceSpec {
+	if x != nil {
+		return x.PreviousSpec
+	}
+	return nil
+}
+
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
+func (x *Service) GetJobStatus() *JobStatus {
+	if x != nil {
+		return x.JobStatus
+	}
+	return nil
+}
+
+func (x *Service) GetRebalancing() bool {
+	if x != nil {
+		return x.Rebalancing
+	}
+	return false
+}
+
+func (x *Service) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// PortConfig publishes a container port, docker's --publish
+// published=P,target=T,protocol=tcp|udp,mode=ingress|host.
+type PortConfig struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Protocol   PortConfig_Protocol    `protobuf:"varint,1,opt,name=protocol,proto3,enum=minke.v1.PortConfig_Protocol" json:"protocol,omitempty"`
+	TargetPort uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	// published_port 0 asks for one: ingress ports are then allocated from
+	// 30000-32767 (swarm's range); host ports must be given.
+	PublishedPort uint32                 `protobuf:"varint,3,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	PublishMode   PortConfig_PublishMode `protobuf:"varint,4,opt,name=publish_mode,json=publishMode,proto3,enum=minke.v1.PortConfig_PublishMode" json:"publish_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConfig) Reset() {
+	*x = PortConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConfig) ProtoMessage() {}
+
+func (x *PortConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
+func (*PortConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PortConfig) GetProtocol() PortConfig_Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return PortConfig_TCP
+}
+
+func (x *PortConfig) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
+	if x != nil {
+		return x.PublishMode
+	}
+	return PortConfig_INGRESS
+}
+
+type EndpointSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	OomKilled     bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	Health        HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSpec) Reset() {
+	*x = EndpointSpec{}
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSpec) ProtoMessage() {}
+
+func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
+func (*EndpointSpec) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *EndpointSpec) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// Endpoint is what the managers allocated for a service's EndpointSpec.
+type Endpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Endpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type ContainerStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pid       int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode  int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	OomKilled bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Health    HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	// address is the container's address on its node's bridge (CIDR).
+	Address       string `protobuf:"bytes,90,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +2599,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +2612,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1677,6 +2643,13 @@ func (x *ContainerStatus) GetHealth() HealthState {
 	return HealthState_NO_HEALTHCHECK
 }
 
+func (x *ContainerStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -1692,7 +2665,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +2677,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +2690,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1773,13 +2746,19 @@ type Task struct {
 	// restart policy since restart_window_start (the policy's window).
 	Restarts           uint64                 `protobuf:"varint,10,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// replace_when_stopped is set by the rolling updater (stop-first): the
+	// orchestrator starts the slot's replacement as soon as this task has
+	// stopped, without the restart policy's delay.
+	ReplaceWhenStopped bool `protobuf:"varint,30,opt,name=replace_when_stopped,json=replaceWhenStopped,proto3" json:"replace_when_stopped,omitempty"`
+	// job_iteration is the service's JobStatus.job_iteration the task runs.
+	JobIteration  uint64 `protobuf:"varint,31,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +2770,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +2783,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1884,6 +2863,20 @@ func (x *Task) GetRestartWindowStart() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetReplaceWhenStopped() bool {
+	if x != nil {
+		return x.ReplaceWhenStopped
+	}
+	return false
+}
+
+func (x *Task) GetJobIteration() uint64 {
+	if x != nil {
+		return x.JobIteration
+	}
+	return 0
+}
+
 type JoinTokens struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Worker        string                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
@@ -1894,7 +2887,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2899,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2912,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1937,8 +2930,9 @@ func (x *JoinTokens) GetManager() string {
 }
 
 type ClusterSpec struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Orchestration *OrchestrationConfig   `protobuf:"bytes,30,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
 	// cert_lifetime is how long node and client certificates are valid
 	// (default 90 days); nodes renew at two thirds of it.
 	CertLifetime  *durationpb.Duration `protobuf:"bytes,20,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
@@ -1948,7 +2942,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2954,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2967,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1981,6 +2975,13 @@ func (x *ClusterSpec) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *ClusterSpec) GetOrchestration() *OrchestrationConfig {
+	if x != nil {
+		return x.Orchestration
+	}
+	return nil
 }
 
 func (x *ClusterSpec) GetCertLifetime() *durationpb.Duration {
@@ -2007,7 +3008,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +3020,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +3033,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RootCA) GetCert() []byte {
@@ -2067,7 +3068,7 @@ type RevokedCert struct {
 
 func (x *RevokedCert) Reset() {
 	*x = RevokedCert{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +3080,7 @@ func (x *RevokedCert) String() string {
 func (*RevokedCert) ProtoMessage() {}
 
 func (x *RevokedCert) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +3093,7 @@ func (x *RevokedCert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedCert.ProtoReflect.Descriptor instead.
 func (*RevokedCert) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokedCert) GetSerial() string {
@@ -2122,7 +3123,7 @@ type NodeCertificate struct {
 
 func (x *NodeCertificate) Reset() {
 	*x = NodeCertificate{}
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +3135,7 @@ func (x *NodeCertificate) String() string {
 func (*NodeCertificate) ProtoMessage() {}
 
 func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +3148,7 @@ func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
 func (*NodeCertificate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodeCertificate) GetSerial() string {
@@ -2171,26 +3172,78 @@ func (x *NodeCertificate) GetNotAfter() *timestamppb.Timestamp {
 	return nil
 }
 
+type OrchestrationConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task_history_retention_limit is how many ended tasks each slot (or
+	// node, for global services) keeps; unset means 5, negative keeps all.
+	TaskHistoryRetentionLimit *int64 `protobuf:"varint,1,opt,name=task_history_retention_limit,json=taskHistoryRetentionLimit,proto3,oneof" json:"task_history_retention_limit,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *OrchestrationConfig) Reset() {
+	*x = OrchestrationConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrchestrationConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrchestrationConfig) ProtoMessage() {}
+
+func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
+func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
+	if x != nil && x.TaskHistoryRetentionLimit != nil {
+		return *x.TaskHistoryRetentionLimit
+	}
+	return 0
+}
+
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Meta       *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Spec       *ClusterSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
-	// gossip_key encrypts memberlist traffic (AES, 32 bytes).
+	// gossip_key encrypts memberlist traffic (AES, 32 bytes): the primary
+	// key, which every node encrypts with.
 	GossipKey []byte  `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	RootCa    *RootCA `protobuf:"bytes,20,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
 	// previous_ca_certs are roots still trusted while a rotation runs (PEM);
 	// empty when no rotation runs.
 	PreviousCaCerts [][]byte `protobuf:"bytes,21,rep,name=previous_ca_certs,json=previousCaCerts,proto3" json:"previous_ca_certs,omitempty"`
 	// revoked lists certificates of removed nodes until they expire.
-	Revoked       []*RevokedCert `protobuf:"bytes,22,rep,name=revoked,proto3" json:"revoked,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Revoked []*RevokedCert `protobuf:"bytes,22,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	// gossip_keys is every key nodes must accept, the primary included; empty
+	// means gossip_key alone. It holds two keys only while a rotation runs.
+	GossipKeys [][]byte `protobuf:"bytes,110,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// gossip_key_rotation is the rotation in progress, if any.
+	GossipKeyRotation *GossipKeyRotation `protobuf:"bytes,111,opt,name=gossip_key_rotation,json=gossipKeyRotation,proto3" json:"gossip_key_rotation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +3255,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +3268,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -2267,20 +3320,103 @@ func (x *Cluster) GetRevoked() []*RevokedCert {
 	return nil
 }
 
+func (x *Cluster) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKeyRotation() *GossipKeyRotation {
+	if x != nil {
+		return x.GossipKeyRotation
+	}
+	return nil
+}
+
+// GossipKeyRotation is a gossip key rotation in progress, driven by the
+// leader one phase at a time so that the cluster never splits: a phase
+// starts only when every alive member advertises (in its gossip meta) that
+// it finished the one before.
+type GossipKeyRotation struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	NewKey        []byte                  `protobuf:"bytes,1,opt,name=new_key,json=newKey,proto3" json:"new_key,omitempty"`
+	Phase         GossipKeyRotation_Phase `protobuf:"varint,2,opt,name=phase,proto3,enum=minke.v1.GossipKeyRotation_Phase" json:"phase,omitempty"`
+	StartedAt     *timestamppb.Timestamp  `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyRotation) Reset() {
+	*x = GossipKeyRotation{}
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyRotation) ProtoMessage() {}
+
+func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
+func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GossipKeyRotation) GetNewKey() []byte {
+	if x != nil {
+		return x.NewKey
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetPhase() GossipKeyRotation_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return GossipKeyRotation_INSTALL
+}
+
+func (x *GossipKeyRotation) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 type LogMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Slot          uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
-	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Slot      uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
+	// data is one line of output (with its newline), or a notice.
+	Data []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	// timestamp is when the container wrote the line; unset for notices.
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,60,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// stream is "stdout" or "stderr"; empty for notices.
+	Stream        string `protobuf:"bytes,61,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2292,7 +3428,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2305,7 +3441,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2343,6 +3479,20 @@ func (x *LogMessage) GetData() []byte {
 	return nil
 }
 
+func (x *LogMessage) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *LogMessage) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
 var File_minke_v1_objects_proto protoreflect.FileDescriptor
 
 const file_minke_v1_objects_proto_rawDesc = "" +
@@ -2375,12 +3525,13 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\xa8\x01\n" +
+	"\x05DRAIN\x10\x02\"\xd3\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12.\n" +
 	"\bplatform\x18\x02 \x01(\v2\x12.minke.v1.PlatformR\bplatform\x121\n" +
 	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\x12\x16\n" +
-	"\x06worker\x18\x04 \x01(\bR\x06worker\"\x97\x01\n" +
+	"\x06worker\x18\x04 \x01(\bR\x06worker\x12)\n" +
+	"\x10container_subnet\x18Z \x01(\tR\x0fcontainerSubnet\"\x97\x01\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.minke.v1.NodeStatus.StateR\x05state\x12\x18\n" +
@@ -2411,7 +3562,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xc0\x02\n" +
+	"\tREACHABLE\x10\x02\"\xf5\x02\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2423,7 +3574,10 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\acap_add\x18\b \x03(\tR\x06capAdd\x12\x19\n" +
 	"\bcap_drop\x18\t \x03(\tR\acapDrop\x128\n" +
 	"\vhealthcheck\x18\n" +
-	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\"\xe6\x01\n" +
+	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12\x1f\n" +
+	"\vstop_signal\x18< \x01(\tR\n" +
+	"stopSignal\x12\x12\n" +
+	"\x04init\x18= \x01(\bR\x04init\"\xe6\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
@@ -2439,45 +3593,115 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03ANY\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ON_FAILURE\x10\x01\x12\b\n" +
-	"\x04NONE\x10\x02\"\xe5\x01\n" +
+	"\x04NONE\x10\x02\"\x88\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.minke.v1.ContainerSpecR\tcontainer\x12<\n" +
 	"\tresources\x18\x02 \x01(\v2\x1e.minke.v1.ResourceRequirementsR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.minke.v1.RestartPolicyR\arestart\x121\n" +
-	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\"\x82\x01\n" +
+	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\x12!\n" +
+	"\fforce_update\x18\x1e \x01(\x04R\vforceUpdate\"\x82\x01\n" +
 	"\tPlacement\x12 \n" +
 	"\vconstraints\x18\x01 \x03(\tR\vconstraints\x12 \n" +
 	"\vpreferences\x18\x02 \x03(\tR\vpreferences\x121\n" +
 	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
-	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x86\x02\n" +
+	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x0f\n" +
+	"\rGlobalService\"c\n" +
+	"\rReplicatedJob\x12%\n" +
+	"\x0emax_concurrent\x18\x01 \x01(\x04R\rmaxConcurrent\x12+\n" +
+	"\x11total_completions\x18\x02 \x01(\x04R\x10totalCompletions\"\v\n" +
+	"\tGlobalJob\"\xa5\x03\n" +
+	"\fUpdateConfig\x12 \n" +
+	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12/\n" +
+	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12K\n" +
+	"\x0efailure_action\x18\x03 \x01(\x0e2$.minke.v1.UpdateConfig.FailureActionR\rfailureAction\x123\n" +
+	"\amonitor\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amonitor\x12*\n" +
+	"\x11max_failure_ratio\x18\x05 \x01(\x01R\x0fmaxFailureRatio\x122\n" +
+	"\x05order\x18\x06 \x01(\x0e2\x1c.minke.v1.UpdateConfig.OrderR\x05order\"6\n" +
+	"\rFailureAction\x12\t\n" +
+	"\x05PAUSE\x10\x00\x12\f\n" +
+	"\bCONTINUE\x10\x01\x12\f\n" +
+	"\bROLLBACK\x10\x02\"(\n" +
+	"\x05Order\x12\x0e\n" +
+	"\n" +
+	"STOP_FIRST\x10\x00\x12\x0f\n" +
+	"\vSTART_FIRST\x10\x01\"\xe3\x04\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.minke.v1.ServiceSpec.LabelsEntryR\x06labels\x12&\n" +
 	"\x04task\x18\x03 \x01(\v2\x12.minke.v1.TaskSpecR\x04task\x12=\n" +
 	"\n" +
 	"replicated\x18\x04 \x01(\v2\x1b.minke.v1.ReplicatedServiceH\x00R\n" +
-	"replicated\x1a9\n" +
+	"replicated\x121\n" +
+	"\x06global\x18\x1e \x01(\v2\x17.minke.v1.GlobalServiceH\x00R\x06global\x12@\n" +
+	"\x0ereplicated_job\x18\x1f \x01(\v2\x17.minke.v1.ReplicatedJobH\x00R\rreplicatedJob\x124\n" +
+	"\n" +
+	"global_job\x18  \x01(\v2\x13.minke.v1.GlobalJobH\x00R\tglobalJob\x122\n" +
+	"\bendpoint\x18Z \x01(\v2\x16.minke.v1.EndpointSpecR\bendpoint\x12;\n" +
+	"\rupdate_config\x18! \x01(\v2\x16.minke.v1.UpdateConfigR\fupdateConfig\x12?\n" +
+	"\x0frollback_config\x18\" \x01(\v2\x16.minke.v1.UpdateConfigR\x0erollbackConfig\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04mode\"X\n" +
+	"\x04mode\"\xd9\x02\n" +
+	"\fUpdateStatus\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.minke.v1.UpdateStatus.StateR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x80\x01\n" +
+	"\x05State\x12\v\n" +
+	"\aUNKNOWN\x10\x00\x12\f\n" +
+	"\bUPDATING\x10\x01\x12\n" +
+	"\n" +
+	"\x06PAUSED\x10\x02\x12\r\n" +
+	"\tCOMPLETED\x10\x03\x12\x14\n" +
+	"\x10ROLLBACK_STARTED\x10\x04\x12\x13\n" +
+	"\x0fROLLBACK_PAUSED\x10\x05\x12\x16\n" +
+	"\x12ROLLBACK_COMPLETED\x10\x06\"s\n" +
+	"\tJobStatus\x12#\n" +
+	"\rjob_iteration\x18\x01 \x01(\x04R\fjobIteration\x12A\n" +
+	"\x0elast_execution\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastExecution\"\xd7\x02\n" +
 	"\aService\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"\x8e\x01\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12:\n" +
+	"\rprevious_spec\x18\x1e \x01(\v2\x15.minke.v1.ServiceSpecR\fpreviousSpec\x12;\n" +
+	"\rupdate_status\x18\x1f \x01(\v2\x16.minke.v1.UpdateStatusR\fupdateStatus\x122\n" +
+	"\n" +
+	"job_status\x18  \x01(\v2\x13.minke.v1.JobStatusR\tjobStatus\x12 \n" +
+	"\vrebalancing\x18! \x01(\bR\vrebalancing\x12.\n" +
+	"\bendpoint\x18Z \x01(\v2\x12.minke.v1.EndpointR\bendpoint\"\x98\x02\n" +
+	"\n" +
+	"PortConfig\x129\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x1d.minke.v1.PortConfig.ProtocolR\bprotocol\x12\x1f\n" +
+	"\vtarget_port\x18\x02 \x01(\rR\n" +
+	"targetPort\x12%\n" +
+	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12C\n" +
+	"\fpublish_mode\x18\x04 \x01(\x0e2 .minke.v1.PortConfig.PublishModeR\vpublishMode\"\x1c\n" +
+	"\bProtocol\x12\a\n" +
+	"\x03TCP\x10\x00\x12\a\n" +
+	"\x03UDP\x10\x01\"$\n" +
+	"\vPublishMode\x12\v\n" +
+	"\aINGRESS\x10\x00\x12\b\n" +
+	"\x04HOST\x10\x01\":\n" +
+	"\fEndpointSpec\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\bEndpoint\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12-\n" +
-	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\"\xd6\x01\n" +
+	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\x12\x18\n" +
+	"\aaddress\x18Z \x01(\tR\aaddress\"\xd6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.minke.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xa9\x03\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\x80\x04\n" +
 	"\x04Task\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -2491,13 +3715,16 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x06status\x18\t \x01(\v2\x14.minke.v1.TaskStatusR\x06status\x12\x1a\n" +
 	"\brestarts\x18\n" +
 	" \x01(\x04R\brestarts\x12L\n" +
-	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\">\n" +
+	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x120\n" +
+	"\x14replace_when_stopped\x18\x1e \x01(\bR\x12replaceWhenStopped\x12#\n" +
+	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"a\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\xa6\x01\n" +
 	"\vClusterSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12>\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12C\n" +
+	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\x12>\n" +
 	"\rcert_lifetime\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"Q\n" +
 	"\x06RootCA\x12\x12\n" +
 	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
@@ -2509,7 +3736,10 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x0fNodeCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12%\n" +
 	"\x0eca_fingerprint\x18\x02 \x01(\tR\rcaFingerprint\x127\n" +
-	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xb6\x02\n" +
+	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"|\n" +
+	"\x13OrchestrationConfig\x12D\n" +
+	"\x1ctask_history_retention_limit\x18\x01 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01B\x1f\n" +
+	"\x1d_task_history_retention_limit\"\xa4\x03\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
@@ -2519,7 +3749,18 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12)\n" +
 	"\aroot_ca\x18\x14 \x01(\v2\x10.minke.v1.RootCAR\x06rootCa\x12*\n" +
 	"\x11previous_ca_certs\x18\x15 \x03(\fR\x0fpreviousCaCerts\x12/\n" +
-	"\arevoked\x18\x16 \x03(\v2\x15.minke.v1.RevokedCertR\arevoked\"\x85\x01\n" +
+	"\arevoked\x18\x16 \x03(\v2\x15.minke.v1.RevokedCertR\arevoked\x12\x1f\n" +
+	"\vgossip_keys\x18n \x03(\fR\n" +
+	"gossipKeys\x12K\n" +
+	"\x13gossip_key_rotation\x18o \x01(\v2\x1b.minke.v1.GossipKeyRotationR\x11gossipKeyRotation\"\xbf\x01\n" +
+	"\x11GossipKeyRotation\x12\x17\n" +
+	"\anew_key\x18\x01 \x01(\fR\x06newKey\x127\n" +
+	"\x05phase\x18\x02 \x01(\x0e2!.minke.v1.GossipKeyRotation.PhaseR\x05phase\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x1d\n" +
+	"\x05Phase\x12\v\n" +
+	"\aINSTALL\x10\x00\x12\a\n" +
+	"\x03USE\x10\x01\"\xd7\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -2527,7 +3768,9 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04slot\x18\x04 \x01(\x04R\x04slot\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data*#\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x128\n" +
+	"\ttimestamp\x18< \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
+	"\x06stream\x18= \x01(\tR\x06stream*#\n" +
 	"\bNodeRole\x12\n" +
 	"\n" +
 	"\x06WORKER\x10\x00\x12\v\n" +
@@ -2563,8 +3806,8 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: minke.v1.NodeRole
 	(TaskState)(0),                  // 1: minke.v1.TaskState
@@ -2573,96 +3816,140 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
 	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
 	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(*Meta)(nil),                    // 7: minke.v1.Meta
-	(*Resources)(nil),               // 8: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 9: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 10: minke.v1.Platform
-	(*NodeSpec)(nil),                // 11: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 12: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 13: minke.v1.NodeStatus
-	(*Node)(nil),                    // 14: minke.v1.Node
-	(*ManagerStatus)(nil),           // 15: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 16: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 17: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 18: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 19: minke.v1.TaskSpec
-	(*Placement)(nil),               // 20: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 21: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 22: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 23: minke.v1.Service
-	(*ContainerStatus)(nil),         // 24: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 25: minke.v1.TaskStatus
-	(*Task)(nil),                    // 26: minke.v1.Task
-	(*JoinTokens)(nil),              // 27: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 28: minke.v1.ClusterSpec
-	(*RootCA)(nil),                  // 29: minke.v1.RootCA
-	(*RevokedCert)(nil),             // 30: minke.v1.RevokedCert
-	(*NodeCertificate)(nil),         // 31: minke.v1.NodeCertificate
-	(*Cluster)(nil),                 // 32: minke.v1.Cluster
-	(*LogMessage)(nil),              // 33: minke.v1.LogMessage
-	nil,                             // 34: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 35: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 37: google.protobuf.Duration
+	(UpdateConfig_FailureAction)(0), // 7: minke.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),         // 8: minke.v1.UpdateConfig.Order
+	(UpdateStatus_State)(0),         // 9: minke.v1.UpdateStatus.State
+	(PortConfig_Protocol)(0),        // 10: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),     // 11: minke.v1.PortConfig.PublishMode
+	(GossipKeyRotation_Phase)(0),    // 12: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                    // 13: minke.v1.Meta
+	(*Resources)(nil),               // 14: minke.v1.Resources
+	(*ResourceRequirements)(nil),    // 15: minke.v1.ResourceRequirements
+	(*Platform)(nil),                // 16: minke.v1.Platform
+	(*NodeSpec)(nil),                // 17: minke.v1.NodeSpec
+	(*NodeDescription)(nil),         // 18: minke.v1.NodeDescription
+	(*NodeStatus)(nil),              // 19: minke.v1.NodeStatus
+	(*Node)(nil),                    // 20: minke.v1.Node
+	(*ManagerStatus)(nil),           // 21: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),           // 22: minke.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 23: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),           // 24: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                // 25: minke.v1.TaskSpec
+	(*Placement)(nil),               // 26: minke.v1.Placement
+	(*ReplicatedService)(nil),       // 27: minke.v1.ReplicatedService
+	(*GlobalService)(nil),           // 28: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),           // 29: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),               // 30: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),            // 31: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),             // 32: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),            // 33: minke.v1.UpdateStatus
+	(*JobStatus)(nil),               // 34: minke.v1.JobStatus
+	(*Service)(nil),                 // 35: minke.v1.Service
+	(*PortConfig)(nil),              // 36: minke.v1.PortConfig
+	(*EndpointSpec)(nil),            // 37: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                // 38: minke.v1.Endpoint
+	(*ContainerStatus)(nil),         // 39: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),              // 40: minke.v1.TaskStatus
+	(*Task)(nil),                    // 41: minke.v1.Task
+	(*JoinTokens)(nil),              // 42: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),             // 43: minke.v1.ClusterSpec
+	(*RootCA)(nil),                  // 44: minke.v1.RootCA
+	(*RevokedCert)(nil),             // 45: minke.v1.RevokedCert
+	(*NodeCertificate)(nil),         // 46: minke.v1.NodeCertificate
+	(*OrchestrationConfig)(nil),     // 47: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                 // 48: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),       // 49: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),              // 50: minke.v1.LogMessage
+	nil,                             // 51: minke.v1.NodeSpec.LabelsEntry
+	nil,                             // 52: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 53: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 54: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	36, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	36, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	8,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	53, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	53, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	14, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	34, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	51, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	10, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	8,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	16, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	14, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	7,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	11, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	12, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	13, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	13, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	17, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	18, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	19, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	15, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	31, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	21, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	46, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
 	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	37, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	37, // 20: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	37, // 21: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	37, // 22: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	54, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	23, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	54, // 20: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	54, // 21: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	54, // 22: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 23: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	37, // 24: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	37, // 25: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	16, // 26: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	9,  // 27: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	18, // 28: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	20, // 29: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	35, // 30: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	19, // 31: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	21, // 32: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	7,  // 33: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	22, // 34: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	2,  // 35: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	36, // 36: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 37: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	24, // 38: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	7,  // 39: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	19, // 40: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 41: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	25, // 42: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	36, // 43: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	37, // 44: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
-	36, // 45: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
-	36, // 46: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
-	7,  // 47: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	28, // 48: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	27, // 49: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	29, // 50: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
-	30, // 51: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	54, // 24: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	54, // 25: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	22, // 26: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	15, // 27: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	24, // 28: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	26, // 29: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	54, // 30: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 31: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	54, // 32: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 33: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	52, // 34: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	25, // 35: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	27, // 36: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	28, // 37: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	29, // 38: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	30, // 39: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	37, // 40: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	31, // 41: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	31, // 42: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 43: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	53, // 44: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	53, // 45: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	53, // 46: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	13, // 47: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	32, // 48: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	32, // 49: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	33, // 50: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	34, // 51: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	38, // 52: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 53: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 54: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	36, // 55: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	36, // 56: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 57: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	53, // 58: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 59: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	39, // 60: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	13, // 61: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	25, // 62: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 63: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	40, // 64: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	53, // 65: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	47, // 66: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	54, // 67: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	53, // 68: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	53, // 69: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	13, // 70: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	43, // 71: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	42, // 72: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	44, // 73: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	45, // 74: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	49, // 75: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	12, // 76: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	53, // 77: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	53, // 78: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	79, // [79:79] is the sub-list for method output_type
+	79, // [79:79] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2670,16 +3957,20 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[15].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[19].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
+		(*ServiceSpec_Global)(nil),
+		(*ServiceSpec_ReplicatedJob)(nil),
+		(*ServiceSpec_GlobalJob)(nil),
 	}
+	file_minke_v1_objects_proto_msgTypes[34].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   29,
+			NumEnums:      13,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -45,8 +45,12 @@ type Config struct {
 	Promote func(ctx context.Context, token, joinAddr string) error
 	// Runtime runs the containers; it may be set after Join (RunWorker
 	// creates it once the node ID is known), but before Run.
-	Runtime *runtime.Runtime
-	Logger  *slog.Logger
+	Runtime Executor
+	// GossipKeys, if set, receives the gossip keyring from every session
+	// message (primary encrypts; keys, primary included, decrypt), so that
+	// the node follows a key rotation.
+	GossipKeys func(primary []byte, keys [][]byte)
+	Logger     *slog.Logger
 	// Identity is the node's certificate and roots. Without a certificate
 	// the agent joins with Token (over TLS checked against the CA the token
 	// pins) and stores the certificate it gets in Identity.
@@ -62,7 +66,8 @@ type Agent struct {
 	log    *slog.Logger
 	conn   *grpc.ClientConn
 	client minkepb.DispatcherClient
-	rt     *runtime.Runtime
+	rt     Executor
+	net    *agentNet // nil: containers get no network
 	rep    *reporter
 	id     *ca.Identity
 	pin    []byte // CA hash from the token, for joining
@@ -81,7 +86,10 @@ type Agent struct {
 	// promoteAfter holds off a new promotion attempt after a failed one.
 	promoteAfter time.Time
 	runners      map[string]*runner
-	wg           sync.WaitGroup // runners and log publishers
+	// adopted holds the containers a previous worker process left running
+	// (or that exited since), until the first assignment set claims them.
+	adopted map[string]*runtime.Container
+	wg      sync.WaitGroup // runners and log publishers
 }
 
 // creds attaches the join token to calls (only Join needs it: the node's
@@ -271,6 +279,9 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			return stream.Trailer(), err
 		}
 		a.checkCA(msg)
+		if kr := msg.GetGossipKeyring(); kr != nil && a.cfg.GossipKeys != nil {
+			a.cfg.GossipKeys(kr.GetPrimary(), kr.GetKeys())
+		}
 		if tok := msg.GetManagerToken(); tok != "" {
 			a.promote(ctx, tok)
 		}
@@ -279,6 +290,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			go func() { defer a.wg.Done(); a.publishLogs(ctx, ls) }()
 			continue
 		}
+		a.net.apply(msg.GetNetwork())
 		a.reconcile(ctx, msg.GetTasks())
 	}
 }

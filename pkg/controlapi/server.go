@@ -29,7 +29,7 @@ type Store interface {
 // LogSource fetches task logs from the workers. Tasks whose logs cannot be
 // fetched come back as notices in unavailable.
 type LogSource interface {
-	Subscribe(ctx context.Context, tasks []*minkepb.Task, follow bool) (msgs <-chan []*minkepb.LogMessage, unavailable []*minkepb.LogMessage)
+	Subscribe(ctx context.Context, tasks []*minkepb.Task, opts *minkepb.LogSubscription) (msgs <-chan []*minkepb.LogMessage, unavailable []*minkepb.LogMessage)
 }
 
 // Cluster is what node management needs of Raft and gossip.
@@ -120,6 +120,9 @@ func (s *Server) CreateService(ctx context.Context, req *minkepb.CreateServiceRe
 			return fmt.Errorf("%w: a service named %q already exists; pick another --name or remove it first",
 				raftstore.ErrNameConflict, spec.GetName())
 		}
+		if err := allocateEndpoint(tx, svc, nil); err != nil {
+			return err
+		}
 		return tx.Create(svc)
 	})
 	if err != nil {
@@ -160,54 +163,11 @@ func (s *Server) ListServices(ctx context.Context, _ *minkepb.ListServicesReques
 	_ = s.store.View(func(tx raftstore.ReadTx) error {
 		resp.Services = tx.Services()
 		for _, svc := range resp.Services {
-			c := &minkepb.ReplicaCounts{Desired: svc.GetSpec().GetReplicated().GetReplicas()}
-			for _, t := range tx.TasksByService(svc.GetMeta().GetId()) {
-				if t.GetDesiredState() == minkepb.TaskState_RUNNING && t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
-					c.Running++
-				}
-			}
-			resp.Counts[svc.GetMeta().GetId()] = c
+			resp.Counts[svc.GetMeta().GetId()] = serviceCounts(svc, tx.TasksByService(svc.GetMeta().GetId()))
 		}
 		return nil
 	})
 	return resp, nil
-}
-
-// UpdateService replaces a service's spec if the caller read the current
-// version.
-func (s *Server) UpdateService(ctx context.Context, req *minkepb.UpdateServiceRequest) (*minkepb.UpdateServiceResponse, error) {
-	spec := proto.Clone(req.GetSpec()).(*minkepb.ServiceSpec)
-	if err := validateSpec(spec); err != nil {
-		return nil, invalid("%v", err)
-	}
-	var id string
-	err := s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
-		cur, err := tx.FindService(req.GetServiceId())
-		if err != nil {
-			return err
-		}
-		id = cur.GetMeta().GetId()
-		if cur.GetMeta().GetVersion() != req.GetServiceVersion() {
-			return status.Errorf(codes.FailedPrecondition,
-				"service %s changed since it was read (version %d, request has %d): read it again and retry",
-				cur.GetSpec().GetName(), cur.GetMeta().GetVersion(), req.GetServiceVersion())
-		}
-		if spec.GetName() == "" {
-			spec.Name = cur.GetSpec().GetName()
-		}
-		if other := tx.ServiceByName(spec.GetName()); other != nil && other.GetMeta().GetId() != id {
-			return fmt.Errorf("%w: a service named %q already exists", raftstore.ErrNameConflict, spec.GetName())
-		}
-		next := proto.Clone(cur).(*minkepb.Service)
-		next.Spec = spec
-		return tx.Update(next)
-	})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	var stored *minkepb.Service
-	_ = s.store.View(func(tx raftstore.ReadTx) error { stored = tx.Service(id); return nil })
-	return &minkepb.UpdateServiceResponse{Service: stored}, nil
 }
 
 // RemoveService deletes a service; the orchestrator stops and removes its
@@ -275,7 +235,7 @@ func (s *Server) ServiceLogs(req *minkepb.ServiceLogsRequest, stream minkepb.Con
 	if err != nil {
 		return toStatus(err)
 	}
-	msgs, unavailable := s.logs.Subscribe(stream.Context(), tasks, req.GetFollow())
+	msgs, unavailable := s.logs.Subscribe(stream.Context(), tasks, &minkepb.LogSubscription{Follow: req.GetFollow(), Tail: req.Tail, Since: req.GetSince()})
 	if len(unavailable) > 0 {
 		if err := stream.Send(&minkepb.ServiceLogsResponse{Messages: unavailable}); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -62,7 +63,13 @@ type Config struct {
 	// refuses manager joins when AddManager is nil.
 	CheckManager func(ctx context.Context, nodeID, raftAddr string) error
 	AddManager   func(nodeID, raftAddr string)
-	Logger       *slog.Logger
+	// Gossiping reports whether a node is alive in gossip; such nodes are
+	// marked DOWN by gossip, not by losing their session (see liveness).
+	// Nil means no node gossips.
+	Gossiping func(nodeID string) bool
+	// SessionGracePeriod: see DefaultSessionGracePeriod (used when 0).
+	SessionGracePeriod time.Duration
+	Logger             *slog.Logger
 	// Now stamps certificates; nil takes time.Now.
 	Now func() time.Time
 }
@@ -73,6 +80,8 @@ type Dispatcher struct {
 	cfg     Config
 	log     *slog.Logger
 	status  *statusBatcher
+	live    *liveness
+	fan     *fanout
 	Logs    *LogBroker
 	started chan struct{}
 }
@@ -83,13 +92,29 @@ var _ minkepb.DispatcherServer = (*Dispatcher)(nil)
 // commit.
 func New(cfg Config) *Dispatcher {
 	log := cfg.Logger.With("component", "dispatcher")
-	return &Dispatcher{cfg: cfg, log: log, status: newStatusBatcher(cfg.Store, log), Logs: newLogBroker(log)}
+	return &Dispatcher{cfg: cfg, log: log, status: newStatusBatcher(cfg.Store, log), live: newLiveness(cfg, log),
+		fan: newFanout(), Logs: newLogBroker(log)}
 }
 
-// Run commits task status reports until ctx ends.
+// Run commits task status reports and node liveness, and feeds sessions
+// their changes, until ctx ends. Sessions are refused until it runs.
 func (d *Dispatcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.live.run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := d.fan.run(ctx, d.cfg.Store); err != nil && ctx.Err() == nil {
+			d.log.Warn("session fan-out stopped", "err", err)
+		}
+	}()
 	d.status.run(ctx)
+	wg.Wait()
 }
+
+// HasSession reports whether a node holds a session with this manager: a
+// new leader must not mark such a node DOWN for missing from gossip.
+func (d *Dispatcher) HasSession(nodeID string) bool { return d.live.hasSession(nodeID) }
 
 // Register adds the service to s.
 func (d *Dispatcher) Register(s *grpc.Server) { minkepb.RegisterDispatcherServer(s, d) }

@@ -155,7 +155,9 @@ func (m *Manager) forgetOldManagers(ctx context.Context, newIdentity bool) error
 			return nil
 		}
 		c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
-		c.GossipKey = key
+		// A new identity drops the old cluster's keyring and any rotation
+		// it was running: nothing may accept the old key.
+		c.GossipKey, c.GossipKeys, c.GossipKeyRotation = key, nil, nil
 		if m.newRoot != nil {
 			// The restored cluster trusts only the CA this manager made.
 			c.RootCa, c.PreviousCaCerts, c.Revoked = ca.StoredRoot(m.newRoot), nil, nil

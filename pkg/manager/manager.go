@@ -79,7 +79,11 @@ type Config struct {
 	Hostname string
 	// Gossip tunes failure detection.
 	Gossip membership.Tuning
-	Logger *slog.Logger
+	// RegistryConfig is a docker config.json (or its directory) with the
+	// credentials used to resolve service images to digests; "" uses
+	// $DOCKER_CONFIG or $HOME/.docker/config.json.
+	RegistryConfig string
+	Logger         *slog.Logger
 }
 
 // Manager is a running manager node.
@@ -323,26 +327,30 @@ func (m *Manager) Run(ctx context.Context) error {
 		CheckManager: m.checkManager,
 		AddManager:   m.addManager,
 		IsLeader:     m.raft.IsLeader,
+		Gossiping:    m.inGossip,
 		Logger:       m.cfg.Logger,
 	})
 	var ctlTCPSrv *grpc.Server
 	if m.ctlTCPLis != nil {
-		ctlTCPSrv = grpc.NewServer(grpc.Creds(credentials.NewTLS(m.id.ServerTLS(true))),
-			grpc.ChainUnaryInterceptor(m.authUnary(listenerControl)), grpc.ChainStreamInterceptor(m.authStream(listenerControl)))
+		ctlTCPSrv = grpc.NewServer(append(serverLimits(), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(true))),
+			grpc.ChainUnaryInterceptor(m.authUnary(listenerControl)), grpc.ChainStreamInterceptor(m.authStream(listenerControl)))...)
 	}
-	ctl := controlapi.NewForwarder(controlapi.New(controlapi.Config{
+	ctl, err := m.newPinningControl(controlapi.NewForwarder(controlapi.New(controlapi.Config{
 		Store: m.raft, Logs: m.disp.Logs, Cluster: m, RegistryAddr: m.regLis.Addr().String(), Logger: m.cfg.Logger,
-	}), m)
+	}), m))
+	if err != nil {
+		return err
+	}
 
-	dispSrv := grpc.NewServer(grpc.Creds(credentials.NewTLS(m.id.ServerTLS(false))),
+	dispSrv := grpc.NewServer(append(serverLimits(), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(false))),
 		grpc.ChainUnaryInterceptor(m.authUnary(listenerWorkerAPI)), grpc.ChainStreamInterceptor(m.authStream(listenerWorkerAPI)),
 		// Keepalives find workers and managers that vanished without
 		// closing their connections (a frozen or powered-off host).
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))...)
 	m.disp.Register(dispSrv)
 	ctl.Register(dispSrv) // for other managers' forwarded calls (manager certificate required)
-	ctlSrv := grpc.NewServer()
+	ctlSrv := grpc.NewServer(serverLimits()...)
 	ctl.Register(ctlSrv)
 	if ctlTCPSrv != nil {
 		ctl.Register(ctlTCPSrv)
@@ -372,6 +380,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	goRun("dispatcher status", func() error { m.disp.Run(runCtx); return nil })
 	goRun("leadership", func() error { m.runLeadership(runCtx); return nil })
 	goRun("membership watch", func() error { m.watchMembership(runCtx, demoted); return nil })
+	goRun("gossip keys", func() error { m.followGossipKeys(runCtx); return nil })
 	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
 	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
 	goRun("tls", func() error { m.runTLS(runCtx); return nil })

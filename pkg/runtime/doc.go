@@ -25,7 +25,11 @@
 // On-disk layout under Config.Root:
 //
 //	layers/<diffid-hex>/        unpacked layer, lowerdir of overlayfs, never written
-//	images/<sha256(ref)>.json   image record: digest, layer diffids, config
+//	images/<sha256(ref)>.json   image record: digest, layer diffids, config;
+//	                            its mtime is when the image was last used (GC)
+//	leases/<id>.json            image and layers a container uses, until its
+//	                            directory is gone (GC never removes those)
+//	tmp/                        layers being unpacked, renamed into layers/
 //	containers/<id>/rootfs      overlayfs mount point
 //	containers/<id>/upper,work  overlayfs upper and work directories
 //	containers/<id>/state.json  pid and pid start time, for Sweep

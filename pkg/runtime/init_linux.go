@@ -25,7 +25,16 @@ const InitArg = "minke-init"
 // Call it first thing in main() of every binary that starts containers, and
 // in TestMain of tests that do.
 func MaybeRunInit() {
-	if len(os.Args) == 0 || os.Args[0] != InitArg {
+	if len(os.Args) == 0 {
+		return
+	}
+	switch os.Args[0] {
+	case ShimArg:
+		runShim()
+	case ExecArg:
+		runExec()
+	}
+	if os.Args[0] != InitArg {
 		return
 	}
 	goruntime.LockOSThread()
@@ -62,6 +71,11 @@ func runInit() error {
 		return fmt.Errorf("decoding init config (%d bytes): %w", len(b), err)
 	}
 	unix.CloseOnExec(initErrorFD)
+	if cfg.NetNS != "" {
+		if err := joinNetns(cfg.NetNS); err != nil {
+			return err
+		}
+	}
 
 	// The parent sends the config only after moving this process into the
 	// container's cgroup, so the new cgroup namespace is rooted there and
@@ -129,6 +143,9 @@ func runInit() error {
 	}
 	if err := setNoNewPrivs(); err != nil {
 		return err
+	}
+	if cfg.Init {
+		return runReaper(path, p.Args, env)
 	}
 	err = unix.Exec(path, p.Args, env)
 	code := 126
@@ -370,4 +387,18 @@ func lookupDB(file string, match func([]string) bool) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// joinNetns moves this (locked) thread, which is the one that execs, into
+// the network namespace at path.
+func joinNetns(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("joining network namespace %s: %w", path, err)
+	}
+	return nil
 }

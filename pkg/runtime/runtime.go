@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // Config configures a Runtime.
@@ -26,9 +27,25 @@ type Config struct {
 	// InsecureRegistries lists registries (host:port) reached over plain
 	// HTTP. Loopback registries always use HTTP.
 	InsecureRegistries []string
+	// RegistryConfig is a docker config.json (or a directory holding one)
+	// with registry credentials. Default: $DOCKER_CONFIG, else the
+	// keychain of go-containerregistry ($HOME/.docker/config.json).
+	RegistryConfig string
+	// MaxLayerFileSize is the largest file a layer may hold; a larger one
+	// fails the pull with ErrOversize. Default DefaultMaxLayerFileSize.
+	MaxLayerFileSize int64
+	// PullProgressInterval is the least time between two progress reports
+	// of a pull (see WithPullProgress). Default 500ms.
+	PullProgressInterval time.Duration
 	// Logger receives the runtime's logs; component=runtime is added.
 	// Default: discard.
 	Logger *slog.Logger
+	// LogMaxSize is the size in bytes at which a container's log is
+	// rotated; 0 means DefaultLogMaxSize, negative means never.
+	LogMaxSize int64
+	// LogMaxFiles is how many log files a container keeps, the current one
+	// included; 0 means DefaultLogMaxFiles.
+	LogMaxFiles int
 }
 
 // Runtime owns the images and containers under one root directory. All
@@ -38,6 +55,13 @@ type Runtime struct {
 	insecure map[string]bool
 	log      *slog.Logger
 	cgroups  cgroupManager
+
+	images       *imageState
+	exe          string // the binary re-executed as shim and init
+	cgroupMount  string
+	cgroupParent string
+	logMaxSize   int64
+	logMaxFiles  int
 
 	mu      sync.Mutex
 	flights map[string]*flight // in-progress pulls and layer unpacks, by key
@@ -72,9 +96,22 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	images, err := newImageState(cfg)
+	if err != nil {
+		return nil, err
+	}
 	insecure := make(map[string]bool, len(cfg.InsecureRegistries))
 	for _, r := range cfg.InsecureRegistries {
 		insecure[r] = true
+	}
+	if cfg.LogMaxSize == 0 {
+		cfg.LogMaxSize = DefaultLogMaxSize
+	}
+	if cfg.LogMaxFiles < 0 {
+		return nil, fmt.Errorf("runtime: Config.LogMaxFiles %d is negative", cfg.LogMaxFiles)
+	}
+	if cfg.LogMaxFiles == 0 {
+		cfg.LogMaxFiles = DefaultLogMaxFiles
 	}
 	logger.Debug("runtime ready", "root", root, "cgroup_version", cg.Version())
 	return &Runtime{
@@ -82,7 +119,14 @@ func New(cfg Config) (*Runtime, error) {
 		insecure: insecure,
 		log:      logger,
 		cgroups:  cg,
-		flights:  make(map[string]*flight),
+		images:   images,
+
+		exe:          "/proc/self/exe",
+		cgroupMount:  cfg.CgroupMount,
+		cgroupParent: cfg.CgroupParent,
+		logMaxSize:   cfg.LogMaxSize,
+		logMaxFiles:  cfg.LogMaxFiles,
+		flights:      make(map[string]*flight),
 	}, nil
 }
 
@@ -94,20 +138,10 @@ func (r *Runtime) containerDir(id string) string {
 	return filepath.Join(r.root, "containers", id)
 }
 
-// LogPath is the file receiving the container's stdout and stderr. It
-// outlives the container process and is deleted by Remove.
+// LogPath is the file receiving the container's stdout and stderr as JSON
+// lines (LogEntry); rotated files are LogPath.1 (newest) and up. It
+// outlives the container process and is deleted by Remove. ReadLogs reads
+// it.
 func (r *Runtime) LogPath(id string) string {
 	return filepath.Join(r.containerDir(id), "container.log")
-}
-
-// OpenLog opens the container's log for reading from the beginning.
-func (r *Runtime) OpenLog(id string) (io.ReadCloser, error) {
-	if err := validID(id); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(r.LogPath(id))
-	if err != nil {
-		return nil, fmt.Errorf("runtime: opening log of container %s: %w", id, err)
-	}
-	return f, nil
 }
