@@ -75,8 +75,8 @@ func ParseToken(s string) (Token, error) {
 	if err != nil || len(h) != sha256.Size {
 		return Token{}, fmt.Errorf("%w: the CA hash must be 64 hex digits", ErrToken)
 	}
-	if len(secret) < 32 {
-		return Token{}, fmt.Errorf("%w: the secret is too short", ErrToken)
+	if _, err := hex.DecodeString(secret); err != nil || len(secret) < 32 {
+		return Token{}, fmt.Errorf("%w: the secret must be at least 32 hex digits", ErrToken)
 	}
 	return Token{Role: role, CAHash: h, Secret: secret}, nil
 }

@@ -22,7 +22,7 @@ func TestJoinTokens(t *testing.T) {
 		{"bad role", strings.Replace(a, "-worker-", "-admin-", 1), "", `role "admin"`},
 		{"short hash", "MKTKN-2-worker-abcd-" + strings.Repeat("0", 32), "", "64 hex digits"},
 		{"missing part", "MKTKN-2-worker-" + strings.Repeat("0", 64), "", "want MKTKN-2-<role>"},
-		{"short secret", "MKTKN-2-worker-" + strings.Repeat("0", 64) + "-00", "", "too short"},
+		{"short secret", "MKTKN-2-worker-" + strings.Repeat("0", 64) + "-00", "", "at least 32 hex digits"},
 		{"empty", "", "", "does not start"},
 	}
 	for _, c := range cases {
