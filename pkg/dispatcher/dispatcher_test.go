@@ -51,12 +51,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	asPeer := peerFromSecret(n)
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		return h(asPeer(ctx), req)
-	}), grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		return h(srv, &peerStream{ss, asPeer(ss.Context())})
-	}))
+	srv := peerServer(n)
 	d.Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -94,6 +89,17 @@ func peerFromSecret(store *raftstore.Node) func(context.Context) context.Context
 		}
 		return ca.WithPeer(ctx, ca.Peer{ID: id[0], Role: ca.RoleWorker})
 	}
+}
+
+// peerServer is a gRPC server that identifies callers with
+// peerFromSecret.
+func peerServer(store *raftstore.Node) *grpc.Server {
+	asPeer := peerFromSecret(store)
+	return grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(asPeer(ctx), req)
+	}), grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, &peerStream{ss, asPeer(ss.Context())})
+	}))
 }
 
 type peerStream struct {
