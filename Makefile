@@ -78,4 +78,4 @@ bench-failover: build
 # simulated worker process acting as 5,000 nodes (100,000 tasks).
 .PHONY: bench-scheduler
 bench-scheduler: build
-	go test -run '^$$' -bench BenchmarkScheduler -benchtime 1x -count 1 -timeout 30m ./test/schedbench
+	go test -run '^$$' -bench BenchmarkScheduler -benchtime 1x -count 1 -timeout 40m ./test/schedbench
