@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -568,7 +569,12 @@ func followUpdate(ctx context.Context, api controlAPI, w io.Writer, svc *minkepb
 			return err
 		}
 		us := cur.GetUpdateStatus()
-		line := fmt.Sprintf("%s: %s: %s", name, updateStateName(us.GetState()), us.GetMessage())
+		tasks, err := api.ListTasks(ctx, cur.GetMeta().GetId())
+		if err != nil {
+			return err
+		}
+		done, total := updatedTasks(cur, tasks)
+		line := fmt.Sprintf("%s: %s: %d/%d tasks on the current spec: %s", name, updateStateName(us.GetState()), done, total, us.GetMessage())
 		if line != last {
 			fmt.Fprintln(w, line)
 			last = line
@@ -751,4 +757,42 @@ func replicasColumn(s *minkepb.Service, c *minkepb.ReplicaCounts) string {
 		out += fmt.Sprintf(" (%d/%d completed)", c.GetCompleted(), c.GetTotalCompletions())
 	}
 	return out
+}
+
+// updatedTasks counts a service's running tasks that run its current spec,
+// out of the tasks it should run (replicas, or one per node running one
+// for global services).
+func updatedTasks(svc *minkepb.Service, tasks []*minkepb.Task) (done, total int) {
+	nodes := map[string]bool{}
+	for _, t := range tasks {
+		if t.GetDesiredState() != minkepb.TaskState_RUNNING {
+			continue
+		}
+		nodes[t.GetNodeId()] = true
+		if t.GetStatus().GetState() == minkepb.TaskState_RUNNING && proto.Equal(t.GetSpec(), svc.GetSpec().GetTask()) {
+			done++
+		}
+	}
+	total = len(nodes)
+	if r := svc.GetSpec().GetReplicated(); r != nil {
+		total = int(r.GetReplicas())
+	}
+	return min(done, total), total
+}
+
+// writeJobProgress ends `service ps` of a job with its completions, as
+// `service ls` counts them ("batch: 3/5 completed").
+func writeJobProgress(ctx context.Context, api controlAPI, w io.Writer, svc *minkepb.Service) error {
+	switch svc.GetSpec().GetMode().(type) {
+	case *minkepb.ServiceSpec_ReplicatedJob, *minkepb.ServiceSpec_GlobalJob:
+	default:
+		return nil
+	}
+	_, counts, err := api.ListServices(ctx)
+	if err != nil {
+		return err
+	}
+	c := counts[svc.GetMeta().GetId()]
+	_, err = fmt.Fprintf(w, "%s: %d/%d completed\n", svc.GetSpec().GetName(), c.GetCompleted(), c.GetTotalCompletions())
+	return err
 }
