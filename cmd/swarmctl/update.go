@@ -179,6 +179,7 @@ type serviceUpdateOptions struct {
 	constraintAdd, constraintRm, prefAdd, prefRm                      []string
 	capAdd, capDrop                                                   []string
 	update, rollback                                                  updateConfigOptions
+	more                                                              moreUpdateOptions
 	force, doRollback, detach                                         bool
 }
 
@@ -271,6 +272,7 @@ pauses or rolls back (exit 1).`,
 	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a Linux capability, or ALL (repeatable)")
 	addUpdateConfigFlags(f, "update", &o.update)
 	addUpdateConfigFlags(f, "rollback", &o.rollback)
+	o.more.register(f)
 	f.BoolVar(&o.force, "force", false, "redeploy the tasks even if nothing changed")
 	f.BoolVar(&o.doRollback, "rollback", false, "return to the previous spec")
 	f.BoolVarP(&o.detach, "detach", "d", false, "exit once the update is accepted instead of following it")
@@ -369,6 +371,9 @@ func applyServiceUpdate(spec *minkepb.ServiceSpec, o serviceUpdateOptions, chang
 		return nil, err
 	}
 	if err := applyCounts(spec, o, changed); err != nil {
+		return nil, err
+	}
+	if err := o.more.apply(spec, changed); err != nil {
 		return nil, err
 	}
 	var err error
