@@ -21,9 +21,9 @@ import (
 // runShim is the shim process (see shim.go). It never returns.
 //
 // A shim may be started before there is a container for it (a warm shim,
-// see Runtime.takeShim): it waits for its configuration, and until then
-// dies with the worker (parent-death signal); once configured it outlives
-// it. The init is forked only then: forked earlier, its new mount
+// see Runtime.takeShim): it waits for its configuration, and exits if the
+// config pipe closes empty, which is also what a worker's death does to an
+// unused shim (only the worker holds the pipe's write end). The init is forked only then: forked earlier, its new mount
 // namespace would lack the container's rootfs, mounted since.
 func runShim() {
 	ready := os.NewFile(shimReadyFD, "shim-ready")
@@ -40,16 +40,13 @@ func runShim() {
 	var cfg shimConfig
 	b, err := io.ReadAll(os.NewFile(shimConfigFD, "shim-config"))
 	if err == nil && len(b) == 0 {
-		os.Exit(0) // discarded before use (the worker closed its runtime)
+		os.Exit(0) // discarded before use, or the worker died
 	}
 	if err == nil {
 		err = json.Unmarshal(b, &cfg)
 	}
 	if err != nil {
 		shimFail(ready, fmt.Errorf("reading shim config: %w", err))
-	}
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
-		shimFail(ready, fmt.Errorf("clearing the parent-death signal: %w", err))
 	}
 	// The container directory is the shim's home: its messages go to
 	// shim.log, and /proc/PID/cwd names its container.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	goruntime "runtime"
 	"syscall"
 )
 
@@ -17,9 +16,8 @@ type shimProc struct {
 }
 
 // spawnShim starts a shim (see runShim), which waits for its
-// configuration. Until it gets one it dies
-// with this process (parent-death signal), so an unused warm shim never
-// outlives the worker.
+// configuration. An unused shim exits when this process does: its config
+// pipe then closes empty.
 func (r *Runtime) spawnShim() (*shimProc, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
@@ -39,14 +37,9 @@ func (r *Runtime) spawnShim() (*shimProc, error) {
 		ExtraFiles: []*os.File{cfgR, readyW},
 		// A session (and process group) of its own: signals to the
 		// worker's group leave the shim running.
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
-	// The parent-death signal fires when the forking thread exits; Go ends
-	// threads only when a goroutine exits while locked to one, which this
-	// one is not afterwards, so lock it just for the fork.
-	goruntime.LockOSThread()
 	err = cmd.Start()
-	goruntime.UnlockOSThread()
 	cfgR.Close()
 	readyW.Close()
 	if err != nil {
