@@ -15,6 +15,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -28,6 +29,431 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RebalanceServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceServiceRequest) Reset() {
+	*x = RebalanceServiceRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceServiceRequest) ProtoMessage() {}
+
+func (x *RebalanceServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceServiceRequest.ProtoReflect.Descriptor instead.
+func (*RebalanceServiceRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RebalanceServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+type RebalanceServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceServiceResponse) Reset() {
+	*x = RebalanceServiceResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceServiceResponse) ProtoMessage() {}
+
+func (x *RebalanceServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceServiceResponse.ProtoReflect.Descriptor instead.
+func (*RebalanceServiceResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RebalanceServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type UpdateClusterOrchestrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orchestration *OrchestrationConfig   `protobuf:"bytes,1,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterOrchestrationRequest) Reset() {
+	*x = UpdateClusterOrchestrationRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterOrchestrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterOrchestrationRequest) ProtoMessage() {}
+
+func (x *UpdateClusterOrchestrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterOrchestrationRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClusterOrchestrationRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateClusterOrchestrationRequest) GetOrchestration() *OrchestrationConfig {
+	if x != nil {
+		return x.Orchestration
+	}
+	return nil
+}
+
+type UpdateClusterOrchestrationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterOrchestrationResponse) Reset() {
+	*x = UpdateClusterOrchestrationResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterOrchestrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterOrchestrationResponse) ProtoMessage() {}
+
+func (x *UpdateClusterOrchestrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterOrchestrationResponse.ProtoReflect.Descriptor instead.
+func (*UpdateClusterOrchestrationResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateClusterOrchestrationResponse) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+type RotateGossipKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateGossipKeyRequest) Reset() {
+	*x = RotateGossipKeyRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateGossipKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateGossipKeyRequest) ProtoMessage() {}
+
+func (x *RotateGossipKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateGossipKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateGossipKeyRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+}
+
+type RotateGossipKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *GossipKeyStatus       `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateGossipKeyResponse) Reset() {
+	*x = RotateGossipKeyResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateGossipKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateGossipKeyResponse) ProtoMessage() {}
+
+func (x *RotateGossipKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateGossipKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateGossipKeyResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RotateGossipKeyResponse) GetStatus() *GossipKeyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type GetGossipKeyStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGossipKeyStatusRequest) Reset() {
+	*x = GetGossipKeyStatusRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGossipKeyStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGossipKeyStatusRequest) ProtoMessage() {}
+
+func (x *GetGossipKeyStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGossipKeyStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetGossipKeyStatusRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+}
+
+type GetGossipKeyStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *GossipKeyStatus       `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGossipKeyStatusResponse) Reset() {
+	*x = GetGossipKeyStatusResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGossipKeyStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGossipKeyStatusResponse) ProtoMessage() {}
+
+func (x *GetGossipKeyStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGossipKeyStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetGossipKeyStatusResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetGossipKeyStatusResponse) GetStatus() *GossipKeyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// GossipKeyStatus describes keys by fingerprint (the first 8 bytes of their
+// SHA-256, hex), never the keys themselves.
+type GossipKeyStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Primary string                 `protobuf:"bytes,1,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys    []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// rotating is true while a rotation runs; phase and new_key describe it.
+	Rotating bool                    `protobuf:"varint,3,opt,name=rotating,proto3" json:"rotating,omitempty"`
+	Phase    GossipKeyRotation_Phase `protobuf:"varint,4,opt,name=phase,proto3,enum=minke.v1.GossipKeyRotation_Phase" json:"phase,omitempty"`
+	NewKey   string                  `protobuf:"bytes,5,opt,name=new_key,json=newKey,proto3" json:"new_key,omitempty"`
+	// lagging lists alive members (node IDs) that have not yet finished the
+	// current phase, as this manager's gossip view shows them.
+	Lagging       []string `protobuf:"bytes,6,rep,name=lagging,proto3" json:"lagging,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyStatus) Reset() {
+	*x = GossipKeyStatus{}
+	mi := &file_minke_v1_control_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyStatus) ProtoMessage() {}
+
+func (x *GossipKeyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyStatus.ProtoReflect.Descriptor instead.
+func (*GossipKeyStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GossipKeyStatus) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *GossipKeyStatus) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyStatus) GetRotating() bool {
+	if x != nil {
+		return x.Rotating
+	}
+	return false
+}
+
+func (x *GossipKeyStatus) GetPhase() GossipKeyRotation_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return GossipKeyRotation_INSTALL
+}
+
+func (x *GossipKeyStatus) GetNewKey() string {
+	if x != nil {
+		return x.NewKey
+	}
+	return ""
+}
+
+func (x *GossipKeyStatus) GetLagging() []string {
+	if x != nil {
+		return x.Lagging
+	}
+	return nil
+}
+
 type RotateJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Role          NodeRole               `protobuf:"varint,1,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
@@ -37,7 +463,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +475,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[0]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +488,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -81,7 +507,7 @@ type RotateJoinTokenResponse struct {
 
 func (x *RotateJoinTokenResponse) Reset() {
 	*x = RotateJoinTokenResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +519,7 @@ func (x *RotateJoinTokenResponse) String() string {
 func (*RotateJoinTokenResponse) ProtoMessage() {}
 
 func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[1]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +532,7 @@ func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RotateJoinTokenResponse) GetJoinTokens() *JoinTokens {
@@ -132,7 +558,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +570,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[2]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +583,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -204,7 +630,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +642,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[3]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +655,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -250,7 +676,7 @@ type UpdateNodeRoleRequest struct {
 
 func (x *UpdateNodeRoleRequest) Reset() {
 	*x = UpdateNodeRoleRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +688,7 @@ func (x *UpdateNodeRoleRequest) String() string {
 func (*UpdateNodeRoleRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +701,7 @@ func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateNodeRoleRequest) GetNode() string {
@@ -301,7 +727,7 @@ type UpdateNodeRoleResponse struct {
 
 func (x *UpdateNodeRoleResponse) Reset() {
 	*x = UpdateNodeRoleResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +739,7 @@ func (x *UpdateNodeRoleResponse) String() string {
 func (*UpdateNodeRoleResponse) ProtoMessage() {}
 
 func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +752,7 @@ func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateNodeRoleResponse) GetNode() *Node {
@@ -346,7 +772,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +784,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +797,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -396,7 +822,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +834,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +847,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 type BackupRequest struct {
@@ -432,7 +858,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +870,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +883,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 type BackupResponse struct {
@@ -472,7 +898,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +910,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +923,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BackupResponse) GetSnapshot() []byte {
@@ -523,7 +949,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +961,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +974,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -567,7 +993,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +1005,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +1018,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -612,7 +1038,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +1050,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +1063,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -656,7 +1082,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +1094,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +1107,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -699,7 +1125,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +1137,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,20 +1150,28 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 type ReplicaCounts struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Running       uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
-	Desired       uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Running uint64                 `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	Desired uint64                 `protobuf:"varint,2,opt,name=desired,proto3" json:"desired,omitempty"`
+	// assigned counts tasks desired RUNNING that the scheduler has placed on
+	// a node and that have not finished (ASSIGNED through RUNNING): running
+	// plus those on their way.
+	Assigned uint64 `protobuf:"varint,50,opt,name=assigned,proto3" json:"assigned,omitempty"`
+	// completed and total_completions are set for jobs: tasks of the current
+	// iteration that completed, out of how many must.
+	Completed        uint64 `protobuf:"varint,30,opt,name=completed,proto3" json:"completed,omitempty"`
+	TotalCompletions uint64 `protobuf:"varint,31,opt,name=total_completions,json=totalCompletions,proto3" json:"total_completions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReplicaCounts) Reset() {
 	*x = ReplicaCounts{}
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +1183,7 @@ func (x *ReplicaCounts) String() string {
 func (*ReplicaCounts) ProtoMessage() {}
 
 func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +1196,7 @@ func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCounts.ProtoReflect.Descriptor instead.
 func (*ReplicaCounts) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplicaCounts) GetRunning() uint64 {
@@ -779,6 +1213,27 @@ func (x *ReplicaCounts) GetDesired() uint64 {
 	return 0
 }
 
+func (x *ReplicaCounts) GetAssigned() uint64 {
+	if x != nil {
+		return x.Assigned
+	}
+	return 0
+}
+
+func (x *ReplicaCounts) GetCompleted() uint64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *ReplicaCounts) GetTotalCompletions() uint64 {
+	if x != nil {
+		return x.TotalCompletions
+	}
+	return 0
+}
+
 type ListServicesResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Services []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
@@ -790,7 +1245,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1257,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1270,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -839,13 +1294,15 @@ type UpdateServiceRequest struct {
 	// refused with FailedPrecondition.
 	ServiceVersion uint64       `protobuf:"varint,2,opt,name=service_version,json=serviceVersion,proto3" json:"service_version,omitempty"`
 	Spec           *ServiceSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// rollback returns the service to its previous_spec; spec is ignored.
+	Rollback      bool `protobuf:"varint,30,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1314,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1327,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -894,6 +1351,13 @@ func (x *UpdateServiceRequest) GetSpec() *ServiceSpec {
 	return nil
 }
 
+func (x *UpdateServiceRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
 type UpdateServiceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -903,7 +1367,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1379,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1392,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -947,7 +1411,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1423,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1436,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -990,7 +1454,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1466,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1479,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{29}
 }
 
 type ListTasksRequest struct {
@@ -1028,7 +1492,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1504,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1517,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -1072,7 +1536,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1548,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1561,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1115,7 +1579,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1591,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1604,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{32}
 }
 
 type ListNodesResponse struct {
@@ -1152,7 +1616,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1628,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1641,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1195,7 +1659,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1671,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,21 +1684,22 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{34}
 }
 
 type GetClusterResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Cluster *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// registry_addr is this manager's built-in registry (host:port).
-	RegistryAddr  string `protobuf:"bytes,2,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
+	RegistryAddr  string    `protobuf:"bytes,2,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
+	CaStatus      *CAStatus `protobuf:"bytes,20,opt,name=ca_status,json=caStatus,proto3" json:"ca_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1711,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1724,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1276,6 +1741,279 @@ func (x *GetClusterResponse) GetRegistryAddr() string {
 	return ""
 }
 
+func (x *GetClusterResponse) GetCaStatus() *CAStatus {
+	if x != nil {
+		return x.CaStatus
+	}
+	return nil
+}
+
+// CAStatus summarises the cluster CA and a rotation's progress.
+type CAStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// fingerprint is the SHA-256 (hex) of the current root certificate.
+	Fingerprint          string   `protobuf:"bytes,1,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	PreviousFingerprints []string `protobuf:"bytes,2,rep,name=previous_fingerprints,json=previousFingerprints,proto3" json:"previous_fingerprints,omitempty"`
+	Rotating             bool     `protobuf:"varint,3,opt,name=rotating,proto3" json:"rotating,omitempty"`
+	// nodes is how many nodes there are; renewed how many hold a
+	// certificate from the current root.
+	Nodes         uint32               `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Renewed       uint32               `protobuf:"varint,5,opt,name=renewed,proto3" json:"renewed,omitempty"`
+	CertLifetime  *durationpb.Duration `protobuf:"bytes,6,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CAStatus) Reset() {
+	*x = CAStatus{}
+	mi := &file_minke_v1_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CAStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CAStatus) ProtoMessage() {}
+
+func (x *CAStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CAStatus.ProtoReflect.Descriptor instead.
+func (*CAStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CAStatus) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *CAStatus) GetPreviousFingerprints() []string {
+	if x != nil {
+		return x.PreviousFingerprints
+	}
+	return nil
+}
+
+func (x *CAStatus) GetRotating() bool {
+	if x != nil {
+		return x.Rotating
+	}
+	return false
+}
+
+func (x *CAStatus) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *CAStatus) GetRenewed() uint32 {
+	if x != nil {
+		return x.Renewed
+	}
+	return 0
+}
+
+func (x *CAStatus) GetCertLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.CertLifetime
+	}
+	return nil
+}
+
+type IssueClientCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a DER certificate signing request.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateRequest) Reset() {
+	*x = IssueClientCertificateRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateRequest) ProtoMessage() {}
+
+func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *IssueClientCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type IssueClientCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the PEM chain; ca_certs the PEM roots to trust.
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,2,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateResponse) Reset() {
+	*x = IssueClientCertificateResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateResponse) ProtoMessage() {}
+
+func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *IssueClientCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *IssueClientCertificateResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+type RotateCARequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCARequest) Reset() {
+	*x = RotateCARequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCARequest) ProtoMessage() {}
+
+func (x *RotateCARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCARequest.ProtoReflect.Descriptor instead.
+func (*RotateCARequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+type RotateCAResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaStatus      *CAStatus              `protobuf:"bytes,1,opt,name=ca_status,json=caStatus,proto3" json:"ca_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCAResponse) Reset() {
+	*x = RotateCAResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCAResponse) ProtoMessage() {}
+
+func (x *RotateCAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCAResponse.ProtoReflect.Descriptor instead.
+func (*RotateCAResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RotateCAResponse) GetCaStatus() *CAStatus {
+	if x != nil {
+		return x.CaStatus
+	}
+	return nil
+}
+
 type ServiceLogsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1290,7 +2028,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +2040,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +2053,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1355,7 +2093,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +2105,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +2118,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1394,7 +2132,28 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"@\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"3\n" +
+	"\x17RebalanceServiceRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\"G\n" +
+	"\x18RebalanceServiceResponse\x12+\n" +
+	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"h\n" +
+	"!UpdateClusterOrchestrationRequest\x12C\n" +
+	"\rorchestration\x18\x01 \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"Q\n" +
+	"\"UpdateClusterOrchestrationResponse\x12+\n" +
+	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\"\x18\n" +
+	"\x16RotateGossipKeyRequest\"L\n" +
+	"\x17RotateGossipKeyResponse\x121\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.minke.v1.GossipKeyStatusR\x06status\"\x1b\n" +
+	"\x19GetGossipKeyStatusRequest\"O\n" +
+	"\x1aGetGossipKeyStatusResponse\x121\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.minke.v1.GossipKeyStatusR\x06status\"\xc7\x01\n" +
+	"\x0fGossipKeyStatus\x12\x18\n" +
+	"\aprimary\x18\x01 \x01(\tR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x1a\n" +
+	"\brotating\x18\x03 \x01(\bR\brotating\x127\n" +
+	"\x05phase\x18\x04 \x01(\x0e2!.minke.v1.GossipKeyRotation.PhaseR\x05phase\x12\x17\n" +
+	"\anew_key\x18\x05 \x01(\tR\x06newKey\x12\x18\n" +
+	"\alagging\x18\x06 \x03(\tR\alagging\"@\n" +
 	"\x16RotateJoinTokenRequest\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"P\n" +
 	"\x17RotateJoinTokenResponse\x125\n" +
@@ -1432,21 +2191,25 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"A\n" +
 	"\x12GetServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"\x15\n" +
-	"\x13ListServicesRequest\"C\n" +
+	"\x13ListServicesRequest\"\xaa\x01\n" +
 	"\rReplicaCounts\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\x04R\arunning\x12\x18\n" +
-	"\adesired\x18\x02 \x01(\x04R\adesired\"\xdd\x01\n" +
+	"\adesired\x18\x02 \x01(\x04R\adesired\x12\x1a\n" +
+	"\bassigned\x182 \x01(\x04R\bassigned\x12\x1c\n" +
+	"\tcompleted\x18\x1e \x01(\x04R\tcompleted\x12+\n" +
+	"\x11total_completions\x18\x1f \x01(\x04R\x10totalCompletions\"\xdd\x01\n" +
 	"\x14ListServicesResponse\x12-\n" +
 	"\bservices\x18\x01 \x03(\v2\x11.minke.v1.ServiceR\bservices\x12B\n" +
 	"\x06counts\x18\x02 \x03(\v2*.minke.v1.ListServicesResponse.CountsEntryR\x06counts\x1aR\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\x89\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\x04R\x0eserviceVersion\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"D\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12\x1a\n" +
+	"\brollback\x18\x1e \x01(\bR\brollback\"D\n" +
 	"\x15UpdateServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"0\n" +
 	"\x14RemoveServiceRequest\x12\x18\n" +
@@ -1459,10 +2222,26 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"9\n" +
 	"\x11ListNodesResponse\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.minke.v1.NodeR\x05nodes\"\x13\n" +
-	"\x11GetClusterRequest\"f\n" +
+	"\x11GetClusterRequest\"\x97\x01\n" +
 	"\x12GetClusterResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\x12#\n" +
-	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"\x9a\x01\n" +
+	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\x12/\n" +
+	"\tca_status\x18\x14 \x01(\v2\x12.minke.v1.CAStatusR\bcaStatus\"\xed\x01\n" +
+	"\bCAStatus\x12 \n" +
+	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x123\n" +
+	"\x15previous_fingerprints\x18\x02 \x03(\tR\x14previousFingerprints\x12\x1a\n" +
+	"\brotating\x18\x03 \x01(\bR\brotating\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x12\x18\n" +
+	"\arenewed\x18\x05 \x01(\rR\arenewed\x12>\n" +
+	"\rcert_lifetime\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"1\n" +
+	"\x1dIssueClientCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"]\n" +
+	"\x1eIssueClientCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"\x11\n" +
+	"\x0fRotateCARequest\"C\n" +
+	"\x10RotateCAResponse\x12/\n" +
+	"\tca_status\x18\x01 \x01(\v2\x12.minke.v1.CAStatusR\bcaStatus\"\x9a\x01\n" +
 	"\x12ServiceLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
@@ -1470,7 +2249,7 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
 	"\x05_tail\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xb6\b\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xf3\f\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1489,7 +2268,13 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x06Backup\x12\x17.minke.v1.BackupRequest\x1a\x18.minke.v1.BackupResponse\x12G\n" +
 	"\n" +
 	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponse\x12V\n" +
-	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponse\x12Y\n" +
+	"\x10RebalanceService\x12!.minke.v1.RebalanceServiceRequest\x1a\".minke.v1.RebalanceServiceResponse\x12w\n" +
+	"\x1aUpdateClusterOrchestration\x12+.minke.v1.UpdateClusterOrchestrationRequest\x1a,.minke.v1.UpdateClusterOrchestrationResponse\x12V\n" +
+	"\x0fRotateGossipKey\x12 .minke.v1.RotateGossipKeyRequest\x1a!.minke.v1.RotateGossipKeyResponse\x12_\n" +
+	"\x12GetGossipKeyStatus\x12#.minke.v1.GetGossipKeyStatusRequest\x1a$.minke.v1.GetGossipKeyStatusResponse\x12k\n" +
+	"\x16IssueClientCertificate\x12'.minke.v1.IssueClientCertificateRequest\x1a(.minke.v1.IssueClientCertificateResponse\x12A\n" +
+	"\bRotateCA\x12\x19.minke.v1.RotateCARequest\x1a\x1a.minke.v1.RotateCAResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -1503,104 +2288,142 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_minke_v1_control_proto_goTypes = []any{
-	(*RotateJoinTokenRequest)(nil),  // 0: minke.v1.RotateJoinTokenRequest
-	(*RotateJoinTokenResponse)(nil), // 1: minke.v1.RotateJoinTokenResponse
-	(*UpdateNodeRequest)(nil),       // 2: minke.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),      // 3: minke.v1.UpdateNodeResponse
-	(*UpdateNodeRoleRequest)(nil),   // 4: minke.v1.UpdateNodeRoleRequest
-	(*UpdateNodeRoleResponse)(nil),  // 5: minke.v1.UpdateNodeRoleResponse
-	(*RemoveNodeRequest)(nil),       // 6: minke.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 7: minke.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),           // 8: minke.v1.BackupRequest
-	(*BackupResponse)(nil),          // 9: minke.v1.BackupResponse
-	(*CreateServiceRequest)(nil),    // 10: minke.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),   // 11: minke.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),       // 12: minke.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),      // 13: minke.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),     // 14: minke.v1.ListServicesRequest
-	(*ReplicaCounts)(nil),           // 15: minke.v1.ReplicaCounts
-	(*ListServicesResponse)(nil),    // 16: minke.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),    // 17: minke.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),   // 18: minke.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),    // 19: minke.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),   // 20: minke.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),        // 21: minke.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),       // 22: minke.v1.ListTasksResponse
-	(*ListNodesRequest)(nil),        // 23: minke.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),       // 24: minke.v1.ListNodesResponse
-	(*GetClusterRequest)(nil),       // 25: minke.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),      // 26: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),      // 27: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),     // 28: minke.v1.ServiceLogsResponse
-	nil,                             // 29: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                             // 30: minke.v1.ListServicesResponse.CountsEntry
-	(NodeRole)(0),                   // 31: minke.v1.NodeRole
-	(*JoinTokens)(nil),              // 32: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),      // 33: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                    // 34: minke.v1.Node
-	(*ServiceSpec)(nil),             // 35: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 36: minke.v1.Service
-	(*Task)(nil),                    // 37: minke.v1.Task
-	(*Cluster)(nil),                 // 38: minke.v1.Cluster
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(*LogMessage)(nil),              // 40: minke.v1.LogMessage
+	(*RebalanceServiceRequest)(nil),            // 0: minke.v1.RebalanceServiceRequest
+	(*RebalanceServiceResponse)(nil),           // 1: minke.v1.RebalanceServiceResponse
+	(*UpdateClusterOrchestrationRequest)(nil),  // 2: minke.v1.UpdateClusterOrchestrationRequest
+	(*UpdateClusterOrchestrationResponse)(nil), // 3: minke.v1.UpdateClusterOrchestrationResponse
+	(*RotateGossipKeyRequest)(nil),             // 4: minke.v1.RotateGossipKeyRequest
+	(*RotateGossipKeyResponse)(nil),            // 5: minke.v1.RotateGossipKeyResponse
+	(*GetGossipKeyStatusRequest)(nil),          // 6: minke.v1.GetGossipKeyStatusRequest
+	(*GetGossipKeyStatusResponse)(nil),         // 7: minke.v1.GetGossipKeyStatusResponse
+	(*GossipKeyStatus)(nil),                    // 8: minke.v1.GossipKeyStatus
+	(*RotateJoinTokenRequest)(nil),             // 9: minke.v1.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil),            // 10: minke.v1.RotateJoinTokenResponse
+	(*UpdateNodeRequest)(nil),                  // 11: minke.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),                 // 12: minke.v1.UpdateNodeResponse
+	(*UpdateNodeRoleRequest)(nil),              // 13: minke.v1.UpdateNodeRoleRequest
+	(*UpdateNodeRoleResponse)(nil),             // 14: minke.v1.UpdateNodeRoleResponse
+	(*RemoveNodeRequest)(nil),                  // 15: minke.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),                 // 16: minke.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),                      // 17: minke.v1.BackupRequest
+	(*BackupResponse)(nil),                     // 18: minke.v1.BackupResponse
+	(*CreateServiceRequest)(nil),               // 19: minke.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),              // 20: minke.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),                  // 21: minke.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),                 // 22: minke.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),                // 23: minke.v1.ListServicesRequest
+	(*ReplicaCounts)(nil),                      // 24: minke.v1.ReplicaCounts
+	(*ListServicesResponse)(nil),               // 25: minke.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),               // 26: minke.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),              // 27: minke.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),               // 28: minke.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),              // 29: minke.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),                   // 30: minke.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),                  // 31: minke.v1.ListTasksResponse
+	(*ListNodesRequest)(nil),                   // 32: minke.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),                  // 33: minke.v1.ListNodesResponse
+	(*GetClusterRequest)(nil),                  // 34: minke.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),                 // 35: minke.v1.GetClusterResponse
+	(*CAStatus)(nil),                           // 36: minke.v1.CAStatus
+	(*IssueClientCertificateRequest)(nil),      // 37: minke.v1.IssueClientCertificateRequest
+	(*IssueClientCertificateResponse)(nil),     // 38: minke.v1.IssueClientCertificateResponse
+	(*RotateCARequest)(nil),                    // 39: minke.v1.RotateCARequest
+	(*RotateCAResponse)(nil),                   // 40: minke.v1.RotateCAResponse
+	(*ServiceLogsRequest)(nil),                 // 41: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),                // 42: minke.v1.ServiceLogsResponse
+	nil,                                        // 43: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                        // 44: minke.v1.ListServicesResponse.CountsEntry
+	(*Service)(nil),                            // 45: minke.v1.Service
+	(*OrchestrationConfig)(nil),                // 46: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                            // 47: minke.v1.Cluster
+	(GossipKeyRotation_Phase)(0),               // 48: minke.v1.GossipKeyRotation.Phase
+	(NodeRole)(0),                              // 49: minke.v1.NodeRole
+	(*JoinTokens)(nil),                         // 50: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),                 // 51: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                               // 52: minke.v1.Node
+	(*ServiceSpec)(nil),                        // 53: minke.v1.ServiceSpec
+	(*Task)(nil),                               // 54: minke.v1.Task
+	(*durationpb.Duration)(nil),                // 55: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),              // 56: google.protobuf.Timestamp
+	(*LogMessage)(nil),                         // 57: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	31, // 0: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	32, // 1: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	33, // 2: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	29, // 3: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	34, // 4: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	31, // 5: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	34, // 6: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	35, // 7: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	36, // 8: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	36, // 9: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	36, // 10: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	30, // 11: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	35, // 12: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	36, // 13: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	37, // 14: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	34, // 15: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	38, // 16: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	39, // 17: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	40, // 18: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	15, // 19: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	10, // 20: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	12, // 21: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	14, // 22: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	17, // 23: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	19, // 24: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	21, // 25: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	23, // 26: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	25, // 27: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	27, // 28: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	4,  // 29: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	6,  // 30: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	8,  // 31: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	2,  // 32: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	0,  // 33: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	11, // 34: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	13, // 35: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	16, // 36: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	18, // 37: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	20, // 38: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	22, // 39: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	24, // 40: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	26, // 41: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	28, // 42: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	5,  // 43: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	7,  // 44: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	9,  // 45: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	3,  // 46: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	1,  // 47: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	34, // [34:48] is the sub-list for method output_type
-	20, // [20:34] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	45, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
+	46, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
+	47, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
+	8,  // 3: minke.v1.RotateGossipKeyResponse.status:type_name -> minke.v1.GossipKeyStatus
+	8,  // 4: minke.v1.GetGossipKeyStatusResponse.status:type_name -> minke.v1.GossipKeyStatus
+	48, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	49, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	50, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	51, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	43, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	52, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	49, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	52, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	53, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	45, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	45, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	45, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	44, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	53, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	45, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	54, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	52, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	47, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	36, // 23: minke.v1.GetClusterResponse.ca_status:type_name -> minke.v1.CAStatus
+	55, // 24: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
+	36, // 25: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
+	56, // 26: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	57, // 27: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	24, // 28: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 29: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 30: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 31: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 32: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 33: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 34: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 35: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 36: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	41, // 37: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 38: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 39: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 40: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 41: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 42: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 43: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 44: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 45: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 46: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	37, // 47: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
+	39, // 48: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
+	20, // 49: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 50: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 51: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 52: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 53: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 54: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 55: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 56: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	42, // 57: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 58: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 59: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 60: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 61: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 62: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 63: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 64: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 65: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 66: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	38, // 67: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
+	40, // 68: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
+	49, // [49:69] is the sub-list for method output_type
+	29, // [29:49] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1609,14 +2432,14 @@ func file_minke_v1_control_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
-	file_minke_v1_control_proto_msgTypes[27].OneofWrappers = []any{}
+	file_minke_v1_control_proto_msgTypes[41].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,20 +25,26 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_CreateService_FullMethodName   = "/minke.v1.Control/CreateService"
-	Control_GetService_FullMethodName      = "/minke.v1.Control/GetService"
-	Control_ListServices_FullMethodName    = "/minke.v1.Control/ListServices"
-	Control_UpdateService_FullMethodName   = "/minke.v1.Control/UpdateService"
-	Control_RemoveService_FullMethodName   = "/minke.v1.Control/RemoveService"
-	Control_ListTasks_FullMethodName       = "/minke.v1.Control/ListTasks"
-	Control_ListNodes_FullMethodName       = "/minke.v1.Control/ListNodes"
-	Control_GetCluster_FullMethodName      = "/minke.v1.Control/GetCluster"
-	Control_ServiceLogs_FullMethodName     = "/minke.v1.Control/ServiceLogs"
-	Control_UpdateNodeRole_FullMethodName  = "/minke.v1.Control/UpdateNodeRole"
-	Control_RemoveNode_FullMethodName      = "/minke.v1.Control/RemoveNode"
-	Control_Backup_FullMethodName          = "/minke.v1.Control/Backup"
-	Control_UpdateNode_FullMethodName      = "/minke.v1.Control/UpdateNode"
-	Control_RotateJoinToken_FullMethodName = "/minke.v1.Control/RotateJoinToken"
+	Control_CreateService_FullMethodName              = "/minke.v1.Control/CreateService"
+	Control_GetService_FullMethodName                 = "/minke.v1.Control/GetService"
+	Control_ListServices_FullMethodName               = "/minke.v1.Control/ListServices"
+	Control_UpdateService_FullMethodName              = "/minke.v1.Control/UpdateService"
+	Control_RemoveService_FullMethodName              = "/minke.v1.Control/RemoveService"
+	Control_ListTasks_FullMethodName                  = "/minke.v1.Control/ListTasks"
+	Control_ListNodes_FullMethodName                  = "/minke.v1.Control/ListNodes"
+	Control_GetCluster_FullMethodName                 = "/minke.v1.Control/GetCluster"
+	Control_ServiceLogs_FullMethodName                = "/minke.v1.Control/ServiceLogs"
+	Control_UpdateNodeRole_FullMethodName             = "/minke.v1.Control/UpdateNodeRole"
+	Control_RemoveNode_FullMethodName                 = "/minke.v1.Control/RemoveNode"
+	Control_Backup_FullMethodName                     = "/minke.v1.Control/Backup"
+	Control_UpdateNode_FullMethodName                 = "/minke.v1.Control/UpdateNode"
+	Control_RotateJoinToken_FullMethodName            = "/minke.v1.Control/RotateJoinToken"
+	Control_RebalanceService_FullMethodName           = "/minke.v1.Control/RebalanceService"
+	Control_UpdateClusterOrchestration_FullMethodName = "/minke.v1.Control/UpdateClusterOrchestration"
+	Control_RotateGossipKey_FullMethodName            = "/minke.v1.Control/RotateGossipKey"
+	Control_GetGossipKeyStatus_FullMethodName         = "/minke.v1.Control/GetGossipKeyStatus"
+	Control_IssueClientCertificate_FullMethodName     = "/minke.v1.Control/IssueClientCertificate"
+	Control_RotateCA_FullMethodName                   = "/minke.v1.Control/RotateCA"
 )
 
 // ControlClient is the client API for Control service.
@@ -68,6 +74,26 @@ type ControlClient interface {
 	// RotateJoinToken replaces a role's join token. Nodes that joined keep
 	// working; only new joins need the new token.
 	RotateJoinToken(ctx context.Context, in *RotateJoinTokenRequest, opts ...grpc.CallOption) (*RotateJoinTokenResponse, error)
+	// RebalanceService spreads a replicated service's tasks evenly again
+	// over the eligible nodes, moving them start-first with the service's
+	// update config.
+	RebalanceService(ctx context.Context, in *RebalanceServiceRequest, opts ...grpc.CallOption) (*RebalanceServiceResponse, error)
+	// UpdateClusterOrchestration changes the cluster-wide orchestration
+	// settings (task history retention).
+	UpdateClusterOrchestration(ctx context.Context, in *UpdateClusterOrchestrationRequest, opts ...grpc.CallOption) (*UpdateClusterOrchestrationResponse, error)
+	// RotateGossipKey starts replacing the gossip encryption key and answers
+	// once the rotation is committed; the leader then rolls it out without a
+	// partition (watch GetGossipKeyStatus). Refused while one runs.
+	RotateGossipKey(ctx context.Context, in *RotateGossipKeyRequest, opts ...grpc.CallOption) (*RotateGossipKeyResponse, error)
+	// GetGossipKeyStatus reports the gossip keys by fingerprint, a rotation
+	// in progress, and which alive members still lag behind it.
+	GetGossipKeyStatus(ctx context.Context, in *GetGossipKeyStatusRequest, opts ...grpc.CallOption) (*GetGossipKeyStatusResponse, error)
+	// IssueClientCertificate signs a client certificate (role "client")
+	// for the Control API on TCP; served on the unix socket only.
+	IssueClientCertificate(ctx context.Context, in *IssueClientCertificateRequest, opts ...grpc.CallOption) (*IssueClientCertificateResponse, error)
+	// RotateCA starts a CA rotation: a new root, trusted with the old one
+	// until every node holds a certificate from the new root.
+	RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error)
 }
 
 type controlClient struct {
@@ -227,6 +253,66 @@ func (c *controlClient) RotateJoinToken(ctx context.Context, in *RotateJoinToken
 	return out, nil
 }
 
+func (c *controlClient) RebalanceService(ctx context.Context, in *RebalanceServiceRequest, opts ...grpc.CallOption) (*RebalanceServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebalanceServiceResponse)
+	err := c.cc.Invoke(ctx, Control_RebalanceService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) UpdateClusterOrchestration(ctx context.Context, in *UpdateClusterOrchestrationRequest, opts ...grpc.CallOption) (*UpdateClusterOrchestrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateClusterOrchestrationResponse)
+	err := c.cc.Invoke(ctx, Control_UpdateClusterOrchestration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) RotateGossipKey(ctx context.Context, in *RotateGossipKeyRequest, opts ...grpc.CallOption) (*RotateGossipKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateGossipKeyResponse)
+	err := c.cc.Invoke(ctx, Control_RotateGossipKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) GetGossipKeyStatus(ctx context.Context, in *GetGossipKeyStatusRequest, opts ...grpc.CallOption) (*GetGossipKeyStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGossipKeyStatusResponse)
+	err := c.cc.Invoke(ctx, Control_GetGossipKeyStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) IssueClientCertificate(ctx context.Context, in *IssueClientCertificateRequest, opts ...grpc.CallOption) (*IssueClientCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueClientCertificateResponse)
+	err := c.cc.Invoke(ctx, Control_IssueClientCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateCAResponse)
+	err := c.cc.Invoke(ctx, Control_RotateCA_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -254,6 +340,26 @@ type ControlServer interface {
 	// RotateJoinToken replaces a role's join token. Nodes that joined keep
 	// working; only new joins need the new token.
 	RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error)
+	// RebalanceService spreads a replicated service's tasks evenly again
+	// over the eligible nodes, moving them start-first with the service's
+	// update config.
+	RebalanceService(context.Context, *RebalanceServiceRequest) (*RebalanceServiceResponse, error)
+	// UpdateClusterOrchestration changes the cluster-wide orchestration
+	// settings (task history retention).
+	UpdateClusterOrchestration(context.Context, *UpdateClusterOrchestrationRequest) (*UpdateClusterOrchestrationResponse, error)
+	// RotateGossipKey starts replacing the gossip encryption key and answers
+	// once the rotation is committed; the leader then rolls it out without a
+	// partition (watch GetGossipKeyStatus). Refused while one runs.
+	RotateGossipKey(context.Context, *RotateGossipKeyRequest) (*RotateGossipKeyResponse, error)
+	// GetGossipKeyStatus reports the gossip keys by fingerprint, a rotation
+	// in progress, and which alive members still lag behind it.
+	GetGossipKeyStatus(context.Context, *GetGossipKeyStatusRequest) (*GetGossipKeyStatusResponse, error)
+	// IssueClientCertificate signs a client certificate (role "client")
+	// for the Control API on TCP; served on the unix socket only.
+	IssueClientCertificate(context.Context, *IssueClientCertificateRequest) (*IssueClientCertificateResponse, error)
+	// RotateCA starts a CA rotation: a new root, trusted with the old one
+	// until every node holds a certificate from the new root.
+	RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -305,6 +411,24 @@ func (UnimplementedControlServer) UpdateNode(context.Context, *UpdateNodeRequest
 }
 func (UnimplementedControlServer) RotateJoinToken(context.Context, *RotateJoinTokenRequest) (*RotateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateJoinToken not implemented")
+}
+func (UnimplementedControlServer) RebalanceService(context.Context, *RebalanceServiceRequest) (*RebalanceServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RebalanceService not implemented")
+}
+func (UnimplementedControlServer) UpdateClusterOrchestration(context.Context, *UpdateClusterOrchestrationRequest) (*UpdateClusterOrchestrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateClusterOrchestration not implemented")
+}
+func (UnimplementedControlServer) RotateGossipKey(context.Context, *RotateGossipKeyRequest) (*RotateGossipKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateGossipKey not implemented")
+}
+func (UnimplementedControlServer) GetGossipKeyStatus(context.Context, *GetGossipKeyStatusRequest) (*GetGossipKeyStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGossipKeyStatus not implemented")
+}
+func (UnimplementedControlServer) IssueClientCertificate(context.Context, *IssueClientCertificateRequest) (*IssueClientCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueClientCertificate not implemented")
+}
+func (UnimplementedControlServer) RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateCA not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -572,6 +696,114 @@ func _Control_RotateJoinToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_RebalanceService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebalanceServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RebalanceService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RebalanceService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RebalanceService(ctx, req.(*RebalanceServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_UpdateClusterOrchestration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateClusterOrchestrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).UpdateClusterOrchestration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_UpdateClusterOrchestration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).UpdateClusterOrchestration(ctx, req.(*UpdateClusterOrchestrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_RotateGossipKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateGossipKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RotateGossipKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RotateGossipKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RotateGossipKey(ctx, req.(*RotateGossipKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_GetGossipKeyStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGossipKeyStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).GetGossipKeyStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_GetGossipKeyStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).GetGossipKeyStatus(ctx, req.(*GetGossipKeyStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_IssueClientCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueClientCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).IssueClientCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_IssueClientCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).IssueClientCertificate(ctx, req.(*IssueClientCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_RotateCA_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateCARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RotateCA(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RotateCA_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RotateCA(ctx, req.(*RotateCARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -630,6 +862,30 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateJoinToken",
 			Handler:    _Control_RotateJoinToken_Handler,
+		},
+		{
+			MethodName: "RebalanceService",
+			Handler:    _Control_RebalanceService_Handler,
+		},
+		{
+			MethodName: "UpdateClusterOrchestration",
+			Handler:    _Control_UpdateClusterOrchestration_Handler,
+		},
+		{
+			MethodName: "RotateGossipKey",
+			Handler:    _Control_RotateGossipKey_Handler,
+		},
+		{
+			MethodName: "GetGossipKeyStatus",
+			Handler:    _Control_GetGossipKeyStatus_Handler,
+		},
+		{
+			MethodName: "IssueClientCertificate",
+			Handler:    _Control_IssueClientCertificate_Handler,
+		},
+		{
+			MethodName: "RotateCA",
+			Handler:    _Control_RotateCA_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -397,7 +397,357 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13, 0}
+}
+
+type UpdateConfig_FailureAction int32
+
+const (
+	UpdateConfig_PAUSE    UpdateConfig_FailureAction = 0
+	UpdateConfig_CONTINUE UpdateConfig_FailureAction = 1
+	UpdateConfig_ROLLBACK UpdateConfig_FailureAction = 2
+)
+
+// Enum value maps for UpdateConfig_FailureAction.
+var (
+	UpdateConfig_FailureAction_name = map[int32]string{
+		0: "PAUSE",
+		1: "CONTINUE",
+		2: "ROLLBACK",
+	}
+	UpdateConfig_FailureAction_value = map[string]int32{
+		"PAUSE":    0,
+		"CONTINUE": 1,
+		"ROLLBACK": 2,
+	}
+)
+
+func (x UpdateConfig_FailureAction) Enum() *UpdateConfig_FailureAction {
+	p := new(UpdateConfig_FailureAction)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_FailureAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_FailureAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[7].Descriptor()
+}
+
+func (UpdateConfig_FailureAction) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[7]
+}
+
+func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
+func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 0}
+}
+
+type UpdateConfig_Order int32
+
+const (
+	UpdateConfig_STOP_FIRST  UpdateConfig_Order = 0
+	UpdateConfig_START_FIRST UpdateConfig_Order = 1
+)
+
+// Enum value maps for UpdateConfig_Order.
+var (
+	UpdateConfig_Order_name = map[int32]string{
+		0: "STOP_FIRST",
+		1: "START_FIRST",
+	}
+	UpdateConfig_Order_value = map[string]int32{
+		"STOP_FIRST":  0,
+		"START_FIRST": 1,
+	}
+)
+
+func (x UpdateConfig_Order) Enum() *UpdateConfig_Order {
+	p := new(UpdateConfig_Order)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_Order) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_Order) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[8].Descriptor()
+}
+
+func (UpdateConfig_Order) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[8]
+}
+
+func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_Order.Descriptor instead.
+func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 1}
+}
+
+type UpdateStatus_State int32
+
+const (
+	UpdateStatus_UNKNOWN            UpdateStatus_State = 0
+	UpdateStatus_UPDATING           UpdateStatus_State = 1
+	UpdateStatus_PAUSED             UpdateStatus_State = 2
+	UpdateStatus_COMPLETED          UpdateStatus_State = 3
+	UpdateStatus_ROLLBACK_STARTED   UpdateStatus_State = 4
+	UpdateStatus_ROLLBACK_PAUSED    UpdateStatus_State = 5
+	UpdateStatus_ROLLBACK_COMPLETED UpdateStatus_State = 6
+)
+
+// Enum value maps for UpdateStatus_State.
+var (
+	UpdateStatus_State_name = map[int32]string{
+		0: "UNKNOWN",
+		1: "UPDATING",
+		2: "PAUSED",
+		3: "COMPLETED",
+		4: "ROLLBACK_STARTED",
+		5: "ROLLBACK_PAUSED",
+		6: "ROLLBACK_COMPLETED",
+	}
+	UpdateStatus_State_value = map[string]int32{
+		"UNKNOWN":            0,
+		"UPDATING":           1,
+		"PAUSED":             2,
+		"COMPLETED":          3,
+		"ROLLBACK_STARTED":   4,
+		"ROLLBACK_PAUSED":    5,
+		"ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateStatus_State) Enum() *UpdateStatus_State {
+	p := new(UpdateStatus_State)
+	*p = x
+	return p
+}
+
+func (x UpdateStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[9].Descriptor()
+}
+
+func (UpdateStatus_State) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[9]
+}
+
+func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateStatus_State.Descriptor instead.
+func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22, 0}
+}
+
+type PortConfig_Protocol int32
+
+const (
+	PortConfig_TCP PortConfig_Protocol = 0
+	PortConfig_UDP PortConfig_Protocol = 1
+)
+
+// Enum value maps for PortConfig_Protocol.
+var (
+	PortConfig_Protocol_name = map[int32]string{
+		0: "TCP",
+		1: "UDP",
+	}
+	PortConfig_Protocol_value = map[string]int32{
+		"TCP": 0,
+		"UDP": 1,
+	}
+)
+
+func (x PortConfig_Protocol) Enum() *PortConfig_Protocol {
+	p := new(PortConfig_Protocol)
+	*p = x
+	return p
+}
+
+func (x PortConfig_Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[10].Descriptor()
+}
+
+func (PortConfig_Protocol) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[10]
+}
+
+func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_Protocol.Descriptor instead.
+func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 0}
+}
+
+type PortConfig_PublishMode int32
+
+const (
+	// INGRESS: the port on every node, forwarded to any healthy task.
+	PortConfig_INGRESS PortConfig_PublishMode = 0
+	// HOST: the port on the node that runs the task, to that task.
+	PortConfig_HOST PortConfig_PublishMode = 1
+)
+
+// Enum value maps for PortConfig_PublishMode.
+var (
+	PortConfig_PublishMode_name = map[int32]string{
+		0: "INGRESS",
+		1: "HOST",
+	}
+	PortConfig_PublishMode_value = map[string]int32{
+		"INGRESS": 0,
+		"HOST":    1,
+	}
+)
+
+func (x PortConfig_PublishMode) Enum() *PortConfig_PublishMode {
+	p := new(PortConfig_PublishMode)
+	*p = x
+	return p
+}
+
+func (x PortConfig_PublishMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[11].Descriptor()
+}
+
+func (PortConfig_PublishMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[11]
+}
+
+func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_PublishMode.Descriptor instead.
+func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 1}
+}
+
+// ResolutionMode is how the service's name resolves inside containers.
+type EndpointSpec_ResolutionMode int32
+
+const (
+	// VIP: the name is a virtual IP balanced over the running tasks.
+	EndpointSpec_VIP EndpointSpec_ResolutionMode = 0
+	// DNSRR: the name returns the running tasks' addresses.
+	EndpointSpec_DNSRR EndpointSpec_ResolutionMode = 1
+)
+
+// Enum value maps for EndpointSpec_ResolutionMode.
+var (
+	EndpointSpec_ResolutionMode_name = map[int32]string{
+		0: "VIP",
+		1: "DNSRR",
+	}
+	EndpointSpec_ResolutionMode_value = map[string]int32{
+		"VIP":   0,
+		"DNSRR": 1,
+	}
+)
+
+func (x EndpointSpec_ResolutionMode) Enum() *EndpointSpec_ResolutionMode {
+	p := new(EndpointSpec_ResolutionMode)
+	*p = x
+	return p
+}
+
+func (x EndpointSpec_ResolutionMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointSpec_ResolutionMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+}
+
+func (EndpointSpec_ResolutionMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[12]
+}
+
+func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
+func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26, 0}
+}
+
+type GossipKeyRotation_Phase int32
+
+const (
+	// INSTALL: every node adds new_key to its keyring; the old key stays
+	// primary.
+	GossipKeyRotation_INSTALL GossipKeyRotation_Phase = 0
+	// USE: every node encrypts with new_key (now gossip_key) and still
+	// accepts the old one. Next the old key is dropped and the rotation
+	// ends.
+	GossipKeyRotation_USE GossipKeyRotation_Phase = 1
+)
+
+// Enum value maps for GossipKeyRotation_Phase.
+var (
+	GossipKeyRotation_Phase_name = map[int32]string{
+		0: "INSTALL",
+		1: "USE",
+	}
+	GossipKeyRotation_Phase_value = map[string]int32{
+		"INSTALL": 0,
+		"USE":     1,
+	}
+)
+
+func (x GossipKeyRotation_Phase) Enum() *GossipKeyRotation_Phase {
+	p := new(GossipKeyRotation_Phase)
+	*p = x
+	return p
+}
+
+func (x GossipKeyRotation_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[13].Descriptor()
+}
+
+func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[13]
+}
+
+func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
+func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38, 0}
 }
 
 // Meta is common to every stored object.
@@ -474,8 +824,11 @@ func (x *Meta) GetUpdatedAt() *timestamppb.Timestamp {
 type Resources struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// nano_cpus: 1e9 is one CPU.
-	NanoCpus      int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
-	MemoryBytes   int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	NanoCpus    int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// pids caps the processes and threads of a task (limits only;
+	// --limit-pids); 0 means unlimited.
+	Pids          int64 `protobuf:"varint,120,opt,name=pids,proto3" json:"pids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,6 +873,13 @@ func (x *Resources) GetNanoCpus() int64 {
 func (x *Resources) GetMemoryBytes() int64 {
 	if x != nil {
 		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetPids() int64 {
+	if x != nil {
+		return x.Pids
 	}
 	return 0
 }
@@ -698,9 +1058,12 @@ type NodeDescription struct {
 	Resources *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	// worker is true when the node runs the worker role (it joined through
 	// an agent); only such nodes get tasks.
-	Worker        bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Worker bool `protobuf:"varint,4,opt,name=worker,proto3" json:"worker,omitempty"`
+	// container_subnet is the worker's bridge subnet (CIDR); other workers
+	// route to it through the node's address. Empty: no container network.
+	ContainerSubnet string `protobuf:"bytes,90,opt,name=container_subnet,json=containerSubnet,proto3" json:"container_subnet,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeDescription) Reset() {
@@ -759,6 +1122,13 @@ func (x *NodeDescription) GetWorker() bool {
 		return x.Worker
 	}
 	return false
+}
+
+func (x *NodeDescription) GetContainerSubnet() string {
+	if x != nil {
+		return x.ContainerSubnet
+	}
+	return ""
 }
 
 type NodeStatus struct {
@@ -835,6 +1205,8 @@ type Node struct {
 	SecretHash []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
 	// manager_status is set for managers.
 	ManagerStatus *ManagerStatus `protobuf:"bytes,7,opt,name=manager_status,json=managerStatus,proto3" json:"manager_status,omitempty"`
+	// certificate is the node certificate issued last.
+	Certificate   *NodeCertificate `protobuf:"bytes,20,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -914,6 +1286,13 @@ func (x *Node) GetSecretHash() []byte {
 func (x *Node) GetManagerStatus() *ManagerStatus {
 	if x != nil {
 		return x.ManagerStatus
+	}
+	return nil
+}
+
+func (x *Node) GetCertificate() *NodeCertificate {
+	if x != nil {
+		return x.Certificate
 	}
 	return nil
 }
@@ -1033,7 +1412,25 @@ type ContainerSpec struct {
 	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
 	// (docker --init).
-	Init          bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
+	Init bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
+	// Sandbox options, as docker's. seccomp_unconfined runs without the
+	// default seccomp profile (--security-opt seccomp=unconfined).
+	SeccompUnconfined bool `protobuf:"varint,120,opt,name=seccomp_unconfined,json=seccompUnconfined,proto3" json:"seccomp_unconfined,omitempty"`
+	// read_only mounts the root filesystem read-only (--read-only).
+	ReadOnly bool `protobuf:"varint,121,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// mounts are bind, named volume and tmpfs mounts (--mount).
+	Mounts []*Mount `protobuf:"bytes,122,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// hosts are extra /etc/hosts lines "IP name [alias...]" (--host).
+	Hosts []string `protobuf:"bytes,123,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// dns_servers, dns_search and dns_options make /etc/resolv.conf; unset
+	// ones fall back to the worker's (minus loopback nameservers).
+	DnsServers []string `protobuf:"bytes,124,rep,name=dns_servers,json=dnsServers,proto3" json:"dns_servers,omitempty"`
+	DnsSearch  []string `protobuf:"bytes,125,rep,name=dns_search,json=dnsSearch,proto3" json:"dns_search,omitempty"`
+	DnsOptions []string `protobuf:"bytes,126,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
+	// ulimits override the default rlimits (--ulimit).
+	Ulimits []*Ulimit `protobuf:"bytes,127,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	// groups are supplementary groups, names or gids (--group).
+	Groups        []string `protobuf:"bytes,128,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1152,6 +1549,227 @@ func (x *ContainerSpec) GetInit() bool {
 	return false
 }
 
+func (x *ContainerSpec) GetSeccompUnconfined() bool {
+	if x != nil {
+		return x.SeccompUnconfined
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetMounts() []*Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsServers() []string {
+	if x != nil {
+		return x.DnsServers
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsSearch() []string {
+	if x != nil {
+		return x.DnsSearch
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsOptions() []string {
+	if x != nil {
+		return x.DnsOptions
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// Mount is docker's --mount: type is "bind" (source is a path on the
+// worker), "volume" (source is a named local volume, created on first use)
+// or "tmpfs" (no source).
+type Mount struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Type           string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source         string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target         string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Readonly       bool                   `protobuf:"varint,4,opt,name=readonly,proto3" json:"readonly,omitempty"`
+	TmpfsSizeBytes int64                  `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
+	TmpfsMode      uint32                 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
+	// volume_nocopy leaves a new volume empty instead of filling it with
+	// what the image has at target (docker's volume-nocopy).
+	VolumeNocopy  bool `protobuf:"varint,7,opt,name=volume_nocopy,json=volumeNocopy,proto3" json:"volume_nocopy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mount) Reset() {
+	*x = Mount{}
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mount) ProtoMessage() {}
+
+func (x *Mount) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mount.ProtoReflect.Descriptor instead.
+func (*Mount) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Mount) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Mount) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Mount) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Mount) GetReadonly() bool {
+	if x != nil {
+		return x.Readonly
+	}
+	return false
+}
+
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
+func (x *Mount) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
+}
+
+func (x *Mount) GetVolumeNocopy() bool {
+	if x != nil {
+		return x.VolumeNocopy
+	}
+	return false
+}
+
+// Ulimit is one rlimit (--ulimit NAME=SOFT[:HARD]); -1 is unlimited.
+type Ulimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Soft          int64                  `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	Hard          int64                  `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ulimit) Reset() {
+	*x = Ulimit{}
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ulimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ulimit) ProtoMessage() {}
+
+func (x *Ulimit) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
+func (*Ulimit) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Ulimit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ulimit) GetSoft() int64 {
+	if x != nil {
+		return x.Soft
+	}
+	return 0
+}
+
+func (x *Ulimit) GetHard() int64 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
 // HealthConfig is docker's HEALTHCHECK: test is ["NONE"], ["CMD", args...]
 // or ["CMD-SHELL", command]; zero durations and retries take docker's
 // defaults (30s interval, 30s timeout, 0s start period, 3 retries).
@@ -1168,7 +1786,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1798,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1811,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -1245,7 +1863,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1875,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1888,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1302,18 +1920,22 @@ func (x *RestartPolicy) GetWindow() *durationpb.Duration {
 }
 
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Container     *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	Resources     *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
-	Restart       *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
-	Placement     *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Resources *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	Restart   *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
+	Placement *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	// force_update is a counter: changing it makes every task out of date,
+	// so an update redeploys an otherwise unchanged spec (service update
+	// --force).
+	ForceUpdate   uint64 `protobuf:"varint,30,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1947,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1960,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1369,6 +1991,13 @@ func (x *TaskSpec) GetPlacement() *Placement {
 	return nil
 }
 
+func (x *TaskSpec) GetForceUpdate() uint64 {
+	if x != nil {
+		return x.ForceUpdate
+	}
+	return 0
+}
+
 // Placement restricts and spreads where a service's tasks go.
 type Placement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1385,7 +2014,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +2026,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +2039,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1443,7 +2072,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +2084,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +2097,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1476,6 +2105,227 @@ func (x *ReplicatedService) GetReplicas() uint64 {
 		return x.Replicas
 	}
 	return 0
+}
+
+// GlobalService runs one task on every eligible node.
+type GlobalService struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalService) Reset() {
+	*x = GlobalService{}
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalService) ProtoMessage() {}
+
+func (x *GlobalService) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
+func (*GlobalService) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+}
+
+// ReplicatedJob runs tasks to completion until total_completions tasks have
+// completed, at most max_concurrent at a time (0: total_completions).
+type ReplicatedJob struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	MaxConcurrent    uint64                 `protobuf:"varint,1,opt,name=max_concurrent,json=maxConcurrent,proto3" json:"max_concurrent,omitempty"`
+	TotalCompletions uint64                 `protobuf:"varint,2,opt,name=total_completions,json=totalCompletions,proto3" json:"total_completions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReplicatedJob) Reset() {
+	*x = ReplicatedJob{}
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicatedJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicatedJob) ProtoMessage() {}
+
+func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
+func (*ReplicatedJob) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
+	if x != nil {
+		return x.MaxConcurrent
+	}
+	return 0
+}
+
+func (x *ReplicatedJob) GetTotalCompletions() uint64 {
+	if x != nil {
+		return x.TotalCompletions
+	}
+	return 0
+}
+
+// GlobalJob runs one task to completion on every eligible node.
+type GlobalJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalJob) Reset() {
+	*x = GlobalJob{}
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalJob) ProtoMessage() {}
+
+func (x *GlobalJob) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
+func (*GlobalJob) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+}
+
+// UpdateConfig says how a rolling update (or rollback) replaces tasks. An
+// unset UpdateConfig takes swarm's defaults: parallelism 1, no delay,
+// failure action pause, monitor 5s, max failure ratio 0, stop-first.
+type UpdateConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parallelism is how many tasks are replaced at a time; 0 means all.
+	Parallelism uint64 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// delay is the wait after a batch of tasks is updated.
+	Delay         *durationpb.Duration       `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	FailureAction UpdateConfig_FailureAction `protobuf:"varint,3,opt,name=failure_action,json=failureAction,proto3,enum=minke.v1.UpdateConfig_FailureAction" json:"failure_action,omitempty"`
+	// monitor is how long after each task's update a failure of it counts
+	// (default 5s).
+	Monitor *durationpb.Duration `protobuf:"bytes,4,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	// max_failure_ratio is the fraction of tasks that may fail during the
+	// update before failure_action is taken (0..1).
+	MaxFailureRatio float64            `protobuf:"fixed64,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	Order           UpdateConfig_Order `protobuf:"varint,6,opt,name=order,proto3,enum=minke.v1.UpdateConfig_Order" json:"order,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpdateConfig) Reset() {
+	*x = UpdateConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfig) ProtoMessage() {}
+
+func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
+func (*UpdateConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateConfig) GetParallelism() uint64 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *UpdateConfig) GetFailureAction() UpdateConfig_FailureAction {
+	if x != nil {
+		return x.FailureAction
+	}
+	return UpdateConfig_PAUSE
+}
+
+func (x *UpdateConfig) GetMonitor() *durationpb.Duration {
+	if x != nil {
+		return x.Monitor
+	}
+	return nil
+}
+
+func (x *UpdateConfig) GetMaxFailureRatio() float64 {
+	if x != nil {
+		return x.MaxFailureRatio
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetOrder() UpdateConfig_Order {
+	if x != nil {
+		return x.Order
+	}
+	return UpdateConfig_STOP_FIRST
 }
 
 type ServiceSpec struct {
@@ -1486,14 +2336,21 @@ type ServiceSpec struct {
 	// Types that are valid to be assigned to Mode:
 	//
 	//	*ServiceSpec_Replicated
-	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	//	*ServiceSpec_Global
+	//	*ServiceSpec_ReplicatedJob
+	//	*ServiceSpec_GlobalJob
+	Mode isServiceSpec_Mode `protobuf_oneof:"mode"`
+	// endpoint publishes the service's ports.
+	Endpoint       *EndpointSpec `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	UpdateConfig   *UpdateConfig `protobuf:"bytes,33,opt,name=update_config,json=updateConfig,proto3" json:"update_config,omitempty"`
+	RollbackConfig *UpdateConfig `protobuf:"bytes,34,opt,name=rollback_config,json=rollbackConfig,proto3" json:"rollback_config,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +2362,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +2375,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -1558,6 +2415,54 @@ func (x *ServiceSpec) GetReplicated() *ReplicatedService {
 	return nil
 }
 
+func (x *ServiceSpec) GetGlobal() *GlobalService {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_Global); ok {
+			return x.Global
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetReplicatedJob() *ReplicatedJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_ReplicatedJob); ok {
+			return x.ReplicatedJob
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetGlobalJob() *GlobalJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_GlobalJob); ok {
+			return x.GlobalJob
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetUpdateConfig() *UpdateConfig {
+	if x != nil {
+		return x.UpdateConfig
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollbackConfig() *UpdateConfig {
+	if x != nil {
+		return x.RollbackConfig
+	}
+	return nil
+}
+
 type isServiceSpec_Mode interface {
 	isServiceSpec_Mode()
 }
@@ -1566,19 +2471,169 @@ type ServiceSpec_Replicated struct {
 	Replicated *ReplicatedService `protobuf:"bytes,4,opt,name=replicated,proto3,oneof"`
 }
 
+type ServiceSpec_Global struct {
+	Global *GlobalService `protobuf:"bytes,30,opt,name=global,proto3,oneof"`
+}
+
+type ServiceSpec_ReplicatedJob struct {
+	ReplicatedJob *ReplicatedJob `protobuf:"bytes,31,opt,name=replicated_job,json=replicatedJob,proto3,oneof"`
+}
+
+type ServiceSpec_GlobalJob struct {
+	GlobalJob *GlobalJob `protobuf:"bytes,32,opt,name=global_job,json=globalJob,proto3,oneof"`
+}
+
 func (*ServiceSpec_Replicated) isServiceSpec_Mode() {}
 
-type Service struct {
+func (*ServiceSpec_Global) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_ReplicatedJob) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_GlobalJob) isServiceSpec_Mode() {}
+
+// UpdateStatus records a rolling update or rollback in progress or done.
+type UpdateStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	State         UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=minke.v1.UpdateStatus_State" json:"state,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UpdateStatus) GetState() UpdateStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return UpdateStatus_UNKNOWN
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// JobStatus counts a job's runs: every spec change starts a new iteration.
+type JobStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIteration  uint64                 `protobuf:"varint,1,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	LastExecution *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_execution,json=lastExecution,proto3" json:"last_execution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStatus) Reset() {
+	*x = JobStatus{}
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatus) ProtoMessage() {}
+
+func (x *JobStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
+func (*JobStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *JobStatus) GetJobIteration() uint64 {
+	if x != nil {
+		return x.JobIteration
+	}
+	return 0
+}
+
+func (x *JobStatus) GetLastExecution() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastExecution
+	}
+	return nil
+}
+
+type Service struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *ServiceSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// previous_spec is the spec before the last update; rollback returns to
+	// it.
+	PreviousSpec *ServiceSpec  `protobuf:"bytes,30,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	UpdateStatus *UpdateStatus `protobuf:"bytes,31,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	JobStatus    *JobStatus    `protobuf:"bytes,32,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
+	// rebalancing is set from a rebalance request until the tasks are spread
+	// evenly again.
+	Rebalancing bool `protobuf:"varint,33,opt,name=rebalancing,proto3" json:"rebalancing,omitempty"`
+	// endpoint is the spec's ports as allocated (published ports filled in).
+	Endpoint      *Endpoint `protobuf:"bytes,90,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +2645,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +2658,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -1620,19 +2675,234 @@ func (x *Service) GetSpec() *ServiceSpec {
 	return nil
 }
 
+func (x *Service) GetPreviousSpec() *ServiceSpec {
+	if x != nil {
+		return x.PreviousSpec
+	}
+	return nil
+}
+
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
+func (x *Service) GetJobStatus() *JobStatus {
+	if x != nil {
+		return x.JobStatus
+	}
+	return nil
+}
+
+func (x *Service) GetRebalancing() bool {
+	if x != nil {
+		return x.Rebalancing
+	}
+	return false
+}
+
+func (x *Service) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// PortConfig publishes a container port, docker's --publish
+// published=P,target=T,protocol=tcp|udp,mode=ingress|host.
+type PortConfig struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Protocol   PortConfig_Protocol    `protobuf:"varint,1,opt,name=protocol,proto3,enum=minke.v1.PortConfig_Protocol" json:"protocol,omitempty"`
+	TargetPort uint32                 `protobuf:"varint,2,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	// published_port 0 asks for one: ingress ports are then allocated from
+	// 30000-32767 (swarm's range); host ports must be given.
+	PublishedPort uint32                 `protobuf:"varint,3,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	PublishMode   PortConfig_PublishMode `protobuf:"varint,4,opt,name=publish_mode,json=publishMode,proto3,enum=minke.v1.PortConfig_PublishMode" json:"publish_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConfig) Reset() {
+	*x = PortConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConfig) ProtoMessage() {}
+
+func (x *PortConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
+func (*PortConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PortConfig) GetProtocol() PortConfig_Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return PortConfig_TCP
+}
+
+func (x *PortConfig) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
+	if x != nil {
+		return x.PublishMode
+	}
+	return PortConfig_INGRESS
+}
+
+type EndpointSpec struct {
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Ports         []*PortConfig               `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	Mode          EndpointSpec_ResolutionMode `protobuf:"varint,2,opt,name=mode,proto3,enum=minke.v1.EndpointSpec_ResolutionMode" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSpec) Reset() {
+	*x = EndpointSpec{}
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSpec) ProtoMessage() {}
+
+func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
+func (*EndpointSpec) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *EndpointSpec) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointSpec_VIP
+}
+
+// Endpoint is what the managers allocated for a service's EndpointSpec.
+type Endpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// virtual_ip is the service's VIP (VIP mode only).
+	VirtualIp     string `protobuf:"bytes,2,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Endpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *Endpoint) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
+}
+
 type ContainerStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pid           int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	OomKilled     bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	Health        HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pid       int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	ExitCode  int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	OomKilled bool                   `protobuf:"varint,3,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	Health    HealthState            `protobuf:"varint,4,opt,name=health,proto3,enum=minke.v1.HealthState" json:"health,omitempty"`
+	// address is the container's address on its node's bridge (CIDR).
+	Address       string `protobuf:"bytes,90,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +2914,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +2927,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -1688,6 +2958,13 @@ func (x *ContainerStatus) GetHealth() HealthState {
 	return HealthState_NO_HEALTHCHECK
 }
 
+func (x *ContainerStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -1703,7 +2980,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +2992,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +3005,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -1784,13 +3061,19 @@ type Task struct {
 	// restart policy since restart_window_start (the policy's window).
 	Restarts           uint64                 `protobuf:"varint,10,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	RestartWindowStart *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=restart_window_start,json=restartWindowStart,proto3" json:"restart_window_start,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// replace_when_stopped is set by the rolling updater (stop-first): the
+	// orchestrator starts the slot's replacement as soon as this task has
+	// stopped, without the restart policy's delay.
+	ReplaceWhenStopped bool `protobuf:"varint,30,opt,name=replace_when_stopped,json=replaceWhenStopped,proto3" json:"replace_when_stopped,omitempty"`
+	// job_iteration is the service's JobStatus.job_iteration the task runs.
+	JobIteration  uint64 `protobuf:"varint,31,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +3085,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +3098,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -1895,6 +3178,20 @@ func (x *Task) GetRestartWindowStart() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetReplaceWhenStopped() bool {
+	if x != nil {
+		return x.ReplaceWhenStopped
+	}
+	return false
+}
+
+func (x *Task) GetJobIteration() uint64 {
+	if x != nil {
+		return x.JobIteration
+	}
+	return 0
+}
+
 type JoinTokens struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Worker        string                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
@@ -1905,7 +3202,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +3214,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +3227,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1950,13 +3247,17 @@ func (x *JoinTokens) GetManager() string {
 type ClusterSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Orchestration *OrchestrationConfig   `protobuf:"bytes,30,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
+	// cert_lifetime is how long node and client certificates are valid
+	// (default 90 days); nodes renew at two thirds of it.
+	CertLifetime  *durationpb.Duration `protobuf:"bytes,20,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +3269,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +3282,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1991,20 +3292,273 @@ func (x *ClusterSpec) GetName() string {
 	return ""
 }
 
+func (x *ClusterSpec) GetOrchestration() *OrchestrationConfig {
+	if x != nil {
+		return x.Orchestration
+	}
+	return nil
+}
+
+func (x *ClusterSpec) GetCertLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.CertLifetime
+	}
+	return nil
+}
+
+// RootCA is the cluster's certificate authority. The key never leaves the
+// managers (it is not shown by GetCluster).
+type RootCA struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cert and key are PEM.
+	Cert []byte `protobuf:"bytes,1,opt,name=cert,proto3" json:"cert,omitempty"`
+	Key  []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// cross_signed is cert signed by the previous root while a rotation runs,
+	// so that nodes which still trust only the old root accept new
+	// certificates (PEM).
+	CrossSigned   []byte `protobuf:"bytes,3,opt,name=cross_signed,json=crossSigned,proto3" json:"cross_signed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RootCA) Reset() {
+	*x = RootCA{}
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RootCA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RootCA) ProtoMessage() {}
+
+func (x *RootCA) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
+func (*RootCA) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RootCA) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *RootCA) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RootCA) GetCrossSigned() []byte {
+	if x != nil {
+		return x.CrossSigned
+	}
+	return nil
+}
+
+// RevokedCert is a certificate refused before it expires.
+type RevokedCert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedCert) Reset() {
+	*x = RevokedCert{}
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedCert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedCert) ProtoMessage() {}
+
+func (x *RevokedCert) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedCert.ProtoReflect.Descriptor instead.
+func (*RevokedCert) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RevokedCert) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokedCert) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+// NodeCertificate records the certificate last issued to a node.
+type NodeCertificate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// ca_fingerprint is the SHA-256 (hex) of the root that signed it.
+	CaFingerprint string                 `protobuf:"bytes,2,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCertificate) Reset() {
+	*x = NodeCertificate{}
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCertificate) ProtoMessage() {}
+
+func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
+func (*NodeCertificate) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *NodeCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+type OrchestrationConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task_history_retention_limit is how many ended tasks each slot (or
+	// node, for global services) keeps; unset means 5, negative keeps all.
+	TaskHistoryRetentionLimit *int64 `protobuf:"varint,1,opt,name=task_history_retention_limit,json=taskHistoryRetentionLimit,proto3,oneof" json:"task_history_retention_limit,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *OrchestrationConfig) Reset() {
+	*x = OrchestrationConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrchestrationConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrchestrationConfig) ProtoMessage() {}
+
+func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
+func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
+	if x != nil && x.TaskHistoryRetentionLimit != nil {
+		return *x.TaskHistoryRetentionLimit
+	}
+	return 0
+}
+
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Meta       *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Spec       *ClusterSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
-	// gossip_key encrypts memberlist traffic (AES, 32 bytes).
-	GossipKey     []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// gossip_key encrypts memberlist traffic (AES, 32 bytes): the primary
+	// key, which every node encrypts with.
+	GossipKey []byte  `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	RootCa    *RootCA `protobuf:"bytes,20,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// previous_ca_certs are roots still trusted while a rotation runs (PEM);
+	// empty when no rotation runs.
+	PreviousCaCerts [][]byte `protobuf:"bytes,21,rep,name=previous_ca_certs,json=previousCaCerts,proto3" json:"previous_ca_certs,omitempty"`
+	// revoked lists certificates of removed nodes until they expire.
+	Revoked []*RevokedCert `protobuf:"bytes,22,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	// gossip_keys is every key nodes must accept, the primary included; empty
+	// means gossip_key alone. It holds two keys only while a rotation runs.
+	GossipKeys [][]byte `protobuf:"bytes,110,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// gossip_key_rotation is the rotation in progress, if any.
+	GossipKeyRotation *GossipKeyRotation `protobuf:"bytes,111,opt,name=gossip_key_rotation,json=gossipKeyRotation,proto3" json:"gossip_key_rotation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +3570,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +3583,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -2060,6 +3614,105 @@ func (x *Cluster) GetGossipKey() []byte {
 	return nil
 }
 
+func (x *Cluster) GetRootCa() *RootCA {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *Cluster) GetPreviousCaCerts() [][]byte {
+	if x != nil {
+		return x.PreviousCaCerts
+	}
+	return nil
+}
+
+func (x *Cluster) GetRevoked() []*RevokedCert {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKeyRotation() *GossipKeyRotation {
+	if x != nil {
+		return x.GossipKeyRotation
+	}
+	return nil
+}
+
+// GossipKeyRotation is a gossip key rotation in progress, driven by the
+// leader one phase at a time so that the cluster never splits: a phase
+// starts only when every alive member advertises (in its gossip meta) that
+// it finished the one before.
+type GossipKeyRotation struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	NewKey        []byte                  `protobuf:"bytes,1,opt,name=new_key,json=newKey,proto3" json:"new_key,omitempty"`
+	Phase         GossipKeyRotation_Phase `protobuf:"varint,2,opt,name=phase,proto3,enum=minke.v1.GossipKeyRotation_Phase" json:"phase,omitempty"`
+	StartedAt     *timestamppb.Timestamp  `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyRotation) Reset() {
+	*x = GossipKeyRotation{}
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyRotation) ProtoMessage() {}
+
+func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
+func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GossipKeyRotation) GetNewKey() []byte {
+	if x != nil {
+		return x.NewKey
+	}
+	return nil
+}
+
+func (x *GossipKeyRotation) GetPhase() GossipKeyRotation_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return GossipKeyRotation_INSTALL
+}
+
+func (x *GossipKeyRotation) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 type LogMessage struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
@@ -2078,7 +3731,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +3743,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +3756,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -2166,10 +3819,11 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"K\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"_\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"|\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
+	"\x04pids\x18x \x01(\x03R\x04pids\"|\n" +
 	"\x14ResourceRequirements\x12+\n" +
 	"\x06limits\x18\x01 \x01(\v2\x13.minke.v1.ResourcesR\x06limits\x127\n" +
 	"\freservations\x18\x02 \x01(\v2\x13.minke.v1.ResourcesR\freservations\">\n" +
@@ -2187,12 +3841,13 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"\x06ACTIVE\x10\x00\x12\t\n" +
 	"\x05PAUSE\x10\x01\x12\t\n" +
-	"\x05DRAIN\x10\x02\"\xa8\x01\n" +
+	"\x05DRAIN\x10\x02\"\xd3\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12.\n" +
 	"\bplatform\x18\x02 \x01(\v2\x12.minke.v1.PlatformR\bplatform\x121\n" +
 	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\x12\x16\n" +
-	"\x06worker\x18\x04 \x01(\bR\x06worker\"\x97\x01\n" +
+	"\x06worker\x18\x04 \x01(\bR\x06worker\x12)\n" +
+	"\x10container_subnet\x18Z \x01(\tR\x0fcontainerSubnet\"\x97\x01\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.minke.v1.NodeStatus.StateR\x05state\x12\x18\n" +
@@ -2201,7 +3856,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05State\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\b\n" +
 	"\x04DOWN\x10\x01\x12\t\n" +
-	"\x05READY\x10\x02\"\xc6\x02\n" +
+	"\x05READY\x10\x02\"\x83\x03\n" +
 	"\x04Node\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.minke.v1.NodeSpecR\x04spec\x12;\n" +
@@ -2210,7 +3865,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12\x1f\n" +
 	"\vsecret_hash\x18\x06 \x01(\fR\n" +
 	"secretHash\x12>\n" +
-	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\"\xac\x02\n" +
+	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\x12;\n" +
+	"\vcertificate\x18\x14 \x01(\v2\x19.minke.v1.NodeCertificateR\vcertificate\"\xac\x02\n" +
 	"\rManagerStatus\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12#\n" +
@@ -2222,7 +3878,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xf5\x02\n" +
+	"\tREACHABLE\x10\x02\"\xa6\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2237,7 +3893,32 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12\x1f\n" +
 	"\vstop_signal\x18< \x01(\tR\n" +
 	"stopSignal\x12\x12\n" +
-	"\x04init\x18= \x01(\bR\x04init\"\xe6\x01\n" +
+	"\x04init\x18= \x01(\bR\x04init\x12-\n" +
+	"\x12seccomp_unconfined\x18x \x01(\bR\x11seccompUnconfined\x12\x1b\n" +
+	"\tread_only\x18y \x01(\bR\breadOnly\x12'\n" +
+	"\x06mounts\x18z \x03(\v2\x0f.minke.v1.MountR\x06mounts\x12\x14\n" +
+	"\x05hosts\x18{ \x03(\tR\x05hosts\x12\x1f\n" +
+	"\vdns_servers\x18| \x03(\tR\n" +
+	"dnsServers\x12\x1d\n" +
+	"\n" +
+	"dns_search\x18} \x03(\tR\tdnsSearch\x12\x1f\n" +
+	"\vdns_options\x18~ \x03(\tR\n" +
+	"dnsOptions\x12*\n" +
+	"\aulimits\x18\x7f \x03(\v2\x10.minke.v1.UlimitR\aulimits\x12\x17\n" +
+	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\"\xd5\x01\n" +
+	"\x05Mount\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1a\n" +
+	"\breadonly\x18\x04 \x01(\bR\breadonly\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\x12#\n" +
+	"\rvolume_nocopy\x18\a \x01(\bR\fvolumeNocopy\"D\n" +
+	"\x06Ulimit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\x03R\x04hard\"\xe6\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
@@ -2253,45 +3934,121 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03ANY\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ON_FAILURE\x10\x01\x12\b\n" +
-	"\x04NONE\x10\x02\"\xe5\x01\n" +
+	"\x04NONE\x10\x02\"\x88\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.minke.v1.ContainerSpecR\tcontainer\x12<\n" +
 	"\tresources\x18\x02 \x01(\v2\x1e.minke.v1.ResourceRequirementsR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.minke.v1.RestartPolicyR\arestart\x121\n" +
-	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\"\x82\x01\n" +
+	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\x12!\n" +
+	"\fforce_update\x18\x1e \x01(\x04R\vforceUpdate\"\x82\x01\n" +
 	"\tPlacement\x12 \n" +
 	"\vconstraints\x18\x01 \x03(\tR\vconstraints\x12 \n" +
 	"\vpreferences\x18\x02 \x03(\tR\vpreferences\x121\n" +
 	"\x15max_replicas_per_node\x18\x03 \x01(\x04R\x12maxReplicasPerNode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
-	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x86\x02\n" +
+	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x0f\n" +
+	"\rGlobalService\"c\n" +
+	"\rReplicatedJob\x12%\n" +
+	"\x0emax_concurrent\x18\x01 \x01(\x04R\rmaxConcurrent\x12+\n" +
+	"\x11total_completions\x18\x02 \x01(\x04R\x10totalCompletions\"\v\n" +
+	"\tGlobalJob\"\xa5\x03\n" +
+	"\fUpdateConfig\x12 \n" +
+	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12/\n" +
+	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12K\n" +
+	"\x0efailure_action\x18\x03 \x01(\x0e2$.minke.v1.UpdateConfig.FailureActionR\rfailureAction\x123\n" +
+	"\amonitor\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amonitor\x12*\n" +
+	"\x11max_failure_ratio\x18\x05 \x01(\x01R\x0fmaxFailureRatio\x122\n" +
+	"\x05order\x18\x06 \x01(\x0e2\x1c.minke.v1.UpdateConfig.OrderR\x05order\"6\n" +
+	"\rFailureAction\x12\t\n" +
+	"\x05PAUSE\x10\x00\x12\f\n" +
+	"\bCONTINUE\x10\x01\x12\f\n" +
+	"\bROLLBACK\x10\x02\"(\n" +
+	"\x05Order\x12\x0e\n" +
+	"\n" +
+	"STOP_FIRST\x10\x00\x12\x0f\n" +
+	"\vSTART_FIRST\x10\x01\"\xe3\x04\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.minke.v1.ServiceSpec.LabelsEntryR\x06labels\x12&\n" +
 	"\x04task\x18\x03 \x01(\v2\x12.minke.v1.TaskSpecR\x04task\x12=\n" +
 	"\n" +
 	"replicated\x18\x04 \x01(\v2\x1b.minke.v1.ReplicatedServiceH\x00R\n" +
-	"replicated\x1a9\n" +
+	"replicated\x121\n" +
+	"\x06global\x18\x1e \x01(\v2\x17.minke.v1.GlobalServiceH\x00R\x06global\x12@\n" +
+	"\x0ereplicated_job\x18\x1f \x01(\v2\x17.minke.v1.ReplicatedJobH\x00R\rreplicatedJob\x124\n" +
+	"\n" +
+	"global_job\x18  \x01(\v2\x13.minke.v1.GlobalJobH\x00R\tglobalJob\x122\n" +
+	"\bendpoint\x18Z \x01(\v2\x16.minke.v1.EndpointSpecR\bendpoint\x12;\n" +
+	"\rupdate_config\x18! \x01(\v2\x16.minke.v1.UpdateConfigR\fupdateConfig\x12?\n" +
+	"\x0frollback_config\x18\" \x01(\v2\x16.minke.v1.UpdateConfigR\x0erollbackConfig\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04mode\"X\n" +
+	"\x04mode\"\xd9\x02\n" +
+	"\fUpdateStatus\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.minke.v1.UpdateStatus.StateR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x80\x01\n" +
+	"\x05State\x12\v\n" +
+	"\aUNKNOWN\x10\x00\x12\f\n" +
+	"\bUPDATING\x10\x01\x12\n" +
+	"\n" +
+	"\x06PAUSED\x10\x02\x12\r\n" +
+	"\tCOMPLETED\x10\x03\x12\x14\n" +
+	"\x10ROLLBACK_STARTED\x10\x04\x12\x13\n" +
+	"\x0fROLLBACK_PAUSED\x10\x05\x12\x16\n" +
+	"\x12ROLLBACK_COMPLETED\x10\x06\"s\n" +
+	"\tJobStatus\x12#\n" +
+	"\rjob_iteration\x18\x01 \x01(\x04R\fjobIteration\x12A\n" +
+	"\x0elast_execution\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastExecution\"\xd7\x02\n" +
 	"\aService\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"\x8e\x01\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12:\n" +
+	"\rprevious_spec\x18\x1e \x01(\v2\x15.minke.v1.ServiceSpecR\fpreviousSpec\x12;\n" +
+	"\rupdate_status\x18\x1f \x01(\v2\x16.minke.v1.UpdateStatusR\fupdateStatus\x122\n" +
+	"\n" +
+	"job_status\x18  \x01(\v2\x13.minke.v1.JobStatusR\tjobStatus\x12 \n" +
+	"\vrebalancing\x18! \x01(\bR\vrebalancing\x12.\n" +
+	"\bendpoint\x18Z \x01(\v2\x12.minke.v1.EndpointR\bendpoint\"\x98\x02\n" +
+	"\n" +
+	"PortConfig\x129\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x1d.minke.v1.PortConfig.ProtocolR\bprotocol\x12\x1f\n" +
+	"\vtarget_port\x18\x02 \x01(\rR\n" +
+	"targetPort\x12%\n" +
+	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x12C\n" +
+	"\fpublish_mode\x18\x04 \x01(\x0e2 .minke.v1.PortConfig.PublishModeR\vpublishMode\"\x1c\n" +
+	"\bProtocol\x12\a\n" +
+	"\x03TCP\x10\x00\x12\a\n" +
+	"\x03UDP\x10\x01\"$\n" +
+	"\vPublishMode\x12\v\n" +
+	"\aINGRESS\x10\x00\x12\b\n" +
+	"\x04HOST\x10\x01\"\x9b\x01\n" +
+	"\fEndpointSpec\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x129\n" +
+	"\x04mode\x18\x02 \x01(\x0e2%.minke.v1.EndpointSpec.ResolutionModeR\x04mode\"$\n" +
+	"\x0eResolutionMode\x12\a\n" +
+	"\x03VIP\x10\x00\x12\t\n" +
+	"\x05DNSRR\x10\x01\"U\n" +
+	"\bEndpoint\x12*\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x02 \x01(\tR\tvirtualIp\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12-\n" +
-	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\"\xd6\x01\n" +
+	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\x12\x18\n" +
+	"\aaddress\x18Z \x01(\tR\aaddress\"\xd6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.minke.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xa9\x03\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\x80\x04\n" +
 	"\x04Task\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -2305,20 +4062,52 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x06status\x18\t \x01(\v2\x14.minke.v1.TaskStatusR\x06status\x12\x1a\n" +
 	"\brestarts\x18\n" +
 	" \x01(\x04R\brestarts\x12L\n" +
-	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\">\n" +
+	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x120\n" +
+	"\x14replace_when_stopped\x18\x1e \x01(\bR\x12replaceWhenStopped\x12#\n" +
+	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"!\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\xa6\x01\n" +
 	"\vClusterSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xae\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12C\n" +
+	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\x12>\n" +
+	"\rcert_lifetime\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"Q\n" +
+	"\x06RootCA\x12\x12\n" +
+	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12!\n" +
+	"\fcross_signed\x18\x03 \x01(\fR\vcrossSigned\"^\n" +
+	"\vRevokedCert\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x89\x01\n" +
+	"\x0fNodeCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12%\n" +
+	"\x0eca_fingerprint\x18\x02 \x01(\tR\rcaFingerprint\x127\n" +
+	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"|\n" +
+	"\x13OrchestrationConfig\x12D\n" +
+	"\x1ctask_history_retention_limit\x18\x01 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01B\x1f\n" +
+	"\x1d_task_history_retention_limit\"\xa4\x03\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\"\xd7\x01\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12)\n" +
+	"\aroot_ca\x18\x14 \x01(\v2\x10.minke.v1.RootCAR\x06rootCa\x12*\n" +
+	"\x11previous_ca_certs\x18\x15 \x03(\fR\x0fpreviousCaCerts\x12/\n" +
+	"\arevoked\x18\x16 \x03(\v2\x15.minke.v1.RevokedCertR\arevoked\x12\x1f\n" +
+	"\vgossip_keys\x18n \x03(\fR\n" +
+	"gossipKeys\x12K\n" +
+	"\x13gossip_key_rotation\x18o \x01(\v2\x1b.minke.v1.GossipKeyRotationR\x11gossipKeyRotation\"\xbf\x01\n" +
+	"\x11GossipKeyRotation\x12\x17\n" +
+	"\anew_key\x18\x01 \x01(\fR\x06newKey\x127\n" +
+	"\x05phase\x18\x02 \x01(\x0e2!.minke.v1.GossipKeyRotation.PhaseR\x05phase\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x1d\n" +
+	"\x05Phase\x12\v\n" +
+	"\aINSTALL\x10\x00\x12\a\n" +
+	"\x03USE\x10\x01\"\xd7\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -2364,98 +4153,156 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_minke_v1_objects_proto_goTypes = []any{
-	(NodeRole)(0),                   // 0: minke.v1.NodeRole
-	(TaskState)(0),                  // 1: minke.v1.TaskState
-	(HealthState)(0),                // 2: minke.v1.HealthState
-	(NodeSpec_Availability)(0),      // 3: minke.v1.NodeSpec.Availability
-	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
-	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
-	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(*Meta)(nil),                    // 7: minke.v1.Meta
-	(*Resources)(nil),               // 8: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 9: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 10: minke.v1.Platform
-	(*NodeSpec)(nil),                // 11: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 12: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 13: minke.v1.NodeStatus
-	(*Node)(nil),                    // 14: minke.v1.Node
-	(*ManagerStatus)(nil),           // 15: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 16: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 17: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 18: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 19: minke.v1.TaskSpec
-	(*Placement)(nil),               // 20: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 21: minke.v1.ReplicatedService
-	(*ServiceSpec)(nil),             // 22: minke.v1.ServiceSpec
-	(*Service)(nil),                 // 23: minke.v1.Service
-	(*ContainerStatus)(nil),         // 24: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 25: minke.v1.TaskStatus
-	(*Task)(nil),                    // 26: minke.v1.Task
-	(*JoinTokens)(nil),              // 27: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 28: minke.v1.ClusterSpec
-	(*Cluster)(nil),                 // 29: minke.v1.Cluster
-	(*LogMessage)(nil),              // 30: minke.v1.LogMessage
-	nil,                             // 31: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 32: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(NodeRole)(0),                    // 0: minke.v1.NodeRole
+	(TaskState)(0),                   // 1: minke.v1.TaskState
+	(HealthState)(0),                 // 2: minke.v1.HealthState
+	(NodeSpec_Availability)(0),       // 3: minke.v1.NodeSpec.Availability
+	(NodeStatus_State)(0),            // 4: minke.v1.NodeStatus.State
+	(ManagerStatus_Reachability)(0),  // 5: minke.v1.ManagerStatus.Reachability
+	(RestartPolicy_Condition)(0),     // 6: minke.v1.RestartPolicy.Condition
+	(UpdateConfig_FailureAction)(0),  // 7: minke.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),          // 8: minke.v1.UpdateConfig.Order
+	(UpdateStatus_State)(0),          // 9: minke.v1.UpdateStatus.State
+	(PortConfig_Protocol)(0),         // 10: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),      // 11: minke.v1.PortConfig.PublishMode
+	(EndpointSpec_ResolutionMode)(0), // 12: minke.v1.EndpointSpec.ResolutionMode
+	(GossipKeyRotation_Phase)(0),     // 13: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                     // 14: minke.v1.Meta
+	(*Resources)(nil),                // 15: minke.v1.Resources
+	(*ResourceRequirements)(nil),     // 16: minke.v1.ResourceRequirements
+	(*Platform)(nil),                 // 17: minke.v1.Platform
+	(*NodeSpec)(nil),                 // 18: minke.v1.NodeSpec
+	(*NodeDescription)(nil),          // 19: minke.v1.NodeDescription
+	(*NodeStatus)(nil),               // 20: minke.v1.NodeStatus
+	(*Node)(nil),                     // 21: minke.v1.Node
+	(*ManagerStatus)(nil),            // 22: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),            // 23: minke.v1.ContainerSpec
+	(*Mount)(nil),                    // 24: minke.v1.Mount
+	(*Ulimit)(nil),                   // 25: minke.v1.Ulimit
+	(*HealthConfig)(nil),             // 26: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),            // 27: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                 // 28: minke.v1.TaskSpec
+	(*Placement)(nil),                // 29: minke.v1.Placement
+	(*ReplicatedService)(nil),        // 30: minke.v1.ReplicatedService
+	(*GlobalService)(nil),            // 31: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),            // 32: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),                // 33: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),             // 34: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),              // 35: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),             // 36: minke.v1.UpdateStatus
+	(*JobStatus)(nil),                // 37: minke.v1.JobStatus
+	(*Service)(nil),                  // 38: minke.v1.Service
+	(*PortConfig)(nil),               // 39: minke.v1.PortConfig
+	(*EndpointSpec)(nil),             // 40: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                 // 41: minke.v1.Endpoint
+	(*ContainerStatus)(nil),          // 42: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),               // 43: minke.v1.TaskStatus
+	(*Task)(nil),                     // 44: minke.v1.Task
+	(*JoinTokens)(nil),               // 45: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),              // 46: minke.v1.ClusterSpec
+	(*RootCA)(nil),                   // 47: minke.v1.RootCA
+	(*RevokedCert)(nil),              // 48: minke.v1.RevokedCert
+	(*NodeCertificate)(nil),          // 49: minke.v1.NodeCertificate
+	(*OrchestrationConfig)(nil),      // 50: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                  // 51: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),        // 52: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),               // 53: minke.v1.LogMessage
+	nil,                              // 54: minke.v1.NodeSpec.LabelsEntry
+	nil,                              // 55: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 57: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	33, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	33, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	8,  // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	56, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	56, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	15, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	31, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	54, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	10, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	8,  // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	17, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	15, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	7,  // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	11, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	12, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	13, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	14, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	18, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	19, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	20, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	15, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	34, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	17, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	34, // 19: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	34, // 20: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	34, // 21: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	6,  // 22: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	34, // 23: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	34, // 24: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	16, // 25: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	9,  // 26: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	18, // 27: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	20, // 28: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	32, // 29: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	19, // 30: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	21, // 31: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	7,  // 32: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	22, // 33: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	2,  // 34: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	33, // 35: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 36: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	24, // 37: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	7,  // 38: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	19, // 39: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 40: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	25, // 41: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	33, // 42: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	7,  // 43: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	28, // 44: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	27, // 45: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	33, // 46: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	22, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	49, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	57, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	26, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	24, // 20: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
+	25, // 21: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
+	57, // 22: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	57, // 23: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	57, // 24: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 25: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	57, // 26: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	57, // 27: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 28: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	16, // 29: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	27, // 30: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	29, // 31: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	57, // 32: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 33: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	57, // 34: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 35: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	55, // 36: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	28, // 37: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	30, // 38: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	31, // 39: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	32, // 40: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	33, // 41: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	40, // 42: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	34, // 43: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	34, // 44: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 45: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	56, // 46: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	56, // 47: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	56, // 48: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	14, // 49: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	35, // 50: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	35, // 51: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	36, // 52: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	37, // 53: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	41, // 54: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 55: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 56: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	39, // 57: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	12, // 58: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	39, // 59: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 60: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	56, // 61: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 62: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	42, // 63: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	14, // 64: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	28, // 65: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 66: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	43, // 67: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	56, // 68: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	50, // 69: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	57, // 70: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	56, // 71: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	56, // 72: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	14, // 73: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	46, // 74: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	45, // 75: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	47, // 76: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	48, // 77: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	52, // 78: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	13, // 79: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	56, // 80: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	56, // 81: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -2463,16 +4310,20 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[15].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[21].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
+		(*ServiceSpec_Global)(nil),
+		(*ServiceSpec_ReplicatedJob)(nil),
+		(*ServiceSpec_GlobalJob)(nil),
 	}
+	file_minke_v1_objects_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   26,
+			NumEnums:      14,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -81,16 +81,27 @@ func writeServices(w io.Writer, services []*minkepb.Service, counts map[string]*
 		return services[i].GetSpec().GetName() < services[j].GetSpec().GetName()
 	})
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tNAME\tMODE\tREPLICAS\tIMAGE")
+	// The UPDATE column appears once any service has been updated.
+	updates := false
+	for _, s := range services {
+		updates = updates || s.GetUpdateStatus() != nil
+	}
+	header := "ID\tNAME\tMODE\tREPLICAS\tIMAGE"
+	if updates {
+		header += "\tUPDATE"
+	}
+	fmt.Fprintln(tw, header)
 	for _, s := range services {
 		id := s.GetMeta().GetId()
-		c := counts[id]
-		desired := s.GetSpec().GetReplicated().GetReplicas()
-		if c != nil {
-			desired = c.GetDesired()
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", shortID(id), s.GetSpec().GetName(),
+			serviceMode(s.GetSpec()), replicasColumn(s, counts[id]), s.GetSpec().GetTask().GetContainer().GetImage())
+		if updates {
+			line += "\t" + updateStateName(s.GetUpdateStatus().GetState())
+			if s.GetUpdateStatus() == nil {
+				line = strings.TrimSuffix(line, "unknown")
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", shortID(id), s.GetSpec().GetName(),
-			serviceMode(s.GetSpec()), c.GetRunning(), desired, s.GetSpec().GetTask().GetContainer().GetImage())
+		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
 }
@@ -99,6 +110,12 @@ func serviceMode(spec *minkepb.ServiceSpec) string {
 	switch spec.GetMode().(type) {
 	case *minkepb.ServiceSpec_Replicated:
 		return "replicated"
+	case *minkepb.ServiceSpec_Global:
+		return "global"
+	case *minkepb.ServiceSpec_ReplicatedJob:
+		return "replicated-job"
+	case *minkepb.ServiceSpec_GlobalJob:
+		return "global-job"
 	default:
 		return "unknown"
 	}
@@ -239,8 +256,14 @@ func writeServiceDetail(w io.Writer, s *minkepb.Service, counts *minkepb.Replica
 	replicas := fmt.Sprint(spec.GetReplicated().GetReplicas())
 	if counts != nil {
 		replicas = fmt.Sprintf("%d/%d running", counts.GetRunning(), counts.GetDesired())
+		if counts.GetTotalCompletions() > 0 {
+			replicas += fmt.Sprintf(", %d/%d completed", counts.GetCompleted(), counts.GetTotalCompletions())
+		}
 	}
 	row("Replicas", replicas)
+	if j := spec.GetReplicatedJob(); j != nil {
+		row("Max concurrent", fmt.Sprint(j.GetMaxConcurrent()))
+	}
 	row("Image", c.GetImage())
 	row("Entrypoint", strings.Join(c.GetCommand(), " "))
 	row("Args", strings.Join(c.GetArgs(), " "))
@@ -248,6 +271,8 @@ func writeServiceDetail(w io.Writer, s *minkepb.Service, counts *minkepb.Replica
 	row("Workdir", c.GetDir())
 	row("User", c.GetUser())
 	row("Stop grace period", formatDuration(c.GetStopGracePeriod()))
+	row("Ports", formatPorts(s.GetEndpoint()))
+	row("Virtual IP", formatVIP(s))
 	res := spec.GetTask().GetResources()
 	row("Limits", formatResources(res.GetLimits()))
 	row("Reservations", formatResources(res.GetReservations()))
@@ -263,6 +288,30 @@ func writeServiceDetail(w io.Writer, s *minkepb.Service, counts *minkepb.Replica
 			p += " window=" + formatDuration(r.GetWindow())
 		}
 		row("Restart policy", p)
+	}
+	if p := spec.GetTask().GetPlacement(); p != nil {
+		row("Constraints", strings.Join(p.GetConstraints(), ", "))
+		row("Preferences", strings.Join(p.GetPreferences(), ", "))
+		if p.GetMaxReplicasPerNode() > 0 {
+			row("Max replicas per node", fmt.Sprint(p.GetMaxReplicasPerNode()))
+		}
+	}
+	row("Update config", formatUpdateConfig(spec.GetUpdateConfig()))
+	row("Rollback config", formatUpdateConfig(spec.GetRollbackConfig()))
+	if us := s.GetUpdateStatus(); us != nil {
+		st := updateStateName(us.GetState())
+		if us.GetMessage() != "" {
+			st += ": " + us.GetMessage()
+		}
+		row("Update status", st)
+		row("Update started", formatTime(us.GetStartedAt()))
+		row("Update completed", formatTime(us.GetCompletedAt()))
+	}
+	if s.GetPreviousSpec() != nil {
+		row("Previous image", s.GetPreviousSpec().GetTask().GetContainer().GetImage())
+	}
+	if f := spec.GetTask().GetForceUpdate(); f > 0 {
+		row("Force update", fmt.Sprint(f))
 	}
 	row("Created", formatTime(s.GetMeta().GetCreatedAt()))
 	row("Updated", formatTime(s.GetMeta().GetUpdatedAt()))
@@ -322,4 +371,23 @@ func formatTime(ts *timestamppb.Timestamp) string {
 		return ""
 	}
 	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+// formatUpdateConfig renders an update or rollback config on one line;
+// "" when unset (swarm's defaults apply).
+func formatUpdateConfig(c *minkepb.UpdateConfig) string {
+	if c == nil {
+		return ""
+	}
+	monitor := "5s"
+	if c.GetMonitor() != nil {
+		monitor = formatDuration(c.GetMonitor())
+	}
+	delay := "0s"
+	if c.GetDelay() != nil {
+		delay = formatDuration(c.GetDelay())
+	}
+	return fmt.Sprintf("parallelism=%d delay=%s failure-action=%s monitor=%s max-failure-ratio=%g order=%s",
+		c.GetParallelism(), delay, strings.ToLower(c.GetFailureAction().String()), monitor, c.GetMaxFailureRatio(),
+		strings.ReplaceAll(strings.ToLower(c.GetOrder().String()), "_", "-"))
 }

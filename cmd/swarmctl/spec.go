@@ -36,9 +36,16 @@ type createOptions struct {
 	constraints        []string
 	placementPrefs     []string
 	maxPerNode         string
+	publish            []string
+	restartWindow      string
+	mode               string
+	maxConcurrent      string
+	update, rollback   updateConfigOptions
+	endpointMode       string
 	detach             bool
 	health             healthOptions  // health.go
 	process            processOptions // stop.go
+	sandbox            sandboxOptions // sandbox.go
 }
 
 // restartConditions maps --restart-condition values to the proto enum.
@@ -55,12 +62,17 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	if len(args) == 0 || args[0] == "" {
 		return nil, fmt.Errorf("missing IMAGE: usage is service create [OPTIONS] IMAGE [CMD [ARG...]]")
 	}
-	replicas := uint64(1)
-	if o.replicas != "" {
-		var err error
-		if replicas, err = parseCount("replicas", o.replicas); err != nil {
-			return nil, err
-		}
+	modeSpec, err := buildMode(o.mode, o.replicas, o.maxConcurrent)
+	if err != nil {
+		return nil, err
+	}
+	updateConfig, err := buildUpdateConfig("update", o.update, nil)
+	if err != nil {
+		return nil, err
+	}
+	rollbackConfig, err := buildUpdateConfig("rollback", o.rollback, nil)
+	if err != nil {
+		return nil, err
 	}
 	c := &minkepb.ContainerSpec{
 		Image: args[0],
@@ -123,6 +135,9 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	}
 	task.Restart = restart
 	c.CapAdd, c.CapDrop = o.capAdd, o.capDrop
+	if err := o.sandbox.apply(task); err != nil {
+		return nil, err
+	}
 
 	if len(o.constraints) > 0 || len(o.placementPrefs) > 0 || o.maxPerNode != "" {
 		p := &minkepb.Placement{}
@@ -146,11 +161,18 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
+	endpoint, err := parseEndpoint(o.publish, o.endpointMode)
+	if err != nil {
+		return nil, err
+	}
 	return &minkepb.ServiceSpec{
-		Name:   o.name,
-		Labels: labels,
-		Task:   task,
-		Mode:   &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+		Name:           o.name,
+		Labels:         labels,
+		Task:           task,
+		Mode:           modeSpec.Mode,
+		UpdateConfig:   updateConfig,
+		RollbackConfig: rollbackConfig,
+		Endpoint:       endpoint,
 	}, nil
 }
 
@@ -181,7 +203,7 @@ func buildResources(prefix, memory, cpu string) (*minkepb.Resources, error) {
 // buildRestartPolicy parses the --restart-* flags; nil when none is given,
 // so the manager's defaults apply.
 func buildRestartPolicy(o createOptions) (*minkepb.RestartPolicy, error) {
-	if o.restartCondition == "" && o.restartDelay == "" && o.restartMaxAttempts == "" {
+	if o.restartCondition == "" && o.restartDelay == "" && o.restartMaxAttempts == "" && o.restartWindow == "" {
 		return nil, nil
 	}
 	p := &minkepb.RestartPolicy{}
@@ -205,6 +227,13 @@ func buildRestartPolicy(o createOptions) (*minkepb.RestartPolicy, error) {
 			return nil, err
 		}
 		p.MaxAttempts = n
+	}
+	if o.restartWindow != "" {
+		d, err := parseDuration("restart-window", o.restartWindow)
+		if err != nil {
+			return nil, err
+		}
+		p.Window = durationpb.New(d)
 	}
 	return p, nil
 }

@@ -36,24 +36,46 @@ func run() error {
 		hostname    string
 		managerAddr string
 		level       string
+		runtimeKind string
+		simNodes    int
 		logs        logFlags
 	)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/worker", "directory for the node ID, images and containers")
 	fs.StringVar(&cfg.DispatcherAddr, "join", "", "a manager's --listen-addr (HOST:PORT)")
-	fs.StringVar(&cfg.Token, "token", "", "worker join token ('swarmctl cluster join-token worker' prints it)")
+	fs.StringVar(&cfg.Token, "token", "", "worker join token ('swarmctl cluster join-token worker' prints it); not needed once the node has its certificate (DATA/certs)")
 	fs.StringVar(&cfg.Addr, "advertise-addr", "", "IP other nodes reach this node on (default: the local IP that routes to the manager)")
 	fs.StringVar(&gossipAddr, "gossip-addr", "", "memberlist port or HOST:PORT (default ADVERTISE:4244)")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "minke", "cgroup under which this node's containers get cgroups (PARENT/NODE_ID/TASK_ID)")
+	fs.StringVar(&cfg.ContainerSubnet, "container-subnet", "", "this node's container subnet (CIDR, unique in the cluster; default 172.29.N.0/24, N the last byte of --advertise-addr), or \"none\" for no container network")
+	fs.StringVar(&cfg.Bridge, "bridge", "", "name of this node's container bridge and nftables table (default minke-NODEID, cut to 15 bytes)")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
 	fs.StringVar(&managerAddr, "manager-listen-addr", "", "--listen-addr of the manager role if this node is promoted (default ADVERTISE:4242; Raft and registry use the next ports)")
 	fs.DurationVar(&cfg.Gossip.ProbeInterval, "gossip-probe-interval", membership.DefaultProbeInterval, "how often each node probes a peer (failure detection)")
 	fs.DurationVar(&cfg.Gossip.ProbeTimeout, "gossip-probe-timeout", membership.DefaultProbeTimeout, "how long a probe waits for its ack")
 	fs.IntVar(&cfg.Gossip.SuspicionMult, "gossip-suspicion-mult", membership.DefaultSuspicionMult, "suspicion time before a node is declared dead, in probe intervals (scaled by log10 of the cluster size)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&runtimeKind, "runtime", "real", "real, or simulated: start no processes, report every task RUNNING (for benchmarks and scale tests only)")
+	fs.IntVar(&simNodes, "simulate-nodes", 1, "with --runtime=simulated, how many nodes this process acts as (each joins and holds its own session)")
+	// Images.
+	var imageGC, maxLayerFile string
+	fs.StringVar(&cfg.Images.RegistryConfig, "registry-config", "", "docker config.json (or its directory) with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json); read at every pull")
+	fs.StringVar(&imageGC, "image-gc", "unused-after=24h", "remove images no container uses: off, or unused-after=DURATION (not pulled or used to create a container for that long)")
+	fs.StringVar(&maxLayerFile, "max-layer-file-size", "8GiB", "largest file an image layer may hold; a larger one fails the pull (bytes, or with KiB/MiB/GiB/KB/MB/GB)")
 	logs.register(fs)
+	fs.Func("insecure-registry", "registry HOST:PORT reached over plain HTTP (repeatable; loopback and RFC 1918 addresses always are)", func(v string) error {
+		cfg.Images.InsecureRegistries = append(cfg.Images.InsecureRegistries, v)
+		return nil
+	})
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	var err error
+	if cfg.Images.GC, err = runtime.ParseImageGCPolicy(imageGC); err != nil {
+		return fmt.Errorf("--image-gc: %w", err)
+	}
+	if cfg.Images.MaxLayerFileSize, err = parseByteSize(maxLayerFile); err != nil {
+		return fmt.Errorf("invalid --max-layer-file-size %q: %w", maxLayerFile, err)
 	}
 	if err := logs.apply(&cfg); err != nil {
 		return err
@@ -69,8 +91,8 @@ func run() error {
 	if _, _, err := net.SplitHostPort(cfg.DispatcherAddr); err != nil {
 		return fmt.Errorf("invalid --join %q: want HOST:PORT", cfg.DispatcherAddr)
 	}
-	if cfg.Token == "" {
-		return fmt.Errorf("--token is required: 'swarmctl cluster join-token worker' on a manager prints it")
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "certs", "cert.pem")); cfg.Token == "" && err != nil {
+		return fmt.Errorf("--token is required to join: 'swarmctl cluster join-token worker' on a manager prints it")
 	}
 	if cfg.Addr == "" {
 		ip, err := agent.LocalAddrFor(cfg.DispatcherAddr)
@@ -98,12 +120,20 @@ func run() error {
 		cfg.GossipPort = n
 	}
 	cfg.Description = manager.Describe(hostname)
+	switch {
+	case runtimeKind == "simulated":
+		return runSimulated(cfg, simNodes)
+	case runtimeKind != "real":
+		return fmt.Errorf("invalid --runtime %q: want real or simulated", runtimeKind)
+	case simNodes != 1:
+		return fmt.Errorf("--simulate-nodes %d needs --runtime=simulated", simNodes)
+	}
 	if managerAddr == "" {
 		managerAddr = net.JoinHostPort(cfg.Addr, strconv.Itoa(manager.DefaultAPIPort))
 	}
 	gossipHostPort := net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.GossipPort))
 	managerDir := filepath.Join(cfg.DataDir, "manager")
-	_, err := os.Stat(filepath.Join(managerDir, "raft"))
+	_, err = os.Stat(filepath.Join(managerDir, "raft"))
 	cfg.ResumeManager = err == nil
 	cfg.Promote = func(ctx context.Context, token, joinAddr string) error {
 		return runManagerRole(ctx, cfg, managerDir, managerAddr, gossipHostPort, hostname, token, joinAddr)
@@ -111,6 +141,21 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.RunWorker(ctx, cfg)
+}
+
+// runSimulated acts as n simulated nodes (see agent.RunSimulated): no
+// containers, no gossip, no manager role.
+func runSimulated(cfg agent.WorkerConfig, n int) error {
+	if n < 1 {
+		return fmt.Errorf("invalid --simulate-nodes %d: want at least 1", n)
+	}
+	cfg.Logger.Warn("simulated runtime: tasks are reported RUNNING but no process starts; for benchmarks and scale tests only", "nodes", n)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return agent.RunSimulated(ctx, agent.SimulatedConfig{
+		DataDir: cfg.DataDir, DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, Nodes: n,
+		Addr: cfg.Addr, Description: cfg.Description, Logger: cfg.Logger,
+	})
 }
 
 // runManagerRole runs the manager role of a promoted worker with the same

@@ -23,6 +23,7 @@ type runner struct {
 	// from the manager.
 	id   string
 	spec runtime.ContainerSpec
+	addr string // the container's address (CIDR), once attached
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // closed: the manager wants the task stopped
@@ -32,7 +33,7 @@ type runner struct {
 
 	mu   sync.Mutex
 	task *minkepb.Task
-	ctr  *runtime.Container
+	ctr  Container
 }
 
 func newRunner(a *Agent, t *minkepb.Task) *runner {
@@ -55,6 +56,7 @@ func (r *runner) remove(ctx context.Context) {
 			r.a.log.Warn("removing container failed", "task_id", r.id, "err", err)
 		}
 	}
+	r.a.net.detach(r.id)
 }
 
 // current returns the latest task the manager sent.
@@ -94,6 +96,7 @@ func containerSpec(t *minkepb.Task) runtime.ContainerSpec {
 		spec.Healthcheck = &runtime.HealthConfig{Test: h.GetTest(), Interval: h.GetInterval().AsDuration(),
 			Timeout: h.GetTimeout().AsDuration(), StartPeriod: h.GetStartPeriod().AsDuration(), Retries: int(h.GetRetries())}
 	}
+	sandboxSpec(&spec, t)
 	return spec
 }
 
@@ -112,14 +115,27 @@ func (r *runner) run(ctx context.Context) {
 	}()
 
 	r.report(minkepb.TaskState_ACCEPTED, "accepted", "", nil)
-	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.spec.Image, "", nil)
-	c, err := r.a.rt.Create(pctx, r.spec)
+	ep, err := r.a.net.attach(r.current(), &r.spec)
 	if err != nil {
+		r.report(minkepb.TaskState_REJECTED, "network setup failed", err.Error(), nil)
+		return
+	}
+	r.addr = address(ep)
+	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.spec.Image, "", nil)
+	progress := func(p runtime.PullProgress) { r.report(minkepb.TaskState_PREPARING, p.String(), "", nil) }
+	c, err := r.a.rt.Create(runtime.WithPullProgress(pctx, progress), r.spec)
+	if err == nil {
+		if err = r.a.net.writeEtc(c, ep); err != nil {
+			_ = c.Remove(context.WithoutCancel(ctx))
+		}
+	}
+	if err != nil {
+		r.a.net.detach(r.id)
 		if r.stopping() {
 			r.report(minkepb.TaskState_SHUTDOWN, "shut down before start", "", nil)
 			return
 		}
-		r.report(minkepb.TaskState_REJECTED, "preparing failed", err.Error(), nil)
+		r.report(minkepb.TaskState_REJECTED, preparingFailed(err), err.Error(), nil)
 		return
 	}
 	r.mu.Lock()
@@ -140,16 +156,23 @@ func (r *runner) run(ctx context.Context) {
 // runAdopted follows a container a previous worker process started (see
 // runtime.Runtime.Adopt): it reports it running again, or how it ended
 // while no worker watched.
-func (r *runner) runAdopted(ctx context.Context, c *runtime.Container) {
+func (r *runner) runAdopted(ctx context.Context, c Container) {
 	defer close(r.done)
 	r.a.log.Info("re-adopted container", "task_id", r.id, "pid", c.Pid())
+	if _, running := c.Exited(); !running {
+		ep, err := r.a.net.adopt(r.current(), r.id)
+		if err != nil {
+			r.a.log.Warn("re-adopting the container's network failed", "task_id", r.id, "err", err)
+		}
+		r.addr = address(ep)
+	}
 	r.watch(ctx, c)
 }
 
 // watch reports the running container, its health changes and its exit,
 // and stops it when the manager asks. An unhealthy container is killed and
 // its task failed, so that the orchestrator replaces it.
-func (r *runner) watch(ctx context.Context, c *runtime.Container) {
+func (r *runner) watch(ctx context.Context, c Container) {
 	r.mu.Lock()
 	r.ctr = c
 	r.mu.Unlock()
@@ -198,7 +221,7 @@ func (r *runner) watch(ctx context.Context, c *runtime.Container) {
 
 // stopContainer stops c with its stop signal and grace period, and kills
 // it if that fails.
-func (r *runner) stopContainer(ctx context.Context, c *runtime.Container) {
+func (r *runner) stopContainer(ctx context.Context, c Container) {
 	// Stop sends SIGKILL after the grace period; give it that long plus a
 	// margin, and kill outright if it still fails.
 	grace := r.spec.StopGracePeriod
@@ -214,12 +237,12 @@ func (r *runner) stopContainer(ctx context.Context, c *runtime.Container) {
 	}
 }
 
-func (r *runner) reportRunning(c *runtime.Container, hs runtime.HealthStatus) {
+func (r *runner) reportRunning(c Container, hs runtime.HealthStatus) {
 	msg := "running"
 	if hs.State != runtime.HealthNone {
 		msg = "running (health: " + hs.State.String() + ")"
 	}
-	r.report(minkepb.TaskState_RUNNING, msg, "", &minkepb.ContainerStatus{Pid: int32(c.Pid()), Health: healthState(hs.State)})
+	r.report(minkepb.TaskState_RUNNING, msg, "", &minkepb.ContainerStatus{Pid: int32(c.Pid()), Health: healthState(hs.State), Address: r.addr})
 }
 
 func healthState(s runtime.HealthState) minkepb.HealthState {
@@ -247,7 +270,7 @@ func (r *runner) stopping() bool {
 }
 
 func (r *runner) reportExit(st runtime.ExitStatus, requested bool) {
-	cs := &minkepb.ContainerStatus{ExitCode: int32(st.ExitCode), OomKilled: st.OOMKilled}
+	cs := &minkepb.ContainerStatus{ExitCode: int32(st.ExitCode), OomKilled: st.OOMKilled, Address: r.addr}
 	switch {
 	case requested:
 		r.report(minkepb.TaskState_SHUTDOWN, fmt.Sprintf("shut down (exit code %d)", st.ExitCode), "", cs)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/runtime"
 )
@@ -37,6 +38,12 @@ type WorkerConfig struct {
 	// already (a manager with --worker).
 	GossipPort   int
 	CgroupParent string
+	// ContainerSubnet is the node's container subnet (CIDR); "" is
+	// network.DefaultSubnet of Addr, NoNetwork turns networking off.
+	ContainerSubnet string
+	// Bridge names the node's bridge and nftables table; "" is
+	// "minke-" and the start of the node ID.
+	Bridge string
 	// LogMaxSize and LogMaxFiles rotate container logs (see runtime.Config).
 	LogMaxSize  int64
 	LogMaxFiles int
@@ -50,8 +57,14 @@ type WorkerConfig struct {
 	ResumeManager bool
 	// Gossip tunes failure detection.
 	Gossip membership.Tuning
+	// Identity, set by a manager running the worker role for itself, is
+	// the manager's certificate (which the manager renews); standalone
+	// workers keep theirs in DataDir/certs and renew it themselves.
+	Identity *ca.Identity
 	// Ready, if set, is called once the session loop runs.
 	Ready func(nodeID string)
+	// Images configures pulls and image garbage collection.
+	Images ImageConfig
 }
 
 // RunWorker joins the cluster, re-adopts containers left by an earlier
@@ -70,13 +83,29 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.NodeSecret == "" {
 		cfg.NodeSecret = readTrimmed(secretFile)
 	}
+	subnet, err := resolveSubnet(cfg.ContainerSubnet, cfg.Addr)
+	if err != nil {
+		return err
+	}
 	if cfg.Description != nil {
 		cfg.Description = proto.Clone(cfg.Description).(*minkepb.NodeDescription)
 		cfg.Description.Worker = true
+		if subnet.IsValid() {
+			cfg.Description.ContainerSubnet = subnet.String()
+		}
+	}
+	id, renew := cfg.Identity, false
+	if id == nil {
+		var err error
+		if id, err = ca.LoadIdentity(filepath.Join(cfg.DataDir, "certs")); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		renew = true
 	}
 	a, err := New(Config{
 		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, NodeSecret: cfg.NodeSecret, Description: cfg.Description,
 		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Logger: cfg.Logger, Promote: cfg.Promote,
+		Identity: id, Renew: renew,
 	})
 	if err != nil {
 		return err
@@ -105,7 +134,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
 		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
-		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles})
+		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize,
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles,
+		InsecureRegistries: cfg.Images.InsecureRegistries})
 	if err != nil {
 		return err
 	}
@@ -120,10 +151,24 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	for _, c := range adopted {
 		a.adopted[c.ID()] = c
 	}
+	// Image GC starts after adoption, so that it sees the adopted
+	// containers' images as in use.
+	gcCtx, stopGC := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
+	defer func() { stopGC(); <-gcDone }()
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
-	a.rt = rt
+	a.rt = RuntimeExecutor{rt}
+	keep := make(map[string]bool, len(a.adopted))
+	for id := range a.adopted {
+		keep[id] = true
+	}
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
+		return err
+	}
+	defer a.net.stop()
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
@@ -134,6 +179,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			return err
 		}
 		defer g.stop(true)
+		a.cfg.GossipKeys = g.setKeys
 		if promote := cfg.Promote; promote != nil {
 			// The manager role gossips for the node itself, on the same
 			// address, while it runs.
@@ -163,14 +209,39 @@ type gossip struct {
 	cfg   membership.Config
 	peers []string
 	mu    sync.Mutex
+	keys  [][]byte // the keyring beyond cfg.Key (the primary), from the session
 	ml    *membership.Membership
 	done  chan struct{}
 }
 
+// setKeys follows the cluster's gossip keyring (a key rotation), and
+// remembers it for a restart of the memberlist after a manager role.
+func (g *gossip) setKeys(primary []byte, keys [][]byte) {
+	g.mu.Lock()
+	g.cfg.Key, g.keys = primary, keys
+	ml, logger := g.ml, g.cfg.Logger
+	g.mu.Unlock()
+	if ml == nil {
+		return
+	}
+	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) && logger != nil {
+		logger.Error("applying the cluster's gossip keys", "component", "agent", "err", err)
+	}
+}
+
 func (g *gossip) start() error {
-	ml, err := membership.New(g.cfg)
+	g.mu.Lock()
+	cfg, keys := g.cfg, g.keys
+	g.mu.Unlock()
+	ml, err := membership.New(cfg)
 	if err != nil {
 		return err
+	}
+	if len(keys) > 0 {
+		if err := ml.SetKeys(cfg.Key, keys, time.Second); err != nil {
+			_ = ml.Shutdown()
+			return err
+		}
 	}
 	if _, err := ml.Join(g.peers); err != nil {
 		_ = ml.Shutdown()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -191,6 +192,15 @@ func (s *Server) RemoveNode(ctx context.Context, req *minkepb.RemoveNodeRequest)
 	}
 	err = s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		if n := tx.Node(id); n != nil {
+			// Its certificate is refused from now on, also where node
+			// records are not consulted (Raft).
+			if cert := n.GetCertificate(); cert.GetSerial() != "" {
+				c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
+				ca.Revoke(c, cert, time.Now())
+				if err := tx.Update(c); err != nil {
+					return err
+				}
+			}
 			return tx.Delete(n)
 		}
 		return nil
@@ -215,15 +225,8 @@ func (s *Server) Backup(ctx context.Context, _ *minkepb.BackupRequest) (*minkepb
 // UpdateNode patches a node's availability and labels. Draining a node
 // makes the orchestrator move its tasks; pausing only stops new ones.
 func (s *Server) UpdateNode(ctx context.Context, req *minkepb.UpdateNodeRequest) (*minkepb.UpdateNodeResponse, error) {
-	for k := range req.GetLabelAdd() {
-		if strings.TrimSpace(k) == "" {
-			return nil, status.Error(codes.InvalidArgument, "invalid --label-add: the label key is empty; want KEY=VALUE")
-		}
-	}
-	if req.GetSetAvailability() {
-		if _, ok := minkepb.NodeSpec_Availability_name[int32(req.GetAvailability())]; !ok {
-			return nil, status.Errorf(codes.InvalidArgument, "invalid availability %d: want active, pause or drain", req.GetAvailability())
-		}
+	if err := validateNodeUpdate(req); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	var out *minkepb.Node
 	err := s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
@@ -280,9 +283,9 @@ func (s *Server) RotateJoinToken(ctx context.Context, req *minkepb.RotateJoinTok
 			c.JoinTokens = &minkepb.JoinTokens{}
 		}
 		if role == minkepb.NodeRole_WORKER {
-			c.JoinTokens.Worker = ca.NewJoinToken("worker")
+			c.JoinTokens.Worker = ca.NewClusterToken(c, ca.RoleWorker)
 		} else {
-			c.JoinTokens.Manager = ca.NewJoinToken("manager")
+			c.JoinTokens.Manager = ca.NewClusterToken(c, ca.RoleManager)
 		}
 		tokens = c.JoinTokens
 		return tx.Update(c)

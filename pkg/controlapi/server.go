@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -119,6 +120,9 @@ func (s *Server) CreateService(ctx context.Context, req *minkepb.CreateServiceRe
 			return fmt.Errorf("%w: a service named %q already exists; pick another --name or remove it first",
 				raftstore.ErrNameConflict, spec.GetName())
 		}
+		if err := allocateEndpoint(tx, svc, nil); err != nil {
+			return err
+		}
 		return tx.Create(svc)
 	})
 	if err != nil {
@@ -159,54 +163,11 @@ func (s *Server) ListServices(ctx context.Context, _ *minkepb.ListServicesReques
 	_ = s.store.View(func(tx raftstore.ReadTx) error {
 		resp.Services = tx.Services()
 		for _, svc := range resp.Services {
-			c := &minkepb.ReplicaCounts{Desired: svc.GetSpec().GetReplicated().GetReplicas()}
-			for _, t := range tx.TasksByService(svc.GetMeta().GetId()) {
-				if t.GetDesiredState() == minkepb.TaskState_RUNNING && t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
-					c.Running++
-				}
-			}
-			resp.Counts[svc.GetMeta().GetId()] = c
+			resp.Counts[svc.GetMeta().GetId()] = serviceCounts(svc, tx.TasksByService(svc.GetMeta().GetId()))
 		}
 		return nil
 	})
 	return resp, nil
-}
-
-// UpdateService replaces a service's spec if the caller read the current
-// version.
-func (s *Server) UpdateService(ctx context.Context, req *minkepb.UpdateServiceRequest) (*minkepb.UpdateServiceResponse, error) {
-	spec := proto.Clone(req.GetSpec()).(*minkepb.ServiceSpec)
-	if err := validateSpec(spec); err != nil {
-		return nil, invalid("%v", err)
-	}
-	var id string
-	err := s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
-		cur, err := tx.FindService(req.GetServiceId())
-		if err != nil {
-			return err
-		}
-		id = cur.GetMeta().GetId()
-		if cur.GetMeta().GetVersion() != req.GetServiceVersion() {
-			return status.Errorf(codes.FailedPrecondition,
-				"service %s changed since it was read (version %d, request has %d): read it again and retry",
-				cur.GetSpec().GetName(), cur.GetMeta().GetVersion(), req.GetServiceVersion())
-		}
-		if spec.GetName() == "" {
-			spec.Name = cur.GetSpec().GetName()
-		}
-		if other := tx.ServiceByName(spec.GetName()); other != nil && other.GetMeta().GetId() != id {
-			return fmt.Errorf("%w: a service named %q already exists", raftstore.ErrNameConflict, spec.GetName())
-		}
-		next := proto.Clone(cur).(*minkepb.Service)
-		next.Spec = spec
-		return tx.Update(next)
-	})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	var stored *minkepb.Service
-	_ = s.store.View(func(tx raftstore.ReadTx) error { stored = tx.Service(id); return nil })
-	return &minkepb.UpdateServiceResponse{Service: stored}, nil
 }
 
 // RemoveService deletes a service; the orchestrator stops and removes its
@@ -247,7 +208,13 @@ func (s *Server) ListTasks(ctx context.Context, req *minkepb.ListTasksRequest) (
 // registry address.
 func (s *Server) GetCluster(ctx context.Context, _ *minkepb.GetClusterRequest) (*minkepb.GetClusterResponse, error) {
 	resp := &minkepb.GetClusterResponse{RegistryAddr: s.registryAddr}
-	_ = s.store.View(func(tx raftstore.ReadTx) error { resp.Cluster = tx.Cluster(); return nil })
+	_ = s.store.View(func(tx raftstore.ReadTx) error {
+		resp.Cluster = ca.Redact(tx.Cluster()) // the root key never leaves the managers
+		if resp.Cluster != nil {
+			resp.CaStatus = caStatus(tx)
+		}
+		return nil
+	})
 	if resp.Cluster == nil {
 		return nil, status.Error(codes.Unavailable, "cluster is not initialised yet")
 	}

@@ -30,12 +30,14 @@ func validateSpec(spec *minkepb.ServiceSpec) error {
 	if spec.GetName() != "" && !serviceName.MatchString(spec.GetName()) {
 		return fmt.Errorf("invalid name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", spec.GetName())
 	}
-	r, ok := spec.GetMode().(*minkepb.ServiceSpec_Replicated)
-	if !ok || r.Replicated == nil {
-		return fmt.Errorf("mode is required: only replicated services are supported (replicas 0..%d)", MaxReplicas)
+	if err := validateMode(spec); err != nil {
+		return err
 	}
-	if n := r.Replicated.GetReplicas(); n > MaxReplicas {
-		return fmt.Errorf("invalid replicas %d: must be between 0 and %d", n, MaxReplicas)
+	if err := validateUpdateConfig("update_config", spec.GetUpdateConfig(), false); err != nil {
+		return err
+	}
+	if err := validateUpdateConfig("rollback_config", spec.GetRollbackConfig(), true); err != nil {
+		return err
 	}
 	c := spec.GetTask().GetContainer()
 	if c.GetImage() == "" {
@@ -51,6 +53,9 @@ func validateSpec(spec *minkepb.ServiceSpec) error {
 	}
 	if err := runtime.ValidateCapabilities(c.GetCapAdd(), c.GetCapDrop()); err != nil {
 		return fmt.Errorf("invalid capabilities: %s", strings.TrimPrefix(err.Error(), runtime.ErrInvalidSpec.Error()+": "))
+	}
+	if err := validateSandbox(spec.GetTask()); err != nil {
+		return err
 	}
 	if d := c.GetStopGracePeriod(); d != nil && d.AsDuration() < 0 {
 		return fmt.Errorf("invalid stop_grace_period %s: must not be negative", d.AsDuration())
@@ -82,6 +87,72 @@ func validateSpec(spec *minkepb.ServiceSpec) error {
 	}
 	if d := p.GetWindow(); d != nil && d.AsDuration() < 0 {
 		return fmt.Errorf("invalid restart window %s: must not be negative", d.AsDuration())
+	}
+	return nil
+}
+
+// validateMode checks the service mode and its counts.
+func validateMode(spec *minkepb.ServiceSpec) error {
+	switch m := spec.GetMode().(type) {
+	case *minkepb.ServiceSpec_Replicated:
+		if n := m.Replicated.GetReplicas(); n > MaxReplicas {
+			return fmt.Errorf("invalid replicas %d: must be between 0 and %d", n, MaxReplicas)
+		}
+	case *minkepb.ServiceSpec_Global:
+	case *minkepb.ServiceSpec_GlobalJob:
+	case *minkepb.ServiceSpec_ReplicatedJob:
+		n := m.ReplicatedJob.GetTotalCompletions()
+		if n == 0 || n > MaxReplicas {
+			return fmt.Errorf("invalid replicated_job.total_completions (--replicas) %d: a replicated job must complete between 1 and %d tasks", n, MaxReplicas)
+		}
+		if c := m.ReplicatedJob.GetMaxConcurrent(); c > n {
+			return fmt.Errorf("invalid replicated_job.max_concurrent %d: must not exceed total_completions (--replicas) %d", c, n)
+		}
+	default:
+		return fmt.Errorf("mode is required: replicated (replicas 0..%d), global, replicated_job or global_job", MaxReplicas)
+	}
+	return nil
+}
+
+// validateUpdateConfig checks an update or rollback config; nil takes the
+// defaults.
+func validateUpdateConfig(field string, c *minkepb.UpdateConfig, rollback bool) error {
+	if c == nil {
+		return nil
+	}
+	if d := c.GetDelay(); d != nil && d.AsDuration() < 0 {
+		return fmt.Errorf("invalid %s.delay %s: must not be negative", field, d.AsDuration())
+	}
+	if d := c.GetMonitor(); d != nil && d.AsDuration() < 0 {
+		return fmt.Errorf("invalid %s.monitor %s: must not be negative", field, d.AsDuration())
+	}
+	if r := c.GetMaxFailureRatio(); r < 0 || r > 1 || r != r {
+		return fmt.Errorf("invalid %s.max_failure_ratio %v: must be between 0 and 1", field, r)
+	}
+	if _, ok := minkepb.UpdateConfig_FailureAction_name[int32(c.GetFailureAction())]; !ok {
+		return fmt.Errorf("invalid %s.failure_action %d: want pause, continue or rollback", field, c.GetFailureAction())
+	}
+	if rollback && c.GetFailureAction() == minkepb.UpdateConfig_ROLLBACK {
+		return fmt.Errorf("invalid %s.failure_action rollback: a rollback that fails can only pause or continue", field)
+	}
+	if _, ok := minkepb.UpdateConfig_Order_name[int32(c.GetOrder())]; !ok {
+		return fmt.Errorf("invalid %s.order %d: want stop-first or start-first", field, c.GetOrder())
+	}
+	return nil
+}
+
+// validateNodeUpdate checks what can be checked of a node update without
+// the node (label-rm names are checked against its labels when applied).
+func validateNodeUpdate(req *minkepb.UpdateNodeRequest) error {
+	for k := range req.GetLabelAdd() {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("invalid --label-add: the label key is empty; want KEY=VALUE")
+		}
+	}
+	if req.GetSetAvailability() {
+		if _, ok := minkepb.NodeSpec_Availability_name[int32(req.GetAvailability())]; !ok {
+			return fmt.Errorf("invalid availability %d: want active, pause or drain", req.GetAvailability())
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -25,8 +26,15 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	if req.GetNodeId() != "" && req.GetNodeId() != nodeID {
 		return status.Errorf(codes.PermissionDenied, "node %s cannot open a session for node %s", nodeID, req.GetNodeId())
 	}
+	// Watch before reading, so no change committed after the read is
+	// missed (see fanout.watch).
+	w, err := d.fan.watch(ctx, nodeID)
+	if err != nil {
+		return status.Error(codes.Unavailable, "manager is not accepting sessions (shutting down): retry")
+	}
+	defer d.fan.unwatch(w)
 	var msg *minkepb.SessionMessage
-	sub, err := d.cfg.Store.ViewAndWatch(func(tx raftstore.ReadTx) error {
+	err = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 		if tx.Node(nodeID) == nil {
 			return nodeNotFound(nodeID)
 		}
@@ -36,11 +44,12 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	if err != nil {
 		return err
 	}
-	defer sub.Cancel()
 	logs := d.Logs.attach(nodeID)
 	defer d.Logs.detach(nodeID, logs)
-	d.log.Info("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()))
-	defer d.log.Info("session ended", "node_id", nodeID)
+	d.live.opened(nodeID)
+	defer func() { d.live.closed(nodeID, time.Now()) }()
+	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()))
+	defer d.log.Debug("session ended", "node_id", nodeID)
 
 	if err := stream.Send(msg); err != nil {
 		return err
@@ -56,24 +65,29 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			if d.cfg.IsLeader != nil && !d.cfg.IsLeader() {
 				return status.Error(codes.Unavailable, "this manager is no longer the leader: reconnect to the new one")
 			}
-		case <-sub.Done():
+		case <-w.done:
 			return status.Error(codes.Unavailable, "manager is shutting down")
 		case ls := <-logs:
 			if err := stream.Send(&minkepb.SessionMessage{LogSubscription: ls}); err != nil {
 				return err
 			}
-		case <-sub.Ready():
-			if !touchesNode(sub.Drain(), nodeID) {
-				continue
-			}
+		case <-w.ready:
 			gone := false
+			var trustErr error
 			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 				gone = tx.Node(nodeID) == nil
-				msg = sessionMessage(tx, nodeID)
+				if !gone {
+					msg = sessionMessage(tx, nodeID)
+					trustErr = stillTrusted(ctx, tx.Cluster())
+				}
 				return nil
 			})
 			if gone {
 				return nodeNotFound(nodeID) // removed from the cluster
+			}
+			if trustErr != nil {
+				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
+				return status.Error(codes.Unavailable, trustErr.Error())
 			}
 			v := versions(msg)
 			if slices.Equal(v, sent) {
@@ -92,34 +106,30 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
 	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
 	n.SecretHash = nil
-	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n}
+	c := tx.Cluster()
+	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: networkState(tx, nodeID),
+		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert())}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
 	return msg
 }
 
-func touchesNode(evs []raftstore.Event, nodeID string) bool {
-	for _, ev := range evs {
-		if t, ok := ev.Object.(*minkepb.Task); ok && t.GetNodeId() == nodeID {
-			return true
-		}
-		if n, ok := ev.Object.(*minkepb.Node); ok && n.GetMeta().GetId() == nodeID {
-			return true
-		}
-		if ev.Kind == raftstore.EventReset {
-			return true
-		}
-	}
-	return false
-}
-
-// versions identifies a session message: the node's version, then task IDs
-// with their versions, in ID order.
+// versions identifies what a session message asks of the node: the node's
+// record without its status and metadata (role, spec), then each task's ID
+// with its desired state, in ID order. A change of observed status alone —
+// the node's own task reports echoed back through the store, or the node
+// being marked READY — asks nothing new, so it is not sent again; this
+// spares a worker its own status updates, which are most of the commits
+// touching it.
 func versions(msg *minkepb.SessionMessage) []string {
-	out := []string{"node@" + strconv.FormatUint(msg.GetNode().GetMeta().GetVersion(), 10)}
+	n := proto.Clone(msg.GetNode()).(*minkepb.Node)
+	n.Status, n.Meta = nil, nil
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(n)
+	out := []string{string(b), msg.GetManagerToken(), keyringVersion(msg.GetGossipKeyring()),
+		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts()))}
 	for _, t := range msg.GetTasks() {
-		out = append(out, t.GetMeta().GetId()+"@"+strconv.FormatUint(t.GetMeta().GetVersion(), 10))
+		out = append(out, t.GetMeta().GetId()+"@"+t.GetDesiredState().String())
 	}
-	return out
+	return append(out, networkVersion(msg.GetNetwork()))
 }

@@ -64,6 +64,9 @@ func (m *Manager) runLeadership(ctx context.Context) {
 		}
 		run(orchestrator.NewReplicated(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
+		run(orchestrator.NewUpdater(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
+		run(orchestrator.NewReaper(m.raft, m.cfg.Logger).Run)
+		run(m.driveGossipKeyRotation)
 		m.syncNodes(lctx, false)
 		// Nodes this leader has not heard of yet are marked DOWN only after
 		// a grace period: after a control-plane restart, workers need a few
@@ -125,12 +128,25 @@ func (m *Manager) syncNodes(ctx context.Context, markDown bool) {
 	_ = m.raft.View(func(tx raftstore.ReadTx) error { nodes = tx.Nodes(); return nil })
 	for _, n := range nodes {
 		id := n.GetMeta().GetId()
-		if alive[id] || id == m.nodeID {
+		switch {
+		case alive[id] || id == m.nodeID:
 			m.setNodeState(ctx, id, minkepb.NodeStatus_READY, "alive in gossip")
-		} else if markDown {
+		case m.disp.HasSession(id):
+			// READY through its session (see dispatcher liveness).
+		case markDown:
 			m.setNodeState(ctx, id, minkepb.NodeStatus_DOWN, "not in gossip")
 		}
 	}
+}
+
+// inGossip reports whether a node is alive in gossip now.
+func (m *Manager) inGossip(nodeID string) bool {
+	for _, mem := range m.members.Members() {
+		if mem.NodeID == nodeID {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) setNodeState(ctx context.Context, id string, state minkepb.NodeStatus_State, msg string) {
@@ -157,24 +173,43 @@ func (m *Manager) setNodeState(ctx context.Context, id string, state minkepb.Nod
 // cluster's registries to its pinned location in this manager's
 // (REGISTRY/REPO@DIGEST), fetching it from another manager first if this one
 // missed the copy, so every replica runs the same bytes. Anything else is
-// pulled as given.
+// pulled as given: images of other registries were pinned to a digest when
+// the service was created or updated (see pinningControl).
 func (m *Manager) resolveImage(image string) string {
+	repo, digest, ok := m.builtinDigest(context.Background(), image)
+	if !ok {
+		return image
+	}
+	return m.regLis.Addr().String() + "/" + repo + "@" + digest
+}
+
+// inBuiltinRegistry reports whether image names an image in the cluster's
+// registries.
+func (m *Manager) inBuiltinRegistry(ctx context.Context, image string) bool {
+	_, _, ok := m.builtinDigest(ctx, image)
+	return ok
+}
+
+// builtinDigest looks image up in the cluster's registries. Only names
+// without a registry host (which would otherwise mean Docker Hub) can name
+// one; "docker.io/…" always means Docker Hub.
+func (m *Manager) builtinDigest(ctx context.Context, image string) (repo, digest string, ok bool) {
 	ref, err := name.ParseReference(image)
 	if err != nil || ref.Context().RegistryStr() != name.DefaultRegistry ||
 		strings.HasPrefix(image, "docker.io/") || strings.HasPrefix(image, "index.docker.io/") {
-		return image
+		return "", "", false
 	}
-	repo := strings.TrimPrefix(ref.Context().RepositoryStr(), "library/")
-	digest, ok, err := m.registry.Resolve(repo, ref.Identifier())
+	repo = strings.TrimPrefix(ref.Context().RepositoryStr(), "library/")
+	digest, ok, err = m.registry.Resolve(repo, ref.Identifier())
 	if err == nil && !ok && m.missCache.shouldTry(image) {
-		if m.fetchFromPeers(context.Background(), repo, ref.Identifier()) {
+		if m.fetchFromPeers(ctx, repo, ref.Identifier()) {
 			digest, ok, err = m.registry.Resolve(repo, ref.Identifier())
 		} else {
 			m.missCache.missed(image)
 		}
 	}
 	if err != nil || !ok {
-		return image
+		return "", "", false
 	}
-	return m.regLis.Addr().String() + "/" + repo + "@" + digest
+	return repo, digest, true
 }

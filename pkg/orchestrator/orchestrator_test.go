@@ -39,15 +39,18 @@ func newHarness(t *testing.T, nodes int) *harness {
 		return nil
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 4)
 	log := slog.New(slog.DiscardHandler)
 	resolve := func(s string) string { return "registry.test/" + s }
 	go func() { _ = NewReplicated(n, resolve, time.Now, log).Run(ctx); done <- struct{}{} }()
 	go func() { _ = NewPlacement(n, time.Now, log).Run(ctx); done <- struct{}{} }()
+	go func() { _ = NewUpdater(n, resolve, time.Now, log).Run(ctx); done <- struct{}{} }()
+	go func() { _ = NewReaper(n, log).Run(ctx); done <- struct{}{} }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
-		<-done
+		for range 4 {
+			<-done
+		}
 	})
 	return h
 }

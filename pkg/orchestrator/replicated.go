@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -19,18 +18,20 @@ import (
 // address). It may do I/O; it runs before, never inside, a transaction.
 type ImageResolver func(image string) string
 
-// Replicated keeps every replicated service at slots 1..N with one live task
-// each: it creates tasks for empty slots, replaces failed ones according to
-// the restart policy, replaces tasks whose spec is out of date, shuts down
-// surplus slots, tasks on DOWN nodes and tasks of removed services, and trims
-// each slot's history.
+// Replicated keeps every service's slots filled in the way its mode asks:
+// replicated services at slots 1..N with one live task each, global
+// services with one task per eligible node, jobs until their tasks have
+// completed. It creates tasks for empty slots, replaces failed ones
+// according to the restart policy, and shuts down surplus slots, tasks on
+// DOWN or drained nodes and tasks of removed services. Tasks whose spec is
+// out of date are left to the Updater, which replaces them at the pace of
+// the service's update config; the history of ended tasks is trimmed by the
+// Reaper.
 type Replicated struct {
 	store   Store
 	resolve ImageResolver
 	now     func() time.Time
 	log     *slog.Logger
-	// HistoryRetention is how many ended tasks a slot keeps (default 5).
-	HistoryRetention int
 }
 
 // NewReplicated returns the controller; call Run on gaining leadership.
@@ -38,8 +39,7 @@ func NewReplicated(store Store, resolve ImageResolver, now func() time.Time, log
 	if resolve == nil {
 		resolve = func(s string) string { return s }
 	}
-	return &Replicated{store: store, resolve: resolve, now: now, log: log.With("component", "orchestrator"),
-		HistoryRetention: DefaultHistoryRetention}
+	return &Replicated{store: store, resolve: resolve, now: now, log: log.With("component", "orchestrator")}
 }
 
 // Run reconciles until ctx ends. It returns nil on ctx end.
@@ -233,6 +233,14 @@ func (r *Replicated) retire(tx *raftstore.WriteTx, t *minkepb.Task, remove bool)
 }
 
 func (r *Replicated) reconcileService(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Time, images map[string]string) (time.Time, error) {
+	switch svc.GetSpec().GetMode().(type) {
+	case *minkepb.ServiceSpec_Global:
+		return r.reconcileGlobal(tx, svc, now, images)
+	case *minkepb.ServiceSpec_ReplicatedJob:
+		return r.reconcileReplicatedJob(tx, svc, now, images)
+	case *minkepb.ServiceSpec_GlobalJob:
+		return r.reconcileGlobalJob(tx, svc, now, images)
+	}
 	want := svc.GetSpec().GetReplicated().GetReplicas()
 	bySlot := map[uint64][]*minkepb.Task{}
 	for _, t := range tx.TasksByService(svc.GetMeta().GetId()) {
@@ -252,9 +260,7 @@ func (r *Replicated) reconcileService(tx *raftstore.WriteTx, svc *minkepb.Servic
 	var wake time.Time
 	for _, slot := range slots {
 		tasks := bySlot[slot]
-		sort.Slice(tasks, func(i, j int) bool {
-			return tasks[i].GetMeta().GetCreatedAt().AsTime().Before(tasks[j].GetMeta().GetCreatedAt().AsTime())
-		})
+		byCreation(tasks)
 		if slot > want {
 			for _, t := range tasks {
 				if err := r.retire(tx, t, true); err != nil {
@@ -263,92 +269,21 @@ func (r *Replicated) reconcileService(tx *raftstore.WriteTx, svc *minkepb.Servic
 			}
 			continue
 		}
-		w, err := r.reconcileSlot(tx, svc, slot, tasks, now, images)
+		w, err := r.reconcileSlot(tx, svc, slotRef{slot: slot}, tasks, now, images, slotRules{place: true})
 		if err != nil {
 			return wake, err
 		}
-		if !w.IsZero() && (wake.IsZero() || w.Before(wake)) {
-			wake = w
-		}
+		wake = earlier(wake, w)
 	}
 	return wake, nil
 }
 
-// reconcileSlot keeps one live task in a slot. tasks are oldest first.
-func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, slot uint64, tasks []*minkepb.Task,
-	now time.Time, images map[string]string) (time.Time, error) {
-	var live *minkepb.Task
-	replaceNow := false
-	for _, t := range tasks {
-		if t.GetDesiredState() != minkepb.TaskState_RUNNING {
-			continue
-		}
-		if live != nil { // never two live tasks in a slot: keep the newest
-			if err := r.retire(tx, live, false); err != nil {
-				return time.Time{}, err
-			}
-		}
-		live = t
+// earlier returns the earlier of two wake times; zero means none.
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
 	}
-	if live != nil {
-		node := tx.Node(live.GetNodeId())
-		switch {
-		case live.GetNodeId() != "" && (node == nil || node.GetStatus().GetState() == minkepb.NodeStatus_DOWN):
-			// Its node is gone: the task is lost, replace it at once.
-			o := withDesired(live, minkepb.TaskState_SHUTDOWN)
-			o.Status = &minkepb.TaskStatus{Timestamp: timestamppb.New(now), State: minkepb.TaskState_ORPHANED,
-				Message: "node is down", Err: "task lost: node " + live.GetNodeId() + " is down"}
-			if err := tx.Update(o); err != nil {
-				return time.Time{}, err
-			}
-			live, replaceNow = nil, true
-		case node.GetSpec().GetAvailability() == minkepb.NodeSpec_DRAIN:
-			// The operator drained its node: stop it there and start a
-			// replacement elsewhere at once.
-			if err := tx.Update(withDesired(live, minkepb.TaskState_SHUTDOWN)); err != nil {
-				return time.Time{}, err
-			}
-			live, replaceNow = nil, true
-		case IsTerminal(live.GetStatus().GetState()):
-			if err := tx.Update(withDesired(live, minkepb.TaskState_SHUTDOWN)); err != nil {
-				return time.Time{}, err
-			}
-			live = nil
-		case !proto.Equal(live.GetSpec(), svc.GetSpec().GetTask()):
-			// The service changed: replace the task with one of the new spec.
-			if err := tx.Update(withDesired(live, minkepb.TaskState_SHUTDOWN)); err != nil {
-				return time.Time{}, err
-			}
-			live, replaceNow = nil, true
-		}
-	}
-	if err := r.trimHistory(tx, slot, tx.TasksByService(svc.GetMeta().GetId())); err != nil {
-		return time.Time{}, err
-	}
-	if live != nil {
-		return time.Time{}, nil
-	}
-	var last *minkepb.Task
-	if len(tasks) > 0 {
-		last = tx.Task(tasks[len(tasks)-1].GetMeta().GetId())
-	}
-	policy := svc.GetSpec().GetTask().GetRestart()
-	at, ok := restartAt(policy, last, replaceNow, now)
-	if !ok {
-		return time.Time{}, nil
-	}
-	if at.After(now) {
-		return at, nil
-	}
-	image := svc.GetSpec().GetTask().GetContainer().GetImage()
-	if resolved, ok := images[image]; ok {
-		image = resolved
-	}
-	t := newTask(svc, slot, image, now)
-	if last != nil && !replaceNow {
-		countRestart(t, last, policy, now)
-	}
-	return time.Time{}, tx.Create(t)
+	return a
 }
 
 // countRestart carries the slot's restart count into its new task t: one
@@ -365,26 +300,6 @@ func countRestart(t, last *minkepb.Task, p *minkepb.RestartPolicy, now time.Time
 	if t.RestartWindowStart == nil {
 		t.RestartWindowStart = timestamppb.New(now)
 	}
-}
-
-// trimHistory deletes a slot's oldest ended tasks beyond the retention.
-func (r *Replicated) trimHistory(tx *raftstore.WriteTx, slot uint64, all []*minkepb.Task) error {
-	var ended []*minkepb.Task
-	for _, t := range all {
-		if t.GetSlot() == slot && t.GetDesiredState() == minkepb.TaskState_SHUTDOWN && removable(t, tx.Node(t.GetNodeId())) {
-			ended = append(ended, t)
-		}
-	}
-	sort.Slice(ended, func(i, j int) bool {
-		return ended[i].GetMeta().GetCreatedAt().AsTime().Before(ended[j].GetMeta().GetCreatedAt().AsTime())
-	})
-	for len(ended) > r.HistoryRetention {
-		if err := tx.Delete(ended[0]); err != nil {
-			return err
-		}
-		ended = ended[1:]
-	}
-	return nil
 }
 
 // restartAt decides whether and when an empty slot gets a new task. last

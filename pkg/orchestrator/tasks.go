@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"sort"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -56,4 +57,64 @@ func removable(t *minkepb.Task, node *minkepb.Node) bool {
 		return true
 	}
 	return node == nil || node.GetStatus().GetState() == minkepb.NodeStatus_DOWN
+}
+
+// Ready reports whether a task has started for the purposes of updates
+// and rebalancing: it runs and, if it has a healthcheck, is healthy.
+func Ready(t *minkepb.Task) bool {
+	if t.GetStatus().GetState() != minkepb.TaskState_RUNNING {
+		return false
+	}
+	switch t.GetStatus().GetContainer().GetHealth() {
+	case minkepb.HealthState_HEALTH_STARTING, minkepb.HealthState_UNHEALTHY:
+		return false
+	}
+	return true
+}
+
+// failed reports whether a task ended in failure (not by completing or by
+// being shut down).
+func failed(t *minkepb.Task) bool {
+	switch t.GetStatus().GetState() {
+	case minkepb.TaskState_FAILED, minkepb.TaskState_REJECTED:
+		return true
+	}
+	return false
+}
+
+// live reports whether a task is wanted running.
+func live(t *minkepb.Task) bool { return t.GetDesiredState() == minkepb.TaskState_RUNNING }
+
+// IsJob reports whether a service runs tasks to completion.
+func IsJob(spec *minkepb.ServiceSpec) bool {
+	switch spec.GetMode().(type) {
+	case *minkepb.ServiceSpec_ReplicatedJob, *minkepb.ServiceSpec_GlobalJob:
+		return true
+	}
+	return false
+}
+
+// IsGlobal reports whether a service runs one task per eligible node.
+func IsGlobal(spec *minkepb.ServiceSpec) bool {
+	switch spec.GetMode().(type) {
+	case *minkepb.ServiceSpec_Global, *minkepb.ServiceSpec_GlobalJob:
+		return true
+	}
+	return false
+}
+
+// upToDate reports whether a task runs its service's current spec.
+func upToDate(t *minkepb.Task, svc *minkepb.Service) bool {
+	return proto.Equal(t.GetSpec(), svc.GetSpec().GetTask())
+}
+
+// byCreation sorts tasks oldest first (ties by ID, for determinism).
+func byCreation(tasks []*minkepb.Task) {
+	sort.SliceStable(tasks, func(i, j int) bool {
+		a, b := tasks[i].GetMeta().GetCreatedAt().AsTime(), tasks[j].GetMeta().GetCreatedAt().AsTime()
+		if !a.Equal(b) {
+			return a.Before(b)
+		}
+		return tasks[i].GetMeta().GetId() < tasks[j].GetMeta().GetId()
+	})
 }

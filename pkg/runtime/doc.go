@@ -6,11 +6,13 @@
 //
 // A container gets what `docker run` gives one by default: docker's 14
 // default capabilities (none effective for a non-root user) changed by
-// ContainerSpec.CapAdd/CapDrop, no_new_privs, masked and read-only kernel
-// files under /proc and /sys, and on cgroup v1 docker's device allowlist.
-// Not yet: a seccomp filter, and device filtering on cgroup v2 (there the
-// nodev root and /dev mounts, and layers without device nodes, keep devices
-// out of reach); see cgroupManager.
+// ContainerSpec.CapAdd/CapDrop, no_new_privs, docker's default seccomp
+// profile for those capabilities (seccomp_linux.go), masked and read-only
+// kernel files under /proc and /sys, docker's default rlimits, its own
+// /etc/hosts, /etc/hostname and /etc/resolv.conf, and docker's device
+// allowlist (the v1 devices controller, or a BPF program on cgroup v2).
+// ContainerSpec adds bind, volume and tmpfs mounts, a read-only root,
+// ulimits, supplementary groups, and memory, CPU and pids limits.
 //
 // The runtime deliberately knows nothing about the rest of minke (no API
 // types): the agent translates its tasks into a ContainerSpec.
@@ -30,7 +32,11 @@
 // On-disk layout under Config.Root:
 //
 //	layers/<diffid-hex>/        unpacked layer, lowerdir of overlayfs, never written
-//	images/<sha256(ref)>.json   image record: digest, layer diffids, config
+//	images/<sha256(ref)>.json   image record: digest, layer diffids, config;
+//	                            its mtime is when the image was last used (GC)
+//	leases/<id>.json            image and layers a container uses, until its
+//	                            directory is gone (GC never removes those)
+//	tmp/                        layers being unpacked, renamed into layers/
 //	containers/<id>/rootfs      overlayfs mount point
 //	containers/<id>/upper,work  overlayfs upper and work directories
 //	containers/<id>/config.json  spec and what was resolved from the image, for Adopt
@@ -39,4 +45,6 @@
 //	containers/<id>/container.log[.N]  stdout and stderr as JSON lines, rotated
 //	containers/<id>/shim.log    the shim's own messages
 //	trash/                      removed containers' directories being deleted
+//	containers/<id>/hosts,hostname,resolv.conf  bound at /etc/... in the container
+//	volumes/<name>/_data        named local volume, created on first use
 package runtime

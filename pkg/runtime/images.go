@@ -7,16 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
+
 	"os"
 	"path/filepath"
-	goruntime "runtime"
+	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/minke-io/minke/pkg/regclient"
 )
 
 // Image is a pulled image: its layers are unpacked under the runtime root
@@ -30,7 +31,18 @@ type Image struct {
 	Layers []string `json:"layers"`
 	// Config is the part of the image configuration used to run it.
 	Config ImageConfig `json:"config"`
+	// Size is the sum of the layers' compressed sizes, as pulled.
+	Size int64 `json:"size,omitempty"`
 }
+
+// Image errors, in addition to the causes in package regclient
+// (ErrNotFound, ErrUnauthorized, ErrUnreachable, ErrCorrupt) that a pull
+// error also wraps when it shows one.
+var (
+	// ErrOversize means a layer holds a file larger than the configured
+	// limit (Config.MaxLayerFileSize).
+	ErrOversize = errors.New("runtime: file in layer too large")
+)
 
 // ImageConfig is the part of an OCI image configuration the runtime uses.
 type ImageConfig struct {
@@ -43,24 +55,6 @@ type ImageConfig struct {
 	// HEALTHCHECK; the spec overrides them.
 	StopSignal  string        `json:"stop_signal,omitempty"`
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
-}
-
-// Pull fetches ref for this node's platform (linux/GOARCH) and unpacks every
-// layer not yet present. Concurrent pulls of the same ref share one fetch;
-// layers are content-addressed by diff id and unpacked once per node, so a
-// repeated pull only re-reads the manifest and config. Errors wrap ErrPull
-// and name the reference.
-func (r *Runtime) Pull(ctx context.Context, ref string) (Image, error) {
-	v, err := r.do(ctx, "pull:"+ref, func(ctx context.Context) (any, error) {
-		return r.pull(ctx, ref)
-	})
-	if err != nil {
-		if errors.Is(err, ErrPull) {
-			return Image{}, err
-		}
-		return Image{}, fmt.Errorf("%w %q: %w", ErrPull, ref, err)
-	}
-	return v.(Image), nil
 }
 
 // LocalImage returns the record of an image pulled earlier, with all of its
@@ -117,127 +111,6 @@ func (r *Runtime) parseRef(ref string) (name.Reference, error) {
 	return n, nil
 }
 
-func (r *Runtime) pull(ctx context.Context, ref string) (Image, error) {
-	fail := func(err error) (Image, error) {
-		return Image{}, fmt.Errorf("%w %q: %w", ErrPull, ref, err)
-	}
-	n, err := r.parseRef(ref)
-	if err != nil {
-		return fail(err)
-	}
-	log := r.log.With("image", ref)
-	log.Info("pulling image")
-	img, err := remote.Image(n,
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(authn.DefaultKeychain),
-		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}),
-	)
-	if err != nil {
-		return fail(err)
-	}
-	digest, err := img.Digest()
-	if err != nil {
-		return fail(err)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return fail(fmt.Errorf("reading config: %w", err))
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return fail(err)
-	}
-	rec := Image{
-		Ref:    ref,
-		Digest: digest.String(),
-		Config: ImageConfig{
-			Entrypoint:  cfg.Config.Entrypoint,
-			Cmd:         cfg.Config.Cmd,
-			Env:         cfg.Config.Env,
-			WorkingDir:  cfg.Config.WorkingDir,
-			User:        cfg.Config.User,
-			StopSignal:  cfg.Config.StopSignal,
-			Healthcheck: imageHealthcheck(cfg.Config.Healthcheck),
-		},
-	}
-	for _, l := range layers {
-		id, err := l.DiffID()
-		if err != nil {
-			return fail(err)
-		}
-		if err := r.ensureLayer(ctx, id, l); err != nil {
-			return fail(err)
-		}
-		rec.Layers = append(rec.Layers, id.String())
-	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fail(err)
-	}
-	if err := writeFileAtomic(r.imageRecordPath(ref), b); err != nil {
-		return fail(err)
-	}
-	log.Info("pulled image", "digest", rec.Digest, "layers", len(rec.Layers))
-	return rec, nil
-}
-
-// ensureLayer unpacks l into layers/<diffid-hex> unless already there. The
-// layer is unpacked into a temporary directory and renamed into place, so
-// a present directory is always complete.
-func (r *Runtime) ensureLayer(ctx context.Context, id v1.Hash, l v1.Layer) error {
-	dir := r.layerDir(id.Hex)
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	_, err := r.do(ctx, "layer:"+id.Hex, func(ctx context.Context) (any, error) {
-		if _, err := os.Stat(dir); err == nil {
-			return nil, nil
-		}
-		tmp, err := os.MkdirTemp(filepath.Join(r.root, "tmp"), id.Hex+"-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp) // no-op after a successful rename
-		if err := os.Chmod(tmp, 0o755); err != nil {
-			return nil, err
-		}
-		rc, err := l.Uncompressed()
-		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", id, err)
-		}
-		defer rc.Close()
-		cr := &ctxReader{ctx: ctx, r: rc}
-		if err := applyLayer(tmp, cr); err != nil {
-			return nil, fmt.Errorf("layer %s: %w", id, err)
-		}
-		// Drain the padding so digest verification at EOF runs.
-		if _, err := io.Copy(io.Discard, cr); err != nil {
-			return nil, fmt.Errorf("layer %s: %w", id, err)
-		}
-		if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, fs.ErrExist) {
-			if _, serr := os.Stat(dir); serr != nil {
-				return nil, fmt.Errorf("layer %s: %w", id, err)
-			}
-		}
-		r.log.Debug("unpacked layer", "diff_id", id.String())
-		return nil, nil
-	})
-	return err
-}
-
-// ctxReader stops a long copy when its context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // digestHex strips the algorithm from "sha256:abc…".
 func digestHex(d string) string {
 	if h, err := v1.NewHash(d); err == nil {
@@ -265,4 +138,37 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// imageState is the Runtime's image store configuration and bookkeeping.
+type imageState struct {
+	keychain      authn.Keychain // nil: authn.DefaultKeychain
+	maxFileSize   int64
+	progressEvery time.Duration
+	hubs          map[string]*progressHub // by flight key; guarded by Runtime.mu
+
+	// gc is held for reading while a container is being created (from
+	// pulling its image until its lease is on disk), and for writing while
+	// images are collected, so that no image is removed between the two.
+	gc sync.RWMutex
+}
+
+func newImageState(cfg Config) (*imageState, error) {
+	st := &imageState{
+		maxFileSize:   cfg.MaxLayerFileSize,
+		progressEvery: cfg.PullProgressInterval,
+		hubs:          map[string]*progressHub{},
+	}
+	if st.maxFileSize <= 0 {
+		st.maxFileSize = DefaultMaxLayerFileSize
+	}
+	if st.progressEvery <= 0 {
+		st.progressEvery = DefaultPullProgressInterval
+	}
+	kc, err := regclient.Keychain(cfg.RegistryConfig)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	st.keychain = kc
+	return st, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // Config configures a Runtime.
@@ -26,6 +27,16 @@ type Config struct {
 	// InsecureRegistries lists registries (host:port) reached over plain
 	// HTTP. Loopback registries always use HTTP.
 	InsecureRegistries []string
+	// RegistryConfig is a docker config.json (or a directory holding one)
+	// with registry credentials. Default: $DOCKER_CONFIG, else the
+	// keychain of go-containerregistry ($HOME/.docker/config.json).
+	RegistryConfig string
+	// MaxLayerFileSize is the largest file a layer may hold; a larger one
+	// fails the pull with ErrOversize. Default DefaultMaxLayerFileSize.
+	MaxLayerFileSize int64
+	// PullProgressInterval is the least time between two progress reports
+	// of a pull (see WithPullProgress). Default 500ms.
+	PullProgressInterval time.Duration
 	// Logger receives the runtime's logs; component=runtime is added.
 	// Default: discard.
 	Logger *slog.Logger
@@ -52,6 +63,7 @@ type Runtime struct {
 	log      *slog.Logger
 	cgroups  cgroupManager
 
+	images       *imageState
 	exe          string // the binary re-executed as shim and init
 	cgroupMount  string
 	cgroupParent string
@@ -107,6 +119,10 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	images, err := newImageState(cfg)
+	if err != nil {
+		return nil, err
+	}
 	insecure := make(map[string]bool, len(cfg.InsecureRegistries))
 	for _, r := range cfg.InsecureRegistries {
 		insecure[r] = true
@@ -122,10 +138,12 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	logger.Debug("runtime ready", "root", root, "cgroup_version", cg.Version())
 	return &Runtime{
-		root:         root,
-		insecure:     insecure,
-		log:          logger,
-		cgroups:      cg,
+		root:     root,
+		insecure: insecure,
+		log:      logger,
+		cgroups:  cg,
+		images:   images,
+
 		exe:          helperBinary(cfg.HelperBinary),
 		cgroupMount:  cfg.CgroupMount,
 		cgroupParent: cfg.CgroupParent,

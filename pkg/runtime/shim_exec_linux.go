@@ -21,6 +21,10 @@ import (
 type execConfig struct {
 	Process process `json:"process"`
 	Caps    capMask `json:"caps"`
+	// Seccomp is the container's compiled filter: a process run inside
+	// the container gets the same one, or the container could ptrace it to
+	// make the calls the filter denies.
+	Seccomp []byte `json:"seccomp,omitempty"`
 }
 
 // Child file descriptors of the exec helper, as for the init, and a pidfd
@@ -107,7 +111,7 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 	}
 	p := c.proc
 	p.Args = args
-	b, _ := json.Marshal(execConfig{Process: p, Caps: c.caps})
+	b, _ := json.Marshal(execConfig{Process: p, Caps: c.caps, Seccomp: c.sandbox.Seccomp})
 	if _, err := cfgW.Write(b); err != nil {
 		kill()
 		return execResult{}, fmt.Errorf("runtime: exec in container %s: sending config: %w", c.spec.ID, err)
@@ -172,7 +176,7 @@ func execInContainer() error {
 	}
 	unix.Close(fd)
 	p := cfg.Process
-	cred, home, err := resolveUser(p.User)
+	cred, home, err := resolveUser(p.User, nil)
 	if err != nil {
 		return err
 	}
@@ -208,6 +212,11 @@ func execInContainer() error {
 	}
 	if err := setNoNewPrivs(); err != nil {
 		return err
+	}
+	if cfg.Seccomp != nil {
+		if err := loadSeccomp(cfg.Seccomp); err != nil {
+			return err
+		}
 	}
 	err = unix.Exec(path, p.Args, env)
 	code := 126

@@ -14,20 +14,40 @@ import (
 const (
 	whiteoutPrefix = ".wh."
 	whiteoutOpaque = ".wh..wh..opq"
+	// xattrPAXPrefix marks an extended attribute in a PAX header, as GNU
+	// tar and docker write them.
+	xattrPAXPrefix = "SCHILY.xattr."
+	// DefaultMaxLayerFileSize is the largest file a layer may hold unless
+	// Config.MaxLayerFileSize says otherwise.
+	DefaultMaxLayerFileSize int64 = 8 << 30
 )
+
+// unpackLimits bound what one layer may make the runtime write.
+type unpackLimits struct {
+	// MaxFileSize is the largest regular file (its logical size, so
+	// sparse files count in full). Zero means DefaultMaxLayerFileSize.
+	MaxFileSize int64
+}
 
 // applyLayer extracts the uncompressed layer tar r into dir, which must be
 // a fresh directory, converting OCI whiteouts to the overlayfs format:
 // ".wh.NAME" becomes a 0/0 character device NAME, and ".wh..wh..opq" sets
 // trusted.overlay.opaque=y on its directory. Modes, owners, symlinks and
-// hard links (to entries of the same layer) are kept.
+// hard links (to entries of the same layer) are kept, as are modification
+// times and extended attributes (except trusted.*, which would let an image
+// forge overlayfs's own metadata: opaque dirs and redirects).
 //
 // Entry names are interpreted relative to dir: a leading "/" is dropped, a
 // name whose ".." elements climb above dir, or whose parent directory is a
 // symlink, is refused with ErrUnsafePath. Symlink targets are not checked:
 // they are only resolved later, inside the container's root. Character and
-// block devices (other than a 0/0 whiteout) are refused with ErrDeviceNode.
-func applyLayer(dir string, r io.Reader) error {
+// block devices (other than a 0/0 whiteout) are refused with ErrDeviceNode,
+// a file larger than lim.MaxFileSize with ErrOversize. On error dir is left
+// half-written: the caller removes it.
+func applyLayer(dir string, r io.Reader, lim unpackLimits) error {
+	if lim.MaxFileSize <= 0 {
+		lim.MaxFileSize = DefaultMaxLayerFileSize
+	}
 	tr := tar.NewReader(r)
 	type dirMeta struct {
 		path string
@@ -62,7 +82,12 @@ func applyLayer(dir string, r io.Reader) error {
 			continue
 		}
 		if strings.HasPrefix(base, whiteoutPrefix) {
-			wo := filepath.Join(dir, parent, strings.TrimPrefix(base, whiteoutPrefix))
+			hidden := strings.TrimPrefix(base, whiteoutPrefix)
+			if hidden == "" || hidden == "." || hidden == ".." {
+				// ".wh..." would whiteout (and first remove) the parent.
+				return fmt.Errorf("%w: whiteout %q names no entry of its directory", ErrUnsafePath, hdr.Name)
+			}
+			wo := filepath.Join(dir, parent, hidden)
 			if err := removeExisting(wo, false); err != nil {
 				return err
 			}
@@ -82,7 +107,11 @@ func applyLayer(dir string, r io.Reader) error {
 			}
 			dirs = append(dirs, dirMeta{target, hdr})
 			continue // metadata applied at the end, after children exist
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+			if hdr.Size > lim.MaxFileSize || hdr.Size < 0 {
+				return fmt.Errorf("%w: %q is %d bytes; the limit is %d (worker flag --max-layer-file-size)",
+					ErrOversize, hdr.Name, hdr.Size, lim.MaxFileSize)
+			}
 			if err := writeRegular(target, tr); err != nil {
 				return fmt.Errorf("runtime: file %q: %w", hdr.Name, err)
 			}
@@ -126,6 +155,15 @@ func applyLayer(dir string, r io.Reader) error {
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
+		// A later entry may have replaced the directory, or one of its
+		// parents, with a symlink: never follow it out of the layer.
+		rel, _ := filepath.Rel(dir, dirs[i].path)
+		if err := checkNoSymlinkParents(dir, rel); err != nil {
+			continue
+		}
+		if fi, err := os.Lstat(dirs[i].path); err != nil || !fi.IsDir() {
+			continue
+		}
 		if err := applyMeta(dirs[i].path, dirs[i].hdr); err != nil {
 			return fmt.Errorf("runtime: metadata of %q: %w", dirs[i].hdr.Name, err)
 		}
@@ -224,15 +262,33 @@ func writeRegular(path string, r io.Reader) error {
 }
 
 // applyMeta sets owner then mode (chown clears setuid bits, so it goes
-// first); symlinks only get an owner.
+// first), extended attributes and times; symlinks get no mode. path itself
+// is never followed: a symlink is only ever handled as a symlink.
 func applyMeta(path string, hdr *tar.Header) error {
 	if err := os.Lchown(path, hdr.Uid, hdr.Gid); err != nil {
 		return err
 	}
-	if hdr.Typeflag == tar.TypeSymlink {
-		return nil
+	if hdr.Typeflag != tar.TypeSymlink {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			if err := os.Chmod(path, tarMode(hdr.Mode)); err != nil {
+				return err
+			}
+		}
 	}
-	return os.Chmod(path, tarMode(hdr.Mode))
+	for k, v := range hdr.PAXRecords {
+		attr, ok := strings.CutPrefix(k, xattrPAXPrefix)
+		if !ok || strings.HasPrefix(attr, "trusted.") {
+			continue
+		}
+		if err := setXattr(path, attr, v); err != nil {
+			return fmt.Errorf("xattr %s: %w", attr, err)
+		}
+	}
+	return setTimes(path, hdr)
 }
 
 // tarMode converts the permission, setuid, setgid and sticky bits of a tar

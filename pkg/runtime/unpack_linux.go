@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"archive/tar"
+	"errors"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,4 +28,30 @@ func mknod(path string, hdr *tar.Header) error {
 		mode |= unix.S_IFIFO
 	}
 	return unix.Mknod(path, mode, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))))
+}
+
+// setXattr sets one extended attribute without following a symlink.
+// user.* attributes are advisory: a filesystem without support for them,
+// or a symlink (which the kernel never gives user.* attributes), is not an
+// error; for other namespaces it is.
+func setXattr(path, attr, value string) error {
+	err := unix.Lsetxattr(path, attr, []byte(value), 0)
+	if (errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM)) && len(attr) > 5 && attr[:5] == "user." {
+		return nil
+	}
+	return err
+}
+
+// setTimes sets the access and modification times of path, not following
+// a symlink.
+func setTimes(path string, hdr *tar.Header) error {
+	if hdr.ModTime.IsZero() {
+		return nil
+	}
+	at := hdr.AccessTime
+	if at.IsZero() {
+		at = hdr.ModTime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(at.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,9 +21,11 @@ type tarEntry struct {
 	body         string
 	uid, gid     int
 	major, minor int64
+	pax          map[string]string // PAX records, e.g. xattrs
+	mtime        time.Time
 }
 
-func mkTar(t *testing.T, entries []tarEntry) *bytes.Reader {
+func mkTar(t testing.TB, entries []tarEntry) *bytes.Reader {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -32,7 +35,11 @@ func mkTar(t *testing.T, entries []tarEntry) *bytes.Reader {
 			mode = 0o644
 		}
 		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: mode, Size: int64(len(e.body)), Uid: e.uid, Gid: e.gid,
-			Devmajor: e.major, Devminor: e.minor}
+			Devmajor: e.major, Devminor: e.minor, PAXRecords: e.pax, ModTime: e.mtime}
+		if e.pax != nil {
+			h.Format = tar.FormatPAX
+		}
+
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +73,7 @@ func TestApplyLayerWhiteoutsAndLinks(t *testing.T) {
 		{name: "bin/alias", typ: tar.TypeLink, link: "bin/tool"},
 		{name: "bin/sym", typ: tar.TypeSymlink, link: "/etc/passwd"},
 		{name: "/abs/file", typ: tar.TypeReg, body: "inside"},
-	}))
+	}), unpackLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +139,9 @@ func TestApplyLayerRefusesEscapes(t *testing.T) {
 		{"dotdot", []tarEntry{{name: "../evil", typ: tar.TypeReg}}},
 		{"dotdot inside", []tarEntry{{name: "a/../../evil", typ: tar.TypeReg}}},
 		{"dotdot whiteout", []tarEntry{{name: "../.wh.evil", typ: tar.TypeReg}}},
+		{"whiteout of the parent", []tarEntry{{name: ".wh...", typ: tar.TypeReg}}},
+		{"whiteout of the layer root", []tarEntry{{name: "x/.wh..", typ: tar.TypeReg}}},
+		{"whiteout of nothing", []tarEntry{{name: "x/.wh.", typ: tar.TypeReg}}},
 		{"symlink parent", []tarEntry{
 			{name: "link", typ: tar.TypeSymlink, link: "/tmp"},
 			{name: "link/evil", typ: tar.TypeReg},
@@ -153,7 +163,7 @@ func TestApplyLayerRefusesEscapes(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			err := applyLayer(dir, mkTar(t, tc.entries))
+			err := applyLayer(dir, mkTar(t, tc.entries), unpackLimits{})
 			if !errors.Is(err, ErrUnsafePath) {
 				t.Fatalf("err = %v, want ErrUnsafePath", err)
 			}
@@ -179,7 +189,7 @@ func TestApplyLayerDeviceNodes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			err := applyLayer(dir, mkTar(t, []tarEntry{tc.entry}))
+			err := applyLayer(dir, mkTar(t, []tarEntry{tc.entry}), unpackLimits{})
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -194,6 +204,120 @@ func TestApplyLayerDeviceNodes(t *testing.T) {
 			}
 			if _, err := os.Lstat(filepath.Join(dir, tc.entry.name)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("device node created: %v", err)
+			}
+		})
+	}
+}
+
+func TestApplyLayerKeepsXattrsAndTimes(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	mtime := time.Date(2020, 5, 17, 12, 0, 0, 0, time.UTC)
+	// security.capability as setcap writes it: v2, cap_net_bind_service
+	// permitted and effective.
+	fcap := string([]byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	err := applyLayer(dir, mkTar(t, []tarEntry{
+		{name: "usr/", typ: tar.TypeDir, mode: 0o755, mtime: mtime},
+		{name: "usr/f", typ: tar.TypeReg, body: "x", mtime: mtime, pax: map[string]string{
+			"SCHILY.xattr.user.origin":            "test",
+			"SCHILY.xattr.security.capability":    fcap,
+			"SCHILY.xattr.trusted.overlay.opaque": "y",
+		}},
+		{name: "usr/link", typ: tar.TypeSymlink, link: "f", pax: map[string]string{"SCHILY.xattr.user.origin": "test"}},
+	}), unpackLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "usr/f")
+	buf := make([]byte, 64)
+	if n, err := unix.Lgetxattr(f, "user.origin", buf); err != nil || string(buf[:n]) != "test" {
+		t.Errorf("user.origin = %q, %v", buf[:n], err)
+	}
+	if n, err := unix.Lgetxattr(f, "security.capability", buf); err != nil || string(buf[:n]) != fcap {
+		t.Errorf("security.capability = %x, %v", buf[:n], err)
+	}
+	if _, err := unix.Lgetxattr(f, "trusted.overlay.opaque", buf); err == nil {
+		t.Error("trusted.overlay.opaque was applied from the image")
+	}
+	for _, p := range []string{"usr", "usr/f"} {
+		fi, err := os.Lstat(filepath.Join(dir, p))
+		if err != nil || !fi.ModTime().Equal(mtime) {
+			t.Errorf("%s mtime = %v, %v; want %v", p, fi.ModTime(), err, mtime)
+		}
+	}
+}
+
+func TestApplyLayerSizeCap(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name    string
+		size    int
+		wantErr bool
+	}{
+		{"at the cap", 1024, false},
+		{"over the cap", 1025, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			err := applyLayer(dir, mkTar(t, []tarEntry{{name: "big", typ: tar.TypeReg, body: strings.Repeat("z", tc.size)}}), unpackLimits{MaxFileSize: 1024})
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrOversize) || !strings.Contains(err.Error(), `"big" is 1025 bytes; the limit is 1024`) {
+				t.Fatalf("err = %v, want ErrOversize naming the file and the limit", err)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, "big")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("oversize file written: %v", err)
+			}
+		})
+	}
+}
+
+// A directory (or its parent) replaced by a symlink later in the same
+// layer must not have the directory's metadata applied through the link.
+func TestApplyLayerDirReplacedBySymlink(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name    string
+		entries func(outside string) []tarEntry
+	}{
+		{"the directory", func(outside string) []tarEntry {
+			return []tarEntry{
+				{name: "d/", typ: tar.TypeDir, mode: 0o777, uid: 4242},
+				{name: "d", typ: tar.TypeSymlink, link: outside},
+			}
+		}},
+		{"its parent", func(outside string) []tarEntry {
+			return []tarEntry{
+				{name: "p/victim/", typ: tar.TypeDir, mode: 0o777, uid: 4242},
+				{name: "p", typ: tar.TypeSymlink, link: filepath.Dir(outside)},
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			outside := filepath.Join(parent, "victim")
+			if err := os.Mkdir(outside, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(parent, "layer")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := applyLayer(dir, mkTar(t, tc.entries(outside)), unpackLimits{}); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(outside)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+				t.Fatalf("directory outside the layer changed: mode %v uid %d", fi.Mode(), fi.Sys().(*syscall.Stat_t).Uid)
 			}
 		})
 	}

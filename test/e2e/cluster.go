@@ -208,6 +208,8 @@ func (p *Proc) stop() {
 type ManagerOptions struct {
 	Hostname string
 	Worker   bool // --worker: also run containers
+	// Args are more flags, e.g. --registry-config FILE.
+	Args []string
 }
 
 // StartManager starts a manager on 127.0.0.1 with free ports and waits
@@ -235,6 +237,7 @@ func (c *Cluster) StartManager(name string, o ManagerOptions) *Proc {
 		if o.Worker {
 			p.args = append(p.args, "--worker")
 		}
+		p.args = append(p.args, o.Args...)
 		err := c.startAndWait(p, p.Socket)
 		if err == nil {
 			break
@@ -559,6 +562,7 @@ func (c *Cluster) cleanup() {
 			c.t.Errorf("cleanup: %v", err)
 		}
 	}
+	clustertest.RemoveNetworks(c.t, c.dir)
 	if c.t.Failed() {
 		for _, p := range c.procs {
 			c.t.Logf("--- %s log (%s) ---\n%s", p.Name, p.logPath, tail(p.logPath, 64<<10))

@@ -1,0 +1,202 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// errNotRunning: a session arrived before Run started the fan-out, or after
+// it stopped.
+var errNotRunning = errors.New("dispatcher: not running")
+
+// fanout routes committed changes to the sessions of the nodes they touch.
+// One store subscription serves every session, so a commit costs work in
+// proportion to its own events, not to its events times the number of
+// sessions: with 5,000 sessions, per-session subscriptions would copy and
+// scan each event 5,000 times.
+type fanout struct {
+	started chan struct{} // closed once run has subscribed
+	// assigned is, per task on a node, what a session sends of it (see
+	// assignment). A task event that leaves it unchanged — the node's own
+	// status reports, most of the commits touching a node — wakes no
+	// session. Only run's goroutine uses it.
+	assigned map[string]assignment
+	mu       sync.Mutex
+	running  bool
+	watchers map[string]map[*nodeWatch]struct{} // by node ID
+}
+
+// nodeWatch is one session's interest in its node. ready is signalled
+// (without blocking) after a commit that touched the node; done is closed
+// when the fan-out stops.
+type nodeWatch struct {
+	nodeID string
+	ready  chan struct{}
+	done   chan struct{}
+}
+
+func newFanout() *fanout {
+	return &fanout{started: make(chan struct{}), watchers: map[string]map[*nodeWatch]struct{}{}}
+}
+
+// watch registers interest in nodeID, waiting for run to start if need be.
+// Every change committed after watch returns signals the watch, so a
+// session that reads the store after watching misses nothing.
+func (f *fanout) watch(ctx context.Context, nodeID string) (*nodeWatch, error) {
+	select {
+	case <-f.started:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.running {
+		return nil, errNotRunning
+	}
+	w := &nodeWatch{nodeID: nodeID, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	if f.watchers[nodeID] == nil {
+		f.watchers[nodeID] = map[*nodeWatch]struct{}{}
+	}
+	f.watchers[nodeID][w] = struct{}{}
+	return w, nil
+}
+
+func (f *fanout) unwatch(w *nodeWatch) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ws := f.watchers[w.nodeID]; ws != nil {
+		delete(ws, w)
+		if len(ws) == 0 {
+			delete(f.watchers, w.nodeID)
+		}
+	}
+}
+
+// assignment is what a session message carries of a task that the node
+// acts on (see versions): where it is and whether it should run.
+type assignment struct {
+	nodeID  string
+	desired minkepb.TaskState
+}
+
+// load records every assigned task's assignment from a snapshot.
+func (f *fanout) load(tx raftstore.ReadTx) {
+	f.assigned = map[string]assignment{}
+	for _, t := range tx.Tasks() {
+		if t.GetNodeId() != "" {
+			f.assigned[t.GetMeta().GetId()] = assignment{t.GetNodeId(), t.GetDesiredState()}
+		}
+	}
+}
+
+// run routes changes until ctx ends or the store stops; then every watch's
+// done is closed and later watches fail.
+func (f *fanout) run(ctx context.Context, store Store) error {
+	sub, err := store.ViewAndWatch(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
+	if err != nil {
+		return err
+	}
+	defer sub.Cancel()
+	f.mu.Lock()
+	f.running = true
+	f.mu.Unlock()
+	close(f.started)
+	defer f.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.Done():
+			return raftstore.ErrStopped
+		case <-sub.Ready():
+			evs := sub.Drain()
+			if reset := slices.ContainsFunc(evs, func(ev raftstore.Event) bool { return ev.Kind == raftstore.EventReset }); reset {
+				_ = store.View(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
+				f.signalAll()
+				continue
+			}
+			f.route(evs)
+		}
+	}
+}
+
+// route wakes the sessions of the nodes whose assignments the events
+// changed: a task created on, removed from or newly placed on a node, a
+// change of its desired state, or any change of the node itself; and every
+// session after a change to cluster-wide state (see networkWide).
+func (f *fanout) route(evs []raftstore.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	all := false
+	defer func() {
+		if all {
+			for id := range f.watchers {
+				f.signal(id)
+			}
+		}
+	}()
+	for _, ev := range evs {
+		all = all || networkWide(ev)
+		switch o := ev.Object.(type) {
+		case *minkepb.Task:
+			id := o.GetMeta().GetId()
+			old, had := f.assigned[id]
+			now := assignment{o.GetNodeId(), o.GetDesiredState()}
+			switch {
+			case ev.Kind == raftstore.EventRemove:
+				delete(f.assigned, id)
+				now = assignment{}
+			case now.nodeID == "":
+				delete(f.assigned, id)
+			default:
+				f.assigned[id] = now
+			}
+			if had && old == now {
+				continue
+			}
+			if had {
+				f.signal(old.nodeID)
+			}
+			if now.nodeID != "" && now.nodeID != old.nodeID {
+				f.signal(now.nodeID)
+			}
+		case *minkepb.Node:
+			f.signal(o.GetMeta().GetId())
+		}
+	}
+}
+
+// signal wakes nodeID's sessions without blocking (mu held).
+func (f *fanout) signal(nodeID string) {
+	for w := range f.watchers[nodeID] {
+		select {
+		case w.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *fanout) signalAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := range f.watchers {
+		f.signal(id)
+	}
+}
+
+func (f *fanout) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.running = false
+	for _, ws := range f.watchers {
+		for w := range ws {
+			close(w.done)
+		}
+	}
+	f.watchers = map[string]map[*nodeWatch]struct{}{}
+}

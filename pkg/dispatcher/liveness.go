@@ -1,0 +1,176 @@
+package dispatcher
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// DefaultSessionGracePeriod is how long a node that does not gossip may be
+// without a session before the leader marks it DOWN: long enough for a
+// worker to reconnect to a new leader (its backoff is at most 2s), and
+// close to swarm's 15s heartbeat TTL.
+const DefaultSessionGracePeriod = 10 * time.Second
+
+// liveness turns Dispatcher sessions into node state. It is the second
+// path to READY, next to gossip, and the one swarm uses for every node: a
+// node that holds a session with the leader is alive and connected, so it
+// is marked READY when the session opens. Gossip stays the fast path to
+// DOWN (about a second, against a session's keepalive of ~15s): a node
+// that gossips is marked DOWN only by gossip. A node that does not gossip
+// (simulated nodes, which act as thousands of nodes in one process) is
+// marked DOWN once it has held no session for the grace period.
+//
+// State changes are group-committed: the sessions of thousands of nodes
+// opening at once (a new leader, a scale test) cost a few Raft commands,
+// not one each.
+type liveness struct {
+	store    Store
+	gossips  func(nodeID string) bool
+	isLeader func() bool
+	grace    time.Duration
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]int       // open sessions per node
+	closedAt map[string]time.Time // nodes whose last session closed, and when
+	pending  map[string]bool      // node ID -> true: mark READY, false: DOWN
+	kick     chan struct{}
+}
+
+func newLiveness(cfg Config, log *slog.Logger) *liveness {
+	l := &liveness{store: cfg.Store, gossips: cfg.Gossiping, isLeader: cfg.IsLeader, grace: cfg.SessionGracePeriod, log: log,
+		sessions: map[string]int{}, closedAt: map[string]time.Time{}, pending: map[string]bool{}, kick: make(chan struct{}, 1)}
+	if l.grace <= 0 {
+		l.grace = DefaultSessionGracePeriod
+	}
+	return l
+}
+
+// opened records a session of nodeID and has the node marked READY.
+func (l *liveness) opened(nodeID string) {
+	l.mu.Lock()
+	l.sessions[nodeID]++
+	delete(l.closedAt, nodeID)
+	l.pending[nodeID] = true
+	l.mu.Unlock()
+	l.signal()
+}
+
+// closed records the end of a session of nodeID.
+func (l *liveness) closed(nodeID string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sessions[nodeID]--; l.sessions[nodeID] <= 0 {
+		delete(l.sessions, nodeID)
+		l.closedAt[nodeID] = now
+	}
+}
+
+// hasSession reports whether nodeID holds a session with this manager.
+func (l *liveness) hasSession(nodeID string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sessions[nodeID] > 0
+}
+
+func (l *liveness) signal() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// expire moves nodes that have been without a session for the grace
+// period, and do not gossip, to pending DOWN.
+func (l *liveness) expire(now time.Time) {
+	l.mu.Lock()
+	var lost []string
+	for id, at := range l.closedAt {
+		if now.Sub(at) >= l.grace {
+			delete(l.closedAt, id)
+			lost = append(lost, id)
+		}
+	}
+	l.mu.Unlock()
+	var down []string
+	for _, id := range lost {
+		if l.gossips == nil || !l.gossips(id) {
+			down = append(down, id)
+		}
+	}
+	if len(down) == 0 {
+		return
+	}
+	l.mu.Lock()
+	for _, id := range down {
+		if l.sessions[id] == 0 { // not reconnected meanwhile
+			l.pending[id] = false
+		}
+	}
+	l.mu.Unlock()
+	l.signal()
+}
+
+// run commits pending node states until ctx ends; a batch that fails is
+// dropped, as the next session event or gossip event corrects it.
+func (l *liveness) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			l.expire(now)
+			continue
+		case <-l.kick:
+		}
+		l.mu.Lock()
+		batch := l.pending
+		l.pending = map[string]bool{}
+		l.mu.Unlock()
+		if len(batch) == 0 || (l.isLeader != nil && !l.isLeader()) {
+			continue
+		}
+		if err := l.commit(ctx, batch); err != nil && ctx.Err() == nil {
+			l.log.Warn("recording node liveness failed", "nodes", len(batch), "err", err)
+		}
+	}
+}
+
+func (l *liveness) commit(ctx context.Context, batch map[string]bool) error {
+	ids := make([]string, 0, len(batch))
+	for id := range batch {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return l.store.Update(ctx, func(tx *raftstore.WriteTx) error {
+		for _, id := range ids {
+			state, msg := minkepb.NodeStatus_READY, "session open"
+			if !batch[id] {
+				state, msg = minkepb.NodeStatus_DOWN, "no session for "+l.grace.String()+" and not in gossip"
+			}
+			n := tx.Node(id)
+			if n == nil || n.GetStatus().GetState() == state {
+				continue
+			}
+			n = proto.Clone(n).(*minkepb.Node)
+			if n.Status == nil {
+				n.Status = &minkepb.NodeStatus{}
+			}
+			n.Status.State, n.Status.Message = state, msg
+			if err := tx.Update(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

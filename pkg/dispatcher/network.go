@@ -1,0 +1,130 @@
+package dispatcher
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"slices"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// networkState is the part of the cluster's state a node programs into its
+// kernel and DNS server: every service's name, VIP and the addresses of its
+// running, healthy tasks on READY nodes, every ingress port with the same
+// backends, routes to the other nodes' container subnets, and the
+// endpoints of the services that have tasks on the node.
+func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
+	st := &minkepb.NetworkState{Endpoints: map[string]*minkepb.Endpoint{}}
+	ready := map[string]bool{}
+	for _, n := range tx.Nodes() {
+		if n.GetStatus().GetState() != minkepb.NodeStatus_READY {
+			continue
+		}
+		ready[n.GetMeta().GetId()] = true
+		if n.GetMeta().GetId() == nodeID {
+			continue
+		}
+		subnet, err := netip.ParsePrefix(n.GetDescription().GetContainerSubnet())
+		via, verr := netip.ParseAddr(n.GetStatus().GetAddr())
+		if err != nil || verr != nil {
+			continue
+		}
+		st.Routes = append(st.Routes, &minkepb.NodeRoute{Subnet: subnet.String(), Via: via.String()})
+	}
+	for _, t := range tx.TasksByNode(nodeID) {
+		if ep := tx.Service(t.GetServiceId()).GetEndpoint(); ep != nil {
+			st.Endpoints[t.GetServiceId()] = ep
+		}
+	}
+	for _, s := range tx.Services() {
+		var backends []string
+		for _, t := range tx.TasksByService(s.GetMeta().GetId()) {
+			if a, ok := backendAddr(t, ready); ok {
+				backends = append(backends, a)
+			}
+		}
+		slices.Sort(backends)
+		st.Services = append(st.Services, &minkepb.ServiceRecord{Id: s.GetMeta().GetId(), Name: s.GetSpec().GetName(),
+			VirtualIp: s.GetEndpoint().GetVirtualIp(), Backends: backends})
+		for _, p := range s.GetEndpoint().GetPorts() {
+			if p.GetPublishMode() == minkepb.PortConfig_INGRESS {
+				st.Ingress = append(st.Ingress, &minkepb.IngressPort{Port: p, Backends: backends})
+			}
+		}
+	}
+	return st
+}
+
+// backendAddr is a task's container address when it should take
+// connections: running and meant to run, on a READY node, and not
+// unhealthy or still starting its healthcheck.
+func backendAddr(t *minkepb.Task, readyNodes map[string]bool) (string, bool) {
+	s := t.GetStatus()
+	if s.GetState() != minkepb.TaskState_RUNNING || t.GetDesiredState() != minkepb.TaskState_RUNNING || !readyNodes[t.GetNodeId()] {
+		return "", false
+	}
+	switch s.GetContainer().GetHealth() {
+	case minkepb.HealthState_UNHEALTHY, minkepb.HealthState_HEALTH_STARTING:
+		return "", false
+	}
+	p, err := netip.ParsePrefix(s.GetContainer().GetAddress())
+	if err != nil {
+		return "", false
+	}
+	return p.Addr().String(), true
+}
+
+// networkWide reports whether an event may change the network state of
+// nodes other than the ones it names: a node (its READY state and subnet
+// feed every node's routes and ingress backends), a service (its
+// endpoint), or a task that has, or had, a container address (an ingress
+// backend). Tasks without an address — most of them at scale, and all of a
+// simulated worker's — wake only their own node's session.
+func networkWide(ev raftstore.Event) bool {
+	switch o := ev.Object.(type) {
+	case *minkepb.Node, *minkepb.Service, *minkepb.Cluster:
+		return true // a Cluster change may change the gossip keyring
+	case *minkepb.Task:
+		return o.GetStatus().GetContainer().GetAddress() != ""
+	}
+	return false
+}
+
+// networkVersion fingerprints a network state, so that an unchanged one is
+// not sent again.
+func networkVersion(st *minkepb.NetworkState) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	h := sha256.Sum256(b)
+	return "net@" + hex.EncodeToString(h[:8])
+}
+
+// checkContainerSubnet refuses a joining node whose container subnet is
+// invalid or overlaps another node's: workers route to each other's
+// subnets, so an overlap would send one node's traffic to the other.
+func checkContainerSubnet(tx raftstore.ReadTx, nodeID, subnet string) error {
+	if subnet == "" {
+		return nil
+	}
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil || !p.Addr().Is4() || p.Masked() != p {
+		return status.Errorf(codes.InvalidArgument, "container subnet %q: want an IPv4 network in CIDR form, such as 172.29.1.0/24", subnet)
+	}
+	for _, n := range tx.Nodes() {
+		if n.GetMeta().GetId() == nodeID {
+			continue
+		}
+		other, err := netip.ParsePrefix(n.GetDescription().GetContainerSubnet())
+		if err == nil && other.Overlaps(p) {
+			return status.Errorf(codes.AlreadyExists,
+				"container subnet %s overlaps %s of node %s (%s): start this worker with another --container-subnet, or remove that node",
+				p, other, n.GetMeta().GetId(), n.GetDescription().GetHostname())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+//go:build linux
+
+package schedbench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+)
+
+// load is one scale scenario.
+type load struct {
+	nodes, services, replicas int
+}
+
+func (l load) tasks() int { return l.services * l.replicas }
+
+// result is what one scenario measured.
+type result struct {
+	managers int
+	// assigned and running: from the first CreateService to all tasks
+	// ASSIGNED (or further) and to all RUNNING.
+	assigned, running time.Duration
+	// rss is each manager's resident set at the end, leader first.
+	rss []int64
+	// cpu is the CPU time (user+system) each manager, leader first, and
+	// then the simulated worker process spent from the first create to all
+	// RUNNING: what the run cost, whatever else the machine was doing.
+	cpu []time.Duration
+}
+
+// nodeLabels are node i's labels: 5 zones × 20 racks, every tenth node in
+// the edge tier, as in pkg/scheduler's BenchmarkScheduleScale.
+func nodeLabels(i int) map[string]string {
+	tier := "core"
+	if i%10 == 3 {
+		tier = "edge"
+	}
+	return map[string]string{
+		"zone": fmt.Sprintf("z%d", i%5),
+		"rack": fmt.Sprintf("z%d-r%02d", i%5, (i/5)%20),
+		"tier": tier,
+	}
+}
+
+// constraints are service s's constraints; the node.hostname one names a
+// simulated node's hostname (sim-NNNNN).
+func constraints(s int) []string {
+	var cs []string
+	switch s % 4 {
+	case 0:
+		cs = []string{"node.platform.os==linux", "node.labels.tier!=edge"}
+	case 1:
+		cs = []string{fmt.Sprintf("node.labels.zone!=z%d", s%5)}
+	case 2:
+		cs = []string{"node.role==worker"}
+	case 3:
+		cs = []string{"node.labels.tier==core", "node.platform.os==linux"}
+	}
+	if s%7 == 0 {
+		cs = append(cs, fmt.Sprintf("node.hostname!=sim-%05d", s%50+1))
+	}
+	return cs
+}
+
+// serviceSpec is service s: constraints, nested spread over zone (then
+// rack for even s), a per-node cap for every third, small reservations.
+func serviceSpec(s, replicas int) *minkepb.ServiceSpec {
+	prefs := []string{"spread=node.labels.zone"}
+	if s%2 == 0 {
+		prefs = append(prefs, "spread=node.labels.rack")
+	}
+	var maxPer uint64
+	if s%3 == 0 {
+		maxPer = 2
+	}
+	return &minkepb.ServiceSpec{
+		Name: fmt.Sprintf("svc-%04d", s),
+		Task: &minkepb.TaskSpec{
+			Container: &minkepb.ContainerSpec{Image: "docker.io/library/busybox:latest"},
+			Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 2e7, MemoryBytes: 32 << 20}},
+			Placement: &minkepb.Placement{Constraints: constraints(s), Preferences: prefs, MaxReplicasPerNode: maxPer},
+		},
+		Mode: &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: uint64(replicas)}},
+	}
+}
+
+// parallel runs fn(0..n-1) on par goroutines and returns the first error.
+func parallel(n, par int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	next := make(chan int)
+	for range par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// labelNodes gives the READY simulated nodes their labels, by hostname
+// order (sim-00001 is node 0).
+func (c *cluster) labelNodes(nodes []*minkepb.Node) {
+	c.tb.Helper()
+	slices.SortFunc(nodes, func(a, b *minkepb.Node) int {
+		return strings.Compare(a.GetDescription().GetHostname(), b.GetDescription().GetHostname())
+	})
+	err := parallel(len(nodes), 16, func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		_, err := c.leader.cl.UpdateNode(ctx, nodes[i].GetMeta().GetId(), nil, nodeLabels(i), nil)
+		return err
+	})
+	if err != nil {
+		c.tb.Fatalf("labelling nodes: %v", err)
+	}
+}
+
+// counts sums the leader's assigned and running counts over all services.
+func (c *cluster) counts() (assigned, running uint64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	_, counts, err := c.leader.cl.ListServices(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, rc := range counts {
+		assigned += rc.GetAssigned()
+		running += rc.GetRunning()
+	}
+	return assigned, running, nil
+}
+
+// run creates the load's services through the leader (16 clients in
+// parallel) and measures until every task runs or bound passes.
+func (c *cluster) run(l load, bound time.Duration) result {
+	c.tb.Helper()
+	res := result{managers: len(c.mgrs)}
+	total := uint64(l.tasks())
+	mgrs := append([]*proc{c.leader}, slices.DeleteFunc(slices.Clone(c.mgrs), func(m *proc) bool { return m == c.leader })...)
+	procs := append(slices.Clone(mgrs), c.worker)
+	cpu0 := make([]time.Duration, len(procs))
+	for i, p := range procs {
+		cpu0[i] = cpuTime(c.tb, p)
+	}
+	start := time.Now()
+	created := make(chan error, 1)
+	go func() {
+		created <- parallel(l.services, 16, func(s int) error {
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			defer cancel()
+			_, err := c.leader.cl.CreateService(ctx, serviceSpec(s, l.replicas))
+			return err
+		})
+	}()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	deadline := time.After(bound)
+	var assigned, running uint64
+	for res.running == 0 {
+		select {
+		case err := <-created:
+			if err != nil {
+				c.tb.Fatalf("creating services: %v", err)
+			}
+			created = nil
+			c.tb.Logf("%s: all %d services created", time.Since(start).Round(time.Millisecond), l.services)
+		case <-deadline:
+			c.tb.Fatalf("after %s: %d of %d tasks assigned, %d running", bound, assigned, total, running)
+		case <-tick.C:
+		}
+		c.checkAlive()
+		a, r, err := c.counts()
+		if err != nil {
+			c.tb.Logf("ListServices: %v", err)
+			continue
+		}
+		assigned, running = a, r
+		now := time.Since(start)
+		if now/(5*time.Second) != (now-pollInterval)/(5*time.Second) {
+			c.tb.Logf("%s: %d of %d tasks assigned, %d running", now.Round(time.Second), assigned, total, running)
+		}
+		if res.assigned == 0 && assigned == total {
+			res.assigned = now
+		}
+		if running == total {
+			res.running = now
+			if res.assigned == 0 {
+				res.assigned = now
+			}
+		}
+	}
+	if created != nil {
+		if err := <-created; err != nil {
+			c.tb.Fatalf("creating services: %v", err)
+		}
+	}
+	for i, p := range procs {
+		res.cpu = append(res.cpu, cpuTime(c.tb, p)-cpu0[i])
+	}
+	for _, m := range mgrs {
+		rss, err := rssBytes(m)
+		if err != nil {
+			c.tb.Fatalf("%s: %v", m.name, err)
+		}
+		res.rss = append(res.rss, rss)
+	}
+	return res
+}
+
+// scale runs load l on a new cluster of n managers.
+func scale(tb testing.TB, n int, l load, bound time.Duration) result {
+	began := time.Now()
+	c := startCluster(tb, n)
+	tb.Logf("%d managers healthy after %s", n, time.Since(began).Round(time.Millisecond))
+	c.startWorkers(l.nodes, 5*time.Minute)
+	tb.Logf("%d simulated nodes READY after %s", l.nodes, time.Since(began).Round(time.Millisecond))
+	ready, err := c.readyWorkers()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.labelNodes(ready)
+	tb.Logf("nodes labelled after %s; creating services", time.Since(began).Round(time.Millisecond))
+	return c.run(l, bound)
+}
