@@ -15,6 +15,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1739,9 +1740,13 @@ func (x *GetClusterResponse) GetRegistryAddr() string {
 }
 
 type ServiceLogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	Follow        bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Follow  bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail, when set, starts each task's log with its last tail lines.
+	Tail *int64 `protobuf:"varint,60,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since, when set, skips lines written before it.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1788,6 +1793,20 @@ func (x *ServiceLogsRequest) GetFollow() bool {
 		return x.Follow
 	}
 	return false
+}
+
+func (x *ServiceLogsRequest) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *ServiceLogsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
 }
 
 type ServiceLogsResponse struct {
@@ -1838,7 +1857,7 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"3\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"3\n" +
 	"\x17RebalanceServiceRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"G\n" +
 	"\x18RebalanceServiceResponse\x12+\n" +
@@ -1931,10 +1950,13 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x11GetClusterRequest\"f\n" +
 	"\x12GetClusterResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\x12#\n" +
-	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"F\n" +
+	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"\x9a\x01\n" +
 	"\x12ServiceLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
+	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
+	"\x05_tail\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xc3\v\n" +
 	"\aControl\x12P\n" +
@@ -2025,7 +2047,8 @@ var file_minke_v1_control_proto_goTypes = []any{
 	(*Node)(nil),                               // 47: minke.v1.Node
 	(*ServiceSpec)(nil),                        // 48: minke.v1.ServiceSpec
 	(*Task)(nil),                               // 49: minke.v1.Task
-	(*LogMessage)(nil),                         // 50: minke.v1.LogMessage
+	(*timestamppb.Timestamp)(nil),              // 50: google.protobuf.Timestamp
+	(*LogMessage)(nil),                         // 51: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
 	40, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
@@ -2051,49 +2074,50 @@ var file_minke_v1_control_proto_depIdxs = []int32{
 	49, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
 	47, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
 	42, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	50, // 23: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	24, // 24: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	19, // 25: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	21, // 26: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	23, // 27: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	26, // 28: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	28, // 29: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	30, // 30: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	32, // 31: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	34, // 32: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	36, // 33: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	13, // 34: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	15, // 35: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	17, // 36: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	11, // 37: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	9,  // 38: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	0,  // 39: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
-	2,  // 40: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
-	4,  // 41: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
-	6,  // 42: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
-	20, // 43: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	22, // 44: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	25, // 45: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	27, // 46: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	29, // 47: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	31, // 48: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	33, // 49: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	35, // 50: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	37, // 51: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	14, // 52: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	16, // 53: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	18, // 54: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	12, // 55: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	10, // 56: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	1,  // 57: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
-	3,  // 58: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
-	5,  // 59: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
-	7,  // 60: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
-	43, // [43:61] is the sub-list for method output_type
-	25, // [25:43] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	50, // 23: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 24: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	24, // 25: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 26: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 27: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 28: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 29: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 30: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 31: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 32: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 33: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	36, // 34: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 35: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 36: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 37: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 38: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 39: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 40: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 41: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 42: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 43: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	20, // 44: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 45: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 46: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 47: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 48: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 49: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 50: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 51: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	37, // 52: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 53: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 54: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 55: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 56: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 57: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 58: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 59: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 60: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 61: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	44, // [44:62] is the sub-list for method output_type
+	26, // [26:44] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -2102,6 +2126,7 @@ func file_minke_v1_control_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
+	file_minke_v1_control_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

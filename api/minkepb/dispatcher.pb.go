@@ -16,6 +16,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -259,10 +260,14 @@ func (x *SessionRequest) GetNodeId() string {
 }
 
 type LogSubscription struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	TaskIds       []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
-	Follow        bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TaskIds []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	Follow  bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail, when set, starts each task's log with its last tail lines.
+	Tail *int64 `protobuf:"varint,60,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since, when set, skips lines written before it.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -316,6 +321,20 @@ func (x *LogSubscription) GetFollow() bool {
 		return x.Follow
 	}
 	return false
+}
+
+func (x *LogSubscription) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *LogSubscription) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
 }
 
 type SessionMessage struct {
@@ -867,7 +886,7 @@ var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xec\x01\n" +
+	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"\xec\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
 	"\vdescription\x18\x02 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12\x12\n" +
@@ -888,11 +907,14 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12&\n" +
 	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\")\n" +
 	"\x0eSessionRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"T\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xa8\x01\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xb7\x02\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
+	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
+	"\x05_tail\"\xb7\x02\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
@@ -966,43 +988,45 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*NodeDescription)(nil),          // 15: minke.v1.NodeDescription
 	(*ManagerStatus)(nil),            // 16: minke.v1.ManagerStatus
 	(NodeRole)(0),                    // 17: minke.v1.NodeRole
-	(*Task)(nil),                     // 18: minke.v1.Task
-	(*Node)(nil),                     // 19: minke.v1.Node
-	(*PortConfig)(nil),               // 20: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 21: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 22: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 23: minke.v1.Endpoint
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*Task)(nil),                     // 19: minke.v1.Task
+	(*Node)(nil),                     // 20: minke.v1.Node
+	(*PortConfig)(nil),               // 21: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 22: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 23: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 24: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
 	15, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
 	16, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
 	17, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	18, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
-	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	19, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	5,  // 6: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
-	8,  // 7: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
-	6,  // 8: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
-	7,  // 9: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	14, // 10: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
-	20, // 11: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	21, // 12: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	9,  // 13: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	22, // 14: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	23, // 15: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
-	0,  // 16: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 17: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	10, // 18: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	12, // 19: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 20: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 21: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	11, // 22: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	13, // 23: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	18, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	19, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	3,  // 5: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
+	20, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	5,  // 7: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
+	8,  // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	6,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	7,  // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	14, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	21, // 12: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	22, // 13: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	9,  // 14: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	23, // 15: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	24, // 16: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 17: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 18: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	10, // 19: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	12, // 20: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 21: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 22: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	11, // 23: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	13, // 24: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -1011,6 +1035,7 @@ func file_minke_v1_dispatcher_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
+	file_minke_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -1366,7 +1366,13 @@ type ContainerSpec struct {
 	// ulimits override the default rlimits (--ulimit).
 	Ulimits []*Ulimit `protobuf:"bytes,127,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
 	// groups are supplementary groups, names or gids (--group).
-	Groups        []string `protobuf:"bytes,128,rep,name=groups,proto3" json:"groups,omitempty"`
+	Groups []string `protobuf:"bytes,128,rep,name=groups,proto3" json:"groups,omitempty"`
+	// stop_signal replaces the image's STOPSIGNAL (default SIGTERM): a name
+	// ("SIGQUIT", "QUIT") or a number.
+	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
+	// (docker --init).
+	Init          bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1532,6 +1538,20 @@ func (x *ContainerSpec) GetGroups() []string {
 		return x.Groups
 	}
 	return nil
+}
+
+func (x *ContainerSpec) GetStopSignal() string {
+	if x != nil {
+		return x.StopSignal
+	}
+	return ""
+}
+
+func (x *ContainerSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
 }
 
 // Mount is docker's --mount: type is "bind" (source is a path on the
@@ -3401,12 +3421,17 @@ func (x *GossipKeyRotation) GetStartedAt() *timestamppb.Timestamp {
 }
 
 type LogMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Slot          uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
-	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Slot      uint64                 `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
+	// data is one line of output (with its newline), or a notice.
+	Data []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	// timestamp is when the container wrote the line; unset for notices.
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,60,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// stream is "stdout" or "stderr"; empty for notices.
+	Stream        string `protobuf:"bytes,61,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3474,6 +3499,20 @@ func (x *LogMessage) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogMessage) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *LogMessage) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
 }
 
 var File_minke_v1_objects_proto protoreflect.FileDescriptor
@@ -3545,7 +3584,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xf1\x04\n" +
+	"\tREACHABLE\x10\x02\"\xa6\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -3569,7 +3608,10 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\vdns_options\x18~ \x03(\tR\n" +
 	"dnsOptions\x12*\n" +
 	"\aulimits\x18\x7f \x03(\v2\x10.minke.v1.UlimitR\aulimits\x12\x17\n" +
-	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\"\xd5\x01\n" +
+	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\x12\x1f\n" +
+	"\vstop_signal\x18< \x01(\tR\n" +
+	"stopSignal\x12\x12\n" +
+	"\x04init\x18= \x01(\bR\x04init\"\xd5\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -3750,7 +3792,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x1d\n" +
 	"\x05Phase\x12\v\n" +
 	"\aINSTALL\x10\x00\x12\a\n" +
-	"\x03USE\x10\x01\"\x85\x01\n" +
+	"\x03USE\x10\x01\"\xd7\x01\n" +
 	"\n" +
 	"LogMessage\x12\x1d\n" +
 	"\n" +
@@ -3758,7 +3800,9 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04slot\x18\x04 \x01(\x04R\x04slot\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data*#\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x128\n" +
+	"\ttimestamp\x18< \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
+	"\x06stream\x18= \x01(\tR\x06stream*#\n" +
 	"\bNodeRole\x12\n" +
 	"\n" +
 	"\x06WORKER\x10\x00\x12\v\n" +
@@ -3927,11 +3971,12 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	48, // 71: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
 	12, // 72: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
 	52, // 73: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	52, // 74: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }

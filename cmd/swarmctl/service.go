@@ -96,6 +96,8 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 	f.BoolVarP(&o.detach, "detach", "d", false, "exit once the service is created instead of waiting for its tasks")
 	o.sandbox.register(f)
 	addPublishFlags(f, &o)
+	o.health.register(f)
+	o.process.register(f)
 	return cmd
 }
 

@@ -42,6 +42,8 @@ type createOptions struct {
 	maxConcurrent      string
 	update, rollback   updateConfigOptions
 	detach             bool
+	health             healthOptions  // health.go
+	process            processOptions // stop.go
 	sandbox            sandboxOptions // sandbox.go
 }
 
@@ -105,6 +107,12 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 			return nil, err
 		}
 		c.StopGracePeriod = durationpb.New(d)
+	}
+	if err := o.health.apply(c); err != nil {
+		return nil, err
+	}
+	if err := o.process.apply(c); err != nil {
+		return nil, err
 	}
 	task := &minkepb.TaskSpec{Container: c}
 

@@ -38,6 +38,7 @@ func run() error {
 		level       string
 		runtimeKind string
 		simNodes    int
+		logs        logFlags
 	)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/worker", "directory for the node ID, images and containers")
@@ -61,6 +62,7 @@ func run() error {
 	fs.StringVar(&cfg.Images.RegistryConfig, "registry-config", "", "docker config.json (or its directory) with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json); read at every pull")
 	fs.StringVar(&imageGC, "image-gc", "unused-after=24h", "remove images no container uses: off, or unused-after=DURATION (not pulled or used to create a container for that long)")
 	fs.StringVar(&maxLayerFile, "max-layer-file-size", "8GiB", "largest file an image layer may hold; a larger one fails the pull (bytes, or with KiB/MiB/GiB/KB/MB/GB)")
+	logs.register(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -70,6 +72,9 @@ func run() error {
 	}
 	if cfg.Images.MaxLayerFileSize, err = parseByteSize(maxLayerFile); err != nil {
 		return fmt.Errorf("invalid --max-layer-file-size %q: %w", maxLayerFile, err)
+	}
+	if err := logs.apply(&cfg); err != nil {
+		return err
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/dispatcher"
+	"github.com/minke-io/minke/pkg/runtime"
 )
 
 // Config configures an Agent.
@@ -67,7 +68,10 @@ type Agent struct {
 	// promoteAfter holds off a new promotion attempt after a failed one.
 	promoteAfter time.Time
 	runners      map[string]*runner
-	wg           sync.WaitGroup // runners and log publishers
+	// adopted holds the containers a previous worker process left running
+	// (or that exited since), until the first assignment set claims them.
+	adopted map[string]*runtime.Container
+	wg      sync.WaitGroup // runners and log publishers
 }
 
 // creds attaches the join token, and once joined the node's identity, to

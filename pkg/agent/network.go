@@ -52,8 +52,9 @@ func resolveSubnet(flag, nodeAddr string) (netip.Prefix, error) {
 }
 
 // startNetwork creates the node's bridge network and removes what an
-// earlier worker process left (its containers were swept already).
-func startNetwork(subnet netip.Prefix, bridge, dataDir string, log *slog.Logger) (*agentNet, error) {
+// earlier worker process left, except the networks of the containers in
+// keep (re-adopted ones, whose runners adopt their networks).
+func startNetwork(subnet netip.Prefix, bridge, dataDir string, keep map[string]bool, log *slog.Logger) (*agentNet, error) {
 	if !subnet.IsValid() {
 		return nil, nil
 	}
@@ -61,7 +62,7 @@ func startNetwork(subnet netip.Prefix, bridge, dataDir string, log *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}
-	if err := m.Sweep(nil); err != nil {
+	if err := m.Sweep(keep); err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}
 	return &agentNet{mgr: m, log: log.With("component", "agent"), endpoints: map[string]*minkepb.Endpoint{}}, nil
@@ -135,6 +136,15 @@ func (n *agentNet) attach(t *minkepb.Task, spec *runtime.ContainerSpec) (*networ
 	}
 	spec.NetNSPath = ep.NetNSPath
 	return ep, nil
+}
+
+// adopt takes over the network of a container a previous worker process
+// attached (see network.Manager.Adopt).
+func (n *agentNet) adopt(t *minkepb.Task, id string) (*network.Endpoint, error) {
+	if n == nil {
+		return nil, nil
+	}
+	return n.mgr.Adopt(id, n.hostPorts(t))
 }
 
 // writeEtc gives a created container /etc/hosts and /etc/resolv.conf that

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -62,9 +61,9 @@ func (e *SimulatedExecutor) Create(ctx context.Context, spec runtime.ContainerSp
 	return &simulatedContainer{e: e, exited: make(chan struct{})}, nil
 }
 
-// OpenLog reports that simulated containers write no logs.
-func (e *SimulatedExecutor) OpenLog(id string) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("agent: simulated container %s has no log: %w", id, fs.ErrNotExist)
+// ReadLogs reports that simulated containers write no logs.
+func (e *SimulatedExecutor) ReadLogs(ctx context.Context, id string, opts runtime.LogOptions, fn func(runtime.LogEntry) error) error {
+	return fmt.Errorf("simulated container %s: %w", id, fs.ErrNotExist)
 }
 
 // simulatedContainer is a container without a process. A stop ends it as a
@@ -110,6 +109,21 @@ func (c *simulatedContainer) Kill(sig syscall.Signal) error {
 	c.exit(runtime.ExitStatus{ExitCode: 128 + int(sig), Signal: sig})
 	return nil
 }
+
+func (c *simulatedContainer) Exited() (runtime.ExitStatus, bool) {
+	select {
+	case <-c.exited:
+		return c.status, true
+	default:
+		return runtime.ExitStatus{}, false
+	}
+}
+
+// Health is always "no healthcheck": a simulated container runs no checks.
+func (c *simulatedContainer) Health() runtime.HealthStatus { return runtime.HealthStatus{} }
+
+// HealthChanges is nil: no health change ever comes.
+func (c *simulatedContainer) HealthChanges() <-chan runtime.HealthStatus { return nil }
 
 func (c *simulatedContainer) Remove(context.Context) error {
 	c.exit(runtime.ExitStatus{ExitCode: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL})

@@ -42,7 +42,10 @@ type WorkerConfig struct {
 	ContainerSubnet string
 	// Bridge names the node's bridge; "" is network.DefaultBridge.
 	Bridge string
-	Logger *slog.Logger
+	// LogMaxSize and LogMaxFiles rotate container logs (see runtime.Config).
+	LogMaxSize  int64
+	LogMaxFiles int
+	Logger      *slog.Logger
 	// Promote runs the manager role when the operator promotes this node
 	// (see Config.Promote), gossiping on the worker's gossip address; nil
 	// ignores promotion.
@@ -58,8 +61,8 @@ type WorkerConfig struct {
 	Images ImageConfig
 }
 
-// RunWorker joins the cluster, sweeps containers left by an earlier worker
-// process of this node, joins gossip, and runs the agent until ctx ends.
+// RunWorker joins the cluster, re-adopts containers left by an earlier
+// worker process of this node, joins gossip, and runs the agent until ctx ends.
 func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.DataDir == "" {
 		return errors.New("worker: --data-dir is required")
@@ -116,22 +119,36 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
 		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
-		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize})
+		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize,
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles})
 	if err != nil {
 		return err
 	}
+	// Containers of an earlier worker process keep running under their
+	// shims; take them over, and clean what is truly dead.
+	adopted, err := rt.Adopt(ctx)
+	if err != nil {
+		return fmt.Errorf("worker: adopting containers of the previous worker process: %w", err)
+	}
+	a.adopted = make(map[string]*runtime.Container, len(adopted))
+	for _, c := range adopted {
+		a.adopted[c.ID()] = c
+	}
+	// Image GC starts after adoption, so that it sees the adopted
+	// containers' images as in use.
 	gcCtx, stopGC := context.WithCancel(ctx)
 	gcDone := make(chan struct{})
 	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
 	defer func() { stopGC(); <-gcDone }()
-	if err := rt.Sweep(ctx); err != nil {
-		return fmt.Errorf("worker: cleaning up old containers: %w", err)
-	}
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
 	a.rt = RuntimeExecutor{rt}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, cfg.Logger); err != nil {
+	keep := make(map[string]bool, len(a.adopted))
+	for id := range a.adopted {
+		keep[id] = true
+	}
+	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
 	if cfg.GossipPort >= 0 {

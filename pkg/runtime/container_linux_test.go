@@ -104,6 +104,7 @@ func create(t *testing.T, r *Runtime, spec ContainerSpec) *Container {
 		if err := c.Remove(ctx); err != nil {
 			t.Errorf("cleanup remove: %v", err)
 		}
+		assertNoLeaks(t, r, spec.ID)
 	})
 	return c
 }

@@ -23,7 +23,16 @@ const InitArg = "minke-init"
 // Call it first thing in main() of every binary that starts containers, and
 // in TestMain of tests that do.
 func MaybeRunInit() {
-	if len(os.Args) == 0 || os.Args[0] != InitArg {
+	if len(os.Args) == 0 {
+		return
+	}
+	switch os.Args[0] {
+	case ShimArg:
+		runShim()
+	case ExecArg:
+		runExec()
+	}
+	if os.Args[0] != InitArg {
 		return
 	}
 	goruntime.LockOSThread()
@@ -151,6 +160,9 @@ func runInit() error {
 		if err := loadSeccomp(sb.Seccomp); err != nil {
 			return err
 		}
+	}
+	if cfg.Init {
+		return runReaper(path, p.Args, env)
 	}
 	err = unix.Exec(path, p.Args, env)
 	code := 126

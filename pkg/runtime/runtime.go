@@ -40,6 +40,12 @@ type Config struct {
 	// Logger receives the runtime's logs; component=runtime is added.
 	// Default: discard.
 	Logger *slog.Logger
+	// LogMaxSize is the size in bytes at which a container's log is
+	// rotated; 0 means DefaultLogMaxSize, negative means never.
+	LogMaxSize int64
+	// LogMaxFiles is how many log files a container keeps, the current one
+	// included; 0 means DefaultLogMaxFiles.
+	LogMaxFiles int
 }
 
 // Runtime owns the images and containers under one root directory. All
@@ -50,7 +56,12 @@ type Runtime struct {
 	log      *slog.Logger
 	cgroups  cgroupManager
 
-	images *imageState
+	images       *imageState
+	exe          string // the binary re-executed as shim and init
+	cgroupMount  string
+	cgroupParent string
+	logMaxSize   int64
+	logMaxFiles  int
 
 	mu      sync.Mutex
 	flights map[string]*flight // in-progress pulls and layer unpacks, by key
@@ -93,6 +104,15 @@ func New(cfg Config) (*Runtime, error) {
 	for _, r := range cfg.InsecureRegistries {
 		insecure[r] = true
 	}
+	if cfg.LogMaxSize == 0 {
+		cfg.LogMaxSize = DefaultLogMaxSize
+	}
+	if cfg.LogMaxFiles < 0 {
+		return nil, fmt.Errorf("runtime: Config.LogMaxFiles %d is negative", cfg.LogMaxFiles)
+	}
+	if cfg.LogMaxFiles == 0 {
+		cfg.LogMaxFiles = DefaultLogMaxFiles
+	}
 	logger.Debug("runtime ready", "root", root, "cgroup_version", cg.Version())
 	return &Runtime{
 		root:     root,
@@ -100,7 +120,13 @@ func New(cfg Config) (*Runtime, error) {
 		log:      logger,
 		cgroups:  cg,
 		images:   images,
-		flights:  make(map[string]*flight),
+
+		exe:          "/proc/self/exe",
+		cgroupMount:  cfg.CgroupMount,
+		cgroupParent: cfg.CgroupParent,
+		logMaxSize:   cfg.LogMaxSize,
+		logMaxFiles:  cfg.LogMaxFiles,
+		flights:      make(map[string]*flight),
 	}, nil
 }
 
@@ -112,20 +138,10 @@ func (r *Runtime) containerDir(id string) string {
 	return filepath.Join(r.root, "containers", id)
 }
 
-// LogPath is the file receiving the container's stdout and stderr. It
-// outlives the container process and is deleted by Remove.
+// LogPath is the file receiving the container's stdout and stderr as JSON
+// lines (LogEntry); rotated files are LogPath.1 (newest) and up. It
+// outlives the container process and is deleted by Remove. ReadLogs reads
+// it.
 func (r *Runtime) LogPath(id string) string {
 	return filepath.Join(r.containerDir(id), "container.log")
-}
-
-// OpenLog opens the container's log for reading from the beginning.
-func (r *Runtime) OpenLog(id string) (io.ReadCloser, error) {
-	if err := validID(id); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(r.LogPath(id))
-	if err != nil {
-		return nil, fmt.Errorf("runtime: opening log of container %s: %w", id, err)
-	}
-	return f, nil
 }

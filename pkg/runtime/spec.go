@@ -83,6 +83,15 @@ type ContainerSpec struct {
 	// pkg/network makes) that the container joins instead of getting an
 	// empty one of its own.
 	NetNSPath string
+	// StopSignal overrides the image's STOPSIGNAL (default SIGTERM): a name
+	// like "SIGQUIT" or "QUIT", or a number.
+	StopSignal string
+	// Init runs a tiny init as the container's pid 1 that forwards signals
+	// to the command and reaps zombies (docker run --init).
+	Init bool
+	// Healthcheck overrides the image's HEALTHCHECK; nil keeps the image's,
+	// Test ["NONE"] disables it.
+	Healthcheck *HealthConfig
 }
 
 // defaultPath is set when neither the image nor the spec sets PATH.
@@ -122,6 +131,14 @@ func (s *ContainerSpec) validate() error {
 		}
 	}
 	if _, err := resolveCaps(s.CapAdd, s.CapDrop); err != nil {
+		return err
+	}
+	if s.StopSignal != "" {
+		if _, err := ParseSignal(s.StopSignal); err != nil {
+			return fmt.Errorf("%w: StopSignal: %w", ErrInvalidSpec, err)
+		}
+	}
+	if _, err := resolveHealthcheck(s.Healthcheck, nil); err != nil {
 		return err
 	}
 	return s.validateSandbox()
