@@ -270,3 +270,20 @@ func checkDeviceRules(t *testing.T, r *Runtime, id string) {
 		t.Errorf("devices.list = %q, want %q", got, defaultDeviceRules)
 	}
 }
+
+// TestInitKeepsSandbox checks that a command started under --init's reaper
+// is confined like one exec'd directly: the reaper forks it from the
+// thread that holds the seccomp filter and the reduced capabilities.
+func TestInitKeepsSandbox(t *testing.T) {
+	r := newTestRuntime(t)
+	ref := testimage.Serve(t, probeImage(t), "probe:latest")
+	got := runProbe(t, r, ContainerSpec{ID: "probe-init", Image: ref, Init: true})
+	for k, v := range map[string]string{
+		"seccomp": "2", "nonewprivs": "1", "capeff": "00000000a80425fb", "capbnd": "00000000a80425fb",
+		"unshare_user": "EPERM", "keyctl": "EPERM", "pids": "2",
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
