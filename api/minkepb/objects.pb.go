@@ -650,6 +650,55 @@ func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
 	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 1}
 }
 
+// ResolutionMode is how the service's name resolves inside containers.
+type EndpointSpec_ResolutionMode int32
+
+const (
+	// VIP: the name is a virtual IP balanced over the running tasks.
+	EndpointSpec_VIP EndpointSpec_ResolutionMode = 0
+	// DNSRR: the name returns the running tasks' addresses.
+	EndpointSpec_DNSRR EndpointSpec_ResolutionMode = 1
+)
+
+// Enum value maps for EndpointSpec_ResolutionMode.
+var (
+	EndpointSpec_ResolutionMode_name = map[int32]string{
+		0: "VIP",
+		1: "DNSRR",
+	}
+	EndpointSpec_ResolutionMode_value = map[string]int32{
+		"VIP":   0,
+		"DNSRR": 1,
+	}
+)
+
+func (x EndpointSpec_ResolutionMode) Enum() *EndpointSpec_ResolutionMode {
+	p := new(EndpointSpec_ResolutionMode)
+	*p = x
+	return p
+}
+
+func (x EndpointSpec_ResolutionMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointSpec_ResolutionMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+}
+
+func (EndpointSpec_ResolutionMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[12]
+}
+
+func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
+func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26, 0}
+}
+
 type GossipKeyRotation_Phase int32
 
 const (
@@ -685,11 +734,11 @@ func (x GossipKeyRotation_Phase) String() string {
 }
 
 func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[13].Descriptor()
 }
 
 func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[12]
+	return &file_minke_v1_objects_proto_enumTypes[13]
 }
 
 func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
@@ -698,7 +747,7 @@ func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
 func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38, 0}
 }
 
 // Meta is common to every stored object.
@@ -1156,6 +1205,8 @@ type Node struct {
 	SecretHash []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
 	// manager_status is set for managers.
 	ManagerStatus *ManagerStatus `protobuf:"bytes,7,opt,name=manager_status,json=managerStatus,proto3" json:"manager_status,omitempty"`
+	// certificate is the node certificate issued last.
+	Certificate   *NodeCertificate `protobuf:"bytes,20,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1235,6 +1286,13 @@ func (x *Node) GetSecretHash() []byte {
 func (x *Node) GetManagerStatus() *ManagerStatus {
 	if x != nil {
 		return x.ManagerStatus
+	}
+	return nil
+}
+
+func (x *Node) GetCertificate() *NodeCertificate {
+	if x != nil {
+		return x.Certificate
 	}
 	return nil
 }
@@ -1349,6 +1407,12 @@ type ContainerSpec struct {
 	CapDrop []string `protobuf:"bytes,9,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
 	// healthcheck overrides the image's HEALTHCHECK; unset means the image's.
 	Healthcheck *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// stop_signal replaces the image's STOPSIGNAL (default SIGTERM): a name
+	// ("SIGQUIT", "QUIT") or a number.
+	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
+	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
+	// (docker --init).
+	Init bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
 	// Sandbox options, as docker's. seccomp_unconfined runs without the
 	// default seccomp profile (--security-opt seccomp=unconfined).
 	SeccompUnconfined bool `protobuf:"varint,120,opt,name=seccomp_unconfined,json=seccompUnconfined,proto3" json:"seccomp_unconfined,omitempty"`
@@ -1366,13 +1430,7 @@ type ContainerSpec struct {
 	// ulimits override the default rlimits (--ulimit).
 	Ulimits []*Ulimit `protobuf:"bytes,127,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
 	// groups are supplementary groups, names or gids (--group).
-	Groups []string `protobuf:"bytes,128,rep,name=groups,proto3" json:"groups,omitempty"`
-	// stop_signal replaces the image's STOPSIGNAL (default SIGTERM): a name
-	// ("SIGQUIT", "QUIT") or a number.
-	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
-	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
-	// (docker --init).
-	Init          bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
+	Groups        []string `protobuf:"bytes,128,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1477,6 +1535,20 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 	return nil
 }
 
+func (x *ContainerSpec) GetStopSignal() string {
+	if x != nil {
+		return x.StopSignal
+	}
+	return ""
+}
+
+func (x *ContainerSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
+}
+
 func (x *ContainerSpec) GetSeccompUnconfined() bool {
 	if x != nil {
 		return x.SeccompUnconfined
@@ -1538,20 +1610,6 @@ func (x *ContainerSpec) GetGroups() []string {
 		return x.Groups
 	}
 	return nil
-}
-
-func (x *ContainerSpec) GetStopSignal() string {
-	if x != nil {
-		return x.StopSignal
-	}
-	return ""
-}
-
-func (x *ContainerSpec) GetInit() bool {
-	if x != nil {
-		return x.Init
-	}
-	return false
 }
 
 // Mount is docker's --mount: type is "bind" (source is a path on the
@@ -2725,8 +2783,9 @@ func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
 }
 
 type EndpointSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Ports         []*PortConfig               `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	Mode          EndpointSpec_ResolutionMode `protobuf:"varint,2,opt,name=mode,proto3,enum=minke.v1.EndpointSpec_ResolutionMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2768,10 +2827,19 @@ func (x *EndpointSpec) GetPorts() []*PortConfig {
 	return nil
 }
 
+func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointSpec_VIP
+}
+
 // Endpoint is what the managers allocated for a service's EndpointSpec.
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// virtual_ip is the service's VIP (VIP mode only).
+	VirtualIp     string `protobuf:"bytes,2,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2811,6 +2879,13 @@ func (x *Endpoint) GetPorts() []*PortConfig {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *Endpoint) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
 }
 
 type ContainerStatus struct {
@@ -3173,6 +3248,9 @@ type ClusterSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Orchestration *OrchestrationConfig   `protobuf:"bytes,30,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
+	// cert_lifetime is how long node and client certificates are valid
+	// (default 90 days); nodes renew at two thirds of it.
+	CertLifetime  *durationpb.Duration `protobuf:"bytes,20,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3221,6 +3299,194 @@ func (x *ClusterSpec) GetOrchestration() *OrchestrationConfig {
 	return nil
 }
 
+func (x *ClusterSpec) GetCertLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.CertLifetime
+	}
+	return nil
+}
+
+// RootCA is the cluster's certificate authority. The key never leaves the
+// managers (it is not shown by GetCluster).
+type RootCA struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cert and key are PEM.
+	Cert []byte `protobuf:"bytes,1,opt,name=cert,proto3" json:"cert,omitempty"`
+	Key  []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// cross_signed is cert signed by the previous root while a rotation runs,
+	// so that nodes which still trust only the old root accept new
+	// certificates (PEM).
+	CrossSigned   []byte `protobuf:"bytes,3,opt,name=cross_signed,json=crossSigned,proto3" json:"cross_signed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RootCA) Reset() {
+	*x = RootCA{}
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RootCA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RootCA) ProtoMessage() {}
+
+func (x *RootCA) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
+func (*RootCA) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RootCA) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *RootCA) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RootCA) GetCrossSigned() []byte {
+	if x != nil {
+		return x.CrossSigned
+	}
+	return nil
+}
+
+// RevokedCert is a certificate refused before it expires.
+type RevokedCert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedCert) Reset() {
+	*x = RevokedCert{}
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedCert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedCert) ProtoMessage() {}
+
+func (x *RevokedCert) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedCert.ProtoReflect.Descriptor instead.
+func (*RevokedCert) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RevokedCert) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokedCert) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+// NodeCertificate records the certificate last issued to a node.
+type NodeCertificate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// ca_fingerprint is the SHA-256 (hex) of the root that signed it.
+	CaFingerprint string                 `protobuf:"bytes,2,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCertificate) Reset() {
+	*x = NodeCertificate{}
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCertificate) ProtoMessage() {}
+
+func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
+func (*NodeCertificate) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *NodeCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 type OrchestrationConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// task_history_retention_limit is how many ended tasks each slot (or
@@ -3232,7 +3498,7 @@ type OrchestrationConfig struct {
 
 func (x *OrchestrationConfig) Reset() {
 	*x = OrchestrationConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3510,7 @@ func (x *OrchestrationConfig) String() string {
 func (*OrchestrationConfig) ProtoMessage() {}
 
 func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3523,7 @@ func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
 func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
@@ -3274,7 +3540,13 @@ type Cluster struct {
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	// gossip_key encrypts memberlist traffic (AES, 32 bytes): the primary
 	// key, which every node encrypts with.
-	GossipKey []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	GossipKey []byte  `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	RootCa    *RootCA `protobuf:"bytes,20,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// previous_ca_certs are roots still trusted while a rotation runs (PEM);
+	// empty when no rotation runs.
+	PreviousCaCerts [][]byte `protobuf:"bytes,21,rep,name=previous_ca_certs,json=previousCaCerts,proto3" json:"previous_ca_certs,omitempty"`
+	// revoked lists certificates of removed nodes until they expire.
+	Revoked []*RevokedCert `protobuf:"bytes,22,rep,name=revoked,proto3" json:"revoked,omitempty"`
 	// gossip_keys is every key nodes must accept, the primary included; empty
 	// means gossip_key alone. It holds two keys only while a rotation runs.
 	GossipKeys [][]byte `protobuf:"bytes,110,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
@@ -3286,7 +3558,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3570,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3583,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -3338,6 +3610,27 @@ func (x *Cluster) GetJoinTokens() *JoinTokens {
 func (x *Cluster) GetGossipKey() []byte {
 	if x != nil {
 		return x.GossipKey
+	}
+	return nil
+}
+
+func (x *Cluster) GetRootCa() *RootCA {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *Cluster) GetPreviousCaCerts() [][]byte {
+	if x != nil {
+		return x.PreviousCaCerts
+	}
+	return nil
+}
+
+func (x *Cluster) GetRevoked() []*RevokedCert {
+	if x != nil {
+		return x.Revoked
 	}
 	return nil
 }
@@ -3371,7 +3664,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3383,7 +3676,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3396,7 +3689,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GossipKeyRotation) GetNewKey() []byte {
@@ -3438,7 +3731,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3743,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3756,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -3563,7 +3856,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05State\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\b\n" +
 	"\x04DOWN\x10\x01\x12\t\n" +
-	"\x05READY\x10\x02\"\xc6\x02\n" +
+	"\x05READY\x10\x02\"\x83\x03\n" +
 	"\x04Node\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.minke.v1.NodeSpecR\x04spec\x12;\n" +
@@ -3572,7 +3865,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12\x1f\n" +
 	"\vsecret_hash\x18\x06 \x01(\fR\n" +
 	"secretHash\x12>\n" +
-	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\"\xac\x02\n" +
+	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\x12;\n" +
+	"\vcertificate\x18\x14 \x01(\v2\x19.minke.v1.NodeCertificateR\vcertificate\"\xac\x02\n" +
 	"\rManagerStatus\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12#\n" +
@@ -3596,7 +3890,10 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\acap_add\x18\b \x03(\tR\x06capAdd\x12\x19\n" +
 	"\bcap_drop\x18\t \x03(\tR\acapDrop\x128\n" +
 	"\vhealthcheck\x18\n" +
-	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12-\n" +
+	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12\x1f\n" +
+	"\vstop_signal\x18< \x01(\tR\n" +
+	"stopSignal\x12\x12\n" +
+	"\x04init\x18= \x01(\bR\x04init\x12-\n" +
 	"\x12seccomp_unconfined\x18x \x01(\bR\x11seccompUnconfined\x12\x1b\n" +
 	"\tread_only\x18y \x01(\bR\breadOnly\x12'\n" +
 	"\x06mounts\x18z \x03(\v2\x0f.minke.v1.MountR\x06mounts\x12\x14\n" +
@@ -3608,10 +3905,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\vdns_options\x18~ \x03(\tR\n" +
 	"dnsOptions\x12*\n" +
 	"\aulimits\x18\x7f \x03(\v2\x10.minke.v1.UlimitR\aulimits\x12\x17\n" +
-	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\x12\x1f\n" +
-	"\vstop_signal\x18< \x01(\tR\n" +
-	"stopSignal\x12\x12\n" +
-	"\x04init\x18= \x01(\bR\x04init\"\xd5\x01\n" +
+	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\"\xd5\x01\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -3730,11 +4024,17 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03UDP\x10\x01\"$\n" +
 	"\vPublishMode\x12\v\n" +
 	"\aINGRESS\x10\x00\x12\b\n" +
-	"\x04HOST\x10\x01\":\n" +
+	"\x04HOST\x10\x01\"\x9b\x01\n" +
 	"\fEndpointSpec\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x129\n" +
+	"\x04mode\x18\x02 \x01(\x0e2%.minke.v1.EndpointSpec.ResolutionModeR\x04mode\"$\n" +
+	"\x0eResolutionMode\x12\a\n" +
+	"\x03VIP\x10\x00\x12\t\n" +
+	"\x05DNSRR\x10\x01\"U\n" +
 	"\bEndpoint\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x02 \x01(\tR\tvirtualIp\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
@@ -3768,20 +4068,35 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"f\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\xa6\x01\n" +
 	"\vClusterSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12C\n" +
-	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"|\n" +
+	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\x12>\n" +
+	"\rcert_lifetime\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"Q\n" +
+	"\x06RootCA\x12\x12\n" +
+	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12!\n" +
+	"\fcross_signed\x18\x03 \x01(\fR\vcrossSigned\"^\n" +
+	"\vRevokedCert\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x89\x01\n" +
+	"\x0fNodeCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12%\n" +
+	"\x0eca_fingerprint\x18\x02 \x01(\tR\rcaFingerprint\x127\n" +
+	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"|\n" +
 	"\x13OrchestrationConfig\x12D\n" +
 	"\x1ctask_history_retention_limit\x18\x01 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01B\x1f\n" +
-	"\x1d_task_history_retention_limit\"\x9c\x02\n" +
+	"\x1d_task_history_retention_limit\"\xa4\x03\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12\x1f\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12)\n" +
+	"\aroot_ca\x18\x14 \x01(\v2\x10.minke.v1.RootCAR\x06rootCa\x12*\n" +
+	"\x11previous_ca_certs\x18\x15 \x03(\fR\x0fpreviousCaCerts\x12/\n" +
+	"\arevoked\x18\x16 \x03(\v2\x15.minke.v1.RevokedCertR\arevoked\x12\x1f\n" +
 	"\vgossip_keys\x18n \x03(\fR\n" +
 	"gossipKeys\x12K\n" +
 	"\x13gossip_key_rotation\x18o \x01(\v2\x1b.minke.v1.GossipKeyRotationR\x11gossipKeyRotation\"\xbf\x01\n" +
@@ -3838,145 +4153,156 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_minke_v1_objects_proto_goTypes = []any{
-	(NodeRole)(0),                   // 0: minke.v1.NodeRole
-	(TaskState)(0),                  // 1: minke.v1.TaskState
-	(HealthState)(0),                // 2: minke.v1.HealthState
-	(NodeSpec_Availability)(0),      // 3: minke.v1.NodeSpec.Availability
-	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
-	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
-	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(UpdateConfig_FailureAction)(0), // 7: minke.v1.UpdateConfig.FailureAction
-	(UpdateConfig_Order)(0),         // 8: minke.v1.UpdateConfig.Order
-	(UpdateStatus_State)(0),         // 9: minke.v1.UpdateStatus.State
-	(PortConfig_Protocol)(0),        // 10: minke.v1.PortConfig.Protocol
-	(PortConfig_PublishMode)(0),     // 11: minke.v1.PortConfig.PublishMode
-	(GossipKeyRotation_Phase)(0),    // 12: minke.v1.GossipKeyRotation.Phase
-	(*Meta)(nil),                    // 13: minke.v1.Meta
-	(*Resources)(nil),               // 14: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 15: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 16: minke.v1.Platform
-	(*NodeSpec)(nil),                // 17: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 18: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 19: minke.v1.NodeStatus
-	(*Node)(nil),                    // 20: minke.v1.Node
-	(*ManagerStatus)(nil),           // 21: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 22: minke.v1.ContainerSpec
-	(*Mount)(nil),                   // 23: minke.v1.Mount
-	(*Ulimit)(nil),                  // 24: minke.v1.Ulimit
-	(*HealthConfig)(nil),            // 25: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 26: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 27: minke.v1.TaskSpec
-	(*Placement)(nil),               // 28: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 29: minke.v1.ReplicatedService
-	(*GlobalService)(nil),           // 30: minke.v1.GlobalService
-	(*ReplicatedJob)(nil),           // 31: minke.v1.ReplicatedJob
-	(*GlobalJob)(nil),               // 32: minke.v1.GlobalJob
-	(*UpdateConfig)(nil),            // 33: minke.v1.UpdateConfig
-	(*ServiceSpec)(nil),             // 34: minke.v1.ServiceSpec
-	(*UpdateStatus)(nil),            // 35: minke.v1.UpdateStatus
-	(*JobStatus)(nil),               // 36: minke.v1.JobStatus
-	(*Service)(nil),                 // 37: minke.v1.Service
-	(*PortConfig)(nil),              // 38: minke.v1.PortConfig
-	(*EndpointSpec)(nil),            // 39: minke.v1.EndpointSpec
-	(*Endpoint)(nil),                // 40: minke.v1.Endpoint
-	(*ContainerStatus)(nil),         // 41: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 42: minke.v1.TaskStatus
-	(*Task)(nil),                    // 43: minke.v1.Task
-	(*JoinTokens)(nil),              // 44: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 45: minke.v1.ClusterSpec
-	(*OrchestrationConfig)(nil),     // 46: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                 // 47: minke.v1.Cluster
-	(*GossipKeyRotation)(nil),       // 48: minke.v1.GossipKeyRotation
-	(*LogMessage)(nil),              // 49: minke.v1.LogMessage
-	nil,                             // 50: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 51: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 52: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 53: google.protobuf.Duration
+	(NodeRole)(0),                    // 0: minke.v1.NodeRole
+	(TaskState)(0),                   // 1: minke.v1.TaskState
+	(HealthState)(0),                 // 2: minke.v1.HealthState
+	(NodeSpec_Availability)(0),       // 3: minke.v1.NodeSpec.Availability
+	(NodeStatus_State)(0),            // 4: minke.v1.NodeStatus.State
+	(ManagerStatus_Reachability)(0),  // 5: minke.v1.ManagerStatus.Reachability
+	(RestartPolicy_Condition)(0),     // 6: minke.v1.RestartPolicy.Condition
+	(UpdateConfig_FailureAction)(0),  // 7: minke.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),          // 8: minke.v1.UpdateConfig.Order
+	(UpdateStatus_State)(0),          // 9: minke.v1.UpdateStatus.State
+	(PortConfig_Protocol)(0),         // 10: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),      // 11: minke.v1.PortConfig.PublishMode
+	(EndpointSpec_ResolutionMode)(0), // 12: minke.v1.EndpointSpec.ResolutionMode
+	(GossipKeyRotation_Phase)(0),     // 13: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                     // 14: minke.v1.Meta
+	(*Resources)(nil),                // 15: minke.v1.Resources
+	(*ResourceRequirements)(nil),     // 16: minke.v1.ResourceRequirements
+	(*Platform)(nil),                 // 17: minke.v1.Platform
+	(*NodeSpec)(nil),                 // 18: minke.v1.NodeSpec
+	(*NodeDescription)(nil),          // 19: minke.v1.NodeDescription
+	(*NodeStatus)(nil),               // 20: minke.v1.NodeStatus
+	(*Node)(nil),                     // 21: minke.v1.Node
+	(*ManagerStatus)(nil),            // 22: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),            // 23: minke.v1.ContainerSpec
+	(*Mount)(nil),                    // 24: minke.v1.Mount
+	(*Ulimit)(nil),                   // 25: minke.v1.Ulimit
+	(*HealthConfig)(nil),             // 26: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),            // 27: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                 // 28: minke.v1.TaskSpec
+	(*Placement)(nil),                // 29: minke.v1.Placement
+	(*ReplicatedService)(nil),        // 30: minke.v1.ReplicatedService
+	(*GlobalService)(nil),            // 31: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),            // 32: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),                // 33: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),             // 34: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),              // 35: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),             // 36: minke.v1.UpdateStatus
+	(*JobStatus)(nil),                // 37: minke.v1.JobStatus
+	(*Service)(nil),                  // 38: minke.v1.Service
+	(*PortConfig)(nil),               // 39: minke.v1.PortConfig
+	(*EndpointSpec)(nil),             // 40: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                 // 41: minke.v1.Endpoint
+	(*ContainerStatus)(nil),          // 42: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),               // 43: minke.v1.TaskStatus
+	(*Task)(nil),                     // 44: minke.v1.Task
+	(*JoinTokens)(nil),               // 45: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),              // 46: minke.v1.ClusterSpec
+	(*RootCA)(nil),                   // 47: minke.v1.RootCA
+	(*RevokedCert)(nil),              // 48: minke.v1.RevokedCert
+	(*NodeCertificate)(nil),          // 49: minke.v1.NodeCertificate
+	(*OrchestrationConfig)(nil),      // 50: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                  // 51: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),        // 52: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),               // 53: minke.v1.LogMessage
+	nil,                              // 54: minke.v1.NodeSpec.LabelsEntry
+	nil,                              // 55: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 57: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	52, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	52, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	14, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	56, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	56, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	15, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	50, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	54, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	16, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	14, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	17, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	15, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	13, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	17, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	18, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	19, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	14, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	18, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	19, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	20, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	21, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	53, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	25, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	23, // 19: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
-	24, // 20: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
-	53, // 21: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	53, // 22: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	53, // 23: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	6,  // 24: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	53, // 25: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	53, // 26: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	22, // 27: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	15, // 28: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	26, // 29: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	28, // 30: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	53, // 31: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	7,  // 32: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	53, // 33: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	8,  // 34: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	51, // 35: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	27, // 36: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	29, // 37: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	30, // 38: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	31, // 39: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	32, // 40: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	39, // 41: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	33, // 42: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	33, // 43: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
-	9,  // 44: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	52, // 45: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	52, // 46: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	52, // 47: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	13, // 48: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	34, // 49: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	34, // 50: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	35, // 51: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	36, // 52: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	40, // 53: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
-	10, // 54: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
-	11, // 55: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	38, // 56: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	38, // 57: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
-	2,  // 58: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	52, // 59: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 60: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	41, // 61: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	13, // 62: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	27, // 63: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 64: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	42, // 65: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	52, // 66: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	46, // 67: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	13, // 68: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	45, // 69: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	44, // 70: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	48, // 71: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
-	12, // 72: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	52, // 73: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	52, // 74: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	75, // [75:75] is the sub-list for method output_type
-	75, // [75:75] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	22, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	49, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	57, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	26, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	24, // 20: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
+	25, // 21: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
+	57, // 22: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	57, // 23: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	57, // 24: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 25: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	57, // 26: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	57, // 27: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 28: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	16, // 29: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	27, // 30: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	29, // 31: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	57, // 32: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 33: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	57, // 34: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 35: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	55, // 36: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	28, // 37: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	30, // 38: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	31, // 39: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	32, // 40: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	33, // 41: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	40, // 42: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	34, // 43: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	34, // 44: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 45: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	56, // 46: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	56, // 47: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	56, // 48: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	14, // 49: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	35, // 50: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	35, // 51: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	36, // 52: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	37, // 53: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	41, // 54: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 55: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 56: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	39, // 57: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	12, // 58: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	39, // 59: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 60: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	56, // 61: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 62: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	42, // 63: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	14, // 64: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	28, // 65: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 66: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	43, // 67: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	56, // 68: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	50, // 69: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	57, // 70: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	56, // 71: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	56, // 72: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	14, // 73: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	46, // 74: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	45, // 75: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	47, // 76: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	48, // 77: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	52, // 78: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	13, // 79: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	56, // 80: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	56, // 81: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -3990,14 +4316,14 @@ func file_minke_v1_objects_proto_init() {
 		(*ServiceSpec_ReplicatedJob)(nil),
 		(*ServiceSpec_GlobalJob)(nil),
 	}
-	file_minke_v1_objects_proto_msgTypes[33].OneofWrappers = []any{}
+	file_minke_v1_objects_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      13,
-			NumMessages:   39,
+			NumEnums:      14,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -94,10 +94,10 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 	f.StringArrayVar(&o.placementPrefs, "placement-pref", nil, "spread tasks over a node label: spread=node.labels.KEY (repeatable, nested)")
 	f.StringVar(&o.maxPerNode, "replicas-max-per-node", "", "most tasks of the service on one node (0: no limit)")
 	f.BoolVarP(&o.detach, "detach", "d", false, "exit once the service is created instead of waiting for its tasks")
-	o.sandbox.register(f)
 	addPublishFlags(f, &o)
 	o.health.register(f)
 	o.process.register(f)
+	o.sandbox.register(f)
 	return cmd
 }
 

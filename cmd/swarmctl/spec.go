@@ -41,6 +41,7 @@ type createOptions struct {
 	mode               string
 	maxConcurrent      string
 	update, rollback   updateConfigOptions
+	endpointMode       string
 	detach             bool
 	health             healthOptions  // health.go
 	process            processOptions // stop.go
@@ -160,7 +161,7 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
-	endpoint, err := parsePublish(o.publish)
+	endpoint, err := parseEndpoint(o.publish, o.endpointMode)
 	if err != nil {
 		return nil, err
 	}

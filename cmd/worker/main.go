@@ -43,12 +43,12 @@ func run() error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/worker", "directory for the node ID, images and containers")
 	fs.StringVar(&cfg.DispatcherAddr, "join", "", "a manager's --listen-addr (HOST:PORT)")
-	fs.StringVar(&cfg.Token, "token", "", "worker join token ('swarmctl cluster join-token worker' prints it)")
+	fs.StringVar(&cfg.Token, "token", "", "worker join token ('swarmctl cluster join-token worker' prints it); not needed once the node has its certificate (DATA/certs)")
 	fs.StringVar(&cfg.Addr, "advertise-addr", "", "IP other nodes reach this node on (default: the local IP that routes to the manager)")
 	fs.StringVar(&gossipAddr, "gossip-addr", "", "memberlist port or HOST:PORT (default ADVERTISE:4244)")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "minke", "cgroup under which this node's containers get cgroups (PARENT/NODE_ID/TASK_ID)")
 	fs.StringVar(&cfg.ContainerSubnet, "container-subnet", "", "this node's container subnet (CIDR, unique in the cluster; default 172.29.N.0/24, N the last byte of --advertise-addr), or \"none\" for no container network")
-	fs.StringVar(&cfg.Bridge, "bridge", "", "name of this node's container bridge and nftables table (default minkeN, N the subnet's third byte)")
+	fs.StringVar(&cfg.Bridge, "bridge", "", "name of this node's container bridge and nftables table (default minke-NODEID, cut to 15 bytes)")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
 	fs.StringVar(&managerAddr, "manager-listen-addr", "", "--listen-addr of the manager role if this node is promoted (default ADVERTISE:4242; Raft and registry use the next ports)")
 	fs.DurationVar(&cfg.Gossip.ProbeInterval, "gossip-probe-interval", membership.DefaultProbeInterval, "how often each node probes a peer (failure detection)")
@@ -63,6 +63,10 @@ func run() error {
 	fs.StringVar(&imageGC, "image-gc", "unused-after=24h", "remove images no container uses: off, or unused-after=DURATION (not pulled or used to create a container for that long)")
 	fs.StringVar(&maxLayerFile, "max-layer-file-size", "8GiB", "largest file an image layer may hold; a larger one fails the pull (bytes, or with KiB/MiB/GiB/KB/MB/GB)")
 	logs.register(fs)
+	fs.Func("insecure-registry", "registry HOST:PORT reached over plain HTTP (repeatable; loopback and RFC 1918 addresses always are)", func(v string) error {
+		cfg.Images.InsecureRegistries = append(cfg.Images.InsecureRegistries, v)
+		return nil
+	})
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -87,8 +91,8 @@ func run() error {
 	if _, _, err := net.SplitHostPort(cfg.DispatcherAddr); err != nil {
 		return fmt.Errorf("invalid --join %q: want HOST:PORT", cfg.DispatcherAddr)
 	}
-	if cfg.Token == "" {
-		return fmt.Errorf("--token is required: 'swarmctl cluster join-token worker' on a manager prints it")
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "certs", "cert.pem")); cfg.Token == "" && err != nil {
+		return fmt.Errorf("--token is required to join: 'swarmctl cluster join-token worker' on a manager prints it")
 	}
 	if cfg.Addr == "" {
 		ip, err := agent.LocalAddrFor(cfg.DispatcherAddr)

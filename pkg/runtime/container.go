@@ -45,9 +45,9 @@ type Container struct {
 	spec ContainerSpec
 	proc process
 	caps capMask // bounding set; also effective and permitted for root
+	rec  containerRecord
 	// sandbox is resolved by prepare (resolveSandbox) and sent to the init.
 	sandbox sandboxConfig
-	rec     containerRecord
 	log     *slog.Logger
 
 	mu       sync.Mutex
@@ -132,10 +132,9 @@ func (c *Container) prepare() error {
 		return err
 	}
 	c.sandbox = sb
-	layers := c.rec.Layers
-	lower := make([]string, 0, len(layers))
-	for i := len(layers) - 1; i >= 0; i-- { // overlayfs wants the top layer first
-		lower = append(lower, c.rt.layerDir(digestHex(layers[i])))
+	lower := make([]string, 0, len(c.rec.Layers))
+	for i := len(c.rec.Layers) - 1; i >= 0; i-- { // overlayfs wants the top layer first
+		lower = append(lower, c.rt.layerDir(digestHex(c.rec.Layers[i])))
 	}
 	if err := mountOverlay(lower, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), c.rootfs()); err != nil {
 		return err

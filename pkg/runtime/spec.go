@@ -45,6 +45,19 @@ type ContainerSpec struct {
 	// or permitted capabilities; these fields then only set its bounding set.
 	CapAdd  []string
 	CapDrop []string
+	// NetNSPath, if set, is a network namespace (a bind mount such as
+	// pkg/network makes) that the container joins instead of getting an
+	// empty one of its own.
+	NetNSPath string
+	// StopSignal overrides the image's STOPSIGNAL (default SIGTERM): a name
+	// like "SIGQUIT" or "QUIT", or a number.
+	StopSignal string
+	// Init runs a tiny init as the container's pid 1 that forwards signals
+	// to the command and reaps zombies (docker run --init).
+	Init bool
+	// Healthcheck overrides the image's HEALTHCHECK; nil keeps the image's,
+	// Test ["NONE"] disables it.
+	Healthcheck *HealthConfig
 
 	// Sandbox options (see sandbox.go, mounts.go, rlimit.go, seccomp*.go).
 
@@ -79,19 +92,6 @@ type ContainerSpec struct {
 	// cpu.weight on v2); 0 means the kernel default (1024). The agent
 	// derives it from a CPU reservation as swarm does: NanoCPUs*1024/1e9.
 	CPUShares int64
-	// NetNSPath, if set, is a network namespace (a bind mount such as
-	// pkg/network makes) that the container joins instead of getting an
-	// empty one of its own.
-	NetNSPath string
-	// StopSignal overrides the image's STOPSIGNAL (default SIGTERM): a name
-	// like "SIGQUIT" or "QUIT", or a number.
-	StopSignal string
-	// Init runs a tiny init as the container's pid 1 that forwards signals
-	// to the command and reaps zombies (docker run --init).
-	Init bool
-	// Healthcheck overrides the image's HEALTHCHECK; nil keeps the image's,
-	// Test ["NONE"] disables it.
-	Healthcheck *HealthConfig
 }
 
 // defaultPath is set when neither the image nor the spec sets PATH.

@@ -51,6 +51,7 @@ func (b *logBuffer) String() string {
 type target struct {
 	m      *manager.Manager
 	socket string
+	gossip string // gossip address, host:port
 	logs   *logBuffer
 }
 
@@ -89,7 +90,7 @@ func startManager(t *testing.T) *target {
 	case <-time.After(30 * time.Second):
 		t.Fatal("manager not ready within 30s")
 	}
-	return &target{m: m, socket: sock, logs: logs}
+	return &target{m: m, socket: sock, gossip: addr(2), logs: logs}
 }
 
 func dial(t *testing.T, target string) *grpc.ClientConn {
