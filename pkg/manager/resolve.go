@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -30,6 +31,11 @@ const ResolveTimeout = 10 * time.Second
 // image this one lacks, before the name is taken to mean Docker Hub.
 const builtinLookupTimeout = 2 * time.Second
 
+// unreachableTTL is how long a registry found unreachable is not asked
+// again: creates in a row (or an air-gapped cluster naming Docker Hub
+// images) do not each wait for the same timeout.
+const unreachableTTL = 30 * time.Second
+
 // imagePinner turns an image tag into the digest it names now, so that a
 // service's replicas all run the same bytes even if the tag moves later,
 // as docker does for `docker service create`: "nginx:1.27" is stored as
@@ -44,6 +50,29 @@ type imagePinner struct {
 	insecure map[string]bool // registries reached over plain HTTP
 	timeout  time.Duration
 	log      *slog.Logger
+
+	mu   sync.Mutex
+	down map[string]time.Time // registry -> when it was found unreachable
+}
+
+func (p *imagePinner) recentlyDown(registry string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.down[registry]
+	return ok && time.Since(t) < unreachableTTL
+}
+
+func (p *imagePinner) markDown(registry string, down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !down {
+		delete(p.down, registry)
+		return
+	}
+	if p.down == nil {
+		p.down = map[string]time.Time{}
+	}
+	p.down[registry] = time.Now()
 }
 
 // parse parses image, marking the registry insecure if it is listed.
@@ -74,6 +103,10 @@ func (p *imagePinner) pin(ctx context.Context, image string) (string, error) {
 			return image, nil
 		}
 	}
+	registry := ref.Context().RegistryStr()
+	if p.recentlyDown(registry) {
+		return image, nil
+	}
 	timeout := p.timeout
 	if dl, ok := ctx.Deadline(); ok {
 		// Leave the caller time to store the service and answer.
@@ -85,12 +118,14 @@ func (p *imagePinner) pin(ctx context.Context, image string) (string, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, regclient.ErrUnreachable) && ctx.Err() == nil:
-		p.log.Warn("image registry unreachable: the image is not pinned to a digest, each worker resolves it when it pulls",
-			"image", image, "err", err)
+		p.markDown(registry, true)
+		p.log.Warn("image registry unreachable: images of it are not pinned to digests for a while, each worker resolves them when it pulls",
+			"image", image, "registry", registry, "retry_after", unreachableTTL, "err", err)
 		return image, nil
 	default:
 		return "", err
 	}
+	p.markDown(registry, false)
 	if _, ok := ref.(name.Digest); ok {
 		return image, nil // checked to exist; already pinned
 	}

@@ -302,4 +302,11 @@ func TestResolveDoesNotRetry(t *testing.T) {
 	if n := manifests.Load(); n != 1 {
 		t.Fatalf("%d manifest requests, want 1 (no retries)", n)
 	}
+	// Found unreachable, it is not asked again for a while.
+	if got, err := p.pin(context.Background(), host+"/other:v2"); err != nil || got != host+"/other:v2" {
+		t.Fatalf("pin = %q, %v; want the image unpinned", got, err)
+	}
+	if n := manifests.Load(); n != 1 {
+		t.Fatalf("%d manifest requests after the registry was found down, want still 1", n)
+	}
 }
