@@ -15,6 +15,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -203,6 +204,255 @@ func (x *UpdateClusterOrchestrationResponse) GetCluster() *Cluster {
 	return nil
 }
 
+type RotateGossipKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateGossipKeyRequest) Reset() {
+	*x = RotateGossipKeyRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateGossipKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateGossipKeyRequest) ProtoMessage() {}
+
+func (x *RotateGossipKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateGossipKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateGossipKeyRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+}
+
+type RotateGossipKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *GossipKeyStatus       `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateGossipKeyResponse) Reset() {
+	*x = RotateGossipKeyResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateGossipKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateGossipKeyResponse) ProtoMessage() {}
+
+func (x *RotateGossipKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateGossipKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateGossipKeyResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RotateGossipKeyResponse) GetStatus() *GossipKeyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type GetGossipKeyStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGossipKeyStatusRequest) Reset() {
+	*x = GetGossipKeyStatusRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGossipKeyStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGossipKeyStatusRequest) ProtoMessage() {}
+
+func (x *GetGossipKeyStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGossipKeyStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetGossipKeyStatusRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+}
+
+type GetGossipKeyStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *GossipKeyStatus       `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGossipKeyStatusResponse) Reset() {
+	*x = GetGossipKeyStatusResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGossipKeyStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGossipKeyStatusResponse) ProtoMessage() {}
+
+func (x *GetGossipKeyStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGossipKeyStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetGossipKeyStatusResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetGossipKeyStatusResponse) GetStatus() *GossipKeyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// GossipKeyStatus describes keys by fingerprint (the first 8 bytes of their
+// SHA-256, hex), never the keys themselves.
+type GossipKeyStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Primary string                 `protobuf:"bytes,1,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys    []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// rotating is true while a rotation runs; phase and new_key describe it.
+	Rotating bool                    `protobuf:"varint,3,opt,name=rotating,proto3" json:"rotating,omitempty"`
+	Phase    GossipKeyRotation_Phase `protobuf:"varint,4,opt,name=phase,proto3,enum=minke.v1.GossipKeyRotation_Phase" json:"phase,omitempty"`
+	NewKey   string                  `protobuf:"bytes,5,opt,name=new_key,json=newKey,proto3" json:"new_key,omitempty"`
+	// lagging lists alive members (node IDs) that have not yet finished the
+	// current phase, as this manager's gossip view shows them.
+	Lagging       []string `protobuf:"bytes,6,rep,name=lagging,proto3" json:"lagging,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyStatus) Reset() {
+	*x = GossipKeyStatus{}
+	mi := &file_minke_v1_control_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyStatus) ProtoMessage() {}
+
+func (x *GossipKeyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyStatus.ProtoReflect.Descriptor instead.
+func (*GossipKeyStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GossipKeyStatus) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *GossipKeyStatus) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyStatus) GetRotating() bool {
+	if x != nil {
+		return x.Rotating
+	}
+	return false
+}
+
+func (x *GossipKeyStatus) GetPhase() GossipKeyRotation_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return GossipKeyRotation_INSTALL
+}
+
+func (x *GossipKeyStatus) GetNewKey() string {
+	if x != nil {
+		return x.NewKey
+	}
+	return ""
+}
+
+func (x *GossipKeyStatus) GetLagging() []string {
+	if x != nil {
+		return x.Lagging
+	}
+	return nil
+}
+
 type RotateJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Role          NodeRole               `protobuf:"varint,1,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
@@ -212,7 +462,7 @@ type RotateJoinTokenRequest struct {
 
 func (x *RotateJoinTokenRequest) Reset() {
 	*x = RotateJoinTokenRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +474,7 @@ func (x *RotateJoinTokenRequest) String() string {
 func (*RotateJoinTokenRequest) ProtoMessage() {}
 
 func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[4]
+	mi := &file_minke_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +487,7 @@ func (x *RotateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RotateJoinTokenRequest) GetRole() NodeRole {
@@ -256,7 +506,7 @@ type RotateJoinTokenResponse struct {
 
 func (x *RotateJoinTokenResponse) Reset() {
 	*x = RotateJoinTokenResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +518,7 @@ func (x *RotateJoinTokenResponse) String() string {
 func (*RotateJoinTokenResponse) ProtoMessage() {}
 
 func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[5]
+	mi := &file_minke_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +531,7 @@ func (x *RotateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RotateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RotateJoinTokenResponse) GetJoinTokens() *JoinTokens {
@@ -307,7 +557,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +569,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[6]
+	mi := &file_minke_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +582,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateNodeRequest) GetNode() string {
@@ -379,7 +629,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +641,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[7]
+	mi := &file_minke_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +654,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -425,7 +675,7 @@ type UpdateNodeRoleRequest struct {
 
 func (x *UpdateNodeRoleRequest) Reset() {
 	*x = UpdateNodeRoleRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +687,7 @@ func (x *UpdateNodeRoleRequest) String() string {
 func (*UpdateNodeRoleRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[8]
+	mi := &file_minke_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +700,7 @@ func (x *UpdateNodeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateNodeRoleRequest) GetNode() string {
@@ -476,7 +726,7 @@ type UpdateNodeRoleResponse struct {
 
 func (x *UpdateNodeRoleResponse) Reset() {
 	*x = UpdateNodeRoleResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +738,7 @@ func (x *UpdateNodeRoleResponse) String() string {
 func (*UpdateNodeRoleResponse) ProtoMessage() {}
 
 func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[9]
+	mi := &file_minke_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +751,7 @@ func (x *UpdateNodeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRoleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateNodeRoleResponse) GetNode() *Node {
@@ -521,7 +771,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +783,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[10]
+	mi := &file_minke_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +796,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemoveNodeRequest) GetNode() string {
@@ -571,7 +821,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +833,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[11]
+	mi := &file_minke_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +846,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 type BackupRequest struct {
@@ -607,7 +857,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +869,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[12]
+	mi := &file_minke_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +882,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 type BackupResponse struct {
@@ -647,7 +897,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +909,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[13]
+	mi := &file_minke_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +922,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BackupResponse) GetSnapshot() []byte {
@@ -698,7 +948,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +960,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[14]
+	mi := &file_minke_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +973,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -742,7 +992,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +1004,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[15]
+	mi := &file_minke_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +1017,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -787,7 +1037,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +1049,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[16]
+	mi := &file_minke_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +1062,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetServiceRequest) GetService() string {
@@ -831,7 +1081,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1093,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[17]
+	mi := &file_minke_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1106,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -874,7 +1124,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1136,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[18]
+	mi := &file_minke_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1149,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 type ReplicaCounts struct {
@@ -920,7 +1170,7 @@ type ReplicaCounts struct {
 
 func (x *ReplicaCounts) Reset() {
 	*x = ReplicaCounts{}
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1182,7 @@ func (x *ReplicaCounts) String() string {
 func (*ReplicaCounts) ProtoMessage() {}
 
 func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[19]
+	mi := &file_minke_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1195,7 @@ func (x *ReplicaCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCounts.ProtoReflect.Descriptor instead.
 func (*ReplicaCounts) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplicaCounts) GetRunning() uint64 {
@@ -994,7 +1244,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1256,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[20]
+	mi := &file_minke_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1269,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1051,7 +1301,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1313,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[21]
+	mi := &file_minke_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1326,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -1116,7 +1366,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1378,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[22]
+	mi := &file_minke_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1391,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -1160,7 +1410,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1422,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[23]
+	mi := &file_minke_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1435,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveServiceRequest) GetService() string {
@@ -1203,7 +1453,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1465,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[24]
+	mi := &file_minke_v1_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1478,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{29}
 }
 
 type ListTasksRequest struct {
@@ -1241,7 +1491,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1503,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[25]
+	mi := &file_minke_v1_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1516,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTasksRequest) GetService() string {
@@ -1285,7 +1535,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1547,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[26]
+	mi := &file_minke_v1_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1560,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1328,7 +1578,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1590,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[27]
+	mi := &file_minke_v1_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1603,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{32}
 }
 
 type ListNodesResponse struct {
@@ -1365,7 +1615,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1627,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[28]
+	mi := &file_minke_v1_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1640,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1408,7 +1658,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[29]
+	mi := &file_minke_v1_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1670,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[29]
+	mi := &file_minke_v1_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1683,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{29}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{34}
 }
 
 type GetClusterResponse struct {
@@ -1447,7 +1697,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[30]
+	mi := &file_minke_v1_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1709,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[30]
+	mi := &file_minke_v1_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1722,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{30}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -1490,16 +1740,20 @@ func (x *GetClusterResponse) GetRegistryAddr() string {
 }
 
 type ServiceLogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	Follow        bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Follow  bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail, when set, starts each task's log with its last tail lines.
+	Tail *int64 `protobuf:"varint,60,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since, when set, skips lines written before it.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[31]
+	mi := &file_minke_v1_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1765,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[31]
+	mi := &file_minke_v1_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1778,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{31}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1541,6 +1795,20 @@ func (x *ServiceLogsRequest) GetFollow() bool {
 	return false
 }
 
+func (x *ServiceLogsRequest) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *ServiceLogsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 type ServiceLogsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      []*LogMessage          `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
@@ -1550,7 +1818,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[32]
+	mi := &file_minke_v1_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1830,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[32]
+	mi := &file_minke_v1_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1843,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{32}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1589,7 +1857,7 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"3\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"3\n" +
 	"\x17RebalanceServiceRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"G\n" +
 	"\x18RebalanceServiceResponse\x12+\n" +
@@ -1597,7 +1865,20 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"!UpdateClusterOrchestrationRequest\x12C\n" +
 	"\rorchestration\x18\x01 \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"Q\n" +
 	"\"UpdateClusterOrchestrationResponse\x12+\n" +
-	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\"@\n" +
+	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\"\x18\n" +
+	"\x16RotateGossipKeyRequest\"L\n" +
+	"\x17RotateGossipKeyResponse\x121\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.minke.v1.GossipKeyStatusR\x06status\"\x1b\n" +
+	"\x19GetGossipKeyStatusRequest\"O\n" +
+	"\x1aGetGossipKeyStatusResponse\x121\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.minke.v1.GossipKeyStatusR\x06status\"\xc7\x01\n" +
+	"\x0fGossipKeyStatus\x12\x18\n" +
+	"\aprimary\x18\x01 \x01(\tR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x1a\n" +
+	"\brotating\x18\x03 \x01(\bR\brotating\x127\n" +
+	"\x05phase\x18\x04 \x01(\x0e2!.minke.v1.GossipKeyRotation.PhaseR\x05phase\x12\x17\n" +
+	"\anew_key\x18\x05 \x01(\tR\x06newKey\x12\x18\n" +
+	"\alagging\x18\x06 \x03(\tR\alagging\"@\n" +
 	"\x16RotateJoinTokenRequest\x12&\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\"P\n" +
 	"\x17RotateJoinTokenResponse\x125\n" +
@@ -1669,13 +1950,15 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x11GetClusterRequest\"f\n" +
 	"\x12GetClusterResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\x12#\n" +
-	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"F\n" +
+	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"\x9a\x01\n" +
 	"\x12ServiceLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"G\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
+	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
+	"\x05_tail\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\x8a\n" +
-	"\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xc3\v\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1696,7 +1979,9 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"UpdateNode\x12\x1b.minke.v1.UpdateNodeRequest\x1a\x1c.minke.v1.UpdateNodeResponse\x12V\n" +
 	"\x0fRotateJoinToken\x12 .minke.v1.RotateJoinTokenRequest\x1a!.minke.v1.RotateJoinTokenResponse\x12Y\n" +
 	"\x10RebalanceService\x12!.minke.v1.RebalanceServiceRequest\x1a\".minke.v1.RebalanceServiceResponse\x12w\n" +
-	"\x1aUpdateClusterOrchestration\x12+.minke.v1.UpdateClusterOrchestrationRequest\x1a,.minke.v1.UpdateClusterOrchestrationResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x1aUpdateClusterOrchestration\x12+.minke.v1.UpdateClusterOrchestrationRequest\x1a,.minke.v1.UpdateClusterOrchestrationResponse\x12V\n" +
+	"\x0fRotateGossipKey\x12 .minke.v1.RotateGossipKeyRequest\x1a!.minke.v1.RotateGossipKeyResponse\x12_\n" +
+	"\x12GetGossipKeyStatus\x12#.minke.v1.GetGossipKeyStatusRequest\x1a$.minke.v1.GetGossipKeyStatusResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -1710,114 +1995,129 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_minke_v1_control_proto_goTypes = []any{
 	(*RebalanceServiceRequest)(nil),            // 0: minke.v1.RebalanceServiceRequest
 	(*RebalanceServiceResponse)(nil),           // 1: minke.v1.RebalanceServiceResponse
 	(*UpdateClusterOrchestrationRequest)(nil),  // 2: minke.v1.UpdateClusterOrchestrationRequest
 	(*UpdateClusterOrchestrationResponse)(nil), // 3: minke.v1.UpdateClusterOrchestrationResponse
-	(*RotateJoinTokenRequest)(nil),             // 4: minke.v1.RotateJoinTokenRequest
-	(*RotateJoinTokenResponse)(nil),            // 5: minke.v1.RotateJoinTokenResponse
-	(*UpdateNodeRequest)(nil),                  // 6: minke.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),                 // 7: minke.v1.UpdateNodeResponse
-	(*UpdateNodeRoleRequest)(nil),              // 8: minke.v1.UpdateNodeRoleRequest
-	(*UpdateNodeRoleResponse)(nil),             // 9: minke.v1.UpdateNodeRoleResponse
-	(*RemoveNodeRequest)(nil),                  // 10: minke.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),                 // 11: minke.v1.RemoveNodeResponse
-	(*BackupRequest)(nil),                      // 12: minke.v1.BackupRequest
-	(*BackupResponse)(nil),                     // 13: minke.v1.BackupResponse
-	(*CreateServiceRequest)(nil),               // 14: minke.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),              // 15: minke.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),                  // 16: minke.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),                 // 17: minke.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),                // 18: minke.v1.ListServicesRequest
-	(*ReplicaCounts)(nil),                      // 19: minke.v1.ReplicaCounts
-	(*ListServicesResponse)(nil),               // 20: minke.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),               // 21: minke.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),              // 22: minke.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),               // 23: minke.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),              // 24: minke.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),                   // 25: minke.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),                  // 26: minke.v1.ListTasksResponse
-	(*ListNodesRequest)(nil),                   // 27: minke.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),                  // 28: minke.v1.ListNodesResponse
-	(*GetClusterRequest)(nil),                  // 29: minke.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),                 // 30: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),                 // 31: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),                // 32: minke.v1.ServiceLogsResponse
-	nil,                                        // 33: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                        // 34: minke.v1.ListServicesResponse.CountsEntry
-	(*Service)(nil),                            // 35: minke.v1.Service
-	(*OrchestrationConfig)(nil),                // 36: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                            // 37: minke.v1.Cluster
-	(NodeRole)(0),                              // 38: minke.v1.NodeRole
-	(*JoinTokens)(nil),                         // 39: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),                 // 40: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                               // 41: minke.v1.Node
-	(*ServiceSpec)(nil),                        // 42: minke.v1.ServiceSpec
-	(*Task)(nil),                               // 43: minke.v1.Task
-	(*LogMessage)(nil),                         // 44: minke.v1.LogMessage
+	(*RotateGossipKeyRequest)(nil),             // 4: minke.v1.RotateGossipKeyRequest
+	(*RotateGossipKeyResponse)(nil),            // 5: minke.v1.RotateGossipKeyResponse
+	(*GetGossipKeyStatusRequest)(nil),          // 6: minke.v1.GetGossipKeyStatusRequest
+	(*GetGossipKeyStatusResponse)(nil),         // 7: minke.v1.GetGossipKeyStatusResponse
+	(*GossipKeyStatus)(nil),                    // 8: minke.v1.GossipKeyStatus
+	(*RotateJoinTokenRequest)(nil),             // 9: minke.v1.RotateJoinTokenRequest
+	(*RotateJoinTokenResponse)(nil),            // 10: minke.v1.RotateJoinTokenResponse
+	(*UpdateNodeRequest)(nil),                  // 11: minke.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),                 // 12: minke.v1.UpdateNodeResponse
+	(*UpdateNodeRoleRequest)(nil),              // 13: minke.v1.UpdateNodeRoleRequest
+	(*UpdateNodeRoleResponse)(nil),             // 14: minke.v1.UpdateNodeRoleResponse
+	(*RemoveNodeRequest)(nil),                  // 15: minke.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),                 // 16: minke.v1.RemoveNodeResponse
+	(*BackupRequest)(nil),                      // 17: minke.v1.BackupRequest
+	(*BackupResponse)(nil),                     // 18: minke.v1.BackupResponse
+	(*CreateServiceRequest)(nil),               // 19: minke.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),              // 20: minke.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),                  // 21: minke.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),                 // 22: minke.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),                // 23: minke.v1.ListServicesRequest
+	(*ReplicaCounts)(nil),                      // 24: minke.v1.ReplicaCounts
+	(*ListServicesResponse)(nil),               // 25: minke.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),               // 26: minke.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),              // 27: minke.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),               // 28: minke.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),              // 29: minke.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),                   // 30: minke.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),                  // 31: minke.v1.ListTasksResponse
+	(*ListNodesRequest)(nil),                   // 32: minke.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),                  // 33: minke.v1.ListNodesResponse
+	(*GetClusterRequest)(nil),                  // 34: minke.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),                 // 35: minke.v1.GetClusterResponse
+	(*ServiceLogsRequest)(nil),                 // 36: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),                // 37: minke.v1.ServiceLogsResponse
+	nil,                                        // 38: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                        // 39: minke.v1.ListServicesResponse.CountsEntry
+	(*Service)(nil),                            // 40: minke.v1.Service
+	(*OrchestrationConfig)(nil),                // 41: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                            // 42: minke.v1.Cluster
+	(GossipKeyRotation_Phase)(0),               // 43: minke.v1.GossipKeyRotation.Phase
+	(NodeRole)(0),                              // 44: minke.v1.NodeRole
+	(*JoinTokens)(nil),                         // 45: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),                 // 46: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                               // 47: minke.v1.Node
+	(*ServiceSpec)(nil),                        // 48: minke.v1.ServiceSpec
+	(*Task)(nil),                               // 49: minke.v1.Task
+	(*timestamppb.Timestamp)(nil),              // 50: google.protobuf.Timestamp
+	(*LogMessage)(nil),                         // 51: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	35, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
-	36, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
-	37, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
-	38, // 3: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	39, // 4: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	40, // 5: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	33, // 6: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	41, // 7: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	38, // 8: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	41, // 9: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	42, // 10: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	35, // 11: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	35, // 12: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	35, // 13: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	34, // 14: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	42, // 15: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	35, // 16: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	43, // 17: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	41, // 18: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	37, // 19: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	44, // 20: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	19, // 21: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	14, // 22: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	16, // 23: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	18, // 24: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	21, // 25: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	23, // 26: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	25, // 27: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	27, // 28: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	29, // 29: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	31, // 30: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	8,  // 31: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	10, // 32: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	12, // 33: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	6,  // 34: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	4,  // 35: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	0,  // 36: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
-	2,  // 37: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
-	15, // 38: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	17, // 39: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	20, // 40: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	22, // 41: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	24, // 42: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	26, // 43: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	28, // 44: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	30, // 45: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	32, // 46: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	9,  // 47: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	11, // 48: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	13, // 49: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	7,  // 50: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	5,  // 51: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	1,  // 52: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
-	3,  // 53: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
-	38, // [38:54] is the sub-list for method output_type
-	22, // [22:38] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	40, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
+	41, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
+	42, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
+	8,  // 3: minke.v1.RotateGossipKeyResponse.status:type_name -> minke.v1.GossipKeyStatus
+	8,  // 4: minke.v1.GetGossipKeyStatusResponse.status:type_name -> minke.v1.GossipKeyStatus
+	43, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	44, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	45, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	46, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	38, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	47, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	44, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	47, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	48, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	40, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	40, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	40, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	39, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	48, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	40, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	49, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	47, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	42, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	50, // 23: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 24: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	24, // 25: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 26: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 27: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 28: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 29: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 30: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 31: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 32: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 33: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	36, // 34: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 35: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 36: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 37: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 38: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 39: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 40: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 41: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 42: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 43: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	20, // 44: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 45: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 46: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 47: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 48: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 49: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 50: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 51: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	37, // 52: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 53: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 54: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 55: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 56: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 57: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 58: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 59: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 60: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 61: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	44, // [44:62] is the sub-list for method output_type
+	26, // [26:44] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -1826,13 +2126,14 @@ func file_minke_v1_control_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
+	file_minke_v1_control_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,8 @@ const (
 	Control_RotateJoinToken_FullMethodName            = "/minke.v1.Control/RotateJoinToken"
 	Control_RebalanceService_FullMethodName           = "/minke.v1.Control/RebalanceService"
 	Control_UpdateClusterOrchestration_FullMethodName = "/minke.v1.Control/UpdateClusterOrchestration"
+	Control_RotateGossipKey_FullMethodName            = "/minke.v1.Control/RotateGossipKey"
+	Control_GetGossipKeyStatus_FullMethodName         = "/minke.v1.Control/GetGossipKeyStatus"
 )
 
 // ControlClient is the client API for Control service.
@@ -77,6 +79,13 @@ type ControlClient interface {
 	// UpdateClusterOrchestration changes the cluster-wide orchestration
 	// settings (task history retention).
 	UpdateClusterOrchestration(ctx context.Context, in *UpdateClusterOrchestrationRequest, opts ...grpc.CallOption) (*UpdateClusterOrchestrationResponse, error)
+	// RotateGossipKey starts replacing the gossip encryption key and answers
+	// once the rotation is committed; the leader then rolls it out without a
+	// partition (watch GetGossipKeyStatus). Refused while one runs.
+	RotateGossipKey(ctx context.Context, in *RotateGossipKeyRequest, opts ...grpc.CallOption) (*RotateGossipKeyResponse, error)
+	// GetGossipKeyStatus reports the gossip keys by fingerprint, a rotation
+	// in progress, and which alive members still lag behind it.
+	GetGossipKeyStatus(ctx context.Context, in *GetGossipKeyStatusRequest, opts ...grpc.CallOption) (*GetGossipKeyStatusResponse, error)
 }
 
 type controlClient struct {
@@ -256,6 +265,26 @@ func (c *controlClient) UpdateClusterOrchestration(ctx context.Context, in *Upda
 	return out, nil
 }
 
+func (c *controlClient) RotateGossipKey(ctx context.Context, in *RotateGossipKeyRequest, opts ...grpc.CallOption) (*RotateGossipKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateGossipKeyResponse)
+	err := c.cc.Invoke(ctx, Control_RotateGossipKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) GetGossipKeyStatus(ctx context.Context, in *GetGossipKeyStatusRequest, opts ...grpc.CallOption) (*GetGossipKeyStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGossipKeyStatusResponse)
+	err := c.cc.Invoke(ctx, Control_GetGossipKeyStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -290,6 +319,13 @@ type ControlServer interface {
 	// UpdateClusterOrchestration changes the cluster-wide orchestration
 	// settings (task history retention).
 	UpdateClusterOrchestration(context.Context, *UpdateClusterOrchestrationRequest) (*UpdateClusterOrchestrationResponse, error)
+	// RotateGossipKey starts replacing the gossip encryption key and answers
+	// once the rotation is committed; the leader then rolls it out without a
+	// partition (watch GetGossipKeyStatus). Refused while one runs.
+	RotateGossipKey(context.Context, *RotateGossipKeyRequest) (*RotateGossipKeyResponse, error)
+	// GetGossipKeyStatus reports the gossip keys by fingerprint, a rotation
+	// in progress, and which alive members still lag behind it.
+	GetGossipKeyStatus(context.Context, *GetGossipKeyStatusRequest) (*GetGossipKeyStatusResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -347,6 +383,12 @@ func (UnimplementedControlServer) RebalanceService(context.Context, *RebalanceSe
 }
 func (UnimplementedControlServer) UpdateClusterOrchestration(context.Context, *UpdateClusterOrchestrationRequest) (*UpdateClusterOrchestrationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateClusterOrchestration not implemented")
+}
+func (UnimplementedControlServer) RotateGossipKey(context.Context, *RotateGossipKeyRequest) (*RotateGossipKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateGossipKey not implemented")
+}
+func (UnimplementedControlServer) GetGossipKeyStatus(context.Context, *GetGossipKeyStatusRequest) (*GetGossipKeyStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGossipKeyStatus not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -650,6 +692,42 @@ func _Control_UpdateClusterOrchestration_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_RotateGossipKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateGossipKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RotateGossipKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RotateGossipKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RotateGossipKey(ctx, req.(*RotateGossipKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_GetGossipKeyStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGossipKeyStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).GetGossipKeyStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_GetGossipKeyStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).GetGossipKeyStatus(ctx, req.(*GetGossipKeyStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -716,6 +794,14 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateClusterOrchestration",
 			Handler:    _Control_UpdateClusterOrchestration_Handler,
+		},
+		{
+			MethodName: "RotateGossipKey",
+			Handler:    _Control_RotateGossipKey_Handler,
+		},
+		{
+			MethodName: "GetGossipKeyStatus",
+			Handler:    _Control_GetGossipKeyStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

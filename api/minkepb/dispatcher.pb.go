@@ -16,6 +16,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -259,10 +260,14 @@ func (x *SessionRequest) GetNodeId() string {
 }
 
 type LogSubscription struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	TaskIds       []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
-	Follow        bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TaskIds []string               `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	Follow  bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail, when set, starts each task's log with its last tail lines.
+	Tail *int64 `protobuf:"varint,60,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since, when set, skips lines written before it.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,61,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +323,20 @@ func (x *LogSubscription) GetFollow() bool {
 	return false
 }
 
+func (x *LogSubscription) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *LogSubscription) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 type SessionMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// tasks is the node's complete assignment set.
@@ -330,7 +349,10 @@ type SessionMessage struct {
 	ManagerToken string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
 	// network is the cluster's network state this node needs; sent with
 	// every assignment set.
-	Network       *NetworkState `protobuf:"bytes,90,opt,name=network,proto3" json:"network,omitempty"`
+	Network *NetworkState `protobuf:"bytes,90,opt,name=network,proto3" json:"network,omitempty"`
+	// gossip_keyring is the gossip keys the node must hold (sent with every
+	// assignment set, and whenever a key rotation changes it).
+	GossipKeyring *GossipKeyring `protobuf:"bytes,110,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -400,6 +422,13 @@ func (x *SessionMessage) GetNetwork() *NetworkState {
 	return nil
 }
 
+func (x *SessionMessage) GetGossipKeyring() *GossipKeyring {
+	if x != nil {
+		return x.GossipKeyring
+	}
+	return nil
+}
+
 // NetworkState is what a worker programs into its kernel besides its own
 // containers: the ingress ports of the cluster with their backends, the
 // routes to other workers' container subnets, and the published ports of
@@ -410,7 +439,10 @@ type NetworkState struct {
 	Routes  []*NodeRoute           `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
 	// endpoints holds the allocated endpoint of each service with a task on
 	// the node, keyed by service ID.
-	Endpoints     map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Endpoints map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// services are every service's name, VIP and running tasks, for the
+	// node's DNS server and VIP balancing.
+	Services      []*ServiceRecord `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +498,83 @@ func (x *NetworkState) GetEndpoints() map[string]*Endpoint {
 	return nil
 }
 
+func (x *NetworkState) GetServices() []*ServiceRecord {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type ServiceRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// virtual_ip is empty in DNSRR mode.
+	VirtualIp string `protobuf:"bytes,3,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
+	// backends are the addresses of the running, healthy tasks.
+	Backends      []string `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceRecord) Reset() {
+	*x = ServiceRecord{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRecord) ProtoMessage() {}
+
+func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
+func (*ServiceRecord) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ServiceRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetBackends() []string {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
 type IngressPort struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Port  *PortConfig            `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
@@ -477,7 +586,7 @@ type IngressPort struct {
 
 func (x *IngressPort) Reset() {
 	*x = IngressPort{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +598,7 @@ func (x *IngressPort) String() string {
 func (*IngressPort) ProtoMessage() {}
 
 func (x *IngressPort) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +611,7 @@ func (x *IngressPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
 func (*IngressPort) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IngressPort) GetPort() *PortConfig {
@@ -529,7 +638,7 @@ type NodeRoute struct {
 
 func (x *NodeRoute) Reset() {
 	*x = NodeRoute{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +650,7 @@ func (x *NodeRoute) String() string {
 func (*NodeRoute) ProtoMessage() {}
 
 func (x *NodeRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +663,7 @@ func (x *NodeRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
 func (*NodeRoute) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeRoute) GetSubnet() string {
@@ -571,6 +680,60 @@ func (x *NodeRoute) GetVia() string {
 	return ""
 }
 
+// GossipKeyring is the memberlist keyring a node should hold.
+type GossipKeyring struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// primary encrypts; every key in keys (which includes primary) decrypts.
+	Primary       []byte   `protobuf:"bytes,1,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys          [][]byte `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyring) Reset() {
+	*x = GossipKeyring{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyring) ProtoMessage() {}
+
+func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
+func (*GossipKeyring) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GossipKeyring) GetPrimary() []byte {
+	if x != nil {
+		return x.Primary
+	}
+	return nil
+}
+
+func (x *GossipKeyring) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 type TaskStatusUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -581,7 +744,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +756,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +769,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -633,7 +796,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +808,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +821,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -683,7 +846,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +858,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +871,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 type PublishLogsMessage struct {
@@ -721,7 +884,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +896,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +909,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -771,7 +934,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +946,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,14 +959,14 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xec\x01\n" +
+	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"\xec\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
 	"\vdescription\x18\x02 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12\x12\n" +
@@ -824,30 +987,44 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12&\n" +
 	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\")\n" +
 	"\x0eSessionRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"T\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xa8\x01\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"\xf7\x01\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
+	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
+	"\x05_tail\"\xb7\x02\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
 	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x120\n" +
-	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\"\x83\x02\n" +
+	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
+	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\xb8\x02\n" +
 	"\fNetworkState\x12/\n" +
 	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
 	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
-	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x1aP\n" +
+	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x123\n" +
+	"\bservices\x18\x04 \x03(\v2\x17.minke.v1.ServiceRecordR\bservices\x1aP\n" +
 	"\x0eEndpointsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
-	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"S\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"n\n" +
+	"\rServiceRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x03 \x01(\tR\tvirtualIp\x12\x1a\n" +
+	"\bbackends\x18\x04 \x03(\tR\bbackends\"S\n" +
 	"\vIngressPort\x12(\n" +
 	"\x04port\x18\x01 \x01(\v2\x14.minke.v1.PortConfigR\x04port\x12\x1a\n" +
 	"\bbackends\x18\x02 \x03(\tR\bbackends\"5\n" +
 	"\tNodeRoute\x12\x16\n" +
 	"\x06subnet\x18\x01 \x01(\tR\x06subnet\x12\x10\n" +
-	"\x03via\x18\x02 \x01(\tR\x03via\"Y\n" +
+	"\x03via\x18\x02 \x01(\tR\x03via\"=\n" +
+	"\rGossipKeyring\x12\x18\n" +
+	"\aprimary\x18\x01 \x01(\fR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\"Y\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x06status\x18\x02 \x01(\v2\x14.minke.v1.TaskStatusR\x06status\"h\n" +
@@ -878,7 +1055,7 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
@@ -886,53 +1063,59 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
 	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
-	(*IngressPort)(nil),              // 6: minke.v1.IngressPort
-	(*NodeRoute)(nil),                // 7: minke.v1.NodeRoute
-	(*TaskStatusUpdate)(nil),         // 8: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 9: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 10: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 11: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 12: minke.v1.PublishLogsResponse
-	nil,                              // 13: minke.v1.NetworkState.EndpointsEntry
-	(*NodeDescription)(nil),          // 14: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 15: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 16: minke.v1.NodeRole
-	(*Task)(nil),                     // 17: minke.v1.Task
-	(*Node)(nil),                     // 18: minke.v1.Node
-	(*PortConfig)(nil),               // 19: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 20: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 21: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 22: minke.v1.Endpoint
+	(*ServiceRecord)(nil),            // 6: minke.v1.ServiceRecord
+	(*IngressPort)(nil),              // 7: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 8: minke.v1.NodeRoute
+	(*GossipKeyring)(nil),            // 9: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 10: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 11: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 12: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 13: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 14: minke.v1.PublishLogsResponse
+	nil,                              // 15: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 16: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 17: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 18: minke.v1.NodeRole
+	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
+	(*Task)(nil),                     // 20: minke.v1.Task
+	(*Node)(nil),                     // 21: minke.v1.Node
+	(*PortConfig)(nil),               // 22: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 23: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 24: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 25: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	14, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	15, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	16, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	17, // 3: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
-	3,  // 4: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	18, // 5: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	5,  // 6: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
-	6,  // 7: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
-	7,  // 8: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	13, // 9: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
-	19, // 10: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	20, // 11: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	8,  // 12: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	21, // 13: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	22, // 14: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
-	0,  // 15: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 16: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	9,  // 17: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	11, // 18: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 19: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 20: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	10, // 21: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	12, // 22: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	17, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	18, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	19, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	20, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	3,  // 5: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
+	21, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	5,  // 7: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
+	9,  // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	7,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	8,  // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	15, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	6,  // 12: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
+	22, // 13: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	23, // 14: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	10, // 15: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	24, // 16: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	25, // 17: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 18: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 19: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	11, // 20: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	13, // 21: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	1,  // 22: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 23: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	12, // 24: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	14, // 25: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -941,13 +1124,14 @@ func file_minke_v1_dispatcher_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
+	file_minke_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,7 +55,7 @@ func run() error {
 	fs.StringVar(&cfg.ControlSocket, "control-socket", manager.DefaultSocket, "Control API unix socket (mode 0600)")
 	fs.BoolVar(&worker, "worker", false, "also run the worker role on this node")
 	fs.StringVar(&subnet, "container-subnet", "", "with --worker: the node's container subnet (CIDR; default 172.29.N.0/24, N the last byte of the --listen-addr host), or \"none\"")
-	fs.StringVar(&bridge, "bridge", "", "with --worker: the node's container bridge and nftables table name (default minkeN)")
+	fs.StringVar(&bridge, "bridge", "", "with --worker: the node's container bridge and nftables table name (default minke-NODEID, cut to 15 bytes)")
 	fs.StringVar(&cfg.JoinAddr, "join", "", "join an existing cluster through this manager's --listen-addr (HOST:PORT), as a manager")
 	fs.StringVar(&cfg.Token, "token", "", "manager join token, with --join ('swarmctl cluster join-token manager' prints it)")
 	fs.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: turn this manager's data into a one-manager cluster, keeping all services")

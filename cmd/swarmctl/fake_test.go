@@ -19,6 +19,7 @@ type fakeAPI struct {
 	nodes     []*minkepb.Node
 	cluster   *minkepb.Cluster
 	logs      []*minkepb.LogMessage
+	logsReq   *minkepb.ServiceLogsRequest
 	scaled    map[string]uint64
 	removed   []string
 	waitErr   error
@@ -85,6 +86,11 @@ func (f *fakeAPI) ServiceLogs(_ context.Context, _ string, _ bool, fn func(*mink
 		}
 	}
 	return f.err
+}
+
+func (f *fakeAPI) ServiceLogsWith(ctx context.Context, req *minkepb.ServiceLogsRequest, fn func(*minkepb.LogMessage) error) error {
+	f.logsReq = req
+	return f.ServiceLogs(ctx, req.GetService(), req.GetFollow(), fn)
 }
 
 func (f *fakeAPI) WaitForService(_ context.Context, _ string, progress func(running, desired uint64, tasks []*minkepb.Task)) error {

@@ -35,6 +35,7 @@ type controlAPI interface {
 	RotateJoinToken(ctx context.Context, role minkepb.NodeRole) (*minkepb.JoinTokens, error)
 	GetCluster(ctx context.Context) (*minkepb.Cluster, string, error)
 	ServiceLogs(ctx context.Context, ref string, follow bool, fn func(*minkepb.LogMessage) error) error
+	ServiceLogsWith(ctx context.Context, req *minkepb.ServiceLogsRequest, fn func(*minkepb.LogMessage) error) error
 	WaitForService(ctx context.Context, serviceID string, progress func(running, desired uint64, tasks []*minkepb.Task)) error
 	PushImage(ctx context.Context, file, nameTag string) (name, digest string, err error)
 	Close() error

@@ -95,6 +95,9 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 	f.StringVar(&o.maxPerNode, "replicas-max-per-node", "", "most tasks of the service on one node (0: no limit)")
 	f.BoolVarP(&o.detach, "detach", "d", false, "exit once the service is created instead of waiting for its tasks")
 	addPublishFlags(f, &o)
+	o.health.register(f)
+	o.process.register(f)
+	o.sandbox.register(f)
 	return cmd
 }
 

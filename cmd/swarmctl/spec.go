@@ -41,7 +41,11 @@ type createOptions struct {
 	mode               string
 	maxConcurrent      string
 	update, rollback   updateConfigOptions
+	endpointMode       string
 	detach             bool
+	health             healthOptions  // health.go
+	process            processOptions // stop.go
+	sandbox            sandboxOptions // sandbox.go
 }
 
 // restartConditions maps --restart-condition values to the proto enum.
@@ -105,6 +109,12 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		}
 		c.StopGracePeriod = durationpb.New(d)
 	}
+	if err := o.health.apply(c); err != nil {
+		return nil, err
+	}
+	if err := o.process.apply(c); err != nil {
+		return nil, err
+	}
 	task := &minkepb.TaskSpec{Container: c}
 
 	limits, err := buildResources("limit", o.limitMemory, o.limitCPU)
@@ -125,6 +135,9 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	}
 	task.Restart = restart
 	c.CapAdd, c.CapDrop = o.capAdd, o.capDrop
+	if err := o.sandbox.apply(task); err != nil {
+		return nil, err
+	}
 
 	if len(o.constraints) > 0 || len(o.placementPrefs) > 0 || o.maxPerNode != "" {
 		p := &minkepb.Placement{}
@@ -148,7 +161,7 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
-	endpoint, err := parsePublish(o.publish)
+	endpoint, err := parseEndpoint(o.publish, o.endpointMode)
 	if err != nil {
 		return nil, err
 	}

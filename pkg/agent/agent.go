@@ -19,6 +19,7 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/dispatcher"
+	"github.com/minke-io/minke/pkg/runtime"
 )
 
 // Config configures an Agent.
@@ -41,7 +42,11 @@ type Config struct {
 	// Runtime runs the containers; it may be set after Join (RunWorker
 	// creates it once the node ID is known), but before Run.
 	Runtime Executor
-	Logger  *slog.Logger
+	// GossipKeys, if set, receives the gossip keyring from every session
+	// message (primary encrypts; keys, primary included, decrypt), so that
+	// the node follows a key rotation.
+	GossipKeys func(primary []byte, keys [][]byte)
+	Logger     *slog.Logger
 }
 
 // Agent is a worker's reconcile loop.
@@ -63,7 +68,10 @@ type Agent struct {
 	// promoteAfter holds off a new promotion attempt after a failed one.
 	promoteAfter time.Time
 	runners      map[string]*runner
-	wg           sync.WaitGroup // runners and log publishers
+	// adopted holds the containers a previous worker process left running
+	// (or that exited since), until the first assignment set claims them.
+	adopted map[string]*runtime.Container
+	wg      sync.WaitGroup // runners and log publishers
 }
 
 // creds attaches the join token, and once joined the node's identity, to
@@ -209,6 +217,9 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 		msg, err := stream.Recv()
 		if err != nil {
 			return stream.Trailer(), err
+		}
+		if kr := msg.GetGossipKeyring(); kr != nil && a.cfg.GossipKeys != nil {
+			a.cfg.GossipKeys(kr.GetPrimary(), kr.GetKeys())
 		}
 		if tok := msg.GetManagerToken(); tok != "" {
 			a.promote(ctx, tok)

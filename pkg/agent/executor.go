@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"io"
 	"syscall"
 	"time"
 
@@ -17,9 +16,10 @@ type Executor interface {
 	// Create prepares a container (image, rootfs, cgroup) without starting
 	// it.
 	Create(ctx context.Context, spec runtime.ContainerSpec) (Container, error)
-	// OpenLog opens a container's log from the beginning; an error that
-	// wraps fs.ErrNotExist means it has none.
-	OpenLog(id string) (io.ReadCloser, error)
+	// ReadLogs calls fn with a container's log entries (see
+	// runtime.Runtime.ReadLogs); an error that wraps fs.ErrNotExist means
+	// it has none.
+	ReadLogs(ctx context.Context, id string, opts runtime.LogOptions, fn func(runtime.LogEntry) error) error
 }
 
 // Container is one created container, with the lifecycle of
@@ -35,6 +35,13 @@ type Container interface {
 	Stop(ctx context.Context, grace time.Duration) error
 	Kill(sig syscall.Signal) error
 	Remove(ctx context.Context) error
+	// Exited reports the exit status once the process has exited (an
+	// adopted container may have exited while no worker watched).
+	Exited() (runtime.ExitStatus, bool)
+	// Health is the healthcheck status now; HealthChanges delivers changes
+	// (nil: the container has no healthcheck).
+	Health() runtime.HealthStatus
+	HealthChanges() <-chan runtime.HealthStatus
 }
 
 var (

@@ -3,19 +3,25 @@ package agent
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
+	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/runtime"
 )
 
-// logChunk bounds one log message's payload.
-const logChunk = 32 << 10
+// Bounds of one PublishLogs message.
+const (
+	logBatchLines = 256
+	logBatchBytes = 64 << 10
+)
 
 // publishLogs answers one log subscription: it sends each requested task's
-// log and, with follow, keeps sending new output until the manager ends the
-// stream or ctx ends.
+// log lines (the last tail, since a time, as asked) and, with follow,
+// keeps sending new lines until the manager ends the stream or ctx ends.
 func (a *Agent) publishLogs(ctx context.Context, sub *minkepb.LogSubscription) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -37,72 +43,95 @@ func (a *Agent) publishLogs(ctx context.Context, sub *minkepb.LogSubscription) {
 		}()
 	}
 	a.mu.Lock()
-	tasks := map[string]*minkepb.Task{}
+	var tasks []*minkepb.Task
 	for _, id := range sub.GetTaskIds() {
 		if r, ok := a.runners[id]; ok {
-			tasks[id] = r.current()
+			tasks = append(tasks, r.current())
 		}
 	}
 	a.mu.Unlock()
 
-	type tail struct {
-		t *minkepb.Task
-		f io.ReadCloser
+	opts := runtime.LogOptions{Tail: -1, Follow: sub.GetFollow()}
+	if sub.Tail != nil {
+		opts.Tail = int(max(sub.GetTail(), 0))
 	}
-	var tails []tail
-	defer func() {
-		for _, t := range tails {
-			t.f.Close()
-		}
-	}()
-	for _, id := range sub.GetTaskIds() {
-		t, ok := tasks[id]
-		if !ok {
-			continue
-		}
-		f, err := a.rt.OpenLog(id)
-		if err != nil {
-			if !errors.Is(err, os.ErrNotExist) {
-				a.log.Warn("opening log", "task_id", id, "err", err)
+	if sub.GetSince() != nil {
+		opts.Since = sub.GetSince().AsTime()
+	}
+
+	// One reader per task feeds lines; this goroutine batches and sends.
+	lines := make(chan *minkepb.LogMessage, logBatchLines)
+	var readers sync.WaitGroup
+	read := func(t *minkepb.Task) {
+		id := t.GetMeta().GetId()
+		err := a.rt.ReadLogs(ctx, id, opts, func(e runtime.LogEntry) error {
+			m := &minkepb.LogMessage{ServiceId: t.GetServiceId(), TaskId: id, NodeId: a.NodeID(), Slot: t.GetSlot(),
+				Data: []byte(e.Log), Timestamp: timestamppb.New(e.Time), Stream: e.Stream}
+			select {
+			case lines <- m:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			continue
+		})
+		if err != nil && !errors.Is(err, os.ErrNotExist) && ctx.Err() == nil {
+			a.log.Warn("reading log", "task_id", id, "err", err)
 		}
-		tails = append(tails, tail{t, f})
 	}
-	buf := make([]byte, logChunk)
-	send := func() (sent bool, err error) {
-		for _, tl := range tails {
-			for {
-				n, rerr := tl.f.Read(buf)
-				if n > 0 {
-					sent = true
-					msg := &minkepb.LogMessage{ServiceId: tl.t.GetServiceId(), TaskId: tl.t.GetMeta().GetId(),
-						NodeId: a.NodeID(), Slot: tl.t.GetSlot(), Data: append([]byte(nil), buf[:n]...)}
-					if err := stream.Send(&minkepb.PublishLogsMessage{SubscriptionId: sub.GetId(), Messages: []*minkepb.LogMessage{msg}}); err != nil {
-						return sent, err
-					}
-				}
-				if rerr != nil {
-					break
-				}
+	if opts.Follow {
+		for _, t := range tasks {
+			readers.Add(1)
+			go func() { defer readers.Done(); read(t) }()
+		}
+	} else {
+		// Task after task, so each task's lines stay together.
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for _, t := range tasks {
+				read(t)
 			}
+		}()
+	}
+	go func() { readers.Wait(); close(lines) }()
+
+	var (
+		batch []*minkepb.LogMessage
+		size  int
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
 		}
-		return sent, nil
+		err := stream.Send(&minkepb.PublishLogsMessage{SubscriptionId: sub.GetId(), Messages: batch})
+		batch, size = nil, 0
+		return err
 	}
-	if _, err := send(); err != nil || !sub.GetFollow() {
-		_, _ = stream.CloseAndRecv()
-		return
-	}
-	tick := time.NewTicker(200 * time.Millisecond)
+	// A followed log is sent at most this long after a line arrives.
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if _, err := send(); err != nil {
+		case m, ok := <-lines:
+			if !ok {
+				if flush() == nil && !opts.Follow {
+					_, _ = stream.CloseAndRecv()
+				}
 				return
 			}
+			batch = append(batch, m)
+			size += len(m.Data)
+			if len(batch) >= logBatchLines || size >= logBatchBytes {
+				if flush() != nil {
+					return
+				}
+			}
+		case <-tick.C:
+			if flush() != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -89,6 +90,13 @@ func containerSpec(t *minkepb.Task) runtime.ContainerSpec {
 	if d := c.GetStopGracePeriod(); d != nil {
 		spec.StopGracePeriod = d.AsDuration()
 	}
+	spec.StopSignal = c.GetStopSignal()
+	spec.Init = c.GetInit()
+	if h := c.GetHealthcheck(); h != nil {
+		spec.Healthcheck = &runtime.HealthConfig{Test: h.GetTest(), Interval: h.GetInterval().AsDuration(),
+			Timeout: h.GetTimeout().AsDuration(), StartPeriod: h.GetStartPeriod().AsDuration(), Retries: int(h.GetRetries())}
+	}
+	sandboxSpec(&spec, t)
 	return spec
 }
 
@@ -142,7 +150,38 @@ func (r *runner) run(ctx context.Context) {
 		r.report(minkepb.TaskState_FAILED, "starting failed", err.Error(), nil)
 		return
 	}
-	r.report(minkepb.TaskState_RUNNING, "running", "", &minkepb.ContainerStatus{Pid: int32(c.Pid()), Address: r.addr})
+	r.watch(ctx, c)
+}
+
+// runAdopted follows a container a previous worker process started (see
+// runtime.Runtime.Adopt): it reports it running again, or how it ended
+// while no worker watched.
+func (r *runner) runAdopted(ctx context.Context, c Container) {
+	defer close(r.done)
+	r.a.log.Info("re-adopted container", "task_id", r.id, "pid", c.Pid())
+	if _, running := c.Exited(); !running {
+		ep, err := r.a.net.adopt(r.current(), r.id)
+		if err != nil {
+			r.a.log.Warn("re-adopting the container's network failed", "task_id", r.id, "err", err)
+		}
+		r.addr = address(ep)
+	}
+	r.watch(ctx, c)
+}
+
+// watch reports the running container, its health changes and its exit,
+// and stops it when the manager asks. An unhealthy container is killed and
+// its task failed, so that the orchestrator replaces it.
+func (r *runner) watch(ctx context.Context, c Container) {
+	r.mu.Lock()
+	r.ctr = c
+	r.mu.Unlock()
+	health := c.HealthChanges()
+	if st, ok := c.Exited(); ok { // adopted after it exited
+		r.reportExit(st, false)
+		return
+	}
+	r.reportRunning(c, c.Health())
 
 	exited := make(chan runtime.ExitStatus, 1)
 	go func() {
@@ -152,26 +191,70 @@ func (r *runner) run(ctx context.Context) {
 		}
 		exited <- st
 	}()
-	select {
-	case st := <-exited:
-		r.reportExit(st, false)
-	case <-r.shutdown:
-		// Stop sends SIGTERM and SIGKILL after the grace period; give it
-		// that long plus a margin, and kill outright if it still fails.
-		grace := r.spec.StopGracePeriod
-		if grace <= 0 {
-			grace = 10 * time.Second
+	for {
+		select {
+		case st := <-exited:
+			r.reportExit(st, false)
+			return
+		case hs := <-health:
+			if hs.State != runtime.HealthUnhealthy {
+				r.reportRunning(c, hs)
+				continue
+			}
+			r.a.log.Warn("container unhealthy; killing it", "task_id", r.id, "failing_streak", hs.FailingStreak, "output", hs.Output)
+			r.stopContainer(ctx, c)
+			st := <-exited
+			cs := &minkepb.ContainerStatus{ExitCode: int32(st.ExitCode), OomKilled: st.OOMKilled, Health: minkepb.HealthState_UNHEALTHY}
+			r.report(minkepb.TaskState_FAILED, "unhealthy container",
+				fmt.Sprintf("task: container unhealthy after %d failed healthchecks: %s", hs.FailingStreak, strings.TrimSpace(hs.Output)), cs)
+			return
+		case <-r.shutdown:
+			r.stopContainer(ctx, c)
+			r.reportExit(<-exited, true)
+			return
+		case <-r.detached:
+			// The worker is exiting: leave the container for the next one.
+			return
 		}
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), grace+30*time.Second)
-		err := c.Stop(sctx, 0)
-		scancel()
-		if err != nil {
-			r.a.log.Warn("stopping container failed; killing it", "task_id", r.id, "err", err)
-			_ = c.Kill(syscall.SIGKILL)
-		}
-		r.reportExit(<-exited, true)
-	case <-r.detached:
-		// The worker is exiting: leave the container for the next one.
+	}
+}
+
+// stopContainer stops c with its stop signal and grace period, and kills
+// it if that fails.
+func (r *runner) stopContainer(ctx context.Context, c Container) {
+	// Stop sends SIGKILL after the grace period; give it that long plus a
+	// margin, and kill outright if it still fails.
+	grace := r.spec.StopGracePeriod
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), grace+30*time.Second)
+	err := c.Stop(sctx, 0)
+	scancel()
+	if err != nil {
+		r.a.log.Warn("stopping container failed; killing it", "task_id", r.id, "err", err)
+		_ = c.Kill(syscall.SIGKILL)
+	}
+}
+
+func (r *runner) reportRunning(c Container, hs runtime.HealthStatus) {
+	msg := "running"
+	if hs.State != runtime.HealthNone {
+		msg = "running (health: " + hs.State.String() + ")"
+	}
+	r.report(minkepb.TaskState_RUNNING, msg, "", &minkepb.ContainerStatus{Pid: int32(c.Pid()), Health: healthState(hs.State), Address: r.addr})
+}
+
+func healthState(s runtime.HealthState) minkepb.HealthState {
+	switch s {
+	case runtime.HealthStarting:
+		return minkepb.HealthState_HEALTH_STARTING
+	case runtime.HealthHealthy:
+		return minkepb.HealthState_HEALTHY
+	case runtime.HealthUnhealthy:
+		return minkepb.HealthState_UNHEALTHY
+	default:
+		return minkepb.HealthState_NO_HEALTHCHECK
 	}
 }
 
@@ -205,11 +288,25 @@ func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	assigned := map[string]bool{}
+	adopted := a.adopted
+	a.adopted = nil // the first assignment set claims them; the rest go
 	for _, t := range tasks {
 		id := t.GetMeta().GetId()
 		assigned[id] = true
 		r, ok := a.runners[id]
 		state := t.GetStatus().GetState()
+		if c, found := adopted[id]; found && !ok && state < minkepb.TaskState_COMPLETE {
+			// Started by a previous worker process of this node.
+			delete(adopted, id)
+			r := newRunner(a, proto.Clone(t).(*minkepb.Task))
+			a.runners[id] = r
+			if t.GetDesiredState() > minkepb.TaskState_RUNNING {
+				r.stop()
+			}
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); r.runAdopted(ctx, c) }()
+			continue
+		}
 		switch {
 		case ok:
 			r.mu.Lock()
@@ -223,8 +320,8 @@ func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 		case t.GetDesiredState() > minkepb.TaskState_RUNNING:
 			a.rep.report(id, minkepb.TaskState_SHUTDOWN, "shut down: not running on this worker", "", nil)
 		case state >= minkepb.TaskState_RUNNING:
-			// A previous worker process started it; its container was
-			// swept when this one started.
+			// A previous worker process started it, and its container is
+			// gone (cleaned at start-up: its shim had died).
 			a.rep.report(id, minkepb.TaskState_FAILED, "container lost", "task: container lost when the worker restarted", nil)
 		default:
 			r := newRunner(a, proto.Clone(t).(*minkepb.Task))
@@ -232,6 +329,20 @@ func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 			a.wg.Add(1)
 			go func() { defer a.wg.Done(); r.run(ctx) }()
 		}
+	}
+	for id, c := range adopted {
+		a.log.Info("removing re-adopted container of a task no longer assigned", "task_id", id)
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			rctx := context.WithoutCancel(ctx)
+			if err := c.Stop(rctx, 0); err != nil {
+				a.log.Warn("stopping container failed", "task_id", id, "err", err)
+			}
+			if err := c.Remove(rctx); err != nil {
+				a.log.Warn("removing container failed", "task_id", id, "err", err)
+			}
+		}()
 	}
 	for id, r := range a.runners {
 		if !assigned[id] {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -62,9 +61,9 @@ func (e *SimulatedExecutor) Create(ctx context.Context, spec runtime.ContainerSp
 	return &simulatedContainer{e: e, exited: make(chan struct{})}, nil
 }
 
-// OpenLog reports that simulated containers write no logs.
-func (e *SimulatedExecutor) OpenLog(id string) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("agent: simulated container %s has no log: %w", id, fs.ErrNotExist)
+// ReadLogs reports that simulated containers write no logs.
+func (e *SimulatedExecutor) ReadLogs(ctx context.Context, id string, opts runtime.LogOptions, fn func(runtime.LogEntry) error) error {
+	return fmt.Errorf("simulated container %s: %w", id, fs.ErrNotExist)
 }
 
 // simulatedContainer is a container without a process. A stop ends it as a
@@ -111,6 +110,21 @@ func (c *simulatedContainer) Kill(sig syscall.Signal) error {
 	return nil
 }
 
+func (c *simulatedContainer) Exited() (runtime.ExitStatus, bool) {
+	select {
+	case <-c.exited:
+		return c.status, true
+	default:
+		return runtime.ExitStatus{}, false
+	}
+}
+
+// Health is always "no healthcheck": a simulated container runs no checks.
+func (c *simulatedContainer) Health() runtime.HealthStatus { return runtime.HealthStatus{} }
+
+// HealthChanges is nil: no health change ever comes.
+func (c *simulatedContainer) HealthChanges() <-chan runtime.HealthStatus { return nil }
+
 func (c *simulatedContainer) Remove(context.Context) error {
 	c.exit(runtime.ExitStatus{ExitCode: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL})
 	return nil
@@ -130,7 +144,7 @@ type SimulatedConfig struct {
 	// Description is every node's description; each gets the hostname
 	// Description.Hostname-NNNNN and the worker role.
 	Description *minkepb.NodeDescription
-	// JoinParallelism bounds concurrent Join calls; 0 takes 32.
+	// JoinParallelism bounds concurrent Join calls; 0 takes 128.
 	JoinParallelism int
 	Logger          *slog.Logger
 	// Ready, if set, is called with the node IDs once every node joined.
@@ -154,7 +168,7 @@ func RunSimulated(ctx context.Context, cfg SimulatedConfig) error {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.JoinParallelism <= 0 {
-		cfg.JoinParallelism = 32
+		cfg.JoinParallelism = 128
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("worker: data dir: %w", err)

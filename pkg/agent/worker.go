@@ -40,9 +40,13 @@ type WorkerConfig struct {
 	// ContainerSubnet is the node's container subnet (CIDR); "" is
 	// network.DefaultSubnet of Addr, NoNetwork turns networking off.
 	ContainerSubnet string
-	// Bridge names the node's bridge; "" is network.DefaultBridge.
+	// Bridge names the node's bridge and nftables table; "" is
+	// "minke-" and the start of the node ID.
 	Bridge string
-	Logger *slog.Logger
+	// LogMaxSize and LogMaxFiles rotate container logs (see runtime.Config).
+	LogMaxSize  int64
+	LogMaxFiles int
+	Logger      *slog.Logger
 	// Promote runs the manager role when the operator promotes this node
 	// (see Config.Promote), gossiping on the worker's gossip address; nil
 	// ignores promotion.
@@ -58,8 +62,8 @@ type WorkerConfig struct {
 	Images ImageConfig
 }
 
-// RunWorker joins the cluster, sweeps containers left by an earlier worker
-// process of this node, joins gossip, and runs the agent until ctx ends.
+// RunWorker joins the cluster, re-adopts containers left by an earlier
+// worker process of this node, joins gossip, and runs the agent until ctx ends.
 func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.DataDir == "" {
 		return errors.New("worker: --data-dir is required")
@@ -117,24 +121,40 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
 		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
 		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize,
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles,
 		InsecureRegistries: cfg.Images.InsecureRegistries})
 	if err != nil {
 		return err
 	}
+	// Containers of an earlier worker process keep running under their
+	// shims; take them over, and clean what is truly dead.
+	adopted, err := rt.Adopt(ctx)
+	if err != nil {
+		return fmt.Errorf("worker: adopting containers of the previous worker process: %w", err)
+	}
+	defer rt.Close() // containers stay with their shims; this only waits for file deletions
+	a.adopted = make(map[string]*runtime.Container, len(adopted))
+	for _, c := range adopted {
+		a.adopted[c.ID()] = c
+	}
+	// Image GC starts after adoption, so that it sees the adopted
+	// containers' images as in use.
 	gcCtx, stopGC := context.WithCancel(ctx)
 	gcDone := make(chan struct{})
 	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
 	defer func() { stopGC(); <-gcDone }()
-	if err := rt.Sweep(ctx); err != nil {
-		return fmt.Errorf("worker: cleaning up old containers: %w", err)
-	}
 	if resp.GetRegistryAddr() != "" {
 		rt.AllowInsecure(resp.GetRegistryAddr())
 	}
 	a.rt = RuntimeExecutor{rt}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, cfg.Logger); err != nil {
+	keep := make(map[string]bool, len(a.adopted))
+	for id := range a.adopted {
+		keep[id] = true
+	}
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
+	defer a.net.stop()
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
@@ -145,6 +165,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			return err
 		}
 		defer g.stop(true)
+		a.cfg.GossipKeys = g.setKeys
 		if promote := cfg.Promote; promote != nil {
 			// The manager role gossips for the node itself, on the same
 			// address, while it runs.
@@ -174,14 +195,39 @@ type gossip struct {
 	cfg   membership.Config
 	peers []string
 	mu    sync.Mutex
+	keys  [][]byte // the keyring beyond cfg.Key (the primary), from the session
 	ml    *membership.Membership
 	done  chan struct{}
 }
 
+// setKeys follows the cluster's gossip keyring (a key rotation), and
+// remembers it for a restart of the memberlist after a manager role.
+func (g *gossip) setKeys(primary []byte, keys [][]byte) {
+	g.mu.Lock()
+	g.cfg.Key, g.keys = primary, keys
+	ml, logger := g.ml, g.cfg.Logger
+	g.mu.Unlock()
+	if ml == nil {
+		return
+	}
+	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) && logger != nil {
+		logger.Error("applying the cluster's gossip keys", "component", "agent", "err", err)
+	}
+}
+
 func (g *gossip) start() error {
-	ml, err := membership.New(g.cfg)
+	g.mu.Lock()
+	cfg, keys := g.cfg, g.keys
+	g.mu.Unlock()
+	ml, err := membership.New(cfg)
 	if err != nil {
 		return err
+	}
+	if len(keys) > 0 {
+		if err := ml.SetKeys(cfg.Key, keys, time.Second); err != nil {
+			_ = ml.Shutdown()
+			return err
+		}
 	}
 	if _, err := ml.Join(g.peers); err != nil {
 		_ = ml.Shutdown()

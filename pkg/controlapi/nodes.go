@@ -215,15 +215,8 @@ func (s *Server) Backup(ctx context.Context, _ *minkepb.BackupRequest) (*minkepb
 // UpdateNode patches a node's availability and labels. Draining a node
 // makes the orchestrator move its tasks; pausing only stops new ones.
 func (s *Server) UpdateNode(ctx context.Context, req *minkepb.UpdateNodeRequest) (*minkepb.UpdateNodeResponse, error) {
-	for k := range req.GetLabelAdd() {
-		if strings.TrimSpace(k) == "" {
-			return nil, status.Error(codes.InvalidArgument, "invalid --label-add: the label key is empty; want KEY=VALUE")
-		}
-	}
-	if req.GetSetAvailability() {
-		if _, ok := minkepb.NodeSpec_Availability_name[int32(req.GetAvailability())]; !ok {
-			return nil, status.Errorf(codes.InvalidArgument, "invalid availability %d: want active, pause or drain", req.GetAvailability())
-		}
+	if err := validateNodeUpdate(req); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	var out *minkepb.Node
 	err := s.store.Update(ctx, func(tx *raftstore.WriteTx) error {

@@ -28,7 +28,7 @@ type Store interface {
 // LogSource fetches task logs from the workers. Tasks whose logs cannot be
 // fetched come back as notices in unavailable.
 type LogSource interface {
-	Subscribe(ctx context.Context, tasks []*minkepb.Task, follow bool) (msgs <-chan []*minkepb.LogMessage, unavailable []*minkepb.LogMessage)
+	Subscribe(ctx context.Context, tasks []*minkepb.Task, opts *minkepb.LogSubscription) (msgs <-chan []*minkepb.LogMessage, unavailable []*minkepb.LogMessage)
 }
 
 // Cluster is what node management needs of Raft and gossip.
@@ -228,7 +228,7 @@ func (s *Server) ServiceLogs(req *minkepb.ServiceLogsRequest, stream minkepb.Con
 	if err != nil {
 		return toStatus(err)
 	}
-	msgs, unavailable := s.logs.Subscribe(stream.Context(), tasks, req.GetFollow())
+	msgs, unavailable := s.logs.Subscribe(stream.Context(), tasks, &minkepb.LogSubscription{Follow: req.GetFollow(), Tail: req.Tail, Since: req.GetSince()})
 	if len(unavailable) > 0 {
 		if err := stream.Send(&minkepb.ServiceLogsResponse{Messages: unavailable}); err != nil {
 			return err

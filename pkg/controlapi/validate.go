@@ -54,6 +54,9 @@ func validateSpec(spec *minkepb.ServiceSpec) error {
 	if err := runtime.ValidateCapabilities(c.GetCapAdd(), c.GetCapDrop()); err != nil {
 		return fmt.Errorf("invalid capabilities: %s", strings.TrimPrefix(err.Error(), runtime.ErrInvalidSpec.Error()+": "))
 	}
+	if err := validateSandbox(spec.GetTask()); err != nil {
+		return err
+	}
 	if d := c.GetStopGracePeriod(); d != nil && d.AsDuration() < 0 {
 		return fmt.Errorf("invalid stop_grace_period %s: must not be negative", d.AsDuration())
 	}
@@ -134,6 +137,22 @@ func validateUpdateConfig(field string, c *minkepb.UpdateConfig, rollback bool) 
 	}
 	if _, ok := minkepb.UpdateConfig_Order_name[int32(c.GetOrder())]; !ok {
 		return fmt.Errorf("invalid %s.order %d: want stop-first or start-first", field, c.GetOrder())
+	}
+	return nil
+}
+
+// validateNodeUpdate checks what can be checked of a node update without
+// the node (label-rm names are checked against its labels when applied).
+func validateNodeUpdate(req *minkepb.UpdateNodeRequest) error {
+	for k := range req.GetLabelAdd() {
+		if strings.TrimSpace(k) == "" {
+			return fmt.Errorf("invalid --label-add: the label key is empty; want KEY=VALUE")
+		}
+	}
+	if req.GetSetAvailability() {
+		if _, ok := minkepb.NodeSpec_Availability_name[int32(req.GetAvailability())]; !ok {
+			return fmt.Errorf("invalid availability %d: want active, pause or drain", req.GetAvailability())
+		}
 	}
 	return nil
 }

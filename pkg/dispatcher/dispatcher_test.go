@@ -239,13 +239,16 @@ func TestSessionStreamsAssignments(t *testing.T) {
 	sctx, scancel := context.WithCancel(context.Background())
 	defer scancel()
 	out, missing := f.disp.Logs.Subscribe(sctx, []*minkepb.Task{{Meta: &minkepb.Meta{Id: "t1"}, NodeId: "n1"},
-		{Meta: &minkepb.Meta{Id: "t9"}, NodeId: "gone"}}, false)
+		{Meta: &minkepb.Meta{Id: "t9"}, NodeId: "gone"}}, &minkepb.LogSubscription{Tail: proto.Int64(5)})
 	if len(missing) != 1 || missing[0].GetTaskId() != "t9" || !strings.Contains(string(missing[0].GetData()), "not connected") {
 		t.Fatalf("unavailable = %v", missing)
 	}
 	msg, err = stream.Recv()
 	if err != nil || msg.GetLogSubscription() == nil {
 		t.Fatalf("no log subscription: %v %v", msg, err)
+	}
+	if ls := msg.GetLogSubscription(); ls.Tail == nil || ls.GetTail() != 5 {
+		t.Errorf("subscription sent to the worker has tail %v, want 5", ls.Tail)
 	}
 	pub, err := f.client.PublishLogs(ctx)
 	if err != nil {

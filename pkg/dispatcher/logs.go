@@ -63,12 +63,13 @@ func (b *LogBroker) detach(nodeID string, ch chan *minkepb.LogSubscription) {
 	b.mu.Unlock()
 }
 
-// Subscribe asks the workers holding tasks for their logs. The returned
+// Subscribe asks the workers holding tasks for their logs, with the
+// Follow, Tail and Since of opts (its Id and TaskIds are ignored). The returned
 // channel is closed when every worker has sent what it has (without follow)
 // or when ctx ends. Tasks whose node has no session here, or does not start
 // answering within LogStartTimeout, are returned in or sent on the channel
 // as a one-line notice in place of their logs.
-func (b *LogBroker) Subscribe(ctx context.Context, tasks []*minkepb.Task, follow bool) (<-chan []*minkepb.LogMessage, []*minkepb.LogMessage) {
+func (b *LogBroker) Subscribe(ctx context.Context, tasks []*minkepb.Task, opts *minkepb.LogSubscription) (<-chan []*minkepb.LogMessage, []*minkepb.LogMessage) {
 	byNode := map[string][]*minkepb.Task{}
 	var order []string
 	for _, t := range tasks {
@@ -93,7 +94,7 @@ func (b *LogBroker) Subscribe(ctx context.Context, tasks []*minkepb.Task, follow
 		sent := false
 		if ch, ok := b.sessions[node]; ok {
 			select {
-			case ch <- &minkepb.LogSubscription{Id: id, TaskIds: ids, Follow: follow}:
+			case ch <- &minkepb.LogSubscription{Id: id, TaskIds: ids, Follow: opts.GetFollow(), Tail: opts.Tail, Since: opts.GetSince()}:
 				sent = true
 			default:
 			}

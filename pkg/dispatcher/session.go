@@ -98,7 +98,8 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
 	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
 	n.SecretHash = nil
-	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: networkState(tx, nodeID)}
+	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: networkState(tx, nodeID),
+		GossipKeyring: gossipKeyring(tx.Cluster())}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
@@ -116,7 +117,7 @@ func versions(msg *minkepb.SessionMessage) []string {
 	n := proto.Clone(msg.GetNode()).(*minkepb.Node)
 	n.Status, n.Meta = nil, nil
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(n)
-	out := []string{string(b), msg.GetManagerToken()}
+	out := []string{string(b), msg.GetManagerToken(), keyringVersion(msg.GetGossipKeyring())}
 	for _, t := range msg.GetTasks() {
 		out = append(out, t.GetMeta().GetId()+"@"+t.GetDesiredState().String())
 	}

@@ -154,7 +154,9 @@ func (m *Manager) forgetOldManagers(ctx context.Context, newIdentity bool) error
 		}
 		c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
 		c.JoinTokens = &minkepb.JoinTokens{Worker: ca.NewJoinToken("worker"), Manager: ca.NewJoinToken("manager")}
-		c.GossipKey = key
+		// A new identity drops the old cluster's keyring and any rotation
+		// it was running: nothing may accept the old key.
+		c.GossipKey, c.GossipKeys, c.GossipKeyRotation = key, nil, nil
 		return tx.Update(c)
 	})
 }

@@ -66,6 +66,7 @@ func (m *Manager) runLeadership(ctx context.Context) {
 		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewUpdater(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewReaper(m.raft, m.cfg.Logger).Run)
+		run(m.driveGossipKeyRotation)
 		m.syncNodes(lctx, false)
 		// Nodes this leader has not heard of yet are marked DOWN only after
 		// a grace period: after a control-plane restart, workers need a few

@@ -286,14 +286,14 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 
-	dispSrv := grpc.NewServer(grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream),
+	dispSrv := grpc.NewServer(append(serverLimits(), grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream),
 		// Keepalives find workers and managers that vanished without
 		// closing their connections (a frozen or powered-off host).
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))...)
 	m.disp.Register(dispSrv)
 	ctl.Register(dispSrv) // for other managers' forwarded calls (manager token required)
-	ctlSrv := grpc.NewServer()
+	ctlSrv := grpc.NewServer(serverLimits()...)
 	ctl.Register(ctlSrv)
 	regSrv := &http.Server{Handler: m.registry, ReadHeaderTimeout: 10 * time.Second}
 
@@ -320,6 +320,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	goRun("dispatcher status", func() error { m.disp.Run(runCtx); return nil })
 	goRun("leadership", func() error { m.runLeadership(runCtx); return nil })
 	goRun("membership watch", func() error { m.watchMembership(runCtx, demoted); return nil })
+	goRun("gossip keys", func() error { m.followGossipKeys(runCtx); return nil })
 	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
 	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
 	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })

@@ -135,8 +135,18 @@ type Membership struct {
 	events *eventQueue
 	nodeID string
 
+	// keyring is memberlist's, nil without encryption. Changes go through
+	// SetKeys, which advertises them in the meta.
+	keyring *memberlist.Keyring
+
 	metaMu sync.RWMutex
-	meta   []byte
+	base   Meta   // what the caller advertises; Keys is filled from keyring
+	meta   []byte // base + keyring fingerprints, encoded
+
+	// changed is closed and replaced whenever a member joins, leaves or
+	// updates (see Changed).
+	changedMu sync.Mutex
+	changed   chan struct{}
 
 	// members mirrors memberlist's alive members, maintained from its event
 	// callbacks. memberlist.Members() hands out pointers that memberlist
@@ -171,10 +181,6 @@ func New(cfg Config) (*Membership, error) {
 	if err := cfg.Meta.validate(); err != nil {
 		return nil, err
 	}
-	meta, err := encodeMeta(cfg.Meta)
-	if err != nil {
-		return nil, err
-	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -185,9 +191,18 @@ func New(cfg Config) (*Membership, error) {
 		logger:  logger,
 		events:  newEventQueue(withDefault(cfg.EventBuffer, DefaultEventBuffer)),
 		nodeID:  cfg.NodeID,
-		meta:    meta,
+		base:    cfg.Meta,
 		members: make(map[string]Member),
+		changed: make(chan struct{}),
 	}
+	if cfg.Key != nil {
+		kr, err := memberlist.NewKeyring(nil, append([]byte(nil), cfg.Key...))
+		if err != nil {
+			return nil, fmt.Errorf("%w: Key: %w", ErrInvalidConfig, err)
+		}
+		m.keyring = kr
+	}
+	m.meta = m.encodeLocked()
 	mc, err := m.memberlistConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -218,9 +233,9 @@ func (m *Membership) memberlistConfig(cfg Config) (*memberlist.Config, error) {
 		}
 		mc.AdvertiseAddr = cfg.AdvertiseAddr
 	}
-	if cfg.Key != nil {
-		mc.SecretKey = append([]byte(nil), cfg.Key...)
-	}
+	// Encryption is on exactly when there is a keyring; memberlist then
+	// refuses unencrypted and undecryptable packets (GossipVerifyIncoming).
+	mc.Keyring = m.keyring
 	mc.ProbeInterval = withDefault(cfg.ProbeInterval, DefaultProbeInterval)
 	mc.ProbeTimeout = withDefault(cfg.ProbeTimeout, DefaultProbeTimeout)
 	mc.SuspicionMult = withDefault(cfg.SuspicionMult, DefaultSuspicionMult)
@@ -325,17 +340,14 @@ func (m *Membership) UpdateMeta(meta Meta, timeout time.Duration) error {
 	if err := meta.validate(); err != nil {
 		return err
 	}
-	b, err := encodeMeta(meta)
-	if err != nil {
-		return err
-	}
 	m.stateMu.Lock()
 	defer m.stateMu.Unlock()
 	if m.shutdown {
 		return ErrShutdown
 	}
 	m.metaMu.Lock()
-	m.meta = b
+	m.base = meta
+	m.meta = m.encodeLocked()
 	m.metaMu.Unlock()
 	if err := m.ml.UpdateNode(timeout); err != nil {
 		return fmt.Errorf("membership: broadcast meta update: %w", err)
@@ -406,6 +418,29 @@ func (m *Membership) isShutdown() bool {
 	return m.shutdown
 }
 
+// encodeLocked encodes the caller's meta with the keyring's fingerprints.
+// validate() has checked the caller's part, and fingerprints are short, so
+// encoding cannot fail or outgrow the limit in practice; NodeMeta guards
+// the limit anyway. The caller holds metaMu (or has not shared m yet).
+func (m *Membership) encodeLocked() []byte {
+	meta := m.base
+	meta.Keys = m.Keys()
+	b, err := encodeMeta(meta)
+	if err != nil {
+		m.logger.Error("encoding node meta", "err", err)
+	}
+	return b
+}
+
+// Changed returns a channel that is closed at the next membership change
+// (a member joining, leaving, or updating its meta). Take a new one after
+// each change: it is a signal to re-read Members(), not a queue.
+func (m *Membership) Changed() <-chan struct{} {
+	m.changedMu.Lock()
+	defer m.changedMu.Unlock()
+	return m.changed
+}
+
 func (m *Membership) encodedMeta() []byte {
 	m.metaMu.RLock()
 	defer m.metaMu.RUnlock()
@@ -437,6 +472,10 @@ func (m *Membership) emit(kind EventKind, n *memberlist.Node) {
 		}
 	}
 	m.membersMu.Unlock()
+	m.changedMu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.changedMu.Unlock()
 	attrs := []any{"node_id", ev.NodeID, "addr", ev.Addr, "role", ev.Meta.Role}
 	if kind == Leave {
 		attrs = append(attrs, "state", nodeStateName(n.State))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,9 @@ func start(t *testing.T, id string, key []byte, meta Meta) *Membership {
 	t.Cleanup(func() { _ = m.Shutdown() })
 	return m
 }
+
+// sameMeta compares what callers set (Keys are filled in by Membership).
+func sameMeta(a, b Meta) bool { return a.Role == b.Role && a.APIAddr == b.APIAddr }
 
 func metaFor(id string) Meta {
 	if id == "m1" {
@@ -136,8 +140,11 @@ func TestThreeMembersSeeEachOther(t *testing.T) {
 			if got.NodeID != want {
 				t.Fatalf("%s: members[%d] = %s, want %s", m.nodeID, i, got.NodeID, want)
 			}
-			if got.Meta != metaFor(want) {
+			if !sameMeta(got.Meta, metaFor(want)) {
 				t.Errorf("%s: meta of %s = %+v, want %+v", m.nodeID, want, got.Meta, metaFor(want))
+			}
+			if fp := KeyFingerprint(key1); !slices.Equal(got.Meta.Keys, []string{fp}) {
+				t.Errorf("%s: keys advertised by %s = %v, want [%s]", m.nodeID, want, got.Meta.Keys, fp)
 			}
 			if !strings.HasPrefix(got.Addr, "127.0.0.1:") {
 				t.Errorf("%s: addr of %s = %q, want 127.0.0.1:port", m.nodeID, want, got.Addr)
@@ -149,7 +156,7 @@ func TestThreeMembersSeeEachOther(t *testing.T) {
 	}
 	// The manager saw both workers join, with their meta.
 	ev := waitEvent(t, ms[0], Join, "w2", time.Second)
-	if ev.Meta != metaFor("w2") || ev.Addr != ms[2].LocalAddr() {
+	if !sameMeta(ev.Meta, metaFor("w2")) || ev.Addr != ms[2].LocalAddr() {
 		t.Errorf("join event = %+v, want meta %+v addr %s", ev, metaFor("w2"), ms[2].LocalAddr())
 	}
 	// A worker learns the manager's API address from gossip.
@@ -241,7 +248,7 @@ func TestUpdateMeta(t *testing.T) {
 		t.Fatalf("UpdateMeta: %v", err)
 	}
 	ev := waitEvent(t, ms[0], Update, "w1", 2*time.Second)
-	if ev.Meta != want {
+	if !sameMeta(ev.Meta, want) || ev.Meta.Keys != nil {
 		t.Errorf("update event meta = %+v, want %+v", ev.Meta, want)
 	}
 }

@@ -22,15 +22,20 @@ type Meta struct {
 	// APIAddr is the host:port of the node's dispatcher/API endpoint, or
 	// empty if it serves none (plain workers).
 	APIAddr string
+	// Keys are the fingerprints (KeyFingerprint) of the node's gossip
+	// keyring, primary first. Membership fills them in; what a caller sets
+	// is ignored.
+	Keys []string
 }
 
 // wireMeta is the encoding of Meta: small JSON with short keys and a
 // version, so fields can be added without breaking older readers (unknown
 // keys are ignored by encoding/json).
 type wireMeta struct {
-	V       int    `json:"v"`
-	Role    string `json:"r,omitempty"`
-	APIAddr string `json:"a,omitempty"`
+	V       int      `json:"v"`
+	Role    string   `json:"r,omitempty"`
+	APIAddr string   `json:"a,omitempty"`
+	Keys    []string `json:"k,omitempty"`
 }
 
 const metaVersion = 1
@@ -52,7 +57,7 @@ func (m Meta) validate() error {
 }
 
 func encodeMeta(m Meta) ([]byte, error) {
-	b, err := json.Marshal(wireMeta{V: metaVersion, Role: m.Role, APIAddr: m.APIAddr})
+	b, err := json.Marshal(wireMeta{V: metaVersion, Role: m.Role, APIAddr: m.APIAddr, Keys: m.Keys})
 	if err != nil {
 		return nil, fmt.Errorf("membership: encode meta: %w", err)
 	}
@@ -68,5 +73,5 @@ func decodeMeta(b []byte) (Meta, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Meta{}, fmt.Errorf("%w: %w", ErrBadMeta, err)
 	}
-	return Meta{Role: w.Role, APIAddr: w.APIAddr}, nil
+	return Meta{Role: w.Role, APIAddr: w.APIAddr, Keys: w.Keys}, nil
 }

@@ -3,6 +3,7 @@ package membership
 import (
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -11,6 +12,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	tests := []Meta{
 		{Role: RoleManager, APIAddr: "10.0.0.1:4242"},
 		{Role: RoleWorker},
+		{Role: RoleWorker, Keys: []string{"0011223344556677", "8899aabbccddeeff"}},
 	}
 	for _, want := range tests {
 		t.Run(want.Role, func(t *testing.T) {
@@ -19,7 +21,7 @@ func TestMetaRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := decodeMeta(b)
-			if err != nil || got != want {
+			if err != nil || !reflect.DeepEqual(got, want) {
 				t.Errorf("decode(encode(%+v)) = %+v, %v", want, got, err)
 			}
 		})
@@ -27,7 +29,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	if _, err := decodeMeta([]byte("{not json")); !errors.Is(err, ErrBadMeta) {
 		t.Errorf("decode garbage = %v, want ErrBadMeta", err)
 	}
-	if got, err := decodeMeta(nil); err != nil || got != (Meta{}) {
+	if got, err := decodeMeta(nil); err != nil || !reflect.DeepEqual(got, Meta{}) {
 		t.Errorf("decode(nil) = %+v, %v", got, err)
 	}
 	// Newer peers may add fields; older readers must ignore them.

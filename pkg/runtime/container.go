@@ -2,13 +2,11 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -40,29 +38,28 @@ const (
 
 // Container is one container managed by a Runtime. Its lifecycle is
 // Create → Start → Wait/Stop/Kill → Remove; Remove may be called in any
-// state and more than once.
+// state and more than once. A Container returned by Runtime.Adopt is
+// running or exited already.
 type Container struct {
-	rt     *Runtime
-	spec   ContainerSpec
-	proc   process
-	caps   capMask  // bounding set; also effective and permitted for root
-	layers []string // diff ids, bottom first
-	log    *slog.Logger
+	rt   *Runtime
+	spec ContainerSpec
+	proc process
+	caps capMask // bounding set; also effective and permitted for root
+	rec  containerRecord
+	// sandbox is resolved by prepare (resolveSandbox) and sent to the init.
+	sandbox sandboxConfig
+	log     *slog.Logger
 
-	mu    sync.Mutex
-	state containerState
-	cmd   *exec.Cmd
-	pid   int
-	done  chan struct{} // closed when the process has been reaped
-	exit  ExitStatus
-}
+	mu       sync.Mutex
+	state    containerState
+	pid      int    // the init, in the worker's PID namespace
+	pidStart uint64 // its start time, for pid-reuse checks
+	shimPid  int
+	initFD   int           // pidfd of the init, -1 when none
+	done     chan struct{} // closed when the exit status is known
+	exit     ExitStatus
 
-// stateFile is persisted so that Sweep in a later worker process can find
-// and kill a container's process.
-type stateFile struct {
-	ID       string `json:"id"`
-	Pid      int    `json:"pid,omitempty"`
-	PidStart uint64 `json:"pid_start,omitempty"` // /proc/<pid>/stat starttime
+	health *healthMonitor // nil without a healthcheck
 }
 
 // Create pulls the image if it is not present, mounts the container's
@@ -88,6 +85,14 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (*Container, e
 	if err != nil {
 		return nil, err
 	}
+	sig, err := stopSignal(spec.StopSignal, img.Config.StopSignal)
+	if err != nil {
+		return nil, fmt.Errorf("%w: image %q STOPSIGNAL: %w", ErrInvalidSpec, spec.Image, err)
+	}
+	hc, err := resolveHealthcheck(spec.Healthcheck, img.Config.Healthcheck)
+	if err != nil {
+		return nil, err
+	}
 	dir := r.containerDir(spec.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -95,17 +100,10 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (*Container, e
 		}
 		return nil, fmt.Errorf("runtime: creating container %s: %w", spec.ID, err)
 	}
-	c := &Container{
-		rt:     r,
-		spec:   spec,
-		proc:   proc,
-		caps:   caps,
-		layers: img.Layers,
-		log:    r.log.With("container_id", spec.ID),
-		done:   make(chan struct{}),
-	}
+	c := r.newContainer(containerRecord{Spec: spec, Process: proc, Caps: caps, Layers: img.Layers,
+		StopSignal: sig, Healthcheck: hc})
 	if err := c.prepare(); err != nil {
-		if cerr := r.cleanup(ctx, spec.ID, 0, 0); cerr != nil {
+		if cerr := r.cleanup(ctx, spec.ID, stateFile{}); cerr != nil {
 			c.log.Warn("cleanup after failed create", "error", cerr)
 		}
 		return nil, fmt.Errorf("runtime: creating container %s: %w", spec.ID, err)
@@ -114,24 +112,34 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (*Container, e
 	return c, nil
 }
 
+func (r *Runtime) newContainer(rec containerRecord) *Container {
+	return &Container{rt: r, spec: rec.Spec, proc: rec.Process, caps: rec.Caps, rec: rec,
+		log: r.log.With("container_id", rec.Spec.ID), initFD: -1, done: make(chan struct{})}
+}
+
 func (c *Container) prepare() error {
-	if err := c.writeState(stateFile{ID: c.spec.ID}); err != nil {
+	dir := c.rt.containerDir(c.spec.ID)
+	if err := writeJSONFile(filepath.Join(dir, configFileName), c.rec); err != nil {
 		return err
 	}
-	dir := c.rt.containerDir(c.spec.ID)
 	for _, d := range []string{"rootfs", "upper", "work"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}
 	}
-	lower := make([]string, 0, len(c.layers))
-	for i := len(c.layers) - 1; i >= 0; i-- { // overlayfs wants the top layer first
-		lower = append(lower, c.rt.layerDir(digestHex(c.layers[i])))
+	sb, err := c.rt.resolveSandbox(&c.spec, c.caps, dir)
+	if err != nil {
+		return err
+	}
+	c.sandbox = sb
+	lower := make([]string, 0, len(c.rec.Layers))
+	for i := len(c.rec.Layers) - 1; i >= 0; i-- { // overlayfs wants the top layer first
+		lower = append(lower, c.rt.layerDir(digestHex(c.rec.Layers[i])))
 	}
 	if err := mountOverlay(lower, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), c.rootfs()); err != nil {
 		return err
 	}
-	return c.rt.cgroups.Create(c.spec.ID, resources{MemoryLimit: c.spec.MemoryLimit, NanoCPUs: c.spec.NanoCPUs})
+	return c.rt.cgroups.Create(c.spec.ID, resourcesOf(&c.spec))
 }
 
 // ID is the container's id.
@@ -155,7 +163,7 @@ func (c *Container) Pid() int {
 // Wait blocks until the container's process has exited, or ctx is done.
 func (c *Container) Wait(ctx context.Context) (ExitStatus, error) {
 	c.mu.Lock()
-	started := c.cmd != nil
+	started := c.state != stateCreated
 	c.mu.Unlock()
 	if !started {
 		return ExitStatus{}, fmt.Errorf("%w: wait on container %s that was not started", ErrInvalidState, c.spec.ID)
@@ -168,7 +176,17 @@ func (c *Container) Wait(ctx context.Context) (ExitStatus, error) {
 	}
 }
 
-// Kill sends sig to the container's process. Signalling an exited or never
+// Exited returns the exit status once the container has exited.
+func (c *Container) Exited() (ExitStatus, bool) {
+	select {
+	case <-c.done:
+		return c.exit, true
+	default:
+		return ExitStatus{}, false
+	}
+}
+
+// Kill sends sig to the container's init. Signalling an exited or never
 // started container is a no-op.
 func (c *Container) Kill(sig syscall.Signal) error {
 	c.mu.Lock()
@@ -176,22 +194,17 @@ func (c *Container) Kill(sig syscall.Signal) error {
 	if c.state != stateRunning {
 		return nil
 	}
-	select {
-	case <-c.done:
-		return nil
-	default:
-	}
-	// os.Process signals through a pidfd, so a recycled pid is never hit.
-	if err := c.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("runtime: signalling container %s: %w", c.spec.ID, err)
-	}
-	return nil
+	return c.signal(sig)
 }
 
-// Stop sends SIGTERM, waits up to grace (the spec's StopGracePeriod, or
-// 10s, when grace <= 0), then sends SIGKILL, and returns once the process
-// is gone or ctx is done. Stopping a container that is not running is a
-// no-op.
+// StopSignal is the signal Stop sends first: the spec's StopSignal, else
+// the image's STOPSIGNAL, else SIGTERM.
+func (c *Container) StopSignal() syscall.Signal { return c.rec.StopSignal }
+
+// Stop sends the stop signal, waits up to grace (the spec's
+// StopGracePeriod, or 10s, when grace <= 0), then sends SIGKILL, and
+// returns once the process is gone or ctx is done. Stopping a container
+// that is not running is a no-op.
 func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
 	if grace <= 0 {
 		grace = c.spec.StopGracePeriod
@@ -205,7 +218,7 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
 	if !running {
 		return nil
 	}
-	if err := c.Kill(syscall.SIGTERM); err != nil {
+	if err := c.Kill(c.StopSignal()); err != nil {
 		return err
 	}
 	timer := time.NewTimer(grace)
@@ -217,7 +230,7 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
 		return ctx.Err()
 	case <-timer.C:
 	}
-	c.log.Info("grace period over, killing container", "grace", grace)
+	c.log.Info("grace period over, killing container", "grace", grace, "stop_signal", c.StopSignal())
 	if err := c.Kill(syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -247,54 +260,53 @@ func (c *Container) Remove(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	if err := c.rt.cleanup(ctx, c.spec.ID, 0, 0); err != nil {
+	c.stopHealth()
+	if err := c.rt.cleanup(ctx, c.spec.ID, stateFile{}); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	c.state = stateRemoved
+	closeFD(c.initFD)
+	c.initFD = -1
 	c.mu.Unlock()
 	c.log.Info("container removed")
 	return nil
 }
 
-// reap waits for the process and records its exit status. Started by
-// Start; it ends when the process exits.
-func (c *Container) reap() {
-	_ = c.cmd.Wait() // the status is read from ProcessState below
-	st := ExitStatus{ExitedAt: time.Now()}
-	if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		if ws.Signaled() {
-			st.Signal = ws.Signal()
-			st.ExitCode = 128 + int(st.Signal)
-		} else {
-			st.ExitCode = ws.ExitStatus()
-		}
+// reap waits until the shim has exited and takes the exit status it
+// recorded. Started by Start and Adopt.
+func (c *Container) reap(shimExited <-chan struct{}) {
+	<-shimExited
+	c.finish(c.readExit())
+}
+
+// readExit reads the exit status the shim recorded; without one (the shim
+// was killed) the init is killed and reported as such.
+func (c *Container) readExit() ExitStatus {
+	var ex exitFile
+	err := readJSONFile(filepath.Join(c.rt.containerDir(c.spec.ID), exitFileName), &ex)
+	if err != nil {
+		c.log.Warn("shim left no exit status; killing the container", "error", err)
+		c.mu.Lock()
+		_ = c.signal(syscall.SIGKILL)
+		c.mu.Unlock()
+		return ExitStatus{ExitCode: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL, ExitedAt: time.Now()}
 	}
+	return ExitStatus{ExitCode: ex.ExitCode, Signal: ex.Signal, ExitedAt: ex.ExitedAt}
+}
+
+// finish records the exit status once.
+func (c *Container) finish(st ExitStatus) {
 	if stats, err := c.rt.cgroups.Stats(c.spec.ID); err == nil && stats.OOMKills > 0 {
 		st.OOMKilled = true
 	}
 	c.mu.Lock()
 	c.exit = st
-	c.state = stateExited
+	if c.state == stateRunning {
+		c.state = stateExited
+	}
 	c.mu.Unlock()
+	c.stopHealth()
 	c.log.Info("container exited", "exit_code", st.ExitCode, "signal", int(st.Signal), "oom_killed", st.OOMKilled)
 	close(c.done)
-}
-
-func (c *Container) writeState(s stateFile) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(c.rt.containerDir(c.spec.ID), "state.json"), b)
-}
-
-func (r *Runtime) readState(id string) (stateFile, error) {
-	var s stateFile
-	b, err := os.ReadFile(filepath.Join(r.containerDir(id), "state.json"))
-	if err != nil {
-		return s, err
-	}
-	err = json.Unmarshal(b, &s)
-	return s, err
 }

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +26,10 @@ type initConfig struct {
 	Caps capMask `json:"caps"`
 	// NetNS is a network namespace to join (setns) instead of the new one.
 	NetNS string `json:"netns,omitempty"`
+	// Init runs the command under a reaper that stays pid 1 (--init).
+	Init bool `json:"init,omitempty"`
+	// Sandbox holds seccomp, mounts, rlimits and groups (sandbox.go).
+	Sandbox sandboxConfig `json:"sandbox"`
 }
 
 // Child file descriptors of the init (after stdin, stdout, stderr).
@@ -32,103 +38,200 @@ const (
 	initErrorFD  = 4 // write: a failure message; closed on exec (EOF = success)
 )
 
-// Start starts the container's process: the worker binary re-executed as
-// the container init in new PID, mount, UTS, IPC and network namespaces
-// (and a cgroup namespace the init creates once it is in its cgroup).
-// The child is moved into the container's cgroup before it receives its
-// configuration, so nothing runs unconfined. The init drops capabilities
-// to the spec's set and sets no_new_privs before exec'ing the command.
-// Start returns once the container's command has been exec'd; if the init
-// fails (for instance `executable "foo" not found in $PATH`) the error
-// wraps ErrStart and carries the init's message.
-func (c *Container) Start(ctx context.Context) (retErr error) {
+// Start starts the container's shim (see shim.go), which starts the init:
+// the worker binary re-executed in new PID, mount, UTS, IPC and network
+// namespaces (and a cgroup namespace the init creates once it is in its
+// cgroup). The init is moved into the container's cgroup before it
+// receives its configuration, so nothing runs unconfined. The init drops
+// capabilities to the spec's set and sets no_new_privs before exec'ing the
+// command (or, with Init, starting it under a reaper). Start returns once
+// the command runs; if the init fails (for instance `executable "foo" not
+// found in $PATH`) the error wraps ErrStart and carries the init's message.
+func (c *Container) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != stateCreated || c.cmd != nil {
+	if c.state != stateCreated || c.shimPid != 0 {
 		return fmt.Errorf("%w: start container %s: already started or removed", ErrInvalidState, c.spec.ID)
 	}
-	logFile, err := os.OpenFile(c.rt.LogPath(c.spec.ID), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return fmt.Errorf("%w: opening log: %w", ErrStart, err)
+	dir := c.rt.containerDir(c.spec.ID)
+	c.rec.StartedAt = time.Now().UTC()
+	if err := writeJSONFile(filepath.Join(dir, configFileName), c.rec); err != nil {
+		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	defer logFile.Close() // the child holds its own copy
+	shimLog, err := os.OpenFile(filepath.Join(dir, shimLogName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("%w: opening shim log: %w", ErrStart, err)
+	}
+	defer shimLog.Close() // the shim holds its own copy
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	defer cfgW.Close()
-	errR, errW, err := os.Pipe()
+	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		cfgR.Close()
 		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	defer errR.Close()
-
+	defer readyR.Close()
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{InitArg, c.spec.ID},
+		Path:       c.rt.exe,
+		Args:       []string{ShimArg, c.spec.ID},
 		Env:        []string{},
-		Stdout:     logFile,
-		Stderr:     logFile,
-		ExtraFiles: []*os.File{cfgR, errW},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS |
-				unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
-			Setsid: true, // not in the worker's session: no terminal signals
-		},
+		Stdout:     shimLog,
+		Stderr:     shimLog,
+		ExtraFiles: []*os.File{cfgR, readyW},
+		// A session (and process group) of its own: signals to the worker's
+		// group, and the worker's death, leave the shim running.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	err = cmd.Start()
 	cfgR.Close()
-	errW.Close()
+	readyW.Close()
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrStart, err)
+		return fmt.Errorf("%w: starting shim: %w", ErrStart, err)
 	}
-	fail := func(err error) error {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return err
+	// The shim is this process's child until this process exits: reap it.
+	shimExited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(shimExited) }()
+
+	cfg := shimConfig{
+		ID: c.spec.ID, Dir: dir, CgroupMount: c.rt.cgroupMount, CgroupParent: c.rt.cgroupParent,
+		Init:       initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, Init: c.spec.Init, NetNS: c.spec.NetNSPath, Sandbox: c.sandbox},
+		LogMaxSize: c.rt.logMaxSize, LogMaxFiles: c.rt.logMaxFiles,
 	}
-	if err := c.rt.cgroups.AddProc(c.spec.ID, cmd.Process.Pid); err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrStart, err))
-	}
-	cfg, err := json.Marshal(initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, NetNS: c.spec.NetNSPath})
-	if err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrStart, err))
-	}
-	if _, err := cfgW.Write(cfg); err != nil {
-		return fail(fmt.Errorf("%w: sending config to init: %w", ErrStart, err))
+	b, err := json.Marshal(cfg)
+	if err == nil {
+		_, err = cfgW.Write(b)
 	}
 	cfgW.Close()
-
-	// The init closes the error pipe by exec'ing (CLOEXEC) or writes why it
-	// could not. The reader goroutine ends when the child execs or dies.
-	msgc := make(chan string, 1)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-shimExited
+		return fmt.Errorf("%w: sending config to shim: %w", ErrStart, err)
+	}
+	readyc := make(chan []byte, 1)
 	go func() {
-		b, _ := io.ReadAll(io.LimitReader(errR, 4096))
-		msgc <- string(b)
+		b, _ := io.ReadAll(io.LimitReader(readyR, 64<<10))
+		readyc <- b
 	}()
-	var msg string
+	var rb []byte
 	select {
-	case msg = <-msgc:
+	case rb = <-readyc:
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
-		<-msgc
-		_ = cmd.Wait()
+		<-readyc
+		<-shimExited
+		// The init may have been started: the cgroup catches it on Remove.
 		return fmt.Errorf("%w: %w", ErrStart, ctx.Err())
 	}
-	if msg != "" {
-		return fail(fmt.Errorf("%w: %s", ErrStart, strings.TrimSpace(msg)))
+	var ready shimReady
+	if err := json.Unmarshal(rb, &ready); err != nil {
+		<-shimExited
+		return fmt.Errorf("%w: shim died before reporting (see %s): %s", ErrStart, filepath.Join(dir, shimLogName), strings.TrimSpace(string(rb)))
 	}
-
-	pid := cmd.Process.Pid
-	start, _ := pidStartTime(pid)
-	c.cmd, c.pid, c.state = cmd, pid, stateRunning
-	if err := c.writeState(stateFile{ID: c.spec.ID, Pid: pid, PidStart: start}); err != nil {
-		c.log.Warn("writing state file", "error", err)
+	if ready.Error != "" {
+		<-shimExited
+		return fmt.Errorf("%w: %s", ErrStart, ready.Error)
 	}
-	go c.reap()
-	c.log.Info("container started", "pid", pid)
+	if err := c.attach(ready.State, shimExited); err != nil {
+		return fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	c.log.Info("container started", "pid", c.pid, "shim_pid", c.shimPid)
 	return nil
+}
+
+// attach records the running container's processes and starts watching
+// the shim; exited, if not nil, is closed when the shim (a child of this
+// process) has been reaped. c.mu is held.
+func (c *Container) attach(st stateFile, exited <-chan struct{}) error {
+	// An init that has exited already (a short command) leaves nothing to
+	// signal; the shim reports its exit.
+	initFD, err := openPidfd(st.Pid, st.PidStart)
+	if err != nil {
+		initFD = -1
+	}
+	if exited == nil {
+		shimFD, err := openPidfd(st.ShimPid, st.ShimStart)
+		if err != nil {
+			unix.Close(initFD)
+			return fmt.Errorf("container shim %d: %w", st.ShimPid, err)
+		}
+		ch := make(chan struct{})
+		go func() {
+			_ = waitPidfdPoller(shimFD)
+			close(ch)
+		}()
+		exited = ch
+	}
+	c.pid, c.pidStart, c.shimPid, c.initFD = st.Pid, st.PidStart, st.ShimPid, initFD
+	c.state = stateRunning
+	go c.reap(exited)
+	c.startHealth()
+	return nil
+}
+
+// openPidfd opens a pidfd for pid if it is still the process that started
+// at start (clock ticks since boot; 0 skips the check).
+func openPidfd(pid int, start uint64) (int, error) {
+	if pid <= 0 {
+		return -1, fmt.Errorf("no pid recorded")
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return -1, fmt.Errorf("process %d is gone: %w", pid, err)
+	}
+	if start != 0 {
+		// Checked after opening the pidfd: from here on pid cannot be recycled.
+		if got, err := pidStartTime(pid); err != nil || got != start {
+			unix.Close(fd)
+			return -1, fmt.Errorf("process %d is gone (pid reused)", pid)
+		}
+	}
+	return fd, nil
+}
+
+// waitPidfdPoller blocks, without holding a thread, until the process
+// behind the (non-blocking) pidfd has exited. It takes ownership of fd.
+func waitPidfdPoller(fd int) error {
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			perr = err
+			return true
+		}
+		return n > 0
+	})
+	if err != nil {
+		return err
+	}
+	return perr
+}
+
+// signal sends sig to the container's init through its pidfd, so that a
+// recycled pid is never hit. c.mu is held.
+func (c *Container) signal(sig syscall.Signal) error {
+	if c.initFD < 0 {
+		return nil
+	}
+	err := unix.PidfdSendSignal(c.initFD, sig, nil, 0)
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("runtime: signalling container %s: %w", c.spec.ID, err)
+	}
+	return nil
+}
+
+func closeFD(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
 }
 
 // mountOverlay mounts an overlayfs at target; lower is top layer first.

@@ -63,6 +63,7 @@ func newTestRuntime(t *testing.T) *Runtime {
 		if err := r.Sweep(ctx); err != nil {
 			t.Errorf("final sweep: %v", err)
 		}
+		r.Close()
 		removeCgroupParent(r)
 	})
 	return r
@@ -104,6 +105,7 @@ func create(t *testing.T, r *Runtime, spec ContainerSpec) *Container {
 		if err := c.Remove(ctx); err != nil {
 			t.Errorf("cleanup remove: %v", err)
 		}
+		assertNoLeaks(t, r, spec.ID)
 	})
 	return c
 }

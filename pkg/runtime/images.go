@@ -51,6 +51,10 @@ type ImageConfig struct {
 	Env        []string `json:"env,omitempty"`
 	WorkingDir string   `json:"working_dir,omitempty"`
 	User       string   `json:"user,omitempty"`
+	// StopSignal and Healthcheck are the image's STOPSIGNAL and
+	// HEALTHCHECK; the spec overrides them.
+	StopSignal  string        `json:"stop_signal,omitempty"`
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 }
 
 // LocalImage returns the record of an image pulled earlier, with all of its

@@ -117,11 +117,13 @@ func (r *Runtime) pull(ctx context.Context, ref string, hub *progressHub) (Image
 		Ref:    ref,
 		Digest: digest.String(),
 		Config: ImageConfig{
-			Entrypoint: cfg.Config.Entrypoint,
-			Cmd:        cfg.Config.Cmd,
-			Env:        cfg.Config.Env,
-			WorkingDir: cfg.Config.WorkingDir,
-			User:       cfg.Config.User,
+			Entrypoint:  cfg.Config.Entrypoint,
+			Cmd:         cfg.Config.Cmd,
+			Env:         cfg.Config.Env,
+			WorkingDir:  cfg.Config.WorkingDir,
+			User:        cfg.Config.User,
+			StopSignal:  cfg.Config.StopSignal,
+			Healthcheck: imageHealthcheck(cfg.Config.Healthcheck),
 		},
 	}
 	prog := PullProgress{Ref: ref, Layers: len(layers)}

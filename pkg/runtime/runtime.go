@@ -40,6 +40,19 @@ type Config struct {
 	// Logger receives the runtime's logs; component=runtime is added.
 	// Default: discard.
 	Logger *slog.Logger
+	// LogMaxSize is the size in bytes at which a container's log is
+	// rotated; 0 means DefaultLogMaxSize, negative means never.
+	LogMaxSize int64
+	// LogMaxFiles is how many log files a container keeps, the current one
+	// included; 0 means DefaultLogMaxFiles.
+	LogMaxFiles int
+	// HelperBinary is the program executed as each container's shim, init
+	// and exec helper; it must call MaybeRunInit first thing. Default: the
+	// minke-shim binary (HelperName) next to the running executable if there
+	// is one, else the running executable itself. A small helper binary
+	// starts in a fraction of the time the worker binary takes (package
+	// initialisation), twice per container.
+	HelperBinary string
 }
 
 // Runtime owns the images and containers under one root directory. All
@@ -50,10 +63,25 @@ type Runtime struct {
 	log      *slog.Logger
 	cgroups  cgroupManager
 
-	images *imageState
+	images       *imageState
+	exe          string // the binary re-executed as shim and init
+	cgroupMount  string
+	cgroupParent string
+	logMaxSize   int64
+	logMaxFiles  int
 
 	mu      sync.Mutex
 	flights map[string]*flight // in-progress pulls and layer unpacks, by key
+
+	bg sync.WaitGroup // background deletions of removed containers' files
+}
+
+// Close waits for the background work of Remove (deleting the files of
+// removed containers) to finish. Containers keep running: they belong to
+// their shims, not to this Runtime.
+func (r *Runtime) Close() error {
+	r.bg.Wait()
+	return nil
 }
 
 // New prepares the root directory and detects the cgroup hierarchy.
@@ -76,7 +104,7 @@ func New(cfg Config) (*Runtime, error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	logger = logger.With("component", "runtime")
-	for _, d := range []string{"layers", "images", "containers", "tmp"} {
+	for _, d := range []string{"layers", "images", "containers", "tmp", "trash"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o711); err != nil {
 			return nil, fmt.Errorf("runtime: creating %s: %w", d, err)
 		}
@@ -93,6 +121,15 @@ func New(cfg Config) (*Runtime, error) {
 	for _, r := range cfg.InsecureRegistries {
 		insecure[r] = true
 	}
+	if cfg.LogMaxSize == 0 {
+		cfg.LogMaxSize = DefaultLogMaxSize
+	}
+	if cfg.LogMaxFiles < 0 {
+		return nil, fmt.Errorf("runtime: Config.LogMaxFiles %d is negative", cfg.LogMaxFiles)
+	}
+	if cfg.LogMaxFiles == 0 {
+		cfg.LogMaxFiles = DefaultLogMaxFiles
+	}
 	logger.Debug("runtime ready", "root", root, "cgroup_version", cg.Version())
 	return &Runtime{
 		root:     root,
@@ -100,7 +137,13 @@ func New(cfg Config) (*Runtime, error) {
 		log:      logger,
 		cgroups:  cg,
 		images:   images,
-		flights:  make(map[string]*flight),
+
+		exe:          helperBinary(cfg.HelperBinary),
+		cgroupMount:  cfg.CgroupMount,
+		cgroupParent: cfg.CgroupParent,
+		logMaxSize:   cfg.LogMaxSize,
+		logMaxFiles:  cfg.LogMaxFiles,
+		flights:      make(map[string]*flight),
 	}, nil
 }
 
@@ -112,20 +155,10 @@ func (r *Runtime) containerDir(id string) string {
 	return filepath.Join(r.root, "containers", id)
 }
 
-// LogPath is the file receiving the container's stdout and stderr. It
-// outlives the container process and is deleted by Remove.
+// LogPath is the file receiving the container's stdout and stderr as JSON
+// lines (LogEntry); rotated files are LogPath.1 (newest) and up. It
+// outlives the container process and is deleted by Remove. ReadLogs reads
+// it.
 func (r *Runtime) LogPath(id string) string {
 	return filepath.Join(r.containerDir(id), "container.log")
-}
-
-// OpenLog opens the container's log for reading from the beginning.
-func (r *Runtime) OpenLog(id string) (io.ReadCloser, error) {
-	if err := validID(id); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(r.LogPath(id))
-	if err != nil {
-		return nil, fmt.Errorf("runtime: opening log of container %s: %w", id, err)
-	}
-	return f, nil
 }

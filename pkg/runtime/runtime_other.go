@@ -2,7 +2,10 @@
 
 package runtime
 
-import "context"
+import (
+	"context"
+	"syscall"
+)
 
 // InitArg is os.Args[0] of a worker binary re-executed as a container init.
 const InitArg = "minke-init"
@@ -16,6 +19,17 @@ func (c *Container) Start(context.Context) error { return ErrUnsupported }
 // Sweep is unsupported outside Linux.
 func (r *Runtime) Sweep(context.Context) error { return ErrUnsupported }
 
+// Adopt is unsupported outside Linux.
+func (r *Runtime) Adopt(context.Context) ([]*Container, error) { return nil, ErrUnsupported }
+
 func mountOverlay(_ []string, _, _, _ string) error { return ErrUnsupported }
 
-func (r *Runtime) cleanup(context.Context, string, int, uint64) error { return ErrUnsupported }
+func (r *Runtime) cleanup(context.Context, string, stateFile) error { return ErrUnsupported }
+
+func (c *Container) signal(syscall.Signal) error { return ErrUnsupported }
+
+func closeFD(int) {}
+
+func (c *Container) startHealth() {}
+
+type initConfig struct{}
