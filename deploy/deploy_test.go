@@ -401,7 +401,7 @@ func TestInstallDestdir(t *testing.T) {
 	}
 
 	envPath := filepath.Join(root, "etc/minke/worker.env")
-	edited := []byte("MINKE_WORKER_OPTS=\"--join=10.0.0.1:4242 --token=MKTKN-1-worker-x\"\n")
+	edited := []byte("MINKE_WORKER_OPTS=\"--join=10.0.0.1:4242 --token=MKTKN-2-worker-x\"\n")
 	if err := os.WriteFile(envPath, edited, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1690,7 +1691,8 @@ type GetClusterResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Cluster *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// registry_addr is this manager's built-in registry (host:port).
-	RegistryAddr  string `protobuf:"bytes,2,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
+	RegistryAddr  string    `protobuf:"bytes,2,opt,name=registry_addr,json=registryAddr,proto3" json:"registry_addr,omitempty"`
+	CaStatus      *CAStatus `protobuf:"bytes,20,opt,name=ca_status,json=caStatus,proto3" json:"ca_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1739,6 +1741,279 @@ func (x *GetClusterResponse) GetRegistryAddr() string {
 	return ""
 }
 
+func (x *GetClusterResponse) GetCaStatus() *CAStatus {
+	if x != nil {
+		return x.CaStatus
+	}
+	return nil
+}
+
+// CAStatus summarises the cluster CA and a rotation's progress.
+type CAStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// fingerprint is the SHA-256 (hex) of the current root certificate.
+	Fingerprint          string   `protobuf:"bytes,1,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	PreviousFingerprints []string `protobuf:"bytes,2,rep,name=previous_fingerprints,json=previousFingerprints,proto3" json:"previous_fingerprints,omitempty"`
+	Rotating             bool     `protobuf:"varint,3,opt,name=rotating,proto3" json:"rotating,omitempty"`
+	// nodes is how many nodes there are; renewed how many hold a
+	// certificate from the current root.
+	Nodes         uint32               `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Renewed       uint32               `protobuf:"varint,5,opt,name=renewed,proto3" json:"renewed,omitempty"`
+	CertLifetime  *durationpb.Duration `protobuf:"bytes,6,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CAStatus) Reset() {
+	*x = CAStatus{}
+	mi := &file_minke_v1_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CAStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CAStatus) ProtoMessage() {}
+
+func (x *CAStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CAStatus.ProtoReflect.Descriptor instead.
+func (*CAStatus) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CAStatus) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *CAStatus) GetPreviousFingerprints() []string {
+	if x != nil {
+		return x.PreviousFingerprints
+	}
+	return nil
+}
+
+func (x *CAStatus) GetRotating() bool {
+	if x != nil {
+		return x.Rotating
+	}
+	return false
+}
+
+func (x *CAStatus) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *CAStatus) GetRenewed() uint32 {
+	if x != nil {
+		return x.Renewed
+	}
+	return 0
+}
+
+func (x *CAStatus) GetCertLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.CertLifetime
+	}
+	return nil
+}
+
+type IssueClientCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a DER certificate signing request.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateRequest) Reset() {
+	*x = IssueClientCertificateRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateRequest) ProtoMessage() {}
+
+func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *IssueClientCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type IssueClientCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the PEM chain; ca_certs the PEM roots to trust.
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,2,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateResponse) Reset() {
+	*x = IssueClientCertificateResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateResponse) ProtoMessage() {}
+
+func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *IssueClientCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *IssueClientCertificateResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+type RotateCARequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCARequest) Reset() {
+	*x = RotateCARequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCARequest) ProtoMessage() {}
+
+func (x *RotateCARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCARequest.ProtoReflect.Descriptor instead.
+func (*RotateCARequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+type RotateCAResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaStatus      *CAStatus              `protobuf:"bytes,1,opt,name=ca_status,json=caStatus,proto3" json:"ca_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCAResponse) Reset() {
+	*x = RotateCAResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCAResponse) ProtoMessage() {}
+
+func (x *RotateCAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCAResponse.ProtoReflect.Descriptor instead.
+func (*RotateCAResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RotateCAResponse) GetCaStatus() *CAStatus {
+	if x != nil {
+		return x.CaStatus
+	}
+	return nil
+}
+
 type ServiceLogsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1753,7 +2028,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[36]
+	mi := &file_minke_v1_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +2040,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[36]
+	mi := &file_minke_v1_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +2053,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{36}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -1818,7 +2093,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[37]
+	mi := &file_minke_v1_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +2105,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[37]
+	mi := &file_minke_v1_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2118,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{37}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -1857,7 +2132,7 @@ var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"3\n" +
+	"\x16minke/v1/control.proto\x12\bminke.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"3\n" +
 	"\x17RebalanceServiceRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\"G\n" +
 	"\x18RebalanceServiceResponse\x12+\n" +
@@ -1947,10 +2222,26 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"9\n" +
 	"\x11ListNodesResponse\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.minke.v1.NodeR\x05nodes\"\x13\n" +
-	"\x11GetClusterRequest\"f\n" +
+	"\x11GetClusterRequest\"\x97\x01\n" +
 	"\x12GetClusterResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.minke.v1.ClusterR\acluster\x12#\n" +
-	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\"\x9a\x01\n" +
+	"\rregistry_addr\x18\x02 \x01(\tR\fregistryAddr\x12/\n" +
+	"\tca_status\x18\x14 \x01(\v2\x12.minke.v1.CAStatusR\bcaStatus\"\xed\x01\n" +
+	"\bCAStatus\x12 \n" +
+	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x123\n" +
+	"\x15previous_fingerprints\x18\x02 \x03(\tR\x14previousFingerprints\x12\x1a\n" +
+	"\brotating\x18\x03 \x01(\bR\brotating\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x12\x18\n" +
+	"\arenewed\x18\x05 \x01(\rR\arenewed\x12>\n" +
+	"\rcert_lifetime\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"1\n" +
+	"\x1dIssueClientCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"]\n" +
+	"\x1eIssueClientCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"\x11\n" +
+	"\x0fRotateCARequest\"C\n" +
+	"\x10RotateCAResponse\x12/\n" +
+	"\tca_status\x18\x01 \x01(\v2\x12.minke.v1.CAStatusR\bcaStatus\"\x9a\x01\n" +
 	"\x12ServiceLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x17\n" +
@@ -1958,7 +2249,7 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
 	"\x05_tail\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xc3\v\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xf3\f\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -1981,7 +2272,9 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x10RebalanceService\x12!.minke.v1.RebalanceServiceRequest\x1a\".minke.v1.RebalanceServiceResponse\x12w\n" +
 	"\x1aUpdateClusterOrchestration\x12+.minke.v1.UpdateClusterOrchestrationRequest\x1a,.minke.v1.UpdateClusterOrchestrationResponse\x12V\n" +
 	"\x0fRotateGossipKey\x12 .minke.v1.RotateGossipKeyRequest\x1a!.minke.v1.RotateGossipKeyResponse\x12_\n" +
-	"\x12GetGossipKeyStatus\x12#.minke.v1.GetGossipKeyStatusRequest\x1a$.minke.v1.GetGossipKeyStatusResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x12GetGossipKeyStatus\x12#.minke.v1.GetGossipKeyStatusRequest\x1a$.minke.v1.GetGossipKeyStatusResponse\x12k\n" +
+	"\x16IssueClientCertificate\x12'.minke.v1.IssueClientCertificateRequest\x1a(.minke.v1.IssueClientCertificateResponse\x12A\n" +
+	"\bRotateCA\x12\x19.minke.v1.RotateCARequest\x1a\x1a.minke.v1.RotateCAResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -1995,7 +2288,7 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_minke_v1_control_proto_goTypes = []any{
 	(*RebalanceServiceRequest)(nil),            // 0: minke.v1.RebalanceServiceRequest
 	(*RebalanceServiceResponse)(nil),           // 1: minke.v1.RebalanceServiceResponse
@@ -2033,91 +2326,104 @@ var file_minke_v1_control_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),                  // 33: minke.v1.ListNodesResponse
 	(*GetClusterRequest)(nil),                  // 34: minke.v1.GetClusterRequest
 	(*GetClusterResponse)(nil),                 // 35: minke.v1.GetClusterResponse
-	(*ServiceLogsRequest)(nil),                 // 36: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),                // 37: minke.v1.ServiceLogsResponse
-	nil,                                        // 38: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                        // 39: minke.v1.ListServicesResponse.CountsEntry
-	(*Service)(nil),                            // 40: minke.v1.Service
-	(*OrchestrationConfig)(nil),                // 41: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                            // 42: minke.v1.Cluster
-	(GossipKeyRotation_Phase)(0),               // 43: minke.v1.GossipKeyRotation.Phase
-	(NodeRole)(0),                              // 44: minke.v1.NodeRole
-	(*JoinTokens)(nil),                         // 45: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),                 // 46: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                               // 47: minke.v1.Node
-	(*ServiceSpec)(nil),                        // 48: minke.v1.ServiceSpec
-	(*Task)(nil),                               // 49: minke.v1.Task
-	(*timestamppb.Timestamp)(nil),              // 50: google.protobuf.Timestamp
-	(*LogMessage)(nil),                         // 51: minke.v1.LogMessage
+	(*CAStatus)(nil),                           // 36: minke.v1.CAStatus
+	(*IssueClientCertificateRequest)(nil),      // 37: minke.v1.IssueClientCertificateRequest
+	(*IssueClientCertificateResponse)(nil),     // 38: minke.v1.IssueClientCertificateResponse
+	(*RotateCARequest)(nil),                    // 39: minke.v1.RotateCARequest
+	(*RotateCAResponse)(nil),                   // 40: minke.v1.RotateCAResponse
+	(*ServiceLogsRequest)(nil),                 // 41: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),                // 42: minke.v1.ServiceLogsResponse
+	nil,                                        // 43: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                        // 44: minke.v1.ListServicesResponse.CountsEntry
+	(*Service)(nil),                            // 45: minke.v1.Service
+	(*OrchestrationConfig)(nil),                // 46: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                            // 47: minke.v1.Cluster
+	(GossipKeyRotation_Phase)(0),               // 48: minke.v1.GossipKeyRotation.Phase
+	(NodeRole)(0),                              // 49: minke.v1.NodeRole
+	(*JoinTokens)(nil),                         // 50: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),                 // 51: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                               // 52: minke.v1.Node
+	(*ServiceSpec)(nil),                        // 53: minke.v1.ServiceSpec
+	(*Task)(nil),                               // 54: minke.v1.Task
+	(*durationpb.Duration)(nil),                // 55: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),              // 56: google.protobuf.Timestamp
+	(*LogMessage)(nil),                         // 57: minke.v1.LogMessage
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	40, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
-	41, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
-	42, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
+	45, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
+	46, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
+	47, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
 	8,  // 3: minke.v1.RotateGossipKeyResponse.status:type_name -> minke.v1.GossipKeyStatus
 	8,  // 4: minke.v1.GetGossipKeyStatusResponse.status:type_name -> minke.v1.GossipKeyStatus
-	43, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	44, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	45, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	46, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	38, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	47, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	44, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	47, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	48, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	40, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	40, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	40, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	39, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	48, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	40, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	49, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	47, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	42, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
-	50, // 23: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	51, // 24: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	24, // 25: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	19, // 26: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	21, // 27: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	23, // 28: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	26, // 29: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	28, // 30: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	30, // 31: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	32, // 32: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	34, // 33: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	36, // 34: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	13, // 35: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	15, // 36: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	17, // 37: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	11, // 38: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	9,  // 39: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	0,  // 40: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
-	2,  // 41: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
-	4,  // 42: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
-	6,  // 43: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
-	20, // 44: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	22, // 45: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	25, // 46: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	27, // 47: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	29, // 48: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	31, // 49: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	33, // 50: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	35, // 51: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	37, // 52: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	14, // 53: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	16, // 54: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	18, // 55: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	12, // 56: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	10, // 57: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	1,  // 58: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
-	3,  // 59: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
-	5,  // 60: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
-	7,  // 61: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
-	44, // [44:62] is the sub-list for method output_type
-	26, // [26:44] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	48, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	49, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	50, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	51, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	43, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	52, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	49, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	52, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	53, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	45, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	45, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	45, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	44, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	53, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	45, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	54, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	52, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	47, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	36, // 23: minke.v1.GetClusterResponse.ca_status:type_name -> minke.v1.CAStatus
+	55, // 24: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
+	36, // 25: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
+	56, // 26: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	57, // 27: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	24, // 28: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 29: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 30: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 31: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 32: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 33: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 34: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 35: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 36: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	41, // 37: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 38: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 39: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 40: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 41: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 42: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 43: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 44: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 45: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 46: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	37, // 47: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
+	39, // 48: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
+	20, // 49: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 50: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 51: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 52: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 53: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 54: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 55: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 56: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	42, // 57: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 58: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 59: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 60: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 61: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 62: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 63: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 64: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 65: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 66: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	38, // 67: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
+	40, // 68: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
+	49, // [49:69] is the sub-list for method output_type
+	29, // [29:49] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -2126,14 +2432,14 @@ func file_minke_v1_control_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
-	file_minke_v1_control_proto_msgTypes[36].OneofWrappers = []any{}
+	file_minke_v1_control_proto_msgTypes[41].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

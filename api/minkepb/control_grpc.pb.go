@@ -43,6 +43,8 @@ const (
 	Control_UpdateClusterOrchestration_FullMethodName = "/minke.v1.Control/UpdateClusterOrchestration"
 	Control_RotateGossipKey_FullMethodName            = "/minke.v1.Control/RotateGossipKey"
 	Control_GetGossipKeyStatus_FullMethodName         = "/minke.v1.Control/GetGossipKeyStatus"
+	Control_IssueClientCertificate_FullMethodName     = "/minke.v1.Control/IssueClientCertificate"
+	Control_RotateCA_FullMethodName                   = "/minke.v1.Control/RotateCA"
 )
 
 // ControlClient is the client API for Control service.
@@ -86,6 +88,12 @@ type ControlClient interface {
 	// GetGossipKeyStatus reports the gossip keys by fingerprint, a rotation
 	// in progress, and which alive members still lag behind it.
 	GetGossipKeyStatus(ctx context.Context, in *GetGossipKeyStatusRequest, opts ...grpc.CallOption) (*GetGossipKeyStatusResponse, error)
+	// IssueClientCertificate signs a client certificate (role "client")
+	// for the Control API on TCP; served on the unix socket only.
+	IssueClientCertificate(ctx context.Context, in *IssueClientCertificateRequest, opts ...grpc.CallOption) (*IssueClientCertificateResponse, error)
+	// RotateCA starts a CA rotation: a new root, trusted with the old one
+	// until every node holds a certificate from the new root.
+	RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error)
 }
 
 type controlClient struct {
@@ -285,6 +293,26 @@ func (c *controlClient) GetGossipKeyStatus(ctx context.Context, in *GetGossipKey
 	return out, nil
 }
 
+func (c *controlClient) IssueClientCertificate(ctx context.Context, in *IssueClientCertificateRequest, opts ...grpc.CallOption) (*IssueClientCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueClientCertificateResponse)
+	err := c.cc.Invoke(ctx, Control_IssueClientCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) RotateCA(ctx context.Context, in *RotateCARequest, opts ...grpc.CallOption) (*RotateCAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateCAResponse)
+	err := c.cc.Invoke(ctx, Control_RotateCA_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -326,6 +354,12 @@ type ControlServer interface {
 	// GetGossipKeyStatus reports the gossip keys by fingerprint, a rotation
 	// in progress, and which alive members still lag behind it.
 	GetGossipKeyStatus(context.Context, *GetGossipKeyStatusRequest) (*GetGossipKeyStatusResponse, error)
+	// IssueClientCertificate signs a client certificate (role "client")
+	// for the Control API on TCP; served on the unix socket only.
+	IssueClientCertificate(context.Context, *IssueClientCertificateRequest) (*IssueClientCertificateResponse, error)
+	// RotateCA starts a CA rotation: a new root, trusted with the old one
+	// until every node holds a certificate from the new root.
+	RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -389,6 +423,12 @@ func (UnimplementedControlServer) RotateGossipKey(context.Context, *RotateGossip
 }
 func (UnimplementedControlServer) GetGossipKeyStatus(context.Context, *GetGossipKeyStatusRequest) (*GetGossipKeyStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetGossipKeyStatus not implemented")
+}
+func (UnimplementedControlServer) IssueClientCertificate(context.Context, *IssueClientCertificateRequest) (*IssueClientCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueClientCertificate not implemented")
+}
+func (UnimplementedControlServer) RotateCA(context.Context, *RotateCARequest) (*RotateCAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateCA not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -728,6 +768,42 @@ func _Control_GetGossipKeyStatus_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_IssueClientCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueClientCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).IssueClientCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_IssueClientCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).IssueClientCertificate(ctx, req.(*IssueClientCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_RotateCA_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateCARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RotateCA(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RotateCA_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RotateCA(ctx, req.(*RotateCARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -802,6 +878,14 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetGossipKeyStatus",
 			Handler:    _Control_GetGossipKeyStatus_Handler,
+		},
+		{
+			MethodName: "IssueClientCertificate",
+			Handler:    _Control_IssueClientCertificate_Handler,
+		},
+		{
+			MethodName: "RotateCA",
+			Handler:    _Control_RotateCA_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -42,7 +42,10 @@ type JoinRequest struct {
 	NodeSecret string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
 	// A manager joining (with the manager token) gives its addresses; the
 	// leader adds it to Raft as a voter.
-	Manager       *ManagerStatus `protobuf:"bytes,6,opt,name=manager,proto3" json:"manager,omitempty"`
+	Manager *ManagerStatus `protobuf:"bytes,6,opt,name=manager,proto3" json:"manager,omitempty"`
+	// csr is a DER certificate signing request for the node's own key: the
+	// answer carries the certificate.
+	Csr           []byte `protobuf:"bytes,20,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +122,13 @@ func (x *JoinRequest) GetManager() *ManagerStatus {
 	return nil
 }
 
+func (x *JoinRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
 type JoinResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -130,8 +140,12 @@ type JoinResponse struct {
 	// node keeps its own).
 	NodeSecret string `protobuf:"bytes,5,opt,name=node_secret,json=nodeSecret,proto3" json:"node_secret,omitempty"`
 	// managers are the API addresses of every manager, leader first.
-	Managers      []string `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
-	Role          NodeRole `protobuf:"varint,7,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
+	Managers []string `protobuf:"bytes,6,rep,name=managers,proto3" json:"managers,omitempty"`
+	Role     NodeRole `protobuf:"varint,7,opt,name=role,proto3,enum=minke.v1.NodeRole" json:"role,omitempty"`
+	// certificate is the node's PEM chain (leaf first), signed from csr;
+	// ca_certs the PEM roots to trust.
+	Certificate   []byte `protobuf:"bytes,20,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,21,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +227,20 @@ func (x *JoinResponse) GetRole() NodeRole {
 		return x.Role
 	}
 	return NodeRole_WORKER
+}
+
+func (x *JoinResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
 }
 
 type SessionRequest struct {
@@ -347,6 +375,10 @@ type SessionMessage struct {
 	// manager_token is sent to a worker the operator promoted, so that it can
 	// join the managers.
 	ManagerToken string `protobuf:"bytes,4,opt,name=manager_token,json=managerToken,proto3" json:"manager_token,omitempty"`
+	// ca_certs are the PEM roots to trust now; ca_fingerprint is the current
+	// root's: a node whose certificate another root signed renews it.
+	CaCerts       []byte `protobuf:"bytes,20,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	CaFingerprint string `protobuf:"bytes,21,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
 	// network is the cluster's network state this node needs; sent with
 	// every assignment set.
 	Network *NetworkState `protobuf:"bytes,90,opt,name=network,proto3" json:"network,omitempty"`
@@ -411,6 +443,20 @@ func (x *SessionMessage) GetNode() *Node {
 func (x *SessionMessage) GetManagerToken() string {
 	if x != nil {
 		return x.ManagerToken
+	}
+	return ""
+}
+
+func (x *SessionMessage) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
 	}
 	return ""
 }
@@ -962,11 +1008,110 @@ func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
 	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
+type RenewCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a DER certificate signing request.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type RenewCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the PEM chain (leaf first); ca_certs the PEM roots to
+	// trust.
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCerts       []byte `protobuf:"bytes,2,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RenewCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetCaCerts() []byte {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
 var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"\xec\x01\n" +
+	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"\xfe\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
 	"\vdescription\x18\x02 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12\x12\n" +
@@ -975,7 +1120,8 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"gossipPort\x12\x1f\n" +
 	"\vnode_secret\x18\x05 \x01(\tR\n" +
 	"nodeSecret\x121\n" +
-	"\amanager\x18\x06 \x01(\v2\x17.minke.v1.ManagerStatusR\amanager\"\xf3\x01\n" +
+	"\amanager\x18\x06 \x01(\v2\x17.minke.v1.ManagerStatusR\amanager\x12\x10\n" +
+	"\x03csr\x18\x14 \x01(\fR\x03csr\"\xb0\x02\n" +
 	"\fJoinResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -985,7 +1131,9 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\vnode_secret\x18\x05 \x01(\tR\n" +
 	"nodeSecret\x12\x1a\n" +
 	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12&\n" +
-	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\")\n" +
+	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12 \n" +
+	"\vcertificate\x18\x14 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x15 \x01(\fR\acaCerts\")\n" +
 	"\x0eSessionRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xa8\x01\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
@@ -994,12 +1142,14 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
 	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
 	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
-	"\x05_tail\"\xb7\x02\n" +
+	"\x05_tail\"\xf9\x02\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
-	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x120\n" +
+	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x12\x19\n" +
+	"\bca_certs\x18\x14 \x01(\fR\acaCerts\x12%\n" +
+	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\x120\n" +
 	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
 	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\xb8\x02\n" +
 	"\fNetworkState\x12/\n" +
@@ -1035,13 +1185,19 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x12PublishLogsMessage\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x120\n" +
 	"\bmessages\x18\x02 \x03(\v2\x14.minke.v1.LogMessageR\bmessages\"\x15\n" +
-	"\x13PublishLogsResponse2\xad\x02\n" +
+	"\x13PublishLogsResponse\"+\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"W\n" +
+	"\x18RenewCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts2\x88\x03\n" +
 	"\n" +
 	"Dispatcher\x125\n" +
 	"\x04Join\x12\x15.minke.v1.JoinRequest\x1a\x16.minke.v1.JoinResponse\x12?\n" +
 	"\aSession\x12\x18.minke.v1.SessionRequest\x1a\x18.minke.v1.SessionMessage0\x01\x12Y\n" +
 	"\x10UpdateTaskStatus\x12!.minke.v1.UpdateTaskStatusRequest\x1a\".minke.v1.UpdateTaskStatusResponse\x12L\n" +
-	"\vPublishLogs\x12\x1c.minke.v1.PublishLogsMessage\x1a\x1d.minke.v1.PublishLogsResponse(\x01B'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\vPublishLogs\x12\x1c.minke.v1.PublishLogsMessage\x1a\x1d.minke.v1.PublishLogsResponse(\x01\x12Y\n" +
+	"\x10RenewCertificate\x12!.minke.v1.RenewCertificateRequest\x1a\".minke.v1.RenewCertificateResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_dispatcher_proto_rawDescOnce sync.Once
@@ -1055,7 +1211,7 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
@@ -1072,47 +1228,51 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*UpdateTaskStatusResponse)(nil), // 12: minke.v1.UpdateTaskStatusResponse
 	(*PublishLogsMessage)(nil),       // 13: minke.v1.PublishLogsMessage
 	(*PublishLogsResponse)(nil),      // 14: minke.v1.PublishLogsResponse
-	nil,                              // 15: minke.v1.NetworkState.EndpointsEntry
-	(*NodeDescription)(nil),          // 16: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 17: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 18: minke.v1.NodeRole
-	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
-	(*Task)(nil),                     // 20: minke.v1.Task
-	(*Node)(nil),                     // 21: minke.v1.Node
-	(*PortConfig)(nil),               // 22: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 23: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 24: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 25: minke.v1.Endpoint
+	(*RenewCertificateRequest)(nil),  // 15: minke.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 16: minke.v1.RenewCertificateResponse
+	nil,                              // 17: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 18: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 19: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 20: minke.v1.NodeRole
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*Task)(nil),                     // 22: minke.v1.Task
+	(*Node)(nil),                     // 23: minke.v1.Node
+	(*PortConfig)(nil),               // 24: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 25: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 26: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 27: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	16, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	17, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	18, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	19, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
-	20, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	18, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	19, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	20, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	21, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	22, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 5: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	21, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	23, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
 	5,  // 7: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
 	9,  // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
 	7,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
 	8,  // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	15, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	17, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
 	6,  // 12: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
-	22, // 13: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	23, // 14: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	24, // 13: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	25, // 14: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
 	10, // 15: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	24, // 16: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	25, // 17: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	26, // 16: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	27, // 17: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
 	0,  // 18: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
 	2,  // 19: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
 	11, // 20: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
 	13, // 21: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	1,  // 22: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 23: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	12, // 24: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	14, // 25: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
+	15, // 22: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
+	1,  // 23: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 24: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	12, // 25: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	14, // 26: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	16, // 27: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
 	18, // [18:18] is the sub-list for extension type_name
 	18, // [18:18] is the sub-list for extension extendee
 	0,  // [0:18] is the sub-list for field type_name
@@ -1131,7 +1291,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

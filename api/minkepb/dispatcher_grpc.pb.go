@@ -30,6 +30,7 @@ const (
 	Dispatcher_Session_FullMethodName          = "/minke.v1.Dispatcher/Session"
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/minke.v1.Dispatcher/UpdateTaskStatus"
 	Dispatcher_PublishLogs_FullMethodName      = "/minke.v1.Dispatcher/PublishLogs"
+	Dispatcher_RenewCertificate_FullMethodName = "/minke.v1.Dispatcher/RenewCertificate"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -46,6 +47,9 @@ type DispatcherClient interface {
 	UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error)
 	// PublishLogs answers a log subscription with the tasks' log lines.
 	PublishLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PublishLogsMessage, PublishLogsResponse], error)
+	// RenewCertificate signs a new certificate for the calling node (known by
+	// its current certificate) from a CSR; the key never leaves the node.
+	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
 }
 
 type dispatcherClient struct {
@@ -108,6 +112,16 @@ func (c *dispatcherClient) PublishLogs(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsClient = grpc.ClientStreamingClient[PublishLogsMessage, PublishLogsResponse]
 
+func (c *dispatcherClient) RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewCertificateResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_RenewCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -122,6 +136,9 @@ type DispatcherServer interface {
 	UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error)
 	// PublishLogs answers a log subscription with the tasks' log lines.
 	PublishLogs(grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]) error
+	// RenewCertificate signs a new certificate for the calling node (known by
+	// its current certificate) from a CSR; the key never leaves the node.
+	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -143,6 +160,9 @@ func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTa
 }
 func (UnimplementedDispatcherServer) PublishLogs(grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method PublishLogs not implemented")
+}
+func (UnimplementedDispatcherServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewCertificate not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -219,6 +239,24 @@ func _Dispatcher_PublishLogs_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_PublishLogsServer = grpc.ClientStreamingServer[PublishLogsMessage, PublishLogsResponse]
 
+func _Dispatcher_RenewCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).RenewCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_RenewCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).RenewCertificate(ctx, req.(*RenewCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -233,6 +271,10 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateTaskStatus",
 			Handler:    _Dispatcher_UpdateTaskStatus_Handler,
+		},
+		{
+			MethodName: "RenewCertificate",
+			Handler:    _Dispatcher_RenewCertificate_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -747,7 +747,7 @@ func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
 func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38, 0}
 }
 
 // Meta is common to every stored object.
@@ -1205,6 +1205,8 @@ type Node struct {
 	SecretHash []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
 	// manager_status is set for managers.
 	ManagerStatus *ManagerStatus `protobuf:"bytes,7,opt,name=manager_status,json=managerStatus,proto3" json:"manager_status,omitempty"`
+	// certificate is the node certificate issued last.
+	Certificate   *NodeCertificate `protobuf:"bytes,20,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1284,6 +1286,13 @@ func (x *Node) GetSecretHash() []byte {
 func (x *Node) GetManagerStatus() *ManagerStatus {
 	if x != nil {
 		return x.ManagerStatus
+	}
+	return nil
+}
+
+func (x *Node) GetCertificate() *NodeCertificate {
+	if x != nil {
+		return x.Certificate
 	}
 	return nil
 }
@@ -3239,6 +3248,9 @@ type ClusterSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Orchestration *OrchestrationConfig   `protobuf:"bytes,30,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
+	// cert_lifetime is how long node and client certificates are valid
+	// (default 90 days); nodes renew at two thirds of it.
+	CertLifetime  *durationpb.Duration `protobuf:"bytes,20,opt,name=cert_lifetime,json=certLifetime,proto3" json:"cert_lifetime,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3287,6 +3299,194 @@ func (x *ClusterSpec) GetOrchestration() *OrchestrationConfig {
 	return nil
 }
 
+func (x *ClusterSpec) GetCertLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.CertLifetime
+	}
+	return nil
+}
+
+// RootCA is the cluster's certificate authority. The key never leaves the
+// managers (it is not shown by GetCluster).
+type RootCA struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cert and key are PEM.
+	Cert []byte `protobuf:"bytes,1,opt,name=cert,proto3" json:"cert,omitempty"`
+	Key  []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// cross_signed is cert signed by the previous root while a rotation runs,
+	// so that nodes which still trust only the old root accept new
+	// certificates (PEM).
+	CrossSigned   []byte `protobuf:"bytes,3,opt,name=cross_signed,json=crossSigned,proto3" json:"cross_signed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RootCA) Reset() {
+	*x = RootCA{}
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RootCA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RootCA) ProtoMessage() {}
+
+func (x *RootCA) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
+func (*RootCA) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RootCA) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *RootCA) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RootCA) GetCrossSigned() []byte {
+	if x != nil {
+		return x.CrossSigned
+	}
+	return nil
+}
+
+// RevokedCert is a certificate refused before it expires.
+type RevokedCert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedCert) Reset() {
+	*x = RevokedCert{}
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedCert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedCert) ProtoMessage() {}
+
+func (x *RevokedCert) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedCert.ProtoReflect.Descriptor instead.
+func (*RevokedCert) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RevokedCert) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokedCert) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+// NodeCertificate records the certificate last issued to a node.
+type NodeCertificate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// ca_fingerprint is the SHA-256 (hex) of the root that signed it.
+	CaFingerprint string                 `protobuf:"bytes,2,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCertificate) Reset() {
+	*x = NodeCertificate{}
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCertificate) ProtoMessage() {}
+
+func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
+func (*NodeCertificate) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *NodeCertificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
+}
+
+func (x *NodeCertificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 type OrchestrationConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// task_history_retention_limit is how many ended tasks each slot (or
@@ -3298,7 +3498,7 @@ type OrchestrationConfig struct {
 
 func (x *OrchestrationConfig) Reset() {
 	*x = OrchestrationConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3510,7 @@ func (x *OrchestrationConfig) String() string {
 func (*OrchestrationConfig) ProtoMessage() {}
 
 func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3523,7 @@ func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
 func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
@@ -3340,7 +3540,13 @@ type Cluster struct {
 	JoinTokens *JoinTokens            `protobuf:"bytes,3,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	// gossip_key encrypts memberlist traffic (AES, 32 bytes): the primary
 	// key, which every node encrypts with.
-	GossipKey []byte `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	GossipKey []byte  `protobuf:"bytes,4,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	RootCa    *RootCA `protobuf:"bytes,20,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// previous_ca_certs are roots still trusted while a rotation runs (PEM);
+	// empty when no rotation runs.
+	PreviousCaCerts [][]byte `protobuf:"bytes,21,rep,name=previous_ca_certs,json=previousCaCerts,proto3" json:"previous_ca_certs,omitempty"`
+	// revoked lists certificates of removed nodes until they expire.
+	Revoked []*RevokedCert `protobuf:"bytes,22,rep,name=revoked,proto3" json:"revoked,omitempty"`
 	// gossip_keys is every key nodes must accept, the primary included; empty
 	// means gossip_key alone. It holds two keys only while a rotation runs.
 	GossipKeys [][]byte `protobuf:"bytes,110,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
@@ -3352,7 +3558,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3364,7 +3570,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3377,7 +3583,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -3404,6 +3610,27 @@ func (x *Cluster) GetJoinTokens() *JoinTokens {
 func (x *Cluster) GetGossipKey() []byte {
 	if x != nil {
 		return x.GossipKey
+	}
+	return nil
+}
+
+func (x *Cluster) GetRootCa() *RootCA {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *Cluster) GetPreviousCaCerts() [][]byte {
+	if x != nil {
+		return x.PreviousCaCerts
+	}
+	return nil
+}
+
+func (x *Cluster) GetRevoked() []*RevokedCert {
+	if x != nil {
+		return x.Revoked
 	}
 	return nil
 }
@@ -3437,7 +3664,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3676,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3689,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GossipKeyRotation) GetNewKey() []byte {
@@ -3504,7 +3731,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +3743,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +3756,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -3629,7 +3856,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05State\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\b\n" +
 	"\x04DOWN\x10\x01\x12\t\n" +
-	"\x05READY\x10\x02\"\xc6\x02\n" +
+	"\x05READY\x10\x02\"\x83\x03\n" +
 	"\x04Node\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.minke.v1.NodeSpecR\x04spec\x12;\n" +
@@ -3638,7 +3865,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12\x1f\n" +
 	"\vsecret_hash\x18\x06 \x01(\fR\n" +
 	"secretHash\x12>\n" +
-	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\"\xac\x02\n" +
+	"\x0emanager_status\x18\a \x01(\v2\x17.minke.v1.ManagerStatusR\rmanagerStatus\x12;\n" +
+	"\vcertificate\x18\x14 \x01(\v2\x19.minke.v1.NodeCertificateR\vcertificate\"\xac\x02\n" +
 	"\rManagerStatus\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12#\n" +
@@ -3840,20 +4068,35 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"f\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\xa6\x01\n" +
 	"\vClusterSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12C\n" +
-	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\"|\n" +
+	"\rorchestration\x18\x1e \x01(\v2\x1d.minke.v1.OrchestrationConfigR\rorchestration\x12>\n" +
+	"\rcert_lifetime\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"Q\n" +
+	"\x06RootCA\x12\x12\n" +
+	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12!\n" +
+	"\fcross_signed\x18\x03 \x01(\fR\vcrossSigned\"^\n" +
+	"\vRevokedCert\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x89\x01\n" +
+	"\x0fNodeCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12%\n" +
+	"\x0eca_fingerprint\x18\x02 \x01(\tR\rcaFingerprint\x127\n" +
+	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"|\n" +
 	"\x13OrchestrationConfig\x12D\n" +
 	"\x1ctask_history_retention_limit\x18\x01 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01B\x1f\n" +
-	"\x1d_task_history_retention_limit\"\x9c\x02\n" +
+	"\x1d_task_history_retention_limit\"\xa4\x03\n" +
 	"\aCluster\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
 	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.ClusterSpecR\x04spec\x125\n" +
 	"\vjoin_tokens\x18\x03 \x01(\v2\x14.minke.v1.JoinTokensR\n" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12\x1f\n" +
+	"gossip_key\x18\x04 \x01(\fR\tgossipKey\x12)\n" +
+	"\aroot_ca\x18\x14 \x01(\v2\x10.minke.v1.RootCAR\x06rootCa\x12*\n" +
+	"\x11previous_ca_certs\x18\x15 \x03(\fR\x0fpreviousCaCerts\x12/\n" +
+	"\arevoked\x18\x16 \x03(\v2\x15.minke.v1.RevokedCertR\arevoked\x12\x1f\n" +
 	"\vgossip_keys\x18n \x03(\fR\n" +
 	"gossipKeys\x12K\n" +
 	"\x13gossip_key_rotation\x18o \x01(\v2\x1b.minke.v1.GossipKeyRotationR\x11gossipKeyRotation\"\xbf\x01\n" +
@@ -3911,7 +4154,7 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                    // 0: minke.v1.NodeRole
 	(TaskState)(0),                   // 1: minke.v1.TaskState
@@ -3960,22 +4203,25 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(*Task)(nil),                     // 44: minke.v1.Task
 	(*JoinTokens)(nil),               // 45: minke.v1.JoinTokens
 	(*ClusterSpec)(nil),              // 46: minke.v1.ClusterSpec
-	(*OrchestrationConfig)(nil),      // 47: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                  // 48: minke.v1.Cluster
-	(*GossipKeyRotation)(nil),        // 49: minke.v1.GossipKeyRotation
-	(*LogMessage)(nil),               // 50: minke.v1.LogMessage
-	nil,                              // 51: minke.v1.NodeSpec.LabelsEntry
-	nil,                              // 52: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 54: google.protobuf.Duration
+	(*RootCA)(nil),                   // 47: minke.v1.RootCA
+	(*RevokedCert)(nil),              // 48: minke.v1.RevokedCert
+	(*NodeCertificate)(nil),          // 49: minke.v1.NodeCertificate
+	(*OrchestrationConfig)(nil),      // 50: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                  // 51: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),        // 52: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),               // 53: minke.v1.LogMessage
+	nil,                              // 54: minke.v1.NodeSpec.LabelsEntry
+	nil,                              // 55: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 57: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	53, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	53, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	56, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	15, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
 	15, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	51, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	54, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
 	17, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
 	15, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
@@ -3986,71 +4232,77 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	20, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
 	22, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	5,  // 16: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	54, // 17: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	26, // 18: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	24, // 19: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
-	25, // 20: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
-	54, // 21: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	54, // 22: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	54, // 23: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	6,  // 24: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	54, // 25: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	54, // 26: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	23, // 27: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	16, // 28: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	27, // 29: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	29, // 30: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	54, // 31: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	7,  // 32: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	54, // 33: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	8,  // 34: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	52, // 35: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	28, // 36: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	30, // 37: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	31, // 38: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	32, // 39: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	33, // 40: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	40, // 41: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	34, // 42: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	34, // 43: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
-	9,  // 44: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	53, // 45: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	53, // 46: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	53, // 47: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	14, // 48: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	35, // 49: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	35, // 50: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	36, // 51: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	37, // 52: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	41, // 53: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
-	10, // 54: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
-	11, // 55: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	39, // 56: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	12, // 57: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
-	39, // 58: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
-	2,  // 59: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	53, // 60: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 61: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	42, // 62: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	14, // 63: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	28, // 64: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 65: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	43, // 66: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	53, // 67: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	47, // 68: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	14, // 69: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	46, // 70: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	45, // 71: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	49, // 72: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
-	13, // 73: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	53, // 74: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	53, // 75: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	76, // [76:76] is the sub-list for method output_type
-	76, // [76:76] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	49, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	57, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	26, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	24, // 20: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
+	25, // 21: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
+	57, // 22: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	57, // 23: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	57, // 24: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 25: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	57, // 26: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	57, // 27: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 28: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	16, // 29: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	27, // 30: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	29, // 31: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	57, // 32: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 33: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	57, // 34: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 35: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	55, // 36: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	28, // 37: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	30, // 38: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	31, // 39: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	32, // 40: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	33, // 41: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	40, // 42: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	34, // 43: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	34, // 44: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 45: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	56, // 46: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	56, // 47: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	56, // 48: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	14, // 49: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	35, // 50: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	35, // 51: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	36, // 52: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	37, // 53: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	41, // 54: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 55: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 56: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	39, // 57: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	12, // 58: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	39, // 59: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 60: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	56, // 61: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 62: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	42, // 63: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	14, // 64: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	28, // 65: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 66: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	43, // 67: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	56, // 68: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	50, // 69: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	57, // 70: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	56, // 71: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	56, // 72: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	14, // 73: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	46, // 74: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	45, // 75: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	47, // 76: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	48, // 77: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	52, // 78: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	13, // 79: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	56, // 80: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	56, // 81: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -4064,14 +4316,14 @@ func file_minke_v1_objects_proto_init() {
 		(*ServiceSpec_ReplicatedJob)(nil),
 		(*ServiceSpec_GlobalJob)(nil),
 	}
-	file_minke_v1_objects_proto_msgTypes[33].OneofWrappers = []any{}
+	file_minke_v1_objects_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
 			NumEnums:      14,
-			NumMessages:   39,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -19,7 +19,6 @@ import (
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/manager"
 	"github.com/minke-io/minke/pkg/membership"
-	"github.com/minke-io/minke/pkg/raftstore"
 	"github.com/minke-io/minke/pkg/runtime"
 )
 
@@ -53,6 +52,8 @@ func run() error {
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "memberlist address, TCP and UDP (default HOST:4244)")
 	fs.StringVar(&cfg.RegistryAddr, "registry-addr", "", "built-in registry address (default HOST:4245)")
 	fs.StringVar(&cfg.ControlSocket, "control-socket", manager.DefaultSocket, "Control API unix socket (mode 0600)")
+	fs.StringVar(&cfg.ControlAddr, "control-addr", "", "also serve the Control API on TCP HOST:PORT, mutual TLS: clients need a certificate from 'swarmctl cluster client-cert'")
+	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", 0, "lifetime of node and client certificates of a new cluster (default 90 days = 2160h); nodes renew at 2/3 of it")
 	fs.BoolVar(&worker, "worker", false, "also run the worker role on this node")
 	fs.StringVar(&subnet, "container-subnet", "", "with --worker: the node's container subnet (CIDR; default 172.29.N.0/24, N the last byte of the --listen-addr host), or \"none\"")
 	fs.StringVar(&bridge, "bridge", "", "with --worker: the node's container bridge and nftables table name (default minke-NODEID, cut to 15 bytes)")
@@ -111,15 +112,13 @@ func run() error {
 		return err
 	case <-m.Ready():
 	}
-	var token string
-	_ = m.Store().View(func(tx raftstore.ReadTx) error { token = tx.Cluster().GetJoinTokens().GetWorker(); return nil })
 	host, _, _ := net.SplitHostPort(m.DispatcherAddr())
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	go func() {
 		errc <- agent.RunWorker(wctx, agent.WorkerConfig{
-			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), Token: token, NodeID: m.NodeID(), NodeSecret: m.NodeSecret(),
-			Addr: host, Description: manager.Describe(hostname), GossipPort: -1, Logger: logger,
+			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), NodeID: m.NodeID(), NodeSecret: m.NodeSecret(),
+			Addr: host, Description: manager.Describe(hostname), GossipPort: -1, Logger: logger, Identity: m.Identity(),
 			ContainerSubnet: subnet, Bridge: bridge,
 			Images: agent.ImageConfig{RegistryConfig: cfg.RegistryConfig, InsecureRegistries: cfg.InsecureRegistries},
 		})

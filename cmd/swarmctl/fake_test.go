@@ -153,9 +153,9 @@ func (f *fakeAPI) Backup(context.Context) ([]byte, uint64, error) { return []byt
 
 func (f *fakeAPI) RotateJoinToken(_ context.Context, role minkepb.NodeRole) (*minkepb.JoinTokens, error) {
 	if role == minkepb.NodeRole_WORKER {
-		return &minkepb.JoinTokens{Worker: "MKTKN-1-worker-rotated"}, f.err
+		return &minkepb.JoinTokens{Worker: "MKTKN-2-worker-rotated"}, f.err
 	}
-	return &minkepb.JoinTokens{Manager: "MKTKN-1-manager-rotated"}, f.err
+	return &minkepb.JoinTokens{Manager: "MKTKN-2-manager-rotated"}, f.err
 }
 
 func (f *fakeAPI) Close() error { return nil }

@@ -15,8 +15,12 @@ import (
 	"github.com/minke-io/minke/pkg/client"
 )
 
-// hostEnv names the environment variable that sets --host's default.
-const hostEnv = "MINKE_HOST"
+// hostEnv names the environment variable that sets --host's default;
+// tlsDirEnv --tls-dir's.
+const (
+	hostEnv   = "MINKE_HOST"
+	tlsDirEnv = "MINKE_TLS_DIR"
+)
 
 // controlAPI is what the commands need from a manager; *client.Client
 // implements it and tests substitute a fake.
@@ -46,14 +50,15 @@ var _ controlAPI = (*client.Client)(nil)
 // app is the state the commands share: where to connect and where to write.
 type app struct {
 	host   string
+	tlsDir string
 	stdout io.Writer
 	stderr io.Writer
 	// connect opens the API; a test replaces it with a fake.
 	connect func(ctx context.Context, host string) (controlAPI, error)
 }
 
-func dialClient(ctx context.Context, host string) (controlAPI, error) {
-	return client.Dial(ctx, host)
+func (a *app) dialClient(ctx context.Context, host string) (controlAPI, error) {
+	return client.Dial(ctx, host, client.WithTLSDir(a.tlsDir))
 }
 
 // withAPI connects, runs fn, and closes the connection.
@@ -68,7 +73,9 @@ func (a *app) withAPI(ctx context.Context, fn func(api controlAPI) error) error 
 
 // run executes swarmctl with args and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	return execute(ctx, &app{stdout: stdout, stderr: stderr, connect: dialClient}, args, getenv)
+	a := &app{stdout: stdout, stderr: stderr}
+	a.connect = a.dialClient
+	return execute(ctx, a, args, getenv)
 }
 
 // execute runs the command line args against a and returns the exit code.
@@ -100,6 +107,8 @@ func newRootCmd(a *app, getenv func(string) string) *cobra.Command {
 	root.SetErr(a.stderr)
 	root.PersistentFlags().StringVar(&a.host, "host", defHost,
 		"manager address: unix:///PATH, a socket path, or tcp://HOST:PORT (env "+hostEnv+")")
+	root.PersistentFlags().StringVar(&a.tlsDir, "tls-dir", getenv(tlsDirEnv),
+		"directory with ca.pem, cert.pem and key.pem for tcp:// hosts ('swarmctl cluster client-cert --out DIR' writes them; env "+tlsDirEnv+")")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})

@@ -43,7 +43,7 @@ func run() error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/minke/worker", "directory for the node ID, images and containers")
 	fs.StringVar(&cfg.DispatcherAddr, "join", "", "a manager's --listen-addr (HOST:PORT)")
-	fs.StringVar(&cfg.Token, "token", "", "worker join token ('swarmctl cluster join-token worker' prints it)")
+	fs.StringVar(&cfg.Token, "token", "", "worker join token ('swarmctl cluster join-token worker' prints it); not needed once the node has its certificate (DATA/certs)")
 	fs.StringVar(&cfg.Addr, "advertise-addr", "", "IP other nodes reach this node on (default: the local IP that routes to the manager)")
 	fs.StringVar(&gossipAddr, "gossip-addr", "", "memberlist port or HOST:PORT (default ADVERTISE:4244)")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "minke", "cgroup under which this node's containers get cgroups (PARENT/NODE_ID/TASK_ID)")
@@ -91,8 +91,8 @@ func run() error {
 	if _, _, err := net.SplitHostPort(cfg.DispatcherAddr); err != nil {
 		return fmt.Errorf("invalid --join %q: want HOST:PORT", cfg.DispatcherAddr)
 	}
-	if cfg.Token == "" {
-		return fmt.Errorf("--token is required: 'swarmctl cluster join-token worker' on a manager prints it")
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "certs", "cert.pem")); cfg.Token == "" && err != nil {
+		return fmt.Errorf("--token is required to join: 'swarmctl cluster join-token worker' on a manager prints it")
 	}
 	if cfg.Addr == "" {
 		ip, err := agent.LocalAddrFor(cfg.DispatcherAddr)

@@ -12,12 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"crypto"
+	"strings"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/runtime"
 )
@@ -47,6 +51,13 @@ type Config struct {
 	// the node follows a key rotation.
 	GossipKeys func(primary []byte, keys [][]byte)
 	Logger     *slog.Logger
+	// Identity is the node's certificate and roots. Without a certificate
+	// the agent joins with Token (over TLS checked against the CA the token
+	// pins) and stores the certificate it gets in Identity.
+	Identity *ca.Identity
+	// Renew makes the agent renew the certificate itself (a standalone
+	// worker); a manager's worker role shares the manager's, which renews.
+	Renew bool
 }
 
 // Agent is a worker's reconcile loop.
@@ -58,6 +69,13 @@ type Agent struct {
 	rt     Executor
 	net    *agentNet // nil: containers get no network
 	rep    *reporter
+	id     *ca.Identity
+	pin    []byte // CA hash from the token, for joining
+	// renewer renews the certificate (nil when someone else does).
+	renewer *ca.Renewer
+	// retired are connections made with an older certificate, kept until
+	// the session running on them ends.
+	retired []*grpc.ClientConn
 
 	mu       sync.Mutex
 	nodeID   string
@@ -74,31 +92,44 @@ type Agent struct {
 	wg      sync.WaitGroup // runners and log publishers
 }
 
-// creds attaches the join token, and once joined the node's identity, to
-// every call.
+// creds attaches the join token to calls (only Join needs it: the node's
+// certificate identifies it on every other call).
 type creds struct{ a *Agent }
 
 func (c creds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	md := map[string]string{dispatcher.TokenMetadataKey: c.a.cfg.Token}
-	c.a.mu.Lock()
-	if c.a.nodeID != "" && c.a.secret != "" {
-		md[dispatcher.NodeIDMetadataKey], md[dispatcher.NodeSecretMetadataKey] = c.a.nodeID, c.a.secret
+	if c.a.cfg.Token == "" {
+		return nil, nil
 	}
-	c.a.mu.Unlock()
-	return md, nil
+	return map[string]string{dispatcher.TokenMetadataKey: c.a.cfg.Token}, nil
 }
 
-// RequireTransportSecurity is false until the cluster has mTLS.
-func (creds) RequireTransportSecurity() bool { return false }
+// RequireTransportSecurity: the token travels only over TLS.
+func (creds) RequireTransportSecurity() bool { return true }
 
 // New dials the dispatcher (lazily).
 func New(cfg Config) (*Agent, error) {
-	if cfg.Token == "" {
-		return nil, errors.New("agent: a join token is required (--token)")
+	if cfg.Identity == nil {
+		cfg.Identity = ca.NewIdentity("")
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), rt: cfg.Runtime,
-		nodeID: cfg.NodeID, secret: cfg.NodeSecret, addr: cfg.DispatcherAddr,
+		nodeID: cfg.NodeID, secret: cfg.NodeSecret, addr: cfg.DispatcherAddr, id: cfg.Identity,
 		managers: []string{cfg.DispatcherAddr}, runners: map[string]*runner{}}
+	if cfg.Identity.Certificate() == nil {
+		if cfg.Token == "" {
+			return nil, errors.New("agent: a join token is required (--token): this node has no certificate yet")
+		}
+		tok, err := ca.ParseToken(cfg.Token)
+		if err != nil {
+			return nil, fmt.Errorf("agent: --token: %s", strings.TrimPrefix(err.Error(), "ca: "))
+		}
+		a.pin = tok.CAHash
+	}
+	if cfg.Renew {
+		a.renewer = ca.NewRenewer(cfg.Identity, a.renewCert, cfg.Logger)
+	}
+	// New calls present a renewed certificate at once; the running session
+	// keeps its connection.
+	cfg.Identity.OnChange(a.redial)
 	conn, err := a.dial(cfg.DispatcherAddr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: manager address %q: %w", cfg.DispatcherAddr, err)
@@ -109,10 +140,14 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// Close releases the connection; call after Run returns.
+// Close releases the connections; call after Run returns.
 func (a *Agent) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, c := range a.retired {
+		_ = c.Close()
+	}
+	a.retired = nil
 	return a.conn.Close()
 }
 
@@ -136,10 +171,26 @@ func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
 	a.mu.Lock()
 	req := &minkepb.JoinRequest{NodeId: a.nodeID, NodeSecret: a.secret, Description: a.cfg.Description, Addr: a.cfg.Addr, GossipPort: a.cfg.GossipPort}
 	a.mu.Unlock()
+	var key crypto.Signer
+	if a.id.Certificate() == nil {
+		var err error
+		if key, req.Csr, err = ca.NewKeyAndCSR(req.GetNodeId()); err != nil {
+			return nil, err
+		}
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		var trailer metadata.MD
 		resp, err := a.dispatcher().Join(ctx, req, grpc.Trailer(&trailer))
+		if err == nil && key != nil {
+			if len(resp.GetCertificate()) == 0 {
+				return nil, fmt.Errorf("join %s: the manager answered without a certificate (an older version?)", a.cfg.DispatcherAddr)
+			}
+			if err := a.id.Set(key, resp.GetCertificate(), resp.GetCaCerts()); err != nil {
+				return nil, err
+			}
+			a.log.Info("joined: got a node certificate", "node_id", resp.GetNodeId(), "serial", a.id.Peer().Serial)
+		}
 		if err == nil {
 			a.learnManagers(resp.GetManagers())
 			a.mu.Lock()
@@ -151,10 +202,14 @@ func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
 			a.rep.nodeID = resp.GetNodeId()
 			return resp, nil
 		}
+		msg := status.Convert(err).Message()
+		if i := strings.Index(msg, ca.ErrPinMismatch.Error()); i >= 0 {
+			return nil, fmt.Errorf("join %s: refusing to send the token: %s", a.cfg.DispatcherAddr, msg[i:])
+		}
 		switch status.Code(err) {
 		case codes.Unavailable, codes.DeadlineExceeded:
 		default:
-			return nil, fmt.Errorf("join %s: %s", a.cfg.DispatcherAddr, status.Convert(err).Message())
+			return nil, fmt.Errorf("join %s: %s", a.cfg.DispatcherAddr, msg)
 		}
 		a.log.Info("manager not reachable or not the leader; retrying", "err", status.Convert(err).Message())
 		a.failover(trailer)
@@ -174,6 +229,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	var repWG sync.WaitGroup
 	repWG.Add(1)
 	go func() { defer repWG.Done(); a.rep.run(ctx) }()
+	if a.renewer != nil {
+		repWG.Add(1)
+		go func() { defer repWG.Done(); a.renewer.Run(ctx) }()
+	}
 	defer repWG.Wait()
 	defer a.wg.Wait()
 
@@ -181,6 +240,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		began := time.Now()
 		trailer, err := a.session(ctx)
+		a.closeRetired()
 		if time.Since(began) > 5*time.Second {
 			backoff = 100 * time.Millisecond // it was working: reconnect quickly
 		}
@@ -218,6 +278,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 		if err != nil {
 			return stream.Trailer(), err
 		}
+		a.checkCA(msg)
 		if kr := msg.GetGossipKeyring(); kr != nil && a.cfg.GossipKeys != nil {
 			a.cfg.GossipKeys(kr.GetPrimary(), kr.GetKeys())
 		}

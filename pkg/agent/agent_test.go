@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/runtime"
 )
 
@@ -54,7 +55,7 @@ func TestReporterKeepsNewestState(t *testing.T) {
 // other managers it knows (a review of a flaky HA test found it stuck on the
 // dead leader).
 func TestFailoverRotatesThroughKnownManagers(t *testing.T) {
-	a, err := New(Config{DispatcherAddr: "127.0.0.1:1", Token: "t", Logger: slog.New(slog.DiscardHandler)})
+	a, err := New(Config{DispatcherAddr: "127.0.0.1:1", Token: ca.NewJoinToken(ca.RoleWorker, []byte("test CA")), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 )
 
 // leaderMetadataKey is the trailer in which a manager that is not the
@@ -23,9 +24,14 @@ func (a *Agent) dispatcher() minkepb.DispatcherClient {
 	return a.client
 }
 
-// dial connects to a manager; the connection carries the node's identity.
+// dial connects to a manager: mutual TLS with the node's certificate, or,
+// before the node has one, TLS checked against the CA the join token pins.
 func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	cfg := ca.PinnedTLS(a.pin)
+	if a.id.Certificate() != nil {
+		cfg = a.id.ClientTLS(ca.RoleManager)
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
 		grpc.WithPerRPCCredentials(creds{a}),
 		// A manager that vanished without closing the connection is noticed
 		// in about 15s, and the agent fails over.

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/runtime"
 )
@@ -56,6 +57,10 @@ type WorkerConfig struct {
 	ResumeManager bool
 	// Gossip tunes failure detection.
 	Gossip membership.Tuning
+	// Identity, set by a manager running the worker role for itself, is
+	// the manager's certificate (which the manager renews); standalone
+	// workers keep theirs in DataDir/certs and renew it themselves.
+	Identity *ca.Identity
 	// Ready, if set, is called once the session loop runs.
 	Ready func(nodeID string)
 	// Images configures pulls and image garbage collection.
@@ -89,9 +94,18 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			cfg.Description.ContainerSubnet = subnet.String()
 		}
 	}
+	id, renew := cfg.Identity, false
+	if id == nil {
+		var err error
+		if id, err = ca.LoadIdentity(filepath.Join(cfg.DataDir, "certs")); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		renew = true
+	}
 	a, err := New(Config{
 		DispatcherAddr: cfg.DispatcherAddr, Token: cfg.Token, NodeID: cfg.NodeID, NodeSecret: cfg.NodeSecret, Description: cfg.Description,
 		Addr: cfg.Addr, GossipPort: uint32(max(cfg.GossipPort, 0)), Logger: cfg.Logger, Promote: cfg.Promote,
+		Identity: id, Renew: renew,
 	})
 	if err != nil {
 		return err

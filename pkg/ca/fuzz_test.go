@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -12,14 +13,25 @@ import (
 //
 //	go test -run '^$' -fuzz '^FuzzTokenRole$' -fuzztime 2m ./pkg/ca
 //
-// When the token format changes (a CA pin in the token), point parse at the
-// new parse function and extend the shape check; the properties stay.
+// Format 2 pins the CA: a parsed token is exactly prefix, role, the CA
+// hash and the secret, and a format-1 token never parses.
 func FuzzTokenRole(f *testing.F) {
-	f.Add(NewJoinToken("worker"))
-	f.Add(NewJoinToken("manager"))
-	parse := TokenRole
+	f.Add(NewJoinToken("worker", []byte("ca")))
+	f.Add(NewJoinToken("manager", []byte("ca")))
+	f.Add("MKTKN-1-worker-00000000000000000000000000000000")
 	f.Fuzz(func(t *testing.T, token string) {
-		role := parse(token)
+		tok, err := ParseToken(token)
+		role := tok.Role
+		if err != nil {
+			role = ""
+		}
+		if TokenRole(token) != role {
+			t.Fatalf("TokenRole(%q) = %q, ParseToken role %q", token, TokenRole(token), role)
+		}
+		token = strings.TrimSpace(token)
+		if role != "" && token != TokenPrefix+role+"-"+hex.EncodeToString(tok.CAHash)+"-"+tok.Secret {
+			t.Fatalf("ParseToken(%q) = %+v: not the token's own parts", token, tok)
+		}
 		switch role {
 		case "":
 			return
@@ -40,7 +52,7 @@ func FuzzTokenRole(f *testing.F) {
 
 func TestNewJoinTokenParses(t *testing.T) {
 	for _, role := range []string{"worker", "manager"} {
-		a, b := NewJoinToken(role), NewJoinToken(role)
+		a, b := NewJoinToken(role, []byte("ca")), NewJoinToken(role, []byte("ca"))
 		if TokenRole(a) != role || a == b {
 			t.Errorf("NewJoinToken(%q) = %q (again %q), TokenRole = %q", role, a, b, TokenRole(a))
 		}

@@ -12,9 +12,11 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 )
 
 // DefaultHost is the manager's control socket on the local machine.
@@ -75,22 +77,67 @@ func unixTarget(path string) string {
 	return "unix:" + path
 }
 
+// Option configures Dial.
+type Option func(*dialOptions)
+
+type dialOptions struct {
+	tlsDir string
+	dialer func(context.Context, string) (net.Conn, error)
+}
+
+// WithTLSDir makes a tcp:// connection mutual TLS with the client
+// certificate in dir (ca.pem, cert.pem, key.pem, as 'swarmctl cluster
+// client-cert --out DIR' writes them).
+func WithTLSDir(dir string) Option { return func(o *dialOptions) { o.tlsDir = dir } }
+
+// WithContextDialer dials the connection with fn (tests: network
+// namespaces).
+func WithContextDialer(fn func(context.Context, string) (net.Conn, error)) Option {
+	return func(o *dialOptions) { o.dialer = fn }
+}
+
+// ErrNeedTLS: a tcp:// host needs a client certificate.
+var ErrNeedTLS = errors.New("client: the Control API on TCP needs a client certificate")
+
 // Dial returns a client for the manager at host: "unix:///path" or a bare
-// socket path (empty means DefaultHost), or "tcp://host:port" (plaintext
-// until mTLS lands). The connection is made lazily: an unreachable manager
-// shows up as an Unavailable error from the first call, not from Dial.
-func Dial(ctx context.Context, host string) (*Client, error) {
+// socket path (empty means DefaultHost), or "tcp://host:port" with
+// WithTLSDir (mutual TLS: the manager must present a certificate from the
+// cluster CA in the directory, and this client presents its own). The
+// connection is made lazily: an unreachable manager shows up as an
+// Unavailable error from the first call, not from Dial.
+func Dial(ctx context.Context, host string, opts ...Option) (*Client, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	var o dialOptions
+	for _, fn := range opts {
+		fn(&o)
 	}
 	ep, err := parseHost(host)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(ep.target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
-	)
+	creds := insecure.NewCredentials()
+	switch {
+	case ep.tcpHost != "" && o.tlsDir == "":
+		return nil, fmt.Errorf("%w: %s: pass --tls-dir DIR with the files 'swarmctl cluster client-cert --out DIR' writes on a manager", ErrNeedTLS, host)
+	case ep.tcpHost != "":
+		id, err := ca.LoadIdentity(o.tlsDir)
+		if err != nil {
+			return nil, fmt.Errorf("client: --tls-dir: %w", err)
+		}
+		if id.Certificate() == nil || id.Roots() == nil {
+			return nil, fmt.Errorf("client: --tls-dir %s holds no %s, %s and %s: write them with 'swarmctl cluster client-cert --out %s' on a manager",
+				o.tlsDir, ca.CAFile, ca.CertFile, ca.KeyFile, o.tlsDir)
+		}
+		creds = credentials.NewTLS(id.ClientTLS(ca.RoleManager))
+	}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize))}
+	if o.dialer != nil {
+		dopts = append(dopts, grpc.WithContextDialer(o.dialer))
+	}
+	conn, err := grpc.NewClient(ep.target, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", host, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -191,6 +192,15 @@ func (s *Server) RemoveNode(ctx context.Context, req *minkepb.RemoveNodeRequest)
 	}
 	err = s.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		if n := tx.Node(id); n != nil {
+			// Its certificate is refused from now on, also where node
+			// records are not consulted (Raft).
+			if cert := n.GetCertificate(); cert.GetSerial() != "" {
+				c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
+				ca.Revoke(c, cert, time.Now())
+				if err := tx.Update(c); err != nil {
+					return err
+				}
+			}
 			return tx.Delete(n)
 		}
 		return nil
@@ -273,9 +283,9 @@ func (s *Server) RotateJoinToken(ctx context.Context, req *minkepb.RotateJoinTok
 			c.JoinTokens = &minkepb.JoinTokens{}
 		}
 		if role == minkepb.NodeRole_WORKER {
-			c.JoinTokens.Worker = ca.NewJoinToken("worker")
+			c.JoinTokens.Worker = ca.NewClusterToken(c, ca.RoleWorker)
 		} else {
-			c.JoinTokens.Manager = ca.NewJoinToken("manager")
+			c.JoinTokens.Manager = ca.NewClusterToken(c, ca.RoleManager)
 		}
 		tokens = c.JoinTokens
 		return tx.Update(c)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -207,7 +208,13 @@ func (s *Server) ListTasks(ctx context.Context, req *minkepb.ListTasksRequest) (
 // registry address.
 func (s *Server) GetCluster(ctx context.Context, _ *minkepb.GetClusterRequest) (*minkepb.GetClusterResponse, error) {
 	resp := &minkepb.GetClusterResponse{RegistryAddr: s.registryAddr}
-	_ = s.store.View(func(tx raftstore.ReadTx) error { resp.Cluster = tx.Cluster(); return nil })
+	_ = s.store.View(func(tx raftstore.ReadTx) error {
+		resp.Cluster = ca.Redact(tx.Cluster()) // the root key never leaves the managers
+		if resp.Cluster != nil {
+			resp.CaStatus = caStatus(tx)
+		}
+		return nil
+	})
 	if resp.Cluster == nil {
 		return nil, status.Error(codes.Unavailable, "cluster is not initialised yet")
 	}

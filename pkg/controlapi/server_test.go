@@ -190,7 +190,7 @@ func TestRotateJoinToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := resp.GetJoinTokens().GetWorker(); w == "w0" || !strings.HasPrefix(w, "MKTKN-1-worker-") || resp.GetJoinTokens().GetManager() != "m0" {
+	if w := resp.GetJoinTokens().GetWorker(); w == "w0" || !strings.HasPrefix(w, "MKTKN-2-worker-") || resp.GetJoinTokens().GetManager() != "m0" {
 		t.Fatalf("tokens = %v", resp.GetJoinTokens())
 	}
 	if _, err := s.RotateJoinToken(context.Background(), &minkepb.RotateJoinTokenRequest{Role: 7}); status.Code(err) != codes.InvalidArgument {

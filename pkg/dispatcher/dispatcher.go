@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -54,10 +55,14 @@ type Config struct {
 	// IsLeader, if set, is checked during sessions: a session ends when its
 	// manager stops leading, so the worker reconnects to the new leader.
 	IsLeader func() bool
-	// AddManager adds a joining manager to Raft as a voter, after checking
-	// that the leader can reach it and that quorum survives the change.
-	// Join refuses manager joins when it is nil.
-	AddManager func(ctx context.Context, nodeID, raftAddr string) error
+	// CheckManager checks that a joining manager can be added to Raft (the
+	// leader can reach it, quorum survives the change); AddManager then
+	// adds it as a voter, once its node record and certificate are
+	// committed, without waiting: the new manager's Raft accepts the leader
+	// only once it holds the certificate the Join answer carries. Join
+	// refuses manager joins when AddManager is nil.
+	CheckManager func(ctx context.Context, nodeID, raftAddr string) error
+	AddManager   func(nodeID, raftAddr string)
 	// Gossiping reports whether a node is alive in gossip; such nodes are
 	// marked DOWN by gossip, not by losing their session (see liveness).
 	// Nil means no node gossips.
@@ -65,6 +70,8 @@ type Config struct {
 	// SessionGracePeriod: see DefaultSessionGracePeriod (used when 0).
 	SessionGracePeriod time.Duration
 	Logger             *slog.Logger
+	// Now stamps certificates; nil takes time.Now.
+	Now func() time.Time
 }
 
 // Dispatcher implements minkepb.DispatcherServer.
@@ -128,33 +135,30 @@ func (d *Dispatcher) authenticate(ctx context.Context) (minkepb.NodeRole, error)
 	case tokens.GetManager() != "" && subtle.ConstantTimeCompare(given, []byte(tokens.GetManager())) == 1:
 		return minkepb.NodeRole_MANAGER, nil
 	}
-	return 0, status.Error(codes.PermissionDenied, "invalid join token: it does not match this cluster's worker token ('swarmctl cluster join-token worker' prints it)")
+	if _, err := ca.ParseToken(vals[0]); err != nil {
+		return 0, status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), "ca: "))
+	}
+	return 0, status.Error(codes.PermissionDenied, "invalid join token: it does not match this cluster's current worker or manager token "+
+		"(rotated, or from another cluster); 'swarmctl cluster join-token worker' on a manager prints the current one")
 }
 
-// authenticateNode checks the calling node's ID and secret and returns the
-// ID. The join token is needed only to join: rotating it does not cut off
-// nodes that joined before.
+// authenticateNode returns the ID of the calling node, which its
+// certificate names (checked by the server's TLS authorization layer and
+// recorded in ctx). Metadata cannot claim another node.
 func (d *Dispatcher) authenticateNode(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	first := func(k string) string {
-		if v := md.Get(k); len(v) > 0 {
-			return v[0]
-		}
-		return ""
+	p, ok := ca.PeerFrom(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "no node certificate: this call needs the certificate a node gets when it joins")
 	}
-	id, secret := first(NodeIDMetadataKey), first(NodeSecretMetadataKey)
-	if id == "" {
-		return "", status.Error(codes.Unauthenticated, "no node ID: join first")
+	if p.Role != ca.RoleWorker && p.Role != ca.RoleManager {
+		return "", status.Errorf(codes.PermissionDenied, "a %s certificate (%s) cannot call the worker API", p.Role, p.ID)
 	}
 	var n *minkepb.Node
-	_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error { n = tx.Node(id); return nil })
+	_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error { n = tx.Node(p.ID); return nil })
 	if n == nil {
-		return "", nodeNotFound(id)
+		return "", nodeNotFound(p.ID)
 	}
-	if !SecretMatches(n, secret) {
-		return "", status.Errorf(codes.PermissionDenied, "node %s: wrong node secret", id)
-	}
-	return id, nil
+	return p.ID, nil
 }
 
 // NewSecret makes a node identity secret (256 random bits, hex).
@@ -177,10 +181,35 @@ func SecretMatches(n *minkepb.Node, secret string) bool {
 	return len(n.GetSecretHash()) > 0 && subtle.ConstantTimeCompare(HashSecret(secret), n.GetSecretHash()) == 1
 }
 
-// Join registers a node, or refreshes one that joined before.
+// Join registers a node, or refreshes one that joined before. A new node
+// proves itself with a join token (over TLS it verified against the CA the
+// token pins) and gets a certificate for the CSR it sends; a node that has
+// a certificate is who its certificate says.
 func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minkepb.JoinResponse, error) {
-	role, err := d.authenticate(ctx)
-	if err != nil && !d.knownWorker(req) {
+	var (
+		role minkepb.NodeRole
+		err  error
+	)
+	if p, ok := ca.PeerFrom(ctx); ok {
+		if p.Role != ca.RoleWorker && p.Role != ca.RoleManager {
+			return nil, status.Errorf(codes.PermissionDenied, "a %s certificate (%s) cannot join as a node", p.Role, p.ID)
+		}
+		if req.GetNodeId() != "" && req.GetNodeId() != p.ID {
+			return nil, status.Errorf(codes.PermissionDenied, "the certificate of node %s cannot join as node %s", p.ID, req.GetNodeId())
+		}
+		var n *minkepb.Node
+		_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error { n = tx.Node(p.ID); return nil })
+		if n == nil {
+			return nil, nodeNotFound(p.ID)
+		}
+		req = proto.Clone(req).(*minkepb.JoinRequest)
+		req.NodeId = p.ID
+		role = n.GetRole()
+		if req.GetManager() != nil && role != minkepb.NodeRole_MANAGER {
+			return nil, status.Errorf(codes.PermissionDenied, "node %s is a worker: it joins the managers with the manager token", p.ID)
+		}
+	} else if role, err = d.authenticate(ctx); err != nil && !d.knownWorker(req) {
+		d.log.Warn("join refused", "addr", req.GetAddr(), "err", status.Convert(err).Message())
 		return nil, err
 	}
 	if req.GetAddr() == "" {
@@ -199,11 +228,15 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		role = minkepb.NodeRole_WORKER // a manager token may also join a worker
 	}
 	var (
-		key      []byte
-		secret   string
-		managers []string
+		key            []byte
+		secret         string
+		managers       []string
+		chain, roots   []byte
+		now            = d.now()
+		nodeID         = req.GetNodeId()
+		certRole       = role
+		alreadyManager bool
 	)
-	nodeID := req.GetNodeId()
 	if ms != nil {
 		if err := d.checkManagerAddrs(nodeID, ms); err != nil {
 			return nil, err
@@ -221,11 +254,19 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 			return nil, status.Errorf(codes.PermissionDenied,
 				"node %s is already registered and this node's secret does not match: join with a fresh --data-dir", nodeID)
 		}
-		// Raft first: once the voter is added the new manager receives the
-		// log, including the node record written next.
-		if err := d.cfg.AddManager(ctx, nodeID, ms.GetRaftAddr()); err != nil {
-			return nil, toStatus(err)
+		if d.cfg.CheckManager != nil {
+			if err := d.cfg.CheckManager(ctx, nodeID, ms.GetRaftAddr()); err != nil {
+				return nil, toStatus(err)
+			}
 		}
+	}
+	sign := func(tx *raftstore.WriteTx, n *minkepb.Node, r minkepb.NodeRole) error {
+		if len(req.GetCsr()) == 0 {
+			return nil
+		}
+		var err error
+		chain, roots, err = issue(tx.ReadTx, n, r, req.GetCsr(), now)
+		return err
 	}
 	err = d.cfg.Store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		managers = ManagerAddrs(tx.ReadTx)
@@ -235,7 +276,7 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		}
 		if nodeID != "" {
 			if n := tx.Node(nodeID); n != nil {
-				if !SecretMatches(n, req.GetNodeSecret()) {
+				if _, ok := ca.PeerFrom(ctx); !ok && !SecretMatches(n, req.GetNodeSecret()) {
 					return status.Errorf(codes.PermissionDenied,
 						"node %s is already registered and this node's secret does not match: join with a fresh --data-dir", nodeID)
 				}
@@ -243,11 +284,15 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 				if ms != nil {
 					n.Role, n.ManagerStatus = minkepb.NodeRole_MANAGER, ms
 				}
+				alreadyManager = n.GetRole() == minkepb.NodeRole_MANAGER
 				n.Description = req.GetDescription()
 				if n.Status == nil {
 					n.Status = &minkepb.NodeStatus{}
 				}
 				n.Status.Addr = req.GetAddr()
+				if err := sign(tx, n, n.GetRole()); err != nil {
+					return err
+				}
 				return tx.Update(n)
 			}
 		} else if ms == nil {
@@ -258,7 +303,7 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 		} else {
 			secret = NewSecret()
 		}
-		return tx.Create(&minkepb.Node{
+		n := &minkepb.Node{
 			SecretHash:    HashSecret(secret),
 			Meta:          &minkepb.Meta{Id: nodeID},
 			Spec:          &minkepb.NodeSpec{Availability: minkepb.NodeSpec_ACTIVE, DesiredRole: role},
@@ -266,14 +311,26 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 			Role:          role,
 			ManagerStatus: ms,
 			Status:        &minkepb.NodeStatus{State: minkepb.NodeStatus_UNKNOWN, Addr: req.GetAddr(), Message: "joined, waiting for gossip"},
-		})
+		}
+		if err := sign(tx, n, role); err != nil {
+			return err
+		}
+		return tx.Create(n)
 	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	d.log.Info("node joined", "node_id", nodeID, "addr", req.GetAddr(), "hostname", req.GetDescription().GetHostname())
+	if ms != nil {
+		d.cfg.AddManager(nodeID, ms.GetRaftAddr())
+	}
+	if alreadyManager {
+		certRole = minkepb.NodeRole_MANAGER
+	}
+	d.log.Info("node joined", "node_id", nodeID, "addr", req.GetAddr(), "hostname", req.GetDescription().GetHostname(),
+		"certificate", len(chain) > 0, "cert_role", roleName(certRole))
 	return &minkepb.JoinResponse{NodeId: nodeID, GossipKey: key, GossipPeers: d.cfg.GossipPeers(),
-		RegistryAddr: d.cfg.RegistryAddr, NodeSecret: secret, Managers: managers, Role: role}, nil
+		RegistryAddr: d.cfg.RegistryAddr, NodeSecret: secret, Managers: managers, Role: role,
+		Certificate: chain, CaCerts: roots}, nil
 }
 
 // UpdateTaskStatus commits the reports with others that arrive meanwhile and

@@ -34,7 +34,7 @@ func newLivenessFixture(t *testing.T, gossiping *atomic.Bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := peerServer(n)
 	d.Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

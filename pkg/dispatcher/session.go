@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -71,15 +73,21 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			}
 		case <-w.ready:
 			gone := false
+			var trustErr error
 			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 				gone = tx.Node(nodeID) == nil
 				if !gone {
 					msg = sessionMessage(tx, nodeID)
+					trustErr = stillTrusted(ctx, tx.Cluster())
 				}
 				return nil
 			})
 			if gone {
 				return nodeNotFound(nodeID) // removed from the cluster
+			}
+			if trustErr != nil {
+				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
+				return status.Error(codes.Unavailable, trustErr.Error())
 			}
 			v := versions(msg)
 			if slices.Equal(v, sent) {
@@ -98,8 +106,9 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
 	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
 	n.SecretHash = nil
+	c := tx.Cluster()
 	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: networkState(tx, nodeID),
-		GossipKeyring: gossipKeyring(tx.Cluster())}
+		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert())}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
@@ -117,7 +126,8 @@ func versions(msg *minkepb.SessionMessage) []string {
 	n := proto.Clone(msg.GetNode()).(*minkepb.Node)
 	n.Status, n.Meta = nil, nil
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(n)
-	out := []string{string(b), msg.GetManagerToken(), keyringVersion(msg.GetGossipKeyring())}
+	out := []string{string(b), msg.GetManagerToken(), keyringVersion(msg.GetGossipKeyring()),
+		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts()))}
 	for _, t := range msg.GetTasks() {
 		out = append(out, t.GetMeta().GetId()+"@"+t.GetDesiredState().String())
 	}

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -22,15 +23,19 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 	desc := Describe(m.cfg.Hostname)
 	return m.raft.Update(ctx, func(tx *raftstore.WriteTx) error {
 		if tx.Cluster() == nil {
+			if m.newRoot == nil {
+				return errors.New("manager: no root CA made for the new cluster")
+			}
 			key := make([]byte, 32)
 			if _, err := rand.Read(key); err != nil {
 				return fmt.Errorf("manager: gossip key: %w", err)
 			}
 			if err := tx.Create(&minkepb.Cluster{
-				Meta:       &minkepb.Meta{Id: raftstore.NewID()},
-				Spec:       &minkepb.ClusterSpec{Name: "default"},
-				JoinTokens: &minkepb.JoinTokens{Worker: ca.NewJoinToken("worker"), Manager: ca.NewJoinToken("manager")},
+				Meta:       &minkepb.Meta{Id: m.clusterID},
+				Spec:       &minkepb.ClusterSpec{Name: "default", CertLifetime: ca.LifetimeProto(m.cfg.CertLifetime)},
+				JoinTokens: newTokens(m.newRoot),
 				GossipKey:  key,
+				RootCa:     ca.StoredRoot(m.newRoot),
 			}); err != nil {
 				return err
 			}
@@ -42,6 +47,9 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 			n.Description = desc
 			n.Status = &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: host}
 			n.SecretHash = dispatcher.HashSecret(m.secret)
+			if m.selfCert != nil && n.GetCertificate().GetCaFingerprint() != m.selfCert.GetCaFingerprint() {
+				n.Certificate = m.selfCert
+			}
 			return tx.Update(n)
 		}
 		return tx.Create(&minkepb.Node{
@@ -51,6 +59,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 			Role:        minkepb.NodeRole_MANAGER,
 			SecretHash:  dispatcher.HashSecret(m.secret),
 			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY, Addr: host},
+			Certificate: m.selfCert,
 		})
 	})
 }
@@ -71,4 +80,14 @@ func Describe(hostname string) *minkepb.NodeDescription {
 		Platform:  &minkepb.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
 		Resources: &minkepb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: mem},
 	}
+}
+
+// caFingerprint is the current root's fingerprint, for logs.
+func (m *Manager) caFingerprint() string {
+	var fp string
+	_ = m.raft.View(func(tx raftstore.ReadTx) error {
+		fp = ca.PEMFingerprint(tx.Cluster().GetRootCa().GetCert())
+		return nil
+	})
+	return fp
 }

@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -13,7 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -75,6 +74,9 @@ func (m *Manager) startRaft(ctx context.Context, restore *minkepb.Snapshot) erro
 			return err
 		}
 		if m.raft.IsLeader() {
+			if err := m.initCA(restore != nil); err != nil {
+				return err
+			}
 			if restore != nil {
 				if err := m.raft.Restore(ctx, restore); err != nil {
 					return fmt.Errorf("manager: restoring %s: %w", m.cfg.Restore, err)
@@ -153,10 +155,21 @@ func (m *Manager) forgetOldManagers(ctx context.Context, newIdentity bool) error
 			return nil
 		}
 		c := proto.Clone(tx.Cluster()).(*minkepb.Cluster)
-		c.JoinTokens = &minkepb.JoinTokens{Worker: ca.NewJoinToken("worker"), Manager: ca.NewJoinToken("manager")}
 		// A new identity drops the old cluster's keyring and any rotation
 		// it was running: nothing may accept the old key.
 		c.GossipKey, c.GossipKeys, c.GossipKeyRotation = key, nil, nil
+		if m.newRoot != nil {
+			// The restored cluster trusts only the CA this manager made.
+			c.RootCa, c.PreviousCaCerts, c.Revoked = ca.StoredRoot(m.newRoot), nil, nil
+			c.JoinTokens = newTokens(m.newRoot)
+			if n := tx.Node(m.nodeID); n != nil {
+				n = proto.Clone(n).(*minkepb.Node)
+				n.Certificate = m.selfCert
+				if err := tx.Update(n); err != nil {
+					return err
+				}
+			}
+		}
 		return tx.Update(c)
 	})
 }
@@ -174,34 +187,58 @@ func (m *Manager) checkSameCluster() error {
 }
 
 // joinCluster asks the cluster (following redirects to the leader) to add
-// this manager as a Raft voter.
+// this manager as a Raft voter. The connection is TLS, checked against the
+// CA the token pins before the token is sent; the answer carries this
+// manager's certificate, for the key made here.
 func (m *Manager) joinCluster(ctx context.Context) error {
 	if m.cfg.Token == "" {
 		return errors.New("manager: --join needs --token with the manager token ('swarmctl cluster join-token manager')")
 	}
+	tok, err := ca.ParseToken(m.cfg.Token)
+	if err != nil {
+		return fmt.Errorf("manager: --token: %s", strings.TrimPrefix(err.Error(), "ca: "))
+	}
+	key, csr, err := ca.NewKeyAndCSR(m.nodeID)
+	if err != nil {
+		return err
+	}
 	host, _, _ := splitHostPort(m.cfg.ListenAddr)
 	req := &minkepb.JoinRequest{
 		NodeId: m.nodeID, NodeSecret: m.secret, Addr: host, Description: Describe(m.cfg.Hostname),
-		Manager: m.managerStatus(),
+		Manager: m.managerStatus(), Csr: csr,
 	}
+	creds := credentials.NewTLS(ca.PinnedTLS(tok.CAHash))
 	addr := m.cfg.JoinAddr
 	deadline := time.Now().Add(2 * time.Minute)
 	for attempt := 0; ; attempt++ {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return fmt.Errorf("manager: --join %q: %w", addr, err)
 		}
-		var trailer metadata.MD
+		var (
+			trailer metadata.MD
+			resp    *minkepb.JoinResponse
+		)
 		cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, dispatcher.TokenMetadataKey, m.cfg.Token), 30*time.Second)
-		_, err = minkepb.NewDispatcherClient(conn).Join(cctx, req, grpc.Trailer(&trailer))
+		resp, err = minkepb.NewDispatcherClient(conn).Join(cctx, req, grpc.Trailer(&trailer))
 		cancel()
 		conn.Close()
 		if err == nil {
-			m.log.Info("joined the cluster as a manager", "via", addr)
+			if len(resp.GetCertificate()) == 0 {
+				return fmt.Errorf("manager: the manager at %s answered without a certificate (an older version?)", addr)
+			}
+			if err := m.id.Set(key, resp.GetCertificate(), resp.GetCaCerts()); err != nil {
+				return err
+			}
+			m.log.Info("joined the cluster as a manager", "via", addr, "serial", m.id.Peer().Serial)
 			return nil
 		}
+		msg := status.Convert(err).Message()
+		if strings.Contains(msg, ca.ErrPinMismatch.Error()) {
+			return fmt.Errorf("manager: refusing to join through %s: %s", addr, msg[strings.Index(msg, ca.ErrPinMismatch.Error()):])
+		}
 		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
-			return fmt.Errorf("manager: joining through %s: %s", addr, status.Convert(err).Message())
+			return fmt.Errorf("manager: joining through %s: %s", addr, msg)
 		}
 		if l := trailer.Get(LeaderMetadataKey); len(l) > 0 && l[0] != "" {
 			addr = l[0]
@@ -309,7 +346,7 @@ func readBackup(path string) (*minkepb.Snapshot, error) {
 // leader cannot reach its Raft address (a voter nobody can reach would cost
 // the cluster its quorum) or when the managers reachable now would not be a
 // quorum of the bigger cluster.
-func (m *Manager) addManager(ctx context.Context, id, raftAddr string) error {
+func (m *Manager) checkManager(ctx context.Context, id, raftAddr string) error {
 	servers, err := m.raft.Servers()
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading the managers: %v", err)
@@ -336,7 +373,25 @@ func (m *Manager) addManager(ctx context.Context, id, raftAddr string) error {
 		return status.Errorf(codes.FailedPrecondition,
 			"adding a manager now would leave the cluster without quorum: only %d of %d managers are reachable", reachable, voters)
 	}
-	return m.raft.AddVoter(ctx, id, raftAddr)
+	return nil
+}
+
+// addManager adds a checked manager as a Raft voter, in the background:
+// its Raft accepts the leader only once it holds the certificate that the
+// Join answer carries, and committing the new configuration may need its
+// vote.
+func (m *Manager) addManager(id, raftAddr string) {
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		actx, cancel := context.WithTimeout(m.runCtx, 60*time.Second)
+		defer cancel()
+		if err := m.raft.AddVoter(actx, id, raftAddr); err != nil {
+			m.log.Error("adding the joining manager to raft failed", "node_id", id, "raft_addr", raftAddr, "err", err)
+			return
+		}
+		m.log.Info("added a manager to raft", "node_id", id, "raft_addr", raftAddr)
+	}()
 }
 
 // Servers implements controlapi.Cluster.
@@ -412,24 +467,15 @@ func (m *Manager) Leader(ctx context.Context) (minkepb.ControlClient, string, er
 	return minkepb.NewControlClient(conn), addr, nil
 }
 
-type managerCreds struct{ m *Manager }
-
-func (c managerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	var tok string
-	_ = c.m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
-	return map[string]string{dispatcher.TokenMetadataKey: tok}, nil
-}
-
-func (managerCreds) RequireTransportSecurity() bool { return false }
-
+// conn returns a connection to another manager, mutual TLS with this
+// manager's current certificate.
 func (m *Manager) conn(addr string) (*grpc.ClientConn, error) {
 	m.connMu.Lock()
 	defer m.connMu.Unlock()
 	if c, ok := m.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(managerCreds{m}))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(m.id.ClientTLS(ca.RoleManager))))
 	if err != nil {
 		return nil, err
 	}
@@ -438,6 +484,22 @@ func (m *Manager) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	m.conns[addr] = c
 	return c, nil
+}
+
+// retireConns makes later calls dial afresh (with a renewed certificate);
+// calls running on the old connections get a while to finish.
+func (m *Manager) retireConns() {
+	m.connMu.Lock()
+	old := m.conns
+	m.conns = nil
+	m.connMu.Unlock()
+	if len(old) > 0 {
+		time.AfterFunc(2*controlapi.ForwardTimeout, func() {
+			for _, c := range old {
+				c.Close()
+			}
+		})
+	}
 }
 
 func (m *Manager) closeConns() {
@@ -449,19 +511,10 @@ func (m *Manager) closeConns() {
 	m.conns = nil
 }
 
-// guard protects the TCP API: Control calls need the manager token (only
-// other managers forward them); worker calls are served by the leader only,
-// and others name it in the returned trailer.
-func (m *Manager) guard(ctx context.Context, method string) (metadata.MD, error) {
-	switch {
-	case strings.HasPrefix(method, "/minke.v1.Control/"):
-		md, _ := metadata.FromIncomingContext(ctx)
-		var tok string
-		_ = m.raft.View(func(tx raftstore.ReadTx) error { tok = tx.Cluster().GetJoinTokens().GetManager(); return nil })
-		if v := md.Get(dispatcher.TokenMetadataKey); len(v) == 0 || tok == "" || subtle.ConstantTimeCompare([]byte(v[0]), []byte(tok)) != 1 {
-			return nil, status.Error(codes.PermissionDenied, "the Control API on this address is for managers only: use the manager's control socket")
-		}
-	case strings.HasPrefix(method, "/minke.v1.Dispatcher/") && !m.raft.IsLeader():
+// guard sends worker calls to the leader: others answer Unavailable and
+// name it in the returned trailer. (authorize has checked the caller.)
+func (m *Manager) guard(_ context.Context, method string) (metadata.MD, error) {
+	if strings.HasPrefix(method, dispatcherPrefix) && !m.raft.IsLeader() {
 		addr, err := m.leaderAPIAddr()
 		if err != nil {
 			return nil, err
@@ -469,24 +522,4 @@ func (m *Manager) guard(ctx context.Context, method string) (metadata.MD, error)
 		return metadata.Pairs(LeaderMetadataKey, addr), status.Errorf(codes.Unavailable, "not the leader; the leader is at %s", addr)
 	}
 	return nil, nil
-}
-
-func (m *Manager) guardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if md, err := m.guard(ctx, info.FullMethod); err != nil {
-		if md != nil {
-			_ = grpc.SetTrailer(ctx, md)
-		}
-		return nil, err
-	}
-	return h(ctx, req)
-}
-
-func (m *Manager) guardStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if md, err := m.guard(ss.Context(), info.FullMethod); err != nil {
-		if md != nil {
-			ss.SetTrailer(md)
-		}
-		return err
-	}
-	return h(srv, ss)
 }

@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/controlapi"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/membership"
@@ -48,6 +50,12 @@ type Config struct {
 	GossipAddr    string
 	RegistryAddr  string
 	ControlSocket string
+	// ControlAddr, if set, serves the Control API on TCP (host:port) to
+	// clients with a certificate issued by the cluster (mutual TLS).
+	ControlAddr string
+	// CertLifetime is the lifetime of node and client certificates of a
+	// new cluster (0: ca.DefaultCertLifetime).
+	CertLifetime time.Duration
 	// JoinAddr, with Token (a manager token), joins an existing cluster
 	// through any of its managers instead of starting a new one.
 	JoinAddr string
@@ -97,8 +105,16 @@ type Manager struct {
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // to other managers, by API address
 
-	dispLis, ctlLis, regLis net.Listener
-	ready                   chan struct{}
+	id        *ca.Identity
+	renewer   *ca.Renewer
+	newRoot   *ca.RootCA               // the CA this manager created (new or restored cluster)
+	selfCert  *minkepb.NodeCertificate // and the certificate it issued itself
+	clusterID string
+	runCtx    context.Context
+	bg        sync.WaitGroup // background work started by calls (adding voters)
+
+	dispLis, ctlLis, regLis, ctlTCPLis net.Listener
+	ready                              chan struct{}
 }
 
 // withDefaults fills in derived addresses.
@@ -162,6 +178,19 @@ func New(cfg Config) (*Manager, error) {
 	if m.ctlLis, err = listenUnix(cfg.ControlSocket); err != nil {
 		return nil, err
 	}
+	if cfg.ControlAddr != "" {
+		if m.ctlTCPLis, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
+			return nil, fmt.Errorf("manager: --control-addr: %w", err)
+		}
+	}
+	if cfg.CertLifetime != 0 {
+		if err := ca.ValidateLifetime(cfg.CertLifetime); err != nil {
+			return nil, fmt.Errorf("manager: --cert-lifetime: %w", err)
+		}
+	}
+	if m.id, err = ca.LoadIdentity(filepath.Join(cfg.DataDir, "certs")); err != nil {
+		return nil, err
+	}
 	if m.registry, err = registry.New(filepath.Join(cfg.DataDir, "registry"), cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -180,6 +209,18 @@ func (m *Manager) Ready() <-chan struct{} { return m.ready }
 
 // Store gives in-process users (the embedded worker) read access.
 func (m *Manager) Store() *raftstore.Node { return m.raft }
+
+// Identity is this manager's certificate and trusted roots (its worker
+// role uses them too).
+func (m *Manager) Identity() *ca.Identity { return m.id }
+
+// ControlAddr is the TCP Control API address, or "".
+func (m *Manager) ControlAddr() string {
+	if m.ctlTCPLis == nil {
+		return ""
+	}
+	return m.ctlTCPLis.Addr().String()
+}
 
 // DispatcherAddr is the address workers dial.
 func (m *Manager) DispatcherAddr() string { return m.dispLis.Addr().String() }
@@ -205,7 +246,7 @@ func listenUnix(path string) (net.Listener, error) {
 }
 
 func (m *Manager) closeListeners() {
-	for _, l := range []net.Listener{m.dispLis, m.regLis, m.ctlLis} {
+	for _, l := range []net.Listener{m.dispLis, m.regLis, m.ctlLis, m.ctlTCPLis} {
 		if l != nil {
 			l.Close()
 		}
@@ -227,9 +268,16 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	var err error
+	m.runCtx = ctx
+	defer m.bg.Wait()
+	raftLog := m.cfg.Logger.With("component", "raft")
 	m.raft, err = raftstore.Open(raftstore.Config{
 		NodeID: m.nodeID, DataDir: m.cfg.DataDir, BindAddr: m.cfg.RaftAddr, Logger: m.cfg.Logger,
-		Join: m.cfg.JoinAddr != "" || m.cfg.ResumeOnly, ForceNewCluster: m.cfg.ForceNewCluster,
+		ServerTLS: m.id.MutualServerTLS(ca.RoleManager, m.authorizeRaftPeer, func(err error) {
+			raftLog.Warn("refused a raft connection", "err", err)
+		}),
+		ClientTLS: m.id.ClientTLS(ca.RoleManager),
+		Join:      m.cfg.JoinAddr != "" || m.cfg.ResumeOnly, ForceNewCluster: m.cfg.ForceNewCluster,
 		RequireEmpty: restore != nil, SnapshotThreshold: m.cfg.SnapshotThreshold, SnapshotInterval: m.cfg.SnapshotInterval,
 	})
 	if err != nil {
@@ -243,6 +291,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err := m.startRaft(ctx, restore); err != nil {
 		return err
 	}
+	if err := m.ensureCert(ctx); err != nil {
+		return err
+	}
+	m.renewer = ca.NewRenewer(m.id, m.renewCert, m.cfg.Logger)
+	m.id.OnChange(m.retireConns)
 
 	var key []byte
 	_ = m.raft.View(func(tx raftstore.ReadTx) error { key = tx.Cluster().GetGossipKey(); return nil })
@@ -274,11 +327,17 @@ func (m *Manager) Run(ctx context.Context) error {
 		Store:        m.raft,
 		GossipPeers:  m.gossipPeers,
 		RegistryAddr: m.regLis.Addr().String(),
+		CheckManager: m.checkManager,
 		AddManager:   m.addManager,
 		IsLeader:     m.raft.IsLeader,
 		Gossiping:    m.inGossip,
 		Logger:       m.cfg.Logger,
 	})
+	var ctlTCPSrv *grpc.Server
+	if m.ctlTCPLis != nil {
+		ctlTCPSrv = grpc.NewServer(append(serverLimits(), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(true))),
+			grpc.ChainUnaryInterceptor(m.authUnary(listenerControl)), grpc.ChainStreamInterceptor(m.authStream(listenerControl)))...)
+	}
 	ctl, err := m.newPinningControl(controlapi.NewForwarder(controlapi.New(controlapi.Config{
 		Store: m.raft, Logs: m.disp.Logs, Cluster: m, RegistryAddr: m.regLis.Addr().String(), Logger: m.cfg.Logger,
 	}), m))
@@ -286,15 +345,19 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 
-	dispSrv := grpc.NewServer(append(serverLimits(), grpc.ChainUnaryInterceptor(m.guardUnary), grpc.ChainStreamInterceptor(m.guardStream),
+	dispSrv := grpc.NewServer(append(serverLimits(), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(false))),
+		grpc.ChainUnaryInterceptor(m.authUnary(listenerWorkerAPI)), grpc.ChainStreamInterceptor(m.authStream(listenerWorkerAPI)),
 		// Keepalives find workers and managers that vanished without
 		// closing their connections (a frozen or powered-off host).
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))...)
 	m.disp.Register(dispSrv)
-	ctl.Register(dispSrv) // for other managers' forwarded calls (manager token required)
+	ctl.Register(dispSrv) // for other managers' forwarded calls (manager certificate required)
 	ctlSrv := grpc.NewServer(serverLimits()...)
 	ctl.Register(ctlSrv)
+	if ctlTCPSrv != nil {
+		ctl.Register(ctlTCPSrv)
+	}
 	regSrv := &http.Server{Handler: m.registry, ReadHeaderTimeout: 10 * time.Second}
 
 	var msrv *metricsServer
@@ -323,12 +386,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	goRun("gossip keys", func() error { m.followGossipKeys(runCtx); return nil })
 	goRun("dispatcher server", func() error { return dispSrv.Serve(m.dispLis) })
 	goRun("control server", func() error { return ctlSrv.Serve(m.ctlLis) })
+	goRun("tls", func() error { m.runTLS(runCtx); return nil })
+	if ctlTCPSrv != nil {
+		goRun("control TCP server", func() error { return ctlTCPSrv.Serve(m.ctlTCPLis) })
+	}
 	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })
 	if msrv != nil {
 		goRun("metrics server", func() error { return msrv.Serve() })
 	}
 	m.log.Info("manager ready", "node_id", m.nodeID, "listen_addr", m.DispatcherAddr(),
-		"control_socket", m.cfg.ControlSocket, "registry_addr", m.regLis.Addr().String(), "gossip_addr", m.members.LocalAddr())
+		"control_socket", m.cfg.ControlSocket, "control_addr", m.ControlAddr(), "ca_fingerprint", m.caFingerprint(), "registry_addr", m.regLis.Addr().String(), "gossip_addr", m.members.LocalAddr())
 	close(m.ready)
 
 	var runErr error
@@ -347,6 +414,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	gracefulStop(dispSrv, 2*time.Second)
 	gracefulStop(ctlSrv, 2*time.Second)
+	if ctlTCPSrv != nil {
+		gracefulStop(ctlTCPSrv, 2*time.Second)
+	}
 	wg.Wait()
 	m.closeConns()
 	_ = m.members.Leave(time.Second)

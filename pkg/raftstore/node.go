@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,10 @@ type Config struct {
 	DataDir string
 	// BindAddr is the Raft TCP address (host:port). Ignored in memory.
 	BindAddr string
+	// TLS, when set, carries Raft over mutual TLS: ServerTLS for incoming
+	// connections (it must require and check the client's certificate) and
+	// ClientTLS for outgoing ones. Unset means plain TCP (tests only).
+	ServerTLS, ClientTLS *tls.Config
 	// SnapshotThreshold is how many log entries since the last snapshot
 	// trigger a new one (and compaction); 0 takes 8192.
 	SnapshotThreshold uint64
@@ -139,15 +144,10 @@ func Open(cfg Config) (*Node, error) {
 			n.closeAll()
 			return nil, fmt.Errorf("raftstore: open snapshot store: %w", err)
 		}
-		tcpAddr, err := net.ResolveTCPAddr("tcp", cfg.BindAddr)
+		tr, err := newTransport(cfg, hlog)
 		if err != nil {
 			n.closeAll()
-			return nil, fmt.Errorf("raftstore: raft address %q: %w", cfg.BindAddr, err)
-		}
-		tr, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, tcpAddr, 3, 10*time.Second, hlog)
-		if err != nil {
-			n.closeAll()
-			return nil, fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.BindAddr, err)
+			return nil, err
 		}
 		n.transport = tr
 		n.closers = append(n.closers, tr)
@@ -192,6 +192,29 @@ func Open(cfg Config) (*Node, error) {
 	n.resumed = existing
 	n.metrics.watchLeaders(r)
 	return n, nil
+}
+
+// newTransport is Raft's network transport: mutual TLS when configured,
+// else plain TCP.
+func newTransport(cfg Config, hlog hclog.Logger) (*raft.NetworkTransport, error) {
+	if cfg.ServerTLS == nil || cfg.ClientTLS == nil {
+		tcpAddr, err := net.ResolveTCPAddr("tcp", cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("raftstore: raft address %q: %w", cfg.BindAddr, err)
+		}
+		tr, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, tcpAddr, 3, 10*time.Second, hlog)
+		if err != nil {
+			return nil, fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.BindAddr, err)
+		}
+		return tr, nil
+	}
+	sl, err := newTLSStreamLayer(cfg.BindAddr, cfg.ServerTLS, cfg.ClientTLS)
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+	}), nil
 }
 
 func (n *Node) closeAll() {

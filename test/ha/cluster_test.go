@@ -35,6 +35,9 @@ const (
 type options struct {
 	worker bool     // --worker: the managers also run containers
 	extra  []string // more manager flags, e.g. --snapshot-threshold
+	// controlPort, if set, serves the Control API on IP:controlPort
+	// (--control-addr, mutual TLS).
+	controlPort string
 }
 
 // cluster is a set of managers, manager i on host i of a harness. Use it
@@ -113,6 +116,9 @@ func (c *cluster) args(m *mgr) []string {
 		"--metrics-addr", net.JoinHostPort(m.ip(), metricsPort)}
 	if c.opts.worker {
 		a = append(a, "--worker")
+	}
+	if c.opts.controlPort != "" {
+		a = append(a, "--control-addr", net.JoinHostPort(m.ip(), c.opts.controlPort))
 	}
 	return append(a, c.opts.extra...)
 }

@@ -204,7 +204,14 @@ func copyRaftData(from, to string) error {
 			return err
 		}
 	}
-	return os.CopyFS(filepath.Join(to, "raft"), os.DirFS(filepath.Join(from, "raft")))
+	if err := os.CopyFS(filepath.Join(to, "raft"), os.DirFS(filepath.Join(from, "raft"))); err != nil {
+		return err
+	}
+	// The node's certificate is part of its data dir.
+	if _, err := os.Stat(filepath.Join(from, "certs")); err != nil {
+		return nil
+	}
+	return os.CopyFS(filepath.Join(to, "certs"), os.DirFS(filepath.Join(from, "certs")))
 }
 
 // waitSameIndex waits until every running manager reports the same
