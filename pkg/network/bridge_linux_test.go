@@ -60,30 +60,13 @@ func inPrivateNetns(t *testing.T) bool {
 // nsPath with name, until the test ends.
 func serveIn(t *testing.T, nsPath string, port int, name string) {
 	t.Helper()
-	lc := make(chan net.Listener, 1)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		h, err := netns.GetFromPath(nsPath)
-		if err == nil {
-			err = netns.Set(h)
-			h.Close()
-		}
-		if err != nil {
-			errc <- err
-			return
-		}
-		l, err := net.Listen("tcp4", fmt.Sprintf(":%d", port))
-		if err != nil {
-			errc <- err
-			return
-		}
-		lc <- l
-	}()
 	var l net.Listener
-	select {
-	case l = <-lc:
-	case err := <-errc:
+	err := inNS(nsPath, func() error {
+		var err error
+		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	})
+	if err != nil {
 		t.Fatalf("listening in %s: %v", nsPath, err)
 	}
 	t.Cleanup(func() { l.Close() })
@@ -285,27 +268,48 @@ func askFrom(t *testing.T, nsPath, addr string) (string, error) {
 	if nsPath == "" {
 		return ask(addr)
 	}
-	type res struct {
-		s   string
-		err error
-	}
-	ch := make(chan res, 1)
+	var got string
+	err := inNS(nsPath, func() error {
+		var err error
+		got, err = ask(addr)
+		return err
+	})
+	return got, err
+}
+
+// inNS runs fn on a thread inside the namespace at path, then moves the
+// thread back (a thread left locked would be retired, except the main
+// thread, which would then pin the namespace).
+func inNS(path string, fn func() error) error {
+	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		h, err := netns.GetFromPath(nsPath)
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromPath(path)
 		if err == nil {
 			err = netns.Set(h)
 			h.Close()
 		}
 		if err != nil {
-			ch <- res{"", err}
+			runtime.UnlockOSThread()
+			errc <- err
 			return
 		}
-		s, err := ask(addr)
-		ch <- res{s, err}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- err // stays locked: retired
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
-	r := <-ch
-	return r.s, r.err
+	return <-errc
 }
 
 func TestRoutesFollowTheirList(t *testing.T) {

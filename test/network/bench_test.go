@@ -8,14 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // Load shape: benchClients concurrent clients, each opening a new TCP
@@ -70,25 +67,21 @@ func load(tb testing.TB, nsPath string, targets []string) benchResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-			h, err := netns.GetFromPath(nsPath)
-			if err == nil {
-				err = netns.Set(h)
-				h.Close()
-			}
-			if err != nil {
-				tb.Error(err)
-				return
-			}
 			var mine []time.Duration
 			myErrs := 0
-			for n := i; time.Now().Before(deadline); n++ {
-				start := time.Now()
-				if err := request(targets[n%len(targets)]); err != nil {
-					myErrs++
-					continue
+			err := inNetns(nsPath, func() error {
+				for n := i; time.Now().Before(deadline); n++ {
+					start := time.Now()
+					if err := request(targets[n%len(targets)]); err != nil {
+						myErrs++
+						continue
+					}
+					mine = append(mine, time.Since(start))
 				}
-				mine = append(mine, time.Since(start))
+				return nil
+			})
+			if err != nil {
+				tb.Error(err)
 			}
 			mu.Lock()
 			lats = append(lats, mine...)
@@ -209,19 +202,5 @@ func waitServe(tb testing.TB, ns string, path []string) {
 }
 
 func loadOnce(ns, addr string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.GetFromPath(ns)
-		if err == nil {
-			err = netns.Set(h)
-			h.Close()
-		}
-		if err != nil {
-			errc <- err
-			return
-		}
-		errc <- request(addr)
-	}()
-	return <-errc
+	return inNetns(ns, func() error { return request(addr) })
 }
