@@ -432,3 +432,51 @@ func clustertestLikeWait(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond) // polling the kernel; re-checked above
 	}
 }
+
+func TestUDPPublishedPort(t *testing.T) {
+	if !inPrivateNetns(t) {
+		return
+	}
+	m := newTestManager(t)
+	ep, err := m.Attach("u", []PortMapping{{Protocol: UDP, Published: 5353, Target: 53}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc net.PacketConn
+	if err := inNS(ep.NetNSPath, func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", ":53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(append([]byte("echo:"), buf[:n]...), from)
+		}
+	}()
+	c, err := net.Dial("udp4", m.Gateway().String()+":5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "echo:hi" {
+		t.Fatalf("UDP through published port 5353: %q, %v", buf[:n], err)
+	}
+	// The TCP port of the same number is not published.
+	if _, err := ask(m.Gateway().String() + ":5353"); err == nil {
+		t.Fatal("tcp/5353 answers; only udp/5353 is published")
+	}
+}
