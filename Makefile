@@ -7,14 +7,14 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS        := $(wildcard api/proto/minke/v1/*.proto)
 DEMO_DIR      := $(CURDIR)/build/demo
-APT_PACKAGES  := protobuf-compiler busybox-static iproute2
+APT_PACKAGES  := protobuf-compiler busybox-static iproute2 curl
 
 .PHONY: all build proto proto-check deps test demo demo-stop clean tools
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/manager ./cmd/worker ./cmd/swarmctl
+	$(GO) build -o $(BIN)/ ./cmd/manager ./cmd/worker ./cmd/swarmctl ./cmd/minke-shim
 
 # deps installs the system packages and Go modules the build and tests need.
 deps:
@@ -79,3 +79,26 @@ bench-failover: build
 .PHONY: bench-scheduler
 bench-scheduler: build
 	go test -run '^$$' -bench BenchmarkScheduler -benchtime 1x -count 1 -timeout 30m ./test/schedbench
+
+# bench-runtime prints the median and p99 of create→start→exit→remove for
+# 100 true-like containers, next to runc's on the same rootfs (when runc is
+# installed), then the idle worker's and one shim's resident memory.
+.PHONY: bench-runtime
+bench-runtime: build
+	go test -run '^$$' -bench BenchmarkContainerLifecycle -benchtime 1x -count 1 -timeout 20m ./pkg/runtime
+	go test -run '^$$' -bench BenchmarkWorkerIdleRSS -benchtime 1x -count 1 -timeout 5m ./test/e2e
+
+.PHONY: bench-network
+bench-network: build
+	go test -run '^$$' -bench BenchmarkNetwork -benchtime 1x -count 1 -timeout 10m ./test/network
+
+# fuzz runs every fuzz target for FUZZTIME each (make test runs them over
+# their seed corpora only).
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzTokenRole$$' -fuzztime $(FUZZTIME) ./pkg/ca
+	for f in FuzzValidateSpec FuzzValidateSpecProto FuzzPlacementConstraint FuzzValidateNodeUpdate FuzzValidateMode FuzzValidateUpdateConfig; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./pkg/controlapi || exit 1; \
+	done
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./pkg/runtime

@@ -3,7 +3,8 @@
 #
 #   demo.sh start   build the demo image, start a manager with --worker on
 #                   loopback (data under build/demo), push the image, create a
-#                   3-replica service, show its tasks and logs. On a terminal
+#                   3-replica service publishing port 8080, show its tasks,
+#                   curl answers from different replicas, and its logs. On a terminal
 #                   it then follows the logs until Ctrl-C, and cleans up.
 #   demo.sh stop    remove the demo's services, stop the manager, and make
 #                   sure no process, mount or cgroup of the demo is left.
@@ -85,9 +86,9 @@ start() {
 	say "swarmctl image push $DEMO/hello.tar"
 	"$SWARMCTL" image push "$DEMO/hello.tar"
 
-	say "swarmctl service create --name hello --replicas 3 --limit-memory 64M hello:latest"
+	say "swarmctl service create --name hello --replicas 3 --limit-memory 64M --publish 8080:80 hello:latest -listen :80"
 	local t0=$EPOCHREALTIME
-	"$SWARMCTL" service create --name hello --replicas 3 --limit-memory 64M hello:latest
+	"$SWARMCTL" service create --name hello --replicas 3 --limit-memory 64M --publish 8080:80 hello:latest -listen :80
 	awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "service create -> 3 running: %.2fs\n", b - a }'
 
 	say "swarmctl service ls"; "$SWARMCTL" service ls
@@ -101,7 +102,12 @@ start() {
 		printf '%s  pid %-7s %s  memory.limit_in_bytes=%s\n' "$(basename "$d" | cut -c1-12)" "$pid" \
 			"$(readlink /proc/"$pid"/ns/pid)" "$(cat "$d/memory.limit_in_bytes")"
 	done
-	sleep 2
+	say "curl http://127.0.0.1:8080/ six times: each connection goes to the next replica (answers are container hostnames)"
+	wait_for "port 8080" 10 curl -fsS --max-time 2 http://127.0.0.1:8080/ || echo "demo: port 8080 does not answer yet" >&2
+	for _ in 1 2 3 4 5 6; do
+		printf 'curl 127.0.0.1:8080 -> %s\n' "$(curl -sS --max-time 2 http://127.0.0.1:8080/ 2>&1)"
+	done
+	sleep 1
 	say "swarmctl service logs hello"; "$SWARMCTL" service logs hello
 
 	if [[ -t 0 && -t 1 ]]; then

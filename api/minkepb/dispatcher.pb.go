@@ -485,7 +485,10 @@ type NetworkState struct {
 	Routes  []*NodeRoute           `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
 	// endpoints holds the allocated endpoint of each service with a task on
 	// the node, keyed by service ID.
-	Endpoints     map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Endpoints map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// services are every service's name, VIP and running tasks, for the
+	// node's DNS server and VIP balancing.
+	Services      []*ServiceRecord `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -541,6 +544,83 @@ func (x *NetworkState) GetEndpoints() map[string]*Endpoint {
 	return nil
 }
 
+func (x *NetworkState) GetServices() []*ServiceRecord {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type ServiceRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// virtual_ip is empty in DNSRR mode.
+	VirtualIp string `protobuf:"bytes,3,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
+	// backends are the addresses of the running, healthy tasks.
+	Backends      []string `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceRecord) Reset() {
+	*x = ServiceRecord{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRecord) ProtoMessage() {}
+
+func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
+func (*ServiceRecord) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ServiceRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
+}
+
+func (x *ServiceRecord) GetBackends() []string {
+	if x != nil {
+		return x.Backends
+	}
+	return nil
+}
+
 type IngressPort struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Port  *PortConfig            `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
@@ -552,7 +632,7 @@ type IngressPort struct {
 
 func (x *IngressPort) Reset() {
 	*x = IngressPort{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +644,7 @@ func (x *IngressPort) String() string {
 func (*IngressPort) ProtoMessage() {}
 
 func (x *IngressPort) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +657,7 @@ func (x *IngressPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
 func (*IngressPort) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IngressPort) GetPort() *PortConfig {
@@ -604,7 +684,7 @@ type NodeRoute struct {
 
 func (x *NodeRoute) Reset() {
 	*x = NodeRoute{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +696,7 @@ func (x *NodeRoute) String() string {
 func (*NodeRoute) ProtoMessage() {}
 
 func (x *NodeRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +709,7 @@ func (x *NodeRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
 func (*NodeRoute) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeRoute) GetSubnet() string {
@@ -658,7 +738,7 @@ type GossipKeyring struct {
 
 func (x *GossipKeyring) Reset() {
 	*x = GossipKeyring{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +750,7 @@ func (x *GossipKeyring) String() string {
 func (*GossipKeyring) ProtoMessage() {}
 
 func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +763,7 @@ func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
 func (*GossipKeyring) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GossipKeyring) GetPrimary() []byte {
@@ -710,7 +790,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +802,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +815,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -762,7 +842,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +854,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +867,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -812,7 +892,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +904,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +917,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 type PublishLogsMessage struct {
@@ -850,7 +930,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +942,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +955,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -900,7 +980,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +992,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1005,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 type RenewCertificateRequest struct {
@@ -938,7 +1018,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1030,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1043,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenewCertificateRequest) GetCsr() []byte {
@@ -985,7 +1065,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1077,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1090,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RenewCertificateResponse) GetCertificate() []byte {
@@ -1071,14 +1151,21 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\bca_certs\x18\x14 \x01(\fR\acaCerts\x12%\n" +
 	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\x120\n" +
 	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
-	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\x83\x02\n" +
+	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\xb8\x02\n" +
 	"\fNetworkState\x12/\n" +
 	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
 	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
-	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x1aP\n" +
+	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x123\n" +
+	"\bservices\x18\x04 \x03(\v2\x17.minke.v1.ServiceRecordR\bservices\x1aP\n" +
 	"\x0eEndpointsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
-	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"S\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"n\n" +
+	"\rServiceRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x03 \x01(\tR\tvirtualIp\x12\x1a\n" +
+	"\bbackends\x18\x04 \x03(\tR\bbackends\"S\n" +
 	"\vIngressPort\x12(\n" +
 	"\x04port\x18\x01 \x01(\v2\x14.minke.v1.PortConfigR\x04port\x12\x1a\n" +
 	"\bbackends\x18\x02 \x03(\tR\bbackends\"5\n" +
@@ -1124,7 +1211,7 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
@@ -1132,61 +1219,63 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
 	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
-	(*IngressPort)(nil),              // 6: minke.v1.IngressPort
-	(*NodeRoute)(nil),                // 7: minke.v1.NodeRoute
-	(*GossipKeyring)(nil),            // 8: minke.v1.GossipKeyring
-	(*TaskStatusUpdate)(nil),         // 9: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 10: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 11: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 12: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 13: minke.v1.PublishLogsResponse
-	(*RenewCertificateRequest)(nil),  // 14: minke.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 15: minke.v1.RenewCertificateResponse
-	nil,                              // 16: minke.v1.NetworkState.EndpointsEntry
-	(*NodeDescription)(nil),          // 17: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 18: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 19: minke.v1.NodeRole
-	(*timestamppb.Timestamp)(nil),    // 20: google.protobuf.Timestamp
-	(*Task)(nil),                     // 21: minke.v1.Task
-	(*Node)(nil),                     // 22: minke.v1.Node
-	(*PortConfig)(nil),               // 23: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 24: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 25: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 26: minke.v1.Endpoint
+	(*ServiceRecord)(nil),            // 6: minke.v1.ServiceRecord
+	(*IngressPort)(nil),              // 7: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 8: minke.v1.NodeRoute
+	(*GossipKeyring)(nil),            // 9: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 10: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 11: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 12: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 13: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 14: minke.v1.PublishLogsResponse
+	(*RenewCertificateRequest)(nil),  // 15: minke.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 16: minke.v1.RenewCertificateResponse
+	nil,                              // 17: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 18: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 19: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 20: minke.v1.NodeRole
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*Task)(nil),                     // 22: minke.v1.Task
+	(*Node)(nil),                     // 23: minke.v1.Node
+	(*PortConfig)(nil),               // 24: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 25: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 26: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 27: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	17, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	18, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	19, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	20, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
-	21, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	18, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	19, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	20, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	21, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	22, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 5: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	22, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	23, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
 	5,  // 7: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
-	8,  // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
-	6,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
-	7,  // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	16, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
-	23, // 12: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	24, // 13: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	9,  // 14: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	25, // 15: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	26, // 16: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
-	0,  // 17: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 18: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	10, // 19: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	12, // 20: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	14, // 21: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
-	1,  // 22: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 23: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	11, // 24: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	13, // 25: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	15, // 26: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	9,  // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	7,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	8,  // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	17, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	6,  // 12: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
+	24, // 13: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	25, // 14: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	10, // 15: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	26, // 16: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	27, // 17: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 18: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 19: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	11, // 20: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	13, // 21: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	15, // 22: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
+	1,  // 23: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 24: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	12, // 25: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	14, // 26: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	16, // 27: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -1202,7 +1291,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -397,7 +397,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -446,7 +446,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type UpdateConfig_Order int32
@@ -492,7 +492,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18, 1}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 1}
 }
 
 type UpdateStatus_State int32
@@ -553,7 +553,7 @@ func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateStatus_State.Descriptor instead.
 func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type PortConfig_Protocol int32
@@ -599,7 +599,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -647,7 +647,56 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 1}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 1}
+}
+
+// ResolutionMode is how the service's name resolves inside containers.
+type EndpointSpec_ResolutionMode int32
+
+const (
+	// VIP: the name is a virtual IP balanced over the running tasks.
+	EndpointSpec_VIP EndpointSpec_ResolutionMode = 0
+	// DNSRR: the name returns the running tasks' addresses.
+	EndpointSpec_DNSRR EndpointSpec_ResolutionMode = 1
+)
+
+// Enum value maps for EndpointSpec_ResolutionMode.
+var (
+	EndpointSpec_ResolutionMode_name = map[int32]string{
+		0: "VIP",
+		1: "DNSRR",
+	}
+	EndpointSpec_ResolutionMode_value = map[string]int32{
+		"VIP":   0,
+		"DNSRR": 1,
+	}
+)
+
+func (x EndpointSpec_ResolutionMode) Enum() *EndpointSpec_ResolutionMode {
+	p := new(EndpointSpec_ResolutionMode)
+	*p = x
+	return p
+}
+
+func (x EndpointSpec_ResolutionMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointSpec_ResolutionMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+}
+
+func (EndpointSpec_ResolutionMode) Type() protoreflect.EnumType {
+	return &file_minke_v1_objects_proto_enumTypes[12]
+}
+
+func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
+func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26, 0}
 }
 
 type GossipKeyRotation_Phase int32
@@ -685,11 +734,11 @@ func (x GossipKeyRotation_Phase) String() string {
 }
 
 func (GossipKeyRotation_Phase) Descriptor() protoreflect.EnumDescriptor {
-	return file_minke_v1_objects_proto_enumTypes[12].Descriptor()
+	return file_minke_v1_objects_proto_enumTypes[13].Descriptor()
 }
 
 func (GossipKeyRotation_Phase) Type() protoreflect.EnumType {
-	return &file_minke_v1_objects_proto_enumTypes[12]
+	return &file_minke_v1_objects_proto_enumTypes[13]
 }
 
 func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
@@ -698,7 +747,7 @@ func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
 func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38, 0}
 }
 
 // Meta is common to every stored object.
@@ -775,8 +824,11 @@ func (x *Meta) GetUpdatedAt() *timestamppb.Timestamp {
 type Resources struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// nano_cpus: 1e9 is one CPU.
-	NanoCpus      int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
-	MemoryBytes   int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	NanoCpus    int64 `protobuf:"varint,1,opt,name=nano_cpus,json=nanoCpus,proto3" json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// pids caps the processes and threads of a task (limits only;
+	// --limit-pids); 0 means unlimited.
+	Pids          int64 `protobuf:"varint,120,opt,name=pids,proto3" json:"pids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -821,6 +873,13 @@ func (x *Resources) GetNanoCpus() int64 {
 func (x *Resources) GetMemoryBytes() int64 {
 	if x != nil {
 		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetPids() int64 {
+	if x != nil {
+		return x.Pids
 	}
 	return 0
 }
@@ -1353,7 +1412,25 @@ type ContainerSpec struct {
 	StopSignal string `protobuf:"bytes,60,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	// init runs a tiny init as pid 1 that forwards signals and reaps zombies
 	// (docker --init).
-	Init          bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
+	Init bool `protobuf:"varint,61,opt,name=init,proto3" json:"init,omitempty"`
+	// Sandbox options, as docker's. seccomp_unconfined runs without the
+	// default seccomp profile (--security-opt seccomp=unconfined).
+	SeccompUnconfined bool `protobuf:"varint,120,opt,name=seccomp_unconfined,json=seccompUnconfined,proto3" json:"seccomp_unconfined,omitempty"`
+	// read_only mounts the root filesystem read-only (--read-only).
+	ReadOnly bool `protobuf:"varint,121,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// mounts are bind, named volume and tmpfs mounts (--mount).
+	Mounts []*Mount `protobuf:"bytes,122,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// hosts are extra /etc/hosts lines "IP name [alias...]" (--host).
+	Hosts []string `protobuf:"bytes,123,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// dns_servers, dns_search and dns_options make /etc/resolv.conf; unset
+	// ones fall back to the worker's (minus loopback nameservers).
+	DnsServers []string `protobuf:"bytes,124,rep,name=dns_servers,json=dnsServers,proto3" json:"dns_servers,omitempty"`
+	DnsSearch  []string `protobuf:"bytes,125,rep,name=dns_search,json=dnsSearch,proto3" json:"dns_search,omitempty"`
+	DnsOptions []string `protobuf:"bytes,126,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
+	// ulimits override the default rlimits (--ulimit).
+	Ulimits []*Ulimit `protobuf:"bytes,127,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
+	// groups are supplementary groups, names or gids (--group).
+	Groups        []string `protobuf:"bytes,128,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1472,6 +1549,227 @@ func (x *ContainerSpec) GetInit() bool {
 	return false
 }
 
+func (x *ContainerSpec) GetSeccompUnconfined() bool {
+	if x != nil {
+		return x.SeccompUnconfined
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *ContainerSpec) GetMounts() []*Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsServers() []string {
+	if x != nil {
+		return x.DnsServers
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsSearch() []string {
+	if x != nil {
+		return x.DnsSearch
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetDnsOptions() []string {
+	if x != nil {
+		return x.DnsOptions
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetUlimits() []*Ulimit {
+	if x != nil {
+		return x.Ulimits
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// Mount is docker's --mount: type is "bind" (source is a path on the
+// worker), "volume" (source is a named local volume, created on first use)
+// or "tmpfs" (no source).
+type Mount struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Type           string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Source         string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Target         string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Readonly       bool                   `protobuf:"varint,4,opt,name=readonly,proto3" json:"readonly,omitempty"`
+	TmpfsSizeBytes int64                  `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
+	TmpfsMode      uint32                 `protobuf:"varint,6,opt,name=tmpfs_mode,json=tmpfsMode,proto3" json:"tmpfs_mode,omitempty"`
+	// volume_nocopy leaves a new volume empty instead of filling it with
+	// what the image has at target (docker's volume-nocopy).
+	VolumeNocopy  bool `protobuf:"varint,7,opt,name=volume_nocopy,json=volumeNocopy,proto3" json:"volume_nocopy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mount) Reset() {
+	*x = Mount{}
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mount) ProtoMessage() {}
+
+func (x *Mount) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mount.ProtoReflect.Descriptor instead.
+func (*Mount) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Mount) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Mount) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Mount) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Mount) GetReadonly() bool {
+	if x != nil {
+		return x.Readonly
+	}
+	return false
+}
+
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
+func (x *Mount) GetTmpfsMode() uint32 {
+	if x != nil {
+		return x.TmpfsMode
+	}
+	return 0
+}
+
+func (x *Mount) GetVolumeNocopy() bool {
+	if x != nil {
+		return x.VolumeNocopy
+	}
+	return false
+}
+
+// Ulimit is one rlimit (--ulimit NAME=SOFT[:HARD]); -1 is unlimited.
+type Ulimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Soft          int64                  `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	Hard          int64                  `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ulimit) Reset() {
+	*x = Ulimit{}
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ulimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ulimit) ProtoMessage() {}
+
+func (x *Ulimit) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
+func (*Ulimit) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Ulimit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ulimit) GetSoft() int64 {
+	if x != nil {
+		return x.Soft
+	}
+	return 0
+}
+
+func (x *Ulimit) GetHard() int64 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
 // HealthConfig is docker's HEALTHCHECK: test is ["NONE"], ["CMD", args...]
 // or ["CMD-SHELL", command]; zero durations and retries take docker's
 // defaults (30s interval, 30s timeout, 0s start period, 3 retries).
@@ -1488,7 +1786,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1798,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[10]
+	mi := &file_minke_v1_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1811,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -1565,7 +1863,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1875,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[11]
+	mi := &file_minke_v1_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1888,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1637,7 +1935,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1947,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[12]
+	mi := &file_minke_v1_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1960,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1716,7 +2014,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +2026,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[13]
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +2039,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1774,7 +2072,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +2084,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[14]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +2097,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -1818,7 +2116,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +2128,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2141,7 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 // ReplicatedJob runs tasks to completion until total_completions tasks have
@@ -1858,7 +2156,7 @@ type ReplicatedJob struct {
 
 func (x *ReplicatedJob) Reset() {
 	*x = ReplicatedJob{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2168,7 @@ func (x *ReplicatedJob) String() string {
 func (*ReplicatedJob) ProtoMessage() {}
 
 func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2181,7 @@ func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
 func (*ReplicatedJob) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
@@ -1909,7 +2207,7 @@ type GlobalJob struct {
 
 func (x *GlobalJob) Reset() {
 	*x = GlobalJob{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2219,7 @@ func (x *GlobalJob) String() string {
 func (*GlobalJob) ProtoMessage() {}
 
 func (x *GlobalJob) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2232,7 @@ func (x *GlobalJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
 func (*GlobalJob) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 // UpdateConfig says how a rolling update (or rollback) replaces tasks. An
@@ -1960,7 +2258,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2270,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2283,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2052,7 +2350,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2362,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2375,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -2206,7 +2504,7 @@ type UpdateStatus struct {
 
 func (x *UpdateStatus) Reset() {
 	*x = UpdateStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2516,7 @@ func (x *UpdateStatus) String() string {
 func (*UpdateStatus) ProtoMessage() {}
 
 func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2529,7 @@ func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
 func (*UpdateStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateStatus) GetState() UpdateStatus_State {
@@ -2273,7 +2571,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2583,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2596,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobStatus) GetJobIteration() uint64 {
@@ -2335,7 +2633,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2645,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2658,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -2428,7 +2726,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2738,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2751,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PortConfig) GetProtocol() PortConfig_Protocol {
@@ -2485,15 +2783,16 @@ func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
 }
 
 type EndpointSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Ports         []*PortConfig               `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	Mode          EndpointSpec_ResolutionMode `protobuf:"varint,2,opt,name=mode,proto3,enum=minke.v1.EndpointSpec_ResolutionMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2804,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2817,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EndpointSpec) GetPorts() []*PortConfig {
@@ -2528,17 +2827,26 @@ func (x *EndpointSpec) GetPorts() []*PortConfig {
 	return nil
 }
 
+func (x *EndpointSpec) GetMode() EndpointSpec_ResolutionMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointSpec_VIP
+}
+
 // Endpoint is what the managers allocated for a service's EndpointSpec.
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// virtual_ip is the service's VIP (VIP mode only).
+	VirtualIp     string `protobuf:"bytes,2,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2858,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2871,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Endpoint) GetPorts() []*PortConfig {
@@ -2571,6 +2879,13 @@ func (x *Endpoint) GetPorts() []*PortConfig {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *Endpoint) GetVirtualIp() string {
+	if x != nil {
+		return x.VirtualIp
+	}
+	return ""
 }
 
 type ContainerStatus struct {
@@ -2587,7 +2902,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2914,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2927,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -2665,7 +2980,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2992,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +3005,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -2758,7 +3073,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[28]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +3085,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[28]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +3098,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -2887,7 +3202,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +3214,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3227,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -2942,7 +3257,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[30]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2954,7 +3269,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[30]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2967,7 +3282,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -3008,7 +3323,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3335,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3348,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RootCA) GetCert() []byte {
@@ -3068,7 +3383,7 @@ type RevokedCert struct {
 
 func (x *RevokedCert) Reset() {
 	*x = RevokedCert{}
-	mi := &file_minke_v1_objects_proto_msgTypes[32]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3395,7 @@ func (x *RevokedCert) String() string {
 func (*RevokedCert) ProtoMessage() {}
 
 func (x *RevokedCert) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[32]
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3408,7 @@ func (x *RevokedCert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedCert.ProtoReflect.Descriptor instead.
 func (*RevokedCert) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RevokedCert) GetSerial() string {
@@ -3123,7 +3438,7 @@ type NodeCertificate struct {
 
 func (x *NodeCertificate) Reset() {
 	*x = NodeCertificate{}
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3450,7 @@ func (x *NodeCertificate) String() string {
 func (*NodeCertificate) ProtoMessage() {}
 
 func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3463,7 @@ func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
 func (*NodeCertificate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeCertificate) GetSerial() string {
@@ -3183,7 +3498,7 @@ type OrchestrationConfig struct {
 
 func (x *OrchestrationConfig) Reset() {
 	*x = OrchestrationConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3510,7 @@ func (x *OrchestrationConfig) String() string {
 func (*OrchestrationConfig) ProtoMessage() {}
 
 func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +3523,7 @@ func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
 func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
@@ -3243,7 +3558,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3255,7 +3570,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3268,7 +3583,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -3349,7 +3664,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3361,7 +3676,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3374,7 +3689,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GossipKeyRotation) GetNewKey() []byte {
@@ -3416,7 +3731,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[37]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3428,7 +3743,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[37]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3441,7 +3756,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -3504,10 +3819,11 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"K\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"_\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"|\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
+	"\x04pids\x18x \x01(\x03R\x04pids\"|\n" +
 	"\x14ResourceRequirements\x12+\n" +
 	"\x06limits\x18\x01 \x01(\v2\x13.minke.v1.ResourcesR\x06limits\x127\n" +
 	"\freservations\x18\x02 \x01(\v2\x13.minke.v1.ResourcesR\freservations\">\n" +
@@ -3562,7 +3878,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\fReachability\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x0f\n" +
 	"\vUNREACHABLE\x10\x01\x12\r\n" +
-	"\tREACHABLE\x10\x02\"\xf5\x02\n" +
+	"\tREACHABLE\x10\x02\"\xa6\x05\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -3577,7 +3893,32 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	" \x01(\v2\x16.minke.v1.HealthConfigR\vhealthcheck\x12\x1f\n" +
 	"\vstop_signal\x18< \x01(\tR\n" +
 	"stopSignal\x12\x12\n" +
-	"\x04init\x18= \x01(\bR\x04init\"\xe6\x01\n" +
+	"\x04init\x18= \x01(\bR\x04init\x12-\n" +
+	"\x12seccomp_unconfined\x18x \x01(\bR\x11seccompUnconfined\x12\x1b\n" +
+	"\tread_only\x18y \x01(\bR\breadOnly\x12'\n" +
+	"\x06mounts\x18z \x03(\v2\x0f.minke.v1.MountR\x06mounts\x12\x14\n" +
+	"\x05hosts\x18{ \x03(\tR\x05hosts\x12\x1f\n" +
+	"\vdns_servers\x18| \x03(\tR\n" +
+	"dnsServers\x12\x1d\n" +
+	"\n" +
+	"dns_search\x18} \x03(\tR\tdnsSearch\x12\x1f\n" +
+	"\vdns_options\x18~ \x03(\tR\n" +
+	"dnsOptions\x12*\n" +
+	"\aulimits\x18\x7f \x03(\v2\x10.minke.v1.UlimitR\aulimits\x12\x17\n" +
+	"\x06groups\x18\x80\x01 \x03(\tR\x06groups\"\xd5\x01\n" +
+	"\x05Mount\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1a\n" +
+	"\breadonly\x18\x04 \x01(\bR\breadonly\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\x12\x1d\n" +
+	"\n" +
+	"tmpfs_mode\x18\x06 \x01(\rR\ttmpfsMode\x12#\n" +
+	"\rvolume_nocopy\x18\a \x01(\bR\fvolumeNocopy\"D\n" +
+	"\x06Ulimit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\x03R\x04hard\"\xe6\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
@@ -3683,11 +4024,17 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03UDP\x10\x01\"$\n" +
 	"\vPublishMode\x12\v\n" +
 	"\aINGRESS\x10\x00\x12\b\n" +
-	"\x04HOST\x10\x01\":\n" +
+	"\x04HOST\x10\x01\"\x9b\x01\n" +
 	"\fEndpointSpec\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"6\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x129\n" +
+	"\x04mode\x18\x02 \x01(\x0e2%.minke.v1.EndpointSpec.ResolutionModeR\x04mode\"$\n" +
+	"\x0eResolutionMode\x12\a\n" +
+	"\x03VIP\x10\x00\x12\t\n" +
+	"\x05DNSRR\x10\x01\"U\n" +
 	"\bEndpoint\x12*\n" +
-	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\"\xa8\x01\n" +
+	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x12\x1d\n" +
+	"\n" +
+	"virtual_ip\x18\x02 \x01(\tR\tvirtualIp\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
@@ -3806,150 +4153,156 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 	return file_minke_v1_objects_proto_rawDescData
 }
 
-var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_minke_v1_objects_proto_goTypes = []any{
-	(NodeRole)(0),                   // 0: minke.v1.NodeRole
-	(TaskState)(0),                  // 1: minke.v1.TaskState
-	(HealthState)(0),                // 2: minke.v1.HealthState
-	(NodeSpec_Availability)(0),      // 3: minke.v1.NodeSpec.Availability
-	(NodeStatus_State)(0),           // 4: minke.v1.NodeStatus.State
-	(ManagerStatus_Reachability)(0), // 5: minke.v1.ManagerStatus.Reachability
-	(RestartPolicy_Condition)(0),    // 6: minke.v1.RestartPolicy.Condition
-	(UpdateConfig_FailureAction)(0), // 7: minke.v1.UpdateConfig.FailureAction
-	(UpdateConfig_Order)(0),         // 8: minke.v1.UpdateConfig.Order
-	(UpdateStatus_State)(0),         // 9: minke.v1.UpdateStatus.State
-	(PortConfig_Protocol)(0),        // 10: minke.v1.PortConfig.Protocol
-	(PortConfig_PublishMode)(0),     // 11: minke.v1.PortConfig.PublishMode
-	(GossipKeyRotation_Phase)(0),    // 12: minke.v1.GossipKeyRotation.Phase
-	(*Meta)(nil),                    // 13: minke.v1.Meta
-	(*Resources)(nil),               // 14: minke.v1.Resources
-	(*ResourceRequirements)(nil),    // 15: minke.v1.ResourceRequirements
-	(*Platform)(nil),                // 16: minke.v1.Platform
-	(*NodeSpec)(nil),                // 17: minke.v1.NodeSpec
-	(*NodeDescription)(nil),         // 18: minke.v1.NodeDescription
-	(*NodeStatus)(nil),              // 19: minke.v1.NodeStatus
-	(*Node)(nil),                    // 20: minke.v1.Node
-	(*ManagerStatus)(nil),           // 21: minke.v1.ManagerStatus
-	(*ContainerSpec)(nil),           // 22: minke.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 23: minke.v1.HealthConfig
-	(*RestartPolicy)(nil),           // 24: minke.v1.RestartPolicy
-	(*TaskSpec)(nil),                // 25: minke.v1.TaskSpec
-	(*Placement)(nil),               // 26: minke.v1.Placement
-	(*ReplicatedService)(nil),       // 27: minke.v1.ReplicatedService
-	(*GlobalService)(nil),           // 28: minke.v1.GlobalService
-	(*ReplicatedJob)(nil),           // 29: minke.v1.ReplicatedJob
-	(*GlobalJob)(nil),               // 30: minke.v1.GlobalJob
-	(*UpdateConfig)(nil),            // 31: minke.v1.UpdateConfig
-	(*ServiceSpec)(nil),             // 32: minke.v1.ServiceSpec
-	(*UpdateStatus)(nil),            // 33: minke.v1.UpdateStatus
-	(*JobStatus)(nil),               // 34: minke.v1.JobStatus
-	(*Service)(nil),                 // 35: minke.v1.Service
-	(*PortConfig)(nil),              // 36: minke.v1.PortConfig
-	(*EndpointSpec)(nil),            // 37: minke.v1.EndpointSpec
-	(*Endpoint)(nil),                // 38: minke.v1.Endpoint
-	(*ContainerStatus)(nil),         // 39: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),              // 40: minke.v1.TaskStatus
-	(*Task)(nil),                    // 41: minke.v1.Task
-	(*JoinTokens)(nil),              // 42: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),             // 43: minke.v1.ClusterSpec
-	(*RootCA)(nil),                  // 44: minke.v1.RootCA
-	(*RevokedCert)(nil),             // 45: minke.v1.RevokedCert
-	(*NodeCertificate)(nil),         // 46: minke.v1.NodeCertificate
-	(*OrchestrationConfig)(nil),     // 47: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                 // 48: minke.v1.Cluster
-	(*GossipKeyRotation)(nil),       // 49: minke.v1.GossipKeyRotation
-	(*LogMessage)(nil),              // 50: minke.v1.LogMessage
-	nil,                             // 51: minke.v1.NodeSpec.LabelsEntry
-	nil,                             // 52: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),   // 53: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 54: google.protobuf.Duration
+	(NodeRole)(0),                    // 0: minke.v1.NodeRole
+	(TaskState)(0),                   // 1: minke.v1.TaskState
+	(HealthState)(0),                 // 2: minke.v1.HealthState
+	(NodeSpec_Availability)(0),       // 3: minke.v1.NodeSpec.Availability
+	(NodeStatus_State)(0),            // 4: minke.v1.NodeStatus.State
+	(ManagerStatus_Reachability)(0),  // 5: minke.v1.ManagerStatus.Reachability
+	(RestartPolicy_Condition)(0),     // 6: minke.v1.RestartPolicy.Condition
+	(UpdateConfig_FailureAction)(0),  // 7: minke.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),          // 8: minke.v1.UpdateConfig.Order
+	(UpdateStatus_State)(0),          // 9: minke.v1.UpdateStatus.State
+	(PortConfig_Protocol)(0),         // 10: minke.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),      // 11: minke.v1.PortConfig.PublishMode
+	(EndpointSpec_ResolutionMode)(0), // 12: minke.v1.EndpointSpec.ResolutionMode
+	(GossipKeyRotation_Phase)(0),     // 13: minke.v1.GossipKeyRotation.Phase
+	(*Meta)(nil),                     // 14: minke.v1.Meta
+	(*Resources)(nil),                // 15: minke.v1.Resources
+	(*ResourceRequirements)(nil),     // 16: minke.v1.ResourceRequirements
+	(*Platform)(nil),                 // 17: minke.v1.Platform
+	(*NodeSpec)(nil),                 // 18: minke.v1.NodeSpec
+	(*NodeDescription)(nil),          // 19: minke.v1.NodeDescription
+	(*NodeStatus)(nil),               // 20: minke.v1.NodeStatus
+	(*Node)(nil),                     // 21: minke.v1.Node
+	(*ManagerStatus)(nil),            // 22: minke.v1.ManagerStatus
+	(*ContainerSpec)(nil),            // 23: minke.v1.ContainerSpec
+	(*Mount)(nil),                    // 24: minke.v1.Mount
+	(*Ulimit)(nil),                   // 25: minke.v1.Ulimit
+	(*HealthConfig)(nil),             // 26: minke.v1.HealthConfig
+	(*RestartPolicy)(nil),            // 27: minke.v1.RestartPolicy
+	(*TaskSpec)(nil),                 // 28: minke.v1.TaskSpec
+	(*Placement)(nil),                // 29: minke.v1.Placement
+	(*ReplicatedService)(nil),        // 30: minke.v1.ReplicatedService
+	(*GlobalService)(nil),            // 31: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),            // 32: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),                // 33: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),             // 34: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),              // 35: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),             // 36: minke.v1.UpdateStatus
+	(*JobStatus)(nil),                // 37: minke.v1.JobStatus
+	(*Service)(nil),                  // 38: minke.v1.Service
+	(*PortConfig)(nil),               // 39: minke.v1.PortConfig
+	(*EndpointSpec)(nil),             // 40: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                 // 41: minke.v1.Endpoint
+	(*ContainerStatus)(nil),          // 42: minke.v1.ContainerStatus
+	(*TaskStatus)(nil),               // 43: minke.v1.TaskStatus
+	(*Task)(nil),                     // 44: minke.v1.Task
+	(*JoinTokens)(nil),               // 45: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),              // 46: minke.v1.ClusterSpec
+	(*RootCA)(nil),                   // 47: minke.v1.RootCA
+	(*RevokedCert)(nil),              // 48: minke.v1.RevokedCert
+	(*NodeCertificate)(nil),          // 49: minke.v1.NodeCertificate
+	(*OrchestrationConfig)(nil),      // 50: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                  // 51: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),        // 52: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),               // 53: minke.v1.LogMessage
+	nil,                              // 54: minke.v1.NodeSpec.LabelsEntry
+	nil,                              // 55: minke.v1.ServiceSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 57: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	53, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	53, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
-	14, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
+	56, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	56, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
+	15, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	51, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	54, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
-	16, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
-	14, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
+	17, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
+	15, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	13, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	17, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	18, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	19, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	14, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	18, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	19, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	20, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	21, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	46, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	22, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	49, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
 	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	54, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	23, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	54, // 20: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	54, // 21: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	54, // 22: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	6,  // 23: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	54, // 24: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	54, // 25: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	22, // 26: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	15, // 27: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	24, // 28: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	26, // 29: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	54, // 30: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	7,  // 31: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	54, // 32: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	8,  // 33: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	52, // 34: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	25, // 35: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	27, // 36: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	28, // 37: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	29, // 38: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	30, // 39: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	37, // 40: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	31, // 41: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	31, // 42: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
-	9,  // 43: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	53, // 44: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	53, // 45: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	53, // 46: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	13, // 47: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	32, // 48: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	32, // 49: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	33, // 50: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	34, // 51: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	38, // 52: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
-	10, // 53: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
-	11, // 54: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	36, // 55: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	36, // 56: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
-	2,  // 57: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	53, // 58: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 59: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	39, // 60: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	13, // 61: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	25, // 62: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 63: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	40, // 64: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	53, // 65: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	47, // 66: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	54, // 67: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
-	53, // 68: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
-	53, // 69: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
-	13, // 70: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	43, // 71: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	42, // 72: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	44, // 73: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
-	45, // 74: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
-	49, // 75: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
-	12, // 76: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	53, // 77: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	53, // 78: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	79, // [79:79] is the sub-list for method output_type
-	79, // [79:79] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	57, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	26, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	24, // 20: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
+	25, // 21: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
+	57, // 22: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	57, // 23: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	57, // 24: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 25: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	57, // 26: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	57, // 27: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 28: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	16, // 29: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	27, // 30: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	29, // 31: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	57, // 32: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 33: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	57, // 34: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 35: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	55, // 36: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	28, // 37: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	30, // 38: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	31, // 39: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	32, // 40: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	33, // 41: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	40, // 42: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	34, // 43: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	34, // 44: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 45: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	56, // 46: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	56, // 47: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	56, // 48: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	14, // 49: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	35, // 50: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	35, // 51: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	36, // 52: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	37, // 53: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	41, // 54: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 55: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 56: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	39, // 57: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	12, // 58: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	39, // 59: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	2,  // 60: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	56, // 61: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 62: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	42, // 63: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	14, // 64: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	28, // 65: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 66: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	43, // 67: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	56, // 68: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	50, // 69: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	57, // 70: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	56, // 71: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	56, // 72: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	14, // 73: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	46, // 74: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	45, // 75: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	47, // 76: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	48, // 77: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	52, // 78: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	13, // 79: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	56, // 80: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	56, // 81: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -3957,20 +4310,20 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[19].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[21].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
 		(*ServiceSpec_ReplicatedJob)(nil),
 		(*ServiceSpec_GlobalJob)(nil),
 	}
-	file_minke_v1_objects_proto_msgTypes[34].OneofWrappers = []any{}
+	file_minke_v1_objects_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
-			NumEnums:      13,
-			NumMessages:   40,
+			NumEnums:      14,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

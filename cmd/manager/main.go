@@ -56,7 +56,7 @@ func run() error {
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", 0, "lifetime of node and client certificates of a new cluster (default 90 days = 2160h); nodes renew at 2/3 of it")
 	fs.BoolVar(&worker, "worker", false, "also run the worker role on this node")
 	fs.StringVar(&subnet, "container-subnet", "", "with --worker: the node's container subnet (CIDR; default 172.29.N.0/24, N the last byte of the --listen-addr host), or \"none\"")
-	fs.StringVar(&bridge, "bridge", "", "with --worker: the node's container bridge and nftables table name (default minkeN)")
+	fs.StringVar(&bridge, "bridge", "", "with --worker: the node's container bridge and nftables table name (default minke-NODEID, cut to 15 bytes)")
 	fs.StringVar(&cfg.JoinAddr, "join", "", "join an existing cluster through this manager's --listen-addr (HOST:PORT), as a manager")
 	fs.StringVar(&cfg.Token, "token", "", "manager join token, with --join ('swarmctl cluster join-token manager' prints it)")
 	fs.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: turn this manager's data into a one-manager cluster, keeping all services")
@@ -69,6 +69,10 @@ func run() error {
 	fs.DurationVar(&cfg.Gossip.ProbeTimeout, "gossip-probe-timeout", membership.DefaultProbeTimeout, "how long a probe waits for its ack")
 	fs.IntVar(&cfg.Gossip.SuspicionMult, "gossip-suspicion-mult", membership.DefaultSuspicionMult, "suspicion time before a node is declared dead, in probe intervals (scaled by log10 of the cluster size)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.Func("insecure-registry", "registry HOST:PORT reached over plain HTTP when resolving service images, and for pulls with --worker (repeatable; loopback and RFC 1918 addresses always are)", func(v string) error {
+		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
+		return nil
+	})
 	fs.StringVar(&cfg.RegistryConfig, "registry-config", "", "docker config.json (or its directory) with credentials for resolving service images to digests, and for pulls with --worker (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -116,7 +120,7 @@ func run() error {
 			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), NodeID: m.NodeID(), NodeSecret: m.NodeSecret(),
 			Addr: host, Description: manager.Describe(hostname), GossipPort: -1, Logger: logger, Identity: m.Identity(),
 			ContainerSubnet: subnet, Bridge: bridge,
-			Images: agent.ImageConfig{RegistryConfig: cfg.RegistryConfig},
+			Images: agent.ImageConfig{RegistryConfig: cfg.RegistryConfig, InsecureRegistries: cfg.InsecureRegistries},
 		})
 	}()
 	// Either part failing stops both.

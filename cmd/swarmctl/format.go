@@ -272,6 +272,7 @@ func writeServiceDetail(w io.Writer, s *minkepb.Service, counts *minkepb.Replica
 	row("User", c.GetUser())
 	row("Stop grace period", formatDuration(c.GetStopGracePeriod()))
 	row("Ports", formatPorts(s.GetEndpoint()))
+	row("Virtual IP", formatVIP(s))
 	res := spec.GetTask().GetResources()
 	row("Limits", formatResources(res.GetLimits()))
 	row("Reservations", formatResources(res.GetReservations()))

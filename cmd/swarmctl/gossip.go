@@ -63,7 +63,9 @@ get the new key when they come back. Keys are shown by fingerprint only.`,
 				wctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
 				final, err := g.WaitGossipKeyRotation(wctx, func(st *minkepb.GossipKeyStatus) {
-					fmt.Fprintln(a.stdout, formatGossipKeyStatus(st))
+					if st.GetRotating() { // the end is reported below
+						fmt.Fprintln(a.stdout, formatGossipKeyStatus(st))
+					}
 				})
 				if err != nil {
 					if wctx.Err() != nil && ctx.Err() == nil {

@@ -14,6 +14,28 @@ import (
 func addPublishFlags(f *pflag.FlagSet, o *createOptions) {
 	f.StringArrayVarP(&o.publish, "publish", "p", nil,
 		"publish a port: [PUBLISHED:]TARGET[/tcp|/udp], or published=P,target=T,protocol=tcp|udp,mode=ingress|host (repeatable; ingress: the port on every node)")
+	f.StringVar(&o.endpointMode, "endpoint-mode", "", "how the service name resolves in containers: vip (a virtual IP balanced over the tasks; default) or dnsrr (the tasks' addresses)")
+}
+
+// parseEndpoint turns --publish values and --endpoint-mode into an
+// endpoint spec; nil when neither is given.
+func parseEndpoint(values []string, mode string) (*minkepb.EndpointSpec, error) {
+	ep, err := parsePublish(values)
+	if err != nil || mode == "" {
+		return ep, err
+	}
+	if ep == nil {
+		ep = &minkepb.EndpointSpec{}
+	}
+	switch strings.ToLower(mode) {
+	case "vip":
+		ep.Mode = minkepb.EndpointSpec_VIP
+	case "dnsrr":
+		ep.Mode = minkepb.EndpointSpec_DNSRR
+	default:
+		return nil, fmt.Errorf("invalid --endpoint-mode %q: want vip or dnsrr", mode)
+	}
+	return ep, nil
 }
 
 // parsePublish turns --publish values into an endpoint spec; nil when none.
@@ -119,6 +141,14 @@ func parsePort(v, which, s string, optional bool) (uint32, error) {
 		return 0, fmt.Errorf("invalid --publish %q: %s port %q: want 1-65535", v, which, s)
 	}
 	return uint32(n), nil
+}
+
+// formatVIP renders a service's virtual IP, or its DNSRR mode.
+func formatVIP(s *minkepb.Service) string {
+	if s.GetSpec().GetEndpoint().GetMode() == minkepb.EndpointSpec_DNSRR {
+		return "none (endpoint mode dnsrr)"
+	}
+	return s.GetEndpoint().GetVirtualIp()
 }
 
 // formatPorts renders an endpoint's ports as "8080:80/tcp (ingress)".

@@ -7,6 +7,18 @@ import (
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
 
+func TestParseEndpointMode(t *testing.T) {
+	if ep, err := parseEndpoint(nil, "dnsrr"); err != nil || ep.GetMode() != minkepb.EndpointSpec_DNSRR {
+		t.Fatalf("dnsrr: %v, %v", ep, err)
+	}
+	if ep, err := parseEndpoint([]string{"80"}, "VIP"); err != nil || ep.GetMode() != minkepb.EndpointSpec_VIP || len(ep.GetPorts()) != 1 {
+		t.Fatalf("vip: %v, %v", ep, err)
+	}
+	if _, err := parseEndpoint(nil, "ipvs"); err == nil || !strings.Contains(err.Error(), "want vip or dnsrr") {
+		t.Fatalf("bad mode: %v", err)
+	}
+}
+
 func TestParsePublish(t *testing.T) {
 	const ing, host = minkepb.PortConfig_INGRESS, minkepb.PortConfig_HOST
 	const tcp, udp = minkepb.PortConfig_TCP, minkepb.PortConfig_UDP

@@ -97,6 +97,7 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 	addPublishFlags(f, &o)
 	o.health.register(f)
 	o.process.register(f)
+	o.sandbox.register(f)
 	return cmd
 }
 

@@ -41,9 +41,11 @@ type createOptions struct {
 	mode               string
 	maxConcurrent      string
 	update, rollback   updateConfigOptions
+	endpointMode       string
 	detach             bool
 	health             healthOptions  // health.go
 	process            processOptions // stop.go
+	sandbox            sandboxOptions // sandbox.go
 }
 
 // restartConditions maps --restart-condition values to the proto enum.
@@ -133,6 +135,9 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	}
 	task.Restart = restart
 	c.CapAdd, c.CapDrop = o.capAdd, o.capDrop
+	if err := o.sandbox.apply(task); err != nil {
+		return nil, err
+	}
 
 	if len(o.constraints) > 0 || len(o.placementPrefs) > 0 || o.maxPerNode != "" {
 		p := &minkepb.Placement{}
@@ -156,7 +161,7 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 		task.Placement = p
 	}
 
-	endpoint, err := parsePublish(o.publish)
+	endpoint, err := parseEndpoint(o.publish, o.endpointMode)
 	if err != nil {
 		return nil, err
 	}

@@ -182,7 +182,11 @@ type serviceUpdateOptions struct {
 }
 
 func newServiceUpdateCmd(a *app) *cobra.Command {
-	var o serviceUpdateOptions
+	return serviceUpdateCmd(a, &serviceUpdateOptions{})
+}
+
+// serviceUpdateCmd is `service update` with its flags bound to o.
+func serviceUpdateCmd(a *app, o *serviceUpdateOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update [OPTIONS] SERVICE",
 		Short: "Update a service",
@@ -206,7 +210,7 @@ pauses or rolls back (exit 1).`,
 				}
 			}
 			// Check every flag before any RPC.
-			if _, err := applyServiceUpdate(&minkepb.ServiceSpec{}, o, changed); err != nil {
+			if _, err := applyServiceUpdate(&minkepb.ServiceSpec{}, *o, changed); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -220,7 +224,7 @@ pauses or rolls back (exit 1).`,
 					svc, err = u.RollbackService(ctx, args[0])
 				} else {
 					svc, err = u.ModifyService(ctx, args[0], func(spec *minkepb.ServiceSpec) error {
-						_, err := applyServiceUpdate(spec, o, changed)
+						_, err := applyServiceUpdate(spec, *o, changed)
 						return err
 					})
 				}

@@ -48,7 +48,7 @@ func run() error {
 	fs.StringVar(&gossipAddr, "gossip-addr", "", "memberlist port or HOST:PORT (default ADVERTISE:4244)")
 	fs.StringVar(&cfg.CgroupParent, "cgroup-parent", "minke", "cgroup under which this node's containers get cgroups (PARENT/NODE_ID/TASK_ID)")
 	fs.StringVar(&cfg.ContainerSubnet, "container-subnet", "", "this node's container subnet (CIDR, unique in the cluster; default 172.29.N.0/24, N the last byte of --advertise-addr), or \"none\" for no container network")
-	fs.StringVar(&cfg.Bridge, "bridge", "", "name of this node's container bridge and nftables table (default minkeN, N the subnet's third byte)")
+	fs.StringVar(&cfg.Bridge, "bridge", "", "name of this node's container bridge and nftables table (default minke-NODEID, cut to 15 bytes)")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
 	fs.StringVar(&managerAddr, "manager-listen-addr", "", "--listen-addr of the manager role if this node is promoted (default ADVERTISE:4242; Raft and registry use the next ports)")
 	fs.DurationVar(&cfg.Gossip.ProbeInterval, "gossip-probe-interval", membership.DefaultProbeInterval, "how often each node probes a peer (failure detection)")
@@ -63,6 +63,10 @@ func run() error {
 	fs.StringVar(&imageGC, "image-gc", "unused-after=24h", "remove images no container uses: off, or unused-after=DURATION (not pulled or used to create a container for that long)")
 	fs.StringVar(&maxLayerFile, "max-layer-file-size", "8GiB", "largest file an image layer may hold; a larger one fails the pull (bytes, or with KiB/MiB/GiB/KB/MB/GB)")
 	logs.register(fs)
+	fs.Func("insecure-registry", "registry HOST:PORT reached over plain HTTP (repeatable; loopback and RFC 1918 addresses always are)", func(v string) error {
+		cfg.Images.InsecureRegistries = append(cfg.Images.InsecureRegistries, v)
+		return nil
+	})
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}

@@ -32,7 +32,9 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", dir+"/",
 		"github.com/minke-io/minke/cmd/manager",
 		"github.com/minke-io/minke/cmd/worker",
-		"github.com/minke-io/minke/cmd/swarmctl")
+		"github.com/minke-io/minke/cmd/swarmctl",
+		// Next to the worker, where workers look for their shim helper.
+		"github.com/minke-io/minke/cmd/minke-shim")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
 	}

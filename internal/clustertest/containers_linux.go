@@ -95,4 +95,5 @@ func RemoveContainers(tb testing.TB, dir string, nodeIDs []string) {
 			tb.Errorf("cleanup: %v", err)
 		}
 	}
+	RemoveNetworks(tb, dir)
 }

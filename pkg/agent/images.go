@@ -14,6 +14,9 @@ type ImageConfig struct {
 	// with registry credentials; "" uses $DOCKER_CONFIG or
 	// $HOME/.docker/config.json.
 	RegistryConfig string
+	// InsecureRegistries (host:port) are reached over plain HTTP.
+	// Loopback and private (RFC 1918) addresses always are.
+	InsecureRegistries []string
 	// MaxLayerFileSize caps the size of a file in a layer; 0 is the
 	// runtime's default.
 	MaxLayerFileSize int64

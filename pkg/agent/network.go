@@ -3,12 +3,14 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/allocator"
 	"github.com/minke-io/minke/pkg/network"
 	"github.com/minke-io/minke/pkg/runtime"
 )
@@ -22,6 +24,7 @@ const NoNetwork = "none"
 // managers send with every assignment set. A nil *agentNet does nothing.
 type agentNet struct {
 	mgr *network.Manager
+	dns *network.DNSServer // nil: containers use the node's resolvers
 	log *slog.Logger
 
 	mu        sync.Mutex
@@ -51,21 +54,44 @@ func resolveSubnet(flag, nodeAddr string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// defaultBridge names a node's bridge (and nftables table) after its ID,
+// so that nodes of different clusters sharing a machine (tests, demos)
+// never share one.
+func defaultBridge(nodeID string) string {
+	if len(nodeID) > 9 {
+		nodeID = nodeID[:9]
+	}
+	return "minke-" + nodeID
+}
+
 // startNetwork creates the node's bridge network and removes what an
 // earlier worker process left, except the networks of the containers in
 // keep (re-adopted ones, whose runners adopt their networks).
-func startNetwork(subnet netip.Prefix, bridge, dataDir string, keep map[string]bool, log *slog.Logger) (*agentNet, error) {
+func startNetwork(subnet netip.Prefix, bridge, nodeID, dataDir string, keep map[string]bool, log *slog.Logger) (*agentNet, error) {
 	if !subnet.IsValid() {
 		return nil, nil
 	}
-	m, err := network.New(network.Config{Subnet: subnet, Bridge: bridge, StateDir: filepath.Join(dataDir, "network"), Logger: log})
+	if bridge == "" {
+		bridge = defaultBridge(nodeID)
+	}
+	m, err := network.New(network.Config{Subnet: subnet, Bridge: bridge, StateDir: filepath.Join(dataDir, "network"),
+		ServicePool: allocator.VIPPool, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}
 	if err := m.Sweep(keep); err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}
-	return &agentNet{mgr: m, log: log.With("component", "agent"), endpoints: map[string]*minkepb.Endpoint{}}, nil
+	n := &agentNet{mgr: m, log: log.With("component", "agent"), endpoints: map[string]*minkepb.Endpoint{}}
+	// The DNS server listens on the gateway, which every container reaches.
+	host, _ := os.ReadFile("/etc/resolv.conf")
+	dns := network.NewDNSServer(network.Upstreams(host), log)
+	if err := dns.ListenAndServe(net.JoinHostPort(m.Gateway().String(), "53")); err != nil {
+		n.log.Warn("no DNS server for containers: service names will not resolve", "err", err)
+	} else {
+		n.dns = dns
+	}
+	return n, nil
 }
 
 // apply programs the cluster's network state. Failures are logged: the
@@ -89,6 +115,27 @@ func (n *agentNet) apply(st *minkepb.NetworkState) {
 	}
 	if err := n.mgr.SetIngress(rules); err != nil {
 		n.log.Warn("programming ingress ports failed", "err", err)
+	}
+	var vips []network.VIPRule
+	var records []network.DNSRecord
+	for _, s := range st.GetServices() {
+		r := network.DNSRecord{Name: s.GetName()}
+		for _, b := range s.GetBackends() {
+			if a, err := netip.ParseAddr(b); err == nil && a.Is4() {
+				r.Backends = append(r.Backends, a)
+			}
+		}
+		if vip, err := netip.ParseAddr(s.GetVirtualIp()); err == nil {
+			r.VIP = vip
+			vips = append(vips, network.VIPRule{VIP: vip, Backends: r.Backends})
+		}
+		records = append(records, r)
+	}
+	if err := n.mgr.SetVIPs(vips); err != nil {
+		n.log.Warn("programming service VIPs failed", "err", err)
+	}
+	if n.dns != nil {
+		n.dns.Update(records)
 	}
 	var routes []network.Route
 	for _, r := range st.GetRoutes() {
@@ -155,10 +202,31 @@ func (n *agentNet) writeEtc(ctr Container, ep *network.Endpoint) error {
 		return nil
 	}
 	host, _ := os.ReadFile("/etc/resolv.conf") // none: the fallback servers
-	if err := c.WriteEtcFile("resolv.conf", network.ResolvConf(host, nil)); err != nil {
+	var servers []netip.Addr
+	if n.dns != nil {
+		servers = []netip.Addr{n.mgr.Gateway()}
+	}
+	if err := c.WriteEtcFile("resolv.conf", network.ResolvConf(host, servers)); err != nil {
 		return err
 	}
 	return c.WriteEtcFile("hosts", network.HostsFile(runtime.Hostname(c.ID()), ep.Addr.Addr()))
+}
+
+// stop removes the node's network (bridge, nftables table, routes) when
+// no container is left on it; running containers keep theirs.
+func (n *agentNet) stop() {
+	if n == nil {
+		return
+	}
+	if n.dns != nil {
+		n.dns.Close()
+	}
+	if n.mgr.Attached() > 0 {
+		return
+	}
+	if err := n.mgr.Close(); err != nil {
+		n.log.Warn("removing the node's network failed", "err", err)
+	}
 }
 
 // detach removes a task's network; a task never attached is no error.

@@ -96,6 +96,7 @@ func containerSpec(t *minkepb.Task) runtime.ContainerSpec {
 		spec.Healthcheck = &runtime.HealthConfig{Test: h.GetTest(), Interval: h.GetInterval().AsDuration(),
 			Timeout: h.GetTimeout().AsDuration(), StartPeriod: h.GetStartPeriod().AsDuration(), Retries: int(h.GetRetries())}
 	}
+	sandboxSpec(&spec, t)
 	return spec
 }
 

@@ -144,7 +144,7 @@ type SimulatedConfig struct {
 	// Description is every node's description; each gets the hostname
 	// Description.Hostname-NNNNN and the worker role.
 	Description *minkepb.NodeDescription
-	// JoinParallelism bounds concurrent Join calls; 0 takes 32.
+	// JoinParallelism bounds concurrent Join calls; 0 takes 128.
 	JoinParallelism int
 	Logger          *slog.Logger
 	// Ready, if set, is called with the node IDs once every node joined.
@@ -168,7 +168,7 @@ func RunSimulated(ctx context.Context, cfg SimulatedConfig) error {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.JoinParallelism <= 0 {
-		cfg.JoinParallelism = 32
+		cfg.JoinParallelism = 128
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("worker: data dir: %w", err)

@@ -41,7 +41,8 @@ type WorkerConfig struct {
 	// ContainerSubnet is the node's container subnet (CIDR); "" is
 	// network.DefaultSubnet of Addr, NoNetwork turns networking off.
 	ContainerSubnet string
-	// Bridge names the node's bridge; "" is network.DefaultBridge.
+	// Bridge names the node's bridge and nftables table; "" is
+	// "minke-" and the start of the node ID.
 	Bridge string
 	// LogMaxSize and LogMaxFiles rotate container logs (see runtime.Config).
 	LogMaxSize  int64
@@ -134,7 +135,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	rt, err := runtime.New(runtime.Config{Root: filepath.Join(cfg.DataDir, "runtime"),
 		CgroupParent: parent + "/" + resp.GetNodeId(), Logger: cfg.Logger,
 		RegistryConfig: cfg.Images.RegistryConfig, MaxLayerFileSize: cfg.Images.MaxLayerFileSize,
-		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles})
+		LogMaxSize: cfg.LogMaxSize, LogMaxFiles: cfg.LogMaxFiles,
+		InsecureRegistries: cfg.Images.InsecureRegistries})
 	if err != nil {
 		return err
 	}
@@ -144,6 +146,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err != nil {
 		return fmt.Errorf("worker: adopting containers of the previous worker process: %w", err)
 	}
+	defer rt.Close() // containers stay with their shims; this only waits for file deletions
 	a.adopted = make(map[string]*runtime.Container, len(adopted))
 	for _, c := range adopted {
 		a.adopted[c.ID()] = c
@@ -162,9 +165,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	for id := range a.adopted {
 		keep[id] = true
 	}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, cfg.DataDir, keep, cfg.Logger); err != nil {
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
+	defer a.net.stop()
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
@@ -215,13 +219,13 @@ type gossip struct {
 func (g *gossip) setKeys(primary []byte, keys [][]byte) {
 	g.mu.Lock()
 	g.cfg.Key, g.keys = primary, keys
-	ml := g.ml
+	ml, logger := g.ml, g.cfg.Logger
 	g.mu.Unlock()
 	if ml == nil {
 		return
 	}
-	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) {
-		slog.Default().Error("applying the cluster's gossip keys", "err", err)
+	if err := ml.SetKeys(primary, keys, time.Second); err != nil && !errors.Is(err, membership.ErrShutdown) && logger != nil {
+		logger.Error("applying the cluster's gossip keys", "component", "agent", "err", err)
 	}
 }
 

@@ -66,3 +66,19 @@ func TestAllocatePorts(t *testing.T) {
 		t.Fatalf("service keeping its own port: %v", err)
 	}
 }
+
+func TestAllocateVIP(t *testing.T) {
+	others := []*minkepb.Service{
+		{Meta: &minkepb.Meta{Id: "a"}, Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.1"}},
+		{Meta: &minkepb.Meta{Id: "b"}, Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.3"}},
+	}
+	if v, err := AllocateVIP("new", nil, others); err != nil || v != "172.30.0.2" {
+		t.Fatalf("first free: %q, %v; want 172.30.0.2", v, err)
+	}
+	if v, err := AllocateVIP("b", &minkepb.Endpoint{VirtualIp: "172.30.0.3"}, others); err != nil || v != "172.30.0.3" {
+		t.Fatalf("kept on update: %q, %v", v, err)
+	}
+	if v, err := AllocateVIP("a", nil, others); err != nil || v != "172.30.0.1" {
+		t.Fatalf("a service's own VIP is free to it: %q, %v", v, err)
+	}
+}

@@ -180,3 +180,82 @@ func FuzzValidateNodeUpdate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateMode checks every service mode through validateSpec: counts
+// within bounds, a replicated job completing at least one task and running
+// no more at once than it completes.
+func FuzzValidateMode(f *testing.F) {
+	f.Add(uint8(0), uint64(3), uint64(0))
+	f.Fuzz(func(t *testing.T, mode uint8, count, concurrent uint64) {
+		spec := fuzzSpec("web", "busybox", "", "", "", "", 0, 0, 0, 0)
+		switch mode % 5 {
+		case 0:
+			spec.Mode = &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: count}}
+		case 1:
+			spec.Mode = &minkepb.ServiceSpec_Global{Global: &minkepb.GlobalService{}}
+		case 2:
+			spec.Mode = &minkepb.ServiceSpec_GlobalJob{GlobalJob: &minkepb.GlobalJob{}}
+		case 3:
+			spec.Mode = &minkepb.ServiceSpec_ReplicatedJob{ReplicatedJob: &minkepb.ReplicatedJob{TotalCompletions: count, MaxConcurrent: concurrent}}
+		case 4:
+			spec.Mode = nil
+		}
+		err := validateSpec(spec)
+		if err != nil {
+			if !errShape.MatchString(err.Error()) {
+				t.Fatalf("error %q does not name the field", err)
+			}
+			return
+		}
+		switch m := spec.GetMode().(type) {
+		case nil:
+			t.Fatal("accepted a spec without a mode")
+		case *minkepb.ServiceSpec_Replicated:
+			if m.Replicated.GetReplicas() > MaxReplicas {
+				t.Fatalf("accepted %d replicas", m.Replicated.GetReplicas())
+			}
+		case *minkepb.ServiceSpec_ReplicatedJob:
+			n, c := m.ReplicatedJob.GetTotalCompletions(), m.ReplicatedJob.GetMaxConcurrent()
+			if n == 0 || n > MaxReplicas || c > n {
+				t.Fatalf("accepted a replicated job of %d completions, %d at once", n, c)
+			}
+		}
+	})
+}
+
+// FuzzValidateUpdateConfig checks update and rollback configs through
+// validateSpec: durations not negative, a failure ratio in [0, 1] (NaN
+// refused), known actions and orders, and no rollback of a rollback.
+func FuzzValidateUpdateConfig(f *testing.F) {
+	f.Add(false, int64(time.Second), int64(5*time.Second), 0.2, int32(2), int32(1))
+	f.Fuzz(func(t *testing.T, rollback bool, delay, monitor int64, ratio float64, action, order int32) {
+		spec := fuzzSpec("web", "busybox", "", "", "", "", 1, 0, 0, 0)
+		c := &minkepb.UpdateConfig{Delay: durationpb.New(time.Duration(delay)), Monitor: durationpb.New(time.Duration(monitor)),
+			MaxFailureRatio: ratio, FailureAction: minkepb.UpdateConfig_FailureAction(action), Order: minkepb.UpdateConfig_Order(order)}
+		field := "update_config"
+		if rollback {
+			spec.RollbackConfig, field = c, "rollback_config"
+		} else {
+			spec.UpdateConfig = c
+		}
+		err := validateSpec(spec)
+		if err != nil {
+			if !errShape.MatchString(err.Error()) || !strings.Contains(err.Error(), field+".") {
+				t.Fatalf("error %q does not name the field %s", err, field)
+			}
+			return
+		}
+		_, actionOK := minkepb.UpdateConfig_FailureAction_name[action]
+		_, orderOK := minkepb.UpdateConfig_Order_name[order]
+		switch {
+		case delay < 0 || monitor < 0:
+			t.Fatalf("accepted delay %d, monitor %d", delay, monitor)
+		case !(ratio >= 0 && ratio <= 1):
+			t.Fatalf("accepted max_failure_ratio %v", ratio)
+		case !actionOK || !orderOK:
+			t.Fatalf("accepted failure_action %d, order %d", action, order)
+		case rollback && c.GetFailureAction() == minkepb.UpdateConfig_ROLLBACK:
+			t.Fatal("accepted a rollback config that rolls back")
+		}
+	})
+}

@@ -12,22 +12,24 @@ import (
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
-// allocateEndpoint fills svc.Endpoint from its spec's published ports, in
-// the write transaction that stores svc: the commit fails if another
-// service took a port meanwhile (its version changed), so a port is never
-// handed out twice. prev is the stored service on update, else nil.
+// allocateEndpoint fills svc.Endpoint from its spec's published ports and
+// resolution mode, in the write transaction that stores svc: the commit
+// fails if another service took a port or VIP meanwhile (its version
+// changed), so neither is ever handed out twice. prev is the stored service
+// on update, else nil. Every service in VIP mode gets a virtual IP.
 func allocateEndpoint(tx *raftstore.WriteTx, svc, prev *minkepb.Service) error {
-	if len(svc.GetSpec().GetEndpoint().GetPorts()) == 0 {
-		svc.Endpoint = nil
-		return nil
+	spec := svc.GetSpec().GetEndpoint()
+	others := tx.Services()
+	ep, err := allocator.AllocatePorts(svc.GetMeta().GetId(), spec, prev.GetEndpoint(), others)
+	if err == nil && spec.GetMode() == minkepb.EndpointSpec_VIP {
+		ep.VirtualIp, err = allocator.AllocateVIP(svc.GetMeta().GetId(), prev.GetEndpoint(), others)
 	}
-	ep, err := allocator.AllocatePorts(svc.GetMeta().GetId(), svc.GetSpec().GetEndpoint(), prev.GetEndpoint(), tx.Services())
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "allocator: ")
 		switch {
 		case errors.Is(err, allocator.ErrPortInUse):
 			return status.Error(codes.AlreadyExists, msg)
-		case errors.Is(err, allocator.ErrNoPorts):
+		case errors.Is(err, allocator.ErrNoPorts), errors.Is(err, allocator.ErrNoVIPs):
 			return status.Error(codes.ResourceExhausted, msg)
 		}
 		return status.Error(codes.InvalidArgument, msg)

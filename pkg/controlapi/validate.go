@@ -54,6 +54,9 @@ func validateSpec(spec *minkepb.ServiceSpec) error {
 	if err := runtime.ValidateCapabilities(c.GetCapAdd(), c.GetCapDrop()); err != nil {
 		return fmt.Errorf("invalid capabilities: %s", strings.TrimPrefix(err.Error(), runtime.ErrInvalidSpec.Error()+": "))
 	}
+	if err := validateSandbox(spec.GetTask()); err != nil {
+		return err
+	}
 	if d := c.GetStopGracePeriod(); d != nil && d.AsDuration() < 0 {
 		return fmt.Errorf("invalid stop_grace_period %s: must not be negative", d.AsDuration())
 	}

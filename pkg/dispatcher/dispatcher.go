@@ -271,6 +271,9 @@ func (d *Dispatcher) Join(ctx context.Context, req *minkepb.JoinRequest) (*minke
 	err = d.cfg.Store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		managers = ManagerAddrs(tx.ReadTx)
 		key, secret = tx.Cluster().GetGossipKey(), ""
+		if err := checkContainerSubnet(tx.ReadTx, nodeID, req.GetDescription().GetContainerSubnet()); err != nil {
+			return err
+		}
 		if nodeID != "" {
 			if n := tx.Node(nodeID); n != nil {
 				if _, ok := ca.PeerFrom(ctx); !ok && !SecretMatches(n, req.GetNodeSecret()) {

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -19,7 +20,12 @@ var errNotRunning = errors.New("dispatcher: not running")
 // sessions: with 5,000 sessions, per-session subscriptions would copy and
 // scan each event 5,000 times.
 type fanout struct {
-	started  chan struct{} // closed once run has subscribed
+	started chan struct{} // closed once run has subscribed
+	// assigned is, per task on a node, what a session sends of it (see
+	// assignment). A task event that leaves it unchanged — the node's own
+	// status reports, most of the commits touching a node — wakes no
+	// session. Only run's goroutine uses it.
+	assigned map[string]assignment
 	mu       sync.Mutex
 	running  bool
 	watchers map[string]map[*nodeWatch]struct{} // by node ID
@@ -71,10 +77,27 @@ func (f *fanout) unwatch(w *nodeWatch) {
 	}
 }
 
+// assignment is what a session message carries of a task that the node
+// acts on (see versions): where it is and whether it should run.
+type assignment struct {
+	nodeID  string
+	desired minkepb.TaskState
+}
+
+// load records every assigned task's assignment from a snapshot.
+func (f *fanout) load(tx raftstore.ReadTx) {
+	f.assigned = map[string]assignment{}
+	for _, t := range tx.Tasks() {
+		if t.GetNodeId() != "" {
+			f.assigned[t.GetMeta().GetId()] = assignment{t.GetNodeId(), t.GetDesiredState()}
+		}
+	}
+}
+
 // run routes changes until ctx ends or the store stops; then every watch's
 // done is closed and later watches fail.
 func (f *fanout) run(ctx context.Context, store Store) error {
-	sub, err := store.ViewAndWatch(nil)
+	sub, err := store.ViewAndWatch(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
 	if err != nil {
 		return err
 	}
@@ -91,40 +114,78 @@ func (f *fanout) run(ctx context.Context, store Store) error {
 		case <-sub.Done():
 			return raftstore.ErrStopped
 		case <-sub.Ready():
-			f.route(sub.Drain())
+			evs := sub.Drain()
+			if reset := slices.ContainsFunc(evs, func(ev raftstore.Event) bool { return ev.Kind == raftstore.EventReset }); reset {
+				_ = store.View(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
+				f.signalAll()
+				continue
+			}
+			f.route(evs)
 		}
 	}
 }
 
+// route wakes the sessions of the nodes whose assignments the events
+// changed: a task created on, removed from or newly placed on a node, a
+// change of its desired state, or any change of the node itself; and every
+// session after a change to cluster-wide state (see networkWide).
 func (f *fanout) route(evs []raftstore.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	signal := func(nodeID string) {
-		for w := range f.watchers[nodeID] {
-			select {
-			case w.ready <- struct{}{}:
-			default:
+	all := false
+	defer func() {
+		if all {
+			for id := range f.watchers {
+				f.signal(id)
 			}
 		}
-	}
-	all := false // every session: a reset, or a change to network state
+	}()
 	for _, ev := range evs {
+		all = all || networkWide(ev)
 		switch o := ev.Object.(type) {
 		case *minkepb.Task:
-			if id := o.GetNodeId(); id != "" {
-				signal(id)
+			id := o.GetMeta().GetId()
+			old, had := f.assigned[id]
+			now := assignment{o.GetNodeId(), o.GetDesiredState()}
+			switch {
+			case ev.Kind == raftstore.EventRemove:
+				delete(f.assigned, id)
+				now = assignment{}
+			case now.nodeID == "":
+				delete(f.assigned, id)
+			default:
+				f.assigned[id] = now
+			}
+			if had && old == now {
+				continue
+			}
+			if had {
+				f.signal(old.nodeID)
+			}
+			if now.nodeID != "" && now.nodeID != old.nodeID {
+				f.signal(now.nodeID)
 			}
 		case *minkepb.Node:
-			signal(o.GetMeta().GetId())
-		}
-		if ev.Kind == raftstore.EventReset || networkWide(ev) {
-			all = true
+			f.signal(o.GetMeta().GetId())
 		}
 	}
-	if all {
-		for id := range f.watchers {
-			signal(id)
+}
+
+// signal wakes nodeID's sessions without blocking (mu held).
+func (f *fanout) signal(nodeID string) {
+	for w := range f.watchers[nodeID] {
+		select {
+		case w.ready <- struct{}{}:
+		default:
 		}
+	}
+}
+
+func (f *fanout) signalAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := range f.watchers {
+		f.signal(id)
 	}
 }
 

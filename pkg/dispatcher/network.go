@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -13,9 +15,10 @@ import (
 )
 
 // networkState is the part of the cluster's state a node programs into its
-// kernel: every ingress port with the addresses of its service's running,
-// healthy tasks on READY nodes, routes to the other nodes' container
-// subnets, and the endpoints of the services that have tasks on the node.
+// kernel and DNS server: every service's name, VIP and the addresses of its
+// running, healthy tasks on READY nodes, every ingress port with the same
+// backends, routes to the other nodes' container subnets, and the
+// endpoints of the services that have tasks on the node.
 func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 	st := &minkepb.NetworkState{Endpoints: map[string]*minkepb.Endpoint{}}
 	ready := map[string]bool{}
@@ -40,15 +43,6 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 		}
 	}
 	for _, s := range tx.Services() {
-		var ports []*minkepb.PortConfig
-		for _, p := range s.GetEndpoint().GetPorts() {
-			if p.GetPublishMode() == minkepb.PortConfig_INGRESS {
-				ports = append(ports, p)
-			}
-		}
-		if len(ports) == 0 {
-			continue
-		}
 		var backends []string
 		for _, t := range tx.TasksByService(s.GetMeta().GetId()) {
 			if a, ok := backendAddr(t, ready); ok {
@@ -56,8 +50,12 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 			}
 		}
 		slices.Sort(backends)
-		for _, p := range ports {
-			st.Ingress = append(st.Ingress, &minkepb.IngressPort{Port: p, Backends: backends})
+		st.Services = append(st.Services, &minkepb.ServiceRecord{Id: s.GetMeta().GetId(), Name: s.GetSpec().GetName(),
+			VirtualIp: s.GetEndpoint().GetVirtualIp(), Backends: backends})
+		for _, p := range s.GetEndpoint().GetPorts() {
+			if p.GetPublishMode() == minkepb.PortConfig_INGRESS {
+				st.Ingress = append(st.Ingress, &minkepb.IngressPort{Port: p, Backends: backends})
+			}
 		}
 	}
 	return st
@@ -104,4 +102,29 @@ func networkVersion(st *minkepb.NetworkState) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(st)
 	h := sha256.Sum256(b)
 	return "net@" + hex.EncodeToString(h[:8])
+}
+
+// checkContainerSubnet refuses a joining node whose container subnet is
+// invalid or overlaps another node's: workers route to each other's
+// subnets, so an overlap would send one node's traffic to the other.
+func checkContainerSubnet(tx raftstore.ReadTx, nodeID, subnet string) error {
+	if subnet == "" {
+		return nil
+	}
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil || !p.Addr().Is4() || p.Masked() != p {
+		return status.Errorf(codes.InvalidArgument, "container subnet %q: want an IPv4 network in CIDR form, such as 172.29.1.0/24", subnet)
+	}
+	for _, n := range tx.Nodes() {
+		if n.GetMeta().GetId() == nodeID {
+			continue
+		}
+		other, err := netip.ParsePrefix(n.GetDescription().GetContainerSubnet())
+		if err == nil && other.Overlaps(p) {
+			return status.Errorf(codes.AlreadyExists,
+				"container subnet %s overlaps %s of node %s (%s): start this worker with another --container-subnet, or remove that node",
+				p, other, n.GetMeta().GetId(), n.GetDescription().GetHostname())
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -11,8 +12,12 @@ import (
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
-// statusBatcher group-commits task status reports: while one Raft command is
-// in flight, reports queue up, and the next command carries all of them.
+// statusBatcher group-commits task status reports: while commands are in
+// flight, reports queue up, and the next command carries all of them.
+// Several commands are in flight at once (committers), so that Raft's own
+// group commit stores them with one log write; they never touch the same
+// task in practice, as a node sends its next report only after the last
+// was answered, and a conflict is retried by the store anyway.
 type statusBatcher struct {
 	store Store
 	log   *slog.Logger
@@ -20,20 +25,25 @@ type statusBatcher struct {
 }
 
 type statusReq struct {
+	ctx     context.Context
 	nodeID  string
 	updates []*minkepb.TaskStatusUpdate
 	done    chan error
 }
 
-// maxBatch bounds how many reports share one command.
-const maxBatch = 512
+// maxBatch bounds how many reports share one command; committers is how
+// many commands are in flight.
+const (
+	maxBatch   = 512
+	committers = 4
+)
 
 func newStatusBatcher(store Store, log *slog.Logger) *statusBatcher {
 	return &statusBatcher{store: store, log: log, reqs: make(chan *statusReq, maxBatch)}
 }
 
 func (b *statusBatcher) submit(ctx context.Context, nodeID string, updates []*minkepb.TaskStatusUpdate) error {
-	r := &statusReq{nodeID: nodeID, updates: updates, done: make(chan error, 1)}
+	r := &statusReq{ctx: ctx, nodeID: nodeID, updates: updates, done: make(chan error, 1)}
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
@@ -48,6 +58,15 @@ func (b *statusBatcher) submit(ctx context.Context, nodeID string, updates []*mi
 }
 
 func (b *statusBatcher) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range committers {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.commitLoop(ctx) }()
+	}
+	wg.Wait()
+}
+
+func (b *statusBatcher) commitLoop(ctx context.Context) {
 	for {
 		var batch []*statusReq
 		select {
@@ -64,6 +83,20 @@ func (b *statusBatcher) run(ctx context.Context) {
 			default:
 				break more
 			}
+		}
+		// A report whose caller gave up is not committed: the node sends
+		// it again, and committing it now would only delay the others.
+		live := batch[:0]
+		for _, r := range batch {
+			if r.ctx.Err() != nil {
+				r.done <- r.ctx.Err()
+				continue
+			}
+			live = append(live, r)
+		}
+		batch = live
+		if len(batch) == 0 {
+			continue
 		}
 		// Status times are the manager's: restart delays must not depend on
 		// workers' clocks.

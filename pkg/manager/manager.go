@@ -83,7 +83,10 @@ type Config struct {
 	// credentials used to resolve service images to digests; "" uses
 	// $DOCKER_CONFIG or $HOME/.docker/config.json.
 	RegistryConfig string
-	Logger         *slog.Logger
+	// InsecureRegistries (host:port) are reached over plain HTTP when
+	// resolving images; loopback and RFC 1918 addresses always are.
+	InsecureRegistries []string
+	Logger             *slog.Logger
 }
 
 // Manager is a running manager node.

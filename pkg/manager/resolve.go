@@ -37,8 +37,18 @@ type imagePinner struct {
 	// are pinned to this cluster's registry by the orchestrator instead.
 	builtin  func(ctx context.Context, image string) bool
 	keychain authn.Keychain
+	insecure map[string]bool // registries reached over plain HTTP
 	timeout  time.Duration
 	log      *slog.Logger
+}
+
+// parse parses image, marking the registry insecure if it is listed.
+func (p *imagePinner) parse(image string) (name.Reference, error) {
+	ref, err := name.ParseReference(image)
+	if err == nil && p.insecure[ref.Context().RegistryStr()] {
+		ref, err = name.ParseReference(image, name.Insecure)
+	}
+	return ref, err
 }
 
 // pin returns image with the digest it resolves to appended. When the
@@ -48,7 +58,7 @@ type imagePinner struct {
 // warning): each worker then pulls it itself, and a worker that cannot
 // either rejects the task saying why.
 func (p *imagePinner) pin(ctx context.Context, image string) (string, error) {
-	ref, err := name.ParseReference(image)
+	ref, err := p.parse(image)
 	if err != nil {
 		return "", fmt.Errorf("invalid image %q: %w", image, err)
 	}
@@ -108,8 +118,9 @@ func (c *pinningControl) CreateService(ctx context.Context, r *minkepb.CreateSer
 func (c *pinningControl) UpdateService(ctx context.Context, r *minkepb.UpdateServiceRequest) (*minkepb.UpdateServiceResponse, error) {
 	image := r.GetSpec().GetTask().GetContainer().GetImage()
 	// An unchanged image keeps its digest: updating replicas or env does
-	// not move the service to whatever the tag names today.
-	if !isForwarded(ctx) && image != "" && image != c.currentImage(r.GetServiceId()) {
+	// not move the service to whatever the tag names today. A rollback
+	// restores the previous spec, digest included.
+	if !isForwarded(ctx) && !r.GetRollback() && image != "" && image != c.currentImage(r.GetServiceId()) {
 		spec, err := c.pinSpec(ctx, r.GetSpec())
 		if err != nil {
 			return nil, err
@@ -161,11 +172,16 @@ func (m *Manager) newPinningControl(f *controlapi.Forwarder) (*pinningControl, e
 	if err != nil {
 		return nil, fmt.Errorf("manager: %w", err)
 	}
+	insecure := map[string]bool{}
+	for _, r := range m.cfg.InsecureRegistries {
+		insecure[r] = true
+	}
 	return &pinningControl{
 		Forwarder: f,
 		pinner: &imagePinner{
 			builtin:  m.inBuiltinRegistry,
 			keychain: kc,
+			insecure: insecure,
 			timeout:  ResolveTimeout,
 			log:      m.log.With("component", "resolve"),
 		},

@@ -247,3 +247,20 @@ func TestPinningControl(t *testing.T) {
 		}
 	})
 }
+
+func TestImagePinnerInsecure(t *testing.T) {
+	p := &imagePinner{insecure: map[string]bool{"registry.internal:5000": true}}
+	for image, want := range map[string]string{
+		"registry.internal:5000/app:v1": "http",
+		"registry.internal:5001/app:v1": "https",
+		"ghcr.io/org/app:v1":            "https",
+	} {
+		ref, err := p.parse(image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ref.Context().Scheme(); got != want {
+			t.Errorf("%s: scheme %s, want %s", image, got, want)
+		}
+	}
+}

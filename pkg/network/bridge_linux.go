@@ -33,6 +33,9 @@ type Config struct {
 	// Bridge is the bridge's name; default DefaultBridge(Subnet). The
 	// nftables table has the same name.
 	Bridge string
+	// ServicePool is where service VIPs come from (optional): traffic to it
+	// that no VIP rule catches is rejected instead of routed out.
+	ServicePool netip.Prefix
 	// StateDir holds the containers' network namespaces (StateDir/netns).
 	// Required.
 	StateDir string
@@ -53,6 +56,7 @@ type Manager struct {
 	mu        sync.Mutex
 	endpoints map[string]*Endpoint
 	ingress   []IngressRule
+	vips      []VIPRule
 	routes    []Route
 }
 
@@ -84,6 +88,9 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(m.nsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
+	if err := writeOwner(cfg.StateDir, cfg.Bridge); err != nil {
+		return nil, err
+	}
 	if err := m.ensureBridge(); err != nil {
 		return nil, err
 	}
@@ -96,6 +103,16 @@ func New(cfg Config) (*Manager, error) {
 	m.log.Info("bridge network ready", "subnet", cfg.Subnet, "gateway", p.gateway)
 	return m, nil
 }
+
+// Attached counts the containers attached.
+func (m *Manager) Attached() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.endpoints)
+}
+
+// Gateway is the bridge's address, the containers' default gateway.
+func (m *Manager) Gateway() netip.Addr { return m.pool.gateway }
 
 // Subnet is the node's container subnet.
 func (m *Manager) Subnet() netip.Prefix { return m.cfg.Subnet }
@@ -147,7 +164,22 @@ func (m *Manager) ensureBridge() error {
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("network: bringing up %s: %w", m.cfg.Bridge, err)
 	}
+	// Published ports answer on 127.0.0.1 too: DNAT'd loopback packets may
+	// then leave through the bridge (and only through it).
+	localnet := "/proc/sys/net/ipv4/conf/" + m.cfg.Bridge + "/route_localnet"
+	if err := os.WriteFile(localnet, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("network: enabling route_localnet on %s: %w", m.cfg.Bridge, err)
+	}
 	m.bridge = l
+	if m.cfg.ServicePool.IsValid() {
+		// The node's own connections to a VIP need a route before the
+		// output hook's DNAT; hosts without a default route have none.
+		// It goes away with the bridge.
+		r := &netlink.Route{Dst: ipNet(m.cfg.ServicePool), LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_STATIC}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("network: route to the service VIPs %s: %w", m.cfg.ServicePool, err)
+		}
+	}
 	return nil
 }
 
@@ -361,6 +393,19 @@ func (m *Manager) SetIngress(rules []IngressRule) error {
 	return m.sync()
 }
 
+// SetVIPs replaces the service VIP rules.
+func (m *Manager) SetVIPs(vips []VIPRule) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.EqualFunc(vips, m.vips, func(a, b VIPRule) bool {
+		return a.VIP == b.VIP && slices.Equal(a.Backends, b.Backends)
+	}) {
+		return nil
+	}
+	m.vips = slices.Clone(vips)
+	return m.sync()
+}
+
 // SetRoutes makes the node's routes to other nodes' container subnets equal
 // to routes; routes to this node's own subnet are skipped.
 func (m *Manager) SetRoutes(routes []Route) error {
@@ -414,7 +459,7 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 // sync writes the nftables table from the endpoints and ingress rules.
 // Called with mu held (or before m is shared).
 func (m *Manager) sync() error {
-	rs := ruleset{table: m.cfg.Bridge, bridge: m.cfg.Bridge, subnet: m.cfg.Subnet}
+	rs := ruleset{table: m.cfg.Bridge, bridge: m.cfg.Bridge, subnet: m.cfg.Subnet, vips: m.vips, pool: m.cfg.ServicePool}
 	ids := make([]string, 0, len(m.endpoints))
 	for id := range m.endpoints {
 		ids = append(ids, id)
@@ -501,5 +546,6 @@ func (m *Manager) Close() error {
 		errs = append(errs, fmt.Errorf("network: deleting bridge %s: %w", m.cfg.Bridge, err))
 	}
 	_ = os.Remove(m.nsDir)
+	_ = os.Remove(filepath.Join(m.cfg.StateDir, ownerFile))
 	return errors.Join(errs...)
 }

@@ -144,6 +144,9 @@ func TestHostPortsAndTeardown(t *testing.T) {
 	if got, err := ask(gw + ":8080"); err != nil || got != "a" {
 		t.Fatalf("published port 8080 on the node: %q, %v; want a", got, err)
 	}
+	if got, err := ask("127.0.0.1:8080"); err != nil || got != "a" {
+		t.Fatalf("published port on 127.0.0.1: %q, %v; want a", got, err)
+	}
 	if got, err := ask(b.Addr.Addr().String() + ":80"); err != nil || got != "b" {
 		t.Fatalf("container address directly: %q, %v; want b", got, err)
 	}
@@ -225,6 +228,86 @@ func TestIngressSpreadsOverBackends(t *testing.T) {
 	}
 }
 
+func TestVIPBalancesAndRejectsWithoutBackends(t *testing.T) {
+	if !inPrivateNetns(t) {
+		return
+	}
+	m, err := New(Config{Subnet: netip.MustParsePrefix("172.29.250.0/24"), StateDir: t.TempDir(),
+		ServicePool: netip.MustParsePrefix("172.30.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	var backends []netip.Addr
+	var client *Endpoint
+	for _, id := range []string{"x", "y", "client"} {
+		ep, err := m.Attach(id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id == "client" {
+			client = ep
+			continue
+		}
+		serveIn(t, ep.NetNSPath, 5000, id)
+		backends = append(backends, ep.Addr.Addr())
+	}
+	vip := netip.MustParseAddr("172.30.0.5")
+	if err := m.SetVIPs([]VIPRule{{VIP: vip, Backends: backends}, {VIP: netip.MustParseAddr("172.30.0.6")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{client.NetNSPath, ""} { // a container, the node itself
+		seen := map[string]int{}
+		for range 10 {
+			got, err := askFrom(t, from, vip.String()+":5000")
+			if err != nil {
+				t.Fatalf("VIP from %q: %v", from, err)
+			}
+			seen[got]++
+		}
+		if seen["x"] != 5 || seen["y"] != 5 {
+			t.Fatalf("VIP from %q: %v; want 5 each to x and y", from, seen)
+		}
+	}
+	// A VIP with no backend is refused at once, not routed off the node.
+	start := time.Now()
+	if _, err := askFrom(t, client.NetNSPath, "172.30.0.6:5000"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("VIP without backends: %v, want connection refused", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("VIP without backends took %v to fail", d)
+	}
+}
+
+// askFrom is ask from inside the namespace at nsPath ("" for this one).
+func askFrom(t *testing.T, nsPath, addr string) (string, error) {
+	t.Helper()
+	if nsPath == "" {
+		return ask(addr)
+	}
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		h, err := netns.GetFromPath(nsPath)
+		if err == nil {
+			err = netns.Set(h)
+			h.Close()
+		}
+		if err != nil {
+			ch <- res{"", err}
+			return
+		}
+		s, err := ask(addr)
+		ch <- res{s, err}
+	}()
+	r := <-ch
+	return r.s, r.err
+}
+
 func TestRoutesFollowTheirList(t *testing.T) {
 	if !inPrivateNetns(t) {
 		return
@@ -300,5 +383,48 @@ func assertNothingLeft(t *testing.T, m *Manager) {
 	}
 	if ents, err := os.ReadDir(m.nsDir); err == nil && len(ents) > 0 {
 		t.Errorf("netns files left: %d", len(ents))
+	}
+}
+
+func TestRemoveLeftoversAfterAKilledNode(t *testing.T) {
+	if !inPrivateNetns(t) {
+		return
+	}
+	dir := t.TempDir()
+	m, err := New(Config{Subnet: netip.MustParsePrefix("172.29.250.0/24"), StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach("a", []PortMapping{{Protocol: TCP, Published: 8080, Target: 80}}); err != nil {
+		t.Fatal(err)
+	}
+	// The node dies: nothing of m is closed. Its container's namespace goes
+	// with the container (here: unmounted by the cleanup of its mounts).
+	if err := removeNetns(m.NetNSPath("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveLeftovers(dir); err != nil {
+		t.Fatal(err)
+	}
+	clustertestLikeWait(t, func() bool {
+		links, _ := netlink.LinkList()
+		return len(links) == 1 // lo
+	})
+	assertNothingLeft(t, m)
+	if err := RemoveLeftovers(dir); err != nil {
+		t.Fatalf("second call: %v", err)
+	}
+}
+
+// clustertestLikeWait polls cond for up to 5s: the kernel destroys a
+// namespace's veths asynchronously once it is unmounted.
+func clustertestLikeWait(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the kernel; re-checked above
 	}
 }

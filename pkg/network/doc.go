@@ -5,8 +5,10 @@
 //
 // # Layout on a worker
 //
-//   - The bridge (default "minke<N>", N the last byte of the node's
-//     address) holds the subnet's first address as the containers' gateway.
+//   - The bridge (the worker names it "minke-" and the start of its node
+//     ID, so that nodes sharing a machine never share a bridge) holds the
+//     subnet's first address as the containers' gateway. The subnet
+//     defaults to 172.29.N.0/24, N the last byte of the node's address.
 //   - Each container gets a network namespace bind-mounted at
 //     STATE/netns/<container id>, created before the runtime starts the
 //     container (the container's init joins it with setns), with lo up,
@@ -22,8 +24,11 @@
 //
 // Outbound traffic from the subnet that leaves through another link is
 // masqueraded. A published port is a DNAT rule in the nat prerouting chain
-// (and in the output chain, for clients on the node itself, except for
-// 127.0.0.0/8) matching packets addressed to any local address of the node:
+// (and in the output chain, for clients on the node itself) matching packets
+// addressed to any local address of the node. 127.0.0.1:PORT works too
+// (route_localnet on the bridge, and a masquerade so that the container
+// answers the gateway), but reaches only the node's own backends: a
+// loopback-sourced packet cannot be routed to another node.
 //
 //   - mode=host: the port on the node running the task goes to that task.
 //     The client's source address is kept, always.

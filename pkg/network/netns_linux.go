@@ -20,17 +20,33 @@ func createNetns(path string) error {
 	f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		// The thread that unshares is never unlocked: when this goroutine
-		// ends, the Go runtime ends the thread with it, so no other
-		// goroutine ever runs in the new namespace.
+		// The thread moves to the new namespace and back. If moving back
+		// fails it stays locked, and the Go runtime retires it with this
+		// goroutine, so no other goroutine ever runs in the wrong namespace.
+		// (Merely leaving it locked is not enough: a goroutine that runs on
+		// the main thread cannot retire it, which would pin the namespace.)
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("network: current netns: %w", err)
+			return
+		}
+		defer unix.Close(orig)
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("network: unshare netns: %w", err)
 			return
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("network: bind-mounting netns at %s: %w", path, err)
+		mountErr := unix.Mount(src, path, "none", unix.MS_BIND, "")
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(mountErr, fmt.Errorf("network: returning to the node's netns: %w", err))
+			return // still locked: the thread is retired
+		}
+		runtime.UnlockOSThread()
+		if mountErr != nil {
+			errc <- fmt.Errorf("network: bind-mounting netns at %s: %w", path, mountErr)
 			return
 		}
 		errc <- nil

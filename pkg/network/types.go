@@ -58,6 +58,13 @@ type IngressRule struct {
 	Backends  []netip.Addr
 }
 
+// VIPRule balances connections to a service's virtual IP over Backends
+// (any port, kept as is), round robin.
+type VIPRule struct {
+	VIP      netip.Addr
+	Backends []netip.Addr
+}
+
 // Route reaches another node's container subnet through its address.
 type Route struct {
 	Subnet netip.Prefix

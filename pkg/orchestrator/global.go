@@ -55,6 +55,12 @@ func (r *Replicated) reconcilePerNode(tx *raftstore.WriteTx, svc *minkepb.Servic
 		byCreation(tasks)
 		rules := globalRules(tx.Node(id), constraints)
 		rules.job = job
+		if rules.place && !slotRunning(tasks) && !fitsNode(tx, tx.Node(id), svc.GetSpec().GetTask()) {
+			// Never overcommit a node's reservations: the task waits for
+			// room (it is placed on a later change of the node's tasks).
+			rules.place = false
+			r.log.Debug("global task does not fit its node", "service_id", svc.GetMeta().GetId(), "node_id", id)
+		}
 		w, err := r.reconcileSlot(tx, svc, slotRef{node: id}, tasks, now, images, rules)
 		if err != nil {
 			return wake, err
@@ -92,4 +98,24 @@ func (r *Replicated) retireOldIteration(tx *raftstore.WriteTx, t *minkepb.Task) 
 		return nil
 	}
 	return r.retire(tx, t, false)
+}
+
+// fitsNode reports whether node n has the reservations of spec free,
+// counting the tasks that hold resources on it as the scheduler does
+// (wanted running and not ended).
+func fitsNode(tx *raftstore.WriteTx, n *minkepb.Node, spec *minkepb.TaskSpec) bool {
+	req := spec.GetResources().GetReservations()
+	if req.GetNanoCpus() <= 0 && req.GetMemoryBytes() <= 0 {
+		return true
+	}
+	var cpus, mem int64
+	for _, t := range tx.TasksByNode(n.GetMeta().GetId()) {
+		if t.GetDesiredState() <= minkepb.TaskState_RUNNING && t.GetStatus().GetState() <= minkepb.TaskState_RUNNING {
+			r := t.GetSpec().GetResources().GetReservations()
+			cpus += max(r.GetNanoCpus(), 0)
+			mem += max(r.GetMemoryBytes(), 0)
+		}
+	}
+	capacity := n.GetDescription().GetResources()
+	return cpus+max(req.GetNanoCpus(), 0) <= capacity.GetNanoCpus() && mem+max(req.GetMemoryBytes(), 0) <= capacity.GetMemoryBytes()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -112,22 +113,15 @@ func (p *Placement) schedule(ctx context.Context) error {
 	}
 	plan := scheduler.ScheduleWith(nodes, pending, func(serviceID string) scheduler.Placement { return rules[serviceID] })
 	now := timestamppb.New(p.now())
-	err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error {
-		for _, a := range plan.Assignments {
-			t := tx.Task(a.TaskID)
-			n := tx.Node(a.NodeID)
-			// The plan was made on a snapshot: skip what changed since.
-			if t == nil || !pendingTask(t) || n == nil || n.GetStatus().GetState() != minkepb.NodeStatus_READY {
-				continue
-			}
-			t = proto.Clone(t).(*minkepb.Task)
-			t.NodeId = a.NodeID
-			t.Status = &minkepb.TaskStatus{Timestamp: now, State: minkepb.TaskState_ASSIGNED,
-				Message: "scheduler assigned task to node"}
-			if err := tx.Update(t); err != nil {
-				return err
-			}
+	// Assignments commit in chunks: a pass over 100,000 pending tasks
+	// would otherwise be one Raft entry of tens of megabytes, which every
+	// manager must write and apply before any worker hears of its tasks.
+	for chunk := range slices.Chunk(plan.Assignments, maxAssignmentsPerCommand) {
+		if err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error { return assign(tx, chunk, now) }); err != nil {
+			return err
 		}
+	}
+	err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		for _, id := range sortedKeys(plan.Unplaced) {
 			t := tx.Task(id)
 			why := plan.Unplaced[id]
@@ -147,6 +141,30 @@ func (p *Placement) schedule(ctx context.Context) error {
 		p.log.Debug("scheduled", "assigned", len(plan.Assignments), "unplaced", len(plan.Unplaced))
 	}
 	return err
+}
+
+// maxAssignmentsPerCommand bounds the assignments one Raft command carries
+// (about 1 MB of tasks).
+const maxAssignmentsPerCommand = 2000
+
+// assign records assignments made on a snapshot, skipping what changed
+// since: a task no longer pending, a node gone or no longer READY.
+func assign(tx *raftstore.WriteTx, as []scheduler.Assignment, now *timestamppb.Timestamp) error {
+	for _, a := range as {
+		t := tx.Task(a.TaskID)
+		n := tx.Node(a.NodeID)
+		if t == nil || !pendingTask(t) || n == nil || n.GetStatus().GetState() != minkepb.NodeStatus_READY {
+			continue
+		}
+		t = proto.Clone(t).(*minkepb.Task)
+		t.NodeId = a.NodeID
+		t.Status = &minkepb.TaskStatus{Timestamp: now, State: minkepb.TaskState_ASSIGNED,
+			Message: "scheduler assigned task to node"}
+		if err := tx.Update(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sortedKeys(m map[string]string) []string {

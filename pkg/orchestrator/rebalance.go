@@ -40,7 +40,7 @@ func (u *Updater) rebalance(tx *raftstore.WriteTx, svc *minkepb.Service, tasks [
 		}
 	}
 	onNode := map[string][]slotView{}
-	for _, v := range slots(svc, tasks) {
+	for _, v := range slots(svc, tasks, slotFiller(tx, svc)) {
 		if len(v.alive) != 1 {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -98,10 +99,12 @@ func (u *Updater) Run(ctx context.Context) error {
 // reconcile takes one step of every given service's update (nil: all) in
 // one command and returns, per service, when to look again.
 func (u *Updater) reconcile(ctx context.Context, dirty map[string]bool) map[string]time.Time {
+	// Only an update or rebalance in progress creates tasks here (start-first
+	// replacements, moves), so only their images are resolved.
 	images := map[string]string{}
 	_ = u.store.View(func(tx raftstore.ReadTx) error {
 		for _, s := range tx.Services() {
-			if dirty == nil || dirty[s.GetMeta().GetId()] {
+			if (dirty == nil || dirty[s.GetMeta().GetId()]) && (active(s.GetUpdateStatus().GetState()) || s.GetRebalancing()) {
 				images[s.GetSpec().GetTask().GetContainer().GetImage()] = ""
 			}
 		}
@@ -176,14 +179,29 @@ type slotView struct {
 	// stopping: the updater stopped the slot's task (stop-first) and the
 	// orchestrator has not started its replacement yet.
 	stopping bool
+	// empty: no live task, and none coming from the updater; the
+	// orchestrator fills it (now, or after the restart delay).
+	empty bool
+	// filled: the orchestrator keeps a task in this slot; a global
+	// service's task on a node that is no longer eligible is not updated
+	// but removed by the orchestrator.
+	filled bool
 }
 
 // slots groups a service's tasks the way the orchestrator keeps them:
-// replicated slots 1..N, or one slot per node for global services.
-func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
+// replicated slots 1..N (each listed, with tasks or not), or one slot per
+// node for global services. fills reports whether the orchestrator keeps
+// a task in a slot (always for replicated slots; for a global service's
+// node, whether it is eligible).
+func slots(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) bool) []slotView {
 	global := IsGlobal(svc.GetSpec())
 	want := svc.GetSpec().GetReplicated().GetReplicas()
 	byRef := map[slotRef][]*minkepb.Task{}
+	if !global {
+		for s := uint64(1); s <= want; s++ {
+			byRef[slotRef{slot: s}] = nil
+		}
+	}
 	for _, t := range tasks {
 		ref := slotRef{slot: t.GetSlot()}
 		if global {
@@ -196,15 +214,18 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 	out := make([]slotView, 0, len(byRef))
 	for ref, ts := range byRef {
 		byCreation(ts)
-		v := slotView{ref: ref}
+		v := slotView{ref: ref, empty: true}
 		for _, t := range ts {
 			if live(t) && !IsTerminal(t.GetStatus().GetState()) {
 				v.alive = append(v.alive, t)
 			}
 		}
-		if last := ts[len(ts)-1]; len(v.alive) == 0 && last.GetReplaceWhenStopped() && !IsTerminal(last.GetStatus().GetState()) {
+		filled := fills(ref)
+		v.filled = filled
+		if len(v.alive) == 0 && len(ts) > 0 && ts[len(ts)-1].GetReplaceWhenStopped() && filled {
 			v.stopping = true
 		}
+		v.empty = len(v.alive) == 0 && !v.stopping && filled
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -216,22 +237,39 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task) []slotView {
 	return out
 }
 
+// slotFiller is slots' fills for a service.
+func slotFiller(tx *raftstore.WriteTx, svc *minkepb.Service) func(slotRef) bool {
+	if !IsGlobal(svc.GetSpec()) {
+		return func(slotRef) bool { return true }
+	}
+	constraints := placementOf(svc.GetSpec().GetTask().GetPlacement()).Constraints
+	return func(ref slotRef) bool { return globalRules(tx.Node(ref.node), constraints).place }
+}
+
 // progress is where an update stands, read from the store.
 type progress struct {
 	dirty      []slotView // slots whose only live task is out of date
 	busy       int        // slots being replaced, or in their delay after
+	empty      int        // slots waiting for the orchestrator to fill them
 	considered int        // slots the update covers
 	lastReady  time.Time  // when the last replaced slot became Ready
 	wake       time.Time  // when a delay ends
-	failed     []string   // tasks of the new spec that failed since the start
+	// failed are tasks of the new spec that failed since the start, one
+	// per slot (a slot whose task fails again counts once).
+	failed []string
 }
 
-func assess(svc *minkepb.Service, tasks []*minkepb.Task, cfg *minkepb.UpdateConfig, now time.Time) progress {
+func assess(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) bool, cfg *minkepb.UpdateConfig, now time.Time) progress {
 	var p progress
 	start := svc.GetUpdateStatus().GetStartedAt().AsTime()
 	delay := cfg.GetDelay().AsDuration()
-	for _, v := range slots(svc, tasks) {
+	for _, v := range slots(svc, tasks, fills) {
+		if !v.filled {
+			continue
+		}
 		switch {
+		case v.empty:
+			p.empty++
 		case v.stopping || len(v.alive) > 1:
 			p.busy++
 			p.considered++
@@ -261,10 +299,22 @@ func assess(svc *minkepb.Service, tasks []*minkepb.Task, cfg *minkepb.UpdateConf
 			}
 		}
 	}
+	global := IsGlobal(svc.GetSpec())
+	firstFailure := map[slotRef]*minkepb.Task{}
 	for _, t := range tasks {
-		if failed(t) && upToDate(t, svc) && !t.GetMeta().GetCreatedAt().AsTime().Before(start) {
-			p.failed = append(p.failed, t.GetMeta().GetId())
+		if !failed(t) || !upToDate(t, svc) || t.GetMeta().GetCreatedAt().AsTime().Before(start) {
+			continue
 		}
+		ref := slotRef{slot: t.GetSlot()}
+		if global {
+			ref = slotRef{node: t.GetNodeId()}
+		}
+		if f := firstFailure[ref]; f == nil || taskEnd(t).Before(taskEnd(f)) {
+			firstFailure[ref] = t
+		}
+	}
+	for _, t := range firstFailure {
+		p.failed = append(p.failed, t.GetMeta().GetId())
 	}
 	sort.Strings(p.failed)
 	return p
@@ -283,7 +333,7 @@ func (u *Updater) step(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Tim
 	rollingBack := state == minkepb.UpdateStatus_ROLLBACK_STARTED
 	cfg := EffectiveUpdateConfig(svc.GetSpec(), rollingBack)
 	tasks := tx.TasksByService(svc.GetMeta().GetId())
-	p := assess(svc, tasks, cfg, now)
+	p := assess(svc, tasks, slotFiller(tx, svc), cfg, now)
 	if !active(state) {
 		if len(p.dirty) == 0 && !svc.GetRebalancing() {
 			return time.Time{}, nil
@@ -307,6 +357,9 @@ func (u *Updater) step(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Tim
 		}
 	}
 	if len(p.dirty) == 0 && p.busy == 0 {
+		if p.empty > 0 {
+			return time.Time{}, nil // the orchestrator's next task wakes us
+		}
 		if svc.GetRebalancing() {
 			moved, err := u.rebalance(tx, svc, tasks, cfg, now, images)
 			if err != nil || moved {
@@ -334,6 +387,11 @@ func (u *Updater) step(tx *raftstore.WriteTx, svc *minkepb.Service, now time.Tim
 func (u *Updater) replace(tx *raftstore.WriteTx, svc *minkepb.Service, v slotView, order minkepb.UpdateConfig_Order,
 	now time.Time, images map[string]string) error {
 	old := v.alive[0]
+	if order == minkepb.UpdateConfig_START_FIRST && v.ref.node != "" && !fitsNode(tx, tx.Node(v.ref.node), svc.GetSpec().GetTask()) {
+		// A global task cannot move elsewhere: without room for both on
+		// its node, it is replaced stop-first.
+		order = minkepb.UpdateConfig_STOP_FIRST
+	}
 	if order == minkepb.UpdateConfig_START_FIRST {
 		return tx.Create(slotTask(svc, v.ref, now, images))
 	}
@@ -391,7 +449,11 @@ func (u *Updater) finish(tx *raftstore.WriteTx, svc *minkepb.Service, rollingBac
 	switch {
 	case rollingBack:
 		next.UpdateStatus.State = minkepb.UpdateStatus_ROLLBACK_COMPLETED
-		next.UpdateStatus.Message = "rollback completed"
+		if why := svc.GetUpdateStatus().GetMessage(); strings.HasPrefix(why, "update rolled back") {
+			next.UpdateStatus.Message = "rollback completed; " + why
+		} else {
+			next.UpdateStatus.Message = "rollback completed"
+		}
 	case svc.GetRebalancing():
 		next.UpdateStatus.State = minkepb.UpdateStatus_COMPLETED
 		next.UpdateStatus.Message = "rebalance completed"

@@ -106,6 +106,11 @@ func Open(cfg Config) (*Node, error) {
 	// further behind than that catches up from the snapshot.
 	rc.TrailingLogs = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
+	// Group commit: proposals that arrive while the leader writes the log
+	// queue up (instead of each waiting for the one before to be stored)
+	// and are stored and replicated together, one fsync for many. The
+	// dispatcher keeps several status commands in flight to use it.
+	rc.BatchApplyCh = true
 	rc.NotifyCh = n.leaderCh
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log}})
 	rc.Logger = hlog

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cgroupManager creates and removes one cgroup per container under a parent
@@ -15,19 +16,21 @@ import (
 // new worker process can find and delete cgroups an old one created.
 //
 // Devices: on v1 the container's devices cgroup allows only
-// defaultDeviceRules. On v2 the equivalent is a BPF_PROG_TYPE_CGROUP_DEVICE
-// program attached to the container's cgroup, which is not implemented yet:
-// on v2 nothing in the cgroup stops a container from opening a device node.
-// What does: layers may not contain device nodes (applyLayer), the rootfs
-// and /dev are mounted nodev so nodes the container mknods are unusable,
-// and /dev holds only binds of null, zero, full, random, urandom and tty.
+// defaultDeviceRules. On v2 the same rules are compiled into a
+// BPF_PROG_TYPE_CGROUP_DEVICE program attached to the container's cgroup,
+// with the filter compiler of github.com/opencontainers/cgroups/devices
+// (runc's, which emulates v1 semantics). Beyond the cgroup, layers may not
+// contain device nodes (applyLayer), and the rootfs and /dev are mounted
+// nodev.
 //
-// Why not github.com/containerd/cgroups/v3: its v1 manager discovers the
-// hierarchy from /proc/self/mountinfo and cannot be pointed at an arbitrary
-// tree, and its v2 manager pulls in systemd/dbus and eBPF device filtering
-// that the runtime does not use. What the runtime needs is a handful of
-// file writes (limits, cgroup.procs) and reads (oom_kill counters), which are
-// written directly here and tested against a fake tree for both versions.
+// Why our own layer rather than all of github.com/opencontainers/cgroups
+// or containerd/cgroups/v3: their managers discover hierarchies from
+// /proc/self/mountinfo and cannot be pointed at a fake tree, and bring
+// systemd/dbus drivers the runtime does not use. What the runtime needs is a
+// handful of file writes (limits, cgroup.procs) and reads (usage, OOM
+// counters), written directly here and tested against a fake tree for both
+// versions; only the v2 device filter, which is a BPF compiler, is taken
+// from the library.
 type cgroupManager interface {
 	// Version is 1 or 2.
 	Version() int
@@ -58,6 +61,19 @@ var (
 type resources struct {
 	MemoryLimit int64 // bytes, 0 = unlimited
 	NanoCPUs    int64 // 1e9 = one CPU, 0 = unlimited
+	PidsLimit   int64 // processes and threads, <= 0 = unlimited
+	CPUShares   int64 // relative weight (v1 shares), 0 = kernel default
+}
+
+func resourcesOf(s *ContainerSpec) resources {
+	return resources{MemoryLimit: s.MemoryLimit, NanoCPUs: s.NanoCPUs, PidsLimit: s.PidsLimit, CPUShares: s.CPUShares}
+}
+
+// cpuWeight maps v1 cpu.shares [2, 262144] onto v2 cpu.weight [1, 10000]
+// with runc's formula, so 1024 shares become weight 39 and the default
+// weight of 100 stays the unset value.
+func cpuWeight(shares int64) int64 {
+	return 1 + ((shares-2)*9999)/262142
 }
 
 // defaultDeviceRules are the devices a container may use, in v1
@@ -90,7 +106,45 @@ func (r resources) cpuQuota() int64 {
 // cgroupStats are the cgroup counters the runtime reports.
 type cgroupStats struct {
 	MemoryUsage int64 // bytes
+	MemoryLimit int64 // bytes; 0 when unlimited
 	OOMKills    int64 // processes killed by the OOM killer in this cgroup
+	CPUUsage    int64 // total CPU time consumed, nanoseconds
+	Pids        int64 // processes and threads now in the cgroup
+}
+
+// Stats is a container's resource usage, read from its cgroup.
+type Stats struct {
+	// CPUUsage is the CPU time the container has consumed; the CPU rate
+	// is the difference of two readings over the time between them.
+	CPUUsage time.Duration
+	// MemoryUsage is the memory charged to the container, page cache
+	// included, in bytes; MemoryLimit is its limit, 0 when none.
+	MemoryUsage int64
+	MemoryLimit int64
+	// Pids counts its processes and threads.
+	Pids int64
+	// OOMKills counts processes the kernel's OOM killer killed in it.
+	OOMKills int64
+}
+
+// Stats reads the resource usage of container id from its cgroup. It works
+// for any container of this runtime's root that still has its cgroup,
+// including exited ones not yet removed.
+func (r *Runtime) Stats(id string) (Stats, error) {
+	if err := validID(id); err != nil {
+		return Stats{}, err
+	}
+	st, err := r.cgroups.Stats(id)
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{
+		CPUUsage:    time.Duration(st.CPUUsage),
+		MemoryUsage: st.MemoryUsage,
+		MemoryLimit: st.MemoryLimit,
+		Pids:        st.Pids,
+		OOMKills:    st.OOMKills,
+	}, nil
 }
 
 // detectCgroups picks the cgroup version mounted at mount: v2 when the
@@ -99,7 +153,7 @@ type cgroupStats struct {
 // controllers plus an empty unified tree at mount/unified) is treated as v1.
 func detectCgroups(mount, parent string) (cgroupManager, error) {
 	if _, err := os.Stat(filepath.Join(mount, "cgroup.controllers")); err == nil {
-		return &cgroupV2{mount: mount, parent: parent}, nil
+		return &cgroupV2{mount: mount, parent: parent, devices: v2DeviceFilter(mount)}, nil
 	}
 	if _, err := os.Stat(filepath.Join(mount, "memory")); err == nil {
 		return &cgroupV1{mount: mount, parent: parent}, nil

@@ -30,15 +30,41 @@ func TestCgroupV2FakeTree(t *testing.T) {
 	if cg.Version() != 2 {
 		t.Fatalf("version %d, want 2", cg.Version())
 	}
-	if err := cg.Create("c1", resources{MemoryLimit: 64 << 20, NanoCPUs: 5e8}); err != nil {
+	v2 := cg.(*cgroupV2)
+	if v2.devices != nil {
+		t.Fatal("a plain directory got the BPF device filter")
+	}
+	if err := cg.Create("c0", resources{}); err == nil {
+		t.Fatal("Create without a device filter succeeded; want an error rather than unfiltered devices")
+	}
+	if err := cg.Delete("c0"); err != nil {
 		t.Fatal(err)
 	}
+	var filtered []string
+	v2.devices = func(dir string) error { filtered = append(filtered, dir); return nil }
 	dir := filepath.Join(mount, "minke", "c1")
+	// The kernel creates the interface files with the cgroup; a fake tree
+	// has memory.swap.max only if the test makes it.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("max\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.Create("c1", resources{MemoryLimit: 64 << 20, NanoCPUs: 5e8, PidsLimit: 100, CPUShares: 512}); err != nil {
+		t.Fatal(err)
+	}
+	if len(filtered) != 1 || filtered[0] != dir {
+		t.Errorf("device filter attached to %v, want [%s]", filtered, dir)
+	}
 	for file, want := range map[string]string{
 		filepath.Join(mount, "cgroup.subtree_control"):          "+memory +cpu +pids",
 		filepath.Join(mount, "minke", "cgroup.subtree_control"): "+memory +cpu +pids",
 		filepath.Join(dir, "memory.max"):                        "67108864",
+		filepath.Join(dir, "memory.swap.max"):                   "67108864",
 		filepath.Join(dir, "cpu.max"):                           "50000 100000",
+		filepath.Join(dir, "cpu.weight"):                        "20",
+		filepath.Join(dir, "pids.max"):                          "100",
 	} {
 		if got := readFile(t, file); got != want {
 			t.Errorf("%s = %q, want %q", file, got, want)
@@ -56,8 +82,15 @@ func TestCgroupV2FakeTree(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "memory.events"), []byte("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := cg.Stats("c1"); st.OOMKills != 1 {
-		t.Errorf("OOMKills = %d, want 1", st.OOMKills)
+	os.WriteFile(filepath.Join(dir, "cpu.stat"), []byte("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "memory.current"), []byte("4096\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "pids.current"), []byte("3\n"), 0o644)
+	st, err := cg.Stats("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (cgroupStats{MemoryUsage: 4096, MemoryLimit: 64 << 20, OOMKills: 1, CPUUsage: 1500000, Pids: 3}); st != want {
+		t.Errorf("Stats = %+v, want %+v", st, want)
 	}
 	if ids, err := cg.List(); err != nil || len(ids) != 1 || ids[0] != "c1" {
 		t.Fatalf("List = %v, %v", ids, err)
@@ -92,8 +125,17 @@ func TestCgroupV1FakeTree(t *testing.T) {
 	if err != nil || cg.Version() != 1 {
 		t.Fatalf("detect = %v, %v; want v1", cg, err)
 	}
-	if err := cg.Create("c1", resources{MemoryLimit: 64 << 20, NanoCPUs: 5e8}); err != nil {
+	if err := cg.Create("c1", resources{MemoryLimit: 64 << 20, NanoCPUs: 5e8, PidsLimit: 50, CPUShares: 512}); err != nil {
 		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"pids/minke/c1/pids.max":                "50",
+		"cpu/minke/c1/cpu.shares":               "512",
+		"memory/minke/c1/memory.limit_in_bytes": "67108864",
+	} {
+		if got := readFile(t, filepath.Join(mount, file)); got != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
 	}
 	if got := readFile(t, filepath.Join(mount, "memory/minke/c1/memory.limit_in_bytes")); got != "67108864" {
 		t.Errorf("memory.limit_in_bytes = %q", got)
@@ -117,5 +159,15 @@ func TestCgroupV1FakeTree(t *testing.T) {
 func TestDetectCgroupsNone(t *testing.T) {
 	if _, err := detectCgroups(t.TempDir(), "minke"); err == nil {
 		t.Fatal("want ErrNoCgroups")
+	}
+}
+
+func TestCPUWeight(t *testing.T) {
+	for _, tc := range []struct{ shares, weight int64 }{
+		{2, 1}, {1024, 39}, {262144, 10000}, {512, 20},
+	} {
+		if got := cpuWeight(tc.shares); got != tc.weight {
+			t.Errorf("cpuWeight(%d) = %d, want %d", tc.shares, got, tc.weight)
+		}
 	}
 }

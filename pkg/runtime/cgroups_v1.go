@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,7 +16,7 @@ type cgroupV1 struct {
 
 // v1Controllers are the hierarchies a container joins. Controllers missing
 // on the host are skipped; memory is required (detectCgroups checks it).
-var v1Controllers = []string{"memory", "cpu", "pids", "devices"}
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices"}
 
 func (c *cgroupV1) Version() int { return 1 }
 
@@ -45,8 +46,28 @@ func (c *cgroupV1) Create(id string, res resources) error {
 		return err
 	}
 	if res.MemoryLimit > 0 {
-		if err := writeCgroupFile(c.dir("memory", id), "memory.limit_in_bytes",
-			strconv.FormatInt(res.MemoryLimit, 10)); err != nil {
+		d := c.dir("memory", id)
+		if err := writeCgroupFile(d, "memory.limit_in_bytes", strconv.FormatInt(res.MemoryLimit, 10)); err != nil {
+			return err
+		}
+		// With swap accounting, allow as much swap as memory, as docker
+		// does when --memory-swap is not given.
+		if _, err := os.Stat(filepath.Join(d, "memory.memsw.limit_in_bytes")); err == nil {
+			if err := writeCgroupFile(d, "memory.memsw.limit_in_bytes", strconv.FormatInt(2*res.MemoryLimit, 10)); err != nil {
+				return err
+			}
+		}
+	}
+	if res.CPUShares > 0 {
+		if err := writeCgroupFile(c.dir("cpu", id), "cpu.shares", strconv.FormatInt(res.CPUShares, 10)); err != nil {
+			return err
+		}
+	}
+	if res.PidsLimit > 0 {
+		if _, err := os.Stat(filepath.Join(c.mount, "pids")); err != nil {
+			return fmt.Errorf("runtime: a pids limit needs the pids cgroup controller, which this host lacks")
+		}
+		if err := writeCgroupFile(c.dir("pids", id), "pids.max", strconv.FormatInt(res.PidsLimit, 10)); err != nil {
 			return err
 		}
 	}
@@ -77,10 +98,20 @@ func (c *cgroupV1) Procs(id string) ([]int, error) {
 
 func (c *cgroupV1) Stats(id string) (cgroupStats, error) {
 	d := c.dir("memory", id)
-	return cgroupStats{
+	if _, err := os.Stat(d); err != nil {
+		return cgroupStats{}, fmt.Errorf("runtime: stats of container %s: %w", id, err)
+	}
+	st := cgroupStats{
 		MemoryUsage: readInt(filepath.Join(d, "memory.usage_in_bytes")),
 		OOMKills:    readKeyed(filepath.Join(d, "memory.oom_control"), "oom_kill"),
-	}, nil
+		CPUUsage:    readInt(filepath.Join(c.dir("cpuacct", id), "cpuacct.usage")),
+		Pids:        readInt(filepath.Join(c.dir("pids", id), "pids.current")),
+	}
+	// An unlimited v1 cgroup reports a huge page-rounded maximum.
+	if l := readInt(filepath.Join(d, "memory.limit_in_bytes")); l > 0 && l < 1<<62 {
+		st.MemoryLimit = l
+	}
+	return st, nil
 }
 
 func (c *cgroupV1) Delete(id string) error {

@@ -8,11 +8,14 @@ import (
 	"strings"
 )
 
-// cgroupV2 manages a unified hierarchy: mount/parent/id. It does not filter
-// device access (no BPF device program yet); see cgroupManager.
+// cgroupV2 manages a unified hierarchy: mount/parent/id.
 type cgroupV2 struct {
 	mount  string
 	parent string
+	// devices restricts device access in the cgroup at dir to
+	// defaultDeviceRules; detectCgroups sets it to attach a BPF program on
+	// a real cgroup2 mount, tests of a fake tree to a recorder.
+	devices func(dir string) error
 }
 
 // v2Controllers are enabled for the parent's children when the root offers
@@ -77,11 +80,35 @@ func (c *cgroupV2) Create(id string, res resources) error {
 			return err
 		}
 	}
+	if res.MemoryLimit > 0 {
+		// As much swap as memory, as docker does without --memory-swap.
+		if _, err := os.Stat(filepath.Join(d, "memory.swap.max")); err == nil {
+			if err := writeCgroupFile(d, "memory.swap.max", strconv.FormatInt(res.MemoryLimit, 10)); err != nil {
+				return err
+			}
+		}
+	}
 	if res.NanoCPUs > 0 {
 		v := fmt.Sprintf("%d %d", res.cpuQuota(), cfsPeriod)
 		if err := writeCgroupFile(d, "cpu.max", v); err != nil {
 			return err
 		}
+	}
+	if res.CPUShares > 0 {
+		if err := writeCgroupFile(d, "cpu.weight", strconv.FormatInt(cpuWeight(res.CPUShares), 10)); err != nil {
+			return err
+		}
+	}
+	if res.PidsLimit > 0 {
+		if err := writeCgroupFile(d, "pids.max", strconv.FormatInt(res.PidsLimit, 10)); err != nil {
+			return err
+		}
+	}
+	if c.devices == nil {
+		return fmt.Errorf("runtime: cgroup v2 at %s: no device filter", c.mount)
+	}
+	if err := c.devices(d); err != nil {
+		return fmt.Errorf("runtime: restricting devices of cgroup %s: %w", d, err)
 	}
 	return nil
 }
@@ -94,9 +121,15 @@ func (c *cgroupV2) Procs(id string) ([]int, error) { return readProcs(c.dir(id))
 
 func (c *cgroupV2) Stats(id string) (cgroupStats, error) {
 	d := c.dir(id)
+	if _, err := os.Stat(d); err != nil {
+		return cgroupStats{}, fmt.Errorf("runtime: stats of container %s: %w", id, err)
+	}
 	return cgroupStats{
 		MemoryUsage: readInt(filepath.Join(d, "memory.current")),
+		MemoryLimit: readInt(filepath.Join(d, "memory.max")), // "max" reads as 0
 		OOMKills:    readKeyed(filepath.Join(d, "memory.events"), "oom_kill"),
+		CPUUsage:    readKeyed(filepath.Join(d, "cpu.stat"), "usage_usec") * 1000,
+		Pids:        readInt(filepath.Join(d, "pids.current")),
 	}, nil
 }
 

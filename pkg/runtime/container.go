@@ -46,7 +46,9 @@ type Container struct {
 	proc process
 	caps capMask // bounding set; also effective and permitted for root
 	rec  containerRecord
-	log  *slog.Logger
+	// sandbox is resolved by prepare (resolveSandbox) and sent to the init.
+	sandbox sandboxConfig
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	state    containerState
@@ -125,15 +127,19 @@ func (c *Container) prepare() error {
 			return err
 		}
 	}
-	layers := c.rec.Layers
-	lower := make([]string, 0, len(layers))
-	for i := len(layers) - 1; i >= 0; i-- { // overlayfs wants the top layer first
-		lower = append(lower, c.rt.layerDir(digestHex(layers[i])))
+	sb, err := c.rt.resolveSandbox(&c.spec, c.caps, dir)
+	if err != nil {
+		return err
+	}
+	c.sandbox = sb
+	lower := make([]string, 0, len(c.rec.Layers))
+	for i := len(c.rec.Layers) - 1; i >= 0; i-- { // overlayfs wants the top layer first
+		lower = append(lower, c.rt.layerDir(digestHex(c.rec.Layers[i])))
 	}
 	if err := mountOverlay(lower, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), c.rootfs()); err != nil {
 		return err
 	}
-	return c.rt.cgroups.Create(c.spec.ID, resources{MemoryLimit: c.spec.MemoryLimit, NanoCPUs: c.spec.NanoCPUs})
+	return c.rt.cgroups.Create(c.spec.ID, resourcesOf(&c.spec))
 }
 
 // ID is the container's id.

@@ -28,6 +28,8 @@ type initConfig struct {
 	NetNS string `json:"netns,omitempty"`
 	// Init runs the command under a reaper that stays pid 1 (--init).
 	Init bool `json:"init,omitempty"`
+	// Sandbox holds seccomp, mounts, rlimits and groups (sandbox.go).
+	Sandbox sandboxConfig `json:"sandbox"`
 }
 
 // Child file descriptors of the init (after stdin, stdout, stderr).
@@ -95,7 +97,7 @@ func (c *Container) Start(ctx context.Context) error {
 
 	cfg := shimConfig{
 		ID: c.spec.ID, Dir: dir, CgroupMount: c.rt.cgroupMount, CgroupParent: c.rt.cgroupParent,
-		Init:       initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, Init: c.spec.Init, NetNS: c.spec.NetNSPath},
+		Init:       initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, Init: c.spec.Init, NetNS: c.spec.NetNSPath, Sandbox: c.sandbox},
 		LogMaxSize: c.rt.logMaxSize, LogMaxFiles: c.rt.logMaxFiles,
 	}
 	b, err := json.Marshal(cfg)

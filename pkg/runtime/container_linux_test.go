@@ -63,6 +63,7 @@ func newTestRuntime(t *testing.T) *Runtime {
 		if err := r.Sweep(ctx); err != nil {
 			t.Errorf("final sweep: %v", err)
 		}
+		r.Close()
 		removeCgroupParent(r)
 	})
 	return r

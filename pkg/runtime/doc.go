@@ -6,21 +6,28 @@
 //
 // A container gets what `docker run` gives one by default: docker's 14
 // default capabilities (none effective for a non-root user) changed by
-// ContainerSpec.CapAdd/CapDrop, no_new_privs, masked and read-only kernel
-// files under /proc and /sys, and on cgroup v1 docker's device allowlist.
-// Not yet: a seccomp filter, and device filtering on cgroup v2 (there the
-// nodev root and /dev mounts, and layers without device nodes, keep devices
-// out of reach); see cgroupManager.
+// ContainerSpec.CapAdd/CapDrop, no_new_privs, docker's default seccomp
+// profile for those capabilities (seccomp_linux.go), masked and read-only
+// kernel files under /proc and /sys, docker's default rlimits, its own
+// /etc/hosts, /etc/hostname and /etc/resolv.conf, and docker's device
+// allowlist (the v1 devices controller, or a BPF program on cgroup v2).
+// ContainerSpec adds bind, volume and tmpfs mounts, a read-only root,
+// ulimits, supplementary groups, and memory, CPU and pids limits.
 //
 // The runtime deliberately knows nothing about the rest of minke (no API
 // types): the agent translates its tasks into a ContainerSpec.
 //
-// Sandbox: the worker binary re-executes itself (/proc/self/exe) with
-// os.Args[0] == InitArg as the container's init. Every binary that may start
-// containers must therefore call MaybeRunInit first thing in main (and in
-// TestMain). The init reads its configuration from a pipe that the parent
-// only writes after it has placed the child in the container's cgroup, so
-// the container's command never runs outside its limits.
+// Processes: each container has a shim (os.Args[0] == ShimArg; see
+// shim.go) that is the parent of the container's init (InitArg) and owns
+// its stdio, log and exit status, and outlives the worker; a restarted
+// worker re-adopts running containers with Adopt. Healthchecks run through
+// an exec helper (ExecArg) inside the container's namespaces. All three are
+// the helper binary (cmd/minke-shim, or the worker itself) re-executed, so
+// every binary that may start containers must call MaybeRunInit first
+// thing in main (and in TestMain). The init reads its configuration from a
+// pipe that the shim only writes after it has placed the child in the
+// container's cgroup, so the container's command never runs outside its
+// limits.
 //
 // On-disk layout under Config.Root:
 //
@@ -32,6 +39,12 @@
 //	tmp/                        layers being unpacked, renamed into layers/
 //	containers/<id>/rootfs      overlayfs mount point
 //	containers/<id>/upper,work  overlayfs upper and work directories
-//	containers/<id>/state.json  pid and pid start time, for Sweep
-//	containers/<id>/container.log  stdout and stderr of the container
+//	containers/<id>/config.json  spec and what was resolved from the image, for Adopt
+//	containers/<id>/state.json  pids and start times of the init and shim, for Adopt
+//	containers/<id>/exit.json   the exit status, written by the shim
+//	containers/<id>/container.log[.N]  stdout and stderr as JSON lines, rotated
+//	containers/<id>/shim.log    the shim's own messages
+//	trash/                      removed containers' directories being deleted
+//	containers/<id>/hosts,hostname,resolv.conf  bound at /etc/... in the container
+//	volumes/<name>/_data        named local volume, created on first use
 package runtime

@@ -11,6 +11,12 @@ import (
 // created container's root before it starts, replacing the image's file.
 // The path is resolved inside the root, so an image whose /etc or file is a
 // symlink cannot make the write land outside it.
+//
+// hosts, hostname and resolv.conf are the runtime's own files, which the
+// init binds over the image's (mounts_etc.go); for them the content
+// replaces the runtime's file instead, keeping what the spec asked for:
+// ExtraHosts lines are appended to hosts, and a spec that sets DNSServers,
+// DNSSearch or DNSOptions keeps its resolv.conf.
 func (c *Container) WriteEtcFile(name string, data []byte) error {
 	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {
 		return fmt.Errorf("%w: etc file name %q", ErrInvalidSpec, name)
@@ -19,6 +25,9 @@ func (c *Container) WriteEtcFile(name string, data []byte) error {
 	defer c.mu.Unlock()
 	if c.state != stateCreated {
 		return fmt.Errorf("%w: write /etc/%s of container %s: not in the created state", ErrInvalidState, name, c.spec.ID)
+	}
+	if done, err := c.writeSandboxEtcFile(name, data); done || err != nil {
+		return err
 	}
 	root, err := unix.Open(c.rootfs(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -93,11 +91,15 @@ func runInit() error {
 	if err := loopbackUp(); err != nil {
 		return fmt.Errorf("bringing up lo: %w", err)
 	}
+	sb := cfg.Sandbox
+	if err := mountAll(cfg.Rootfs, sb.Mounts); err != nil {
+		return err
+	}
 	if err := pivotRoot(cfg.Rootfs); err != nil {
 		return err
 	}
 	p := cfg.Process
-	cred, home, err := resolveUser(p.User)
+	cred, home, err := resolveUser(p.User, sb.Groups)
 	if err != nil {
 		return err
 	}
@@ -111,8 +113,16 @@ func runInit() error {
 	if err := os.Chdir(p.Cwd); err != nil {
 		return fmt.Errorf("changing to working directory %q: %w", p.Cwd, err)
 	}
+	if sb.ReadonlyRootfs {
+		if err := remountRootReadonly(); err != nil {
+			return err
+		}
+	}
 	path, err := lookPath(p.Args[0], envValue(env, "PATH"))
 	if err != nil {
+		return err
+	}
+	if err := applyRlimits(sb.Rlimits); err != nil {
 		return err
 	}
 	// Order matters: the bounding set is dropped while the init still has
@@ -125,8 +135,8 @@ func runInit() error {
 		return err
 	}
 	// syscall's set*id calls apply to every thread of the Go runtime.
-	if err := syscall.Setgroups([]int{cred.gid}); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	if err := syscall.Setgroups(cred.groups); err != nil {
+		return fmt.Errorf("setgroups %v: %w", cred.groups, err)
 	}
 	if err := syscall.Setgid(cred.gid); err != nil {
 		return fmt.Errorf("setgid %d: %w", cred.gid, err)
@@ -143,6 +153,13 @@ func runInit() error {
 	}
 	if err := setNoNewPrivs(); err != nil {
 		return err
+	}
+	// Last: from here on only what docker's profile allows works, which
+	// includes execve and what the Go runtime needs until then.
+	if sb.Seccomp != nil {
+		if err := loadSeccomp(sb.Seccomp); err != nil {
+			return err
+		}
 	}
 	if cfg.Init {
 		return runReaper(path, p.Args, env)
@@ -317,76 +334,6 @@ func envValue(env []string, key string) string {
 		}
 	}
 	return ""
-}
-
-type credential struct{ uid, gid int }
-
-// resolveUser turns "user[:group]" into ids with the container's
-// /etc/passwd and /etc/group (already the root). Names that are not found
-// are errors; a numeric uid without a passwd entry gets gid 0, as in docker.
-func resolveUser(spec string) (credential, string, error) {
-	if spec == "" {
-		return credential{}, "/root", nil
-	}
-	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	cred := credential{}
-	home := "/"
-	found := false
-	if uid, err := strconv.Atoi(userPart); err == nil {
-		cred.uid = uid
-		if e, ok := lookupDB("/etc/passwd", func(f []string) bool { return f[2] == userPart }); ok {
-			cred.gid, _ = strconv.Atoi(e[3])
-			home, found = e[5], true
-		}
-	} else {
-		e, ok := lookupDB("/etc/passwd", func(f []string) bool { return f[0] == userPart })
-		if !ok {
-			return cred, "", fmt.Errorf("unable to find user %s: no matching entries in passwd file", userPart)
-		}
-		cred.uid, _ = strconv.Atoi(e[2])
-		cred.gid, _ = strconv.Atoi(e[3])
-		home, found = e[5], true
-	}
-	if !found && cred.uid == 0 {
-		home = "/root"
-	}
-	if hasGroup {
-		if gid, err := strconv.Atoi(groupPart); err == nil {
-			cred.gid = gid
-		} else {
-			e, ok := lookupDB("/etc/group", func(f []string) bool { return f[0] == groupPart })
-			if !ok {
-				return cred, "", fmt.Errorf("unable to find group %s: no matching entries in group file", groupPart)
-			}
-			cred.gid, _ = strconv.Atoi(e[2])
-		}
-	}
-	return cred, home, nil
-}
-
-// lookupDB returns the first colon-separated line of file (padded to 7
-// fields) that match accepts.
-func lookupDB(file string, match func([]string) bool) ([]string, bool) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Split(line, ":")
-		for len(fields) < 7 {
-			fields = append(fields, "")
-		}
-		if match(fields) {
-			return fields, true
-		}
-	}
-	return nil, false
 }
 
 // joinNetns moves this (locked) thread, which is the one that execs, into

@@ -127,6 +127,29 @@ func TestContainerIsolation(t *testing.T) {
 				"write_core_pattern":   "EROFS",
 				"mount_tmpfs":          "EPERM",
 				"sys_firmware_entries": "0",
+				// seccomp mode 2 (filter) with docker's default profile.
+				"seccomp":          "2",
+				"unshare_user":     "EPERM",
+				"keyctl":           "EPERM",
+				"finit_module":     "EPERM",
+				"init_module":      "EPERM",
+				"bpf":              "EPERM",
+				"clone3":           "ENOSYS",
+				"capset_sys_admin": "EPERM",
+				"dev":              "fd,full,mqueue,null,ptmx,pts,random,shm,stderr,stdin,stdout,tty,urandom,zero",
+			}
+			if _, err := os.Stat("/proc/sysrq-trigger"); err == nil {
+				want["write_sysrq"] = "EROFS"
+			}
+			for _, f := range []string{"sched_debug", "latency_stats", "timer_stats"} {
+				if _, err := os.Stat("/proc/" + f); err == nil {
+					want[f+"_bytes"] = "0"
+				}
+			}
+			for _, d := range []string{"scsi", "acpi"} {
+				if _, err := os.Stat("/proc/" + d); err == nil {
+					want["proc_"+d+"_entries"] = "0"
+				}
 			}
 			for _, k := range masked {
 				want[k] = "0"
@@ -138,6 +161,9 @@ func TestContainerIsolation(t *testing.T) {
 				if got[k] != v {
 					t.Errorf("%s = %q, want %q", k, got[k], v)
 				}
+			}
+			if got["uid"] == "0,0,0,0" && got["groups"] != "0" {
+				t.Errorf("groups = %q, want 0 (root's only group in the probe image)", got["groups"])
 			}
 			// Whether or not mknod worked, the node must not open: nodev
 			// mounts (EACCES) and, on v1, the devices cgroup (EPERM).
@@ -156,13 +182,52 @@ func TestContainerIsolation(t *testing.T) {
 					t.Errorf("cgroup line %q: want the namespace root /", l)
 				}
 			}
-			if got["seccomp"] != "0" {
-				t.Logf("seccomp = %q", got["seccomp"])
-			}
 			checkDeviceRules(t, r, tc.spec.ID)
 		})
 	}
 
+}
+
+// TestSeccompFollowsCapabilities checks that the profile is docker's for
+// the container's capabilities: without a filter (seccomp=unconfined) or
+// with CAP_SYS_ADMIN, unshare(CLONE_NEWUSER) reaches the kernel (which
+// answers EINVAL to the multi-threaded probe; the filter answers EPERM),
+// while calls that need a capability the container lacks still fail.
+func TestSeccompFollowsCapabilities(t *testing.T) {
+	r := newTestRuntime(t)
+	ref := testimage.Serve(t, probeImage(t), "probe:latest")
+	tests := []struct {
+		name string
+		spec ContainerSpec
+		want map[string]string
+	}{
+		{"unconfined", ContainerSpec{ID: "probe-unconfined", SeccompUnconfined: true}, map[string]string{
+			"seccomp": "0", "unshare_user": "EINVAL", "capset_sys_admin": "EPERM",
+			"mount_tmpfs": "EPERM", "nonewprivs": "1",
+		}},
+		{"cap-add SYS_ADMIN", ContainerSpec{ID: "probe-sysadmin", CapAdd: []string{"SYS_ADMIN"}}, map[string]string{
+			"seccomp": "2", "unshare_user": "EINVAL", "mount_tmpfs": "ok", "keyctl": "EPERM", "finit_module": "EPERM",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.spec.Image = ref
+			got := runProbe(t, r, tc.spec)
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+			if got["clone3"] == "ENOSYS" {
+				t.Errorf("clone3 = ENOSYS: the filter answered, not the kernel")
+			}
+			// Without CAP_SYS_MODULE the kernel refuses (EPERM), or it was
+			// built without modules (ENOSYS).
+			if m := got["finit_module"]; m != "EPERM" && m != "ENOSYS" {
+				t.Errorf("finit_module = %q, want EPERM or ENOSYS", m)
+			}
+		})
+	}
 }
 
 func TestCreateRefusesBadCapability(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -235,30 +236,68 @@ func (r *Runtime) ReadLogs(ctx context.Context, id string, opts LogOptions, fn f
 		if err := rd.drain(emit); err != nil {
 			return err
 		}
-		// Rotated: finish the old file (done above), then go on with the new
-		// one from its start.
 		fi, err := os.Stat(path)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed with the container
+			// Missing for a moment during a rotation; for good once the
+			// container was removed.
+			if _, derr := os.Stat(filepath.Dir(path)); errors.Is(derr, fs.ErrNotExist) {
+				return nil
 			}
 			continue
 		}
-		if !os.SameFile(fi, curInfo) {
-			f, err := os.Open(path)
+		if os.SameFile(fi, curInfo) {
+			continue
+		}
+		// Rotated, maybe more than once since the last look: finish the old
+		// file, then read the files rotated after it (path.K-1 … path.1),
+		// then go on with the current one. A reader that falls behind by
+		// more than the number of files kept misses what was dropped.
+		if err := rd.drain(emit); err != nil {
+			return err
+		}
+		for _, p := range newerRotated(path, curInfo) {
+			f, err := os.Open(p)
 			if err != nil {
 				continue
 			}
-			// What was written to the old file before the rename.
-			if err := rd.drain(emit); err != nil {
-				f.Close()
+			err = newEntryReader(f).drain(emit)
+			f.Close()
+			if err != nil {
 				return err
 			}
-			cur.Close()
-			cur, curInfo = f, fi
-			rd = newEntryReader(cur)
 		}
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		nfi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			continue
+		}
+		cur.Close()
+		cur, curInfo = f, nfi
+		rd = newEntryReader(cur)
 	}
+}
+
+// newerRotated lists the rotated files newer than old, oldest first: if old
+// is now path.K, that is path.K-1 down to path.1. If old was dropped, every
+// rotated file is newer.
+func newerRotated(path string, old os.FileInfo) []string {
+	var files []string
+	for i := 1; ; i++ {
+		p := rotatedName(path, i)
+		fi, err := os.Stat(p)
+		if err != nil {
+			break
+		}
+		if os.SameFile(fi, old) {
+			break
+		}
+		files = append([]string{p}, files...)
+	}
+	return files
 }
 
 // entryReader decodes the complete lines of a growing log file; a partial

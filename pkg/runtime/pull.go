@@ -28,8 +28,7 @@ import (
 // present.
 //
 // ref may name a single image (docker schema2 or OCI manifest) or a
-// multi-arch index, from which the manifest for linux/GOARCH (and the
-// variant, for arm) is picked. Credentials come from the keychain
+// multi-arch index, from which the manifest for linux/GOARCH is picked. Credentials come from the keychain
 // (Config.RegistryConfig); go-containerregistry answers basic and bearer
 // token challenges. Layers may be gzip, zstd or uncompressed tars.
 //
@@ -62,13 +61,11 @@ func (r *Runtime) Pull(ctx context.Context, ref string) (Image, error) {
 	return v.(Image), nil
 }
 
-// platform is the platform this node pulls images for.
+// platform is the platform this node pulls images for. No variant is asked
+// for: an index entry without one (common for arm64) must still match, and
+// the first entry of the architecture is taken, as docker does.
 func platform() v1.Platform {
-	p := v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}
-	if goruntime.GOARCH == "arm64" {
-		p.Variant = "v8"
-	}
-	return p
+	return v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}
 }
 
 func (r *Runtime) keychain() authn.Keychain {

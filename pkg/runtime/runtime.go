@@ -46,6 +46,13 @@ type Config struct {
 	// LogMaxFiles is how many log files a container keeps, the current one
 	// included; 0 means DefaultLogMaxFiles.
 	LogMaxFiles int
+	// HelperBinary is the program executed as each container's shim, init
+	// and exec helper; it must call MaybeRunInit first thing. Default: the
+	// minke-shim binary (HelperName) next to the running executable if there
+	// is one, else the running executable itself. A small helper binary
+	// starts in a fraction of the time the worker binary takes (package
+	// initialisation), twice per container.
+	HelperBinary string
 }
 
 // Runtime owns the images and containers under one root directory. All
@@ -65,6 +72,16 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight // in-progress pulls and layer unpacks, by key
+
+	bg sync.WaitGroup // background deletions of removed containers' files
+}
+
+// Close waits for the background work of Remove (deleting the files of
+// removed containers) to finish. Containers keep running: they belong to
+// their shims, not to this Runtime.
+func (r *Runtime) Close() error {
+	r.bg.Wait()
+	return nil
 }
 
 // New prepares the root directory and detects the cgroup hierarchy.
@@ -87,7 +104,7 @@ func New(cfg Config) (*Runtime, error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	logger = logger.With("component", "runtime")
-	for _, d := range []string{"layers", "images", "containers", "tmp"} {
+	for _, d := range []string{"layers", "images", "containers", "tmp", "trash"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o711); err != nil {
 			return nil, fmt.Errorf("runtime: creating %s: %w", d, err)
 		}
@@ -121,7 +138,7 @@ func New(cfg Config) (*Runtime, error) {
 		cgroups:  cg,
 		images:   images,
 
-		exe:          "/proc/self/exe",
+		exe:          helperBinary(cfg.HelperBinary),
 		cgroupMount:  cfg.CgroupMount,
 		cgroupParent: cfg.CgroupParent,
 		logMaxSize:   cfg.LogMaxSize,

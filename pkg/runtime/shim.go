@@ -20,14 +20,34 @@ const ShimArg = "minke-shim"
 //     could not start;
 //   - owns the container's stdout and stderr and writes them to the log as
 //     JSON lines, rotating by size;
-//   - waits for the init and writes its exit status to exit.json (durably)
-//     before it exits.
+//   - waits for the init and, before it exits, writes its exit status to
+//     exit.json, which outlives the shim and any worker process.
 //
 // Everything else goes through the files in the container directory and
 // pidfds: the worker signals the init directly (Kill, Stop), learns of the
 // exit when the shim process ends (pidfd readable), and reads exit.json.
 // A worker that starts later finds the shim through state.json and adopts
 // the container (Runtime.Adopt).
+
+// HelperName is the file name of the small helper binary (cmd/minke-shim)
+// that Runtime prefers to run as shim, init and exec helper when it sits
+// next to the running executable.
+const HelperName = "minke-shim"
+
+// helperBinary picks the program re-executed for shims, inits and exec
+// helpers (see Config.HelperBinary).
+func helperBinary(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), HelperName)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return "/proc/self/exe"
+}
 
 // Files of the shim protocol in the container directory.
 const (

@@ -24,16 +24,21 @@ const ExecArg = "minke-exec"
 
 // execConfig is sent to the exec helper over its config pipe.
 type execConfig struct {
-	Pid      int     `json:"pid"` // the container's init
-	PidStart uint64  `json:"pid_start"`
-	Process  process `json:"process"`
-	Caps     capMask `json:"caps"`
+	Process process `json:"process"`
+	Caps    capMask `json:"caps"`
+	// Seccomp is the container's compiled filter: a process run inside
+	// the container gets the same one, or the container could ptrace it to
+	// make the calls the filter denies.
+	Seccomp []byte `json:"seccomp,omitempty"`
 }
 
-// Child file descriptors of the exec helper, as for the init.
+// Child file descriptors of the exec helper, as for the init, and a pidfd
+// of the container's init: the helper lives in the container's PID
+// namespace, where the init's pid in the worker's means nothing.
 const (
 	execConfigFD = 3
 	execErrorFD  = 4
+	execPidFD    = 5
 )
 
 // execResult is how an exec'd command ended.
@@ -74,6 +79,15 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 		return execResult{}, err
 	}
 	defer errR.Close()
+	fd, err := openPidfd(pid, pidStart)
+	if err != nil {
+		cfgR.Close()
+		errR.Close()
+		errW.Close()
+		return execResult{}, fmt.Errorf("%w: exec in container %s: %w", ErrInvalidState, c.spec.ID, err)
+	}
+	pidFile := os.NewFile(uintptr(fd), "pidfd")
+	defer pidFile.Close()
 	out := &tailBuffer{max: healthOutputMax}
 	cmd := &exec.Cmd{
 		Path:       c.rt.exe,
@@ -81,7 +95,7 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 		Env:        []string{},
 		Stdout:     out,
 		Stderr:     out,
-		ExtraFiles: []*os.File{cfgR, errW},
+		ExtraFiles: []*os.File{cfgR, errW, pidFile},
 		// No Pdeathsig: the forking thread ends right after the fork.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
@@ -90,12 +104,6 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 		// Never unlocked: the thread ends with the goroutine, and with it
 		// the changed PID namespace for children.
 		goruntime.LockOSThread()
-		fd, err := openPidfd(pid, pidStart)
-		if err != nil {
-			started <- err
-			return
-		}
-		defer unix.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWPID); err != nil {
 			started <- fmt.Errorf("joining PID namespace: %w", err)
 			return
@@ -117,7 +125,7 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 	}
 	p := c.proc
 	p.Args = args
-	b, _ := json.Marshal(execConfig{Pid: pid, PidStart: pidStart, Process: p, Caps: c.caps})
+	b, _ := json.Marshal(execConfig{Process: p, Caps: c.caps, Seccomp: c.sandbox.Seccomp})
 	if _, err := cfgW.Write(b); err != nil {
 		kill()
 		return execResult{}, fmt.Errorf("runtime: exec in container %s: sending config: %w", c.spec.ID, err)
@@ -166,21 +174,23 @@ func execInContainer() error {
 		return fmt.Errorf("reading exec config: %w", err)
 	}
 	unix.CloseOnExec(execErrorFD)
-	fd, err := openPidfd(cfg.Pid, cfg.PidStart)
-	if err != nil {
-		return fmt.Errorf("container init: %w", err)
-	}
+	fd := execPidFD
 	// setns into a mount namespace needs an fs_struct of our own.
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return fmt.Errorf("unsharing fs: %w", err)
 	}
-	ns := unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
-	if err := unix.Setns(fd, ns); err != nil {
-		return fmt.Errorf("joining the container's namespaces: %w", err)
+	for _, ns := range []struct {
+		name string
+		flag int
+	}{{"cgroup", unix.CLONE_NEWCGROUP}, {"network", unix.CLONE_NEWNET}, {"UTS", unix.CLONE_NEWUTS},
+		{"IPC", unix.CLONE_NEWIPC}, {"mount", unix.CLONE_NEWNS}} {
+		if err := unix.Setns(fd, ns.flag); err != nil {
+			return fmt.Errorf("joining the container's %s namespace: %w", ns.name, err)
+		}
 	}
 	unix.Close(fd)
 	p := cfg.Process
-	cred, home, err := resolveUser(p.User)
+	cred, home, err := resolveUser(p.User, nil)
 	if err != nil {
 		return err
 	}
@@ -216,6 +226,11 @@ func execInContainer() error {
 	}
 	if err := setNoNewPrivs(); err != nil {
 		return err
+	}
+	if cfg.Seccomp != nil {
+		if err := loadSeccomp(cfg.Seccomp); err != nil {
+			return err
+		}
 	}
 	err = unix.Exec(path, p.Args, env)
 	code := 126

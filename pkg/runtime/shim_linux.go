@@ -83,7 +83,7 @@ func runShim() {
 		logger.Warn("container output still open 5s after exit; closing the log")
 	}
 	_ = lw.close()
-	if err := writeFileDurable(filepath.Join(cfg.Dir, exitFileName), ex); err != nil {
+	if err := writeExitFile(filepath.Join(cfg.Dir, exitFileName), ex); err != nil {
 		logger.Error("writing exit status", "error", err)
 		os.Exit(1)
 	}
@@ -184,36 +184,18 @@ func startInit(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.WaitGroup, error
 	return cmd, pumps, nil
 }
 
-// writeFileDurable writes v as JSON to path atomically and fsyncs the file
-// and its directory, so that the exit status survives a machine crash.
-func writeFileDurable(path string, v any) error {
+// writeExitFile writes v as JSON to path atomically (write, rename). It
+// does not fsync: the file has to survive the worker process, not the
+// machine; after a machine crash no container runs on, and a container
+// without exit.json is cleaned at start-up and reported lost.
+func writeExitFile(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return os.Rename(tmp, path)
 }

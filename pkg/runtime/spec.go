@@ -58,6 +58,40 @@ type ContainerSpec struct {
 	// Healthcheck overrides the image's HEALTHCHECK; nil keeps the image's,
 	// Test ["NONE"] disables it.
 	Healthcheck *HealthConfig
+
+	// Sandbox options (see sandbox.go, mounts.go, rlimit.go, seccomp*.go).
+
+	// SeccompUnconfined runs the container without the default seccomp
+	// profile (docker --security-opt seccomp=unconfined).
+	SeccompUnconfined bool
+	// ReadonlyRootfs mounts the container's root read-only (docker
+	// --read-only); mounts, /dev, /etc/hosts, /etc/hostname and
+	// /etc/resolv.conf stay writable.
+	ReadonlyRootfs bool
+	// Mounts are bind, named volume and tmpfs mounts, applied in order.
+	Mounts []Mount
+	// ExtraHosts are lines added to /etc/hosts after localhost and the
+	// container's own name: "IP name [alias...]".
+	ExtraHosts []string
+	// DNSServers, DNSSearch and DNSOptions make /etc/resolv.conf. Without
+	// DNSServers the host's resolv.conf is used minus loopback nameservers
+	// (which do not answer inside the container's network namespace), and
+	// Google's public resolvers when none remain, as docker does.
+	DNSServers []string
+	DNSSearch  []string
+	DNSOptions []string
+	// Ulimits override the default rlimits (RLIMIT_NOFILE 1024:524288).
+	Ulimits []Ulimit
+	// Groups are supplementary groups (names from the image's /etc/group or
+	// numeric gids) added to those of the user (docker --group-add).
+	Groups []string
+	// PidsLimit caps the number of processes and threads; 0 or -1 means
+	// unlimited.
+	PidsLimit int64
+	// CPUShares is the relative CPU weight (cgroup v1 cpu.shares, mapped to
+	// cpu.weight on v2); 0 means the kernel default (1024). The agent
+	// derives it from a CPU reservation as swarm does: NanoCPUs*1024/1e9.
+	CPUShares int64
 }
 
 // defaultPath is set when neither the image nor the spec sets PATH.
@@ -107,7 +141,7 @@ func (s *ContainerSpec) validate() error {
 	if _, err := resolveHealthcheck(s.Healthcheck, nil); err != nil {
 		return err
 	}
-	return nil
+	return s.validateSandbox()
 }
 
 // process is what the container init executes, resolved from the spec and

@@ -137,9 +137,11 @@ func (r *Runtime) leftoverIDs() ([]string, error) {
 }
 
 func (r *Runtime) resetTmp(errs *[]error) {
-	_ = os.RemoveAll(filepath.Join(r.root, "tmp"))
-	if err := os.MkdirAll(filepath.Join(r.root, "tmp"), 0o711); err != nil {
-		*errs = append(*errs, err)
+	for _, d := range []string{"tmp", "trash"} {
+		_ = os.RemoveAll(filepath.Join(r.root, d))
+		if err := os.MkdirAll(filepath.Join(r.root, d), 0o711); err != nil {
+			*errs = append(*errs, err)
+		}
 	}
 }
 
@@ -197,9 +199,34 @@ func (r *Runtime) cleanup(ctx context.Context, id string, st stateFile) error {
 	if err := r.deleteCgroup(ctx, id); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("runtime: removing container dir %s: %w", dir, err)
+	return r.discard(dir)
+}
+
+// discard removes a container directory: it renames it into the trash at
+// once, so that the id is free and nothing of the container is visible any
+// more, and deletes it in the background (deleting the overlay upper and
+// work trees costs milliseconds that no caller needs to wait for). Close
+// waits for the deletions; Adopt and Sweep empty a trash left by an
+// earlier process.
+func (r *Runtime) discard(dir string) error {
+	trash := filepath.Join(r.root, "trash", filepath.Base(dir)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	err := os.Rename(dir, trash)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
+	if err != nil {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("runtime: removing container dir %s: %w", dir, err)
+		}
+		return nil
+	}
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		if err := os.RemoveAll(trash); err != nil {
+			r.log.Warn("deleting a removed container's files", "dir", trash, "error", err)
+		}
+	}()
 	return nil
 }
 

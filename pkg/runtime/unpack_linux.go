@@ -30,12 +30,13 @@ func mknod(path string, hdr *tar.Header) error {
 	return unix.Mknod(path, mode, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))))
 }
 
-// setXattr sets one extended attribute without following a symlink. A
-// filesystem without xattr support for that namespace is not an error for
-// user.* attributes (they are advisory); anything else is.
+// setXattr sets one extended attribute without following a symlink.
+// user.* attributes are advisory: a filesystem without support for them,
+// or a symlink (which the kernel never gives user.* attributes), is not an
+// error; for other namespaces it is.
 func setXattr(path, attr, value string) error {
 	err := unix.Lsetxattr(path, attr, []byte(value), 0)
-	if errors.Is(err, unix.ENOTSUP) && len(attr) > 5 && attr[:5] == "user." {
+	if (errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM)) && len(attr) > 5 && attr[:5] == "user." {
 		return nil
 	}
 	return err

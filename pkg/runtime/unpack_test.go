@@ -223,6 +223,7 @@ func TestApplyLayerKeepsXattrsAndTimes(t *testing.T) {
 			"SCHILY.xattr.security.capability":    fcap,
 			"SCHILY.xattr.trusted.overlay.opaque": "y",
 		}},
+		{name: "usr/link", typ: tar.TypeSymlink, link: "f", pax: map[string]string{"SCHILY.xattr.user.origin": "test"}},
 	}), unpackLimits{})
 	if err != nil {
 		t.Fatal(err)

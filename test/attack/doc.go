@@ -1,9 +1,12 @@
 // Package attack sends hostile input to a real manager running in this
 // test process on loopback: oversized and malformed gRPC messages to the
-// Control API (unix socket) and the Dispatcher (TCP), and raw garbage on
-// the gRPC port. Each must be refused with a clear error, leave the store
-// unchanged and leave the manager serving. (Attacks on the gossip port are
-// in pkg/membership's attack tests, next to the packet formats they forge.)
+// Control API (unix socket) and the Dispatcher (TCP), raw garbage on both
+// gRPC endpoints, and packets sealed with the wrong key, unencrypted or
+// garbage on the gossip port (UDP and TCP). Each must be refused with a
+// clear error or log line, leave the store (and the member list) unchanged
+// and leave the manager serving. pkg/membership's attack tests forge real
+// memberlist messages and show the same message is accepted with the right
+// key, so the refusals here come from the key check.
 //
 //	go test -race -count=1 ./test/attack/
 package attack

@@ -54,6 +54,7 @@ func (b *logBuffer) String() string {
 type target struct {
 	m      *manager.Manager
 	socket string
+	gossip string // gossip address, host:port
 	logs   *logBuffer
 	// pin is the CA hash of the cluster's join tokens; worker, once
 	// joinWorker ran, the joined worker's certificate.
@@ -102,7 +103,7 @@ func startManager(t *testing.T) *target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &target{m: m, socket: sock, logs: logs, pin: tok.CAHash}
+	return &target{m: m, socket: sock, logs: logs, pin: tok.CAHash, gossip: addr(2)}
 }
 
 func dial(t *testing.T, target string) *grpc.ClientConn {

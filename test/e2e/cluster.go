@@ -517,7 +517,10 @@ func (c *Cluster) cleanup() {
 	wg.Wait()
 
 	ids := c.knownNodeIDs()
-	// Containers outlive their node's process by design: kill them.
+	// Containers and their shims outlive their node's process by design:
+	// kill the containers; their shims then exit (and, orphaned, are
+	// children of this subreaper to reap).
+	shims := shimProcs(taskIDsOf(containerProcs(ids)))
 	deadline := time.Now().Add(stopTimeout)
 	for {
 		procs := containerProcs(ids)
@@ -536,6 +539,19 @@ func (c *Cluster) cleanup() {
 		}
 		time.Sleep(pollInterval)
 	}
+	for _, sp := range shims {
+		for {
+			clustertest.ReapIfChild(sp.Pid)
+			if ppid, state, err := clustertest.ProcStat(sp.Pid); err != nil || (clustertest.Exited(state) && ppid != os.Getpid()) {
+				break
+			}
+			if time.Now().After(deadline.Add(stopTimeout)) {
+				c.t.Errorf("cleanup: shim %d of task %s still alive", sp.Pid, sp.TaskID)
+				break
+			}
+			time.Sleep(pollInterval)
+		}
+	}
 	for _, m := range clustertest.MountsUnder(c.dir) {
 		if err := clustertest.Unmount(m.MountPoint); err != nil {
 			c.t.Errorf("cleanup: unmounting %s: %v", m.MountPoint, err)
@@ -546,6 +562,7 @@ func (c *Cluster) cleanup() {
 			c.t.Errorf("cleanup: %v", err)
 		}
 	}
+	clustertest.RemoveNetworks(c.t, c.dir)
 	if c.t.Failed() {
 		for _, p := range c.procs {
 			c.t.Logf("--- %s log (%s) ---\n%s", p.Name, p.logPath, tail(p.logPath, 64<<10))

@@ -42,15 +42,15 @@ func TestManagerSIGKILLKeepsState(t *testing.T) {
 			t.Errorf("service %s changed across the restart:\nbefore: %s\nafter:  %s", name, jsonString(before[name]), jsonString(got))
 		}
 	}
-	// The restarted worker sweeps the containers the killed one left, and
-	// the orchestrator replaces their tasks.
+	// The containers kept running under their shims, and the restarted
+	// worker re-adopted them: the same 3 processes, no new ones.
 	c.WaitRunning("web", 2, 30*time.Second)
 	c.WaitRunning("other", 1, 30*time.Second)
-	c.Eventually(10*time.Second, "exactly the 3 new container processes alive", func() (bool, string) {
+	c.Eventually(10*time.Second, "exactly the 3 container processes from before alive", func() (bool, string) {
 		procs := c.ContainerProcs()
 		for _, p := range procs {
-			if oldPids[p.Pid] {
-				return false, fmt.Sprintf("pid %d from before the kill still alive", p.Pid)
+			if !oldPids[p.Pid] {
+				return false, fmt.Sprintf("pid %d is new: a container was replaced", p.Pid)
 			}
 		}
 		return len(procs) == 3, fmt.Sprintf("%d processes: %+v", len(procs), procs)

@@ -68,6 +68,24 @@ func (p *proc) stop() { p.cancel(); <-p.done }
 
 const ip = "127.0.0.1"
 
+// tuning slows failure detection down from the LAN defaults so that a
+// loaded test machine does not produce suspicions unrelated to keys; a key
+// mismatch is caught by the refusals it logs (see refusals).
+var tuning = membership.Tuning{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond, SuspicionMult: 4}
+
+// refusals returns the log lines of members refusing gossip packets, which
+// a rotation must never cause.
+func (c *cluster) refusals() []string {
+	var out []string
+	for _, line := range strings.Split(c.logs.String(), "\n") {
+		if strings.Contains(line, "Decrypt packet failed") || strings.Contains(line, "no installed keys could decrypt") ||
+			strings.Contains(line, "remote state is not encrypted") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 func (c *cluster) logger(name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 }
@@ -98,7 +116,7 @@ func (c *cluster) startManager(name string, joinAddr, token string) *manager.Man
 	cfg := manager.Config{
 		DataDir: t.TempDir(), ListenAddr: addr(0), RaftAddr: addr(1), GossipAddr: addr(2), RegistryAddr: addr(3),
 		ControlSocket: filepath.Join(t.TempDir(), "control.sock"), JoinAddr: joinAddr, Token: token, Hostname: name,
-		Logger: c.logger(name),
+		Logger: c.logger(name), Gossip: tuning,
 	}
 	c.mgrCfgs = append(c.mgrCfgs, cfg)
 	c.managers = append(c.managers, nil)
@@ -130,7 +148,7 @@ func (c *cluster) startWorker(name, joinAddr, token string) {
 	t.Helper()
 	c.wrkCfgs = append(c.wrkCfgs, agent.WorkerConfig{
 		DataDir: t.TempDir(), DispatcherAddr: joinAddr, Token: token, Addr: ip, GossipPort: c.ports.Free(t, ip, 1)[0],
-		Description: manager.Describe(name), Logger: c.logger(name),
+		Description: manager.Describe(name), Logger: c.logger(name), Gossip: tuning,
 	})
 	id := c.runWorker(len(c.wrkCfgs)-1, name)
 	c.workers = append(c.workers, id)
@@ -337,6 +355,9 @@ func TestGossipKeyRotation(t *testing.T) {
 	})
 	stopWatch()
 	watchWG.Wait()
+	if r := c.refusals(); len(r) > 0 {
+		t.Errorf("members refused gossip packets during the rotation (keys out of step):\n%s", strings.Join(r, "\n"))
+	}
 	if len(splits) > 0 {
 		t.Fatalf("the cluster split during the rotation: %v", splits)
 	}
@@ -410,6 +431,9 @@ func TestGossipKeyRotationWithNodesDown(t *testing.T) {
 	clustertest.Eventually(t, 60*time.Second, "every node back, on the new key only", func() (bool, string) {
 		return c.everyManagerSees([]string{newFP})
 	})
+	if r := c.refusals(); len(r) > 0 {
+		t.Errorf("members refused gossip packets (keys out of step):\n%s", strings.Join(r, "\n"))
+	}
 	clustertest.Eventually(t, 30*time.Second, "w2 READY again", func() (bool, string) {
 		var n *minkepb.Node
 		_ = c.managers[0].Store().View(func(tx raftstore.ReadTx) error { n = tx.Node(w2); return nil })

@@ -277,6 +277,24 @@ func rssBytes(p *proc) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.cmd.Process.Pid)
 }
 
+// cpuTime is a live process's user+system CPU time, from /proc (fields
+// 14 and 15 of stat, in clock ticks of 1/100 s).
+func cpuTime(tb testing.TB, p *proc) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		tb.Fatalf("%s: %v", p.name, err)
+	}
+	// The command name (field 2) may contain spaces; fields resume after ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("%s: bad /proc stat %q", p.name, b)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
 // tail returns the end of a log file, for failure messages.
 func tail(path string) string {
 	b, _ := os.ReadFile(path)

@@ -29,6 +29,10 @@ type result struct {
 	assigned, running time.Duration
 	// rss is each manager's resident set at the end, leader first.
 	rss []int64
+	// cpu is the CPU time (user+system) each manager, leader first, and
+	// then the simulated worker process spent from the first create to all
+	// RUNNING: what the run cost, whatever else the machine was doing.
+	cpu []time.Duration
 }
 
 // nodeLabels are node i's labels: 5 zones × 20 racks, every tenth node in
@@ -157,6 +161,12 @@ func (c *cluster) run(l load, bound time.Duration) result {
 	c.tb.Helper()
 	res := result{managers: len(c.mgrs)}
 	total := uint64(l.tasks())
+	mgrs := append([]*proc{c.leader}, slices.DeleteFunc(slices.Clone(c.mgrs), func(m *proc) bool { return m == c.leader })...)
+	procs := append(slices.Clone(mgrs), c.worker)
+	cpu0 := make([]time.Duration, len(procs))
+	for i, p := range procs {
+		cpu0[i] = cpuTime(c.tb, p)
+	}
 	start := time.Now()
 	created := make(chan error, 1)
 	go func() {
@@ -178,6 +188,7 @@ func (c *cluster) run(l load, bound time.Duration) result {
 				c.tb.Fatalf("creating services: %v", err)
 			}
 			created = nil
+			c.tb.Logf("%s: all %d services created", time.Since(start).Round(time.Millisecond), l.services)
 		case <-deadline:
 			c.tb.Fatalf("after %s: %d of %d tasks assigned, %d running", bound, assigned, total, running)
 		case <-tick.C:
@@ -190,6 +201,9 @@ func (c *cluster) run(l load, bound time.Duration) result {
 		}
 		assigned, running = a, r
 		now := time.Since(start)
+		if now/(5*time.Second) != (now-pollInterval)/(5*time.Second) {
+			c.tb.Logf("%s: %d of %d tasks assigned, %d running", now.Round(time.Second), assigned, total, running)
+		}
 		if res.assigned == 0 && assigned == total {
 			res.assigned = now
 		}
@@ -205,7 +219,9 @@ func (c *cluster) run(l load, bound time.Duration) result {
 			c.tb.Fatalf("creating services: %v", err)
 		}
 	}
-	mgrs := append([]*proc{c.leader}, slices.DeleteFunc(slices.Clone(c.mgrs), func(m *proc) bool { return m == c.leader })...)
+	for i, p := range procs {
+		res.cpu = append(res.cpu, cpuTime(c.tb, p)-cpu0[i])
+	}
 	for _, m := range mgrs {
 		rss, err := rssBytes(m)
 		if err != nil {
@@ -218,12 +234,16 @@ func (c *cluster) run(l load, bound time.Duration) result {
 
 // scale runs load l on a new cluster of n managers.
 func scale(tb testing.TB, n int, l load, bound time.Duration) result {
+	began := time.Now()
 	c := startCluster(tb, n)
-	c.startWorkers(l.nodes, 3*time.Minute)
+	tb.Logf("%d managers healthy after %s", n, time.Since(began).Round(time.Millisecond))
+	c.startWorkers(l.nodes, 5*time.Minute)
+	tb.Logf("%d simulated nodes READY after %s", l.nodes, time.Since(began).Round(time.Millisecond))
 	ready, err := c.readyWorkers()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	c.labelNodes(ready)
+	tb.Logf("nodes labelled after %s; creating services", time.Since(began).Round(time.Millisecond))
 	return c.run(l, bound)
 }

@@ -12,11 +12,30 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "oom":
+			oom()
+		case "spin":
+			spin(os.Args[2])
+		case "fork":
+			forkMany(os.Args[2])
+		case "pause":
+			time.Sleep(time.Hour)
+		case "sandbox":
+			sandbox()
+		default:
+			fmt.Printf("unknown mode %q\n", os.Args[1])
+			os.Exit(2)
+		}
+		return
+	}
 	status := readStatus()
-	for _, k := range []string{"Uid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"} {
+	for _, k := range []string{"Uid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"} {
 		fmt.Printf("%s=%s\n", strings.ToLower(k), status[k])
 	}
 	fmt.Printf("write_core_pattern=%s\n", result(os.WriteFile("/proc/sys/kernel/core_pattern", []byte("|/tmp/evil"), 0)))
@@ -39,6 +58,7 @@ func main() {
 	fmt.Printf("pids=%d\n", len(pids))
 	cg, _ := os.ReadFile("/proc/self/cgroup")
 	fmt.Printf("cgroup=%s\n", strings.Join(strings.Fields(string(cg)), " "))
+	syscalls()
 }
 
 func readStatus() map[string]string {
@@ -95,4 +115,9 @@ var errnoName = map[syscall.Errno]string{
 	syscall.EEXIST: "EEXIST",
 	syscall.EINVAL: "EINVAL",
 	syscall.ENXIO:  "ENXIO",
+	syscall.ENOSYS: "ENOSYS",
+	syscall.EAGAIN: "EAGAIN",
+	syscall.EBADF:  "EBADF",
+	syscall.ENOKEY: "ENOKEY",
+	syscall.EFAULT: "EFAULT",
 }

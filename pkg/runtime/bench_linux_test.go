@@ -1,0 +1,190 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minke-io/minke/internal/testimage"
+)
+
+// benchContainers is how many containers one run of the benchmark starts.
+const benchContainers = 100
+
+// BenchmarkContainerLifecycle measures create → start → exit → remove of
+// 100 containers of a true-like image (a static binary that exits 0), one
+// after another, and the same with runc on the same unpacked rootfs when
+// runc is installed, and prints median and p99 side by side.
+//
+//	make bench-runtime
+func BenchmarkContainerLifecycle(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	img, err := testimage.Build(ctx, "testdata/true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := testimage.Serve(b, img, "true:latest")
+	// As a worker runs it: with the small helper binary next to it.
+	helper := filepath.Join(b.TempDir(), HelperName)
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", helper, "../../cmd/minke-shim").CombinedOutput(); err != nil {
+		b.Fatalf("building %s: %v\n%s", HelperName, err, out)
+	}
+	r, err := New(Config{Root: b.TempDir(), CgroupParent: fmt.Sprintf("minke-bench-%d", os.Getpid()), HelperBinary: helper})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = r.Sweep(context.Background())
+		removeCgroupParent(r)
+	})
+	pulled, err := r.Pull(ctx, ref)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var phases [4][]time.Duration // create, start, wait, remove
+	lifecycle := func(id string) error {
+		t0 := time.Now()
+		c, err := r.Create(ctx, ContainerSpec{ID: id, Image: ref})
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		if err := c.Start(ctx); err != nil {
+			return err
+		}
+		t2 := time.Now()
+		st, err := c.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		if st.ExitCode != 0 {
+			return fmt.Errorf("exit %+v", st)
+		}
+		t3 := time.Now()
+		err = c.Remove(ctx)
+		t4 := time.Now()
+		for i, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3)} {
+			phases[i] = append(phases[i], d)
+		}
+		return err
+	}
+	if err := lifecycle("warmup"); err != nil {
+		b.Fatal(err)
+	}
+
+	phases = [4][]time.Duration{}
+	b.ResetTimer()
+	var ours []time.Duration
+	for range b.N {
+		ours = ours[:0]
+		for i := range benchContainers {
+			start := time.Now()
+			if err := lifecycle("bench-" + strconv.Itoa(i)); err != nil {
+				b.Fatal(err)
+			}
+			ours = append(ours, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	om, op := medianP99(ours)
+	b.ReportMetric(ms(om), "ms/container(median)")
+	b.ReportMetric(ms(op), "ms/container(p99)")
+
+	runc, err := exec.LookPath("runc")
+	var rm, rp time.Duration
+	if err == nil {
+		rootfs := r.layerDir(digestHex(pulled.Layers[0]))
+		times, err := runcLifecycle(b, runc, rootfs)
+		if err != nil {
+			b.Fatalf("runc: %v", err)
+		}
+		rm, rp = medianP99(times)
+		b.ReportMetric(ms(rm), "ms/runc-container(median)")
+	}
+	fmt.Printf("\ncreate→start→exit→remove, %d containers of a true-like image, one at a time:\n", benchContainers)
+	fmt.Printf("  %-8s median %7.2f ms   p99 %7.2f ms   (target: median <= 15 ms)\n", "minke", ms(om), ms(op))
+	var parts []string
+	for i, name := range []string{"create", "start", "exit", "remove"} {
+		m, _ := medianP99(phases[i])
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, ms(m)))
+	}
+	fmt.Printf("  minke phases (median ms): %s\n", strings.Join(parts, ", "))
+	if runc == "" {
+		fmt.Println("  runc: not installed")
+	} else {
+		fmt.Printf("  %-8s median %7.2f ms   p99 %7.2f ms\n", "runc", ms(rm), ms(rp))
+		fmt.Printf("  minke/runc: median %.2f, p99 %.2f (target: median <= 0.5)\n", float64(om)/float64(rm), float64(op)/float64(rp))
+	}
+}
+
+// runcLifecycle runs `runc run` (create, start, wait, delete) of /true on
+// rootfs (read-only, shared) benchContainers times.
+func runcLifecycle(b *testing.B, runc, rootfs string) ([]time.Duration, error) {
+	bundle := b.TempDir()
+	spec := exec.Command(runc, "spec", "--bundle", bundle)
+	if out, err := spec.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("runc spec: %v: %s", err, out)
+	}
+	cfgPath := filepath.Join(bundle, "config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, err
+	}
+	cfg["root"] = map[string]any{"path": rootfs, "readonly": true}
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{testimage.BinaryPath}
+	raw, _ = json.Marshal(cfg)
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
+		return nil, err
+	}
+	root := b.TempDir() // runc's state directory
+	run := func(id string) error {
+		cmd := exec.Command(runc, "--root", root, "run", "--bundle", bundle, id)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("runc run: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err := run("runc-warmup"); err != nil {
+		return nil, err
+	}
+	var times []time.Duration
+	for i := range benchContainers {
+		start := time.Now()
+		if err := run("runc-" + strconv.Itoa(i)); err != nil {
+			return nil, err
+		}
+		times = append(times, time.Since(start))
+	}
+	return times, nil
+}
+
+func medianP99(d []time.Duration) (median, p99 time.Duration) {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	median = s[len(s)/2]
+	if len(s)%2 == 0 {
+		median = (s[len(s)/2-1] + median) / 2
+	}
+	idx := (len(s)*99+99)/100 - 1 // nearest rank
+	return median, s[min(idx, len(s)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

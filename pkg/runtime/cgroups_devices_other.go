@@ -1,0 +1,5 @@
+//go:build !linux
+
+package runtime
+
+func v2DeviceFilter(string) func(string) error { return nil }

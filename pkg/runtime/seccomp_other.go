@@ -1,0 +1,5 @@
+//go:build !linux
+
+package runtime
+
+func seccompFilter(capMask) ([]byte, error) { return nil, ErrUnsupported }

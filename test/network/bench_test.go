@@ -1,0 +1,227 @@
+//go:build linux
+
+package network
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// Load shape: benchClients concurrent clients, each opening a new TCP
+// connection per request (HTTP/1.0), for benchDuration per path. A new
+// connection per request is the worst case for NAT paths: every request
+// pays the DNAT lookup and a conntrack entry.
+// Paths are measured in interleaved rounds (each path benchRound per
+// round), so that load from other processes on the machine spreads over
+// all of them rather than skewing one.
+const (
+	benchClients = 8
+	benchRound   = time.Second
+	benchRounds  = 4
+)
+
+type benchResult struct {
+	lats   []time.Duration
+	errs   int
+	p50    time.Duration
+	p99    time.Duration
+	perSec float64
+}
+
+// add merges another round into r.
+func (r *benchResult) add(o benchResult) {
+	r.lats = append(r.lats, o.lats...)
+	r.errs += o.errs
+}
+
+// finish computes the figures over rounds rounds.
+func (r *benchResult) finish(rounds int) {
+	slices.Sort(r.lats)
+	r.perSec = float64(len(r.lats)) / (time.Duration(rounds) * benchRound).Seconds()
+	if len(r.lats) > 0 {
+		r.p50 = r.lats[len(r.lats)/2]
+		r.p99 = r.lats[len(r.lats)*99/100]
+	}
+}
+
+// load runs the clients, each on a thread in the namespace at nsPath,
+// round robin over targets.
+func load(tb testing.TB, nsPath string, targets []string) benchResult {
+	tb.Helper()
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+		errs int
+		wg   sync.WaitGroup
+	)
+	deadline := time.Now().Add(benchRound)
+	for i := range benchClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+			h, err := netns.GetFromPath(nsPath)
+			if err == nil {
+				err = netns.Set(h)
+				h.Close()
+			}
+			if err != nil {
+				tb.Error(err)
+				return
+			}
+			var mine []time.Duration
+			myErrs := 0
+			for n := i; time.Now().Before(deadline); n++ {
+				start := time.Now()
+				if err := request(targets[n%len(targets)]); err != nil {
+					myErrs++
+					continue
+				}
+				mine = append(mine, time.Since(start))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			errs += myErrs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return benchResult{lats: lats, errs: errs}
+}
+
+func request(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(string(b), "HTTP/1.0 200") {
+		return fmt.Errorf("answer %q", b)
+	}
+	return nil
+}
+
+// BenchmarkNetwork compares, between two workers, requests/s and p99
+// latency through a service VIP (from a container) and through a published
+// ingress port (from a node) with the same traffic sent straight to the
+// tasks' addresses. The api service's 2 tasks run on worker 2; the clients
+// on worker 1, so every path crosses the hosts' network.
+func BenchmarkNetwork(b *testing.B) {
+	c := newCluster(b, 2)
+	w1, w2 := c.workers[0], c.workers[1]
+	c.ctl("service", "create", "--detach", "--name", "api", "--replicas", "2", "--publish", "8080:80",
+		"--constraint", "node.hostname=="+w2.name, "hello:latest", "-listen", ":80")
+	c.ctl("service", "create", "--detach", "--name", "client", "--constraint", "node.hostname=="+w1.name, "hello:latest")
+	var clientID string
+	for id := range c.running("client", 1) {
+		clientID = id
+	}
+	api := c.running("api", 2)
+	var direct []string
+	for _, a := range addrsOf(api) {
+		direct = append(direct, net.JoinHostPort(a, "80"))
+	}
+	vip := c.vip("api")
+	clientNS := filepath.Join(w1.dataDir, "network", "netns", clientID)
+	ingress := []string{net.JoinHostPort(w1.host.IP(), "8080")}
+	// Warm up every path (ARP, conntrack, the servers) and wait for the
+	// backends to be programmed.
+	for _, p := range [][]string{direct, {net.JoinHostPort(vip, "80")}, ingress} {
+		for _, ns := range []string{clientNS, w1.host.NetnsPath()} {
+			if p[0] == ingress[0] && ns == clientNS {
+				continue
+			}
+			waitServe(b, ns, p)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		rows := []struct {
+			name string
+			ns   string
+			to   []string
+		}{
+			{"direct: container on w1 -> task addresses", clientNS, direct},
+			{"VIP: container on w1 -> api VIP", clientNS, []string{net.JoinHostPort(vip, "80")}},
+			{"direct: node w1 -> task addresses", w1.host.NetnsPath(), direct},
+			{"ingress: node w1 -> w1:8080 (tasks on w2)", w1.host.NetnsPath(), ingress},
+		}
+		res := make([]benchResult, len(rows))
+		for range benchRounds {
+			for i, r := range rows {
+				res[i].add(load(b, r.ns, r.to))
+			}
+		}
+		for i := range res {
+			res[i].finish(benchRounds)
+		}
+		fmt.Fprintf(os.Stdout, "\nbench-network: %d clients, %d interleaved rounds of %v per path, new TCP connection per HTTP request, 2 tasks on w2, clients on w1\n",
+			benchClients, benchRounds, benchRound)
+		fmt.Fprintf(os.Stdout, "%-44s %10s %10s %10s %7s  %s\n", "path", "req/s", "p50", "p99", "errors", "vs direct")
+		for i, r := range rows {
+			cmp := ""
+			if i%2 == 1 && res[i-1].perSec > 0 {
+				over := 100 * (1 - res[i].perSec/res[i-1].perSec)
+				cmp = fmt.Sprintf("throughput overhead %.1f%%", over)
+				if i == 1 {
+					cmp += " (target <= 10%)"
+				}
+			}
+			fmt.Fprintf(os.Stdout, "%-44s %10.0f %10v %10v %7d  %s\n", r.name, res[i].perSec,
+				res[i].p50.Round(time.Microsecond), res[i].p99.Round(time.Microsecond), res[i].errs, cmp)
+		}
+	}
+}
+
+// waitServe waits until a request on path succeeds from namespace ns.
+func waitServe(tb testing.TB, ns string, path []string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := loadOnce(ns, path[0])
+		if r == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%v from %s: %v", path, ns, r)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a network path; re-checked above
+	}
+}
+
+func loadOnce(ns, addr string) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		h, err := netns.GetFromPath(ns)
+		if err == nil {
+			err = netns.Set(h)
+			h.Close()
+		}
+		if err != nil {
+			errc <- err
+			return
+		}
+		errc <- request(addr)
+	}()
+	return <-errc
+}

@@ -1,0 +1,218 @@
+//go:build linux
+
+package network
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netns"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/clustertest"
+)
+
+// inContainer runs fn on a thread inside task id's network namespace on w,
+// as a process of the container would.
+func inContainer(w *node, id string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		h, err := netns.GetFromPath(filepath.Join(w.dataDir, "network", "netns", id))
+		if err == nil {
+			err = netns.Set(h)
+			h.Close()
+		}
+		if err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// nameserver is the DNS server the container's resolv.conf names.
+func nameserver(t *testing.T, w *node, id string) string {
+	t.Helper()
+	conf, err := os.ReadFile(filepath.Join(w.dataDir, "runtime", "containers", id, "rootfs", "etc", "resolv.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(conf), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "nameserver" {
+			return f[1]
+		}
+	}
+	t.Fatalf("no nameserver in the container's resolv.conf:\n%s", conf)
+	return ""
+}
+
+// lookup asks server for name's A records from inside the container (one
+// query, on the namespace's thread: Go's resolver would query from other
+// threads); sorted addresses.
+func lookup(w *node, id, server, name string) ([]string, error) {
+	var out []string
+	err := inContainer(w, id, func() error {
+		c := &dns.Client{Timeout: 2 * time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		resp, _, err := c.Exchange(m, net.JoinHostPort(server, "53"))
+		if err != nil {
+			return err
+		}
+		if resp.Rcode != dns.RcodeSuccess {
+			return fmt.Errorf("%s: rcode %s", name, dns.RcodeToString[resp.Rcode])
+		}
+		for _, rr := range resp.Answer {
+			if a, ok := rr.(*dns.A); ok {
+				out = append(out, a.A.String())
+			}
+		}
+		return nil
+	})
+	slices.Sort(out)
+	return out, err
+}
+
+// httpFrom sends one HTTP/1.0 GET from inside the container and returns
+// the first line of the body.
+func httpFrom(w *node, id, addr string) (string, error) {
+	var body string
+	err := inContainer(w, id, func() error {
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			return err
+		}
+		b, err := io.ReadAll(conn)
+		if err != nil {
+			return err
+		}
+		_, b2, _ := strings.Cut(string(b), "\r\n\r\n")
+		body = strings.TrimSpace(b2)
+		return nil
+	})
+	return body, err
+}
+
+func addrsOf(tasks map[string]*minkepb.Task) []string {
+	var out []string
+	for _, t := range tasks {
+		p, _ := netip.ParsePrefix(t.GetStatus().GetContainer().GetAddress())
+		out = append(out, p.Addr().String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestServiceDiscovery: a container on one worker reaches a service whose
+// tasks run on another worker by name (its VIP, balanced over the tasks)
+// and by tasks.NAME; dnsrr services resolve to their tasks; after a scale
+// down the removed task is gone from DNS and from the VIP's backends.
+func TestServiceDiscovery(t *testing.T) {
+	c := newCluster(t, 2)
+	w1, w2 := c.workers[0], c.workers[1]
+	c.ctl("service", "create", "--detach", "--name", "client", "--constraint", "node.hostname=="+w1.name, "hello:latest", "-listen", ":80")
+	c.ctl("service", "create", "--detach", "--name", "api", "--replicas", "3", "--constraint", "node.hostname=="+w2.name, "hello:latest", "-listen", ":80")
+	c.ctl("service", "create", "--detach", "--name", "db", "--endpoint-mode", "dnsrr", "--constraint", "node.hostname=="+w2.name, "hello:latest", "-listen", ":80")
+	var clientID string
+	for id := range c.running("client", 1) {
+		clientID = id
+	}
+	api := c.running("api", 3)
+	db := c.running("db", 1)
+	svcs, err := clustertest.DecodeArray(c.ctl("service", "inspect", "api", "db", "--format", "json"), func() *minkepb.Service { return new(minkepb.Service) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	vip := svcs[0].GetEndpoint().GetVirtualIp()
+	if vip == "" || svcs[1].GetEndpoint().GetVirtualIp() != "" {
+		t.Fatalf("api VIP %q (want one), db VIP %q (want none: dnsrr)", vip, svcs[1].GetEndpoint().GetVirtualIp())
+	}
+
+	server := nameserver(t, w1, clientID)
+	hosts, err := os.ReadFile(filepath.Join(w1.dataDir, "runtime", "containers", clientID, "rootfs", "etc", "hosts"))
+	if err != nil || !strings.Contains(string(hosts), clientID) {
+		t.Fatalf("client's /etc/hosts lacks its own name: %v\n%s", err, hosts)
+	}
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"api", []string{vip}},
+		{"API", []string{vip}},
+		{"tasks.api", addrsOf(api)},
+		{"db", addrsOf(db)},
+		{"tasks.db", addrsOf(db)},
+	} {
+		// The session carries a task's address once it is RUNNING.
+		clustertest.Eventually(t, 5*time.Second, tc.name+" resolves via "+server, func() (bool, string) {
+			got, err := lookup(w1, clientID, server, tc.name)
+			return err == nil && slices.Equal(got, tc.want), fmt.Sprintf("%v, %v; want %v", got, err, tc.want)
+		})
+	}
+
+	// The VIP balances connections over the three tasks on the other worker.
+	seen := map[string]int{}
+	clustertest.Eventually(t, 10*time.Second, "every api task answers on the VIP", func() (bool, string) {
+		got, err := httpFrom(w1, clientID, net.JoinHostPort(vip, "80"))
+		if err != nil {
+			return false, err.Error()
+		}
+		if api[got] == nil {
+			t.Fatalf("VIP answered by %q, not a task of api", got)
+		}
+		seen[got]++
+		return len(seen) == 3, fmt.Sprint(seen)
+	})
+	// And the name of the db task works end to end.
+	for id := range db {
+		if got, err := httpFrom(w1, clientID, net.JoinHostPort(addrsOf(db)[0], "80")); err != nil || got != id {
+			t.Fatalf("db by its task address: %q, %v", got, err)
+		}
+	}
+
+	// Scale down: the removed task leaves DNS and the VIP.
+	c.ctl("service", "scale", "--detach", "api=1")
+	scaled := time.Now()
+	var left map[string]*minkepb.Task
+	var gone time.Duration
+	clustertest.Eventually(t, 10*time.Second, "tasks.api follows the scale-down", func() (bool, string) {
+		got, err := lookup(w1, clientID, server, "tasks.api")
+		if err != nil || len(got) != 1 {
+			return false, fmt.Sprintf("%v, %v", got, err)
+		}
+		gone = time.Since(scaled)
+		return true, ""
+	})
+	left = c.running("api", 1)
+	if got, _ := lookup(w1, clientID, server, "tasks.api"); !slices.Equal(got, addrsOf(left)) {
+		t.Fatalf("tasks.api %v after scale-down; want %v", got, addrsOf(left))
+	}
+	for range 6 {
+		got, err := httpFrom(w1, clientID, net.JoinHostPort(vip, "80"))
+		if err != nil || left[got] == nil {
+			t.Fatalf("VIP after scale-down answered %q, %v; want the remaining task", got, err)
+		}
+	}
+	// Target: within a second; the bound doubles it for a loaded machine.
+	t.Logf("DNS dropped the removed tasks %v after `service scale --detach` returned", gone.Round(time.Millisecond))
+	if gone > 2*time.Second {
+		t.Errorf("tasks.api still listed removed tasks %v after the scale-down (target 1s)", gone)
+	}
+}
