@@ -230,13 +230,15 @@ func TestRemovedNodeReconnects(t *testing.T) {
 // renews its certificate again and again, on disk and in memory, while its
 // one session with the manager carries on.
 func TestRenewalKeepsSession(t *testing.T) {
-	c := newCluster(t, 1, 1, options{extra: []string{"--cert-lifetime", "4s"}})
+	// 10s: renewal comes every ~7s, which leaves a loaded machine 3s to
+	// renew before the certificate in use expires.
+	c := newCluster(t, 1, 1, options{extra: []string{"--cert-lifetime", "10s"}})
 	m := c.mgrs[0]
 	c.startWorker(1, "w1", c.workerToken(), m)
 	wid := c.waitNodeReady(m, "w1").GetMeta().GetId()
 	certFile := filepath.Join(c.dir, "w1", "certs", "cert.pem")
 	serials := map[string]bool{}
-	c.eventually(20*time.Second, "three renewals of w1's certificate", func() (bool, string) {
+	c.eventually(60*time.Second, "three renewals of w1's certificate", func() (bool, string) {
 		id, err := ca.LoadIdentity(filepath.Dir(certFile))
 		if err == nil && id.Certificate() != nil {
 			serials[id.Peer().Serial] = true
