@@ -234,7 +234,7 @@ func TestRenewalKeepsSession(t *testing.T) {
 	// renew before the certificate in use expires.
 	c := newCluster(t, 1, 1, options{extra: []string{"--cert-lifetime", "10s"}})
 	m := c.mgrs[0]
-	c.startWorker(1, "w1", c.workerToken(), m)
+	w := c.startWorker(1, "w1", c.workerToken(), m)
 	wid := c.waitNodeReady(m, "w1").GetMeta().GetId()
 	certFile := filepath.Join(c.dir, "w1", "certs", "cert.pem")
 	serials := map[string]bool{}
@@ -245,8 +245,12 @@ func TestRenewalKeepsSession(t *testing.T) {
 		}
 		return len(serials) >= 4, fmt.Sprintf("%d certificates seen", len(serials))
 	})
-	if n := countLines(m.proc.Log(), "session started", wid); n != 1 {
-		t.Fatalf("%d sessions for w1, want 1 across renewals:\n%s", n, m.proc.Log())
+	// The agent logs every session it loses; there must be none.
+	if n := countLines(w.Log(), "session lost"); n != 0 {
+		t.Fatalf("w1 lost its session %d times across renewals:\n%s", n, w.Log())
+	}
+	if n := countLines(w.Log(), "certificate renewed", wid); n < 3 {
+		t.Fatalf("w1 logged %d renewals, want at least 3:\n%s", n, w.Log())
 	}
 	if n := c.nodeByName(m, "w1"); n.GetStatus().GetState() != minkepb.NodeStatus_READY {
 		t.Fatalf("w1: %v", n.GetStatus())
