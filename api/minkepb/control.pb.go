@@ -941,10 +941,13 @@ func (x *BackupResponse) GetIndex() uint64 {
 }
 
 type CreateServiceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *ServiceSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *ServiceSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// no_resolve_image keeps the image reference as given instead of pinning
+	// its tag to a digest (docker's --no-resolve-image): no registry is asked.
+	NoResolveImage bool `protobuf:"varint,2,opt,name=no_resolve_image,json=noResolveImage,proto3" json:"no_resolve_image,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateServiceRequest) Reset() {
@@ -982,6 +985,13 @@ func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
 		return x.Spec
 	}
 	return nil
+}
+
+func (x *CreateServiceRequest) GetNoResolveImage() bool {
+	if x != nil {
+		return x.NoResolveImage
+	}
+	return false
 }
 
 type CreateServiceResponse struct {
@@ -1295,9 +1305,11 @@ type UpdateServiceRequest struct {
 	ServiceVersion uint64       `protobuf:"varint,2,opt,name=service_version,json=serviceVersion,proto3" json:"service_version,omitempty"`
 	Spec           *ServiceSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	// rollback returns the service to its previous_spec; spec is ignored.
-	Rollback      bool `protobuf:"varint,30,opt,name=rollback,proto3" json:"rollback,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rollback bool `protobuf:"varint,30,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	// no_resolve_image: see CreateServiceRequest.
+	NoResolveImage bool `protobuf:"varint,4,opt,name=no_resolve_image,json=noResolveImage,proto3" json:"no_resolve_image,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UpdateServiceRequest) Reset() {
@@ -1354,6 +1366,13 @@ func (x *UpdateServiceRequest) GetSpec() *ServiceSpec {
 func (x *UpdateServiceRequest) GetRollback() bool {
 	if x != nil {
 		return x.Rollback
+	}
+	return false
+}
+
+func (x *UpdateServiceRequest) GetNoResolveImage() bool {
+	if x != nil {
+		return x.NoResolveImage
 	}
 	return false
 }
@@ -2182,9 +2201,10 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\rBackupRequest\"B\n" +
 	"\x0eBackupResponse\x12\x1a\n" +
 	"\bsnapshot\x18\x01 \x01(\fR\bsnapshot\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"A\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"k\n" +
 	"\x14CreateServiceRequest\x12)\n" +
-	"\x04spec\x18\x01 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\"D\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12(\n" +
+	"\x10no_resolve_image\x18\x02 \x01(\bR\x0enoResolveImage\"D\n" +
 	"\x15CreateServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"-\n" +
 	"\x11GetServiceRequest\x12\x18\n" +
@@ -2203,13 +2223,14 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x06counts\x18\x02 \x03(\v2*.minke.v1.ListServicesResponse.CountsEntryR\x06counts\x1aR\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\xa5\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.minke.v1.ReplicaCountsR\x05value:\x028\x01\"\xcf\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\x04R\x0eserviceVersion\x12)\n" +
 	"\x04spec\x18\x03 \x01(\v2\x15.minke.v1.ServiceSpecR\x04spec\x12\x1a\n" +
-	"\brollback\x18\x1e \x01(\bR\brollback\"D\n" +
+	"\brollback\x18\x1e \x01(\bR\brollback\x12(\n" +
+	"\x10no_resolve_image\x18\x04 \x01(\bR\x0enoResolveImage\"D\n" +
 	"\x15UpdateServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.minke.v1.ServiceR\aservice\"0\n" +
 	"\x14RemoveServiceRequest\x12\x18\n" +

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/client"
 )
 
 // fakeAPI records calls and answers from canned values.
@@ -29,7 +30,7 @@ type fakeAPI struct {
 
 var _ controlAPI = (*fakeAPI)(nil)
 
-func (f *fakeAPI) CreateService(_ context.Context, spec *minkepb.ServiceSpec) (*minkepb.Service, error) {
+func (f *fakeAPI) CreateService(_ context.Context, spec *minkepb.ServiceSpec, _ ...client.CreateOption) (*minkepb.Service, error) {
 	if f.err != nil {
 		return nil, f.err
 	}

@@ -25,7 +25,7 @@ const (
 // controlAPI is what the commands need from a manager; *client.Client
 // implements it and tests substitute a fake.
 type controlAPI interface {
-	CreateService(ctx context.Context, spec *minkepb.ServiceSpec) (*minkepb.Service, error)
+	CreateService(ctx context.Context, spec *minkepb.ServiceSpec, opts ...client.CreateOption) (*minkepb.Service, error)
 	ResolveService(ctx context.Context, ref string) (*minkepb.Service, error)
 	ListServices(ctx context.Context) ([]*minkepb.Service, map[string]*minkepb.ReplicaCounts, error)
 	ScaleService(ctx context.Context, ref string, replicas uint64) (*minkepb.Service, error)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/client"
 )
 
 // errReported means the command already printed its errors; run only sets
@@ -50,7 +51,11 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 				return err
 			}
 			return a.withAPI(cmd.Context(), func(api controlAPI) error {
-				svc, err := api.CreateService(cmd.Context(), spec)
+				var opts []client.CreateOption
+				if o.noResolveImage {
+					opts = append(opts, client.NoResolveImage())
+				}
+				svc, err := api.CreateService(cmd.Context(), spec, opts...)
 				if err != nil {
 					return err
 				}
@@ -94,6 +99,7 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 	f.StringArrayVar(&o.placementPrefs, "placement-pref", nil, "spread tasks over a node label: spread=node.labels.KEY (repeatable, nested)")
 	f.StringVar(&o.maxPerNode, "replicas-max-per-node", "", "most tasks of the service on one node (0: no limit)")
 	f.BoolVarP(&o.detach, "detach", "d", false, "exit once the service is created instead of waiting for its tasks")
+	f.BoolVar(&o.noResolveImage, "no-resolve-image", false, "keep the image reference as given; do not ask the registry for the tag's digest")
 	addPublishFlags(f, &o)
 	o.health.register(f)
 	o.process.register(f)

@@ -43,6 +43,7 @@ type createOptions struct {
 	update, rollback   updateConfigOptions
 	endpointMode       string
 	detach             bool
+	noResolveImage     bool
 	health             healthOptions  // health.go
 	process            processOptions // stop.go
 	sandbox            sandboxOptions // sandbox.go

@@ -16,9 +16,22 @@ import (
 // the service between its read and its update.
 const scaleAttempts = 5
 
+// CreateOption changes how CreateService asks.
+type CreateOption func(*minkepb.CreateServiceRequest)
+
+// NoResolveImage stores the image reference as given: the leader does not
+// ask the registry to pin its tag to a digest (docker's --no-resolve-image).
+func NoResolveImage() CreateOption {
+	return func(r *minkepb.CreateServiceRequest) { r.NoResolveImage = true }
+}
+
 // CreateService creates a service from spec and returns it as stored.
-func (c *Client) CreateService(ctx context.Context, spec *minkepb.ServiceSpec) (*minkepb.Service, error) {
-	resp, err := c.ctl.CreateService(ctx, &minkepb.CreateServiceRequest{Spec: spec})
+func (c *Client) CreateService(ctx context.Context, spec *minkepb.ServiceSpec, opts ...CreateOption) (*minkepb.Service, error) {
+	req := &minkepb.CreateServiceRequest{Spec: spec}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := c.ctl.CreateService(ctx, req)
 	if err != nil {
 		return nil, err
 	}

@@ -156,7 +156,7 @@ var _ minkepb.ControlServer = (*pinningControl)(nil)
 func (c *pinningControl) Register(s *grpc.Server) { minkepb.RegisterControlServer(s, c) }
 
 func (c *pinningControl) CreateService(ctx context.Context, r *minkepb.CreateServiceRequest) (*minkepb.CreateServiceResponse, error) {
-	if c.isLeader() && r.GetSpec().GetTask().GetContainer().GetImage() != "" {
+	if c.isLeader() && !r.GetNoResolveImage() && r.GetSpec().GetTask().GetContainer().GetImage() != "" {
 		spec, err := c.pinSpec(ctx, r.GetSpec())
 		if err != nil {
 			return nil, err
@@ -172,7 +172,7 @@ func (c *pinningControl) UpdateService(ctx context.Context, r *minkepb.UpdateSer
 	// An unchanged image keeps its digest: updating replicas or env does
 	// not move the service to whatever the tag names today. A rollback
 	// restores the previous spec, digest included.
-	if c.isLeader() && !r.GetRollback() && image != "" && image != c.currentImage(r.GetServiceId()) {
+	if c.isLeader() && !r.GetRollback() && !r.GetNoResolveImage() && image != "" && image != c.currentImage(r.GetServiceId()) {
 		spec, err := c.pinSpec(ctx, r.GetSpec())
 		if err != nil {
 			return nil, err

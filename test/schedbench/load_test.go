@@ -12,6 +12,7 @@ import (
 	"time"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/client"
 )
 
 // load is one scale scenario.
@@ -173,7 +174,7 @@ func (c *cluster) run(l load, bound time.Duration) result {
 		created <- parallel(l.services, 16, func(s int) error {
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 			defer cancel()
-			_, err := c.leader.cl.CreateService(ctx, serviceSpec(s, l.replicas))
+			_, err := c.leader.cl.CreateService(ctx, serviceSpec(s, l.replicas), client.NoResolveImage()) // simulated workers pull nothing; never ask Docker Hub
 			return err
 		})
 	}()
