@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -445,29 +444,7 @@ func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
 		}
 	}()
 	if err := checkBoltSize(path); err != nil {
-		return nil, fmt.Errorf("%w: %s is corrupt (%v); restore it from a backup, or rejoin this manager with an empty --data-dir",
-			ErrCorrupt, path, err)
+		return nil, err
 	}
 	return raftboltdb.NewBoltStore(path)
-}
-
-// checkBoltSize refuses a log store shorter than the pages its last
-// transaction uses (a truncated file), which bbolt itself may open without
-// complaint, silently losing the log's tail.
-func checkBoltSize(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil // a new store
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var size int64
-	_ = db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
-	if size > fi.Size() {
-		return fmt.Errorf("truncated: its pages reach %d bytes, the file holds %d", size, fi.Size())
-	}
-	return nil
 }

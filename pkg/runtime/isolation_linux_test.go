@@ -270,3 +270,61 @@ func checkDeviceRules(t *testing.T, r *Runtime, id string) {
 		t.Errorf("devices.list = %q, want %q", got, defaultDeviceRules)
 	}
 }
+
+// TestInitKeepsSandbox checks that a command started under --init's reaper
+// is confined like one exec'd directly: the reaper forks it from the
+// thread that holds the seccomp filter and the reduced capabilities.
+func TestInitKeepsSandbox(t *testing.T) {
+	r := newTestRuntime(t)
+	ref := testimage.Serve(t, probeImage(t), "probe:latest")
+	got := runProbe(t, r, ContainerSpec{ID: "probe-init", Image: ref, Init: true})
+	for k, v := range map[string]string{
+		"seccomp": "2", "nonewprivs": "1", "capeff": "00000000a80425fb", "capbnd": "00000000a80425fb",
+		"unshare_user": "EPERM", "keyctl": "EPERM", "pids": "2",
+	} {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+// TestExecKeepsSandbox runs the probe as a command exec'd into a running
+// container (how healthchecks run), before and after a worker restart
+// (adoption): it gets the container's seccomp filter, groups and
+// capabilities either way.
+func TestExecKeepsSandbox(t *testing.T) {
+	r := newTestRuntime(t)
+	ref := testimage.Serve(t, probeImage(t), "probe:latest")
+	ctx := testCtx(t)
+	c := create(t, r, ContainerSpec{ID: "probe-exec", Image: ref, Args: []string{"pause"}, Groups: []string{"1234"}})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := New(Config{Root: r.root, CgroupParent: r.cgroupParent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := r2.Adopt(ctx)
+	if err != nil || len(adopted) != 1 {
+		t.Fatalf("Adopt = %v, %v; want the one container", adopted, err)
+	}
+	for name, ctr := range map[string]*Container{"started": c, "adopted": adopted[0]} {
+		res, err := ctr.exec(ctx, []string{"/hello"}, 20*time.Second)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: exec = %+v, %v", name, res, err)
+		}
+		got := map[string]string{}
+		for _, line := range strings.Split(res.Output, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				got[k] = v
+			}
+		}
+		for k, v := range map[string]string{
+			"seccomp": "2", "nonewprivs": "1", "capeff": "00000000a80425fb", "unshare_user": "EPERM", "groups": "0,1234",
+		} {
+			if got[k] != v {
+				t.Errorf("%s: %s = %q, want %q; output:\n%s", name, k, got[k], v, res.Output)
+			}
+		}
+	}
+}

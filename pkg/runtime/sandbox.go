@@ -203,3 +203,23 @@ func (r *Runtime) resolveMount(m Mount) (initMount, error) {
 // rules, so that the API can refuse them before any worker sees them. ID
 // and Image are not checked.
 func ValidateSandbox(spec ContainerSpec) error { return spec.validateSandbox() }
+
+// execSandbox is the part of the sandbox a command exec'd into the running
+// container gets (a healthcheck): its seccomp filter, rlimits and groups.
+// It is derived from the spec, which an adopted container also has.
+func (c *Container) execSandbox() (sandboxConfig, error) {
+	var sb sandboxConfig
+	if !c.spec.SeccompUnconfined {
+		f, err := seccompFilter(c.caps)
+		if err != nil {
+			return sb, err
+		}
+		sb.Seccomp = f
+	}
+	rl, err := resolveRlimits(c.spec.Ulimits)
+	if err != nil {
+		return sb, err
+	}
+	sb.Rlimits, sb.Groups = rl, c.spec.Groups
+	return sb, nil
+}

@@ -17,19 +17,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ExecArg is os.Args[0] of a worker binary re-executed to run a command
-// inside a running container (a healthcheck probe), as `docker exec` does.
-// MaybeRunInit dispatches to it.
-const ExecArg = "minke-exec"
-
 // execConfig is sent to the exec helper over its config pipe.
 type execConfig struct {
 	Process process `json:"process"`
 	Caps    capMask `json:"caps"`
-	// Seccomp is the container's compiled filter: a process run inside
-	// the container gets the same one, or the container could ptrace it to
-	// make the calls the filter denies.
-	Seccomp []byte `json:"seccomp,omitempty"`
+	// Sandbox carries the container's seccomp filter, rlimits and groups:
+	// a process run inside the container gets the same ones, as with docker
+	// exec (with the filter, or the container could ptrace it to make the
+	// calls the filter denies).
+	Sandbox sandboxConfig `json:"sandbox"`
 }
 
 // Child file descriptors of the exec helper, as for the init, and a pidfd
@@ -40,15 +36,6 @@ const (
 	execErrorFD  = 4
 	execPidFD    = 5
 )
-
-// execResult is how an exec'd command ended.
-type execResult struct {
-	ExitCode int
-	Output   string // the end of stdout and stderr, at most healthOutputMax bytes
-}
-
-// errExecTimeout means the command ran past its timeout and was killed.
-var errExecTimeout = errors.New("timed out")
 
 // exec runs args inside the running container: in its mount, PID, network,
 // UTS, IPC and cgroup namespaces and its cgroup, with the container's
@@ -125,7 +112,12 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 	}
 	p := c.proc
 	p.Args = args
-	b, _ := json.Marshal(execConfig{Process: p, Caps: c.caps, Seccomp: c.sandbox.Seccomp})
+	sb, err := c.execSandbox()
+	if err != nil {
+		kill()
+		return execResult{}, fmt.Errorf("runtime: exec in container %s: %w", c.spec.ID, err)
+	}
+	b, _ := json.Marshal(execConfig{Process: p, Caps: c.caps, Sandbox: sb})
 	if _, err := cfgW.Write(b); err != nil {
 		kill()
 		return execResult{}, fmt.Errorf("runtime: exec in container %s: sending config: %w", c.spec.ID, err)
@@ -190,7 +182,7 @@ func execInContainer() error {
 	}
 	unix.Close(fd)
 	p := cfg.Process
-	cred, home, err := resolveUser(p.User, nil)
+	cred, home, err := resolveUser(p.User, cfg.Sandbox.Groups)
 	if err != nil {
 		return err
 	}
@@ -205,11 +197,14 @@ func execInContainer() error {
 	if err != nil {
 		return err
 	}
+	if err := applyRlimits(cfg.Sandbox.Rlimits); err != nil {
+		return err
+	}
 	if err := dropBoundingSet(cfg.Caps); err != nil {
 		return err
 	}
-	if err := syscall.Setgroups([]int{cred.gid}); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	if err := syscall.Setgroups(cred.groups); err != nil {
+		return fmt.Errorf("setgroups %v: %w", cred.groups, err)
 	}
 	if err := syscall.Setgid(cred.gid); err != nil {
 		return fmt.Errorf("setgid %d: %w", cred.gid, err)
@@ -227,8 +222,8 @@ func execInContainer() error {
 	if err := setNoNewPrivs(); err != nil {
 		return err
 	}
-	if cfg.Seccomp != nil {
-		if err := loadSeccomp(cfg.Seccomp); err != nil {
+	if cfg.Sandbox.Seccomp != nil {
+		if err := loadSeccomp(cfg.Sandbox.Seccomp); err != nil {
 			return err
 		}
 	}
