@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -25,6 +26,7 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/clustertest"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/manager"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -95,7 +97,12 @@ func startManager(t *testing.T) *target {
 
 func dial(t *testing.T, target string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return dialWith(t, target, insecure.NewCredentials())
+}
+
+func dialWith(t *testing.T, target string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +115,23 @@ func (tg *target) control(t *testing.T) minkepb.ControlClient {
 	return minkepb.NewControlClient(dial(t, "unix://"+tg.socket))
 }
 
-// dispatcherConn dials the worker API on --listen-addr. (With mTLS on
-// that port, this is where the test's TLS credentials go.)
+// workerToken is the cluster's worker join token.
+func (tg *target) workerToken(t *testing.T) string {
+	var token string
+	_ = tg.m.Store().View(func(tx raftstore.ReadTx) error { token = tx.Cluster().GetJoinTokens().GetWorker(); return nil })
+	return token
+}
+
+// dispatcherConn dials the worker API on --listen-addr as a node that has
+// not joined: TLS that checks the manager against the CA the join token
+// pins, and no client certificate.
 func (tg *target) dispatcherConn(t *testing.T) *grpc.ClientConn {
-	return dial(t, tg.m.DispatcherAddr())
+	t.Helper()
+	tok, err := ca.ParseToken(tg.workerToken(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dialWith(t, tg.m.DispatcherAddr(), credentials.NewTLS(ca.PinnedTLS(tok.CAHash)))
 }
 
 // state is the store's content to compare before and after an attack:
@@ -146,19 +166,27 @@ func (tg *target) stillServes(t *testing.T) {
 	}
 }
 
-// joinWorker registers a worker node (no process behind it), whose
-// identity lets a test reach the streams that need one.
-func (tg *target) joinWorker(t *testing.T) *minkepb.JoinResponse {
+// joinWorker registers a worker node (no process behind it) and returns a
+// connection that presents its certificate, to reach the calls that need
+// a joined node.
+func (tg *target) joinWorker(t *testing.T) *grpc.ClientConn {
 	t.Helper()
-	var token string
-	_ = tg.m.Store().View(func(tx raftstore.ReadTx) error { token = tx.Cluster().GetJoinTokens().GetWorker(); return nil })
-	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), dispatcher.TokenMetadataKey, token), 10*time.Second)
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(),
+		dispatcher.TokenMetadataKey, tg.workerToken(t)), 10*time.Second)
 	defer cancel()
-	resp, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).Join(ctx, &minkepb.JoinRequest{Addr: "127.0.0.1", GossipPort: 9})
+	key, csr, err := ca.NewKeyAndCSR("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).Join(ctx, &minkepb.JoinRequest{Addr: "127.0.0.1", GossipPort: 9, Csr: csr})
 	if err != nil {
 		t.Fatalf("joining a worker: %v", err)
 	}
-	return resp
+	id := ca.NewIdentity(t.TempDir())
+	if err := id.Set(key, resp.GetCertificate(), resp.GetCaCerts()); err != nil {
+		t.Fatal(err)
+	}
+	return dialWith(t, tg.m.DispatcherAddr(), credentials.NewTLS(id.ClientTLS(ca.RoleManager)))
 }
 
 func big(n int) string { return strings.Repeat("x", n) }
@@ -202,9 +230,7 @@ func TestOversizedMessagesAreRefused(t *testing.T) {
 			return err
 		}},
 		{"dispatcher PublishLogs stream of a joined worker", func(ctx context.Context) error {
-			s, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).PublishLogs(
-				metadata.AppendToOutgoingContext(ctx, dispatcher.NodeIDMetadataKey, worker.GetNodeId(),
-					dispatcher.NodeSecretMetadataKey, worker.GetNodeSecret()))
+			s, err := minkepb.NewDispatcherClient(worker).PublishLogs(ctx)
 			if err != nil {
 				return err
 			}
@@ -314,12 +340,15 @@ func TestMalformedBytesOnGRPCPorts(t *testing.T) {
 		{0x0b},                         // start group, never ended
 		randomBytes(512),
 	}
-	for _, m := range []struct{ name, method, target string }{
-		{"control CreateService", "/minke.v1.Control/CreateService", "unix://" + tg.socket},
-		{"control UpdateNode", "/minke.v1.Control/UpdateNode", "unix://" + tg.socket},
-		{"dispatcher Join", "/minke.v1.Dispatcher/Join", tg.m.DispatcherAddr()},
+	for _, m := range []struct {
+		name, method string
+		conn         *grpc.ClientConn
+	}{
+		{"control CreateService", "/minke.v1.Control/CreateService", dial(t, "unix://"+tg.socket)},
+		{"control UpdateNode", "/minke.v1.Control/UpdateNode", dial(t, "unix://"+tg.socket)},
+		{"dispatcher Join", "/minke.v1.Dispatcher/Join", tg.dispatcherConn(t)},
 	} {
-		conn := dial(t, m.target)
+		conn := m.conn
 		for i, g := range garbage {
 			t.Run(fmt.Sprintf("%s/garbage %d", m.name, i), func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -149,6 +149,7 @@ func (c *cluster) startWorker(name, joinAddr, token string) {
 	c.wrkCfgs = append(c.wrkCfgs, agent.WorkerConfig{
 		DataDir: t.TempDir(), DispatcherAddr: joinAddr, Token: token, Addr: ip, GossipPort: c.ports.Free(t, ip, 1)[0],
 		Description: manager.Describe(name), Logger: c.logger(name), Gossip: tuning,
+		ContainerSubnet: agent.NoNetwork, // gossip needs no container network
 	})
 	id := c.runWorker(len(c.wrkCfgs)-1, name)
 	c.workers = append(c.workers, id)
