@@ -4,6 +4,9 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
 
@@ -33,14 +36,24 @@ func (c *Client) GossipKeyStatus(ctx context.Context) (*minkepb.GossipKeyStatus,
 const gossipPollInterval = 250 * time.Millisecond
 
 // WaitGossipKeyRotation returns the final status once no rotation runs,
-// calling progress with each status that differs from the one before. It
-// returns ctx's error (with the last status) if ctx ends first.
+// calling progress with each status that differs from the one before. A
+// manager answering Unavailable (leadership moving) is asked again; the
+// rotation goes on under the next leader. It returns ctx's error, or the
+// last Unavailable one, with the last status if ctx ends first.
 func (c *Client) WaitGossipKeyRotation(ctx context.Context, progress func(*minkepb.GossipKeyStatus)) (*minkepb.GossipKeyStatus, error) {
 	tick := time.NewTicker(gossipPollInterval)
 	defer tick.Stop()
 	var last *minkepb.GossipKeyStatus
 	for {
 		st, err := c.GossipKeyStatus(ctx)
+		if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+				return last, err
+			case <-tick.C:
+				continue
+			}
+		}
 		if err != nil {
 			return last, err
 		}

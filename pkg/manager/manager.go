@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -91,11 +92,15 @@ type Config struct {
 
 // Manager is a running manager node.
 type Manager struct {
-	cfg      Config
-	log      *slog.Logger
-	nodeID   string
-	secret   string // this node's identity secret, for its own worker role
-	raft     *raftstore.Node
+	cfg    Config
+	log    *slog.Logger
+	nodeID string
+	secret string // this node's identity secret, for its own worker role
+	raft   *raftstore.Node
+	// raftOpen is raft once raftstore.Open has returned, for the Raft
+	// transport's TLS check, which runs on connections Open accepts
+	// before it returns.
+	raftOpen atomic.Pointer[raftstore.Node]
 	registry *registry.Registry
 	members  *membership.Membership
 	disp     *dispatcher.Dispatcher
@@ -283,6 +288,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.raftOpen.Store(m.raft)
 	defer func() {
 		if err := m.raft.Shutdown(); err != nil {
 			m.log.Warn("raft shutdown", "err", err)
