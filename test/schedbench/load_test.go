@@ -201,7 +201,7 @@ func (c *cluster) run(l load, bound time.Duration) result {
 		}
 		assigned, running = a, r
 		now := time.Since(start)
-		if now/(5*time.Second) != (now-pollInterval)/(5*time.Second) {
+		if now/(10*time.Second) != (now-pollInterval)/(10*time.Second) {
 			c.tb.Logf("%s: %d of %d tasks assigned, %d running", now.Round(time.Second), assigned, total, running)
 		}
 		if res.assigned == 0 && assigned == total {
