@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
 
@@ -171,10 +174,22 @@ func (c *cluster) run(l load, bound time.Duration) result {
 	created := make(chan error, 1)
 	go func() {
 		created <- parallel(l.services, 16, func(s int) error {
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			defer cancel()
-			_, err := c.leader.cl.CreateService(ctx, serviceSpec(s, l.replicas))
-			return err
+			// A leader change answers Unavailable; a client retries, as
+			// swarmctl's users would (a retry after an unacknowledged
+			// create may find the name taken: the first attempt landed).
+			for attempt := 0; ; attempt++ {
+				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+				_, err := c.leader.cl.CreateService(ctx, serviceSpec(s, l.replicas))
+				cancel()
+				switch {
+				case err == nil, attempt > 0 && status.Code(err) == codes.AlreadyExists:
+					return nil
+				case status.Code(err) == codes.Unavailable && attempt < 20:
+					time.Sleep(500 * time.Millisecond) // backoff before a retry, not synchronisation
+					continue
+				}
+				return err
+			}
 		})
 	}()
 	tick := time.NewTicker(pollInterval)
