@@ -27,7 +27,10 @@ const (
 	healthyTimeout = 60 * time.Second // all managers Reachable, one Leader
 	stopTimeout    = 15 * time.Second // SIGTERM to exit, before SIGKILL
 	callTimeout    = 30 * time.Second // one Control call of the harness
-	pollInterval   = 200 * time.Millisecond
+	// pollInterval is how often the run phase reads the counts: each
+	// ListServices scans every task on the leader, so polling faster would
+	// load the manager it measures.
+	pollInterval = time.Second
 )
 
 // managerIPs are the loopback addresses managers listen on, in order.

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/client"
 )
@@ -172,10 +175,22 @@ func (c *cluster) run(l load, bound time.Duration) result {
 	created := make(chan error, 1)
 	go func() {
 		created <- parallel(l.services, 16, func(s int) error {
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			defer cancel()
-			_, err := c.leader.cl.CreateService(ctx, serviceSpec(s, l.replicas), client.NoResolveImage()) // simulated workers pull nothing; never ask Docker Hub
-			return err
+			// A leader change answers Unavailable; a client retries, as
+			// swarmctl's users would (a retry after an unacknowledged
+			// create may find the name taken: the first attempt landed).
+			for attempt := 0; ; attempt++ {
+				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+				_, err := c.leader.cl.CreateService(ctx, serviceSpec(s, l.replicas), client.NoResolveImage()) // simulated workers pull nothing; never ask Docker Hub
+				cancel()
+				switch {
+				case err == nil, attempt > 0 && status.Code(err) == codes.AlreadyExists:
+					return nil
+				case status.Code(err) == codes.Unavailable && attempt < 20:
+					time.Sleep(500 * time.Millisecond) // backoff before a retry, not synchronisation
+					continue
+				}
+				return err
+			}
 		})
 	}()
 	tick := time.NewTicker(pollInterval)
@@ -202,7 +217,7 @@ func (c *cluster) run(l load, bound time.Duration) result {
 		}
 		assigned, running = a, r
 		now := time.Since(start)
-		if now/(5*time.Second) != (now-pollInterval)/(5*time.Second) {
+		if now/(10*time.Second) != (now-pollInterval)/(10*time.Second) {
 			c.tb.Logf("%s: %d of %d tasks assigned, %d running", now.Round(time.Second), assigned, total, running)
 		}
 		if res.assigned == 0 && assigned == total {
