@@ -78,7 +78,7 @@ bench-failover: build
 # simulated worker process acting as 5,000 nodes (100,000 tasks).
 .PHONY: bench-scheduler
 bench-scheduler: build
-	go test -run '^$$' -bench BenchmarkScheduler -benchtime 1x -count 1 -timeout 30m ./test/schedbench
+	go test -run '^$$' -bench BenchmarkScheduler -benchtime 1x -count 1 -timeout 40m ./test/schedbench
 
 # bench-runtime prints the median and p99 of create→start→exit→remove for
 # 100 true-like containers, next to runc's on the same rootfs (when runc is

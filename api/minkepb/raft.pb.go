@@ -326,6 +326,127 @@ func (x *Snapshot) GetIndex() uint64 {
 	return 0
 }
 
+// TaskStatusReports is a batch of workers' task status reports, committed
+// as one command (raftstore.CommandTaskStatus) so that a report costs its
+// own few bytes in the log rather than a copy of the whole task. Apply
+// records each report whose node holds the task and whose state moves the
+// task forward (or, at an equal state, changes the message), and drops the
+// others, exactly as the dispatcher would before proposing.
+type TaskStatusReports struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Reports []*TaskStatusReport    `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	// timestamp (Unix nanoseconds, the manager's clock) becomes each
+	// recorded status's timestamp and its task's updated_at: restart delays
+	// must not depend on workers' clocks.
+	TimestampUnixNano int64 `protobuf:"varint,2,opt,name=timestamp_unix_nano,json=timestampUnixNano,proto3" json:"timestamp_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TaskStatusReports) Reset() {
+	*x = TaskStatusReports{}
+	mi := &file_minke_v1_raft_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusReports) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusReports) ProtoMessage() {}
+
+func (x *TaskStatusReports) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_raft_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusReports.ProtoReflect.Descriptor instead.
+func (*TaskStatusReports) Descriptor() ([]byte, []int) {
+	return file_minke_v1_raft_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TaskStatusReports) GetReports() []*TaskStatusReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+func (x *TaskStatusReports) GetTimestampUnixNano() int64 {
+	if x != nil {
+		return x.TimestampUnixNano
+	}
+	return 0
+}
+
+type TaskStatusReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatusReport) Reset() {
+	*x = TaskStatusReport{}
+	mi := &file_minke_v1_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusReport) ProtoMessage() {}
+
+func (x *TaskStatusReport) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusReport.ProtoReflect.Descriptor instead.
+func (*TaskStatusReport) Descriptor() ([]byte, []int) {
+	return file_minke_v1_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskStatusReport) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskStatusReport) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatusReport) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_minke_v1_raft_proto protoreflect.FileDescriptor
 
 const file_minke_v1_raft_proto_rawDesc = "" +
@@ -353,7 +474,14 @@ const file_minke_v1_raft_proto_rawDesc = "" +
 	"\bservices\x18\x03 \x03(\v2\x11.minke.v1.ServiceR\bservices\x12$\n" +
 	"\x05tasks\x18\x04 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12-\n" +
 	"\bclusters\x18\x05 \x03(\v2\x11.minke.v1.ClusterR\bclusters\x12\x14\n" +
-	"\x05index\x18\x06 \x01(\x04R\x05indexB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x05index\x18\x06 \x01(\x04R\x05index\"y\n" +
+	"\x11TaskStatusReports\x124\n" +
+	"\areports\x18\x01 \x03(\v2\x1a.minke.v1.TaskStatusReportR\areports\x12.\n" +
+	"\x13timestamp_unix_nano\x18\x02 \x01(\x03R\x11timestampUnixNano\"r\n" +
+	"\x10TaskStatusReport\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12,\n" +
+	"\x06status\x18\x03 \x01(\v2\x14.minke.v1.TaskStatusR\x06statusB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_raft_proto_rawDescOnce sync.Once
@@ -368,33 +496,38 @@ func file_minke_v1_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_minke_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_minke_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_minke_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_minke_v1_raft_proto_goTypes = []any{
-	(StoreAction_Kind)(0), // 0: minke.v1.StoreAction.Kind
-	(*StoreAction)(nil),   // 1: minke.v1.StoreAction
-	(*StoreActions)(nil),  // 2: minke.v1.StoreActions
-	(*Snapshot)(nil),      // 3: minke.v1.Snapshot
-	(*Node)(nil),          // 4: minke.v1.Node
-	(*Service)(nil),       // 5: minke.v1.Service
-	(*Task)(nil),          // 6: minke.v1.Task
-	(*Cluster)(nil),       // 7: minke.v1.Cluster
+	(StoreAction_Kind)(0),     // 0: minke.v1.StoreAction.Kind
+	(*StoreAction)(nil),       // 1: minke.v1.StoreAction
+	(*StoreActions)(nil),      // 2: minke.v1.StoreActions
+	(*Snapshot)(nil),          // 3: minke.v1.Snapshot
+	(*TaskStatusReports)(nil), // 4: minke.v1.TaskStatusReports
+	(*TaskStatusReport)(nil),  // 5: minke.v1.TaskStatusReport
+	(*Node)(nil),              // 6: minke.v1.Node
+	(*Service)(nil),           // 7: minke.v1.Service
+	(*Task)(nil),              // 8: minke.v1.Task
+	(*Cluster)(nil),           // 9: minke.v1.Cluster
+	(*TaskStatus)(nil),        // 10: minke.v1.TaskStatus
 }
 var file_minke_v1_raft_proto_depIdxs = []int32{
 	0,  // 0: minke.v1.StoreAction.kind:type_name -> minke.v1.StoreAction.Kind
-	4,  // 1: minke.v1.StoreAction.node:type_name -> minke.v1.Node
-	5,  // 2: minke.v1.StoreAction.service:type_name -> minke.v1.Service
-	6,  // 3: minke.v1.StoreAction.task:type_name -> minke.v1.Task
-	7,  // 4: minke.v1.StoreAction.cluster:type_name -> minke.v1.Cluster
+	6,  // 1: minke.v1.StoreAction.node:type_name -> minke.v1.Node
+	7,  // 2: minke.v1.StoreAction.service:type_name -> minke.v1.Service
+	8,  // 3: minke.v1.StoreAction.task:type_name -> minke.v1.Task
+	9,  // 4: minke.v1.StoreAction.cluster:type_name -> minke.v1.Cluster
 	1,  // 5: minke.v1.StoreActions.actions:type_name -> minke.v1.StoreAction
-	4,  // 6: minke.v1.Snapshot.nodes:type_name -> minke.v1.Node
-	5,  // 7: minke.v1.Snapshot.services:type_name -> minke.v1.Service
-	6,  // 8: minke.v1.Snapshot.tasks:type_name -> minke.v1.Task
-	7,  // 9: minke.v1.Snapshot.clusters:type_name -> minke.v1.Cluster
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	6,  // 6: minke.v1.Snapshot.nodes:type_name -> minke.v1.Node
+	7,  // 7: minke.v1.Snapshot.services:type_name -> minke.v1.Service
+	8,  // 8: minke.v1.Snapshot.tasks:type_name -> minke.v1.Task
+	9,  // 9: minke.v1.Snapshot.clusters:type_name -> minke.v1.Cluster
+	5,  // 10: minke.v1.TaskStatusReports.reports:type_name -> minke.v1.TaskStatusReport
+	10, // 11: minke.v1.TaskStatusReport.status:type_name -> minke.v1.TaskStatus
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_raft_proto_init() }
@@ -415,7 +548,7 @@ func file_minke_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_raft_proto_rawDesc), len(file_minke_v1_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,7 +30,7 @@ func (o *sandboxOptions) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.securityOpts, "security-opt", nil, "security option; supported: seccomp=unconfined (repeatable)")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	f.StringArrayVar(&o.mounts, "mount", nil, "attach a mount: type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=64m][,tmpfs-mode=1777] (repeatable)")
-	f.StringArrayVar(&o.hosts, "host", nil, "add a line to /etc/hosts: HOST:IP (repeatable)")
+	f.StringArrayVar(&o.hosts, "add-host", nil, "add a line to /etc/hosts: HOST:IP (repeatable; docker service create calls it --host, which swarmctl uses for the manager address)")
 	f.StringArrayVar(&o.dns, "dns", nil, "DNS server for /etc/resolv.conf (repeatable)")
 	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "DNS search domain (repeatable)")
 	f.StringArrayVar(&o.dnsOptions, "dns-option", nil, "resolver option, e.g. ndots:2 (repeatable)")
@@ -64,7 +64,7 @@ func (o *sandboxOptions) apply(task *minkepb.TaskSpec) error {
 		// docker's --host HOST:IP; the IP may itself hold colons (IPv6).
 		name, ip, ok := strings.Cut(h, ":")
 		if !ok || name == "" || ip == "" {
-			return fmt.Errorf("invalid --host %q: want HOST:IP", h)
+			return fmt.Errorf("invalid --add-host %q: want HOST:IP", h)
 		}
 		c.Hosts = append(c.Hosts, ip+" "+name)
 	}

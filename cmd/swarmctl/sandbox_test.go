@@ -16,7 +16,7 @@ func TestServiceCreateSandboxFlags(t *testing.T) {
 		"--mount", "type=bind,source=/srv/data,target=/data,readonly",
 		"--mount", "src=db,dst=/var/lib/db,volume-nocopy",
 		"--mount", "type=tmpfs,target=/run,tmpfs-size=64m,tmpfs-mode=755",
-		"--host", "db:10.0.0.2", "--host", "v6:fd00::2",
+		"--add-host", "db:10.0.0.2", "--add-host", "v6:fd00::2",
 		"--dns", "10.0.0.53", "--dns-search", "example.com", "--dns-option", "ndots:2",
 		"--ulimit", "nofile=4096:8192", "--ulimit", "core=-1",
 		"--group", "audio", "--limit-pids", "100",
@@ -65,7 +65,7 @@ func TestServiceCreateSandboxFlagsRejected(t *testing.T) {
 		{[]string{"--mount", "type=tmpfs,dst=/a,color=red", "x"}, `unknown key "color"`},
 		{[]string{"--ulimit", "nofile", "x"}, `invalid --ulimit "nofile": want NAME=SOFT[:HARD]`},
 		{[]string{"--ulimit", "nofile=lots", "x"}, `soft limit "lots" is not a number`},
-		{[]string{"--host", "db", "x"}, `invalid --host "db": want HOST:IP`},
+		{[]string{"--add-host", "db", "x"}, `invalid --add-host "db": want HOST:IP`},
 		{[]string{"--limit-pids", "-5", "x"}, `invalid --limit-pids "-5"`},
 	}
 	for _, tt := range tests {

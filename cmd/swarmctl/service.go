@@ -199,7 +199,10 @@ func newServicePsCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return writeTasks(a.stdout, tasks, hostnames(nodes), time.Now())
+				if err := writeTasks(a.stdout, tasks, hostnames(nodes), time.Now()); err != nil {
+					return err
+				}
+				return writeJobProgress(ctx, api, a.stdout, svc)
 			})
 		},
 	}

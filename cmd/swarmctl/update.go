@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -178,6 +177,7 @@ type serviceUpdateOptions struct {
 	constraintAdd, constraintRm, prefAdd, prefRm                      []string
 	capAdd, capDrop                                                   []string
 	update, rollback                                                  updateConfigOptions
+	more                                                              moreUpdateOptions
 	force, doRollback, detach                                         bool
 }
 
@@ -270,6 +270,7 @@ pauses or rolls back (exit 1).`,
 	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a Linux capability, or ALL (repeatable)")
 	addUpdateConfigFlags(f, "update", &o.update)
 	addUpdateConfigFlags(f, "rollback", &o.rollback)
+	o.more.register(f)
 	f.BoolVar(&o.force, "force", false, "redeploy the tasks even if nothing changed")
 	f.BoolVar(&o.doRollback, "rollback", false, "return to the previous spec")
 	f.BoolVarP(&o.detach, "detach", "d", false, "exit once the update is accepted instead of following it")
@@ -368,6 +369,9 @@ func applyServiceUpdate(spec *minkepb.ServiceSpec, o serviceUpdateOptions, chang
 		return nil, err
 	}
 	if err := applyCounts(spec, o, changed); err != nil {
+		return nil, err
+	}
+	if err := o.more.apply(spec, changed); err != nil {
 		return nil, err
 	}
 	var err error
@@ -548,48 +552,6 @@ func applyCounts(spec *minkepb.ServiceSpec, o serviceUpdateOptions, changed func
 	return nil
 }
 
-// followUpdate prints an update's progress until it completes (nil),
-// pauses or rolls back (an error), or ctx ends.
-func followUpdate(ctx context.Context, api controlAPI, w io.Writer, svc *minkepb.Service) error {
-	name := svc.GetSpec().GetName()
-	st := svc.GetUpdateStatus().GetState()
-	if st != minkepb.UpdateStatus_UPDATING && st != minkepb.UpdateStatus_ROLLBACK_STARTED {
-		if _, ok := svc.GetSpec().GetMode().(*minkepb.ServiceSpec_Replicated); ok {
-			return waitAndReport(ctx, api, w, svc) // a scale or config-only change
-		}
-		return nil
-	}
-	var last string
-	ticker := time.NewTicker(200 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		cur, err := api.ResolveService(ctx, svc.GetMeta().GetId())
-		if err != nil {
-			return err
-		}
-		us := cur.GetUpdateStatus()
-		line := fmt.Sprintf("%s: %s: %s", name, updateStateName(us.GetState()), us.GetMessage())
-		if line != last {
-			fmt.Fprintln(w, line)
-			last = line
-		}
-		switch us.GetState() {
-		case minkepb.UpdateStatus_COMPLETED, minkepb.UpdateStatus_ROLLBACK_COMPLETED:
-			if us.GetState() == minkepb.UpdateStatus_ROLLBACK_COMPLETED && st == minkepb.UpdateStatus_UPDATING {
-				return fmt.Errorf("service %s: update rolled back: %s", name, us.GetMessage())
-			}
-			return nil
-		case minkepb.UpdateStatus_PAUSED, minkepb.UpdateStatus_ROLLBACK_PAUSED:
-			return fmt.Errorf("service %s: %s", name, us.GetMessage())
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stopped following: the update of %s carries on in the background", name)
-		case <-ticker.C:
-		}
-	}
-}
-
 // updateStateName renders an update state as docker does: rollback_started.
 func updateStateName(s minkepb.UpdateStatus_State) string {
 	return strings.ToLower(s.String())
@@ -686,56 +648,6 @@ func newClusterUpdateCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&limit, "task-history-limit", "", "ended tasks kept per slot (default 5; negative keeps all)")
 	return cmd
-}
-
-// waitForMode follows a new global service or job until its tasks run
-// (global) or the job completes, printing the counts as `service ls` shows
-// them; a failed task ends a global service's wait with an error, while a
-// job's failed tasks are retried by its restart policy.
-func waitForMode(ctx context.Context, api controlAPI, w io.Writer, svc *minkepb.Service) error {
-	name := svc.GetSpec().GetName()
-	id := svc.GetMeta().GetId()
-	var last string
-	ticker := time.NewTicker(200 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		services, counts, err := api.ListServices(ctx)
-		if err != nil {
-			return err
-		}
-		c := counts[id]
-		var cur *minkepb.Service
-		for _, s := range services {
-			if s.GetMeta().GetId() == id {
-				cur = s
-			}
-		}
-		if cur == nil {
-			return fmt.Errorf("service %s was removed", name)
-		}
-		line := name + ": " + replicasColumn(cur, c)
-		if line != last {
-			fmt.Fprintln(w, line)
-			last = line
-		}
-		switch cur.GetSpec().GetMode().(type) {
-		case *minkepb.ServiceSpec_Global:
-			if c.GetDesired() > 0 && c.GetRunning() == c.GetDesired() {
-				fmt.Fprintf(w, "%s: converged\n", name)
-				return nil
-			}
-		default:
-			if c.GetTotalCompletions() > 0 && c.GetCompleted() >= c.GetTotalCompletions() {
-				fmt.Fprintf(w, "%s: job complete\n", name)
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stopped waiting: service %s carries on in the background", name)
-		case <-ticker.C:
-		}
-	}
 }
 
 // replicasColumn is `service ls`'s REPLICAS: running/desired, and for

@@ -204,3 +204,40 @@ func TestWriteServicesModesAndUpdates(t *testing.T) {
 		t.Errorf("got:\n%q\nwant:\n%q", got, want)
 	}
 }
+
+func TestServiceUpdateSandboxFlags(t *testing.T) {
+	base := baseSpec()
+	base.Task.Container.Mounts = []*minkepb.Mount{{Type: "tmpfs", Target: "/tmp"}, {Type: "volume", Source: "data", Target: "/data"}}
+	base.Task.Container.DnsServers = []string{"10.0.0.1"}
+	base.Task.Container.Init = true
+	base.Endpoint = &minkepb.EndpointSpec{Ports: []*minkepb.PortConfig{{TargetPort: 80, PublishedPort: 8080}, {TargetPort: 443, PublishedPort: 8443}}}
+	got, err := parseUpdate(t, base, "--mount-rm", "/tmp", "--mount-add", "type=volume,source=other,target=/data",
+		"--dns-add", "10.0.0.2", "--dns-rm", "10.0.0.1", "--publish-rm", "443", "--publish-add", "9090:80",
+		"--read-only", "--limit-pids", "100", "--ulimit-add", "nofile=10:20", "--stop-signal", "SIGQUIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got.GetTask().GetContainer()
+	if len(c.GetMounts()) != 1 || c.GetMounts()[0].GetSource() != "other" {
+		t.Errorf("mounts %v, want only /data from volume other", c.GetMounts())
+	}
+	if strings.Join(c.GetDnsServers(), ",") != "10.0.0.2" || !c.GetReadOnly() || c.GetStopSignal() != "SIGQUIT" {
+		t.Errorf("container %s", prototext.Format(c))
+	}
+	if !c.GetInit() {
+		t.Errorf("--init not given but init turned off")
+	}
+	if got.GetTask().GetResources().GetLimits().GetPids() != 100 || len(c.GetUlimits()) != 1 {
+		t.Errorf("pids/ulimits: %s", prototext.Format(got.GetTask()))
+	}
+	ports := got.GetEndpoint().GetPorts()
+	if len(ports) != 1 || ports[0].GetTargetPort() != 80 || ports[0].GetPublishedPort() != 9090 {
+		t.Errorf("ports %v, want only 9090->80", ports)
+	}
+	if _, err := parseUpdate(t, base, "--health-cmd", "true"); err != nil {
+		t.Errorf("--health-cmd: %v", err)
+	}
+	if hc, _ := parseUpdate(t, base, "--health-cmd", "true"); hc.GetTask().GetContainer().GetHealthcheck() == nil {
+		t.Errorf("--health-cmd did not set a healthcheck")
+	}
+}

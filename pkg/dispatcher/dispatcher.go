@@ -42,6 +42,9 @@ type Store interface {
 	View(fn func(raftstore.ReadTx) error) error
 	ViewAndWatch(fn func(raftstore.ReadTx) error) (*raftstore.Subscription, error)
 	Update(ctx context.Context, fn func(*raftstore.WriteTx) error) error
+	// ReportTaskStatus commits workers' status reports (see
+	// raftstore.Node.ReportTaskStatus).
+	ReportTaskStatus(ctx context.Context, reports []*minkepb.TaskStatusReport, now time.Time) error
 }
 
 // Config wires a Dispatcher.

@@ -4,9 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"time"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -100,17 +98,7 @@ func (b *statusBatcher) commitLoop(ctx context.Context) {
 		}
 		// Status times are the manager's: restart delays must not depend on
 		// workers' clocks.
-		now := timestamppb.Now()
-		err := b.store.Update(ctx, func(tx *raftstore.WriteTx) error {
-			for _, r := range batch {
-				for _, u := range r.updates {
-					if err := applyStatus(tx, r.nodeID, u, now); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
+		err := b.store.ReportTaskStatus(ctx, reportsOf(b.store, batch), time.Now())
 		if err != nil {
 			b.log.Warn("committing task status failed", "reports", len(batch), "err", err)
 		}
@@ -120,21 +108,22 @@ func (b *statusBatcher) commitLoop(ctx context.Context) {
 	}
 }
 
-// applyStatus records one report. Reports for unknown tasks, for tasks that
-// another node holds, or that would move a task backwards are dropped: a
-// task's observed state only moves forward and never leaves a final state.
-func applyStatus(tx *raftstore.WriteTx, nodeID string, u *minkepb.TaskStatusUpdate, now *timestamppb.Timestamp) error {
-	t := tx.Task(u.GetTaskId())
-	if t == nil || t.GetNodeId() != nodeID || u.GetStatus() == nil {
+// reportsOf turns requests into the reports worth committing: those the
+// store would record now (see raftstore.StatusAdvances). Apply checks
+// again, so one that a concurrent command made stale is dropped there.
+func reportsOf(store Store, batch []*statusReq) []*minkepb.TaskStatusReport {
+	var out []*minkepb.TaskStatusReport
+	_ = store.View(func(tx raftstore.ReadTx) error {
+		for _, r := range batch {
+			for _, u := range r.updates {
+				t := tx.Task(u.GetTaskId())
+				if t == nil || t.GetNodeId() != r.nodeID || !raftstore.StatusAdvances(t.GetStatus(), u.GetStatus()) {
+					continue
+				}
+				out = append(out, &minkepb.TaskStatusReport{NodeId: r.nodeID, TaskId: u.GetTaskId(), Status: u.GetStatus()})
+			}
+		}
 		return nil
-	}
-	cur := t.GetStatus()
-	next := u.GetStatus()
-	if cur.GetState() >= minkepb.TaskState_COMPLETE || next.GetState() < cur.GetState() || (next.GetState() == cur.GetState() && next.GetMessage() == cur.GetMessage()) {
-		return nil
-	}
-	t = proto.Clone(t).(*minkepb.Task)
-	t.Status = proto.Clone(next).(*minkepb.TaskStatus)
-	t.Status.Timestamp = now
-	return tx.Update(t)
+	})
+	return out
 }

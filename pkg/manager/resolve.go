@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -23,8 +23,18 @@ import (
 )
 
 // ResolveTimeout bounds the registry look-up of a service's image when the
-// service is created or its image changed.
+// service is created or its image changed; a call with an earlier deadline
+// (a call forwarded by another manager) bounds it more.
 const ResolveTimeout = 10 * time.Second
+
+// builtinLookupTimeout bounds asking the other managers' registries for an
+// image this one lacks, before the name is taken to mean Docker Hub.
+const builtinLookupTimeout = 2 * time.Second
+
+// unreachableTTL is how long a registry found unreachable is not asked
+// again: creates in a row (or an air-gapped cluster naming Docker Hub
+// images) do not each wait for the same timeout.
+const unreachableTTL = 30 * time.Second
 
 // imagePinner turns an image tag into the digest it names now, so that a
 // service's replicas all run the same bytes even if the tag moves later,
@@ -40,6 +50,29 @@ type imagePinner struct {
 	insecure map[string]bool // registries reached over plain HTTP
 	timeout  time.Duration
 	log      *slog.Logger
+
+	mu   sync.Mutex
+	down map[string]time.Time // registry -> when it was found unreachable
+}
+
+func (p *imagePinner) recentlyDown(registry string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.down[registry]
+	return ok && time.Since(t) < unreachableTTL
+}
+
+func (p *imagePinner) markDown(registry string, down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !down {
+		delete(p.down, registry)
+		return
+	}
+	if p.down == nil {
+		p.down = map[string]time.Time{}
+	}
+	p.down[registry] = time.Now()
 }
 
 // parse parses image, marking the registry insecure if it is listed.
@@ -62,21 +95,37 @@ func (p *imagePinner) pin(ctx context.Context, image string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("invalid image %q: %w", image, err)
 	}
-	if p.builtin != nil && p.builtin(ctx, image) {
+	if p.builtin != nil {
+		bctx, cancel := context.WithTimeout(ctx, builtinLookupTimeout)
+		found := p.builtin(bctx, image)
+		cancel()
+		if found {
+			return image, nil
+		}
+	}
+	registry := ref.Context().RegistryStr()
+	if p.recentlyDown(registry) {
 		return image, nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, p.timeout)
+	timeout := p.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		// Leave the caller time to store the service and answer.
+		timeout = min(timeout, time.Until(dl)*3/4)
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	digest, err := regclient.Resolve(rctx, ref, p.keychain)
 	switch {
 	case err == nil:
 	case errors.Is(err, regclient.ErrUnreachable) && ctx.Err() == nil:
-		p.log.Warn("image registry unreachable: the image is not pinned to a digest, each worker resolves it when it pulls",
-			"image", image, "err", err)
+		p.markDown(registry, true)
+		p.log.Warn("image registry unreachable: images of it are not pinned to digests for a while, each worker resolves them when it pulls",
+			"image", image, "registry", registry, "retry_after", unreachableTTL, "err", err)
 		return image, nil
 	default:
 		return "", err
 	}
+	p.markDown(registry, false)
 	if _, ok := ref.(name.Digest); ok {
 		return image, nil // checked to exist; already pinned
 	}
@@ -88,11 +137,14 @@ func (p *imagePinner) pin(ctx context.Context, image string) (string, error) {
 }
 
 // pinningControl is the Control API with the images of created and
-// updated services pinned to digests before they are stored. Calls
-// forwarded by another manager were pinned there.
+// updated services pinned to digests before they are stored. Only the
+// leader pins (a follower forwards the call as it came, and the leader pins
+// it), so a manager cut off from the leader refuses a write as fast as
+// before, without first asking a registry.
 type pinningControl struct {
 	*controlapi.Forwarder
-	pinner *imagePinner
+	pinner   *imagePinner
+	isLeader func() bool
 	// currentImage returns the stored image of a service (by ID, name or
 	// prefix), or "" if there is none.
 	currentImage func(service string) string
@@ -104,7 +156,7 @@ var _ minkepb.ControlServer = (*pinningControl)(nil)
 func (c *pinningControl) Register(s *grpc.Server) { minkepb.RegisterControlServer(s, c) }
 
 func (c *pinningControl) CreateService(ctx context.Context, r *minkepb.CreateServiceRequest) (*minkepb.CreateServiceResponse, error) {
-	if !isForwarded(ctx) && r.GetSpec().GetTask().GetContainer().GetImage() != "" {
+	if c.isLeader() && r.GetSpec().GetTask().GetContainer().GetImage() != "" {
 		spec, err := c.pinSpec(ctx, r.GetSpec())
 		if err != nil {
 			return nil, err
@@ -120,7 +172,7 @@ func (c *pinningControl) UpdateService(ctx context.Context, r *minkepb.UpdateSer
 	// An unchanged image keeps its digest: updating replicas or env does
 	// not move the service to whatever the tag names today. A rollback
 	// restores the previous spec, digest included.
-	if !isForwarded(ctx) && !r.GetRollback() && image != "" && image != c.currentImage(r.GetServiceId()) {
+	if c.isLeader() && !r.GetRollback() && image != "" && image != c.currentImage(r.GetServiceId()) {
 		spec, err := c.pinSpec(ctx, r.GetSpec())
 		if err != nil {
 			return nil, err
@@ -161,11 +213,6 @@ func imageStatus(image string, err error) error {
 	return status.Errorf(codes.FailedPrecondition, "image %q: %v", image, err)
 }
 
-func isForwarded(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return len(md.Get(controlapi.ForwardedMetadataKey)) > 0
-}
-
 // newPinningControl wraps the Control API of m.
 func (m *Manager) newPinningControl(f *controlapi.Forwarder) (*pinningControl, error) {
 	kc, err := regclient.Keychain(m.cfg.RegistryConfig)
@@ -178,6 +225,7 @@ func (m *Manager) newPinningControl(f *controlapi.Forwarder) (*pinningControl, e
 	}
 	return &pinningControl{
 		Forwarder: f,
+		isLeader:  m.IsLeader,
 		pinner: &imagePinner{
 			builtin:  m.inBuiltinRegistry,
 			keychain: kc,

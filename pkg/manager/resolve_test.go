@@ -220,6 +220,22 @@ func TestPinningControl(t *testing.T) {
 		}
 	})
 
+	t.Run("a follower leaves pinning to the leader", func(t *testing.T) {
+		ctl.isLeader = func() bool { return false }
+		defer func() { ctl.isLeader = func() bool { return true } }()
+		before := reg.requests.Load()
+		r, err := ctl.CreateService(ctx, &minkepb.CreateServiceRequest{Spec: spec("raw", reg.host+"/web:v1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.GetService().GetSpec().GetTask().GetContainer().GetImage(); got != reg.host+"/web:v1" {
+			t.Fatalf("a follower pinned %q itself", got)
+		}
+		if n := reg.requests.Load() - before; n != 0 {
+			t.Fatalf("a follower made %d registry requests", n)
+		}
+	})
+
 	t.Run("update keeps the pinned digest unless the image changes", func(t *testing.T) {
 		img2, _ := random.Image(128, 1)
 		d2 := reg.push(t, "web:v1", img2) // the tag moves
@@ -262,5 +278,35 @@ func TestImagePinnerInsecure(t *testing.T) {
 		if got := ref.Context().Scheme(); got != want {
 			t.Errorf("%s: scheme %s, want %s", image, got, want)
 		}
+	}
+}
+
+// A registry in trouble is asked once: the user waits on the API call.
+func TestResolveDoesNotRetry(t *testing.T) {
+	var manifests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/manifests/") {
+			manifests.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK) // the /v2/ ping
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	p := &imagePinner{keychain: authn.NewMultiKeychain(), timeout: 30 * time.Second, log: slog.New(slog.DiscardHandler)}
+	got, err := p.pin(context.Background(), host+"/app:v1")
+	if err != nil || got != host+"/app:v1" {
+		t.Fatalf("pin = %q, %v; want the image unpinned (registry unavailable)", got, err)
+	}
+	if n := manifests.Load(); n != 1 {
+		t.Fatalf("%d manifest requests, want 1 (no retries)", n)
+	}
+	// Found unreachable, it is not asked again for a while.
+	if got, err := p.pin(context.Background(), host+"/other:v2"); err != nil || got != host+"/other:v2" {
+		t.Fatalf("pin = %q, %v; want the image unpinned", got, err)
+	}
+	if n := manifests.Load(); n != 1 {
+		t.Fatalf("%d manifest requests after the registry was found down, want still 1", n)
 	}
 }

@@ -60,30 +60,13 @@ func inPrivateNetns(t *testing.T) bool {
 // nsPath with name, until the test ends.
 func serveIn(t *testing.T, nsPath string, port int, name string) {
 	t.Helper()
-	lc := make(chan net.Listener, 1)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		h, err := netns.GetFromPath(nsPath)
-		if err == nil {
-			err = netns.Set(h)
-			h.Close()
-		}
-		if err != nil {
-			errc <- err
-			return
-		}
-		l, err := net.Listen("tcp4", fmt.Sprintf(":%d", port))
-		if err != nil {
-			errc <- err
-			return
-		}
-		lc <- l
-	}()
 	var l net.Listener
-	select {
-	case l = <-lc:
-	case err := <-errc:
+	err := inNS(nsPath, func() error {
+		var err error
+		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	})
+	if err != nil {
 		t.Fatalf("listening in %s: %v", nsPath, err)
 	}
 	t.Cleanup(func() { l.Close() })
@@ -285,27 +268,48 @@ func askFrom(t *testing.T, nsPath, addr string) (string, error) {
 	if nsPath == "" {
 		return ask(addr)
 	}
-	type res struct {
-		s   string
-		err error
-	}
-	ch := make(chan res, 1)
+	var got string
+	err := inNS(nsPath, func() error {
+		var err error
+		got, err = ask(addr)
+		return err
+	})
+	return got, err
+}
+
+// inNS runs fn on a thread inside the namespace at path, then moves the
+// thread back (a thread left locked would be retired, except the main
+// thread, which would then pin the namespace).
+func inNS(path string, fn func() error) error {
+	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		h, err := netns.GetFromPath(nsPath)
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromPath(path)
 		if err == nil {
 			err = netns.Set(h)
 			h.Close()
 		}
 		if err != nil {
-			ch <- res{"", err}
+			runtime.UnlockOSThread()
+			errc <- err
 			return
 		}
-		s, err := ask(addr)
-		ch <- res{s, err}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- err // stays locked: retired
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
-	r := <-ch
-	return r.s, r.err
+	return <-errc
 }
 
 func TestRoutesFollowTheirList(t *testing.T) {
@@ -426,5 +430,53 @@ func clustertestLikeWait(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(20 * time.Millisecond) // polling the kernel; re-checked above
+	}
+}
+
+func TestUDPPublishedPort(t *testing.T) {
+	if !inPrivateNetns(t) {
+		return
+	}
+	m := newTestManager(t)
+	ep, err := m.Attach("u", []PortMapping{{Protocol: UDP, Published: 5353, Target: 53}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc net.PacketConn
+	if err := inNS(ep.NetNSPath, func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", ":53")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(append([]byte("echo:"), buf[:n]...), from)
+		}
+	}()
+	c, err := net.Dial("udp4", m.Gateway().String()+":5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "echo:hi" {
+		t.Fatalf("UDP through published port 5353: %q, %v", buf[:n], err)
+	}
+	// The TCP port of the same number is not published.
+	if _, err := ask(m.Gateway().String() + ":5353"); err == nil {
+		t.Fatal("tcp/5353 answers; only udp/5353 is published")
 	}
 }

@@ -70,6 +70,21 @@ func (r *Replicated) reconcileReplicatedJob(tx *raftstore.WriteTx, svc *minkepb.
 			continue
 		}
 		if slotCompleted(tasks) {
+			// Done for this run: its completed task is kept as the record
+			// (desired COMPLETE), anything else in the slot stops.
+			for _, t := range tasks {
+				switch {
+				case !live(t):
+				case t.GetStatus().GetState() == minkepb.TaskState_COMPLETE:
+					if err := tx.Update(withDesired(t, minkepb.TaskState_COMPLETE)); err != nil {
+						return wake, err
+					}
+				default:
+					if err := r.retire(tx, t, false); err != nil {
+						return wake, err
+					}
+				}
+			}
 			continue
 		}
 		rules := slotRules{job: true}

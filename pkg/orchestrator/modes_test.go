@@ -587,3 +587,19 @@ func TestGlobalReservations(t *testing.T) {
 		t.Errorf("update %v, want COMPLETED", st)
 	}
 }
+
+// TestCompletedJobTasksAreDesiredComplete: a completed job task is marked
+// desired COMPLETE, the record of the run, and stays.
+func TestCompletedJobTasksAreDesiredComplete(t *testing.T) {
+	s := newSim(t)
+	s.addNode("n1", nil)
+	s.createService("svc", jobSpec(2, 0))
+	s.converge(100)
+	s.view(func(tx raftstore.ReadTx) {
+		for _, task := range tx.TasksByService("svc") {
+			if task.GetDesiredState() != minkepb.TaskState_COMPLETE || task.GetStatus().GetState() != minkepb.TaskState_COMPLETE {
+				t.Errorf("task in slot %d: desired %v, state %v; want both COMPLETE", task.GetSlot(), task.GetDesiredState(), task.GetStatus().GetState())
+			}
+		}
+	})
+}

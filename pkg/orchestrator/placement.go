@@ -31,6 +31,15 @@ func NewPlacement(store Store, now func() time.Time, log *slog.Logger) *Placemen
 	return &Placement{store: store, now: now, log: log.With("component", "scheduler")}
 }
 
+// Batching of scheduling passes, as SwarmKit's scheduler does: a pass
+// starts once no relevant change arrived for batchGap, or batchMaxDelay
+// after the first one, so a burst of creates (1,000 services at once) is
+// placed in a few large passes instead of one per commit.
+const (
+	batchGap      = 50 * time.Millisecond
+	batchMaxDelay = time.Second
+)
+
 // Run places tasks until ctx ends.
 func (p *Placement) Run(ctx context.Context) error {
 	sub, err := p.store.ViewAndWatch(nil)
@@ -40,6 +49,13 @@ func (p *Placement) Run(ctx context.Context) error {
 	defer sub.Cancel()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	defer gap.Stop()
+	var (
+		waiting  bool      // a relevant change awaits a pass
+		deadline time.Time // the pass starts at the latest then
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -51,7 +67,19 @@ func (p *Placement) Run(ctx context.Context) error {
 			if !relevant(sub.Drain()) {
 				continue
 			}
+			now := p.now()
+			if !waiting {
+				waiting, deadline = true, now.Add(batchMaxDelay)
+			}
+			gap.Reset(min(batchGap, max(deadline.Sub(now), 0)))
+			continue
+		case <-gap.C:
+			if !waiting {
+				continue
+			}
 		}
+		waiting = false
+		gap.Stop()
 		if err := p.schedule(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			p.log.Warn("scheduling pass failed; retrying in 1s", "err", err)
 			retry.Reset(time.Second)

@@ -21,6 +21,10 @@ const (
 	CommandStoreActions CommandType = 1
 	// CommandRestore carries a minkepb.Snapshot that replaces the state.
 	CommandRestore CommandType = 2
+	// CommandTaskStatus carries minkepb.TaskStatusReports (see
+	// Node.ReportTaskStatus). Not ignorable: skipping it would fork tasks'
+	// states, so a manager older than it stops on it.
+	CommandTaskStatus CommandType = 3
 	// Ignorable marks command types that older managers may skip.
 	Ignorable CommandType = 0x80
 )
@@ -57,6 +61,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 			return fmt.Errorf("raftstore: decode command at index %d: %w", l.Index, err)
 		}
 		return f.store.apply(l.Index, &cmd)
+	case CommandTaskStatus:
+		var cmd minkepb.TaskStatusReports
+		if err := proto.Unmarshal(l.Data[1:], &cmd); err != nil {
+			return fmt.Errorf("raftstore: decode task status at index %d: %w", l.Index, err)
+		}
+		return f.store.applyStatusReports(l.Index, &cmd)
 	case CommandRestore:
 		var snap minkepb.Snapshot
 		if err := proto.Unmarshal(l.Data[1:], &snap); err != nil {

@@ -443,5 +443,8 @@ func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
 				ErrCorrupt, path, r)
 		}
 	}()
+	if err := checkBoltSize(path); err != nil {
+		return nil, err
+	}
 	return raftboltdb.NewBoltStore(path)
 }

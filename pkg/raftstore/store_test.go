@@ -3,10 +3,15 @@ package raftstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -243,4 +248,37 @@ func TestUnknownCommands(t *testing.T) {
 		}
 	}()
 	f.Apply(&raft.Log{Type: raft.LogCommand, Index: 4, Data: []byte{5}})
+}
+
+// A log store cut short (a half-written copy, a full disk) is refused as
+// corrupt instead of opened without its tail.
+func TestTruncatedLogStoreRefused(t *testing.T) {
+	dir := t.TempDir()
+	n := openTestNode(t, dir, "127.0.0.1:0")
+	ctx := context.Background()
+	for i := range 40 {
+		id := fmt.Sprintf("s%d", i)
+		if err := n.Update(ctx, func(tx *WriteTx) error { return tx.Create(service(id, id)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	// Cut into the pages in use (bbolt preallocates past them).
+	db := filepath.Join(dir, "raft", "raft.db")
+	bdb, err := bolt.Open(db, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var used int64
+	_ = bdb.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+	bdb.Close()
+	if err := os.Truncate(db, used-4096); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(Config{NodeID: "m1", DataDir: dir, BindAddr: "127.0.0.1:0"})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("Open on a truncated log store: %v, want ErrCorrupt (truncated)", err)
+	}
 }

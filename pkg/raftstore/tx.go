@@ -100,30 +100,36 @@ func (tx ReadTx) FindService(ref string) (*minkepb.Service, error) {
 }
 
 // Nodes lists all nodes ordered by ID.
-func (tx ReadTx) Nodes() []*minkepb.Node { return listAs[*minkepb.Node](tx.list(tableNodes, indexID)) }
+func (tx ReadTx) Nodes() []*minkepb.Node { return listOf[*minkepb.Node](tx, tableNodes, indexID) }
 
 // Services lists all services ordered by ID.
 func (tx ReadTx) Services() []*minkepb.Service {
-	return listAs[*minkepb.Service](tx.list(tableServices, indexID))
+	return listOf[*minkepb.Service](tx, tableServices, indexID)
 }
 
 // Tasks lists all tasks ordered by ID.
-func (tx ReadTx) Tasks() []*minkepb.Task { return listAs[*minkepb.Task](tx.list(tableTasks, indexID)) }
+func (tx ReadTx) Tasks() []*minkepb.Task { return listOf[*minkepb.Task](tx, tableTasks, indexID) }
 
 // TasksByService lists a service's tasks ordered by ID.
 func (tx ReadTx) TasksByService(serviceID string) []*minkepb.Task {
-	return listAs[*minkepb.Task](tx.list(tableTasks, indexService, serviceID))
+	return listOf[*minkepb.Task](tx, tableTasks, indexService, serviceID)
 }
 
 // TasksByNode lists the tasks assigned to a node ordered by ID.
 func (tx ReadTx) TasksByNode(nodeID string) []*minkepb.Task {
-	return listAs[*minkepb.Task](tx.list(tableTasks, indexNode, nodeID))
+	return listOf[*minkepb.Task](tx, tableTasks, indexNode, nodeID)
 }
 
-func listAs[T any](objs []any) []T {
-	out := make([]T, len(objs))
-	for i, o := range objs {
-		out[i] = o.(T)
+// listOf is list with the objects typed, without an intermediate []any:
+// the orchestrators list every service's tasks on every pass.
+func listOf[T any](tx ReadTx, table, index string, args ...any) []T {
+	it, err := tx.txn.Get(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: list %s by %s: %v", table, index, err)) // schema bug
+	}
+	out := []T{} // never nil, as before
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(T))
 	}
 	return out
 }

@@ -15,11 +15,20 @@ import (
 // image, the index's digest, so that every node then picks its own
 // platform from the same index). A digest reference is checked to exist.
 // Errors are classified (see Classify) and name the reference.
+//
+// Resolve makes one attempt, without go-containerregistry's retries and
+// their back-off (seconds): it runs while a user waits for an API call, and
+// an unreachable registry must be reported at once.
 func Resolve(ctx context.Context, ref name.Reference, keychain authn.Keychain, opts ...remote.Option) (v1.Hash, error) {
 	if keychain == nil {
 		keychain = authn.DefaultKeychain
 	}
-	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain)}, opts...)
+	opts = append([]remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(keychain),
+		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+		remote.WithRetryPredicate(func(error) bool { return false }),
+	}, opts...)
 	desc, err := remote.Head(ref, opts...)
 	if err == nil {
 		return desc.Digest, nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -58,42 +57,13 @@ func (c *Container) Start(ctx context.Context) error {
 	if err := writeJSONFile(filepath.Join(dir, configFileName), c.rec); err != nil {
 		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	shimLog, err := os.OpenFile(filepath.Join(dir, shimLogName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return fmt.Errorf("%w: opening shim log: %w", ErrStart, err)
-	}
-	defer shimLog.Close() // the shim holds its own copy
-	cfgR, cfgW, err := os.Pipe()
+	shim, err := c.rt.takeShim()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
+	cmd, cfgW, readyR, shimExited := shim.cmd, shim.cfgW, shim.readyR, shim.exited
 	defer cfgW.Close()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		cfgR.Close()
-		return fmt.Errorf("%w: %w", ErrStart, err)
-	}
 	defer readyR.Close()
-	cmd := &exec.Cmd{
-		Path:       c.rt.exe,
-		Args:       []string{ShimArg, c.spec.ID},
-		Env:        []string{},
-		Stdout:     shimLog,
-		Stderr:     shimLog,
-		ExtraFiles: []*os.File{cfgR, readyW},
-		// A session (and process group) of its own: signals to the worker's
-		// group, and the worker's death, leave the shim running.
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	err = cmd.Start()
-	cfgR.Close()
-	readyW.Close()
-	if err != nil {
-		return fmt.Errorf("%w: starting shim: %w", ErrStart, err)
-	}
-	// The shim is this process's child until this process exits: reap it.
-	shimExited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(shimExited) }()
 
 	cfg := shimConfig{
 		ID: c.spec.ID, Dir: dir, CgroupMount: c.rt.cgroupMount, CgroupParent: c.rt.cgroupParent,

@@ -70,8 +70,9 @@ type procInfo struct {
 	cmd string
 }
 
-// runtimeProcs lists live processes running this test binary as shim,
-// init or exec helper of container id.
+// runtimeProcs lists live processes running this test binary as shim or
+// exec helper of container id (an init that got as far as running is the
+// container's command, and is caught by the cgroup check).
 func runtimeProcs(t *testing.T, id string) []procInfo {
 	t.Helper()
 	self, err := os.Readlink("/proc/self/exe")
@@ -94,8 +95,10 @@ func runtimeProcs(t *testing.T, id string) []procInfo {
 			continue
 		}
 		argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if len(argv) >= 2 && argv[1] == id && (argv[0] == ShimArg || argv[0] == InitArg || argv[0] == ExecArg) {
-			out = append(out, procInfo{pid, strings.Join(argv, " ")})
+		cwd, _ := os.Readlink("/proc/" + e.Name() + "/cwd")
+		shimOf := argv[0] == ShimArg && (strings.HasSuffix(cwd, "/containers/"+id) || strings.Contains(cwd, "/trash/"+id+"-"))
+		if shimOf || (len(argv) >= 2 && argv[1] == id && argv[0] == ExecArg) {
+			out = append(out, procInfo{pid, strings.Join(argv, " ") + " in " + cwd})
 		}
 	}
 	return out

@@ -73,14 +73,20 @@ type Runtime struct {
 	mu      sync.Mutex
 	flights map[string]*flight // in-progress pulls and layer unpacks, by key
 
-	bg sync.WaitGroup // background deletions of removed containers' files
+	closed bool           // under mu: Close was called
+	warm   chan *shimProc // the next Start's shim, started ahead
+	bg     sync.WaitGroup // background deletions and warm shim starts
 }
 
 // Close waits for the background work of Remove (deleting the files of
-// removed containers) to finish. Containers keep running: they belong to
-// their shims, not to this Runtime.
+// removed containers) and ends the warm shim. Containers keep running:
+// they belong to their shims, not to this Runtime.
 func (r *Runtime) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	r.bg.Wait()
+	r.closeWarm()
 	return nil
 }
 
@@ -144,6 +150,7 @@ func New(cfg Config) (*Runtime, error) {
 		logMaxSize:   cfg.LogMaxSize,
 		logMaxFiles:  cfg.LogMaxFiles,
 		flights:      make(map[string]*flight),
+		warm:         make(chan *shimProc, 1),
 	}, nil
 }
 

@@ -5,6 +5,7 @@ package runtime
 import (
 	"context"
 	"syscall"
+	"time"
 )
 
 // InitArg is os.Args[0] of a worker binary re-executed as a container init.
@@ -30,6 +31,12 @@ func (c *Container) signal(syscall.Signal) error { return ErrUnsupported }
 
 func closeFD(int) {}
 
-func (c *Container) startHealth() {}
+func (c *Container) exec(context.Context, []string, time.Duration) (execResult, error) {
+	return execResult{}, ErrUnsupported
+}
+
+type shimProc struct{}
+
+func (r *Runtime) closeWarm() {}
 
 type initConfig struct{}

@@ -2,14 +2,17 @@ package runtime
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 )
 
-// ShimArg is os.Args[0] of a worker binary re-executed as a container's
-// shim. MaybeRunInit dispatches to it.
+// ShimArg is os.Args[0] of the helper binary re-executed as a container's
+// shim. MaybeRunInit dispatches to it. A shim's working directory is its
+// container's directory (containers/<id>), which is how to tell whose
+// shim a process is.
 const ShimArg = "minke-shim"
 
 // The shim is the parent of one container's init. It is started by
@@ -28,6 +31,11 @@ const ShimArg = "minke-shim"
 // exit when the shim process ends (pidfd readable), and reads exit.json.
 // A worker that starts later finds the shim through state.json and adopts
 // the container (Runtime.Adopt).
+
+// ExecArg is os.Args[0] of the helper binary re-executed to run a command
+// inside a running container (a healthcheck probe), as `docker exec` does.
+// MaybeRunInit dispatches to it.
+const ExecArg = "minke-exec"
 
 // HelperName is the file name of the small helper binary (cmd/minke-shim)
 // that Runtime prefers to run as shim, init and exec helper when it sits
@@ -111,6 +119,15 @@ type containerRecord struct {
 	Healthcheck *HealthConfig  `json:"healthcheck,omitempty"`
 	StartedAt   time.Time      `json:"started_at"`
 }
+
+// execResult is how a command run inside a container ended.
+type execResult struct {
+	ExitCode int
+	Output   string // the end of stdout and stderr, at most healthOutputMax bytes
+}
+
+// errExecTimeout means the command ran past its timeout and was killed.
+var errExecTimeout = errors.New("timed out")
 
 func writeJSONFile(path string, v any) error {
 	b, err := json.Marshal(v)

@@ -17,11 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ExecArg is os.Args[0] of a worker binary re-executed to run a command
-// inside a running container (a healthcheck probe), as `docker exec` does.
-// MaybeRunInit dispatches to it.
-const ExecArg = "minke-exec"
-
 // execConfig is sent to the exec helper over its config pipe.
 type execConfig struct {
 	Process process `json:"process"`
@@ -41,15 +36,6 @@ const (
 	execErrorFD  = 4
 	execPidFD    = 5
 )
-
-// execResult is how an exec'd command ended.
-type execResult struct {
-	ExitCode int
-	Output   string // the end of stdout and stderr, at most healthOutputMax bytes
-}
-
-// errExecTimeout means the command ran past its timeout and was killed.
-var errExecTimeout = errors.New("timed out")
 
 // exec runs args inside the running container: in its mount, PID, network,
 // UTS, IPC and cgroup namespaces and its cgroup, with the container's

@@ -19,9 +19,14 @@ import (
 )
 
 // runShim is the shim process (see shim.go). It never returns.
+//
+// A shim may be started before there is a container for it (a warm shim,
+// see Runtime.takeShim): it waits for its configuration, and exits if the
+// config pipe closes empty, which is also what a worker's death does to an
+// unused shim (only the worker holds the pipe's write end). The init is forked only then: forked earlier, its new mount
+// namespace would lack the container's rootfs, mounted since.
 func runShim() {
 	ready := os.NewFile(shimReadyFD, "shim-ready")
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "shim")
 	// The shim lives in its own session; signals meant for the worker must
 	// not end it, and with it the container's stdio. Caught, not ignored:
 	// an ignored signal would stay ignored in the container's command.
@@ -34,18 +39,36 @@ func runShim() {
 
 	var cfg shimConfig
 	b, err := io.ReadAll(os.NewFile(shimConfigFD, "shim-config"))
+	if err == nil && len(b) == 0 {
+		os.Exit(0) // discarded before use, or the worker died
+	}
 	if err == nil {
 		err = json.Unmarshal(b, &cfg)
 	}
 	if err != nil {
 		shimFail(ready, fmt.Errorf("reading shim config: %w", err))
 	}
-	logger = logger.With("container_id", cfg.ID)
+	// The container directory is the shim's home: its messages go to
+	// shim.log, and /proc/PID/cwd names its container.
+	if err := os.Chdir(cfg.Dir); err != nil {
+		shimFail(ready, err)
+	}
+	if f, err := os.OpenFile(shimLogName, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+		_ = unix.Dup2(int(f.Fd()), 1)
+		_ = unix.Dup2(int(f.Fd()), 2)
+		f.Close()
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "shim", "container_id", cfg.ID)
+	pre, err := forkInit()
+	if err != nil {
+		shimFail(ready, err)
+	}
 	lw, err := openLogWriter(filepath.Join(cfg.Dir, "container.log"), cfg.LogMaxSize, cfg.LogMaxFiles)
 	if err != nil {
+		pre.abort()
 		shimFail(ready, fmt.Errorf("opening log: %w", err))
 	}
-	cmd, pumps, err := startInit(cfg, lw)
+	cmd, pumps, err := pre.configure(cfg, lw)
 	if err != nil {
 		shimFail(ready, err)
 	}
@@ -96,35 +119,37 @@ func shimFail(ready *os.File, err error) {
 	os.Exit(1)
 }
 
-// startInit starts the container's init with its output piped to lw and
-// returns once the init has exec'd the command (or failed to).
-func startInit(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.WaitGroup, error) {
-	cg, err := detectCgroups(cfg.CgroupMount, cfg.CgroupParent)
-	if err != nil {
-		return nil, nil, err
-	}
+// preInit is a container init forked before it is configured: it waits in
+// its new namespaces, outside any container cgroup, for its config.
+type preInit struct {
+	cmd        *exec.Cmd
+	outR, errR *os.File // its stdout and stderr
+	cfgW       *os.File // its config pipe
+	failR      *os.File // its error pipe: EOF once it has exec'd
+}
+
+// forkInit starts an init in new PID, mount, UTS, IPC and network
+// namespaces (the cgroup namespace it creates itself once in its cgroup).
+func forkInit() (*preInit, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer cfgW.Close()
 	failR, failW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer failR.Close()
-
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
-		Args:       []string{InitArg, cfg.ID},
+		Args:       []string{InitArg},
 		Env:        []string{},
 		Stdout:     outW,
 		Stderr:     errW,
@@ -140,48 +165,71 @@ func startInit(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.WaitGroup, error
 		f.Close()
 	}
 	if err != nil {
-		outR.Close()
-		errR.Close()
-		return nil, nil, err
+		for _, f := range []*os.File{outR, errR, cfgW, failR} {
+			f.Close()
+		}
+		return nil, fmt.Errorf("starting the container init: %w", err)
 	}
+	return &preInit{cmd: cmd, outR: outR, errR: errR, cfgW: cfgW, failR: failR}, nil
+}
+
+// abort kills an init that will not be configured.
+func (p *preInit) abort() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	for _, f := range []*os.File{p.outR, p.errR, p.cfgW, p.failR} {
+		f.Close()
+	}
+}
+
+// configure moves the init into the container's cgroup, pipes its output
+// to lw, sends its configuration and returns once it has exec'd the
+// command (or failed to).
+func (p *preInit) configure(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.WaitGroup, error) {
+	defer p.cfgW.Close()
+	defer p.failR.Close()
 	pumps := &sync.WaitGroup{}
-	for _, p := range []struct {
+	for _, pp := range []struct {
 		stream string
 		r      *os.File
-	}{{"stdout", outR}, {"stderr", errR}} {
+	}{{"stdout", p.outR}, {"stderr", p.errR}} {
 		pumps.Add(1)
 		go func() {
 			defer pumps.Done()
-			defer p.r.Close()
-			if err := lw.pump(p.stream, p.r); err != nil {
+			defer pp.r.Close()
+			if err := lw.pump(pp.stream, pp.r); err != nil {
 				// Keep reading: a container must never block on a full pipe.
-				_, _ = io.Copy(io.Discard, p.r)
+				_, _ = io.Copy(io.Discard, pp.r)
 			}
 		}()
 	}
 	fail := func(err error) (*exec.Cmd, *sync.WaitGroup, error) {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
 		return nil, nil, err
 	}
-	if err := cg.AddProc(cfg.ID, cmd.Process.Pid); err != nil {
+	cg, err := detectCgroups(cfg.CgroupMount, cfg.CgroupParent)
+	if err != nil {
+		return fail(err)
+	}
+	if err := cg.AddProc(cfg.ID, p.cmd.Process.Pid); err != nil {
 		return fail(err)
 	}
 	b, err := json.Marshal(cfg.Init)
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := cfgW.Write(b); err != nil {
+	if _, err := p.cfgW.Write(b); err != nil {
 		return fail(fmt.Errorf("sending config to init: %w", err))
 	}
-	cfgW.Close()
+	p.cfgW.Close()
 	// The init closes the error pipe by exec'ing (CLOEXEC) or writes why it
 	// could not.
-	msg, _ := io.ReadAll(io.LimitReader(failR, 4096))
+	msg, _ := io.ReadAll(io.LimitReader(p.failR, 4096))
 	if len(msg) > 0 {
 		return fail(errors.New(strings.TrimSpace(string(msg))))
 	}
-	return cmd, pumps, nil
+	return p.cmd, pumps, nil
 }
 
 // writeExitFile writes v as JSON to path atomically (write, rename). It

@@ -61,6 +61,14 @@ func (r *Runtime) adoptOne(id string) (*Container, error) {
 		return nil, fmt.Errorf("container record names %q", rec.Spec.ID)
 	}
 	c := r.newContainer(rec)
+	if !rec.Spec.SeccompUnconfined {
+		// What a healthcheck run inside the adopted container is held to.
+		f, err := seccompFilter(rec.Caps)
+		if err != nil {
+			return nil, err
+		}
+		c.sandbox.Seccomp = f
+	}
 	var ex exitFile
 	if err := readJSONFile(filepath.Join(dir, exitFileName), &ex); err == nil {
 		c.state = stateRunning // finish moves it to exited

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -25,6 +27,7 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/clustertest"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/manager"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -53,6 +56,10 @@ type target struct {
 	socket string
 	gossip string // gossip address, host:port
 	logs   *logBuffer
+	// pin is the CA hash of the cluster's join tokens; worker, once
+	// joinWorker ran, the joined worker's certificate.
+	pin    []byte
+	worker *ca.Identity
 }
 
 // startManager runs a one-manager cluster on loopback for the test.
@@ -90,7 +97,13 @@ func startManager(t *testing.T) *target {
 	case <-time.After(30 * time.Second):
 		t.Fatal("manager not ready within 30s")
 	}
-	return &target{m: m, socket: sock, gossip: addr(2), logs: logs}
+	var token string
+	_ = m.Store().View(func(tx raftstore.ReadTx) error { token = tx.Cluster().GetJoinTokens().GetWorker(); return nil })
+	tok, err := ca.ParseToken(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &target{m: m, socket: sock, logs: logs, pin: tok.CAHash, gossip: addr(2)}
 }
 
 func dial(t *testing.T, target string) *grpc.ClientConn {
@@ -108,10 +121,30 @@ func (tg *target) control(t *testing.T) minkepb.ControlClient {
 	return minkepb.NewControlClient(dial(t, "unix://"+tg.socket))
 }
 
-// dispatcherConn dials the worker API on --listen-addr. (With mTLS on
-// that port, this is where the test's TLS credentials go.)
+// dispatcherConn dials the worker API on --listen-addr: TLS checked
+// against the cluster's CA as a joining node does, and with the joined
+// worker's certificate once joinWorker ran.
 func (tg *target) dispatcherConn(t *testing.T) *grpc.ClientConn {
-	return dial(t, tg.m.DispatcherAddr())
+	t.Helper()
+	if tg.worker != nil {
+		return tg.tlsConn(t, tg.worker.ClientTLS(ca.RoleManager))
+	}
+	return tg.tlsConn(t, ca.PinnedTLS(tg.pin))
+}
+
+// anonConn dials the worker API as a node that has not joined.
+func (tg *target) anonConn(t *testing.T) *grpc.ClientConn {
+	return tg.tlsConn(t, ca.PinnedTLS(tg.pin))
+}
+
+func (tg *target) tlsConn(t *testing.T, cfg *tls.Config) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(tg.m.DispatcherAddr(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // state is the store's content to compare before and after an attack:
@@ -140,7 +173,7 @@ func (tg *target) stillServes(t *testing.T) {
 	}
 	// A join with a wrong token is answered (refused), so the dispatcher
 	// serves.
-	_, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).Join(ctx, &minkepb.JoinRequest{Addr: "127.0.0.1"})
+	_, err := minkepb.NewDispatcherClient(tg.anonConn(t)).Join(ctx, &minkepb.JoinRequest{Addr: "127.0.0.1"})
 	if c := status.Code(err); c != codes.Unauthenticated && c != codes.PermissionDenied {
 		t.Fatalf("the dispatcher stopped serving: Join = %v, want a refusal", err)
 	}
@@ -154,9 +187,17 @@ func (tg *target) joinWorker(t *testing.T) *minkepb.JoinResponse {
 	_ = tg.m.Store().View(func(tx raftstore.ReadTx) error { token = tx.Cluster().GetJoinTokens().GetWorker(); return nil })
 	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), dispatcher.TokenMetadataKey, token), 10*time.Second)
 	defer cancel()
-	resp, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).Join(ctx, &minkepb.JoinRequest{Addr: "127.0.0.1", GossipPort: 9})
+	key, csr, err := ca.NewKeyAndCSR("attack-worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).Join(ctx, &minkepb.JoinRequest{Addr: "127.0.0.1", GossipPort: 9, Csr: csr})
 	if err != nil {
 		t.Fatalf("joining a worker: %v", err)
+	}
+	tg.worker = ca.NewIdentity("")
+	if err := tg.worker.Set(key, resp.GetCertificate(), resp.GetCaCerts()); err != nil {
+		t.Fatal(err)
 	}
 	return resp
 }
@@ -202,9 +243,8 @@ func TestOversizedMessagesAreRefused(t *testing.T) {
 			return err
 		}},
 		{"dispatcher PublishLogs stream of a joined worker", func(ctx context.Context) error {
-			s, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).PublishLogs(
-				metadata.AppendToOutgoingContext(ctx, dispatcher.NodeIDMetadataKey, worker.GetNodeId(),
-					dispatcher.NodeSecretMetadataKey, worker.GetNodeSecret()))
+			_ = worker // identified by its certificate (tg.dispatcherConn)
+			s, err := minkepb.NewDispatcherClient(tg.dispatcherConn(t)).PublishLogs(ctx)
 			if err != nil {
 				return err
 			}
@@ -319,7 +359,10 @@ func TestMalformedBytesOnGRPCPorts(t *testing.T) {
 		{"control UpdateNode", "/minke.v1.Control/UpdateNode", "unix://" + tg.socket},
 		{"dispatcher Join", "/minke.v1.Dispatcher/Join", tg.m.DispatcherAddr()},
 	} {
-		conn := dial(t, m.target)
+		conn := tg.dispatcherConn(t)
+		if strings.HasPrefix(m.target, "unix://") {
+			conn = dial(t, m.target)
+		}
 		for i, g := range garbage {
 			t.Run(fmt.Sprintf("%s/garbage %d", m.name, i), func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

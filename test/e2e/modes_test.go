@@ -137,6 +137,9 @@ func TestJobs(t *testing.T) {
 	if len(slots) != 5 {
 		t.Errorf("batch ran in slots %v, want 1..5", slots)
 	}
+	if ps := c.MustCtl("service", "ps", "batch"); !strings.HasSuffix(ps, "batch: 5/5 completed\n") {
+		t.Errorf("service ps batch does not end with the completions:\n%s", ps)
+	}
 	ls := c.MustCtl("service", "ls")
 	for _, want := range []string{"replicated-job", "(5/5 completed)", "global-job", "(2/2 completed)"} {
 		if !strings.Contains(ls, want) {

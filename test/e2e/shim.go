@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -14,9 +16,8 @@ import (
 // (runtime.ShimArg; not imported, to keep the harness free of the runtime).
 const shimArg = "minke-shim"
 
-// shimProcs lists the live shims of the given tasks (a shim's argv is
-// "minke-shim TASK_ID"). Shims live outside the container cgroups and
-// outlive their worker by design.
+// shimProcs lists the live shims of the given tasks. Shims live outside the
+// container cgroups and outlive their worker by design.
 func shimProcs(taskIDs []string) []hostProc {
 	ents, _ := os.ReadDir("/proc")
 	var out []hostProc
@@ -26,14 +27,20 @@ func shimProcs(taskIDs []string) []hostProc {
 			continue
 		}
 		argv := procCmdline(pid)
-		if len(argv) < 2 || argv[0] != shimArg || !slices.Contains(taskIDs, argv[1]) {
+		if len(argv) == 0 || argv[0] != shimArg {
+			continue
+		}
+		// A shim works in its container's directory, named by the task ID.
+		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		task := filepath.Base(cwd)
+		if !slices.Contains(taskIDs, task) {
 			continue
 		}
 		ppid, state, err := clustertest.ProcStat(pid)
 		if err != nil || clustertest.Exited(state) {
 			continue
 		}
-		out = append(out, hostProc{Pid: pid, PPid: ppid, State: state, TaskID: argv[1]})
+		out = append(out, hostProc{Pid: pid, PPid: ppid, State: state, TaskID: task})
 	}
 	return out
 }

@@ -58,7 +58,7 @@ func TestRollingUpdate(t *testing.T) {
 		if r.Code != 0 {
 			t.Fatalf("%s", r)
 		}
-		if !strings.Contains(r.Stderr, "web: completed: update completed") {
+		if !strings.Contains(r.Stderr, "web: completed: 2/2 tasks on the current spec: update completed") {
 			t.Errorf("update progress does not end in completion:\n%s", r.Stderr)
 		}
 		svc := serviceJSON(t, c, "web")

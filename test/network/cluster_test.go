@@ -196,20 +196,39 @@ func getWithin(from *netharness.Host, addr string, timeout time.Duration) (strin
 }
 
 // inHost runs fn on a thread inside host's network namespace.
-func inHost(host *netharness.Host, fn func() error) error {
+func inHost(host *netharness.Host, fn func() error) error { return inNetns(host.NetnsPath(), fn) }
+
+// inNetns runs fn on a thread inside the network namespace at path, then
+// moves the thread back. (A thread merely left locked would be retired,
+// except the main thread, which would then pin the namespace.)
+func inNetns(path string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		h, err := netns.GetFromPath(host.NetnsPath())
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromPath(path)
 		if err == nil {
 			err = netns.Set(h)
 			h.Close()
 		}
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		errc <- fn()
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("returning from %s: %w", path, err) // stays locked: retired
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }

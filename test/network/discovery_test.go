@@ -9,14 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/vishvananda/netns"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/clustertest"
@@ -25,21 +23,7 @@ import (
 // inContainer runs fn on a thread inside task id's network namespace on w,
 // as a process of the container would.
 func inContainer(w *node, id string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		h, err := netns.GetFromPath(filepath.Join(w.dataDir, "network", "netns", id))
-		if err == nil {
-			err = netns.Set(h)
-			h.Close()
-		}
-		if err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return inNetns(filepath.Join(w.dataDir, "network", "netns", id), fn)
 }
 
 // nameserver is the DNS server the container's resolv.conf names.

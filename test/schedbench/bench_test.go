@@ -52,7 +52,7 @@ func BenchmarkScheduler(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("managers=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				rows = append(rows, scale(b, n, fullLoad, 5*time.Minute))
+				rows = append(rows, scale(b, n, fullLoad, 12*time.Minute))
 			}
 		})
 	}

@@ -27,7 +27,7 @@ const (
 	healthyTimeout = 60 * time.Second // all managers Reachable, one Leader
 	stopTimeout    = 15 * time.Second // SIGTERM to exit, before SIGKILL
 	callTimeout    = 30 * time.Second // one Control call of the harness
-	pollInterval   = 100 * time.Millisecond
+	pollInterval   = 200 * time.Millisecond
 )
 
 // managerIPs are the loopback addresses managers listen on, in order.

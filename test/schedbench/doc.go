@@ -15,9 +15,9 @@
 // (node.labels, node.platform.os, node.role, node.hostname) and one or two
 // nested spread preferences (zone, then rack) over 5,000 nodes labelled in
 // 5 zones × 20 racks. The clock starts before the first CreateService and
-// the counts come from ListServices on the leader every 100ms (its
+// the counts come from ListServices on the leader every 200ms (its
 // `assigned` and `running` counts), so each figure is accurate to about
-// 100ms and includes that polling's load.
+// 200ms and includes that polling's load.
 //
 //	make bench-scheduler
 //
