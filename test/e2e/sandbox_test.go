@@ -24,7 +24,7 @@ func TestSandboxOptions(t *testing.T) {
 	c.MustCtl("service", "create", "--name", "sbx",
 		"--security-opt", "seccomp=unconfined", "--read-only",
 		"--mount", "type=tmpfs,target=/scratch", "--mount", "type=volume,source=sbxvol,target=/data",
-		"--host", "db:10.0.0.9", "--ulimit", "nofile=1000:2000", "--limit-pids", "64",
+		"--add-host", "db:10.0.0.9", "--ulimit", "nofile=1000:2000", "--limit-pids", "64",
 		"hello:latest")
 	t.Cleanup(func() { c.Ctl("service", "rm", "sbx") })
 	tasks := c.WaitRunning("sbx", 1, 60*time.Second)
@@ -43,7 +43,7 @@ func TestSandboxOptions(t *testing.T) {
 		t.Errorf("nofile hard limit: %q, want 2000", l)
 	}
 	if h := read("root/etc/hosts"); !strings.Contains(h, "10.0.0.9\tdb") {
-		t.Errorf("/etc/hosts lacks the --host entry:\n%s", h)
+		t.Errorf("/etc/hosts lacks the --add-host entry:\n%s", h)
 	}
 	mounts := read("mountinfo")
 	var rootOpts, scratch, data string
