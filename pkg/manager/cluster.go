@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -70,15 +69,10 @@ func Describe(hostname string) *minkepb.NodeDescription {
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
-	var mem int64
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		mem = int64(si.Totalram) * int64(si.Unit)
-	}
 	return &minkepb.NodeDescription{
 		Hostname:  hostname,
 		Platform:  &minkepb.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
-		Resources: &minkepb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: mem},
+		Resources: &minkepb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: totalMemory()},
 	}
 }
 
