@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -97,13 +96,13 @@ type Manager struct {
 	nodeID string
 	secret string // this node's identity secret, for its own worker role
 	raft   *raftstore.Node
-	// raftOpen is raft once raftstore.Open has returned, for the Raft
-	// transport's TLS check, which runs on connections Open accepts
-	// before it returns.
-	raftOpen atomic.Pointer[raftstore.Node]
-	registry *registry.Registry
-	members  *membership.Membership
-	disp     *dispatcher.Dispatcher
+	// raftOpened is closed once raft is set: the Raft transport's TLS
+	// check runs on connections that arrive while raftstore.Open is still
+	// running, and waits for it.
+	raftOpened chan struct{}
+	registry   *registry.Registry
+	members    *membership.Membership
+	disp       *dispatcher.Dispatcher
 
 	missCache missCache // images no manager had, recently
 
@@ -161,7 +160,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("manager: data dir: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "manager"), ready: make(chan struct{})}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "manager"), ready: make(chan struct{}), raftOpened: make(chan struct{})}
 	if m.nodeID, err = loadOrCreate(filepath.Join(cfg.DataDir, "node-id"), raftstore.NewID); err != nil {
 		return nil, err
 	}
@@ -288,7 +287,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.raftOpen.Store(m.raft)
+	close(m.raftOpened)
 	defer func() {
 		if err := m.raft.Shutdown(); err != nil {
 			m.log.Warn("raft shutdown", "err", err)

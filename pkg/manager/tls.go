@@ -204,14 +204,13 @@ func (m *Manager) finishRotation(ctx context.Context, c *minkepb.Cluster, nodes 
 // Node records are not consulted: a joining manager's store is empty until
 // Raft fills it.
 func (m *Manager) authorizeRaftPeer(p ca.Peer) error {
-	store := m.raftOpen.Load()
-	if store == nil {
-		// Still opening (a restart): the revocation list is not readable
-		// yet; the peer retries.
-		return fmt.Errorf("this manager is starting: retry")
+	select {
+	case <-m.raftOpened:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("this manager's store is not open yet: retry")
 	}
 	var revoked bool
-	_ = store.View(func(tx raftstore.ReadTx) error { revoked = ca.Revoked(tx.Cluster(), p.Serial); return nil })
+	_ = m.raft.View(func(tx raftstore.ReadTx) error { revoked = ca.Revoked(tx.Cluster(), p.Serial); return nil })
 	if revoked {
 		return fmt.Errorf("the certificate of %s (serial %s) was revoked: the node was removed", p.ID, p.Serial)
 	}
