@@ -3,8 +3,10 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -29,7 +31,14 @@ func inContainer(w *node, id string, fn func() error) error {
 // nameserver is the DNS server the container's resolv.conf names.
 func nameserver(t *testing.T, w *node, id string) string {
 	t.Helper()
-	conf, err := os.ReadFile(filepath.Join(w.dataDir, "runtime", "containers", id, "rootfs", "etc", "resolv.conf"))
+	// The runtime bind-mounts the container's own resolv.conf (kept next to
+	// its rootfs) over /etc/resolv.conf inside the container's mount
+	// namespace; from the host, the file is that source.
+	dir := filepath.Join(w.dataDir, "runtime", "containers", id)
+	conf, err := os.ReadFile(filepath.Join(dir, "resolv.conf"))
+	if errors.Is(err, fs.ErrNotExist) {
+		conf, err = os.ReadFile(filepath.Join(dir, "rootfs", "etc", "resolv.conf"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +139,7 @@ func TestServiceDiscovery(t *testing.T) {
 	}
 
 	server := nameserver(t, w1, clientID)
-	hosts, err := os.ReadFile(filepath.Join(w1.dataDir, "runtime", "containers", clientID, "rootfs", "etc", "hosts"))
+	hosts, err := os.ReadFile(filepath.Join(w1.dataDir, "runtime", "containers", clientID, "hosts")) // bind-mounted at /etc/hosts
 	if err != nil || !strings.Contains(string(hosts), clientID) {
 		t.Fatalf("client's /etc/hosts lacks its own name: %v\n%s", err, hosts)
 	}
