@@ -558,36 +558,16 @@ func updateStateName(s minkepb.UpdateStatus_State) string {
 }
 
 func newServiceRollbackCmd(a *app) *cobra.Command {
-	var detach bool
 	cmd := &cobra.Command{
 		Use:   "rollback SERVICE",
 		Short: "Return a service to its previous spec",
-		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return a.withAPI(ctx, func(api controlAPI) error {
-				u, err := updater(api)
-				if err != nil {
-					return err
-				}
-				svc, err := u.RollbackService(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(a.stdout, svc.GetSpec().GetName())
-				if detach {
-					return nil
-				}
-				return followUpdate(ctx, api, a.stderr, svc)
-			})
-		},
 	}
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "exit once the rollback is accepted instead of following it")
-	return cmd
+	return followedServiceCmd(a, cmd, "rollback", func(ctx context.Context, u updateAPI, name string) (*minkepb.Service, error) {
+		return u.RollbackService(ctx, name)
+	})
 }
 
 func newServiceRebalanceCmd(a *app) *cobra.Command {
-	var detach bool
 	cmd := &cobra.Command{
 		Use:   "rebalance SERVICE",
 		Short: "Spread a replicated service's tasks evenly over the eligible nodes again",
@@ -595,27 +575,38 @@ func newServiceRebalanceCmd(a *app) *cobra.Command {
 joined. Tasks move start-first (the replacement runs before the old task
 stops) at the pace of the service's update config, so the service never runs
 fewer tasks than before.`,
-		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return a.withAPI(ctx, func(api controlAPI) error {
-				u, err := updater(api)
-				if err != nil {
-					return err
-				}
-				svc, err := u.RebalanceService(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(a.stdout, svc.GetSpec().GetName())
-				if detach {
-					return nil
-				}
-				return followUpdate(ctx, api, a.stderr, svc)
-			})
-		},
 	}
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "exit once the rebalance is accepted instead of following it")
+	return followedServiceCmd(a, cmd, "rebalance", func(ctx context.Context, u updateAPI, name string) (*minkepb.Service, error) {
+		return u.RebalanceService(ctx, name)
+	})
+}
+
+// followedServiceCmd completes cmd (Use, Short and Long set) as a command
+// that takes one service, asks call to change it, prints its name and, unless
+// --detach is given, follows the resulting update to its end.
+func followedServiceCmd(a *app, cmd *cobra.Command, what string,
+	call func(ctx context.Context, u updateAPI, name string) (*minkepb.Service, error)) *cobra.Command {
+	var detach bool
+	cmd.Args = exactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		return a.withAPI(ctx, func(api controlAPI) error {
+			u, err := updater(api)
+			if err != nil {
+				return err
+			}
+			svc, err := call(ctx, u, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, svc.GetSpec().GetName())
+			if detach {
+				return nil
+			}
+			return followUpdate(ctx, api, a.stderr, svc)
+		})
+	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "exit once the "+what+" is accepted instead of following it")
 	return cmd
 }
 

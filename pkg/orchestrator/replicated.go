@@ -44,51 +44,7 @@ func NewReplicated(store Store, resolve ImageResolver, now func() time.Time, log
 
 // Run reconciles until ctx ends. It returns nil on ctx end.
 func (r *Replicated) Run(ctx context.Context) error {
-	sub, err := r.store.ViewAndWatch(nil)
-	if err != nil {
-		return err
-	}
-	defer sub.Cancel()
-	// wakes holds, per service, when a delayed restart is due.
-	wakes := map[string]time.Time{}
-	merge := func(got map[string]time.Time, dirty map[string]bool) {
-		if dirty == nil {
-			clear(wakes)
-		}
-		for id := range dirty {
-			delete(wakes, id)
-		}
-		for id, w := range got {
-			wakes[id] = w
-		}
-	}
-	merge(r.reconcile(ctx, nil), nil)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		resetTimer(timer, earliest(wakes), r.now())
-		var dirty map[string]bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-sub.Done():
-			return raftstore.ErrStopped
-		case <-timer.C:
-			dirty = map[string]bool{}
-			now := r.now()
-			for id, w := range wakes {
-				if !w.After(now) {
-					dirty[id] = true
-				}
-			}
-		case <-sub.Ready():
-			dirty = dirtyServices(sub.Drain())
-		}
-		if dirty != nil && len(dirty) == 0 {
-			continue
-		}
-		merge(r.reconcile(ctx, dirty), dirty)
-	}
+	return runServiceLoop(ctx, r.store, r.now, r.reconcile)
 }
 
 func earliest(wakes map[string]time.Time) time.Time {

@@ -50,50 +50,7 @@ func NewUpdater(store Store, resolve ImageResolver, now func() time.Time, log *s
 
 // Run updates until ctx ends.
 func (u *Updater) Run(ctx context.Context) error {
-	sub, err := u.store.ViewAndWatch(nil)
-	if err != nil {
-		return err
-	}
-	defer sub.Cancel()
-	wakes := map[string]time.Time{}
-	merge := func(got map[string]time.Time, dirty map[string]bool) {
-		if dirty == nil {
-			clear(wakes)
-		}
-		for id := range dirty {
-			delete(wakes, id)
-		}
-		for id, w := range got {
-			wakes[id] = w
-		}
-	}
-	merge(u.reconcile(ctx, nil), nil)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		resetTimer(timer, earliest(wakes), u.now())
-		var dirty map[string]bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-sub.Done():
-			return raftstore.ErrStopped
-		case <-timer.C:
-			dirty = map[string]bool{}
-			now := u.now()
-			for id, w := range wakes {
-				if !w.After(now) {
-					dirty[id] = true
-				}
-			}
-		case <-sub.Ready():
-			dirty = dirtyServices(sub.Drain())
-		}
-		if dirty != nil && len(dirty) == 0 {
-			continue
-		}
-		merge(u.reconcile(ctx, dirty), dirty)
-	}
+	return runServiceLoop(ctx, u.store, u.now, u.reconcile)
 }
 
 // reconcile takes one step of every given service's update (nil: all) in
