@@ -142,9 +142,9 @@ func TestReplicatedLifecycle(t *testing.T) {
 
 	t.Run("scale down shuts down the highest slots", func(t *testing.T) {
 		setReplicas(h, 1)
-		h.waitFor("one live task in slot 1", func(tx raftstore.ReadTx) bool {
+		h.waitFor("one live task in slot 1, placed", func(tx raftstore.ReadTx) bool {
 			live := liveTasks(tx, "svc")
-			return len(live) == 1 && live[0].GetSlot() == 1
+			return len(live) == 1 && live[0].GetSlot() == 1 && live[0].GetNodeId() != ""
 		})
 	})
 
