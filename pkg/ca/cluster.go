@@ -13,8 +13,10 @@ import (
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
 
-// ErrNoCA: the cluster object holds no root CA.
-var ErrNoCA = errors.New("ca: the cluster has no root CA")
+// ErrNoCA: the cluster object holds no root CA: its data was written by a
+// minke from before cluster certificates, which has no in-place upgrade.
+var ErrNoCA = errors.New("ca: the cluster has no root CA: its data dir was created by a minke without cluster certificates, " +
+	"which cannot be upgraded in place; start this manager with an empty --data-dir (for the demo: make clean)")
 
 // ErrRotating: a CA rotation is already running.
 var ErrRotating = errors.New("ca: a CA rotation is already running")
