@@ -122,44 +122,8 @@ func runInit() error {
 	if err != nil {
 		return err
 	}
-	if err := applyRlimits(sb.Rlimits); err != nil {
+	if err := confineProcess(cred, cfg.Caps, sb.Rlimits, sb.Seccomp); err != nil {
 		return err
-	}
-	// Order matters: the bounding set is dropped while the init still has
-	// CAP_SETPCAP; the set*id calls need CAP_SETUID/CAP_SETGID, which the
-	// container may not get; a uid other than 0 loses its permitted and
-	// effective capabilities at setuid (no PR_SET_KEEPCAPS), as in docker.
-	// The capability calls act on this (locked) thread only, which is the
-	// one that execs.
-	if err := dropBoundingSet(cfg.Caps); err != nil {
-		return err
-	}
-	// syscall's set*id calls apply to every thread of the Go runtime.
-	if err := syscall.Setgroups(cred.groups); err != nil {
-		return fmt.Errorf("setgroups %v: %w", cred.groups, err)
-	}
-	if err := syscall.Setgid(cred.gid); err != nil {
-		return fmt.Errorf("setgid %d: %w", cred.gid, err)
-	}
-	if err := syscall.Setuid(cred.uid); err != nil {
-		return fmt.Errorf("setuid %d: %w", cred.uid, err)
-	}
-	caps := cfg.Caps
-	if cred.uid != 0 {
-		caps = 0
-	}
-	if err := setCapabilities(caps); err != nil {
-		return err
-	}
-	if err := setNoNewPrivs(); err != nil {
-		return err
-	}
-	// Last: from here on only what docker's profile allows works, which
-	// includes execve and what the Go runtime needs until then.
-	if sb.Seccomp != nil {
-		if err := loadSeccomp(sb.Seccomp); err != nil {
-			return err
-		}
 	}
 	if cfg.Init {
 		return runReaper(path, p.Args, env)
@@ -170,6 +134,50 @@ func runInit() error {
 		code = 127
 	}
 	return &execError{msg: fmt.Sprintf("exec %q: %v", path, err), code: code}
+}
+
+// confineProcess is the last step before a process of the container execs
+// (its command, or one run inside it such as a healthcheck): rlimits, the
+// capability bounding set, user and groups, the remaining capabilities,
+// no_new_privs and then the seccomp filter (nil: unconfined).
+//
+// Order matters: the bounding set is dropped while the process still has
+// CAP_SETPCAP; the set*id calls need CAP_SETUID/CAP_SETGID, which the
+// container may not get; a uid other than 0 loses its permitted and
+// effective capabilities at setuid (no PR_SET_KEEPCAPS), as in docker. The
+// capability calls act on this (locked) thread only, which is the one that
+// execs; syscall's set*id calls apply to every thread of the Go runtime.
+// The filter comes last: from then on only what docker's profile allows
+// works, which includes execve and what the Go runtime needs until then.
+func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, seccomp []byte) error {
+	if err := applyRlimits(rlimits); err != nil {
+		return err
+	}
+	if err := dropBoundingSet(capSet); err != nil {
+		return err
+	}
+	if err := syscall.Setgroups(cred.groups); err != nil {
+		return fmt.Errorf("setgroups %v: %w", cred.groups, err)
+	}
+	if err := syscall.Setgid(cred.gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", cred.gid, err)
+	}
+	if err := syscall.Setuid(cred.uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", cred.uid, err)
+	}
+	if cred.uid != 0 {
+		capSet = 0
+	}
+	if err := setCapabilities(capSet); err != nil {
+		return err
+	}
+	if err := setNoNewPrivs(); err != nil {
+		return err
+	}
+	if seccomp != nil {
+		return loadSeccomp(seccomp)
+	}
+	return nil
 }
 
 // setupRootfs mounts the container's /proc, /sys and /dev inside rootfs,

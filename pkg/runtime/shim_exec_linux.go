@@ -197,35 +197,8 @@ func execInContainer() error {
 	if err != nil {
 		return err
 	}
-	if err := applyRlimits(cfg.Sandbox.Rlimits); err != nil {
+	if err := confineProcess(cred, cfg.Caps, cfg.Sandbox.Rlimits, cfg.Sandbox.Seccomp); err != nil {
 		return err
-	}
-	if err := dropBoundingSet(cfg.Caps); err != nil {
-		return err
-	}
-	if err := syscall.Setgroups(cred.groups); err != nil {
-		return fmt.Errorf("setgroups %v: %w", cred.groups, err)
-	}
-	if err := syscall.Setgid(cred.gid); err != nil {
-		return fmt.Errorf("setgid %d: %w", cred.gid, err)
-	}
-	if err := syscall.Setuid(cred.uid); err != nil {
-		return fmt.Errorf("setuid %d: %w", cred.uid, err)
-	}
-	caps := cfg.Caps
-	if cred.uid != 0 {
-		caps = 0
-	}
-	if err := setCapabilities(caps); err != nil {
-		return err
-	}
-	if err := setNoNewPrivs(); err != nil {
-		return err
-	}
-	if cfg.Sandbox.Seccomp != nil {
-		if err := loadSeccomp(cfg.Sandbox.Seccomp); err != nil {
-			return err
-		}
 	}
 	err = unix.Exec(path, p.Args, env)
 	code := 126
