@@ -61,3 +61,14 @@ func runServiceLoop(ctx context.Context, store Store, now func() time.Time,
 		merge(reconcile(ctx, dirty), dirty)
 	}
 }
+
+// retryAll is the wake-up set after a failed reconcile of ids: all of them
+// again in a second.
+func retryAll(ids []string, now time.Time) map[string]time.Time {
+	retry := now.Add(time.Second)
+	wakes := make(map[string]time.Time, len(ids))
+	for _, id := range ids {
+		wakes[id] = retry
+	}
+	return wakes
+}

@@ -139,11 +139,7 @@ func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) map[s
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		r.log.Warn("reconcile failed; retrying in 1s", "err", err)
-		retry := r.now().Add(time.Second)
-		wakes = map[string]time.Time{}
-		for _, id := range ids {
-			wakes[id] = retry
-		}
+		return retryAll(ids, r.now())
 	}
 	return wakes
 }

@@ -95,11 +95,7 @@ func (u *Updater) reconcile(ctx context.Context, dirty map[string]bool) map[stri
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		u.log.Warn("update step failed; retrying in 1s", "err", err)
-		retry := u.now().Add(time.Second)
-		wakes = map[string]time.Time{}
-		for _, id := range ids {
-			wakes[id] = retry
-		}
+		return retryAll(ids, u.now())
 	}
 	return wakes
 }
