@@ -182,6 +182,13 @@ func (n *agentNet) attach(t *minkepb.Task, spec *runtime.ContainerSpec) (*networ
 		return nil, err
 	}
 	spec.NetNSPath = ep.NetNSPath
+	// The runtime writes /etc/hosts and /etc/resolv.conf from the spec:
+	// the container's own name on its address, and the node's DNS server
+	// unless the spec names servers of its own.
+	spec.ExtraHosts = append([]string{ep.Addr.Addr().String() + " " + runtime.Hostname(spec.ID)}, spec.ExtraHosts...)
+	if n.dns != nil && len(spec.DNSServers) == 0 {
+		spec.DNSServers = []string{n.mgr.Gateway().String()}
+	}
 	return ep, nil
 }
 
@@ -192,24 +199,6 @@ func (n *agentNet) adopt(t *minkepb.Task, id string) (*network.Endpoint, error) 
 		return nil, nil
 	}
 	return n.mgr.Adopt(id, n.hostPorts(t))
-}
-
-// writeEtc gives a created container /etc/hosts and /etc/resolv.conf that
-// match its network.
-func (n *agentNet) writeEtc(ctr Container, ep *network.Endpoint) error {
-	c, ok := ctr.(*runtime.Container) // a simulated container has no files
-	if n == nil || ep == nil || !ok {
-		return nil
-	}
-	host, _ := os.ReadFile("/etc/resolv.conf") // none: the fallback servers
-	var servers []netip.Addr
-	if n.dns != nil {
-		servers = []netip.Addr{n.mgr.Gateway()}
-	}
-	if err := c.WriteEtcFile("resolv.conf", network.ResolvConf(host, servers)); err != nil {
-		return err
-	}
-	return c.WriteEtcFile("hosts", network.HostsFile(runtime.Hostname(c.ID()), ep.Addr.Addr()))
 }
 
 // stop removes the node's network (bridge, nftables table, routes) when

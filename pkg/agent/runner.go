@@ -124,11 +124,6 @@ func (r *runner) run(ctx context.Context) {
 	r.report(minkepb.TaskState_PREPARING, "pulling image "+r.spec.Image, "", nil)
 	progress := func(p runtime.PullProgress) { r.report(minkepb.TaskState_PREPARING, p.String(), "", nil) }
 	c, err := r.a.rt.Create(runtime.WithPullProgress(pctx, progress), r.spec)
-	if err == nil {
-		if err = r.a.net.writeEtc(c, ep); err != nil {
-			_ = c.Remove(context.WithoutCancel(ctx))
-		}
-	}
 	if err != nil {
 		r.a.net.detach(r.id)
 		if r.stopping() {

@@ -52,18 +52,3 @@ func TestValidateSubnet(t *testing.T) {
 		})
 	}
 }
-
-func TestResolvConfDropsLoopbackServers(t *testing.T) {
-	host := []byte("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example.org\noptions ndots:2\n")
-	got := string(ResolvConf(host, nil))
-	want := "nameserver 192.0.2.1\nsearch example.org\noptions ndots:2\n"
-	if got != want {
-		t.Fatalf("got %q, want %q", got, want)
-	}
-	if got := string(ResolvConf([]byte("nameserver 127.0.0.1\n"), nil)); got != "nameserver 8.8.8.8\nnameserver 8.8.4.4\n" {
-		t.Fatalf("loopback only: got %q", got)
-	}
-	if got := string(ResolvConf(host, []netip.Addr{netip.MustParseAddr("172.29.1.1")})); got != "nameserver 172.29.1.1\nsearch example.org\noptions ndots:2\n" {
-		t.Fatalf("with servers: got %q", got)
-	}
-}
