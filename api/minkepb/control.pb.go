@@ -2147,6 +2147,352 @@ func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
 	return nil
 }
 
+type CreateNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *NetworkSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkRequest) Reset() {
+	*x = CreateNetworkRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkRequest) ProtoMessage() {}
+
+func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
+func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkResponse) Reset() {
+	*x = CreateNetworkResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkResponse) ProtoMessage() {}
+
+func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
+func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CreateNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// network is an ID, a unique ID prefix, or a name.
+type GetNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkRequest) Reset() {
+	*x = GetNetworkRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkRequest) ProtoMessage() {}
+
+func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
+func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+type GetNetworkResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	// services are the names of the services attached to it.
+	Services      []string `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkResponse) Reset() {
+	*x = GetNetworkResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkResponse) ProtoMessage() {}
+
+func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
+func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *GetNetworkResponse) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type ListNetworksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksRequest) Reset() {
+	*x = ListNetworksRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksRequest) ProtoMessage() {}
+
+func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
+func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{47}
+}
+
+type ListNetworksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []*Network             `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type RemoveNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkRequest) Reset() {
+	*x = RemoveNetworkRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkRequest) ProtoMessage() {}
+
+func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RemoveNetworkRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+type RemoveNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkResponse) Reset() {
+	*x = RemoveNetworkResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkResponse) ProtoMessage() {}
+
+func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{50}
+}
+
 var File_minke_v1_control_proto protoreflect.FileDescriptor
 
 const file_minke_v1_control_proto_rawDesc = "" +
@@ -2270,7 +2616,22 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
 	"\x05_tail\"G\n" +
 	"\x13ServiceLogsResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages2\xf3\f\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.minke.v1.LogMessageR\bmessages\"A\n" +
+	"\x14CreateNetworkRequest\x12)\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.minke.v1.NetworkSpecR\x04spec\"D\n" +
+	"\x15CreateNetworkResponse\x12+\n" +
+	"\anetwork\x18\x01 \x01(\v2\x11.minke.v1.NetworkR\anetwork\"-\n" +
+	"\x11GetNetworkRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"]\n" +
+	"\x12GetNetworkResponse\x12+\n" +
+	"\anetwork\x18\x01 \x01(\v2\x11.minke.v1.NetworkR\anetwork\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\"\x15\n" +
+	"\x13ListNetworksRequest\"E\n" +
+	"\x14ListNetworksResponse\x12-\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x11.minke.v1.NetworkR\bnetworks\"0\n" +
+	"\x14RemoveNetworkRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"\x17\n" +
+	"\x15RemoveNetworkResponse2\xaf\x0f\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -2295,7 +2656,12 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\x0fRotateGossipKey\x12 .minke.v1.RotateGossipKeyRequest\x1a!.minke.v1.RotateGossipKeyResponse\x12_\n" +
 	"\x12GetGossipKeyStatus\x12#.minke.v1.GetGossipKeyStatusRequest\x1a$.minke.v1.GetGossipKeyStatusResponse\x12k\n" +
 	"\x16IssueClientCertificate\x12'.minke.v1.IssueClientCertificateRequest\x1a(.minke.v1.IssueClientCertificateResponse\x12A\n" +
-	"\bRotateCA\x12\x19.minke.v1.RotateCARequest\x1a\x1a.minke.v1.RotateCAResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\bRotateCA\x12\x19.minke.v1.RotateCARequest\x1a\x1a.minke.v1.RotateCAResponse\x12P\n" +
+	"\rCreateNetwork\x12\x1e.minke.v1.CreateNetworkRequest\x1a\x1f.minke.v1.CreateNetworkResponse\x12G\n" +
+	"\n" +
+	"GetNetwork\x12\x1b.minke.v1.GetNetworkRequest\x1a\x1c.minke.v1.GetNetworkResponse\x12M\n" +
+	"\fListNetworks\x12\x1d.minke.v1.ListNetworksRequest\x1a\x1e.minke.v1.ListNetworksResponse\x12P\n" +
+	"\rRemoveNetwork\x12\x1e.minke.v1.RemoveNetworkRequest\x1a\x1f.minke.v1.RemoveNetworkResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -2309,7 +2675,7 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_minke_v1_control_proto_goTypes = []any{
 	(*RebalanceServiceRequest)(nil),            // 0: minke.v1.RebalanceServiceRequest
 	(*RebalanceServiceResponse)(nil),           // 1: minke.v1.RebalanceServiceResponse
@@ -2354,97 +2720,119 @@ var file_minke_v1_control_proto_goTypes = []any{
 	(*RotateCAResponse)(nil),                   // 40: minke.v1.RotateCAResponse
 	(*ServiceLogsRequest)(nil),                 // 41: minke.v1.ServiceLogsRequest
 	(*ServiceLogsResponse)(nil),                // 42: minke.v1.ServiceLogsResponse
-	nil,                                        // 43: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                        // 44: minke.v1.ListServicesResponse.CountsEntry
-	(*Service)(nil),                            // 45: minke.v1.Service
-	(*OrchestrationConfig)(nil),                // 46: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                            // 47: minke.v1.Cluster
-	(GossipKeyRotation_Phase)(0),               // 48: minke.v1.GossipKeyRotation.Phase
-	(NodeRole)(0),                              // 49: minke.v1.NodeRole
-	(*JoinTokens)(nil),                         // 50: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),                 // 51: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                               // 52: minke.v1.Node
-	(*ServiceSpec)(nil),                        // 53: minke.v1.ServiceSpec
-	(*Task)(nil),                               // 54: minke.v1.Task
-	(*durationpb.Duration)(nil),                // 55: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),              // 56: google.protobuf.Timestamp
-	(*LogMessage)(nil),                         // 57: minke.v1.LogMessage
+	(*CreateNetworkRequest)(nil),               // 43: minke.v1.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil),              // 44: minke.v1.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),                  // 45: minke.v1.GetNetworkRequest
+	(*GetNetworkResponse)(nil),                 // 46: minke.v1.GetNetworkResponse
+	(*ListNetworksRequest)(nil),                // 47: minke.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),               // 48: minke.v1.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),               // 49: minke.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),              // 50: minke.v1.RemoveNetworkResponse
+	nil,                                        // 51: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                        // 52: minke.v1.ListServicesResponse.CountsEntry
+	(*Service)(nil),                            // 53: minke.v1.Service
+	(*OrchestrationConfig)(nil),                // 54: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                            // 55: minke.v1.Cluster
+	(GossipKeyRotation_Phase)(0),               // 56: minke.v1.GossipKeyRotation.Phase
+	(NodeRole)(0),                              // 57: minke.v1.NodeRole
+	(*JoinTokens)(nil),                         // 58: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),                 // 59: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                               // 60: minke.v1.Node
+	(*ServiceSpec)(nil),                        // 61: minke.v1.ServiceSpec
+	(*Task)(nil),                               // 62: minke.v1.Task
+	(*durationpb.Duration)(nil),                // 63: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),              // 64: google.protobuf.Timestamp
+	(*LogMessage)(nil),                         // 65: minke.v1.LogMessage
+	(*NetworkSpec)(nil),                        // 66: minke.v1.NetworkSpec
+	(*Network)(nil),                            // 67: minke.v1.Network
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	45, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
-	46, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
-	47, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
+	53, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
+	54, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
+	55, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
 	8,  // 3: minke.v1.RotateGossipKeyResponse.status:type_name -> minke.v1.GossipKeyStatus
 	8,  // 4: minke.v1.GetGossipKeyStatusResponse.status:type_name -> minke.v1.GossipKeyStatus
-	48, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	49, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	50, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	51, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	43, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	52, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	49, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	52, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	53, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	45, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	45, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	45, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	44, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	53, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	45, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	54, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	52, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	47, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	56, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	57, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	58, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	59, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	51, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	60, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	57, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	60, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	61, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	53, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	53, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	53, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	52, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	61, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	53, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	62, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	60, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	55, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
 	36, // 23: minke.v1.GetClusterResponse.ca_status:type_name -> minke.v1.CAStatus
-	55, // 24: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
+	63, // 24: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
 	36, // 25: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
-	56, // 26: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	57, // 27: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	24, // 28: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	19, // 29: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	21, // 30: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	23, // 31: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	26, // 32: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	28, // 33: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	30, // 34: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	32, // 35: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	34, // 36: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	41, // 37: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	13, // 38: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	15, // 39: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	17, // 40: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	11, // 41: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	9,  // 42: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	0,  // 43: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
-	2,  // 44: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
-	4,  // 45: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
-	6,  // 46: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
-	37, // 47: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
-	39, // 48: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
-	20, // 49: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	22, // 50: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	25, // 51: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	27, // 52: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	29, // 53: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	31, // 54: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	33, // 55: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	35, // 56: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	42, // 57: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	14, // 58: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	16, // 59: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	18, // 60: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	12, // 61: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	10, // 62: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	1,  // 63: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
-	3,  // 64: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
-	5,  // 65: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
-	7,  // 66: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
-	38, // 67: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
-	40, // 68: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
-	49, // [49:69] is the sub-list for method output_type
-	29, // [29:49] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	64, // 26: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	65, // 27: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	66, // 28: minke.v1.CreateNetworkRequest.spec:type_name -> minke.v1.NetworkSpec
+	67, // 29: minke.v1.CreateNetworkResponse.network:type_name -> minke.v1.Network
+	67, // 30: minke.v1.GetNetworkResponse.network:type_name -> minke.v1.Network
+	67, // 31: minke.v1.ListNetworksResponse.networks:type_name -> minke.v1.Network
+	24, // 32: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 33: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 34: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 35: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 36: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 37: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 38: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 39: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 40: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	41, // 41: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 42: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 43: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 44: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 45: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 46: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 47: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 48: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 49: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 50: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	37, // 51: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
+	39, // 52: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
+	43, // 53: minke.v1.Control.CreateNetwork:input_type -> minke.v1.CreateNetworkRequest
+	45, // 54: minke.v1.Control.GetNetwork:input_type -> minke.v1.GetNetworkRequest
+	47, // 55: minke.v1.Control.ListNetworks:input_type -> minke.v1.ListNetworksRequest
+	49, // 56: minke.v1.Control.RemoveNetwork:input_type -> minke.v1.RemoveNetworkRequest
+	20, // 57: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 58: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 59: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 60: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 61: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 62: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 63: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 64: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	42, // 65: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 66: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 67: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 68: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 69: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 70: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 71: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 72: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 73: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 74: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	38, // 75: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
+	40, // 76: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
+	44, // 77: minke.v1.Control.CreateNetwork:output_type -> minke.v1.CreateNetworkResponse
+	46, // 78: minke.v1.Control.GetNetwork:output_type -> minke.v1.GetNetworkResponse
+	48, // 79: minke.v1.Control.ListNetworks:output_type -> minke.v1.ListNetworksResponse
+	50, // 80: minke.v1.Control.RemoveNetwork:output_type -> minke.v1.RemoveNetworkResponse
+	57, // [57:81] is the sub-list for method output_type
+	33, // [33:57] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -2460,7 +2848,7 @@ func file_minke_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -488,7 +488,10 @@ type NetworkState struct {
 	Endpoints map[string]*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// services are every service's name, VIP and running tasks, for the
 	// node's DNS server and VIP balancing.
-	Services      []*ServiceRecord `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	Services []*ServiceRecord `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	// overlays are the overlay networks that tasks on this node attach to,
+	// with every peer endpoint (on any node) the node must program.
+	Overlays      []*OverlayNetwork `protobuf:"bytes,90,rep,name=overlays,proto3" json:"overlays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -551,6 +554,182 @@ func (x *NetworkState) GetServices() []*ServiceRecord {
 	return nil
 }
 
+func (x *NetworkState) GetOverlays() []*OverlayNetwork {
+	if x != nil {
+		return x.Overlays
+	}
+	return nil
+}
+
+// OverlayNetwork is one overlay network as a worker programs it: a bridge
+// and a VXLAN device (vni) whose forwarding and neighbour entries come from
+// peers.
+type OverlayNetwork struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Subnet  string                 `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Gateway string                 `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Vni     uint32                 `protobuf:"varint,5,opt,name=vni,proto3" json:"vni,omitempty"`
+	// peers are the live (non-terminal) task endpoints on this network on
+	// every node, the receiving node's own included.
+	Peers []*OverlayPeer `protobuf:"bytes,6,rep,name=peers,proto3" json:"peers,omitempty"`
+	// services are the network's service records: names, VIPs and backends
+	// on this network's subnet, for DNS and VIP balancing inside it.
+	Services      []*ServiceRecord `protobuf:"bytes,7,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OverlayNetwork) Reset() {
+	*x = OverlayNetwork{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OverlayNetwork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OverlayNetwork) ProtoMessage() {}
+
+func (x *OverlayNetwork) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OverlayNetwork.ProtoReflect.Descriptor instead.
+func (*OverlayNetwork) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *OverlayNetwork) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OverlayNetwork) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OverlayNetwork) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *OverlayNetwork) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *OverlayNetwork) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
+func (x *OverlayNetwork) GetPeers() []*OverlayPeer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *OverlayNetwork) GetServices() []*ServiceRecord {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type OverlayPeer struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// address is the task's overlay address (CIDR).
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// node_addr is the underlay (VTEP) IP of the node running the task.
+	NodeAddr      string `protobuf:"bytes,3,opt,name=node_addr,json=nodeAddr,proto3" json:"node_addr,omitempty"`
+	NodeId        string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OverlayPeer) Reset() {
+	*x = OverlayPeer{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OverlayPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OverlayPeer) ProtoMessage() {}
+
+func (x *OverlayPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OverlayPeer.ProtoReflect.Descriptor instead.
+func (*OverlayPeer) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *OverlayPeer) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *OverlayPeer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *OverlayPeer) GetNodeAddr() string {
+	if x != nil {
+		return x.NodeAddr
+	}
+	return ""
+}
+
+func (x *OverlayPeer) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type ServiceRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -558,14 +737,16 @@ type ServiceRecord struct {
 	// virtual_ip is empty in DNSRR mode.
 	VirtualIp string `protobuf:"bytes,3,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
 	// backends are the addresses of the running, healthy tasks.
-	Backends      []string `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
+	Backends []string `protobuf:"bytes,4,rep,name=backends,proto3" json:"backends,omitempty"`
+	// aliases are extra names (NetworkAttachmentConfig.aliases).
+	Aliases       []string `protobuf:"bytes,90,rep,name=aliases,proto3" json:"aliases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceRecord) Reset() {
 	*x = ServiceRecord{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +758,7 @@ func (x *ServiceRecord) String() string {
 func (*ServiceRecord) ProtoMessage() {}
 
 func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +771,7 @@ func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
 func (*ServiceRecord) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ServiceRecord) GetId() string {
@@ -621,6 +802,13 @@ func (x *ServiceRecord) GetBackends() []string {
 	return nil
 }
 
+func (x *ServiceRecord) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
 type IngressPort struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Port  *PortConfig            `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
@@ -632,7 +820,7 @@ type IngressPort struct {
 
 func (x *IngressPort) Reset() {
 	*x = IngressPort{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +832,7 @@ func (x *IngressPort) String() string {
 func (*IngressPort) ProtoMessage() {}
 
 func (x *IngressPort) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +845,7 @@ func (x *IngressPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
 func (*IngressPort) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IngressPort) GetPort() *PortConfig {
@@ -684,7 +872,7 @@ type NodeRoute struct {
 
 func (x *NodeRoute) Reset() {
 	*x = NodeRoute{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +884,7 @@ func (x *NodeRoute) String() string {
 func (*NodeRoute) ProtoMessage() {}
 
 func (x *NodeRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +897,7 @@ func (x *NodeRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
 func (*NodeRoute) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeRoute) GetSubnet() string {
@@ -738,7 +926,7 @@ type GossipKeyring struct {
 
 func (x *GossipKeyring) Reset() {
 	*x = GossipKeyring{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +938,7 @@ func (x *GossipKeyring) String() string {
 func (*GossipKeyring) ProtoMessage() {}
 
 func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +951,7 @@ func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
 func (*GossipKeyring) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GossipKeyring) GetPrimary() []byte {
@@ -790,7 +978,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +990,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1003,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -842,7 +1030,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1042,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1055,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -892,7 +1080,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1092,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1105,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 type PublishLogsMessage struct {
@@ -930,7 +1118,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1130,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1143,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -980,7 +1168,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1180,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1193,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 type RenewCertificateRequest struct {
@@ -1018,7 +1206,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1218,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1231,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RenewCertificateRequest) GetCsr() []byte {
@@ -1065,7 +1253,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1265,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1278,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RenewCertificateResponse) GetCertificate() []byte {
@@ -1151,21 +1339,36 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\bca_certs\x18\x14 \x01(\fR\acaCerts\x12%\n" +
 	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\x120\n" +
 	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
-	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\xb8\x02\n" +
+	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\xee\x02\n" +
 	"\fNetworkState\x12/\n" +
 	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
 	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
 	"\tendpoints\x18\x03 \x03(\v2%.minke.v1.NetworkState.EndpointsEntryR\tendpoints\x123\n" +
-	"\bservices\x18\x04 \x03(\v2\x17.minke.v1.ServiceRecordR\bservices\x1aP\n" +
+	"\bservices\x18\x04 \x03(\v2\x17.minke.v1.ServiceRecordR\bservices\x124\n" +
+	"\boverlays\x18Z \x03(\v2\x18.minke.v1.OverlayNetworkR\boverlays\x1aP\n" +
 	"\x0eEndpointsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
-	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"n\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"\xda\x01\n" +
+	"\x0eOverlayNetwork\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12\x18\n" +
+	"\agateway\x18\x04 \x01(\tR\agateway\x12\x10\n" +
+	"\x03vni\x18\x05 \x01(\rR\x03vni\x12+\n" +
+	"\x05peers\x18\x06 \x03(\v2\x15.minke.v1.OverlayPeerR\x05peers\x123\n" +
+	"\bservices\x18\a \x03(\v2\x17.minke.v1.ServiceRecordR\bservices\"v\n" +
+	"\vOverlayPeer\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1b\n" +
+	"\tnode_addr\x18\x03 \x01(\tR\bnodeAddr\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\"\x88\x01\n" +
 	"\rServiceRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"virtual_ip\x18\x03 \x01(\tR\tvirtualIp\x12\x1a\n" +
-	"\bbackends\x18\x04 \x03(\tR\bbackends\"S\n" +
+	"\bbackends\x18\x04 \x03(\tR\bbackends\x12\x18\n" +
+	"\aaliases\x18Z \x03(\tR\aaliases\"S\n" +
 	"\vIngressPort\x12(\n" +
 	"\x04port\x18\x01 \x01(\v2\x14.minke.v1.PortConfigR\x04port\x12\x1a\n" +
 	"\bbackends\x18\x02 \x03(\tR\bbackends\"5\n" +
@@ -1211,7 +1414,7 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
 	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
@@ -1219,63 +1422,68 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
 	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
-	(*ServiceRecord)(nil),            // 6: minke.v1.ServiceRecord
-	(*IngressPort)(nil),              // 7: minke.v1.IngressPort
-	(*NodeRoute)(nil),                // 8: minke.v1.NodeRoute
-	(*GossipKeyring)(nil),            // 9: minke.v1.GossipKeyring
-	(*TaskStatusUpdate)(nil),         // 10: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 11: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 12: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 13: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 14: minke.v1.PublishLogsResponse
-	(*RenewCertificateRequest)(nil),  // 15: minke.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 16: minke.v1.RenewCertificateResponse
-	nil,                              // 17: minke.v1.NetworkState.EndpointsEntry
-	(*NodeDescription)(nil),          // 18: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 19: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 20: minke.v1.NodeRole
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
-	(*Task)(nil),                     // 22: minke.v1.Task
-	(*Node)(nil),                     // 23: minke.v1.Node
-	(*PortConfig)(nil),               // 24: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 25: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 26: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 27: minke.v1.Endpoint
+	(*OverlayNetwork)(nil),           // 6: minke.v1.OverlayNetwork
+	(*OverlayPeer)(nil),              // 7: minke.v1.OverlayPeer
+	(*ServiceRecord)(nil),            // 8: minke.v1.ServiceRecord
+	(*IngressPort)(nil),              // 9: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 10: minke.v1.NodeRoute
+	(*GossipKeyring)(nil),            // 11: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 12: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 13: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 14: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 15: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 16: minke.v1.PublishLogsResponse
+	(*RenewCertificateRequest)(nil),  // 17: minke.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 18: minke.v1.RenewCertificateResponse
+	nil,                              // 19: minke.v1.NetworkState.EndpointsEntry
+	(*NodeDescription)(nil),          // 20: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 21: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 22: minke.v1.NodeRole
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(*Task)(nil),                     // 24: minke.v1.Task
+	(*Node)(nil),                     // 25: minke.v1.Node
+	(*PortConfig)(nil),               // 26: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 27: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 28: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 29: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	18, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	19, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	20, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	21, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
-	22, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	20, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	21, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	22, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	23, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	24, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	3,  // 5: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	23, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	25, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
 	5,  // 7: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
-	9,  // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
-	7,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
-	8,  // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	17, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
-	6,  // 12: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
-	24, // 13: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	25, // 14: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	10, // 15: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	26, // 16: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	27, // 17: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
-	0,  // 18: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 19: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	11, // 20: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	13, // 21: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	15, // 22: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
-	1,  // 23: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 24: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	12, // 25: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	14, // 26: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	16, // 27: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	11, // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	9,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	10, // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	19, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	8,  // 12: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
+	6,  // 13: minke.v1.NetworkState.overlays:type_name -> minke.v1.OverlayNetwork
+	7,  // 14: minke.v1.OverlayNetwork.peers:type_name -> minke.v1.OverlayPeer
+	8,  // 15: minke.v1.OverlayNetwork.services:type_name -> minke.v1.ServiceRecord
+	26, // 16: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	27, // 17: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	12, // 18: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	28, // 19: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	29, // 20: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	0,  // 21: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	2,  // 22: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	13, // 23: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	15, // 24: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	17, // 25: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
+	1,  // 26: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	4,  // 27: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	14, // 28: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	16, // 29: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	18, // 30: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
+	26, // [26:31] is the sub-list for method output_type
+	21, // [21:26] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -1291,7 +1499,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

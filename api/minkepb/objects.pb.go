@@ -446,7 +446,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type UpdateConfig_Order int32
@@ -492,7 +492,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20, 1}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21, 1}
 }
 
 type UpdateStatus_State int32
@@ -553,7 +553,7 @@ func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateStatus_State.Descriptor instead.
 func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23, 0}
 }
 
 type PortConfig_Protocol int32
@@ -599,7 +599,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -647,7 +647,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25, 1}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26, 1}
 }
 
 // ResolutionMode is how the service's name resolves inside containers.
@@ -696,7 +696,7 @@ func (x EndpointSpec_ResolutionMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_ResolutionMode.Descriptor instead.
 func (EndpointSpec_ResolutionMode) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27, 0}
 }
 
 type GossipKeyRotation_Phase int32
@@ -747,7 +747,7 @@ func (x GossipKeyRotation_Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GossipKeyRotation_Phase.Descriptor instead.
 func (GossipKeyRotation_Phase) EnumDescriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38, 0}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{43, 0}
 }
 
 // Meta is common to every stored object.
@@ -1928,7 +1928,12 @@ type TaskSpec struct {
 	// force_update is a counter: changing it makes every task out of date,
 	// so an update redeploys an otherwise unchanged spec (service update
 	// --force).
-	ForceUpdate   uint64 `protobuf:"varint,30,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	ForceUpdate uint64 `protobuf:"varint,30,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	// networks are the user-defined overlay networks the task attaches to
+	// (--network), by network ID once stored (the Control API accepts a name
+	// or ID and stores the ID). Every task also keeps its node's default
+	// bridge network for outbound traffic and published ports.
+	Networks      []*NetworkAttachmentConfig `protobuf:"bytes,90,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1998,6 +2003,67 @@ func (x *TaskSpec) GetForceUpdate() uint64 {
 	return 0
 }
 
+func (x *TaskSpec) GetNetworks() []*NetworkAttachmentConfig {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type NetworkAttachmentConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is the network's ID (a name or ID prefix on input).
+	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// aliases are extra DNS names for the task's service on this network.
+	Aliases       []string `protobuf:"bytes,2,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachmentConfig) Reset() {
+	*x = NetworkAttachmentConfig{}
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachmentConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachmentConfig) ProtoMessage() {}
+
+func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
+func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NetworkAttachmentConfig) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *NetworkAttachmentConfig) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
 // Placement restricts and spreads where a service's tasks go.
 type Placement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2014,7 +2080,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2092,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[15]
+	mi := &file_minke_v1_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2105,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2072,7 +2138,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2150,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[16]
+	mi := &file_minke_v1_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2163,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -2116,7 +2182,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2194,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[17]
+	mi := &file_minke_v1_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2207,7 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
 }
 
 // ReplicatedJob runs tasks to completion until total_completions tasks have
@@ -2156,7 +2222,7 @@ type ReplicatedJob struct {
 
 func (x *ReplicatedJob) Reset() {
 	*x = ReplicatedJob{}
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2234,7 @@ func (x *ReplicatedJob) String() string {
 func (*ReplicatedJob) ProtoMessage() {}
 
 func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[18]
+	mi := &file_minke_v1_objects_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2247,7 @@ func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
 func (*ReplicatedJob) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
@@ -2207,7 +2273,7 @@ type GlobalJob struct {
 
 func (x *GlobalJob) Reset() {
 	*x = GlobalJob{}
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2285,7 @@ func (x *GlobalJob) String() string {
 func (*GlobalJob) ProtoMessage() {}
 
 func (x *GlobalJob) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[19]
+	mi := &file_minke_v1_objects_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2298,7 @@ func (x *GlobalJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
 func (*GlobalJob) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
 }
 
 // UpdateConfig says how a rolling update (or rollback) replaces tasks. An
@@ -2258,7 +2324,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2336,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[20]
+	mi := &file_minke_v1_objects_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2349,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2350,7 +2416,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2428,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[21]
+	mi := &file_minke_v1_objects_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2441,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{21}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ServiceSpec) GetName() string {
@@ -2504,7 +2570,7 @@ type UpdateStatus struct {
 
 func (x *UpdateStatus) Reset() {
 	*x = UpdateStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2582,7 @@ func (x *UpdateStatus) String() string {
 func (*UpdateStatus) ProtoMessage() {}
 
 func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[22]
+	mi := &file_minke_v1_objects_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2595,7 @@ func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
 func (*UpdateStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{22}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateStatus) GetState() UpdateStatus_State {
@@ -2571,7 +2637,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2649,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[23]
+	mi := &file_minke_v1_objects_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2662,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{23}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobStatus) GetJobIteration() uint64 {
@@ -2633,7 +2699,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +2711,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[24]
+	mi := &file_minke_v1_objects_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +2724,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{24}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Service) GetMeta() *Meta {
@@ -2726,7 +2792,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2804,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[25]
+	mi := &file_minke_v1_objects_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2817,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{25}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PortConfig) GetProtocol() PortConfig_Protocol {
@@ -2792,7 +2858,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2804,7 +2870,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[26]
+	mi := &file_minke_v1_objects_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2817,7 +2883,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{26}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EndpointSpec) GetPorts() []*PortConfig {
@@ -2839,14 +2905,17 @@ type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ports []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
 	// virtual_ip is the service's VIP (VIP mode only).
-	VirtualIp     string `protobuf:"bytes,2,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
+	VirtualIp string `protobuf:"bytes,2,opt,name=virtual_ip,json=virtualIp,proto3" json:"virtual_ip,omitempty"`
+	// virtual_ips are the service's VIPs on its overlay networks, one per
+	// network, each from that network's subnet (VIP mode only).
+	VirtualIps    []*EndpointVirtualIP `protobuf:"bytes,90,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +2927,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[27]
+	mi := &file_minke_v1_objects_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +2940,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{27}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Endpoint) GetPorts() []*PortConfig {
@@ -2884,6 +2953,66 @@ func (x *Endpoint) GetPorts() []*PortConfig {
 func (x *Endpoint) GetVirtualIp() string {
 	if x != nil {
 		return x.VirtualIp
+	}
+	return ""
+}
+
+func (x *Endpoint) GetVirtualIps() []*EndpointVirtualIP {
+	if x != nil {
+		return x.VirtualIps
+	}
+	return nil
+}
+
+type EndpointVirtualIP struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// addr is an address in CIDR form, e.g. "10.10.0.2/24".
+	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointVirtualIP) Reset() {
+	*x = EndpointVirtualIP{}
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointVirtualIP) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointVirtualIP) ProtoMessage() {}
+
+func (x *EndpointVirtualIP) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointVirtualIP.ProtoReflect.Descriptor instead.
+func (*EndpointVirtualIP) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EndpointVirtualIP) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *EndpointVirtualIP) GetAddr() string {
+	if x != nil {
+		return x.Addr
 	}
 	return ""
 }
@@ -2902,7 +3031,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[28]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3043,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[28]
+	mi := &file_minke_v1_objects_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3056,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{28}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ContainerStatus) GetPid() int32 {
@@ -2965,6 +3094,69 @@ func (x *ContainerStatus) GetAddress() string {
 	return ""
 }
 
+// NetworkAttachment is a task's place on an overlay network: the address
+// the managers allocated to it there.
+type NetworkAttachment struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// addresses are in CIDR form ("10.10.0.5/24").
+	Addresses     []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Aliases       []string `protobuf:"bytes,3,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachment) Reset() {
+	*x = NetworkAttachment{}
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachment) ProtoMessage() {}
+
+func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
+func (*NetworkAttachment) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *NetworkAttachment) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *NetworkAttachment) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -2980,7 +3172,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3184,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[29]
+	mi := &file_minke_v1_objects_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3197,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{29}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -3066,14 +3258,18 @@ type Task struct {
 	// stopped, without the restart policy's delay.
 	ReplaceWhenStopped bool `protobuf:"varint,30,opt,name=replace_when_stopped,json=replaceWhenStopped,proto3" json:"replace_when_stopped,omitempty"`
 	// job_iteration is the service's JobStatus.job_iteration the task runs.
-	JobIteration  uint64 `protobuf:"varint,31,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	JobIteration uint64 `protobuf:"varint,31,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	// networks are the task's overlay attachments with the addresses the
+	// managers allocated (allocated when the task is created; freed when the
+	// task reaches a terminal state or is deleted).
+	Networks      []*NetworkAttachment `protobuf:"bytes,90,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_minke_v1_objects_proto_msgTypes[30]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3281,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[30]
+	mi := &file_minke_v1_objects_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3294,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{30}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Task) GetMeta() *Meta {
@@ -3192,6 +3388,187 @@ func (x *Task) GetJobIteration() uint64 {
 	return 0
 }
 
+func (x *Task) GetNetworks() []*NetworkAttachment {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+// NetworkSpec is what the user asks for with `swarmctl network create`.
+type NetworkSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is unique among networks; DNS-label syntax.
+	Name   string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// subnet is an IPv4 CIDR (e.g. "10.20.0.0/24"); empty asks the managers
+	// to pick a free /24 from their overlay pool. Must not overlap another
+	// network, a worker's container subnet or the VIP range.
+	Subnet string `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// gateway is an address in subnet reserved from task allocation; empty
+	// means the subnet's first address.
+	Gateway string `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// driver is "overlay" (the only one; empty means overlay).
+	Driver string `protobuf:"bytes,5,opt,name=driver,proto3" json:"driver,omitempty"`
+	// internal: no route out of the network (kept for swarm parity; overlay
+	// attachments never carry the default route).
+	Internal      bool `protobuf:"varint,6,opt,name=internal,proto3" json:"internal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkSpec) Reset() {
+	*x = NetworkSpec{}
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkSpec) ProtoMessage() {}
+
+func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
+func (*NetworkSpec) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *NetworkSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *NetworkSpec) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
+}
+
+// Network is a user-defined overlay network: VXLAN between the workers
+// that run its tasks.
+type Network struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Meta  *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *NetworkSpec           `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// subnet and gateway as allocated (spec's or chosen), CIDR / address.
+	Subnet  string `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Gateway string `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// vni is the VXLAN network identifier, unique per network (4096..16777215).
+	Vni           uint32 `protobuf:"varint,5,opt,name=vni,proto3" json:"vni,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Network) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Network) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Network) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *Network) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Network) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
 type JoinTokens struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Worker        string                 `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
@@ -3202,7 +3579,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3591,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[31]
+	mi := &file_minke_v1_objects_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3604,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{31}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -3257,7 +3634,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_minke_v1_objects_proto_msgTypes[32]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3646,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[32]
+	mi := &file_minke_v1_objects_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3659,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{32}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -3323,7 +3700,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3712,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[33]
+	mi := &file_minke_v1_objects_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3725,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{33}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RootCA) GetCert() []byte {
@@ -3383,7 +3760,7 @@ type RevokedCert struct {
 
 func (x *RevokedCert) Reset() {
 	*x = RevokedCert{}
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3772,7 @@ func (x *RevokedCert) String() string {
 func (*RevokedCert) ProtoMessage() {}
 
 func (x *RevokedCert) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[34]
+	mi := &file_minke_v1_objects_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3785,7 @@ func (x *RevokedCert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedCert.ProtoReflect.Descriptor instead.
 func (*RevokedCert) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{34}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RevokedCert) GetSerial() string {
@@ -3438,7 +3815,7 @@ type NodeCertificate struct {
 
 func (x *NodeCertificate) Reset() {
 	*x = NodeCertificate{}
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3827,7 @@ func (x *NodeCertificate) String() string {
 func (*NodeCertificate) ProtoMessage() {}
 
 func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[35]
+	mi := &file_minke_v1_objects_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3840,7 @@ func (x *NodeCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCertificate.ProtoReflect.Descriptor instead.
 func (*NodeCertificate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{35}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NodeCertificate) GetSerial() string {
@@ -3498,7 +3875,7 @@ type OrchestrationConfig struct {
 
 func (x *OrchestrationConfig) Reset() {
 	*x = OrchestrationConfig{}
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3887,7 @@ func (x *OrchestrationConfig) String() string {
 func (*OrchestrationConfig) ProtoMessage() {}
 
 func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[36]
+	mi := &file_minke_v1_objects_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3900,7 @@ func (x *OrchestrationConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrationConfig.ProtoReflect.Descriptor instead.
 func (*OrchestrationConfig) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{36}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OrchestrationConfig) GetTaskHistoryRetentionLimit() int64 {
@@ -3558,7 +3935,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_minke_v1_objects_proto_msgTypes[37]
+	mi := &file_minke_v1_objects_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3947,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[37]
+	mi := &file_minke_v1_objects_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3960,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{37}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Cluster) GetMeta() *Meta {
@@ -3664,7 +4041,7 @@ type GossipKeyRotation struct {
 
 func (x *GossipKeyRotation) Reset() {
 	*x = GossipKeyRotation{}
-	mi := &file_minke_v1_objects_proto_msgTypes[38]
+	mi := &file_minke_v1_objects_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +4053,7 @@ func (x *GossipKeyRotation) String() string {
 func (*GossipKeyRotation) ProtoMessage() {}
 
 func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[38]
+	mi := &file_minke_v1_objects_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +4066,7 @@ func (x *GossipKeyRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyRotation.ProtoReflect.Descriptor instead.
 func (*GossipKeyRotation) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{38}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GossipKeyRotation) GetNewKey() []byte {
@@ -3731,7 +4108,7 @@ type LogMessage struct {
 
 func (x *LogMessage) Reset() {
 	*x = LogMessage{}
-	mi := &file_minke_v1_objects_proto_msgTypes[39]
+	mi := &file_minke_v1_objects_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3743,7 +4120,7 @@ func (x *LogMessage) String() string {
 func (*LogMessage) ProtoMessage() {}
 
 func (x *LogMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_objects_proto_msgTypes[39]
+	mi := &file_minke_v1_objects_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3756,7 +4133,7 @@ func (x *LogMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
 func (*LogMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_objects_proto_rawDescGZIP(), []int{39}
+	return file_minke_v1_objects_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LogMessage) GetServiceId() string {
@@ -3934,13 +4311,17 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x03ANY\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ON_FAILURE\x10\x01\x12\b\n" +
-	"\x04NONE\x10\x02\"\x88\x02\n" +
+	"\x04NONE\x10\x02\"\xc7\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.minke.v1.ContainerSpecR\tcontainer\x12<\n" +
 	"\tresources\x18\x02 \x01(\v2\x1e.minke.v1.ResourceRequirementsR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.minke.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.minke.v1.PlacementR\tplacement\x12!\n" +
-	"\fforce_update\x18\x1e \x01(\x04R\vforceUpdate\"\x82\x01\n" +
+	"\fforce_update\x18\x1e \x01(\x04R\vforceUpdate\x12=\n" +
+	"\bnetworks\x18Z \x03(\v2!.minke.v1.NetworkAttachmentConfigR\bnetworks\"K\n" +
+	"\x17NetworkAttachmentConfig\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
+	"\aaliases\x18\x02 \x03(\tR\aaliases\"\x82\x01\n" +
 	"\tPlacement\x12 \n" +
 	"\vconstraints\x18\x01 \x03(\tR\vconstraints\x12 \n" +
 	"\vpreferences\x18\x02 \x03(\tR\vpreferences\x121\n" +
@@ -4030,25 +4411,36 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x04mode\x18\x02 \x01(\x0e2%.minke.v1.EndpointSpec.ResolutionModeR\x04mode\"$\n" +
 	"\x0eResolutionMode\x12\a\n" +
 	"\x03VIP\x10\x00\x12\t\n" +
-	"\x05DNSRR\x10\x01\"U\n" +
+	"\x05DNSRR\x10\x01\"\x93\x01\n" +
 	"\bEndpoint\x12*\n" +
 	"\x05ports\x18\x01 \x03(\v2\x14.minke.v1.PortConfigR\x05ports\x12\x1d\n" +
 	"\n" +
-	"virtual_ip\x18\x02 \x01(\tR\tvirtualIp\"\xa8\x01\n" +
+	"virtual_ip\x18\x02 \x01(\tR\tvirtualIp\x12<\n" +
+	"\vvirtual_ips\x18Z \x03(\v2\x1b.minke.v1.EndpointVirtualIPR\n" +
+	"virtualIps\"F\n" +
+	"\x11EndpointVirtualIP\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x03 \x01(\bR\toomKilled\x12-\n" +
 	"\x06health\x18\x04 \x01(\x0e2\x15.minke.v1.HealthStateR\x06health\x12\x18\n" +
-	"\aaddress\x18Z \x01(\tR\aaddress\"\xd6\x01\n" +
+	"\aaddress\x18Z \x01(\tR\aaddress\"j\n" +
+	"\x11NetworkAttachment\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1c\n" +
+	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x18\n" +
+	"\aaliases\x18\x03 \x03(\tR\aaliases\"\xd6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12)\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.minke.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\x80\x04\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xb9\x04\n" +
 	"\x04Task\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -4064,7 +4456,24 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	" \x01(\x04R\brestarts\x12L\n" +
 	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x120\n" +
 	"\x14replace_when_stopped\x18\x1e \x01(\bR\x12replaceWhenStopped\x12#\n" +
-	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\">\n" +
+	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\x127\n" +
+	"\bnetworks\x18Z \x03(\v2\x1b.minke.v1.NetworkAttachmentR\bnetworks\"\xfd\x01\n" +
+	"\vNetworkSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
+	"\x06labels\x18\x02 \x03(\v2!.minke.v1.NetworkSpec.LabelsEntryR\x06labels\x12\x16\n" +
+	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12\x18\n" +
+	"\agateway\x18\x04 \x01(\tR\agateway\x12\x16\n" +
+	"\x06driver\x18\x05 \x01(\tR\x06driver\x12\x1a\n" +
+	"\binternal\x18\x06 \x01(\bR\binternal\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9c\x01\n" +
+	"\aNetwork\x12\"\n" +
+	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12)\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.minke.v1.NetworkSpecR\x04spec\x12\x16\n" +
+	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12\x18\n" +
+	"\agateway\x18\x04 \x01(\tR\agateway\x12\x10\n" +
+	"\x03vni\x18\x05 \x01(\rR\x03vni\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
@@ -4154,7 +4563,7 @@ func file_minke_v1_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_minke_v1_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
-var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_minke_v1_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_minke_v1_objects_proto_goTypes = []any{
 	(NodeRole)(0),                    // 0: minke.v1.NodeRole
 	(TaskState)(0),                   // 1: minke.v1.TaskState
@@ -4185,43 +4594,49 @@ var file_minke_v1_objects_proto_goTypes = []any{
 	(*HealthConfig)(nil),             // 26: minke.v1.HealthConfig
 	(*RestartPolicy)(nil),            // 27: minke.v1.RestartPolicy
 	(*TaskSpec)(nil),                 // 28: minke.v1.TaskSpec
-	(*Placement)(nil),                // 29: minke.v1.Placement
-	(*ReplicatedService)(nil),        // 30: minke.v1.ReplicatedService
-	(*GlobalService)(nil),            // 31: minke.v1.GlobalService
-	(*ReplicatedJob)(nil),            // 32: minke.v1.ReplicatedJob
-	(*GlobalJob)(nil),                // 33: minke.v1.GlobalJob
-	(*UpdateConfig)(nil),             // 34: minke.v1.UpdateConfig
-	(*ServiceSpec)(nil),              // 35: minke.v1.ServiceSpec
-	(*UpdateStatus)(nil),             // 36: minke.v1.UpdateStatus
-	(*JobStatus)(nil),                // 37: minke.v1.JobStatus
-	(*Service)(nil),                  // 38: minke.v1.Service
-	(*PortConfig)(nil),               // 39: minke.v1.PortConfig
-	(*EndpointSpec)(nil),             // 40: minke.v1.EndpointSpec
-	(*Endpoint)(nil),                 // 41: minke.v1.Endpoint
-	(*ContainerStatus)(nil),          // 42: minke.v1.ContainerStatus
-	(*TaskStatus)(nil),               // 43: minke.v1.TaskStatus
-	(*Task)(nil),                     // 44: minke.v1.Task
-	(*JoinTokens)(nil),               // 45: minke.v1.JoinTokens
-	(*ClusterSpec)(nil),              // 46: minke.v1.ClusterSpec
-	(*RootCA)(nil),                   // 47: minke.v1.RootCA
-	(*RevokedCert)(nil),              // 48: minke.v1.RevokedCert
-	(*NodeCertificate)(nil),          // 49: minke.v1.NodeCertificate
-	(*OrchestrationConfig)(nil),      // 50: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                  // 51: minke.v1.Cluster
-	(*GossipKeyRotation)(nil),        // 52: minke.v1.GossipKeyRotation
-	(*LogMessage)(nil),               // 53: minke.v1.LogMessage
-	nil,                              // 54: minke.v1.NodeSpec.LabelsEntry
-	nil,                              // 55: minke.v1.ServiceSpec.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 57: google.protobuf.Duration
+	(*NetworkAttachmentConfig)(nil),  // 29: minke.v1.NetworkAttachmentConfig
+	(*Placement)(nil),                // 30: minke.v1.Placement
+	(*ReplicatedService)(nil),        // 31: minke.v1.ReplicatedService
+	(*GlobalService)(nil),            // 32: minke.v1.GlobalService
+	(*ReplicatedJob)(nil),            // 33: minke.v1.ReplicatedJob
+	(*GlobalJob)(nil),                // 34: minke.v1.GlobalJob
+	(*UpdateConfig)(nil),             // 35: minke.v1.UpdateConfig
+	(*ServiceSpec)(nil),              // 36: minke.v1.ServiceSpec
+	(*UpdateStatus)(nil),             // 37: minke.v1.UpdateStatus
+	(*JobStatus)(nil),                // 38: minke.v1.JobStatus
+	(*Service)(nil),                  // 39: minke.v1.Service
+	(*PortConfig)(nil),               // 40: minke.v1.PortConfig
+	(*EndpointSpec)(nil),             // 41: minke.v1.EndpointSpec
+	(*Endpoint)(nil),                 // 42: minke.v1.Endpoint
+	(*EndpointVirtualIP)(nil),        // 43: minke.v1.EndpointVirtualIP
+	(*ContainerStatus)(nil),          // 44: minke.v1.ContainerStatus
+	(*NetworkAttachment)(nil),        // 45: minke.v1.NetworkAttachment
+	(*TaskStatus)(nil),               // 46: minke.v1.TaskStatus
+	(*Task)(nil),                     // 47: minke.v1.Task
+	(*NetworkSpec)(nil),              // 48: minke.v1.NetworkSpec
+	(*Network)(nil),                  // 49: minke.v1.Network
+	(*JoinTokens)(nil),               // 50: minke.v1.JoinTokens
+	(*ClusterSpec)(nil),              // 51: minke.v1.ClusterSpec
+	(*RootCA)(nil),                   // 52: minke.v1.RootCA
+	(*RevokedCert)(nil),              // 53: minke.v1.RevokedCert
+	(*NodeCertificate)(nil),          // 54: minke.v1.NodeCertificate
+	(*OrchestrationConfig)(nil),      // 55: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                  // 56: minke.v1.Cluster
+	(*GossipKeyRotation)(nil),        // 57: minke.v1.GossipKeyRotation
+	(*LogMessage)(nil),               // 58: minke.v1.LogMessage
+	nil,                              // 59: minke.v1.NodeSpec.LabelsEntry
+	nil,                              // 60: minke.v1.ServiceSpec.LabelsEntry
+	nil,                              // 61: minke.v1.NetworkSpec.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 62: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 63: google.protobuf.Duration
 }
 var file_minke_v1_objects_proto_depIdxs = []int32{
-	56, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	56, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	62, // 0: minke.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	62, // 1: minke.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
 	15, // 2: minke.v1.ResourceRequirements.limits:type_name -> minke.v1.Resources
 	15, // 3: minke.v1.ResourceRequirements.reservations:type_name -> minke.v1.Resources
 	3,  // 4: minke.v1.NodeSpec.availability:type_name -> minke.v1.NodeSpec.Availability
-	54, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
+	59, // 5: minke.v1.NodeSpec.labels:type_name -> minke.v1.NodeSpec.LabelsEntry
 	0,  // 6: minke.v1.NodeSpec.desired_role:type_name -> minke.v1.NodeRole
 	17, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
 	15, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
@@ -4232,77 +4647,83 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	20, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
 	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
 	22, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	49, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	54, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
 	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	57, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	63, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	26, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
 	24, // 20: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
 	25, // 21: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
-	57, // 22: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	57, // 23: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	57, // 24: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	63, // 22: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	63, // 23: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	63, // 24: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	6,  // 25: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	57, // 26: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	57, // 27: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	63, // 26: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	63, // 27: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
 	23, // 28: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
 	16, // 29: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
 	27, // 30: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	29, // 31: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	57, // 32: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	7,  // 33: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	57, // 34: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	8,  // 35: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	55, // 36: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	28, // 37: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	30, // 38: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	31, // 39: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	32, // 40: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	33, // 41: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	40, // 42: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	34, // 43: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	34, // 44: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
-	9,  // 45: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	56, // 46: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	56, // 47: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	56, // 48: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	14, // 49: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	35, // 50: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	35, // 51: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	36, // 52: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	37, // 53: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	41, // 54: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
-	10, // 55: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
-	11, // 56: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	39, // 57: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	12, // 58: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
-	39, // 59: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
-	2,  // 60: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	56, // 61: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 62: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	42, // 63: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	14, // 64: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	28, // 65: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 66: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	43, // 67: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	56, // 68: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	50, // 69: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	57, // 70: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
-	56, // 71: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
-	56, // 72: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
-	14, // 73: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	46, // 74: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	45, // 75: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	47, // 76: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
-	48, // 77: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
-	52, // 78: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
-	13, // 79: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	56, // 80: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	56, // 81: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	82, // [82:82] is the sub-list for method output_type
-	82, // [82:82] is the sub-list for method input_type
-	82, // [82:82] is the sub-list for extension type_name
-	82, // [82:82] is the sub-list for extension extendee
-	0,  // [0:82] is the sub-list for field type_name
+	30, // 31: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	29, // 32: minke.v1.TaskSpec.networks:type_name -> minke.v1.NetworkAttachmentConfig
+	63, // 33: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 34: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	63, // 35: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 36: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	60, // 37: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	28, // 38: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	31, // 39: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	32, // 40: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	33, // 41: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	34, // 42: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	41, // 43: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	35, // 44: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	35, // 45: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 46: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	62, // 47: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	62, // 48: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	62, // 49: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	14, // 50: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	36, // 51: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	36, // 52: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	37, // 53: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	38, // 54: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	42, // 55: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 56: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 57: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	40, // 58: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	12, // 59: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	40, // 60: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	43, // 61: minke.v1.Endpoint.virtual_ips:type_name -> minke.v1.EndpointVirtualIP
+	2,  // 62: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	62, // 63: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 64: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	44, // 65: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	14, // 66: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	28, // 67: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 68: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	46, // 69: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	62, // 70: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	45, // 71: minke.v1.Task.networks:type_name -> minke.v1.NetworkAttachment
+	61, // 72: minke.v1.NetworkSpec.labels:type_name -> minke.v1.NetworkSpec.LabelsEntry
+	14, // 73: minke.v1.Network.meta:type_name -> minke.v1.Meta
+	48, // 74: minke.v1.Network.spec:type_name -> minke.v1.NetworkSpec
+	55, // 75: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	63, // 76: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	62, // 77: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	62, // 78: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	14, // 79: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	51, // 80: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	50, // 81: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	52, // 82: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	53, // 83: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	57, // 84: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	13, // 85: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	62, // 86: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	62, // 87: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	88, // [88:88] is the sub-list for method output_type
+	88, // [88:88] is the sub-list for method input_type
+	88, // [88:88] is the sub-list for extension type_name
+	88, // [88:88] is the sub-list for extension extendee
+	0,  // [0:88] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }
@@ -4310,20 +4731,20 @@ func file_minke_v1_objects_proto_init() {
 	if File_minke_v1_objects_proto != nil {
 		return
 	}
-	file_minke_v1_objects_proto_msgTypes[21].OneofWrappers = []any{
+	file_minke_v1_objects_proto_msgTypes[22].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
 		(*ServiceSpec_ReplicatedJob)(nil),
 		(*ServiceSpec_GlobalJob)(nil),
 	}
-	file_minke_v1_objects_proto_msgTypes[36].OneofWrappers = []any{}
+	file_minke_v1_objects_proto_msgTypes[41].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_objects_proto_rawDesc), len(file_minke_v1_objects_proto_rawDesc)),
 			NumEnums:      14,
-			NumMessages:   42,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
