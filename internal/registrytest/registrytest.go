@@ -35,8 +35,8 @@ type Server struct {
 }
 
 // Start serves a registry stored under dir until the test ends; logger
-// may be nil.
-func Start(t testing.TB, dir string, logger *slog.Logger) *Server {
+// may be nil. setup runs on the registry before it serves (OnTag).
+func Start(t testing.TB, dir string, logger *slog.Logger, setup ...func(*registry.Registry)) *Server {
 	t.Helper()
 	root, err := ca.NewRootCA("registrytest", time.Now())
 	if err != nil {
@@ -45,6 +45,9 @@ func Start(t testing.TB, dir string, logger *slog.Logger) *Server {
 	reg, err := registry.New(dir, logger)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, fn := range setup {
+		fn(reg)
 	}
 	s := &Server{Registry: reg, Root: root, revoked: map[string]bool{}}
 	s.Manager = s.Issue(t, "manager-1", ca.RoleManager)

@@ -248,3 +248,44 @@ func hasCode(err error, code transport.ErrorCode) bool {
 	}
 	return false
 }
+
+// TestReplicaHeaderOnlyFromManagers: a push marked as a copy between
+// managers skips replication only when a manager makes it; anyone else's
+// is replicated like any push.
+func TestReplicaHeaderOnlyFromManagers(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		tagged []string
+	)
+	s := registrytest.Start(t, t.TempDir(), nil, func(r *registry.Registry) {
+		r.OnTag(func(_ context.Context, repo, tag, _ string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			tagged = append(tagged, repo+":"+tag)
+			return nil
+		})
+	})
+	img, _ := random.Image(128, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, who := range []struct{ id, role string }{{"client-1", ca.RoleClient}, {"node-m2", ca.RoleManager}} {
+		ref, _ := name.NewTag(s.Addr + "/copy:" + who.role)
+		tr := replicaMarker{registrytest.Transport(s.Issue(t, who.id, who.role))}
+		if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
+			t.Fatalf("push as %s: %v", who.role, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tagged) != 1 || tagged[0] != "copy:"+ca.RoleClient {
+		t.Errorf("replicated pushes %v, want only the client's (copy:%s)", tagged, ca.RoleClient)
+	}
+}
+
+type replicaMarker struct{ base http.RoundTripper }
+
+func (m replicaMarker) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set(registry.ReplicaHeader, "1")
+	return m.base.RoundTrip(req)
+}
