@@ -106,14 +106,15 @@ func IssueFrom(t testing.TB, root *ca.RootCA, id, role string) *ca.Identity {
 	return out
 }
 
-// Revoke makes the server refuse id's certificate.
-func (s *Server) Revoke(id *ca.Identity) {
+// Revoke makes the server refuse id's current certificate.
+func (s *Server) Revoke(id *ca.Identity) { s.RevokeSerial(id.Peer().Serial) }
+
+// RevokeSerial makes the server refuse the certificate with serial.
+func (s *Server) RevokeSerial(serial string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.revoked[id.Peer().Serial] = true
+	s.revoked[serial] = true
 }
 
 // Transport is the registry transport of a client holding id.
-func Transport(id *ca.Identity) http.RoundTripper {
-	return registry.Transport(id.ClientTLS(ca.RoleManager))
-}
+func Transport(id *ca.Identity) http.RoundTripper { return registry.TransportFor(id) }

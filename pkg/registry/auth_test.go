@@ -3,7 +3,9 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -288,4 +290,40 @@ func (m replicaMarker) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Header.Set(registry.ReplicaHeader, "1")
 	return m.base.RoundTrip(req)
+}
+
+// TestTransportForNewCertificate: once the holder renews, a kept-alive
+// connection made with the old certificate is not reused, so revoking (or
+// rotating away) the old one does not break the holder's requests.
+func TestTransportForNewCertificate(t *testing.T) {
+	s, _ := start(t)
+	id := s.Issue(t, "node-w1", ca.RoleWorker)
+	hc := &http.Client{Transport: registrytest.Transport(id)}
+	get := func() int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.Addr+"/v2/", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("GET /v2/ = %d", code)
+	}
+	renewed := s.Issue(t, "node-w1", ca.RoleWorker)
+	oldSerial := id.Peer().Serial
+	key := renewed.Certificate().PrivateKey.(crypto.Signer)
+	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: renewed.Certificate().Certificate[0]})
+	if err := id.Set(key, chain, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.RevokeSerial(oldSerial)
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("GET /v2/ after renewal and revocation of the old certificate = %d, want 200 (a new connection with the new certificate)", code)
+	}
 }
