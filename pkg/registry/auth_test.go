@@ -103,6 +103,16 @@ func TestGuard(t *testing.T) {
 	if err := forged.SetRoots(s.Root.CertPEM); err != nil {
 		t.Fatal(err)
 	}
+	// Expired: issued by the cluster, valid for an hour two hours ago.
+	key, csr, _ := ca.NewKeyAndCSR("node-w3")
+	is, err := s.Root.Sign(csr, "node-w3", ca.RoleWorker, time.Hour, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := ca.NewIdentity("")
+	if err := expired.Set(key, is.ChainPEM, s.Root.CertPEM); err != nil {
+		t.Fatal(err)
+	}
 	const upload = "/v2/demo/blobs/uploads/"
 	tests := []struct {
 		name         string
@@ -115,6 +125,7 @@ func TestGuard(t *testing.T) {
 		{"no certificate: base", anonymous(t, s), http.MethodGet, "/v2/", 401, "UNAUTHORIZED", "node_id=\"\""},
 		{"no certificate: push", anonymous(t, s), http.MethodPost, upload, 401, "UNAUTHORIZED", "method=POST"},
 		{"another cluster's certificate", forged, http.MethodGet, "/v2/", 401, "UNAUTHORIZED", "node_id=node-m2"},
+		{"expired certificate", expired, http.MethodGet, "/v2/", 401, "UNAUTHORIZED", "node_id=node-w3"},
 		{"worker reads", worker, http.MethodGet, "/v2/", 200, "", ""},
 		{"worker reads a manifest", worker, http.MethodGet, "/v2/demo/manifests/latest", 404, "MANIFEST_UNKNOWN", ""},
 		{"worker heads a blob", worker, http.MethodHead, "/v2/demo/blobs/sha256:" + strings.Repeat("a", 64), 404, "", ""},
