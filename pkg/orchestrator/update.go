@@ -346,7 +346,7 @@ func (u *Updater) replace(tx *raftstore.WriteTx, svc *minkepb.Service, v slotVie
 		order = minkepb.UpdateConfig_STOP_FIRST
 	}
 	if order == minkepb.UpdateConfig_START_FIRST {
-		return tx.Create(slotTask(svc, v.ref, now, images))
+		return createTask(tx, slotTask(svc, v.ref, now, images))
 	}
 	o := withDesired(old, minkepb.TaskState_SHUTDOWN)
 	o.ReplaceWhenStopped = true
