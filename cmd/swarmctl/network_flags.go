@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
@@ -67,8 +69,11 @@ func (o *networkUpdateOptions) resolve(ctx context.Context, api controlAPI) erro
 	}
 	for _, ref := range refs {
 		n, _, err := nets.GetNetwork(ctx, ref)
+		if status.Code(err) == codes.NotFound {
+			return fmt.Errorf("network %q not found ('swarmctl network ls' lists them)", ref)
+		}
 		if err != nil {
-			return fmt.Errorf("network %q: %w", ref, err)
+			return err
 		}
 		o.ids[ref] = n.GetMeta().GetId()
 	}

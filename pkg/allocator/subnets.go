@@ -23,6 +23,8 @@ var (
 var (
 	// ErrInvalidSubnet: a subnet or gateway cannot be used as given.
 	ErrInvalidSubnet = errors.New("allocator: invalid subnet")
+	// ErrInvalidGateway: a gateway is not a usable address of its subnet.
+	ErrInvalidGateway = errors.New("allocator: invalid gateway")
 	// ErrSubnetOverlap: the subnet overlaps another network, a node's
 	// container subnet or the VIP range.
 	ErrSubnetOverlap = errors.New("allocator: subnet in use")
@@ -80,11 +82,11 @@ func AllocateNetwork(spec *minkepb.NetworkSpec, networks []*minkepb.Network, nod
 	if g := spec.GetGateway(); g != "" {
 		a, err := netip.ParseAddr(g)
 		if err != nil || !a.Is4() {
-			return nil, fmt.Errorf("%w: gateway %q: want an IPv4 address inside %s", ErrInvalidSubnet, g, subnet)
+			return nil, fmt.Errorf("%w %q: want an IPv4 address inside %s", ErrInvalidGateway, g, subnet)
 		}
 		if !subnet.Contains(a) || a == subnet.Addr() || a == lastAddr(subnet) {
-			return nil, fmt.Errorf("%w: gateway %s: want an address inside %s other than its network (%s) and broadcast (%s) addresses",
-				ErrInvalidSubnet, a, subnet, subnet.Addr(), lastAddr(subnet))
+			return nil, fmt.Errorf("%w %s: want an address inside %s other than its network (%s) and broadcast (%s) addresses",
+				ErrInvalidGateway, a, subnet, subnet.Addr(), lastAddr(subnet))
 		}
 		gw = a
 	}
@@ -107,17 +109,17 @@ func AllocateNetwork(spec *minkepb.NetworkSpec, networks []*minkepb.Network, nod
 func ParseSubnet(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, fmt.Errorf("%w: subnet %q: want an IPv4 network in CIDR form, such as 10.20.0.0/24", ErrInvalidSubnet, s)
+		return netip.Prefix{}, fmt.Errorf("%w %q: want an IPv4 network in CIDR form, such as 10.20.0.0/24", ErrInvalidSubnet, s)
 	}
 	if p.Masked() != p {
-		return netip.Prefix{}, fmt.Errorf("%w: subnet %q has host bits set: want its network address, %s", ErrInvalidSubnet, s, p.Masked())
+		return netip.Prefix{}, fmt.Errorf("%w %q: it has host bits set; want its network address, %s", ErrInvalidSubnet, s, p.Masked())
 	}
 	if p.Bits() < minPrefix || p.Bits() > maxPrefix {
-		return netip.Prefix{}, fmt.Errorf("%w: subnet %q: want a prefix length from /%d to /%d", ErrInvalidSubnet, s, minPrefix, maxPrefix)
+		return netip.Prefix{}, fmt.Errorf("%w %q: want a prefix length from /%d to /%d", ErrInvalidSubnet, s, minPrefix, maxPrefix)
 	}
 	for _, r := range reserved {
 		if r.Overlaps(p) {
-			return netip.Prefix{}, fmt.Errorf("%w: subnet %s overlaps the reserved range %s", ErrInvalidSubnet, p, r)
+			return netip.Prefix{}, fmt.Errorf("%w %s: it overlaps the reserved range %s", ErrInvalidSubnet, p, r)
 		}
 	}
 	return p, nil

@@ -38,10 +38,10 @@ func TestAllocateNetwork(t *testing.T) {
 		{name: "too small", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/30"}, wantErr: ErrInvalidSubnet, errHas: "/29"},
 		{name: "too large", spec: &minkepb.NetworkSpec{Subnet: "10.0.0.0/7"}, wantErr: ErrInvalidSubnet},
 		{name: "loopback", spec: &minkepb.NetworkSpec{Subnet: "127.1.0.0/16"}, wantErr: ErrInvalidSubnet, errHas: "reserved"},
-		{name: "gateway outside", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "10.31.0.1"}, wantErr: ErrInvalidSubnet, errHas: "inside 10.30.0.0/24"},
-		{name: "gateway is the network address", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "10.30.0.0"}, wantErr: ErrInvalidSubnet},
-		{name: "gateway is the broadcast address", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "10.30.0.255"}, wantErr: ErrInvalidSubnet},
-		{name: "gateway not an address", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "gw"}, wantErr: ErrInvalidSubnet},
+		{name: "gateway outside", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "10.31.0.1"}, wantErr: ErrInvalidGateway, errHas: "inside 10.30.0.0/24"},
+		{name: "gateway is the network address", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "10.30.0.0"}, wantErr: ErrInvalidGateway},
+		{name: "gateway is the broadcast address", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "10.30.0.255"}, wantErr: ErrInvalidGateway},
+		{name: "gateway not an address", spec: &minkepb.NetworkSpec{Subnet: "10.30.0.0/24", Gateway: "gw"}, wantErr: ErrInvalidGateway},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := AllocateNetwork(tc.spec, networks, nodes)
