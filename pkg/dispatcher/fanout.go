@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -29,6 +30,9 @@ type fanout struct {
 	mu       sync.Mutex
 	running  bool
 	watchers map[string]map[*nodeWatch]struct{} // by node ID
+	// netEpoch counts changes to cluster-wide network state (see
+	// networkWide and netCache); it moves before the sessions are woken.
+	netEpoch atomic.Uint64
 }
 
 // nodeWatch is one session's interest in its node. ready is signalled
@@ -117,6 +121,7 @@ func (f *fanout) run(ctx context.Context, store Store) error {
 			evs := sub.Drain()
 			if reset := slices.ContainsFunc(evs, func(ev raftstore.Event) bool { return ev.Kind == raftstore.EventReset }); reset {
 				_ = store.View(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
+				f.netEpoch.Add(1)
 				f.signalAll()
 				continue
 			}
@@ -135,6 +140,7 @@ func (f *fanout) route(evs []raftstore.Event) {
 	all := false
 	defer func() {
 		if all {
+			f.netEpoch.Add(1)
 			for id := range f.watchers {
 				f.signal(id)
 			}
