@@ -46,8 +46,9 @@ func (c *netCache) get(tx raftstore.ReadTx, epoch uint64) (*minkepb.NetworkState
 }
 
 // forNode is networkState(tx, nodeID) built from shared, the state for no
-// node: shared's routes without the node's own, and the endpoints of the
-// services with tasks on the node. Services and ingress ports are shared
+// node: shared's routes without the node's own, the endpoints of the
+// services with tasks on the node, and the overlay networks its live tasks
+// are attached to. Services and ingress ports are shared
 // with the cached state, which nobody changes. The second result
 // fingerprints the node's state (see networkVersion) without re-encoding
 // the shared part.
@@ -68,7 +69,18 @@ func forNode(tx raftstore.ReadTx, nodeID string, shared *minkepb.NetworkState, s
 			st.Endpoints[t.GetServiceId()] = ep
 		}
 	}
+	if len(shared.GetOverlays()) > 0 {
+		needed := neededOverlays(tx, nodeID)
+		for _, ov := range shared.GetOverlays() {
+			if needed[ov.GetId()] {
+				st.Overlays = append(st.Overlays, ov)
+			}
+		}
+	}
 	own2 := &minkepb.NetworkState{Endpoints: st.Endpoints}
+	for _, ov := range st.Overlays { // which shared networks the node gets
+		own2.Overlays = append(own2.Overlays, &minkepb.OverlayNetwork{Id: ov.GetId()})
+	}
 	if own != nil {
 		own2.Routes = []*minkepb.NodeRoute{own}
 	}
