@@ -163,9 +163,6 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	gcDone := make(chan struct{})
 	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
 	defer func() { stopGC(); <-gcDone }()
-	if resp.GetRegistryAddr() != "" {
-		rt.AllowInsecure(resp.GetRegistryAddr())
-	}
 	a.rt = RuntimeExecutor{rt}
 	keep := make(map[string]bool, len(a.adopted))
 	for id := range a.adopted {
