@@ -248,3 +248,28 @@ func parseNetworkFlag(flag, v string) (*minkepb.NetworkAttachmentConfig, error) 
 	}
 	return cfg, nil
 }
+
+// formatNetworks renders a service's networks for `service inspect`: each
+// network's short ID, with the service's VIP and aliases there.
+func formatNetworks(s *minkepb.Service) string {
+	vips := map[string]string{}
+	for _, v := range s.GetEndpoint().GetVirtualIps() {
+		vips[v.GetNetworkId()] = v.GetAddr()
+	}
+	var parts []string
+	for _, n := range s.GetSpec().GetTask().GetNetworks() {
+		p := shortID(n.GetTarget())
+		var extra []string
+		if v := vips[n.GetTarget()]; v != "" {
+			extra = append(extra, "VIP "+v)
+		}
+		if len(n.GetAliases()) > 0 {
+			extra = append(extra, "aliases "+strings.Join(n.GetAliases(), " "))
+		}
+		if len(extra) > 0 {
+			p += " (" + strings.Join(extra, ", ") + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}

@@ -195,3 +195,17 @@ func TestServiceNetworkFlags(t *testing.T) {
 		t.Fatalf("adding an attached network: %v", err)
 	}
 }
+
+func TestFormatNetworks(t *testing.T) {
+	svc := &minkepb.Service{Spec: &minkepb.ServiceSpec{Task: &minkepb.TaskSpec{Networks: []*minkepb.NetworkAttachmentConfig{
+		{Target: "aaaaaaaaaaaaaaaaaaaaaaaa1", Aliases: []string{"www", "web2"}}, {Target: "bbbbbbbbbbbbbbbbbbbbbbbb2"}}}},
+		Endpoint: &minkepb.Endpoint{VirtualIps: []*minkepb.EndpointVirtualIP{{NetworkId: "aaaaaaaaaaaaaaaaaaaaaaaa1", Addr: "10.10.0.2/24"}}}}
+	want := "aaaaaaaaaaaa (VIP 10.10.0.2/24, aliases www web2), bbbbbbbbbbbb"
+	if got := formatNetworks(svc); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	var b bytes.Buffer
+	if err := writeServiceDetail(&b, svc, nil); err != nil || !strings.Contains(b.String(), "Networks:") {
+		t.Fatalf("service inspect has no Networks row:\n%s", b.String())
+	}
+}
