@@ -224,6 +224,9 @@ func (s *Server) GetCluster(ctx context.Context, _ *minkepb.GetClusterRequest) (
 
 // ServiceLogs streams the logs of a service's tasks from their workers.
 func (s *Server) ServiceLogs(req *minkepb.ServiceLogsRequest, stream minkepb.Control_ServiceLogsServer) error {
+	if w, ok := s.store.(viewWatcher); ok && req.GetFollow() {
+		return s.followServiceLogs(req, stream, w)
+	}
 	var tasks []*minkepb.Task
 	err := s.store.View(func(tx raftstore.ReadTx) error {
 		svc, err := tx.FindService(req.GetService())

@@ -23,24 +23,22 @@ import (
 //
 // Everything is ordered (networks and services by ID, peers by address),
 // so an unchanged state fingerprints the same (networkVersion).
+//
+// For no node (nodeID ""), it is every network that has a live task
+// anywhere: the cluster-wide state the sessions share (see netCache), from
+// which forNode keeps the networks of one node's tasks.
 func overlays(tx raftstore.ReadTx, nodeID string, ready map[string]bool) []*minkepb.OverlayNetwork {
-	needed := map[string]bool{}
-	for _, t := range tx.TasksByNode(nodeID) {
-		if t.GetStatus().GetState() >= minkepb.TaskState_COMPLETE {
-			continue
+	var needed map[string]bool
+	if nodeID != "" {
+		if needed = neededOverlays(tx, nodeID); len(needed) == 0 {
+			return nil
 		}
-		for _, att := range t.GetNetworks() {
-			needed[att.GetNetworkId()] = true
-		}
-	}
-	if len(needed) == 0 {
-		return nil
 	}
 	underlay := map[string]string{}
 	var out []*minkepb.OverlayNetwork
 	for _, n := range tx.Networks() {
 		id := n.GetMeta().GetId()
-		if !needed[id] {
+		if needed != nil && !needed[id] || needed == nil && len(tx.LiveTasksOnNetwork(id)) == 0 {
 			continue
 		}
 		ov := &minkepb.OverlayNetwork{Id: id, Name: n.GetSpec().GetName(), Subnet: n.GetSubnet(),
@@ -129,4 +127,20 @@ func nodeUnderlay(n *minkepb.Node) string {
 		return ""
 	}
 	return a.String()
+}
+
+// neededOverlays is the set of overlay networks a task on the node holds an
+// address on (a task that is not terminal, whatever its desired state: a
+// stopping container still uses its network).
+func neededOverlays(tx raftstore.ReadTx, nodeID string) map[string]bool {
+	needed := map[string]bool{}
+	for _, t := range tx.TasksByNode(nodeID) {
+		if t.GetStatus().GetState() >= minkepb.TaskState_COMPLETE {
+			continue
+		}
+		for _, att := range t.GetNetworks() {
+			needed[att.GetNetworkId()] = true
+		}
+	}
+	return needed
 }
