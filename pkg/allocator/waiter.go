@@ -85,7 +85,7 @@ func classify(ev raftstore.Event) (freed, wait bool) {
 	switch o := ev.Object.(type) {
 	case nil: // EventReset
 		return true, true
-	case *minkepb.Service:
+	case *minkepb.Service, *minkepb.Network: // a VIP dropped; a network gone (its waiting tasks are rejected)
 		return true, false
 	case *minkepb.Task:
 		if waitingTask(o) {
