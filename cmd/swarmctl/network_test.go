@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -116,14 +117,16 @@ func TestNetworkCommands(t *testing.T) {
 		}
 	})
 	t.Run("inspect", func(t *testing.T) {
-		code, out, errOut, _ := runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "front")
-		var got []struct {
-			Network  map[string]any `json:"network"`
-			Services []string       `json:"services"`
-		}
-		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 1 ||
-			got[0].Network["vni"] != float64(4096) || strings.Join(got[0].Services, ",") != "web" {
+		code, out, errOut, _ := runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "front", "back")
+		var got []map[string]any
+		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 2 ||
+			got[0]["vni"] != float64(4096) || got[0]["subnet"] != "10.10.0.0/24" || fmt.Sprint(got[0]["services"]) != "[web]" ||
+			got[1]["spec"].(map[string]any)["name"] != "back" {
 			t.Fatalf("inspect: code %d %v %q %q", code, err, out, errOut)
+		}
+		code, out, _, _ = runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "--format", "table", "front")
+		if code != 0 || !strings.Contains(out, "Subnet:     10.10.0.0/24") || !strings.Contains(out, "Services:   web") {
+			t.Fatalf("inspect table:\n%s", out)
 		}
 		code, _, errOut, _ = runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "nope")
 		if code != 1 || !strings.Contains(errOut, `network "nope" not found`) {

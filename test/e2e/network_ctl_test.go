@@ -123,11 +123,11 @@ func TestNetworkControlPlane(t *testing.T) {
 		t.Fatalf("web's networks are stored as %v, want IDs (front %s) and the alias", nw, frontID)
 	}
 	var inspect []struct {
-		Network  json.RawMessage `json:"network"`
-		Services []string        `json:"services"`
+		Subnet   string   `json:"subnet"`
+		Services []string `json:"services"`
 	}
 	if err := json.Unmarshal([]byte(c.MustCtl("network", "inspect", "front")), &inspect); err != nil ||
-		len(inspect) != 1 || strings.Join(inspect[0].Services, ",") != "web" {
+		len(inspect) != 1 || inspect[0].Subnet != "10.10.0.0/24" || strings.Join(inspect[0].Services, ",") != "web" {
 		t.Fatalf("network inspect front: %v %v", inspect, err)
 	}
 
