@@ -102,3 +102,4 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./pkg/controlapi || exit 1; \
 	done
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./pkg/runtime
+	$(GO) test -run '^$$' -fuzz '^FuzzAllocateNetwork$$' -fuzztime $(FUZZTIME) ./pkg/allocator

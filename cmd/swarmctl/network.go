@@ -155,35 +155,82 @@ func writeNetworks(w io.Writer, nets []*minkepb.Network) error {
 	return tw.Flush()
 }
 
-// networkDetail is one element of `network inspect`: the stored network
-// (protojson, as the other inspects print objects) and the services
-// attached to it.
-type networkDetail struct {
-	Network  json.RawMessage `json:"network"`
-	Services []string        `json:"services"`
+// networkJSON renders a network for `network inspect` as the other
+// inspects render objects (protojson, lowerCamelCase), with the names of
+// the services attached to it added as "services" (docker's inspect lists
+// them too).
+func networkJSON(n *minkepb.Network, services []string) (json.RawMessage, error) {
+	b, err := protojson.Marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	if services == nil {
+		services = []string{}
+	}
+	if m["services"], err = json.Marshal(services); err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}
+
+// writeNetworkDetail prints `network inspect --format table`.
+func writeNetworkDetail(w io.Writer, n *minkepb.Network, services []string) error {
+	tw := newTable(w)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	row("ID", n.GetMeta().GetId())
+	row("Name", n.GetSpec().GetName())
+	row("Driver", n.GetSpec().GetDriver())
+	row("Labels", joinMap(n.GetSpec().GetLabels()))
+	row("Subnet", n.GetSubnet())
+	row("Gateway", n.GetGateway())
+	row("VNI", fmt.Sprint(n.GetVni()))
+	row("Services", strings.Join(services, ", "))
+	row("Created", formatTime(n.GetMeta().GetCreatedAt()))
+	return tw.Flush()
 }
 
 func newNetworkInspectCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	format := formatJSON
+	cmd := &cobra.Command{
 		Use:   "inspect NETWORK...",
-		Short: "Show networks in detail (JSON)",
+		Short: "Show networks in detail (JSON, as docker does; --format table for people)",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
 			return a.withNetworks(cmd.Context(), func(api networkAPI) error {
-				out := make([]networkDetail, 0, len(args))
-				for _, ref := range args {
+				out := make([]json.RawMessage, 0, len(args))
+				for i, ref := range args {
 					n, services, err := api.GetNetwork(cmd.Context(), ref)
 					if err != nil {
 						return err
 					}
-					b, err := protojson.Marshal(n)
+					if format == formatTable {
+						if i > 0 {
+							fmt.Fprintln(a.stdout)
+						}
+						if err := writeNetworkDetail(a.stdout, n, services); err != nil {
+							return err
+						}
+						continue
+					}
+					b, err := networkJSON(n, services)
 					if err != nil {
 						return err
 					}
-					if services == nil {
-						services = []string{}
-					}
-					out = append(out, networkDetail{Network: b, Services: services})
+					out = append(out, b)
+				}
+				if format == formatTable {
+					return nil
 				}
 				b, err := json.MarshalIndent(out, "", "  ")
 				if err != nil {
@@ -194,6 +241,8 @@ func newNetworkInspectCmd(a *app) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().StringVar(&format, "format", formatJSON, "output format: json or table")
+	return cmd
 }
 
 func newNetworkRmCmd(a *app) *cobra.Command {
@@ -247,4 +296,29 @@ func parseNetworkFlag(flag, v string) (*minkepb.NetworkAttachmentConfig, error) 
 		return nil, fmt.Errorf("invalid --%s %q: name=NAME is required", flag, v)
 	}
 	return cfg, nil
+}
+
+// formatNetworks renders a service's networks for `service inspect`: each
+// network's short ID, with the service's VIP and aliases there.
+func formatNetworks(s *minkepb.Service) string {
+	vips := map[string]string{}
+	for _, v := range s.GetEndpoint().GetVirtualIps() {
+		vips[v.GetNetworkId()] = v.GetAddr()
+	}
+	var parts []string
+	for _, n := range s.GetSpec().GetTask().GetNetworks() {
+		p := shortID(n.GetTarget())
+		var extra []string
+		if v := vips[n.GetTarget()]; v != "" {
+			extra = append(extra, "VIP "+v)
+		}
+		if len(n.GetAliases()) > 0 {
+			extra = append(extra, "aliases "+strings.Join(n.GetAliases(), " "))
+		}
+		if len(extra) > 0 {
+			p += " (" + strings.Join(extra, ", ") + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
 }

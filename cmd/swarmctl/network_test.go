@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -116,14 +117,16 @@ func TestNetworkCommands(t *testing.T) {
 		}
 	})
 	t.Run("inspect", func(t *testing.T) {
-		code, out, errOut, _ := runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "front")
-		var got []struct {
-			Network  map[string]any `json:"network"`
-			Services []string       `json:"services"`
-		}
-		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 1 ||
-			got[0].Network["vni"] != float64(4096) || strings.Join(got[0].Services, ",") != "web" {
+		code, out, errOut, _ := runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "front", "back")
+		var got []map[string]any
+		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 2 ||
+			got[0]["vni"] != float64(4096) || got[0]["subnet"] != "10.10.0.0/24" || fmt.Sprint(got[0]["services"]) != "[web]" ||
+			got[1]["spec"].(map[string]any)["name"] != "back" {
 			t.Fatalf("inspect: code %d %v %q %q", code, err, out, errOut)
+		}
+		code, out, _, _ = runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "--format", "table", "front")
+		if code != 0 || !strings.Contains(out, "Subnet:     10.10.0.0/24") || !strings.Contains(out, "Services:   web") {
+			t.Fatalf("inspect table:\n%s", out)
 		}
 		code, _, errOut, _ = runNetFake(t, &fakeNetAPI{fakeAPI: &fakeAPI{}, nets: testNets()}, "network", "inspect", "nope")
 		if code != 1 || !strings.Contains(errOut, `network "nope" not found`) {
@@ -193,5 +196,19 @@ func TestServiceNetworkFlags(t *testing.T) {
 	o = networkUpdateOptions{add: []string{"back"}, ids: map[string]string{"back": "id-back"}}
 	if err := o.apply(task); err == nil || !strings.Contains(err.Error(), "already attached") {
 		t.Fatalf("adding an attached network: %v", err)
+	}
+}
+
+func TestFormatNetworks(t *testing.T) {
+	svc := &minkepb.Service{Spec: &minkepb.ServiceSpec{Task: &minkepb.TaskSpec{Networks: []*minkepb.NetworkAttachmentConfig{
+		{Target: "aaaaaaaaaaaaaaaaaaaaaaaa1", Aliases: []string{"www", "web2"}}, {Target: "bbbbbbbbbbbbbbbbbbbbbbbb2"}}}},
+		Endpoint: &minkepb.Endpoint{VirtualIps: []*minkepb.EndpointVirtualIP{{NetworkId: "aaaaaaaaaaaaaaaaaaaaaaaa1", Addr: "10.10.0.2/24"}}}}
+	want := "aaaaaaaaaaaa (VIP 10.10.0.2/24, aliases www web2), bbbbbbbbbbbb"
+	if got := formatNetworks(svc); got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	var b bytes.Buffer
+	if err := writeServiceDetail(&b, svc, nil); err != nil || !strings.Contains(b.String(), "Networks:") {
+		t.Fatalf("service inspect has no Networks row:\n%s", b.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"strings"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
@@ -24,36 +25,50 @@ type Addresses interface {
 // would hand an address out twice, and frees a task's addresses when the
 // task reaches a terminal state or is deleted.
 //
-// A task that cannot be attached (its network is full or was removed) is
-// created REJECTED with the reason rather than failing the write: the
-// write may create other services' tasks too, and the restart policy
-// retries the slot after its delay, as it does for any failed task.
+// A task that cannot be attached is still created, so that the write's
+// other tasks land and the user sees why:
+//   - a network is full: the task waits in state NEW with the reason,
+//     without addresses, where the scheduler leaves it; the Waiter
+//     attaches it once an address is free, as swarm's allocator does;
+//   - a network no longer exists: the task is REJECTED with the reason.
 func AttachNetworks(tx Addresses, t *minkepb.Task) error {
-	t.Networks = nil
-	for _, cfg := range t.GetSpec().GetNetworks() {
-		n := tx.Network(cfg.GetTarget())
-		if n == nil {
-			reject(t, fmt.Sprintf("network %s no longer exists", cfg.GetTarget()))
-			return nil
-		}
-		addr, err := allocateAddr(tx, n, t.GetMeta().GetId())
-		if err != nil {
-			reject(t, err.Error())
-			return nil
-		}
-		t.Networks = append(t.Networks, &minkepb.NetworkAttachment{NetworkId: n.GetMeta().GetId(),
-			Addresses: []string{addr.String()}, Aliases: cfg.GetAliases()})
+	switch res, why := attach(tx, t); res {
+	case attachWait:
+		t.Networks = nil
+		t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_NEW, Message: why, Timestamp: t.GetStatus().GetTimestamp()}
+	case attachGone:
+		t.Networks = nil
+		t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_REJECTED, Message: "network attachment failed", Err: why,
+			Timestamp: t.GetStatus().GetTimestamp()}
 	}
 	return nil
 }
 
-func reject(t *minkepb.Task, why string) {
+type attachResult int
+
+const (
+	attached attachResult = iota
+	attachWait
+	attachGone
+)
+
+// attach sets t.Networks to an address on each of its spec's networks, or
+// says why it cannot.
+func attach(tx Addresses, t *minkepb.Task) (attachResult, string) {
 	t.Networks = nil
-	st := &minkepb.TaskStatus{State: minkepb.TaskState_REJECTED, Message: "network attachment failed", Err: why}
-	if t.GetStatus() != nil {
-		st.Timestamp = t.GetStatus().GetTimestamp()
+	for _, cfg := range t.GetSpec().GetNetworks() {
+		n := tx.Network(cfg.GetTarget())
+		if n == nil {
+			return attachGone, fmt.Sprintf("network %s no longer exists", cfg.GetTarget())
+		}
+		addr, err := allocateAddr(tx, n, t.GetMeta().GetId())
+		if err != nil {
+			return attachWait, "waiting for a free address: " + strings.TrimPrefix(err.Error(), "allocator: ")
+		}
+		t.Networks = append(t.Networks, &minkepb.NetworkAttachment{NetworkId: n.GetMeta().GetId(),
+			Addresses: []string{addr.String()}, Aliases: cfg.GetAliases()})
 	}
-	t.Status = st
+	return attached, ""
 }
 
 // AllocateServiceVIPs returns the service's VIP on each network its spec

@@ -123,11 +123,11 @@ func TestNetworkControlPlane(t *testing.T) {
 		t.Fatalf("web's networks are stored as %v, want IDs (front %s) and the alias", nw, frontID)
 	}
 	var inspect []struct {
-		Network  json.RawMessage `json:"network"`
-		Services []string        `json:"services"`
+		Subnet   string   `json:"subnet"`
+		Services []string `json:"services"`
 	}
 	if err := json.Unmarshal([]byte(c.MustCtl("network", "inspect", "front")), &inspect); err != nil ||
-		len(inspect) != 1 || strings.Join(inspect[0].Services, ",") != "web" {
+		len(inspect) != 1 || inspect[0].Subnet != "10.10.0.0/24" || strings.Join(inspect[0].Services, ",") != "web" {
 		t.Fatalf("network inspect front: %v %v", inspect, err)
 	}
 
@@ -149,6 +149,42 @@ func TestNetworkControlPlane(t *testing.T) {
 	if ls := c.MustCtl("network", "ls", "-q"); ls != "" {
 		t.Fatalf("networks left: %q", ls)
 	}
+
+	// A full network: a /29 holds the gateway, web's VIP and 4 tasks; the
+	// 5th and 6th tasks wait, unscheduled and saying why, and the waiting
+	// ones go when the service is scaled down to what fits.
+	c.MustCtl("network", "create", "--subnet", "10.40.0.0/29", "tiny")
+	c.MustCtl("service", "create", "--detach", "--name", "six", "--replicas", "6", "--network", "tiny", "hello:latest")
+	c.Eventually(30*time.Second, "4 tasks of six attached and 2 waiting for an address", func() (bool, string) {
+		attached, waiting := 0, 0
+		for _, task := range c.Tasks("six") {
+			switch {
+			case task.GetDesiredState() != minkepb.TaskState_RUNNING:
+			case task.GetStatus().GetState() == minkepb.TaskState_NEW:
+				if task.GetNodeId() != "" || !strings.Contains(task.GetStatus().GetMessage(), `no free address on network "tiny" (10.40.0.0/29)`) {
+					t.Fatalf("waiting task: %v", task)
+				}
+				waiting++
+			case len(task.GetNetworks()) == 1:
+				attached++
+			}
+		}
+		return attached == 4 && waiting == 2, fmt.Sprintf("%d attached, %d waiting", attached, waiting)
+	})
+	c.MustCtl("service", "scale", "--detach", "six=4")
+	c.Eventually(30*time.Second, "no task of six waiting after scaling to 4", func() (bool, string) {
+		for _, task := range c.Tasks("six") {
+			if task.GetStatus().GetState() == minkepb.TaskState_NEW {
+				return false, "task " + task.GetMeta().GetId() + " still waiting"
+			}
+		}
+		return true, ""
+	})
+	c.MustCtl("service", "rm", "six")
+	c.Eventually(60*time.Second, "network rm tiny once six is gone", func() (bool, string) {
+		r := c.Ctl("network", "rm", "tiny")
+		return r.Code == 0, r.Stderr
+	})
 }
 
 func networks(t *testing.T, c *Cluster) map[string]*minkepb.Network {
