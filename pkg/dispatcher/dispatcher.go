@@ -85,6 +85,7 @@ type Dispatcher struct {
 	status  *statusBatcher
 	live    *liveness
 	fan     *fanout
+	net     netCache
 	Logs    *LogBroker
 	started chan struct{}
 }

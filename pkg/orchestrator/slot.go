@@ -124,5 +124,5 @@ func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, 
 	if last != nil && !replaceNow {
 		countRestart(t, last, policy, now)
 	}
-	return time.Time{}, tx.Create(t)
+	return time.Time{}, createTask(tx, t)
 }

@@ -50,7 +50,15 @@ func NewUpdater(store Store, resolve ImageResolver, now func() time.Time, log *s
 
 // Run updates until ctx ends.
 func (u *Updater) Run(ctx context.Context) error {
-	return runServiceLoop(ctx, u.store, u.now, u.reconcile)
+	return runServiceLoop(ctx, u.store, u.now, u.reconcile, notUpdating)
+}
+
+// notUpdating: with no update, rollback or rebalance under way, the
+// Updater acts only on tasks out of date with their service, which only a
+// service change or a new task can bring; a change of an existing task
+// is ignored.
+func notUpdating(ev raftstore.Event, _ *minkepb.Task, svc *minkepb.Service) bool {
+	return ev.Kind == raftstore.EventUpdate && svc != nil && !active(svc.GetUpdateStatus().GetState()) && !svc.GetRebalancing()
 }
 
 // reconcile takes one step of every given service's update (nil: all) in
@@ -346,7 +354,7 @@ func (u *Updater) replace(tx *raftstore.WriteTx, svc *minkepb.Service, v slotVie
 		order = minkepb.UpdateConfig_STOP_FIRST
 	}
 	if order == minkepb.UpdateConfig_START_FIRST {
-		return tx.Create(slotTask(svc, v.ref, now, images))
+		return createTask(tx, slotTask(svc, v.ref, now, images))
 	}
 	o := withDesired(old, minkepb.TaskState_SHUTDOWN)
 	o.ReplaceWhenStopped = true
