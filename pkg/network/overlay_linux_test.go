@@ -470,3 +470,20 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func TestRemoveLeftoversRemovesOverlays(t *testing.T) {
+	h := netharness.New(t, 1)
+	n0 := newOverlayNode(t, h.Host(0))
+	mustSet(t, []OverlayNetwork{overlayDef("neta", 4701, "192.168.84.0/24")}, n0)
+	ns := n0.container("c")
+	if err := n0.o.Attach("c", ns, []OverlayAttachment{{NetworkID: "neta", Addr: pfx("192.168.84.2/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	// The worker dies with nothing closed; an operator (or a test) cleans.
+	n0.o.closeHandles()
+	if err := RemoveLeftovers(n0.dir); err != nil {
+		t.Fatal(err)
+	}
+	n0.o = n0.open()
+	assertOverlayGone(t, n0)
+}
