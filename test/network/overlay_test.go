@@ -300,3 +300,60 @@ func TestOverlayDropsDeadWorker(t *testing.T) {
 		return true, ""
 	})
 }
+
+// TestOverlayAfterWorkerRestart: a worker process SIGKILLed and restarted
+// re-adopts its running container with its overlay link: the container
+// keeps its overlay address, reaches the service VIP across the overlay,
+// and its DNS queries are scoped to its network again.
+func TestOverlayAfterWorkerRestart(t *testing.T) {
+	c := newCluster(t, 2)
+	w1, w2 := c.workers[0], c.workers[1]
+	front := strings.TrimSpace(c.ctl("network", "create", "front"))
+	c.ctl("service", "create", "--detach", "--name", "client", "--network", "front", "--constraint", "node.hostname=="+w1.name, "hello:latest", "-listen", ":80")
+	c.ctl("service", "create", "--detach", "--name", "api", "--network", "front", "--constraint", "node.hostname=="+w2.name, "hello:latest", "-listen", ":80")
+	clientID := onlyTask(c.running("client", 1))
+	api := c.running("api", 1)
+	vip := c.overlayVIP("api", front)
+	server := nameserver(t, w1, clientID)
+	check := func(when string) {
+		t.Helper()
+		clustertest.Eventually(t, 10*time.Second, when+": tasks.api and the VIP from the client", func() (bool, string) {
+			got, err := lookup(w1, clientID, server, "tasks.api")
+			if err != nil || !slices.Equal(got, overlayAddrs(api, front)) {
+				return false, fmt.Sprintf("tasks.api %v, %v", got, err)
+			}
+			body, err := httpFrom(w1, clientID, net.JoinHostPort(vip, "80"))
+			return err == nil && api[body] != nil, fmt.Sprintf("VIP: %q, %v", body, err)
+		})
+	}
+	check("before the restart")
+
+	start := time.Now()
+	w1.proc.Kill()
+	w1.proc.Restart()
+	c.waitReady(w1)
+	t.Logf("worker restarted and READY in %v", time.Since(start).Round(10*time.Millisecond))
+	clustertest.Eventually(t, 30*time.Second, "the client task re-adopted", func() (bool, string) {
+		tk := c.taskByID("client", clientID)
+		return tk != nil && tk.GetStatus().GetState() == minkepb.TaskState_RUNNING && tk.GetDesiredState() == minkepb.TaskState_RUNNING,
+			fmt.Sprintf("%v", tk.GetStatus())
+	})
+	check("after the restart")
+	t.Logf("client re-adopted and reaching the VIP %v after the kill", time.Since(start).Round(10*time.Millisecond))
+	if ns, _ := c.overlayState(w1); len(ns) != 1 {
+		t.Fatalf("overlay namespaces on %s after the restart: %v", w1.name, ns)
+	}
+	// The new worker process programs the adopted network: a new api task
+	// (a new peer on w2) is reachable from the client through the VIP.
+	c.ctl("service", "scale", "--detach", "api=2")
+	api = c.running("api", 2)
+	check("after scaling up")
+	seen := map[string]bool{}
+	clustertest.Eventually(t, 10*time.Second, "both api tasks answer on the VIP", func() (bool, string) {
+		body, err := httpFrom(w1, clientID, net.JoinHostPort(vip, "80"))
+		if err == nil && api[body] != nil {
+			seen[body] = true
+		}
+		return len(seen) == 2, fmt.Sprint(seen, err)
+	})
+}
