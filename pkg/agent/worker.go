@@ -168,7 +168,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	for id := range a.adopted {
 		keep[id] = true
 	}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.Addr, cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
 	defer a.net.stop()
