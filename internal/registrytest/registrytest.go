@@ -35,8 +35,8 @@ type Server struct {
 }
 
 // Start serves a registry stored under dir until the test ends; logger
-// may be nil.
-func Start(t testing.TB, dir string, logger *slog.Logger) *Server {
+// may be nil. setup runs on the registry before it serves (OnTag).
+func Start(t testing.TB, dir string, logger *slog.Logger, setup ...func(*registry.Registry)) *Server {
 	t.Helper()
 	root, err := ca.NewRootCA("registrytest", time.Now())
 	if err != nil {
@@ -45,6 +45,9 @@ func Start(t testing.TB, dir string, logger *slog.Logger) *Server {
 	reg, err := registry.New(dir, logger)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, fn := range setup {
+		fn(reg)
 	}
 	s := &Server{Registry: reg, Root: root, revoked: map[string]bool{}}
 	s.Manager = s.Issue(t, "manager-1", ca.RoleManager)
@@ -103,14 +106,15 @@ func IssueFrom(t testing.TB, root *ca.RootCA, id, role string) *ca.Identity {
 	return out
 }
 
-// Revoke makes the server refuse id's certificate.
-func (s *Server) Revoke(id *ca.Identity) {
+// Revoke makes the server refuse id's current certificate.
+func (s *Server) Revoke(id *ca.Identity) { s.RevokeSerial(id.Peer().Serial) }
+
+// RevokeSerial makes the server refuse the certificate with serial.
+func (s *Server) RevokeSerial(serial string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.revoked[id.Peer().Serial] = true
+	s.revoked[serial] = true
 }
 
 // Transport is the registry transport of a client holding id.
-func Transport(id *ca.Identity) http.RoundTripper {
-	return registry.Transport(id.ClientTLS(ca.RoleManager))
-}
+func Transport(id *ca.Identity) http.RoundTripper { return registry.TransportFor(id) }

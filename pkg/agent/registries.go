@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/registry"
 )
 
@@ -29,6 +28,6 @@ func (a *Agent) useRegistries(hosts []string) {
 	if !ok || a.id == nil {
 		return
 	}
-	a.registries.once.Do(func() { a.registries.tr = registry.Transport(a.id.ClientTLS(ca.RoleManager)) })
+	a.registries.once.Do(func() { a.registries.tr = registry.TransportFor(a.id) })
 	ru.UseClusterRegistries(hosts, a.registries.tr)
 }

@@ -69,6 +69,8 @@ func (c *Client) PushImage(ctx context.Context, file, nameTag string) (name, dig
 	if err != nil {
 		return "", "", err
 	}
+	// Not TransportFor: a client's certificate does not renew, and one
+	// transport per push must not register with the identity.
 	tr := registry.Transport(id.ClientTLS(ca.RoleManager))
 	digest, err = imagetar.Push(ctx, RegistryHost(regAddr, c.tcpHost), tr, loaded[i].Image, name)
 	if err != nil {

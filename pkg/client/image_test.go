@@ -136,3 +136,34 @@ func TestPushImageWithoutRegistry(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoRegistry", err)
 	}
 }
+
+// TestDialTLSDirPushesWithItsCertificate: the client certificate of
+// --tls-dir is the one a push presents.
+func TestDialTLSDirPushesWithItsCertificate(t *testing.T) {
+	srv := registrytest.Start(t, t.TempDir(), nil)
+	mem := srv.Issue(t, "client-dir", ca.RoleClient)
+	dir := t.TempDir()
+	key, csr, err := ca.NewKeyAndCSR("client-dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := srv.Root.Sign(csr, "client-dir", ca.RoleClient, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.NewIdentity(dir).Set(key, is.ChainPEM, mem.RootsPEM()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(context.Background(), "tcp://127.0.0.1:1", WithTLSDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	id, err := c.registryIdentity(context.Background())
+	if err != nil {
+		t.Fatalf("registryIdentity: %v", err)
+	}
+	if p := id.Peer(); p.ID != "client-dir" || p.Role != ca.RoleClient || p.Serial != is.Serial {
+		t.Errorf("push identity %+v, want the --tls-dir certificate (serial %s)", p, is.Serial)
+	}
+}

@@ -71,7 +71,7 @@ func (m *Manager) authenticateRegistry(chain []*x509.Certificate) (ca.Peer, erro
 // certificates from the cluster's roots. One transport is shared, so
 // connections are reused across copies.
 func (m *Manager) registryTransport() http.RoundTripper {
-	m.regTransportOnce.Do(func() { m.regTransport = registry.Transport(m.id.ClientTLS(ca.RoleManager)) })
+	m.regTransportOnce.Do(func() { m.regTransport = registry.TransportFor(m.id) })
 	return m.regTransport
 }
 

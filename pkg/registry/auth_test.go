@@ -3,7 +3,9 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -101,6 +103,16 @@ func TestGuard(t *testing.T) {
 	if err := forged.SetRoots(s.Root.CertPEM); err != nil {
 		t.Fatal(err)
 	}
+	// Expired: issued by the cluster, valid for an hour two hours ago.
+	key, csr, _ := ca.NewKeyAndCSR("node-w3")
+	is, err := s.Root.Sign(csr, "node-w3", ca.RoleWorker, time.Hour, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := ca.NewIdentity("")
+	if err := expired.Set(key, is.ChainPEM, s.Root.CertPEM); err != nil {
+		t.Fatal(err)
+	}
 	const upload = "/v2/demo/blobs/uploads/"
 	tests := []struct {
 		name         string
@@ -113,6 +125,7 @@ func TestGuard(t *testing.T) {
 		{"no certificate: base", anonymous(t, s), http.MethodGet, "/v2/", 401, "UNAUTHORIZED", "node_id=\"\""},
 		{"no certificate: push", anonymous(t, s), http.MethodPost, upload, 401, "UNAUTHORIZED", "method=POST"},
 		{"another cluster's certificate", forged, http.MethodGet, "/v2/", 401, "UNAUTHORIZED", "node_id=node-m2"},
+		{"expired certificate", expired, http.MethodGet, "/v2/", 401, "UNAUTHORIZED", "node_id=node-w3"},
 		{"worker reads", worker, http.MethodGet, "/v2/", 200, "", ""},
 		{"worker reads a manifest", worker, http.MethodGet, "/v2/demo/manifests/latest", 404, "MANIFEST_UNKNOWN", ""},
 		{"worker heads a blob", worker, http.MethodHead, "/v2/demo/blobs/sha256:" + strings.Repeat("a", 64), 404, "", ""},
@@ -247,4 +260,81 @@ func hasCode(err error, code transport.ErrorCode) bool {
 		}
 	}
 	return false
+}
+
+// TestReplicaHeaderOnlyFromManagers: a push marked as a copy between
+// managers skips replication only when a manager makes it; anyone else's
+// is replicated like any push.
+func TestReplicaHeaderOnlyFromManagers(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		tagged []string
+	)
+	s := registrytest.Start(t, t.TempDir(), nil, func(r *registry.Registry) {
+		r.OnTag(func(_ context.Context, repo, tag, _ string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			tagged = append(tagged, repo+":"+tag)
+			return nil
+		})
+	})
+	img, _ := random.Image(128, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, who := range []struct{ id, role string }{{"client-1", ca.RoleClient}, {"node-m2", ca.RoleManager}} {
+		ref, _ := name.NewTag(s.Addr + "/copy:" + who.role)
+		tr := replicaMarker{registrytest.Transport(s.Issue(t, who.id, who.role))}
+		if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
+			t.Fatalf("push as %s: %v", who.role, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tagged) != 1 || tagged[0] != "copy:"+ca.RoleClient {
+		t.Errorf("replicated pushes %v, want only the client's (copy:%s)", tagged, ca.RoleClient)
+	}
+}
+
+type replicaMarker struct{ base http.RoundTripper }
+
+func (m replicaMarker) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set(registry.ReplicaHeader, "1")
+	return m.base.RoundTrip(req)
+}
+
+// TestTransportForNewCertificate: once the holder renews, a kept-alive
+// connection made with the old certificate is not reused, so revoking (or
+// rotating away) the old one does not break the holder's requests.
+func TestTransportForNewCertificate(t *testing.T) {
+	s, _ := start(t)
+	id := s.Issue(t, "node-w1", ca.RoleWorker)
+	hc := &http.Client{Transport: registrytest.Transport(id)}
+	get := func() int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.Addr+"/v2/", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("GET /v2/ = %d", code)
+	}
+	renewed := s.Issue(t, "node-w1", ca.RoleWorker)
+	oldSerial := id.Peer().Serial
+	key := renewed.Certificate().PrivateKey.(crypto.Signer)
+	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: renewed.Certificate().Certificate[0]})
+	if err := id.Set(key, chain, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.RevokeSerial(oldSerial)
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("GET /v2/ after renewal and revocation of the old certificate = %d, want 200 (a new connection with the new certificate)", code)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/minke-io/minke/pkg/ca"
 )
 
 // ErrPlainHTTP is returned by Transport for a request that would go to the
@@ -25,7 +27,23 @@ func Transport(cfg *tls.Config) http.RoundTripper {
 	return tlsOnly{base: t}
 }
 
-type tlsOnly struct{ base http.RoundTripper }
+// TransportFor is Transport for the holder of id, which presents id's
+// current certificate and trusts id's current roots. When id gets a new
+// certificate (renewal, CA rotation) the idle connections, authenticated
+// with the old one, are closed, so that later requests present the new one:
+// a certificate rotated away or revoked is refused on a kept-alive
+// connection too.
+func TransportFor(id *ca.Identity) http.RoundTripper {
+	t := Transport(id.ClientTLS(ca.RoleManager)).(tlsOnly)
+	id.OnChange(t.CloseIdleConnections)
+	return t
+}
+
+type tlsOnly struct{ base *http.Transport }
+
+// CloseIdleConnections closes the connections not in use (http.Client
+// calls it too).
+func (t tlsOnly) CloseIdleConnections() { t.base.CloseIdleConnections() }
 
 func (t tlsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "https" {
