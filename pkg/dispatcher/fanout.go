@@ -101,7 +101,10 @@ func (f *fanout) load(tx raftstore.ReadTx) {
 
 // run routes changes until ctx ends or the store stops; then every watch's
 // done is closed and later watches fail.
-func (f *fanout) run(ctx context.Context, store Store) error {
+//
+// delay says how long network-wide changes gather before every session is
+// woken for them (see netCache.netWideDelay).
+func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duration) error {
 	sub, err := store.ViewAndWatch(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
 	if err != nil {
 		return err
@@ -138,14 +141,14 @@ func (f *fanout) run(ctx context.Context, store Store) error {
 			}
 			if f.route(evs) && !widePending {
 				widePending = true
-				wide.Reset(netWideWindow)
+				wide.Reset(delay())
 			}
 		}
 	}
 }
 
-// netWideWindow bounds how long a network-wide change waits before every
-// session is woken for it, so that a burst of them (1,000 services created
+// netWideWindow is how long a network-wide change waits, at least, before
+// every session is woken for it, so that a burst of them (1,000 services created
 // at once, 5,000 nodes turning READY) costs one shared network state and
 // one message per session, not one per change: each message carries every
 // service's record. SwarmKit's dispatcher batches assignments over the

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -26,22 +28,39 @@ type netCache struct {
 	epoch   uint64
 	shared  *minkepb.NetworkState // shared and never changed once stored
 	version string                // networkVersion of shared
+	// cost is how long the last computation took (see netWideDelay).
+	cost atomic.Int64
 }
 
+// netWideDelay is how long the fan-out lets network-wide changes gather
+// before waking every session: netWideWindow, or ten times what the last
+// shared state took to compute when that is longer (at 100,000 tasks on a
+// loaded machine, a computation takes a sizeable fraction of a second), so
+// that recomputing it takes at most about a tenth of a core; never more
+// than netWideMaxDelay.
+func (c *netCache) netWideDelay() time.Duration {
+	return min(max(netWideWindow, 10*time.Duration(c.cost.Load())), netWideMaxDelay)
+}
+
+// netWideMaxDelay bounds netWideDelay.
+const netWideMaxDelay = 2 * time.Second
+
 // get returns the cluster-wide state for epoch, computing it from tx
-// unless a state for that epoch is cached. tx must have been opened after
-// epoch was read, so that it holds every change the epoch counts.
+// unless a state for that epoch, or a later one, is cached (a session that
+// read the epoch just before it moved gets the newer state, rather than
+// computing an older one again). tx must have been opened after epoch was
+// read, so that it holds every change the epoch counts.
 func (c *netCache) get(tx raftstore.ReadTx, epoch uint64) (*minkepb.NetworkState, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.valid && c.epoch == epoch {
+	if c.valid && c.epoch >= epoch {
 		return c.shared, c.version
 	}
+	began := time.Now()
 	st := networkState(tx, "")
 	v := networkVersion(st)
-	if !c.valid || epoch >= c.epoch {
-		c.valid, c.epoch, c.shared, c.version = true, epoch, st, v
-	}
+	c.cost.Store(int64(time.Since(began)))
+	c.valid, c.epoch, c.shared, c.version = true, epoch, st, v
 	return st, v
 }
 

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -102,9 +103,27 @@ func TestNetCacheEpochs(t *testing.T) {
 	if len(next.GetServices()) != 3 || len(first.GetServices()) != 2 {
 		t.Fatalf("services: epoch 1 has %d (want 2), epoch 2 has %d (want 3)", len(first.GetServices()), len(next.GetServices()))
 	}
-	// A session still at an older epoch does not replace the newer state.
-	_ = get(1)
-	if get(2) != next {
-		t.Fatalf("an older epoch's read replaced epoch 2's state")
+	// A session still at an older epoch gets the newer state.
+	if get(1) != next || get(2) != next {
+		t.Fatalf("an older epoch's read did not get, or replaced, epoch 2's state")
+	}
+}
+
+// TestNetWideDelay: the gathering window grows with the cost of the shared
+// state, within its bounds.
+func TestNetWideDelay(t *testing.T) {
+	for _, tc := range []struct {
+		cost, want time.Duration
+	}{
+		{0, netWideWindow},
+		{time.Millisecond, netWideWindow},
+		{50 * time.Millisecond, 500 * time.Millisecond},
+		{time.Second, netWideMaxDelay},
+	} {
+		var c netCache
+		c.cost.Store(int64(tc.cost))
+		if got := c.netWideDelay(); got != tc.want {
+			t.Errorf("cost %s: delay %s, want %s", tc.cost, got, tc.want)
+		}
 	}
 }

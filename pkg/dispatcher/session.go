@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -125,7 +126,8 @@ func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, nodeID string, epoch ui
 	shared, sharedVer := d.net.get(tx, epoch)
 	netSt, netVer := forNode(tx, nodeID, shared, sharedVer)
 	msg := &minkepb.SessionMessage{Tasks: assignments(tx.TasksByNode(nodeID)), Node: n, Network: netSt,
-		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert())}
+		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert()),
+		RegistryAddrs: registryAddrs(tx)}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
@@ -146,7 +148,7 @@ func versions(msg *minkepb.SessionMessage, netVersion string) []string {
 	n.Status, n.Meta = nil, nil
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(n)
 	out := []string{string(b), msg.GetManagerToken(), keyringVersion(msg.GetGossipKeyring()),
-		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts()))}
+		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts())), "registries@" + strings.Join(msg.GetRegistryAddrs(), ",")}
 	for _, t := range msg.GetTasks() {
 		out = append(out, t.GetMeta().GetId()+"@"+t.GetDesiredState().String())
 	}

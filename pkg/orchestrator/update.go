@@ -166,7 +166,7 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) bool
 	for _, t := range tasks {
 		ref := slotRef{slot: t.GetSlot()}
 		if global {
-			ref = slotRef{node: t.GetNodeId()}
+			ref = slotRef{node: slotNode(t)}
 		} else if t.GetSlot() == 0 || t.GetSlot() > want {
 			continue
 		}
@@ -241,7 +241,9 @@ func assess(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) boo
 				p.considered++
 				continue
 			}
-			if t.GetMeta().GetCreatedAt().AsTime().Before(start) {
+			if t.GetMeta().GetCreatedAt().AsTime().Before(start) || waitingForRoom(t) {
+				// A global task waiting for room on its node is up to
+				// date; its node, not the update, holds it back.
 				p.considered++
 				continue
 			}
@@ -268,7 +270,7 @@ func assess(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) boo
 		}
 		ref := slotRef{slot: t.GetSlot()}
 		if global {
-			ref = slotRef{node: t.GetNodeId()}
+			ref = slotRef{node: slotNode(t)}
 		}
 		if f := firstFailure[ref]; f == nil || taskEnd(t).Before(taskEnd(f)) {
 			firstFailure[ref] = t
