@@ -28,7 +28,8 @@ type Addresses interface {
 // A task that cannot be attached is still created, so that the write's
 // other tasks land and the user sees why:
 //   - a network is full: the task waits in state NEW with the reason,
-//     without addresses, where the scheduler leaves it; the Waiter
+//     without addresses, where the scheduler leaves it and no worker is
+//     sent it (a global service's task keeps its node); the Waiter
 //     attaches it once an address is free, as swarm's allocator does;
 //   - a network no longer exists: the task is REJECTED with the reason.
 func AttachNetworks(tx Addresses, t *minkepb.Task) error {

@@ -26,8 +26,10 @@ var _ Store = (*raftstore.Node)(nil)
 // could not: a task created while one of its networks was full waits in
 // state NEW; when an address may have been freed (a task on a network
 // ended or went, a service dropped a VIP) the Waiter attaches the waiting
-// tasks, oldest first, and hands them to the scheduler (PENDING). It keeps
-// no state beyond a hint, so a new leader just starts over.
+// tasks, oldest first, and hands them to the scheduler (PENDING), or to
+// their node (ASSIGNED) when a global service bound them to one at
+// creation. It keeps no state beyond a hint, so a new leader just starts
+// over.
 type Waiter struct {
 	store Store
 	now   func() time.Time
@@ -141,8 +143,11 @@ func (w *Waiter) passErr(ctx context.Context) (stillWaiting bool, err error) {
 			case attachGone:
 				t.Networks = nil
 				t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_REJECTED, Message: "network attachment failed", Err: why, Timestamp: now}
-			default:
+			case attached:
 				t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_PENDING, Message: "pending task scheduling", Timestamp: now}
+				if t.GetNodeId() != "" { // a global service's task: its node was chosen at creation
+					t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED, Message: "assigned to its node by the global orchestrator", Timestamp: now}
+				}
 			}
 			if err := tx.Update(t); err != nil {
 				return err

@@ -123,3 +123,40 @@ func TestWaiter(t *testing.T) {
 		return s.GetState() == minkepb.TaskState_REJECTED && strings.Contains(s.GetErr(), "net0 no longer exists")
 	})
 }
+
+// TestWaiterGlobalTask: a global service's task, bound to its node at
+// creation, waits there (NEW) and goes ASSIGNED, not PENDING, once it has
+// its address.
+func TestWaiterGlobalTask(t *testing.T) {
+	n := storetest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = allocator.NewWaiter(n, time.Now, slog.New(slog.DiscardHandler)).Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Network{Meta: &minkepb.Meta{Id: "net0"}, Spec: &minkepb.NetworkSpec{Name: "n0"},
+			Subnet: "10.10.0.0/29", Gateway: "10.10.0.1", Vni: 4096})
+	})
+	var tasks []*minkepb.Task
+	for i := 0; i < 6; i++ {
+		task := newTask("net0")
+		task.NodeId, task.DesiredState = fmt.Sprintf("node%d", i), minkepb.TaskState_RUNNING
+		task.Status.State = minkepb.TaskState_ASSIGNED
+		tasks = append(tasks, task)
+		storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+			_ = allocator.AttachNetworks(tx, task)
+			return tx.Create(task)
+		})
+	}
+	last := tasks[5].GetMeta().GetId()
+	var got *minkepb.Task
+	_ = n.View(func(tx raftstore.ReadTx) error { got = tx.Task(last); return nil })
+	if got.GetStatus().GetState() != minkepb.TaskState_NEW || got.GetNodeId() != "node5" {
+		t.Fatalf("sixth task on a /29: %v on %q, want NEW on node5", got.GetStatus(), got.GetNodeId())
+	}
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Delete(tx.Task(tasks[0].GetMeta().GetId())) })
+	storetest.WaitFor(t, n, "the global task assigned with an address", func(tx raftstore.ReadTx) bool {
+		task := tx.Task(last)
+		return task.GetStatus().GetState() == minkepb.TaskState_ASSIGNED && len(task.GetNetworks()) == 1 && task.GetNodeId() == "node5"
+	})
+}

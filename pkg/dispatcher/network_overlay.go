@@ -144,3 +144,16 @@ func neededOverlays(tx raftstore.ReadTx, nodeID string) map[string]bool {
 	}
 	return needed
 }
+
+// assignments drops the tasks of a node that still wait for their overlay
+// addresses (state NEW; a global service's tasks are bound to their node
+// from creation): a worker would start one without its networks.
+func assignments(tasks []*minkepb.Task) []*minkepb.Task {
+	out := tasks[:0:0]
+	for _, t := range tasks {
+		if t.GetStatus().GetState() != minkepb.TaskState_NEW {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -217,3 +217,55 @@ func TestJoinRefusesContainerSubnetOverlappingANetwork(t *testing.T) {
 		t.Fatalf("join with a subnet over network front: %v", err)
 	}
 }
+
+// TestWaitingTasksAreNotSent: a task bound to a node but still waiting for
+// its overlay address (NEW) is not an assignment yet; once attached and
+// ASSIGNED it is sent.
+func TestWaitingTasksAreNotSent(t *testing.T) {
+	f := newFixture(t)
+	putNode(t, f, "n1")
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		if err := tx.Create(&minkepb.Network{Meta: &minkepb.Meta{Id: "netA"}, Spec: &minkepb.NetworkSpec{Name: "a"},
+			Subnet: "10.10.0.0/24", Gateway: "10.10.0.1", Vni: 4096}); err != nil {
+			return err
+		}
+		if err := tx.Create(overlayTask("ready", "", "n1", minkepb.TaskState_ASSIGNED, "netA", "10.10.0.5/24")); err != nil {
+			return err
+		}
+		waiting := overlayTask("waiting", "", "n1", minkepb.TaskState_NEW)
+		waiting.Spec = &minkepb.TaskSpec{Networks: []*minkepb.NetworkAttachmentConfig{{Target: "netA"}}}
+		return tx.Create(waiting)
+	})
+	ctx, cancel := context.WithTimeout(asNode("n1"), 10*time.Second)
+	defer cancel()
+	stream, err := f.client.Session(ctx, &minkepb.SessionRequest{NodeId: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(m *minkepb.SessionMessage) string {
+		var out []string
+		for _, tk := range m.GetTasks() {
+			out = append(out, tk.GetMeta().GetId())
+		}
+		return strings.Join(out, ",")
+	}
+	msg, err := stream.Recv()
+	if err != nil || ids(msg) != "ready" {
+		t.Fatalf("first message tasks %q (%v), want only the attached one", ids(msg), err)
+	}
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		tk := proto.Clone(tx.Task("waiting")).(*minkepb.Task)
+		tk.Status = &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}
+		tk.Networks = []*minkepb.NetworkAttachment{{NetworkId: "netA", Addresses: []string{"10.10.0.6/24"}}}
+		return tx.Update(tk)
+	})
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("no message with the attached task: %v", err)
+		}
+		if ids(msg) == "ready,waiting" {
+			return
+		}
+	}
+}

@@ -125,7 +125,7 @@ func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, nodeID string, epoch ui
 	c := tx.Cluster()
 	shared, sharedVer := d.net.get(tx, epoch)
 	netSt, netVer := forNode(tx, nodeID, shared, sharedVer)
-	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: netSt,
+	msg := &minkepb.SessionMessage{Tasks: assignments(tx.TasksByNode(nodeID)), Node: n, Network: netSt,
 		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert()),
 		RegistryAddrs: registryAddrs(tx)}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -67,5 +68,41 @@ func TestTasksGetNetworkAddresses(t *testing.T) {
 	_ = h.store.View(func(tx raftstore.ReadTx) error { total = len(tx.TasksByService("svc")); return nil })
 	if total > 6 {
 		t.Fatalf("%d tasks created for 6 slots: the waiting task was churned", total)
+	}
+}
+
+// TestGlobalTasksWaitOnAFullNetwork: a global service on a network with
+// room for 5 tasks and 7 nodes runs 5 tasks; the other 2 wait on their
+// nodes (NEW, never started), and the orchestrator settles instead of
+// replacing them.
+func TestGlobalTasksWaitOnAFullNetwork(t *testing.T) {
+	s := newSim(t)
+	s.update(func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Network{Meta: &minkepb.Meta{Id: "net"}, Spec: &minkepb.NetworkSpec{Name: "front"},
+			Subnet: "10.10.0.0/29", Gateway: "10.10.0.1", Vni: 4096})
+	})
+	for i := 1; i <= 7; i++ {
+		s.addNode(fmt.Sprintf("n%d", i), nil)
+	}
+	spec := globalSpec()
+	spec.Task.Networks = []*minkepb.NetworkAttachmentConfig{{Target: "net"}}
+	s.createService("svc", spec)
+	s.converge(100)
+	waiting := 0
+	s.view(func(tx raftstore.ReadTx) {
+		for _, task := range tx.TasksByService("svc") {
+			if task.GetStatus().GetState() == minkepb.TaskState_NEW {
+				if task.GetNodeId() == "" || len(task.GetNetworks()) != 0 {
+					t.Errorf("waiting task %v", task)
+				}
+				waiting++
+			}
+		}
+		if n := len(tx.TasksByService("svc")); n != 7 {
+			t.Errorf("%d tasks for 7 nodes:\n%s", n, s.dump())
+		}
+	})
+	if got := len(s.running("svc")); got != 5 || waiting != 2 {
+		t.Fatalf("%d running and %d waiting, want 5 and 2:\n%s", got, waiting, s.dump())
 	}
 }
