@@ -24,11 +24,14 @@ import (
 // pays the DNAT lookup and a conntrack entry.
 // Paths are measured in interleaved rounds (each path benchRound per
 // round), so that load from other processes on the machine spreads over
-// all of them rather than skewing one.
+// all of them rather than skewing one. Short rounds matter on a shared
+// machine: with 4 rounds of 1s, a burst of someone else's work landing on
+// one path's second moved its figure by 20% (VIP 23% "overhead" in one run,
+// 16 rounds of 250ms gave 1.5% and -4.6% right after).
 const (
 	benchClients = 8
-	benchRound   = time.Second
-	benchRounds  = 4
+	benchRound   = 250 * time.Millisecond
+	benchRounds  = 16
 )
 
 type benchResult struct {
