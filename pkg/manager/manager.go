@@ -105,6 +105,9 @@ type Manager struct {
 	disp       *dispatcher.Dispatcher
 
 	missCache missCache // images no manager had, recently
+	// verified spares calls on one connection re-checking its chain's
+	// signatures (see ca.VerifyCache).
+	verified ca.VerifyCache
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // to other managers, by API address
