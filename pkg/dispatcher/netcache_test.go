@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -125,5 +126,40 @@ func TestNetWideDelay(t *testing.T) {
 		if got := c.netWideDelay(); got != tc.want {
 			t.Errorf("cost %s: delay %s, want %s", tc.cost, got, tc.want)
 		}
+	}
+}
+
+// TestSessionSendsNetworkWhenChanged: the first message carries the
+// network state; one for an assignment change alone leaves it out (the
+// worker keeps its own); a network-wide change sends it again.
+func TestSessionSendsNetworkWhenChanged(t *testing.T) {
+	f := newFixture(t)
+	putNode(t, f, "n1")
+	service := func(id, vip string) {
+		updateStore(t, f, func(tx *raftstore.WriteTx) error {
+			return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: id}, Spec: &minkepb.ServiceSpec{Name: "web-" + id},
+				Endpoint: &minkepb.Endpoint{VirtualIp: vip}})
+		})
+	}
+	service("s1", "172.30.0.1")
+	ctx, cancel := context.WithTimeout(asNode("n1"), 10*time.Second)
+	defer cancel()
+	stream, err := f.client.Session(ctx, &minkepb.SessionRequest{NodeId: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || len(first.GetNetwork().GetServices()) != 1 {
+		t.Fatalf("first message: network %v, err %v; want the one service", first.GetNetwork(), err)
+	}
+	putTask(t, f, "t1", "n1", minkepb.TaskState_ASSIGNED)
+	msg, err := stream.Recv()
+	if err != nil || len(msg.GetTasks()) != 1 || msg.Network != nil {
+		t.Fatalf("after an assignment: tasks %v, network %v, err %v; want t1 and no network state", msg.GetTasks(), msg.GetNetwork(), err)
+	}
+	service("s2", "172.30.0.2")
+	msg, err = stream.Recv()
+	if err != nil || len(msg.GetNetwork().GetServices()) != 2 {
+		t.Fatalf("after a new service: network %v, err %v; want both services", msg.GetNetwork(), err)
 	}
 }

@@ -16,7 +16,9 @@ import (
 )
 
 // Session streams the node's assignment set: at once, then after every
-// committed change that touches the node's tasks. Log subscriptions for the
+// committed change that touches the node's tasks. The network state rides
+// along in the first message and whenever it changed; the other messages
+// leave it out, and the worker keeps the last one it got. Log subscriptions for the
 // node ride the same stream.
 func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatcher_SessionServer) error {
 	ctx := stream.Context()
@@ -106,6 +108,14 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			v := versions(msg, netVer)
 			if slices.Equal(v, sent) {
 				continue
+			}
+			if v[len(v)-1] == sent[len(sent)-1] {
+				// The network state is unchanged: a message without one
+				// leaves the worker's as it is (agentNet.apply). Every
+				// message carrying every service's record made each
+				// assignment change cost a node the whole cluster's
+				// records, most of the bytes sent at scale.
+				msg.Network = nil
 			}
 			if err := stream.Send(msg); err != nil {
 				return err

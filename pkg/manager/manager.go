@@ -106,6 +106,9 @@ type Manager struct {
 
 	missCache      missCache // images no manager had, recently
 	registryClient           // to the other managers' registries
+	// verified spares calls on one connection re-checking its chain's
+	// signatures (see ca.VerifyCache).
+	verified ca.VerifyCache
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // to other managers, by API address

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -152,10 +153,13 @@ func (p *Placement) schedule(ctx context.Context) error {
 	// Assignments commit in chunks: a pass over 100,000 pending tasks
 	// would otherwise be one Raft entry of tens of megabytes, which every
 	// manager must write and apply before any worker hears of its tasks.
-	for chunk := range slices.Chunk(plan.Assignments, maxAssignmentsPerCommand) {
-		if err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error { return assign(tx, chunk, now) }); err != nil {
-			return err
-		}
+	// The chunks are proposed together (a few in flight), so that Raft
+	// stores and replicates them in one write instead of one after the
+	// other; they touch disjoint tasks, so they never conflict.
+	if err := commitChunks(ctx, plan.Assignments, func(chunk []scheduler.Assignment) error {
+		return p.store.Update(ctx, func(tx *raftstore.WriteTx) error { return assign(tx, chunk, now) })
+	}); err != nil {
+		return err
 	}
 	err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		for _, id := range sortedKeys(plan.Unplaced) {
@@ -220,8 +224,45 @@ func schedulePinned(nodes []scheduler.NodeInfo, pinned map[string][]*minkepb.Tas
 }
 
 // maxAssignmentsPerCommand bounds the assignments one Raft command carries
-// (about 1 MB of tasks).
-const maxAssignmentsPerCommand = 2000
+// (about 1 MB of tasks); chunksInFlight bounds the commands proposed at
+// once by one pass.
+const (
+	maxAssignmentsPerCommand = 2000
+	chunksInFlight           = 8
+)
+
+// commitChunks runs commit over as in chunks of maxAssignmentsPerCommand,
+// at most chunksInFlight at a time, and returns the first error.
+func commitChunks(ctx context.Context, as []scheduler.Assignment, commit func([]scheduler.Assignment) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	slots := make(chan struct{}, chunksInFlight)
+	for chunk := range slices.Chunk(as, maxAssignmentsPerCommand) {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := commit(chunk); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
 
 // assign records assignments made on a snapshot, skipping what changed
 // since: a task no longer pending, a node gone or no longer READY.
