@@ -71,6 +71,10 @@ type WorkerConfig struct {
 	// (for the default address, which several workers on one host share).
 	MetricsAddr       string
 	MetricsBestEffort bool
+	// AnnounceRestart, when the worker stops because ctx ended (SIGTERM),
+	// tells the leader the node will be back (see Agent.announceRestart),
+	// before it leaves gossip.
+	AnnounceRestart bool
 }
 
 // RunWorker joins the cluster, re-adopts containers left by an earlier
@@ -220,7 +224,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.ResumeManager {
 		a.promote(ctx, "")
 	}
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	if err == nil && ctx.Err() != nil && cfg.AnnounceRestart {
+		// Before the deferred gossip leave, which would mark the node DOWN.
+		a.announceRestart(context.WithoutCancel(ctx))
+	}
+	return err
 }
 
 // gossip is the worker's memberlist, which stops while a promoted manager

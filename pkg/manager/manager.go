@@ -79,6 +79,10 @@ type Config struct {
 	Hostname string
 	// Gossip tunes failure detection.
 	Gossip membership.Tuning
+	// WorkerRestartGrace is how long a node that announced a planned
+	// restart is held READY with its tasks (see
+	// dispatcher.AnnounceRestart); 0 is the default (30s), below 0 none.
+	WorkerRestartGrace time.Duration
 	// RegistryConfig is a docker config.json (or its directory) with the
 	// credentials used to resolve service images to digests; "" uses
 	// $DOCKER_CONFIG or $HOME/.docker/config.json.
@@ -337,6 +341,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		IsLeader:     m.raft.IsLeader,
 		Gossiping:    m.inGossip,
 		Logger:       m.cfg.Logger,
+
+		RestartGracePeriod: m.cfg.WorkerRestartGrace,
 	})
 	var ctlTCPSrv *grpc.Server
 	if m.ctlTCPLis != nil {
