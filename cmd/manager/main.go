@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/manager"
@@ -120,12 +122,17 @@ func run() error {
 	host, _, _ := net.SplitHostPort(m.DispatcherAddr())
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
+	var workerMetrics prometheus.Registerer // per-task metrics on --metrics-addr
+	if cfg.MetricsAddr != "" {
+		workerMetrics = m.MetricsRegistry()
+	}
 	go func() {
 		errc <- agent.RunWorker(wctx, agent.WorkerConfig{
 			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), NodeID: m.NodeID(), NodeSecret: m.NodeSecret(),
 			Addr: host, Description: manager.Describe(hostname), GossipPort: -1, Logger: logger, Identity: m.Identity(),
 			ContainerSubnet: subnet, Bridge: bridge,
-			Images: agent.ImageConfig{RegistryConfig: cfg.RegistryConfig, InsecureRegistries: cfg.InsecureRegistries},
+			Images:  agent.ImageConfig{RegistryConfig: cfg.RegistryConfig, InsecureRegistries: cfg.InsecureRegistries},
+			Metrics: workerMetrics,
 		})
 	}()
 	// Either part failing stops both.

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -98,8 +99,11 @@ type Manager struct {
 	cfg    Config
 	log    *slog.Logger
 	nodeID string
-	secret string // this node's identity secret, for its own worker role
-	raft   *raftstore.Node
+	// metrics is what --metrics-addr serves (see MetricsRegistry).
+	metricsOnce sync.Once
+	metrics     *prometheus.Registry
+	secret      string // this node's identity secret, for its own worker role
+	raft        *raftstore.Node
 	// raftOpened is closed once raft is set: the Raft transport's TLS
 	// check runs on connections that arrive while raftstore.Open is still
 	// running, and waits for it.
