@@ -58,6 +58,7 @@ func run() error {
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&runtimeKind, "runtime", "real", "real, or simulated: start no processes, report every task RUNNING (for benchmarks and scale tests only)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "serve Prometheus metrics (per-task CPU seconds, memory bytes, pids, OOM kills; labels task, service, slot) on HOST:PORT/metrics; \"\" for none. Loopback by default; if the default port is taken (another worker on this host) the worker runs without metrics")
+	fs.BoolVar(&cfg.AnnounceRestart, "announce-restart", true, "on SIGTERM or SIGINT, tell the managers this node stops for a planned restart (upgrade) and will be back: they keep its tasks for their --worker-restart-grace (default 30s) while its containers keep running, and this node re-adopts them when it starts again; false: its tasks are replaced as soon as it leaves, as after a crash")
 	fs.IntVar(&simNodes, "simulate-nodes", 1, "with --runtime=simulated, how many nodes this process acts as (each joins and holds its own session)")
 	// Images.
 	var imageGC, maxLayerFile string

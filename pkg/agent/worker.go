@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -71,6 +72,14 @@ type WorkerConfig struct {
 	// (for the default address, which several workers on one host share).
 	MetricsAddr       string
 	MetricsBestEffort bool
+	// Metrics, if set, gets the per-task collector instead of a server on
+	// MetricsAddr: a manager's worker role reports through the manager's
+	// --metrics-addr.
+	Metrics prometheus.Registerer
+	// AnnounceRestart, when the worker stops because ctx ended (SIGTERM),
+	// tells the leader the node will be back (see Agent.announceRestart),
+	// before it leaves gossip.
+	AnnounceRestart bool
 }
 
 // RunWorker joins the cluster, re-adopts containers left by an earlier
@@ -172,7 +181,13 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		return err
 	}
 	defer a.net.stop()
-	if cfg.MetricsAddr != "" {
+	if cfg.Metrics != nil {
+		tc := newTaskCollector(a)
+		if err := cfg.Metrics.Register(tc); err != nil {
+			return fmt.Errorf("worker: registering task metrics: %w", err)
+		}
+		defer cfg.Metrics.Unregister(tc)
+	} else if cfg.MetricsAddr != "" {
 		ms, err := newMetricsServer(a, cfg.MetricsAddr)
 		switch {
 		case err != nil && cfg.MetricsBestEffort:
@@ -217,7 +232,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.ResumeManager {
 		a.promote(ctx, "")
 	}
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	if err == nil && ctx.Err() != nil && cfg.AnnounceRestart {
+		// Before the deferred gossip leave, which would mark the node DOWN.
+		a.announceRestart(context.WithoutCancel(ctx))
+	}
+	return err
 }
 
 // gossip is the worker's memberlist, which stops while a promoted manager

@@ -72,6 +72,10 @@ type Config struct {
 	Gossiping func(nodeID string) bool
 	// SessionGracePeriod: see DefaultSessionGracePeriod (used when 0).
 	SessionGracePeriod time.Duration
+	// RestartGracePeriod is how long a node that announced a planned
+	// restart is held READY (see AnnounceRestart); 0 is
+	// DefaultRestartGracePeriod, below 0 holds none.
+	RestartGracePeriod time.Duration
 	Logger             *slog.Logger
 	// Now stamps certificates; nil takes time.Now.
 	Now func() time.Time
