@@ -16,6 +16,7 @@ package minkepb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -28,6 +29,97 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+type AnnounceRestartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id must be the caller's own (its certificate's).
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceRestartRequest) Reset() {
+	*x = AnnounceRestartRequest{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceRestartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceRestartRequest) ProtoMessage() {}
+
+func (x *AnnounceRestartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceRestartRequest.ProtoReflect.Descriptor instead.
+func (*AnnounceRestartRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AnnounceRestartRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type AnnounceRestartResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grace is how long the leader holds the node (0: the leader holds no
+	// node; it is marked DOWN as soon as it leaves gossip).
+	Grace         *durationpb.Duration `protobuf:"bytes,1,opt,name=grace,proto3" json:"grace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceRestartResponse) Reset() {
+	*x = AnnounceRestartResponse{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceRestartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceRestartResponse) ProtoMessage() {}
+
+func (x *AnnounceRestartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceRestartResponse.ProtoReflect.Descriptor instead.
+func (*AnnounceRestartResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AnnounceRestartResponse) GetGrace() *durationpb.Duration {
+	if x != nil {
+		return x.Grace
+	}
+	return nil
+}
 
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -52,7 +144,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -64,7 +156,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[0]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -77,7 +169,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{0}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -152,7 +244,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +256,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[1]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +269,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{1}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *JoinResponse) GetNodeId() string {
@@ -252,7 +344,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +356,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[2]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +369,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionRequest) GetNodeId() string {
@@ -302,7 +394,7 @@ type LogSubscription struct {
 
 func (x *LogSubscription) Reset() {
 	*x = LogSubscription{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +406,7 @@ func (x *LogSubscription) String() string {
 func (*LogSubscription) ProtoMessage() {}
 
 func (x *LogSubscription) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[3]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +419,7 @@ func (x *LogSubscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSubscription.ProtoReflect.Descriptor instead.
 func (*LogSubscription) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LogSubscription) GetId() string {
@@ -394,7 +486,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +498,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[4]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +511,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{4}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionMessage) GetTasks() []*Task {
@@ -508,7 +600,7 @@ type NetworkState struct {
 
 func (x *NetworkState) Reset() {
 	*x = NetworkState{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +612,7 @@ func (x *NetworkState) String() string {
 func (*NetworkState) ProtoMessage() {}
 
 func (x *NetworkState) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[5]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +625,7 @@ func (x *NetworkState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkState.ProtoReflect.Descriptor instead.
 func (*NetworkState) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{5}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NetworkState) GetIngress() []*IngressPort {
@@ -593,7 +685,7 @@ type OverlayNetwork struct {
 
 func (x *OverlayNetwork) Reset() {
 	*x = OverlayNetwork{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +697,7 @@ func (x *OverlayNetwork) String() string {
 func (*OverlayNetwork) ProtoMessage() {}
 
 func (x *OverlayNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[6]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +710,7 @@ func (x *OverlayNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverlayNetwork.ProtoReflect.Descriptor instead.
 func (*OverlayNetwork) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{6}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OverlayNetwork) GetId() string {
@@ -684,7 +776,7 @@ type OverlayPeer struct {
 
 func (x *OverlayPeer) Reset() {
 	*x = OverlayPeer{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +788,7 @@ func (x *OverlayPeer) String() string {
 func (*OverlayPeer) ProtoMessage() {}
 
 func (x *OverlayPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +801,7 @@ func (x *OverlayPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverlayPeer.ProtoReflect.Descriptor instead.
 func (*OverlayPeer) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OverlayPeer) GetTaskId() string {
@@ -756,7 +848,7 @@ type ServiceRecord struct {
 
 func (x *ServiceRecord) Reset() {
 	*x = ServiceRecord{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +860,7 @@ func (x *ServiceRecord) String() string {
 func (*ServiceRecord) ProtoMessage() {}
 
 func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +873,7 @@ func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
 func (*ServiceRecord) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServiceRecord) GetId() string {
@@ -830,7 +922,7 @@ type IngressPort struct {
 
 func (x *IngressPort) Reset() {
 	*x = IngressPort{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +934,7 @@ func (x *IngressPort) String() string {
 func (*IngressPort) ProtoMessage() {}
 
 func (x *IngressPort) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +947,7 @@ func (x *IngressPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
 func (*IngressPort) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IngressPort) GetPort() *PortConfig {
@@ -882,7 +974,7 @@ type NodeRoute struct {
 
 func (x *NodeRoute) Reset() {
 	*x = NodeRoute{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +986,7 @@ func (x *NodeRoute) String() string {
 func (*NodeRoute) ProtoMessage() {}
 
 func (x *NodeRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +999,7 @@ func (x *NodeRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
 func (*NodeRoute) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeRoute) GetSubnet() string {
@@ -936,7 +1028,7 @@ type GossipKeyring struct {
 
 func (x *GossipKeyring) Reset() {
 	*x = GossipKeyring{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1040,7 @@ func (x *GossipKeyring) String() string {
 func (*GossipKeyring) ProtoMessage() {}
 
 func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1053,7 @@ func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
 func (*GossipKeyring) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GossipKeyring) GetPrimary() []byte {
@@ -988,7 +1080,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1092,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1105,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -1040,7 +1132,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1144,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1157,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -1090,7 +1182,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1194,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1207,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 type PublishLogsMessage struct {
@@ -1128,7 +1220,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1232,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1245,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -1178,7 +1270,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1282,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1295,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{18}
 }
 
 type RenewCertificateRequest struct {
@@ -1216,7 +1308,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1320,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1333,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenewCertificateRequest) GetCsr() []byte {
@@ -1263,7 +1355,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1367,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1380,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RenewCertificateResponse) GetCertificate() []byte {
@@ -1309,7 +1401,11 @@ var File_minke_v1_dispatcher_proto protoreflect.FileDescriptor
 
 const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"\xfe\x01\n" +
+	"\x19minke/v1/dispatcher.proto\x12\bminke.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16minke/v1/objects.proto\"1\n" +
+	"\x16AnnounceRestartRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"J\n" +
+	"\x17AnnounceRestartResponse\x12/\n" +
+	"\x05grace\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05grace\"\xfe\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
 	"\vdescription\x18\x02 \x01(\v2\x19.minke.v1.NodeDescriptionR\vdescription\x12\x12\n" +
@@ -1404,14 +1500,15 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"W\n" +
 	"\x18RenewCertificateResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
-	"\bca_certs\x18\x02 \x01(\fR\acaCerts2\x88\x03\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts2\xe0\x03\n" +
 	"\n" +
 	"Dispatcher\x125\n" +
 	"\x04Join\x12\x15.minke.v1.JoinRequest\x1a\x16.minke.v1.JoinResponse\x12?\n" +
 	"\aSession\x12\x18.minke.v1.SessionRequest\x1a\x18.minke.v1.SessionMessage0\x01\x12Y\n" +
 	"\x10UpdateTaskStatus\x12!.minke.v1.UpdateTaskStatusRequest\x1a\".minke.v1.UpdateTaskStatusResponse\x12L\n" +
 	"\vPublishLogs\x12\x1c.minke.v1.PublishLogsMessage\x1a\x1d.minke.v1.PublishLogsResponse(\x01\x12Y\n" +
-	"\x10RenewCertificate\x12!.minke.v1.RenewCertificateRequest\x1a\".minke.v1.RenewCertificateResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x10RenewCertificate\x12!.minke.v1.RenewCertificateRequest\x1a\".minke.v1.RenewCertificateResponse\x12V\n" +
+	"\x0fAnnounceRestart\x12 .minke.v1.AnnounceRestartRequest\x1a!.minke.v1.AnnounceRestartResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_dispatcher_proto_rawDescOnce sync.Once
@@ -1425,76 +1522,82 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
-	(*JoinRequest)(nil),              // 0: minke.v1.JoinRequest
-	(*JoinResponse)(nil),             // 1: minke.v1.JoinResponse
-	(*SessionRequest)(nil),           // 2: minke.v1.SessionRequest
-	(*LogSubscription)(nil),          // 3: minke.v1.LogSubscription
-	(*SessionMessage)(nil),           // 4: minke.v1.SessionMessage
-	(*NetworkState)(nil),             // 5: minke.v1.NetworkState
-	(*OverlayNetwork)(nil),           // 6: minke.v1.OverlayNetwork
-	(*OverlayPeer)(nil),              // 7: minke.v1.OverlayPeer
-	(*ServiceRecord)(nil),            // 8: minke.v1.ServiceRecord
-	(*IngressPort)(nil),              // 9: minke.v1.IngressPort
-	(*NodeRoute)(nil),                // 10: minke.v1.NodeRoute
-	(*GossipKeyring)(nil),            // 11: minke.v1.GossipKeyring
-	(*TaskStatusUpdate)(nil),         // 12: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 13: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 14: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 15: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 16: minke.v1.PublishLogsResponse
-	(*RenewCertificateRequest)(nil),  // 17: minke.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 18: minke.v1.RenewCertificateResponse
-	nil,                              // 19: minke.v1.NetworkState.EndpointsEntry
-	(*NodeDescription)(nil),          // 20: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 21: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 22: minke.v1.NodeRole
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
-	(*Task)(nil),                     // 24: minke.v1.Task
-	(*Node)(nil),                     // 25: minke.v1.Node
-	(*PortConfig)(nil),               // 26: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 27: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 28: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 29: minke.v1.Endpoint
+	(*AnnounceRestartRequest)(nil),   // 0: minke.v1.AnnounceRestartRequest
+	(*AnnounceRestartResponse)(nil),  // 1: minke.v1.AnnounceRestartResponse
+	(*JoinRequest)(nil),              // 2: minke.v1.JoinRequest
+	(*JoinResponse)(nil),             // 3: minke.v1.JoinResponse
+	(*SessionRequest)(nil),           // 4: minke.v1.SessionRequest
+	(*LogSubscription)(nil),          // 5: minke.v1.LogSubscription
+	(*SessionMessage)(nil),           // 6: minke.v1.SessionMessage
+	(*NetworkState)(nil),             // 7: minke.v1.NetworkState
+	(*OverlayNetwork)(nil),           // 8: minke.v1.OverlayNetwork
+	(*OverlayPeer)(nil),              // 9: minke.v1.OverlayPeer
+	(*ServiceRecord)(nil),            // 10: minke.v1.ServiceRecord
+	(*IngressPort)(nil),              // 11: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 12: minke.v1.NodeRoute
+	(*GossipKeyring)(nil),            // 13: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 14: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 15: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 16: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 17: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 18: minke.v1.PublishLogsResponse
+	(*RenewCertificateRequest)(nil),  // 19: minke.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 20: minke.v1.RenewCertificateResponse
+	nil,                              // 21: minke.v1.NetworkState.EndpointsEntry
+	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
+	(*NodeDescription)(nil),          // 23: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 24: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 25: minke.v1.NodeRole
+	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
+	(*Task)(nil),                     // 27: minke.v1.Task
+	(*Node)(nil),                     // 28: minke.v1.Node
+	(*PortConfig)(nil),               // 29: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 30: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 31: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 32: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	20, // 0: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	21, // 1: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	22, // 2: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	23, // 3: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
-	24, // 4: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
-	3,  // 5: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	25, // 6: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	5,  // 7: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
-	11, // 8: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
-	9,  // 9: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
-	10, // 10: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	19, // 11: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
-	8,  // 12: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
-	6,  // 13: minke.v1.NetworkState.overlays:type_name -> minke.v1.OverlayNetwork
-	7,  // 14: minke.v1.OverlayNetwork.peers:type_name -> minke.v1.OverlayPeer
-	8,  // 15: minke.v1.OverlayNetwork.services:type_name -> minke.v1.ServiceRecord
-	26, // 16: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	27, // 17: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	12, // 18: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	28, // 19: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	29, // 20: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
-	0,  // 21: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	2,  // 22: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	13, // 23: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	15, // 24: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	17, // 25: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
-	1,  // 26: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	4,  // 27: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	14, // 28: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	16, // 29: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	18, // 30: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	22, // 0: minke.v1.AnnounceRestartResponse.grace:type_name -> google.protobuf.Duration
+	23, // 1: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	24, // 2: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	25, // 3: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	26, // 4: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	27, // 5: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	5,  // 6: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
+	28, // 7: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	7,  // 8: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
+	13, // 9: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	11, // 10: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	12, // 11: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	21, // 12: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	10, // 13: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
+	8,  // 14: minke.v1.NetworkState.overlays:type_name -> minke.v1.OverlayNetwork
+	9,  // 15: minke.v1.OverlayNetwork.peers:type_name -> minke.v1.OverlayPeer
+	10, // 16: minke.v1.OverlayNetwork.services:type_name -> minke.v1.ServiceRecord
+	29, // 17: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	30, // 18: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	14, // 19: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	31, // 20: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	32, // 21: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	2,  // 22: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	4,  // 23: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	15, // 24: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	17, // 25: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	19, // 26: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
+	0,  // 27: minke.v1.Dispatcher.AnnounceRestart:input_type -> minke.v1.AnnounceRestartRequest
+	3,  // 28: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	6,  // 29: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	16, // 30: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	18, // 31: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	20, // 32: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
+	1,  // 33: minke.v1.Dispatcher.AnnounceRestart:output_type -> minke.v1.AnnounceRestartResponse
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -1503,14 +1606,14 @@ func file_minke_v1_dispatcher_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
-	file_minke_v1_dispatcher_proto_msgTypes[3].OneofWrappers = []any{}
+	file_minke_v1_dispatcher_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

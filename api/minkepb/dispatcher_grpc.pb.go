@@ -31,6 +31,7 @@ const (
 	Dispatcher_UpdateTaskStatus_FullMethodName = "/minke.v1.Dispatcher/UpdateTaskStatus"
 	Dispatcher_PublishLogs_FullMethodName      = "/minke.v1.Dispatcher/PublishLogs"
 	Dispatcher_RenewCertificate_FullMethodName = "/minke.v1.Dispatcher/RenewCertificate"
+	Dispatcher_AnnounceRestart_FullMethodName  = "/minke.v1.Dispatcher/AnnounceRestart"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -50,6 +51,11 @@ type DispatcherClient interface {
 	// RenewCertificate signs a new certificate for the calling node (known by
 	// its current certificate) from a CSR; the key never leaves the node.
 	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
+	// AnnounceRestart tells the leader that the calling node is stopping for
+	// a planned restart (a worker upgrade or restart) and will be back: the
+	// leader holds the node READY, its tasks in place, for its restart grace
+	// period instead of marking it DOWN when it leaves.
+	AnnounceRestart(ctx context.Context, in *AnnounceRestartRequest, opts ...grpc.CallOption) (*AnnounceRestartResponse, error)
 }
 
 type dispatcherClient struct {
@@ -122,6 +128,16 @@ func (c *dispatcherClient) RenewCertificate(ctx context.Context, in *RenewCertif
 	return out, nil
 }
 
+func (c *dispatcherClient) AnnounceRestart(ctx context.Context, in *AnnounceRestartRequest, opts ...grpc.CallOption) (*AnnounceRestartResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AnnounceRestartResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_AnnounceRestart_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -139,6 +155,11 @@ type DispatcherServer interface {
 	// RenewCertificate signs a new certificate for the calling node (known by
 	// its current certificate) from a CSR; the key never leaves the node.
 	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
+	// AnnounceRestart tells the leader that the calling node is stopping for
+	// a planned restart (a worker upgrade or restart) and will be back: the
+	// leader holds the node READY, its tasks in place, for its restart grace
+	// period instead of marking it DOWN when it leaves.
+	AnnounceRestart(context.Context, *AnnounceRestartRequest) (*AnnounceRestartResponse, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -163,6 +184,9 @@ func (UnimplementedDispatcherServer) PublishLogs(grpc.ClientStreamingServer[Publ
 }
 func (UnimplementedDispatcherServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenewCertificate not implemented")
+}
+func (UnimplementedDispatcherServer) AnnounceRestart(context.Context, *AnnounceRestartRequest) (*AnnounceRestartResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AnnounceRestart not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -257,6 +281,24 @@ func _Dispatcher_RenewCertificate_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dispatcher_AnnounceRestart_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AnnounceRestartRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).AnnounceRestart(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_AnnounceRestart_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).AnnounceRestart(ctx, req.(*AnnounceRestartRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -275,6 +317,10 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenewCertificate",
 			Handler:    _Dispatcher_RenewCertificate_Handler,
+		},
+		{
+			MethodName: "AnnounceRestart",
+			Handler:    _Dispatcher_AnnounceRestart_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

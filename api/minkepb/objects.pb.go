@@ -1136,9 +1136,15 @@ type NodeStatus struct {
 	State   NodeStatus_State       `protobuf:"varint,1,opt,name=state,proto3,enum=minke.v1.NodeStatus_State" json:"state,omitempty"`
 	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// addr is the address the node advertised (its gossip host).
-	Addr          string `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Addr string `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	// restart_deadline is set while the node is away for a planned restart
+	// it announced (Dispatcher.AnnounceRestart): until then the leader keeps
+	// it READY, so its tasks are not replaced, when it leaves gossip or its
+	// session. Cleared when the node is back, or at the deadline (then the
+	// node is marked DOWN unless it is back).
+	RestartDeadline *timestamppb.Timestamp `protobuf:"bytes,60,opt,name=restart_deadline,json=restartDeadline,proto3" json:"restart_deadline,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -1190,6 +1196,13 @@ func (x *NodeStatus) GetAddr() string {
 		return x.Addr
 	}
 	return ""
+}
+
+func (x *NodeStatus) GetRestartDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartDeadline
+	}
+	return nil
 }
 
 type Node struct {
@@ -3259,6 +3272,11 @@ type Task struct {
 	ReplaceWhenStopped bool `protobuf:"varint,30,opt,name=replace_when_stopped,json=replaceWhenStopped,proto3" json:"replace_when_stopped,omitempty"`
 	// job_iteration is the service's JobStatus.job_iteration the task runs.
 	JobIteration uint64 `protobuf:"varint,31,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	// pinned_node_id is set on a global service's task that waited for room
+	// on its node: the task stays PENDING with node_id empty (its status
+	// says why, in numbers) until the scheduler finds its reservations fit
+	// on this node, and is assigned there and nowhere else.
+	PinnedNodeId string `protobuf:"bytes,50,opt,name=pinned_node_id,json=pinnedNodeId,proto3" json:"pinned_node_id,omitempty"`
 	// networks are the task's overlay attachments with the addresses the
 	// managers allocated (allocated when the task is created; freed when the
 	// task reaches a terminal state or is deleted).
@@ -3386,6 +3404,13 @@ func (x *Task) GetJobIteration() uint64 {
 		return x.JobIteration
 	}
 	return 0
+}
+
+func (x *Task) GetPinnedNodeId() string {
+	if x != nil {
+		return x.PinnedNodeId
+	}
+	return ""
 }
 
 func (x *Task) GetNetworks() []*NetworkAttachment {
@@ -4224,12 +4249,13 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\bplatform\x18\x02 \x01(\v2\x12.minke.v1.PlatformR\bplatform\x121\n" +
 	"\tresources\x18\x03 \x01(\v2\x13.minke.v1.ResourcesR\tresources\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\bR\x06worker\x12)\n" +
-	"\x10container_subnet\x18Z \x01(\tR\x0fcontainerSubnet\"\x97\x01\n" +
+	"\x10container_subnet\x18Z \x01(\tR\x0fcontainerSubnet\"\xde\x01\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.minke.v1.NodeStatus.StateR\x05state\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04addr\x18\x03 \x01(\tR\x04addr\")\n" +
+	"\x04addr\x18\x03 \x01(\tR\x04addr\x12E\n" +
+	"\x10restart_deadline\x18< \x01(\v2\x1a.google.protobuf.TimestampR\x0frestartDeadline\")\n" +
 	"\x05State\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\b\n" +
 	"\x04DOWN\x10\x01\x12\t\n" +
@@ -4440,7 +4466,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.minke.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xb9\x04\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xdf\x04\n" +
 	"\x04Task\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -4456,7 +4482,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	" \x01(\x04R\brestarts\x12L\n" +
 	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x120\n" +
 	"\x14replace_when_stopped\x18\x1e \x01(\bR\x12replaceWhenStopped\x12#\n" +
-	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\x127\n" +
+	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\x12$\n" +
+	"\x0epinned_node_id\x182 \x01(\tR\fpinnedNodeId\x127\n" +
 	"\bnetworks\x18Z \x03(\v2\x1b.minke.v1.NetworkAttachmentR\bnetworks\"\xfd\x01\n" +
 	"\vNetworkSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
@@ -4641,89 +4668,90 @@ var file_minke_v1_objects_proto_depIdxs = []int32{
 	17, // 7: minke.v1.NodeDescription.platform:type_name -> minke.v1.Platform
 	15, // 8: minke.v1.NodeDescription.resources:type_name -> minke.v1.Resources
 	4,  // 9: minke.v1.NodeStatus.state:type_name -> minke.v1.NodeStatus.State
-	14, // 10: minke.v1.Node.meta:type_name -> minke.v1.Meta
-	18, // 11: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
-	19, // 12: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
-	20, // 13: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
-	0,  // 14: minke.v1.Node.role:type_name -> minke.v1.NodeRole
-	22, // 15: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
-	54, // 16: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
-	5,  // 17: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
-	63, // 18: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	26, // 19: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
-	24, // 20: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
-	25, // 21: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
-	63, // 22: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	63, // 23: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	63, // 24: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	6,  // 25: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
-	63, // 26: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	63, // 27: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	23, // 28: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
-	16, // 29: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
-	27, // 30: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
-	30, // 31: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
-	29, // 32: minke.v1.TaskSpec.networks:type_name -> minke.v1.NetworkAttachmentConfig
-	63, // 33: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	7,  // 34: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
-	63, // 35: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	8,  // 36: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
-	60, // 37: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
-	28, // 38: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
-	31, // 39: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
-	32, // 40: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
-	33, // 41: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
-	34, // 42: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
-	41, // 43: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
-	35, // 44: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
-	35, // 45: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
-	9,  // 46: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
-	62, // 47: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	62, // 48: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	62, // 49: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
-	14, // 50: minke.v1.Service.meta:type_name -> minke.v1.Meta
-	36, // 51: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
-	36, // 52: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
-	37, // 53: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
-	38, // 54: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
-	42, // 55: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
-	10, // 56: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
-	11, // 57: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
-	40, // 58: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
-	12, // 59: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
-	40, // 60: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
-	43, // 61: minke.v1.Endpoint.virtual_ips:type_name -> minke.v1.EndpointVirtualIP
-	2,  // 62: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
-	62, // 63: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 64: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
-	44, // 65: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
-	14, // 66: minke.v1.Task.meta:type_name -> minke.v1.Meta
-	28, // 67: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
-	1,  // 68: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
-	46, // 69: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
-	62, // 70: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
-	45, // 71: minke.v1.Task.networks:type_name -> minke.v1.NetworkAttachment
-	61, // 72: minke.v1.NetworkSpec.labels:type_name -> minke.v1.NetworkSpec.LabelsEntry
-	14, // 73: minke.v1.Network.meta:type_name -> minke.v1.Meta
-	48, // 74: minke.v1.Network.spec:type_name -> minke.v1.NetworkSpec
-	55, // 75: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
-	63, // 76: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
-	62, // 77: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
-	62, // 78: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
-	14, // 79: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
-	51, // 80: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
-	50, // 81: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
-	52, // 82: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
-	53, // 83: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
-	57, // 84: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
-	13, // 85: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	62, // 86: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
-	62, // 87: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
-	88, // [88:88] is the sub-list for method output_type
-	88, // [88:88] is the sub-list for method input_type
-	88, // [88:88] is the sub-list for extension type_name
-	88, // [88:88] is the sub-list for extension extendee
-	0,  // [0:88] is the sub-list for field type_name
+	62, // 10: minke.v1.NodeStatus.restart_deadline:type_name -> google.protobuf.Timestamp
+	14, // 11: minke.v1.Node.meta:type_name -> minke.v1.Meta
+	18, // 12: minke.v1.Node.spec:type_name -> minke.v1.NodeSpec
+	19, // 13: minke.v1.Node.description:type_name -> minke.v1.NodeDescription
+	20, // 14: minke.v1.Node.status:type_name -> minke.v1.NodeStatus
+	0,  // 15: minke.v1.Node.role:type_name -> minke.v1.NodeRole
+	22, // 16: minke.v1.Node.manager_status:type_name -> minke.v1.ManagerStatus
+	54, // 17: minke.v1.Node.certificate:type_name -> minke.v1.NodeCertificate
+	5,  // 18: minke.v1.ManagerStatus.reachability:type_name -> minke.v1.ManagerStatus.Reachability
+	63, // 19: minke.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	26, // 20: minke.v1.ContainerSpec.healthcheck:type_name -> minke.v1.HealthConfig
+	24, // 21: minke.v1.ContainerSpec.mounts:type_name -> minke.v1.Mount
+	25, // 22: minke.v1.ContainerSpec.ulimits:type_name -> minke.v1.Ulimit
+	63, // 23: minke.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	63, // 24: minke.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	63, // 25: minke.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	6,  // 26: minke.v1.RestartPolicy.condition:type_name -> minke.v1.RestartPolicy.Condition
+	63, // 27: minke.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	63, // 28: minke.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	23, // 29: minke.v1.TaskSpec.container:type_name -> minke.v1.ContainerSpec
+	16, // 30: minke.v1.TaskSpec.resources:type_name -> minke.v1.ResourceRequirements
+	27, // 31: minke.v1.TaskSpec.restart:type_name -> minke.v1.RestartPolicy
+	30, // 32: minke.v1.TaskSpec.placement:type_name -> minke.v1.Placement
+	29, // 33: minke.v1.TaskSpec.networks:type_name -> minke.v1.NetworkAttachmentConfig
+	63, // 34: minke.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	7,  // 35: minke.v1.UpdateConfig.failure_action:type_name -> minke.v1.UpdateConfig.FailureAction
+	63, // 36: minke.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	8,  // 37: minke.v1.UpdateConfig.order:type_name -> minke.v1.UpdateConfig.Order
+	60, // 38: minke.v1.ServiceSpec.labels:type_name -> minke.v1.ServiceSpec.LabelsEntry
+	28, // 39: minke.v1.ServiceSpec.task:type_name -> minke.v1.TaskSpec
+	31, // 40: minke.v1.ServiceSpec.replicated:type_name -> minke.v1.ReplicatedService
+	32, // 41: minke.v1.ServiceSpec.global:type_name -> minke.v1.GlobalService
+	33, // 42: minke.v1.ServiceSpec.replicated_job:type_name -> minke.v1.ReplicatedJob
+	34, // 43: minke.v1.ServiceSpec.global_job:type_name -> minke.v1.GlobalJob
+	41, // 44: minke.v1.ServiceSpec.endpoint:type_name -> minke.v1.EndpointSpec
+	35, // 45: minke.v1.ServiceSpec.update_config:type_name -> minke.v1.UpdateConfig
+	35, // 46: minke.v1.ServiceSpec.rollback_config:type_name -> minke.v1.UpdateConfig
+	9,  // 47: minke.v1.UpdateStatus.state:type_name -> minke.v1.UpdateStatus.State
+	62, // 48: minke.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	62, // 49: minke.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	62, // 50: minke.v1.JobStatus.last_execution:type_name -> google.protobuf.Timestamp
+	14, // 51: minke.v1.Service.meta:type_name -> minke.v1.Meta
+	36, // 52: minke.v1.Service.spec:type_name -> minke.v1.ServiceSpec
+	36, // 53: minke.v1.Service.previous_spec:type_name -> minke.v1.ServiceSpec
+	37, // 54: minke.v1.Service.update_status:type_name -> minke.v1.UpdateStatus
+	38, // 55: minke.v1.Service.job_status:type_name -> minke.v1.JobStatus
+	42, // 56: minke.v1.Service.endpoint:type_name -> minke.v1.Endpoint
+	10, // 57: minke.v1.PortConfig.protocol:type_name -> minke.v1.PortConfig.Protocol
+	11, // 58: minke.v1.PortConfig.publish_mode:type_name -> minke.v1.PortConfig.PublishMode
+	40, // 59: minke.v1.EndpointSpec.ports:type_name -> minke.v1.PortConfig
+	12, // 60: minke.v1.EndpointSpec.mode:type_name -> minke.v1.EndpointSpec.ResolutionMode
+	40, // 61: minke.v1.Endpoint.ports:type_name -> minke.v1.PortConfig
+	43, // 62: minke.v1.Endpoint.virtual_ips:type_name -> minke.v1.EndpointVirtualIP
+	2,  // 63: minke.v1.ContainerStatus.health:type_name -> minke.v1.HealthState
+	62, // 64: minke.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 65: minke.v1.TaskStatus.state:type_name -> minke.v1.TaskState
+	44, // 66: minke.v1.TaskStatus.container:type_name -> minke.v1.ContainerStatus
+	14, // 67: minke.v1.Task.meta:type_name -> minke.v1.Meta
+	28, // 68: minke.v1.Task.spec:type_name -> minke.v1.TaskSpec
+	1,  // 69: minke.v1.Task.desired_state:type_name -> minke.v1.TaskState
+	46, // 70: minke.v1.Task.status:type_name -> minke.v1.TaskStatus
+	62, // 71: minke.v1.Task.restart_window_start:type_name -> google.protobuf.Timestamp
+	45, // 72: minke.v1.Task.networks:type_name -> minke.v1.NetworkAttachment
+	61, // 73: minke.v1.NetworkSpec.labels:type_name -> minke.v1.NetworkSpec.LabelsEntry
+	14, // 74: minke.v1.Network.meta:type_name -> minke.v1.Meta
+	48, // 75: minke.v1.Network.spec:type_name -> minke.v1.NetworkSpec
+	55, // 76: minke.v1.ClusterSpec.orchestration:type_name -> minke.v1.OrchestrationConfig
+	63, // 77: minke.v1.ClusterSpec.cert_lifetime:type_name -> google.protobuf.Duration
+	62, // 78: minke.v1.RevokedCert.not_after:type_name -> google.protobuf.Timestamp
+	62, // 79: minke.v1.NodeCertificate.not_after:type_name -> google.protobuf.Timestamp
+	14, // 80: minke.v1.Cluster.meta:type_name -> minke.v1.Meta
+	51, // 81: minke.v1.Cluster.spec:type_name -> minke.v1.ClusterSpec
+	50, // 82: minke.v1.Cluster.join_tokens:type_name -> minke.v1.JoinTokens
+	52, // 83: minke.v1.Cluster.root_ca:type_name -> minke.v1.RootCA
+	53, // 84: minke.v1.Cluster.revoked:type_name -> minke.v1.RevokedCert
+	57, // 85: minke.v1.Cluster.gossip_key_rotation:type_name -> minke.v1.GossipKeyRotation
+	13, // 86: minke.v1.GossipKeyRotation.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	62, // 87: minke.v1.GossipKeyRotation.started_at:type_name -> google.protobuf.Timestamp
+	62, // 88: minke.v1.LogMessage.timestamp:type_name -> google.protobuf.Timestamp
+	89, // [89:89] is the sub-list for method output_type
+	89, // [89:89] is the sub-list for method input_type
+	89, // [89:89] is the sub-list for extension type_name
+	89, // [89:89] is the sub-list for extension extendee
+	0,  // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_objects_proto_init() }

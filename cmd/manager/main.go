@@ -16,7 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/minke-io/minke/pkg/agent"
+	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/manager"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/runtime"
@@ -64,6 +67,7 @@ func run() error {
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots (older entries are compacted)")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT/metrics")
+	fs.DurationVar(&cfg.WorkerRestartGrace, "worker-restart-grace", dispatcher.DefaultRestartGracePeriod, "how long a worker stopped for a planned restart (SIGTERM) is held READY with its tasks before they are replaced; 0s or less: replace at once, as after a crash")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")
 	fs.DurationVar(&cfg.Gossip.ProbeInterval, "gossip-probe-interval", membership.DefaultProbeInterval, "how often each node probes a peer (failure detection)")
 	fs.DurationVar(&cfg.Gossip.ProbeTimeout, "gossip-probe-timeout", membership.DefaultProbeTimeout, "how long a probe waits for its ack")
@@ -76,6 +80,9 @@ func run() error {
 	fs.StringVar(&cfg.RegistryConfig, "registry-config", "", "docker config.json (or its directory) with credentials for resolving service images to digests, and for pulls with --worker (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	if cfg.WorkerRestartGrace <= 0 {
+		cfg.WorkerRestartGrace = -1 // none (0 in the config is the default)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: manager takes only flags (see -h)", fs.Arg(0))
@@ -94,6 +101,7 @@ func run() error {
 		return err
 	}
 	cfg.Logger = logger
+	servePprof(logger)
 	cfg.Hostname = hostname
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -115,12 +123,17 @@ func run() error {
 	host, _, _ := net.SplitHostPort(m.DispatcherAddr())
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
+	var workerMetrics prometheus.Registerer // per-task metrics on --metrics-addr
+	if cfg.MetricsAddr != "" {
+		workerMetrics = m.MetricsRegistry()
+	}
 	go func() {
 		errc <- agent.RunWorker(wctx, agent.WorkerConfig{
 			DataDir: cfg.DataDir, DispatcherAddr: m.DispatcherAddr(), NodeID: m.NodeID(), NodeSecret: m.NodeSecret(),
 			Addr: host, Description: manager.Describe(hostname), GossipPort: -1, Logger: logger, Identity: m.Identity(),
 			ContainerSubnet: subnet, Bridge: bridge,
-			Images: agent.ImageConfig{RegistryConfig: cfg.RegistryConfig, InsecureRegistries: cfg.InsecureRegistries},
+			Images:  agent.ImageConfig{RegistryConfig: cfg.RegistryConfig, InsecureRegistries: cfg.InsecureRegistries},
+			Metrics: workerMetrics,
 		})
 	}()
 	// Either part failing stops both.

@@ -207,10 +207,20 @@ func writeNodes(w io.Writer, nodes []*minkepb.Node) error {
 	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tMANAGER STATUS\tADDR")
 	for _, n := range nodes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shortID(n.GetMeta().GetId()), n.GetDescription().GetHostname(),
-			title(n.GetStatus().GetState().String()), title(n.GetSpec().GetAvailability().String()),
+			nodeStatus(n), title(n.GetSpec().GetAvailability().String()),
 			managerStatus(n), n.GetStatus().GetAddr())
 	}
 	return tw.Flush()
+}
+
+// nodeStatus is the STATUS column: the state, and "(restarting)" while the
+// node is held for a planned restart.
+func nodeStatus(n *minkepb.Node) string {
+	s := title(n.GetStatus().GetState().String())
+	if n.GetStatus().GetRestartDeadline() != nil {
+		s += " (restarting)"
+	}
+	return s
 }
 
 // managerStatus is docker's MANAGER STATUS column: empty for workers.
@@ -273,6 +283,7 @@ func writeServiceDetail(w io.Writer, s *minkepb.Service, counts *minkepb.Replica
 	row("Stop grace period", formatDuration(c.GetStopGracePeriod()))
 	row("Ports", formatPorts(s.GetEndpoint()))
 	row("Virtual IP", formatVIP(s))
+	row("Networks", formatNetworks(s)) // network.go
 	res := spec.GetTask().GetResources()
 	row("Limits", formatResources(res.GetLimits()))
 	row("Reservations", formatResources(res.GetReservations()))

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -65,6 +66,20 @@ type WorkerConfig struct {
 	Ready func(nodeID string)
 	// Images configures pulls and image garbage collection.
 	Images ImageConfig
+	// MetricsAddr serves Prometheus metrics (per-task CPU, memory, pids,
+	// OOM kills) on HOST:PORT/metrics; "" serves none. With
+	// MetricsBestEffort an address already in use is logged, not fatal
+	// (for the default address, which several workers on one host share).
+	MetricsAddr       string
+	MetricsBestEffort bool
+	// Metrics, if set, gets the per-task collector instead of a server on
+	// MetricsAddr: a manager's worker role reports through the manager's
+	// --metrics-addr.
+	Metrics prometheus.Registerer
+	// AnnounceRestart, when the worker stops because ctx ended (SIGTERM),
+	// tells the leader the node will be back (see Agent.announceRestart),
+	// before it leaves gossip.
+	AnnounceRestart bool
 }
 
 // RunWorker joins the cluster, re-adopts containers left by an earlier
@@ -162,10 +177,30 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	for id := range a.adopted {
 		keep[id] = true
 	}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.Addr, cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
 	defer a.net.stop()
+	if cfg.Metrics != nil {
+		tc := newTaskCollector(a)
+		if err := cfg.Metrics.Register(tc); err != nil {
+			return fmt.Errorf("worker: registering task metrics: %w", err)
+		}
+		defer cfg.Metrics.Unregister(tc)
+	} else if cfg.MetricsAddr != "" {
+		ms, err := newMetricsServer(a, cfg.MetricsAddr)
+		switch {
+		case err != nil && cfg.MetricsBestEffort:
+			cfg.Logger.Warn("serving no metrics", "component", "agent", "err", err)
+		case err != nil:
+			return err
+		default:
+			cfg.Logger.Info("serving metrics", "component", "agent", "addr", ms.Addr())
+			done := make(chan struct{})
+			go func() { defer close(done); ms.serve() }()
+			defer func() { ms.close(); <-done }()
+		}
+	}
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),
@@ -197,7 +232,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.ResumeManager {
 		a.promote(ctx, "")
 	}
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	if err == nil && ctx.Err() != nil && cfg.AnnounceRestart {
+		// Before the deferred gossip leave, which would mark the node DOWN.
+		a.announceRestart(context.WithoutCancel(ctx))
+	}
+	return err
 }
 
 // gossip is the worker's memberlist, which stops while a promoted manager

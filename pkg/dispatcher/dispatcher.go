@@ -72,6 +72,10 @@ type Config struct {
 	Gossiping func(nodeID string) bool
 	// SessionGracePeriod: see DefaultSessionGracePeriod (used when 0).
 	SessionGracePeriod time.Duration
+	// RestartGracePeriod is how long a node that announced a planned
+	// restart is held READY (see AnnounceRestart); 0 is
+	// DefaultRestartGracePeriod, below 0 holds none.
+	RestartGracePeriod time.Duration
 	Logger             *slog.Logger
 	// Now stamps certificates; nil takes time.Now.
 	Now func() time.Time
@@ -85,6 +89,7 @@ type Dispatcher struct {
 	status  *statusBatcher
 	live    *liveness
 	fan     *fanout
+	net     netCache
 	Logs    *LogBroker
 	started chan struct{}
 }
@@ -107,7 +112,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	go func() { defer wg.Done(); d.live.run(ctx) }()
 	go func() {
 		defer wg.Done()
-		if err := d.fan.run(ctx, d.cfg.Store); err != nil && ctx.Err() == nil {
+		if err := d.fan.run(ctx, d.cfg.Store, d.net.netWideDelay); err != nil && ctx.Err() == nil {
 			d.log.Warn("session fan-out stopped", "err", err)
 		}
 	}()

@@ -159,7 +159,7 @@ func (l *liveness) commit(ctx context.Context, batch map[string]bool) error {
 				state, msg = minkepb.NodeStatus_DOWN, "no session for "+l.grace.String()+" and not in gossip"
 			}
 			n := tx.Node(id)
-			if n == nil || n.GetStatus().GetState() == state {
+			if n == nil || !NodeStateChange(n, state, time.Now()) {
 				continue
 			}
 			n = proto.Clone(n).(*minkepb.Node)
@@ -167,6 +167,7 @@ func (l *liveness) commit(ctx context.Context, batch map[string]bool) error {
 				n.Status = &minkepb.NodeStatus{}
 			}
 			n.Status.State, n.Status.Message = state, msg
+			n.Status.RestartDeadline = nil // back (READY), or DOWN past its hold
 			if err := tx.Update(n); err != nil {
 				return err
 			}

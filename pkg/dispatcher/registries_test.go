@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"log/slog"
 	"slices"
 	"testing"
 
@@ -34,17 +35,21 @@ func TestSessionRegistryAddrs(t *testing.T) {
 		}
 		return nil
 	})
-	var msg *minkepb.SessionMessage
-	_ = st.View(func(tx raftstore.ReadTx) error { msg = sessionMessage(tx, "w1"); return nil })
+	d := New(Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	var (
+		msg    *minkepb.SessionMessage
+		netVer string
+	)
+	_ = st.View(func(tx raftstore.ReadTx) error { msg, netVer = d.sessionMessage(tx, "w1", 0); return nil })
 	if want := []string{"10.0.0.1:4245", "10.0.0.2:4245"}; !slices.Equal(msg.GetRegistryAddrs(), want) {
 		t.Fatalf("registry_addrs = %v, want %v", msg.GetRegistryAddrs(), want)
 	}
-	before := versions(msg)
+	before := versions(msg, netVer)
 	storetest.Update(t, st, func(tx *raftstore.WriteTx) error {
 		return tx.Create(node("m3", minkepb.NodeRole_MANAGER, "10.0.0.3:4245"))
 	})
-	_ = st.View(func(tx raftstore.ReadTx) error { msg = sessionMessage(tx, "w1"); return nil })
-	if slices.Equal(versions(msg), before) {
+	_ = st.View(func(tx raftstore.ReadTx) error { msg, netVer = d.sessionMessage(tx, "w1", 1); return nil })
+	if slices.Equal(versions(msg, netVer), before) {
 		t.Errorf("a new manager's registry does not change the session's version: it would not be sent")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/allocator"
+	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/orchestrator"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -66,7 +68,9 @@ func (m *Manager) runLeadership(ctx context.Context) {
 		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewUpdater(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewReaper(m.raft, m.cfg.Logger).Run)
+		run(allocator.NewWaiter(m.raft, time.Now, m.cfg.Logger).Run)
 		run(m.driveGossipKeyRotation)
+		run(m.expireRestartHolds)
 		m.syncNodes(lctx, false)
 		// Nodes this leader has not heard of yet are marked DOWN only after
 		// a grace period: after a control-plane restart, workers need a few
@@ -152,14 +156,15 @@ func (m *Manager) inGossip(nodeID string) bool {
 func (m *Manager) setNodeState(ctx context.Context, id string, state minkepb.NodeStatus_State, msg string) {
 	err := m.raft.Update(ctx, func(tx *raftstore.WriteTx) error {
 		n := tx.Node(id)
-		if n == nil || n.GetStatus().GetState() == state {
-			return nil
+		if n == nil || !dispatcher.NodeStateChange(n, state, time.Now()) {
+			return nil // unchanged, or held for a planned restart (restarts.go)
 		}
 		n = proto.Clone(n).(*minkepb.Node)
 		if n.Status == nil {
 			n.Status = &minkepb.NodeStatus{}
 		}
 		n.Status.State, n.Status.Message = state, msg
+		n.Status.RestartDeadline = nil
 		return tx.Update(n)
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -79,6 +80,10 @@ type Config struct {
 	Hostname string
 	// Gossip tunes failure detection.
 	Gossip membership.Tuning
+	// WorkerRestartGrace is how long a node that announced a planned
+	// restart is held READY with its tasks (see
+	// dispatcher.AnnounceRestart); 0 is the default (30s), below 0 none.
+	WorkerRestartGrace time.Duration
 	// RegistryConfig is a docker config.json (or its directory) with the
 	// credentials used to resolve service images to digests; "" uses
 	// $DOCKER_CONFIG or $HOME/.docker/config.json.
@@ -94,8 +99,11 @@ type Manager struct {
 	cfg    Config
 	log    *slog.Logger
 	nodeID string
-	secret string // this node's identity secret, for its own worker role
-	raft   *raftstore.Node
+	// metrics is what --metrics-addr serves (see MetricsRegistry).
+	metricsOnce sync.Once
+	metrics     *prometheus.Registry
+	secret      string // this node's identity secret, for its own worker role
+	raft        *raftstore.Node
 	// raftOpened is closed once raft is set: the Raft transport's TLS
 	// check runs on connections that arrive while raftstore.Open is still
 	// running, and waits for it.
@@ -106,6 +114,9 @@ type Manager struct {
 
 	missCache      missCache // images no manager had, recently
 	registryClient           // to the other managers' registries
+	// verified spares calls on one connection re-checking its chain's
+	// signatures (see ca.VerifyCache).
+	verified ca.VerifyCache
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // to other managers, by API address
@@ -338,6 +349,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		IsLeader:     m.raft.IsLeader,
 		Gossiping:    m.inGossip,
 		Logger:       m.cfg.Logger,
+
+		RestartGracePeriod: m.cfg.WorkerRestartGrace,
 	})
 	var ctlTCPSrv *grpc.Server
 	if m.ctlTCPLis != nil {

@@ -18,8 +18,15 @@ type metricsServer struct {
 	srv *http.Server
 }
 
+// MetricsRegistry is the registry --metrics-addr serves. The worker role
+// of a manager started with --worker adds its per-task collector to it.
+func (m *Manager) MetricsRegistry() *prometheus.Registry {
+	m.metricsOnce.Do(func() { m.metrics = prometheus.NewRegistry() })
+	return m.metrics
+}
+
 func (m *Manager) metricsServer() (*metricsServer, error) {
-	reg := prometheus.NewRegistry()
+	reg := m.MetricsRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.raft.Collectors()...)
 	lis, err := net.Listen("tcp", m.cfg.MetricsAddr)

@@ -69,16 +69,23 @@ func runInit() error {
 		return fmt.Errorf("decoding init config (%d bytes): %w", len(b), err)
 	}
 	unix.CloseOnExec(initErrorFD)
+	scope := thisThread
+	if cfg.Init {
+		// The init stays as the reaper: confine all its threads.
+		if err := checkAllThreads(); err != nil {
+			return err
+		}
+		scope = allThreads
+	}
 	if cfg.NetNS != "" {
 		if err := joinNetns(cfg.NetNS); err != nil {
 			return err
 		}
 	}
 
-	// The parent sends the config only after moving this process into the
-	// container's cgroup, so the new cgroup namespace is rooted there and
-	// the container sees "/" as its cgroup. (A CLONE_NEWCGROUP clone flag
-	// would root it at the worker's cgroup instead.)
+	// This process was born in the container's cgroup (startInCgroup), so
+	// the new cgroup namespace is rooted there and the container sees "/"
+	// as its cgroup.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("creating cgroup namespace: %w", err)
 	}
@@ -122,7 +129,7 @@ func runInit() error {
 	if err != nil {
 		return err
 	}
-	if err := confineProcess(cred, cfg.Caps, sb.Rlimits, sb.Seccomp); err != nil {
+	if err := confineProcess(cred, cfg.Caps, sb.Rlimits, sb.Seccomp, scope); err != nil {
 		return err
 	}
 	if cfg.Init {
@@ -149,11 +156,13 @@ func runInit() error {
 // execs; syscall's set*id calls apply to every thread of the Go runtime.
 // The filter comes last: from then on only what docker's profile allows
 // works, which includes execve and what the Go runtime needs until then.
-func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, seccomp []byte) error {
+// With allThreads (the --init reaper, which never execs) every call acts on
+// every thread of the process.
+func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, seccomp []byte, scope threadScope) error {
 	if err := applyRlimits(rlimits); err != nil {
 		return err
 	}
-	if err := dropBoundingSet(capSet); err != nil {
+	if err := dropBoundingSet(capSet, scope); err != nil {
 		return err
 	}
 	if err := syscall.Setgroups(cred.groups); err != nil {
@@ -168,14 +177,14 @@ func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, secco
 	if cred.uid != 0 {
 		capSet = 0
 	}
-	if err := setCapabilities(capSet); err != nil {
+	if err := setCapabilities(capSet, scope); err != nil {
 		return err
 	}
-	if err := setNoNewPrivs(); err != nil {
+	if err := setNoNewPrivs(scope); err != nil {
 		return err
 	}
 	if seccomp != nil {
-		return loadSeccomp(seccomp)
+		return loadSeccomp(seccomp, scope)
 	}
 	return nil
 }

@@ -169,7 +169,10 @@ func TestReadLogsFollowAcrossRotation(t *testing.T) {
 	for i := range n {
 		w.write("stdout", []byte(fmt.Sprintf("follow %02d\n", i)), time.Now())
 		if i%10 == 9 {
-			time.Sleep(20 * time.Millisecond) // let the reader see some rotations happen
+			// Let the reader catch up before the next rotations: one that
+			// falls behind by more than the files kept misses what was
+			// dropped (as docker's), which is not what this test is about.
+			waitFor(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= i+2 })
 		}
 	}
 	select {
@@ -193,5 +196,18 @@ func TestReadLogsFollowAcrossRotation(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(r.containerDir("c3"), "container.log.1")); err != nil {
 		t.Errorf("the log never rotated, so the test proved nothing: %v", err)
+	}
+}
+
+// waitFor polls cond every few milliseconds until it holds, failing the
+// test after limit.
+func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", limit)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

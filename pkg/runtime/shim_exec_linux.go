@@ -79,7 +79,7 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 	cmd := &exec.Cmd{
 		Path:       c.rt.exe,
 		Args:       []string{ExecArg, c.spec.ID},
-		Env:        []string{},
+		Env:        helperEnv(),
 		Stdout:     out,
 		Stderr:     out,
 		ExtraFiles: []*os.File{cfgR, errW, pidFile},
@@ -197,7 +197,7 @@ func execInContainer() error {
 	if err != nil {
 		return err
 	}
-	if err := confineProcess(cred, cfg.Caps, cfg.Sandbox.Rlimits, cfg.Sandbox.Seccomp); err != nil {
+	if err := confineProcess(cred, cfg.Caps, cfg.Sandbox.Rlimits, cfg.Sandbox.Seccomp, thisThread); err != nil {
 		return err
 	}
 	err = unix.Exec(path, p.Args, env)

@@ -71,14 +71,17 @@ func (workerFilter) explain(_ *taskInfo, refused []*nodeState) string {
 	return fmt.Sprintf("%d without the worker role", len(refused))
 }
 
-// readyFilter refuses nodes whose status is not READY.
+// readyFilter refuses nodes whose status is not READY, and nodes held
+// READY while away for a planned restart (restart_deadline set): a new
+// task would wait there until the node is back.
 type readyFilter struct{}
 
 func (readyFilter) name() string { return "ready" }
 func (readyFilter) scope() scope { return scopeNode }
 
 func (readyFilter) check(_ *taskInfo, n *nodeState) bool {
-	return n.node.GetStatus().GetState() == minkepb.NodeStatus_READY
+	st := n.node.GetStatus()
+	return st.GetState() == minkepb.NodeStatus_READY && st.GetRestartDeadline() == nil
 }
 
 func (readyFilter) explain(_ *taskInfo, refused []*nodeState) string {

@@ -206,7 +206,9 @@ func TestCertificateRefusals(t *testing.T) {
 func TestRemovedNodeReconnects(t *testing.T) {
 	c := newCluster(t, 1, 1, options{})
 	m := c.mgrs[0]
-	w := c.startWorker(1, "w1", c.workerToken(), m)
+	// Stopped for good before its removal: it announces no restart, so
+	// the managers do not hold it.
+	w := c.startWorker(1, "w1", c.workerToken(), m, "--announce-restart=false")
 	wid := c.waitNodeReady(m, "w1").GetMeta().GetId()
 	w.Stop(stopTimeout)
 	c.eventually(30*time.Second, "w1 DOWN", func() (bool, string) {
