@@ -86,6 +86,7 @@ type Dispatcher struct {
 	live    *liveness
 	fan     *fanout
 	net     netCache
+	cluster clusterCache
 	Logs    *LogBroker
 	started chan struct{}
 }

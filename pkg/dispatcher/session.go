@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
-	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -134,8 +133,9 @@ func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, nodeID string, epoch ui
 	c := tx.Cluster()
 	shared, sharedVer := d.net.get(tx, epoch)
 	netSt, netVer := forNode(tx, nodeID, shared, sharedVer)
+	bundle, fingerprint, keyring := d.cluster.get(c)
 	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: netSt,
-		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert())}
+		GossipKeyring: keyring, CaCerts: bundle, CaFingerprint: fingerprint}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
