@@ -78,6 +78,15 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				return err
 			}
 		case <-w.ready:
+			// At most a few sessions build a message at once (see
+			// builders); the wakes of those waiting merge meanwhile.
+			select {
+			case d.builders <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			case <-w.done:
+				return status.Error(codes.Unavailable, "manager is shutting down")
+			}
 			gone := false
 			var trustErr error
 			epoch := d.fan.netEpoch.Load()
@@ -96,6 +105,11 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				}
 				return nil
 			})
+			var v []string
+			if !gone && trustErr == nil {
+				v = versions(msg, netVer)
+			}
+			<-d.builders
 			if gone {
 				return nodeNotFound(nodeID) // removed from the cluster
 			}
@@ -103,7 +117,6 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
 				return status.Error(codes.Unavailable, trustErr.Error())
 			}
-			v := versions(msg, netVer)
 			if slices.Equal(v, sent) {
 				continue
 			}
