@@ -471,6 +471,127 @@ func (x *TaskStatusReport) GetStatus() *TaskStatus {
 	return nil
 }
 
+// TaskAssignments is a batch of the scheduler's placements, committed as
+// one command (raftstore.CommandAssign) so that an assignment costs its two
+// IDs in the log rather than a copy of the whole task. Apply records each
+// assignment whose task is still PENDING, unassigned and wanted running
+// (and, if pinned to a node, pinned to this one) onto a node that is READY,
+// and drops the others, exactly as the scheduler would before proposing.
+type TaskAssignments struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Assignments []*TaskAssignment      `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	// timestamp (Unix nanoseconds, the leader's clock) becomes each recorded
+	// status's timestamp and its task's updated_at.
+	TimestampUnixNano int64 `protobuf:"varint,2,opt,name=timestamp_unix_nano,json=timestampUnixNano,proto3" json:"timestamp_unix_nano,omitempty"`
+	// message becomes each recorded ASSIGNED status's message.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskAssignments) Reset() {
+	*x = TaskAssignments{}
+	mi := &file_minke_v1_raft_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskAssignments) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskAssignments) ProtoMessage() {}
+
+func (x *TaskAssignments) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_raft_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskAssignments.ProtoReflect.Descriptor instead.
+func (*TaskAssignments) Descriptor() ([]byte, []int) {
+	return file_minke_v1_raft_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TaskAssignments) GetAssignments() []*TaskAssignment {
+	if x != nil {
+		return x.Assignments
+	}
+	return nil
+}
+
+func (x *TaskAssignments) GetTimestampUnixNano() int64 {
+	if x != nil {
+		return x.TimestampUnixNano
+	}
+	return 0
+}
+
+func (x *TaskAssignments) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type TaskAssignment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskAssignment) Reset() {
+	*x = TaskAssignment{}
+	mi := &file_minke_v1_raft_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskAssignment) ProtoMessage() {}
+
+func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_raft_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
+func (*TaskAssignment) Descriptor() ([]byte, []int) {
+	return file_minke_v1_raft_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TaskAssignment) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskAssignment) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 var File_minke_v1_raft_proto protoreflect.FileDescriptor
 
 const file_minke_v1_raft_proto_rawDesc = "" +
@@ -507,7 +628,14 @@ const file_minke_v1_raft_proto_rawDesc = "" +
 	"\x10TaskStatusReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12,\n" +
-	"\x06status\x18\x03 \x01(\v2\x14.minke.v1.TaskStatusR\x06statusB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\x06status\x18\x03 \x01(\v2\x14.minke.v1.TaskStatusR\x06status\"\x97\x01\n" +
+	"\x0fTaskAssignments\x12:\n" +
+	"\vassignments\x18\x01 \x03(\v2\x18.minke.v1.TaskAssignmentR\vassignments\x12.\n" +
+	"\x13timestamp_unix_nano\x18\x02 \x01(\x03R\x11timestampUnixNano\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"B\n" +
+	"\x0eTaskAssignment\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeIdB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_raft_proto_rawDescOnce sync.Once
@@ -522,7 +650,7 @@ func file_minke_v1_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_minke_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_minke_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_minke_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_minke_v1_raft_proto_goTypes = []any{
 	(StoreAction_Kind)(0),     // 0: minke.v1.StoreAction.Kind
 	(*StoreAction)(nil),       // 1: minke.v1.StoreAction
@@ -530,33 +658,36 @@ var file_minke_v1_raft_proto_goTypes = []any{
 	(*Snapshot)(nil),          // 3: minke.v1.Snapshot
 	(*TaskStatusReports)(nil), // 4: minke.v1.TaskStatusReports
 	(*TaskStatusReport)(nil),  // 5: minke.v1.TaskStatusReport
-	(*Node)(nil),              // 6: minke.v1.Node
-	(*Service)(nil),           // 7: minke.v1.Service
-	(*Task)(nil),              // 8: minke.v1.Task
-	(*Cluster)(nil),           // 9: minke.v1.Cluster
-	(*Network)(nil),           // 10: minke.v1.Network
-	(*TaskStatus)(nil),        // 11: minke.v1.TaskStatus
+	(*TaskAssignments)(nil),   // 6: minke.v1.TaskAssignments
+	(*TaskAssignment)(nil),    // 7: minke.v1.TaskAssignment
+	(*Node)(nil),              // 8: minke.v1.Node
+	(*Service)(nil),           // 9: minke.v1.Service
+	(*Task)(nil),              // 10: minke.v1.Task
+	(*Cluster)(nil),           // 11: minke.v1.Cluster
+	(*Network)(nil),           // 12: minke.v1.Network
+	(*TaskStatus)(nil),        // 13: minke.v1.TaskStatus
 }
 var file_minke_v1_raft_proto_depIdxs = []int32{
 	0,  // 0: minke.v1.StoreAction.kind:type_name -> minke.v1.StoreAction.Kind
-	6,  // 1: minke.v1.StoreAction.node:type_name -> minke.v1.Node
-	7,  // 2: minke.v1.StoreAction.service:type_name -> minke.v1.Service
-	8,  // 3: minke.v1.StoreAction.task:type_name -> minke.v1.Task
-	9,  // 4: minke.v1.StoreAction.cluster:type_name -> minke.v1.Cluster
-	10, // 5: minke.v1.StoreAction.network:type_name -> minke.v1.Network
+	8,  // 1: minke.v1.StoreAction.node:type_name -> minke.v1.Node
+	9,  // 2: minke.v1.StoreAction.service:type_name -> minke.v1.Service
+	10, // 3: minke.v1.StoreAction.task:type_name -> minke.v1.Task
+	11, // 4: minke.v1.StoreAction.cluster:type_name -> minke.v1.Cluster
+	12, // 5: minke.v1.StoreAction.network:type_name -> minke.v1.Network
 	1,  // 6: minke.v1.StoreActions.actions:type_name -> minke.v1.StoreAction
-	6,  // 7: minke.v1.Snapshot.nodes:type_name -> minke.v1.Node
-	7,  // 8: minke.v1.Snapshot.services:type_name -> minke.v1.Service
-	8,  // 9: minke.v1.Snapshot.tasks:type_name -> minke.v1.Task
-	9,  // 10: minke.v1.Snapshot.clusters:type_name -> minke.v1.Cluster
-	10, // 11: minke.v1.Snapshot.networks:type_name -> minke.v1.Network
+	8,  // 7: minke.v1.Snapshot.nodes:type_name -> minke.v1.Node
+	9,  // 8: minke.v1.Snapshot.services:type_name -> minke.v1.Service
+	10, // 9: minke.v1.Snapshot.tasks:type_name -> minke.v1.Task
+	11, // 10: minke.v1.Snapshot.clusters:type_name -> minke.v1.Cluster
+	12, // 11: minke.v1.Snapshot.networks:type_name -> minke.v1.Network
 	5,  // 12: minke.v1.TaskStatusReports.reports:type_name -> minke.v1.TaskStatusReport
-	11, // 13: minke.v1.TaskStatusReport.status:type_name -> minke.v1.TaskStatus
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	13, // 13: minke.v1.TaskStatusReport.status:type_name -> minke.v1.TaskStatus
+	7,  // 14: minke.v1.TaskAssignments.assignments:type_name -> minke.v1.TaskAssignment
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_raft_proto_init() }
@@ -578,7 +709,7 @@ func file_minke_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_raft_proto_rawDesc), len(file_minke_v1_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

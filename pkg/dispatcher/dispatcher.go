@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -90,6 +91,15 @@ type Dispatcher struct {
 	live    *liveness
 	fan     *fanout
 	net     netCache
+	cluster clusterCache
+	// builders bounds how many sessions build a message at once. A commit
+	// that touches thousands of nodes wakes thousands of sessions; left
+	// to run at once they fill the Go scheduler's run queue, and the Raft
+	// goroutines that apply the next commands wait behind all of them
+	// (applying 2,000 assignments took seconds of wall time for
+	// milliseconds of CPU). Sessions that wait merge their wakes, so they
+	// build fewer messages, each with the latest state.
+	builders chan struct{}
 	Logs    *LogBroker
 	started chan struct{}
 }
@@ -101,7 +111,7 @@ var _ minkepb.DispatcherServer = (*Dispatcher)(nil)
 func New(cfg Config) *Dispatcher {
 	log := cfg.Logger.With("component", "dispatcher")
 	return &Dispatcher{cfg: cfg, log: log, status: newStatusBatcher(cfg.Store, log), live: newLiveness(cfg, log),
-		fan: newFanout(), Logs: newLogBroker(log)}
+		fan: newFanout(), Logs: newLogBroker(log), builders: make(chan struct{}, sessionBuilders())}
 }
 
 // Run commits task status reports and node liveness, and feeds sessions
@@ -119,6 +129,11 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	d.status.run(ctx)
 	wg.Wait()
 }
+
+// sessionBuilders is the size of Dispatcher.builders: one per CPU the Go
+// scheduler runs on, so that building messages can use every core but not
+// queue up work ahead of Raft.
+func sessionBuilders() int { return max(runtime.GOMAXPROCS(0), 2) }
 
 // HasSession reports whether a node holds a session with this manager: a
 // new leader must not mark such a node DOWN for missing from gossip.

@@ -163,3 +163,21 @@ func TestSessionSendsNetworkWhenChanged(t *testing.T) {
 		t.Fatalf("after a new service: network %v, err %v; want both services", msg.GetNetwork(), err)
 	}
 }
+
+// TestClusterCache: the derived values follow the cluster record, which is
+// replaced (never changed) on every update.
+func TestClusterCache(t *testing.T) {
+	var cc clusterCache
+	a := &minkepb.Cluster{GossipKey: []byte("k1")}
+	_, _, kr := cc.get(a)
+	if string(kr.GetPrimary()) != "k1" {
+		t.Fatalf("keyring %v, want primary k1", kr)
+	}
+	b := &minkepb.Cluster{GossipKey: []byte("k2")}
+	if _, _, kr := cc.get(b); string(kr.GetPrimary()) != "k2" {
+		t.Fatalf("after a new record: keyring %v, want primary k2", kr)
+	}
+	if _, _, kr := cc.get(nil); kr != nil {
+		t.Fatalf("no cluster: keyring %v, want none", kr)
+	}
+}

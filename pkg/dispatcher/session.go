@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
-	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -80,6 +79,15 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				return err
 			}
 		case <-w.ready:
+			// At most a few sessions build a message at once (see
+			// builders); the wakes of those waiting merge meanwhile.
+			select {
+			case d.builders <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			case <-w.done:
+				return status.Error(codes.Unavailable, "manager is shutting down")
+			}
 			gone := false
 			var trustErr error
 			epoch := d.fan.netEpoch.Load()
@@ -98,6 +106,11 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				}
 				return nil
 			})
+			var v []string
+			if !gone && trustErr == nil {
+				v = versions(msg, netVer)
+			}
+			<-d.builders
 			if gone {
 				return nodeNotFound(nodeID) // removed from the cluster
 			}
@@ -105,7 +118,6 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
 				return status.Error(codes.Unavailable, trustErr.Error())
 			}
-			v := versions(msg, netVer)
 			if slices.Equal(v, sent) {
 				continue
 			}
@@ -135,9 +147,9 @@ func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, nodeID string, epoch ui
 	c := tx.Cluster()
 	shared, sharedVer := d.net.get(tx, epoch)
 	netSt, netVer := forNode(tx, nodeID, shared, sharedVer)
+	bundle, fingerprint, keyring := d.cluster.get(c)
 	msg := &minkepb.SessionMessage{Tasks: assignments(tx.TasksByNode(nodeID)), Node: n, Network: netSt,
-		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert()),
-		RegistryAddrs: registryAddrs(tx)}
+		GossipKeyring: keyring, CaCerts: bundle, CaFingerprint: fingerprint, RegistryAddrs: registryAddrs(tx)}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}

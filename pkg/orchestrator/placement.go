@@ -156,8 +156,14 @@ func (p *Placement) schedule(ctx context.Context) error {
 	// The chunks are proposed together (a few in flight), so that Raft
 	// stores and replicates them in one write instead of one after the
 	// other; they touch disjoint tasks, so they never conflict.
+	// Each is a compact command (raftstore.Node.Assign) that the store
+	// applies only to tasks still pending on nodes still READY.
 	if err := commitChunks(ctx, plan.Assignments, func(chunk []scheduler.Assignment) error {
-		return p.store.Update(ctx, func(tx *raftstore.WriteTx) error { return assign(tx, chunk, now) })
+		as := make([]*minkepb.TaskAssignment, len(chunk))
+		for i, a := range chunk {
+			as[i] = &minkepb.TaskAssignment{TaskId: a.TaskID, NodeId: a.NodeID}
+		}
+		return p.store.Assign(ctx, as, "scheduler assigned task to node", now.AsTime())
 	}); err != nil {
 		return err
 	}
@@ -262,26 +268,6 @@ func commitChunks(ctx context.Context, as []scheduler.Assignment, commit func([]
 	}
 	wg.Wait()
 	return first
-}
-
-// assign records assignments made on a snapshot, skipping what changed
-// since: a task no longer pending, a node gone or no longer READY.
-func assign(tx *raftstore.WriteTx, as []scheduler.Assignment, now *timestamppb.Timestamp) error {
-	for _, a := range as {
-		t := tx.Task(a.TaskID)
-		n := tx.Node(a.NodeID)
-		if t == nil || !pendingTask(t) || n == nil || n.GetStatus().GetState() != minkepb.NodeStatus_READY {
-			continue
-		}
-		t = proto.Clone(t).(*minkepb.Task)
-		t.NodeId = a.NodeID
-		t.Status = &minkepb.TaskStatus{Timestamp: now, State: minkepb.TaskState_ASSIGNED,
-			Message: "scheduler assigned task to node"}
-		if err := tx.Update(t); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -7,6 +7,9 @@ package orchestrator
 
 import (
 	"context"
+	"time"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
 
 	"github.com/minke-io/minke/pkg/raftstore"
 )
@@ -16,6 +19,8 @@ type Store interface {
 	View(fn func(raftstore.ReadTx) error) error
 	ViewAndWatch(fn func(raftstore.ReadTx) error) (*raftstore.Subscription, error)
 	Update(ctx context.Context, fn func(*raftstore.WriteTx) error) error
+	// Assign commits placements compactly (see raftstore.Node.Assign).
+	Assign(ctx context.Context, as []*minkepb.TaskAssignment, message string, now time.Time) error
 }
 
 var _ Store = (*raftstore.Node)(nil)

@@ -25,6 +25,9 @@ const (
 	// Node.ReportTaskStatus). Not ignorable: skipping it would fork tasks'
 	// states, so a manager older than it stops on it.
 	CommandTaskStatus CommandType = 3
+	// CommandAssign carries minkepb.TaskAssignments (see Node.Assign). Not
+	// ignorable, for the same reason as CommandTaskStatus.
+	CommandAssign CommandType = 4
 	// Ignorable marks command types that older managers may skip.
 	Ignorable CommandType = 0x80
 )
@@ -67,6 +70,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 			return fmt.Errorf("raftstore: decode task status at index %d: %w", l.Index, err)
 		}
 		return f.store.applyStatusReports(l.Index, &cmd)
+	case CommandAssign:
+		var cmd minkepb.TaskAssignments
+		if err := proto.Unmarshal(l.Data[1:], &cmd); err != nil {
+			return fmt.Errorf("raftstore: decode assignments at index %d: %w", l.Index, err)
+		}
+		return f.store.applyAssignments(l.Index, &cmd)
 	case CommandRestore:
 		var snap minkepb.Snapshot
 		if err := proto.Unmarshal(l.Data[1:], &snap); err != nil {
