@@ -57,6 +57,7 @@ func run() error {
 	fs.IntVar(&cfg.Gossip.SuspicionMult, "gossip-suspicion-mult", membership.DefaultSuspicionMult, "suspicion time before a node is declared dead, in probe intervals (scaled by log10 of the cluster size)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&runtimeKind, "runtime", "real", "real, or simulated: start no processes, report every task RUNNING (for benchmarks and scale tests only)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "serve Prometheus metrics (per-task CPU seconds, memory bytes, pids, OOM kills; labels task, service, slot) on HOST:PORT/metrics; \"\" for none. Loopback by default; if the default port is taken (another worker on this host) the worker runs without metrics")
 	fs.IntVar(&simNodes, "simulate-nodes", 1, "with --runtime=simulated, how many nodes this process acts as (each joins and holds its own session)")
 	// Images.
 	var imageGC, maxLayerFile string
@@ -71,6 +72,7 @@ func run() error {
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
+	cfg.MetricsBestEffort = !flagSet(fs, "metrics-addr")
 	var err error
 	if cfg.Images.GC, err = runtime.ParseImageGCPolicy(imageGC); err != nil {
 		return fmt.Errorf("--image-gc: %w", err)
@@ -196,4 +198,11 @@ func runManagerRole(ctx context.Context, w agent.WorkerConfig, dir, listenAddr, 
 		_ = os.RemoveAll(filepath.Join(dir, "raft"))
 	}
 	return err
+}
+
+// flagSet reports whether name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

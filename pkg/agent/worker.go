@@ -65,6 +65,12 @@ type WorkerConfig struct {
 	Ready func(nodeID string)
 	// Images configures pulls and image garbage collection.
 	Images ImageConfig
+	// MetricsAddr serves Prometheus metrics (per-task CPU, memory, pids,
+	// OOM kills) on HOST:PORT/metrics; "" serves none. With
+	// MetricsBestEffort an address already in use is logged, not fatal
+	// (for the default address, which several workers on one host share).
+	MetricsAddr       string
+	MetricsBestEffort bool
 }
 
 // RunWorker joins the cluster, re-adopts containers left by an earlier
@@ -157,18 +163,29 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	gcDone := make(chan struct{})
 	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
 	defer func() { stopGC(); <-gcDone }()
-	if resp.GetRegistryAddr() != "" {
-		rt.AllowInsecure(resp.GetRegistryAddr())
-	}
 	a.rt = RuntimeExecutor{rt}
 	keep := make(map[string]bool, len(a.adopted))
 	for id := range a.adopted {
 		keep[id] = true
 	}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.Addr, cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
 	defer a.net.stop()
+	if cfg.MetricsAddr != "" {
+		ms, err := newMetricsServer(a, cfg.MetricsAddr)
+		switch {
+		case err != nil && cfg.MetricsBestEffort:
+			cfg.Logger.Warn("serving no metrics", "component", "agent", "err", err)
+		case err != nil:
+			return err
+		default:
+			cfg.Logger.Info("serving metrics", "component", "agent", "addr", ms.Addr())
+			done := make(chan struct{})
+			go func() { defer close(done); ms.serve() }()
+			defer func() { ms.close(); <-done }()
+		}
+	}
 	if cfg.GossipPort >= 0 {
 		g := &gossip{cfg: membership.Config{
 			NodeID: resp.GetNodeId(), BindAddr: cfg.Addr, BindPort: cfg.GossipPort, Key: resp.GetGossipKey(),

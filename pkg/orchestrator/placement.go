@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -116,6 +117,7 @@ func (p *Placement) schedule(ctx context.Context) error {
 	var (
 		nodes   []scheduler.NodeInfo
 		pending []*minkepb.Task
+		pinned  = map[string][]*minkepb.Task{} // by node: global tasks waiting for room there
 		rules   = map[string]scheduler.Placement{}
 	)
 	_ = p.store.View(func(tx raftstore.ReadTx) error {
@@ -125,6 +127,8 @@ func (p *Placement) schedule(ctx context.Context) error {
 		byNode := map[string][]*minkepb.Task{}
 		for _, t := range tx.Tasks() {
 			switch {
+			case pendingTask(t) && t.GetPinnedNodeId() != "":
+				pinned[t.GetPinnedNodeId()] = append(pinned[t.GetPinnedNodeId()], t)
 			case pendingTask(t):
 				pending = append(pending, t)
 			case activeOnNode(t):
@@ -136,10 +140,14 @@ func (p *Placement) schedule(ctx context.Context) error {
 		}
 		return nil
 	})
-	if len(pending) == 0 {
+	if len(pending) == 0 && len(pinned) == 0 {
 		return nil
 	}
-	plan := scheduler.ScheduleWith(nodes, pending, func(serviceID string) scheduler.Placement { return rules[serviceID] })
+	placement := func(serviceID string) scheduler.Placement { return rules[serviceID] }
+	plan := schedulePinned(nodes, pinned, placement)
+	rest := scheduler.ScheduleWith(nodes, pending, placement)
+	plan.Assignments = append(plan.Assignments, rest.Assignments...)
+	maps.Copy(plan.Unplaced, rest.Unplaced)
 	now := timestamppb.New(p.now())
 	// Assignments commit in chunks: a pass over 100,000 pending tasks
 	// would otherwise be one Raft entry of tens of megabytes, which every
@@ -169,6 +177,46 @@ func (p *Placement) schedule(ctx context.Context) error {
 		p.log.Debug("scheduled", "assigned", len(plan.Assignments), "unplaced", len(plan.Unplaced))
 	}
 	return err
+}
+
+// schedulePinned places global tasks that wait for room on their node
+// (see pinned) on that node alone, before other pending tasks, as swarm
+// places global tasks first; the explanation of one that still does not
+// fit counts that one node. Their assignments are added to nodes' tasks,
+// so the pass that follows counts their reservations.
+func schedulePinned(nodes []scheduler.NodeInfo, pinned map[string][]*minkepb.Task, placement func(string) scheduler.Placement) scheduler.Plan {
+	plan := scheduler.Plan{Unplaced: map[string]string{}}
+	for i := range nodes {
+		id := nodes[i].Node.GetMeta().GetId()
+		tasks := pinned[id]
+		if len(tasks) == 0 {
+			continue
+		}
+		delete(pinned, id)
+		p := scheduler.ScheduleWith(nodes[i:i+1], tasks, placement)
+		byID := map[string]*minkepb.Task{}
+		for _, t := range tasks {
+			byID[t.GetMeta().GetId()] = t
+		}
+		held := slices.Clone(nodes[i].Tasks)
+		for _, a := range p.Assignments {
+			t := proto.Clone(byID[a.TaskID]).(*minkepb.Task)
+			t.NodeId = id
+			t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}
+			held = append(held, t)
+		}
+		nodes[i].Tasks = held
+		plan.Assignments = append(plan.Assignments, p.Assignments...)
+		maps.Copy(plan.Unplaced, p.Unplaced)
+	}
+	// The orchestrator removes the tasks of a node that is gone; until
+	// then they wait.
+	for id, tasks := range pinned {
+		for _, t := range tasks {
+			plan.Unplaced[t.GetMeta().GetId()] = "no suitable node (node " + id + " is gone)"
+		}
+	}
+	return plan
 }
 
 // maxAssignmentsPerCommand bounds the assignments one Raft command carries

@@ -14,8 +14,9 @@ import (
 // process beyond namespaces, matching what `docker run` applies by default:
 // masked and read-only kernel files, a reduced capability set, and
 // no_new_privs. Capabilities, no_new_privs and namespaces belong to a
-// thread, not a process: every call here must run on the init's locked OS
-// thread, the one that later calls execve.
+// thread, not a process: every call here runs on the init's locked OS
+// thread, the one that later calls execve, or on every thread (see
+// confine_threads_linux.go).
 
 // maskedPaths are hidden from the container (docker's defaults): files are
 // covered with /dev/null, directories with an empty read-only tmpfs. They
@@ -99,12 +100,12 @@ func readonlyBinds(rootfs string) error {
 // capabilities and setuid-root binaries included. It also clears the
 // ambient set. Needs CAP_SETPCAP, so it runs while the init is still root
 // with all capabilities.
-func dropBoundingSet(keep capMask) error {
+func dropBoundingSet(keep capMask, scope threadScope) error {
 	for c := range 64 {
 		if keep&(1<<c) != 0 {
 			continue
 		}
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		err := scope.prctl(unix.PR_CAPBSET_DROP, uintptr(c))
 		if errors.Is(err, unix.EINVAL) {
 			break // past the kernel's last capability
 		}
@@ -112,7 +113,7 @@ func dropBoundingSet(keep capMask) error {
 			return fmt.Errorf("dropping %s from the bounding set: %w", capMask(1 << c).names()[0], err)
 		}
 	}
-	err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+	err := scope.prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL)
 	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: kernel before 4.3, no ambient set
 		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
@@ -123,7 +124,7 @@ func dropBoundingSet(keep capMask) error {
 // caps (limited to what the thread still has) and empties its inheritable
 // set, as docker does since CVE-2022-24769. Call it after the set*id calls:
 // they need CAP_SETUID and CAP_SETGID, which caps may lack.
-func setCapabilities(caps capMask) error {
+func setCapabilities(caps capMask, scope threadScope) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
@@ -136,7 +137,7 @@ func setCapabilities(caps capMask) error {
 		{Effective: lo, Permitted: lo},
 		{Effective: hi, Permitted: hi},
 	}
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
+	if err := scope.capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset %#x: %w", uint64(want), err)
 	}
 	return nil
@@ -145,8 +146,8 @@ func setCapabilities(caps capMask) error {
 // setNoNewPrivs makes execve unable to grant privileges: setuid and setgid
 // bits and file capabilities are ignored from here on, in this process and
 // all its descendants.
-func setNoNewPrivs() error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+func setNoNewPrivs(scope threadScope) error {
+	if err := scope.prctl(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
 		return fmt.Errorf("setting no_new_privs: %w", err)
 	}
 	return nil

@@ -47,6 +47,7 @@ const (
 // the command runs; if the init fails (for instance `executable "foo" not
 // found in $PATH`) the error wraps ErrStart and carries the init's message.
 func (c *Container) Start(ctx context.Context) error {
+	begun := monotonicNow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateCreated || c.shimPid != 0 {
@@ -109,9 +110,9 @@ func (c *Container) Start(ctx context.Context) error {
 	if err := c.attach(ready.State, shimExited); err != nil {
 		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	c.startPhases = ready.Phases
-	c.startPhases.Sent, c.startPhases.Answered = sent, answered
 	c.log.Info("container started", "pid", c.pid, "shim_pid", c.shimPid)
+	c.startPhases = ready.Phases
+	c.startPhases.Begun, c.startPhases.Sent, c.startPhases.Answered, c.startPhases.Done = begun, sent, answered, monotonicNow()
 	return nil
 }
 

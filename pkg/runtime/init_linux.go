@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,6 +68,14 @@ func runInit() error {
 		return fmt.Errorf("decoding init config (%d bytes): %w", len(b), err)
 	}
 	unix.CloseOnExec(initErrorFD)
+	scope := thisThread
+	if cfg.Init {
+		// The init stays as the reaper: confine all its threads.
+		if err := checkAllThreads(); err != nil {
+			return err
+		}
+		scope = allThreads
+	}
 	if cfg.NetNS != "" {
 		if err := joinNetns(cfg.NetNS); err != nil {
 			return err
@@ -121,7 +128,7 @@ func runInit() error {
 	if err != nil {
 		return err
 	}
-	if err := confineProcess(cred, cfg.Caps, sb.Rlimits, sb.Seccomp); err != nil {
+	if err := confineProcess(cred, cfg.Caps, sb.Rlimits, sb.Seccomp, scope); err != nil {
 		return err
 	}
 	if cfg.Init {
@@ -144,37 +151,33 @@ func runInit() error {
 // CAP_SETPCAP; the set*id calls need CAP_SETUID/CAP_SETGID, which the
 // container may not get; a uid other than 0 loses its permitted and
 // effective capabilities at setuid (no PR_SET_KEEPCAPS), as in docker. The
-// capability calls act on this (locked) thread only, which is the one that
-// execs; syscall's set*id calls apply to every thread of the Go runtime.
+// capability and set*id calls act on this (locked) thread only, which is
+// the one that execs (the others vanish at exec).
 // The filter comes last: from then on only what docker's profile allows
 // works, which includes execve and what the Go runtime needs until then.
-func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, seccomp []byte) error {
+// With allThreads (the --init reaper, which never execs) every call acts on
+// every thread of the process.
+func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, seccomp []byte, scope threadScope) error {
 	if err := applyRlimits(rlimits); err != nil {
 		return err
 	}
-	if err := dropBoundingSet(capSet); err != nil {
+	if err := dropBoundingSet(capSet, scope); err != nil {
 		return err
 	}
-	if err := syscall.Setgroups(cred.groups); err != nil {
-		return fmt.Errorf("setgroups %v: %w", cred.groups, err)
-	}
-	if err := syscall.Setgid(cred.gid); err != nil {
-		return fmt.Errorf("setgid %d: %w", cred.gid, err)
-	}
-	if err := syscall.Setuid(cred.uid); err != nil {
-		return fmt.Errorf("setuid %d: %w", cred.uid, err)
+	if err := scope.setIDs(cred); err != nil {
+		return err
 	}
 	if cred.uid != 0 {
 		capSet = 0
 	}
-	if err := setCapabilities(capSet); err != nil {
+	if err := setCapabilities(capSet, scope); err != nil {
 		return err
 	}
-	if err := setNoNewPrivs(); err != nil {
+	if err := setNoNewPrivs(scope); err != nil {
 		return err
 	}
 	if seccomp != nil {
-		return loadSeccomp(seccomp)
+		return loadSeccomp(seccomp, scope)
 	}
 	return nil
 }

@@ -7,5 +7,7 @@ import (
 
 func TestMain(m *testing.M) {
 	MaybeRunInit()
-	os.Exit(m.Run())
+	code := m.Run()
+	removeStaticHelper()
+	os.Exit(code)
 }

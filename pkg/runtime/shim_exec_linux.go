@@ -197,7 +197,7 @@ func execInContainer() error {
 	if err != nil {
 		return err
 	}
-	if err := confineProcess(cred, cfg.Caps, cfg.Sandbox.Rlimits, cfg.Sandbox.Seccomp); err != nil {
+	if err := confineProcess(cred, cfg.Caps, cfg.Sandbox.Rlimits, cfg.Sandbox.Seccomp, thisThread); err != nil {
 		return err
 	}
 	err = unix.Exec(path, p.Args, env)

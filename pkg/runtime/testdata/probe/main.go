@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -26,6 +27,8 @@ func main() {
 			forkMany(os.Args[2])
 		case "pause":
 			time.Sleep(time.Hour)
+		case "alloc-on-usr1":
+			allocOnUSR1(os.Args[2])
 		case "sandbox":
 			sandbox()
 		default:
@@ -120,4 +123,26 @@ var errnoName = map[syscall.Errno]string{
 	syscall.EBADF:  "EBADF",
 	syscall.ENOKEY: "ENOKEY",
 	syscall.EFAULT: "EFAULT",
+}
+
+// allocOnUSR1 prints "waiting", and on SIGUSR1 allocates and touches mib
+// MiB, prints "allocated=MIB" and holds the memory until killed: a test
+// reads the container's usage before and after.
+func allocOnUSR1(mib string) {
+	var n int
+	if _, err := fmt.Sscan(mib, &n); err != nil || n <= 0 {
+		fmt.Printf("bad size %q\n", mib)
+		os.Exit(2)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	fmt.Println("waiting")
+	<-sig
+	buf := make([]byte, n<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	fmt.Printf("allocated=%d\n", n)
+	time.Sleep(time.Hour)
+	fmt.Println(buf[len(buf)-1]) // keep buf live
 }
