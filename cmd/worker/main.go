@@ -142,6 +142,7 @@ func run() error {
 	cfg.Promote = func(ctx context.Context, token, joinAddr string) error {
 		return runManagerRole(ctx, cfg, managerDir, managerAddr, gossipHostPort, hostname, token, joinAddr)
 	}
+	cfg.Ready = releaseStartupMemory(cfg.Ready)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.RunWorker(ctx, cfg)

@@ -18,3 +18,17 @@ func tuneMemory() {
 		debug.SetGCPercent(workerGCPercent)
 	}
 }
+
+// releaseStartupMemory wraps ready (agent.WorkerConfig.Ready) so that,
+// once the worker has joined, adopted its containers and started its
+// network, the heap the start-up left behind (certificates, the join,
+// image and container state read from disk) goes back to the OS now
+// rather than at the Go scavenger's slow pace.
+func releaseStartupMemory(ready func(nodeID string)) func(nodeID string) {
+	return func(nodeID string) {
+		if ready != nil {
+			ready(nodeID)
+		}
+		go debug.FreeOSMemory()
+	}
+}

@@ -35,8 +35,9 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	// Static, as `make build` builds them (see the Makefile): the worker,
-	// and next to it, where workers look for it, the shim helper.
+	// Without cgo, as `make build` builds them (see the Makefile): the
+	// worker, and next to it, where workers look for it, the shim helper
+	// (an --init reaper can confine all its threads only without cgo).
 	cmd = exec.CommandContext(ctx, goBin, "build", "-o", dir+"/",
 		"github.com/minke-io/minke/cmd/worker",
 		"github.com/minke-io/minke/cmd/minke-shim")

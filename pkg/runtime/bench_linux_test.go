@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 	}
 	ref := testimage.Serve(b, img, "true:latest")
 	// As a worker runs it: with the small helper binary next to it.
-	helper := buildHelper(b)
+	helper := staticHelper(b)
 	r, err := New(Config{Root: b.TempDir(), CgroupParent: fmt.Sprintf("minke-bench-%d", os.Getpid()), HelperBinary: helper})
 	if err != nil {
 		b.Fatal(err)
@@ -51,7 +52,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 		b.Fatal(err)
 	}
 	var phases [4][]time.Duration     // create, start, wait, remove
-	var startParts [4][]time.Duration // of start: see startPhases.durations
+	var startParts [6][]time.Duration // of start: see startPhases.durations
 	lifecycle := func(id string) error {
 		t0 := time.Now()
 		c, err := r.Create(ctx, ContainerSpec{ID: id, Image: ref})
@@ -86,9 +87,10 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 	}
 
 	phases = [4][]time.Duration{}
-	startParts = [4][]time.Duration{}
+	startParts = [6][]time.Duration{}
 	b.ResetTimer()
 	var ours []time.Duration
+	cpu0 := cpuTimes()
 	for range b.N {
 		ours = ours[:0]
 		for i := range benchContainers {
@@ -100,15 +102,19 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	ourCPU := cpuTimes().sub(cpu0).per(b.N * benchContainers)
 	om, op := medianP99(ours)
 	b.ReportMetric(ms(om), "ms/container(median)")
 	b.ReportMetric(ms(op), "ms/container(p99)")
 
 	runc, err := exec.LookPath("runc")
 	var rm, rp time.Duration
+	var runcCPU cpuUse
 	if err == nil {
 		rootfs := r.layerDir(digestHex(pulled.Layers[0]))
+		cpu0 := cpuTimes()
 		times, err := runcLifecycle(b, runc, rootfs)
+		runcCPU = cpuTimes().sub(cpu0).per(benchContainers + 1) // and its warm-up
 		if err != nil {
 			b.Fatalf("runc: %v", err)
 		}
@@ -122,9 +128,10 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 		m, _ := medianP99(phases[i])
 		parts = append(parts, fmt.Sprintf("%s %.2f", name, ms(m)))
 	}
+	fmt.Printf("  minke CPU per container: %s\n", ourCPU)
 	fmt.Printf("  minke phases (median ms): %s\n", strings.Join(parts, ", "))
 	parts = parts[:0]
-	for i, name := range []string{"to shim", "fork init", "init until exec", "answer"} {
+	for i, name := range startPhaseNames {
 		m, _ := medianP99(startParts[i])
 		parts = append(parts, fmt.Sprintf("%s %.2f", name, ms(m)))
 	}
@@ -133,6 +140,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 		fmt.Println("  runc: not installed")
 	} else {
 		fmt.Printf("  %-8s median %7.2f ms   p99 %7.2f ms\n", "runc", ms(rm), ms(rp))
+		fmt.Printf("  runc CPU per container: %s\n", runcCPU)
 		fmt.Printf("  minke/runc: median %.2f, p99 %.2f (target: median <= 0.5)\n", float64(om)/float64(rm), float64(op)/float64(rp))
 	}
 }
@@ -196,3 +204,29 @@ func medianP99(d []time.Duration) (median, p99 time.Duration) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cpuUse is CPU time of this process (the runtime's side) and of its
+// reaped children (shims with their inits and containers; runc with its
+// init and container), which unlike wall time does not depend on what
+// else the machine runs.
+type cpuUse struct{ self, children time.Duration }
+
+func cpuTimes() cpuUse {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(r syscall.Rusage) time.Duration {
+		return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+	}
+	return cpuUse{tv(self), tv(children)}
+}
+
+func (a cpuUse) sub(b cpuUse) cpuUse { return cpuUse{a.self - b.self, a.children - b.children} }
+
+func (a cpuUse) per(n int) cpuUse {
+	return cpuUse{a.self / time.Duration(n), a.children / time.Duration(n)}
+}
+
+func (a cpuUse) String() string {
+	return fmt.Sprintf("%.2f ms (caller %.2f + children %.2f)", ms(a.self+a.children), ms(a.self), ms(a.children))
+}

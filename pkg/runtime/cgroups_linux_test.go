@@ -24,7 +24,7 @@ import (
 // so it runs as the workers run it: the helper binary, not this test
 // binary, whose -race build needs more than 16 MiB to get to its exec.
 func TestMemoryLimitOOMKilled(t *testing.T) {
-	r := newTestRuntimeWith(t, Config{HelperBinary: buildHelper(t)})
+	r := newTestRuntimeWith(t, staticHelper(t))
 	ref := testimage.Serve(t, probeImage(t), "probe:latest")
 	spec := ContainerSpec{ID: "sbx-oom", Image: ref, Args: []string{"oom"}, MemoryLimit: 16 << 20}
 	c := create(t, r, spec)

@@ -39,14 +39,15 @@ const (
 
 // Start starts the container's shim (see shim.go), which starts the init:
 // the worker binary re-executed in new PID, mount, UTS, IPC and network
-// namespaces (and a cgroup namespace the init creates once it is in its
-// cgroup). The init is moved into the container's cgroup before it
-// receives its configuration, so nothing runs unconfined. The init drops
+// namespaces (and a cgroup namespace the init creates itself). The init is
+// born in the container's cgroup (startInCgroup), so nothing of it runs
+// unconfined and no migration has to wait for the kernel. The init drops
 // capabilities to the spec's set and sets no_new_privs before exec'ing the
 // command (or, with Init, starting it under a reaper). Start returns once
 // the command runs; if the init fails (for instance `executable "foo" not
 // found in $PATH`) the error wraps ErrStart and carries the init's message.
 func (c *Container) Start(ctx context.Context) error {
+	begun := monotonicNow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateCreated || c.shimPid != 0 {
@@ -109,9 +110,9 @@ func (c *Container) Start(ctx context.Context) error {
 	if err := c.attach(ready.State, shimExited); err != nil {
 		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	c.startPhases = ready.Phases
-	c.startPhases.Sent, c.startPhases.Answered = sent, answered
 	c.log.Info("container started", "pid", c.pid, "shim_pid", c.shimPid)
+	c.startPhases = ready.Phases
+	c.startPhases.Begun, c.startPhases.Sent, c.startPhases.Answered, c.startPhases.Done = begun, sent, answered, monotonicNow()
 	return nil
 }
 

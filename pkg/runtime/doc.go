@@ -24,10 +24,9 @@
 // an exec helper (ExecArg) inside the container's namespaces. All three are
 // the helper binary (cmd/minke-shim, or the worker itself) re-executed, so
 // every binary that may start containers must call MaybeRunInit first
-// thing in main (and in TestMain). The init reads its configuration from a
-// pipe that the shim only writes after it has placed the child in the
-// container's cgroup, so the container's command never runs outside its
-// limits.
+// thing in main (and in TestMain). The shim forks the init into the
+// container's cgroup (it is born there: see startInCgroup), so neither the
+// init nor the container's command ever runs outside its limits.
 //
 // On-disk layout under Config.Root:
 //

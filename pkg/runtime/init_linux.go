@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -152,8 +151,8 @@ func runInit() error {
 // CAP_SETPCAP; the set*id calls need CAP_SETUID/CAP_SETGID, which the
 // container may not get; a uid other than 0 loses its permitted and
 // effective capabilities at setuid (no PR_SET_KEEPCAPS), as in docker. The
-// capability calls act on this (locked) thread only, which is the one that
-// execs; syscall's set*id calls apply to every thread of the Go runtime.
+// capability and set*id calls act on this (locked) thread only, which is
+// the one that execs (the others vanish at exec).
 // The filter comes last: from then on only what docker's profile allows
 // works, which includes execve and what the Go runtime needs until then.
 // With allThreads (the --init reaper, which never execs) every call acts on
@@ -165,14 +164,8 @@ func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, secco
 	if err := dropBoundingSet(capSet, scope); err != nil {
 		return err
 	}
-	if err := syscall.Setgroups(cred.groups); err != nil {
-		return fmt.Errorf("setgroups %v: %w", cred.groups, err)
-	}
-	if err := syscall.Setgid(cred.gid); err != nil {
-		return fmt.Errorf("setgid %d: %w", cred.gid, err)
-	}
-	if err := syscall.Setuid(cred.uid); err != nil {
-		return fmt.Errorf("setuid %d: %w", cred.uid, err)
+	if err := scope.setIDs(cred); err != nil {
+		return err
 	}
 	if cred.uid != 0 {
 		capSet = 0
