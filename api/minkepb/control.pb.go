@@ -1858,7 +1858,12 @@ func (x *CAStatus) GetCertLifetime() *durationpb.Duration {
 type IssueClientCertificateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// csr is a DER certificate signing request.
-	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	Csr []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	// lifetime, when set, asks for a certificate shorter-lived than the
+	// cluster's certificate lifetime (swarmctl asks for one hour for the
+	// key it holds in memory to push an image); it is capped at that
+	// lifetime.
+	Lifetime      *durationpb.Duration `protobuf:"bytes,20,opt,name=lifetime,proto3" json:"lifetime,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1896,6 +1901,13 @@ func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
 func (x *IssueClientCertificateRequest) GetCsr() []byte {
 	if x != nil {
 		return x.Csr
+	}
+	return nil
+}
+
+func (x *IssueClientCertificateRequest) GetLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.Lifetime
 	}
 	return nil
 }
@@ -2600,9 +2612,10 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\brotating\x18\x03 \x01(\bR\brotating\x12\x14\n" +
 	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x12\x18\n" +
 	"\arenewed\x18\x05 \x01(\rR\arenewed\x12>\n" +
-	"\rcert_lifetime\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"1\n" +
+	"\rcert_lifetime\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fcertLifetime\"h\n" +
 	"\x1dIssueClientCertificateRequest\x12\x10\n" +
-	"\x03csr\x18\x01 \x01(\fR\x03csr\"]\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x125\n" +
+	"\blifetime\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\blifetime\"]\n" +
 	"\x1eIssueClientCertificateResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
 	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"\x11\n" +
@@ -2772,67 +2785,68 @@ var file_minke_v1_control_proto_depIdxs = []int32{
 	55, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
 	36, // 23: minke.v1.GetClusterResponse.ca_status:type_name -> minke.v1.CAStatus
 	63, // 24: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
-	36, // 25: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
-	64, // 26: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	65, // 27: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	66, // 28: minke.v1.CreateNetworkRequest.spec:type_name -> minke.v1.NetworkSpec
-	67, // 29: minke.v1.CreateNetworkResponse.network:type_name -> minke.v1.Network
-	67, // 30: minke.v1.GetNetworkResponse.network:type_name -> minke.v1.Network
-	67, // 31: minke.v1.ListNetworksResponse.networks:type_name -> minke.v1.Network
-	24, // 32: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	19, // 33: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	21, // 34: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	23, // 35: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	26, // 36: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	28, // 37: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	30, // 38: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	32, // 39: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	34, // 40: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	41, // 41: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	13, // 42: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	15, // 43: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	17, // 44: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	11, // 45: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	9,  // 46: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	0,  // 47: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
-	2,  // 48: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
-	4,  // 49: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
-	6,  // 50: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
-	37, // 51: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
-	39, // 52: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
-	43, // 53: minke.v1.Control.CreateNetwork:input_type -> minke.v1.CreateNetworkRequest
-	45, // 54: minke.v1.Control.GetNetwork:input_type -> minke.v1.GetNetworkRequest
-	47, // 55: minke.v1.Control.ListNetworks:input_type -> minke.v1.ListNetworksRequest
-	49, // 56: minke.v1.Control.RemoveNetwork:input_type -> minke.v1.RemoveNetworkRequest
-	20, // 57: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	22, // 58: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	25, // 59: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	27, // 60: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	29, // 61: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	31, // 62: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	33, // 63: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	35, // 64: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	42, // 65: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	14, // 66: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	16, // 67: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	18, // 68: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	12, // 69: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	10, // 70: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	1,  // 71: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
-	3,  // 72: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
-	5,  // 73: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
-	7,  // 74: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
-	38, // 75: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
-	40, // 76: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
-	44, // 77: minke.v1.Control.CreateNetwork:output_type -> minke.v1.CreateNetworkResponse
-	46, // 78: minke.v1.Control.GetNetwork:output_type -> minke.v1.GetNetworkResponse
-	48, // 79: minke.v1.Control.ListNetworks:output_type -> minke.v1.ListNetworksResponse
-	50, // 80: minke.v1.Control.RemoveNetwork:output_type -> minke.v1.RemoveNetworkResponse
-	57, // [57:81] is the sub-list for method output_type
-	33, // [33:57] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	63, // 25: minke.v1.IssueClientCertificateRequest.lifetime:type_name -> google.protobuf.Duration
+	36, // 26: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
+	64, // 27: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	65, // 28: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	66, // 29: minke.v1.CreateNetworkRequest.spec:type_name -> minke.v1.NetworkSpec
+	67, // 30: minke.v1.CreateNetworkResponse.network:type_name -> minke.v1.Network
+	67, // 31: minke.v1.GetNetworkResponse.network:type_name -> minke.v1.Network
+	67, // 32: minke.v1.ListNetworksResponse.networks:type_name -> minke.v1.Network
+	24, // 33: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 34: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 35: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 36: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 37: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 38: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 39: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 40: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 41: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	41, // 42: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 43: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 44: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 45: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 46: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 47: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 48: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 49: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 50: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 51: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	37, // 52: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
+	39, // 53: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
+	43, // 54: minke.v1.Control.CreateNetwork:input_type -> minke.v1.CreateNetworkRequest
+	45, // 55: minke.v1.Control.GetNetwork:input_type -> minke.v1.GetNetworkRequest
+	47, // 56: minke.v1.Control.ListNetworks:input_type -> minke.v1.ListNetworksRequest
+	49, // 57: minke.v1.Control.RemoveNetwork:input_type -> minke.v1.RemoveNetworkRequest
+	20, // 58: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 59: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 60: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 61: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 62: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 63: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 64: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 65: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	42, // 66: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 67: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 68: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 69: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 70: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 71: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 72: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 73: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 74: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 75: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	38, // 76: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
+	40, // 77: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
+	44, // 78: minke.v1.Control.CreateNetwork:output_type -> minke.v1.CreateNetworkResponse
+	46, // 79: minke.v1.Control.GetNetwork:output_type -> minke.v1.GetNetworkResponse
+	48, // 80: minke.v1.Control.ListNetworks:output_type -> minke.v1.ListNetworksResponse
+	50, // 81: minke.v1.Control.RemoveNetwork:output_type -> minke.v1.RemoveNetworkResponse
+	58, // [58:82] is the sub-list for method output_type
+	34, // [34:58] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }

@@ -471,6 +471,9 @@ type SessionMessage struct {
 	// root's: a node whose certificate another root signed renews it.
 	CaCerts       []byte `protobuf:"bytes,20,opt,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
 	CaFingerprint string `protobuf:"bytes,21,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	// registry_addrs are the managers' built-in registries (host:port): the
+	// node pulls from them over mutual TLS with its certificate.
+	RegistryAddrs []string `protobuf:"bytes,22,rep,name=registry_addrs,json=registryAddrs,proto3" json:"registry_addrs,omitempty"`
 	// network is the cluster's network state this node needs; sent with
 	// every assignment set.
 	Network *NetworkState `protobuf:"bytes,90,opt,name=network,proto3" json:"network,omitempty"`
@@ -551,6 +554,13 @@ func (x *SessionMessage) GetCaFingerprint() string {
 		return x.CaFingerprint
 	}
 	return ""
+}
+
+func (x *SessionMessage) GetRegistryAddrs() []string {
+	if x != nil {
+		return x.RegistryAddrs
+	}
+	return nil
 }
 
 func (x *SessionMessage) GetNetwork() *NetworkState {
@@ -1426,14 +1436,15 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
 	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
 	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
-	"\x05_tail\"\xf9\x02\n" +
+	"\x05_tail\"\xa0\x03\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
 	"\x04node\x18\x03 \x01(\v2\x0e.minke.v1.NodeR\x04node\x12#\n" +
 	"\rmanager_token\x18\x04 \x01(\tR\fmanagerToken\x12\x19\n" +
 	"\bca_certs\x18\x14 \x01(\fR\acaCerts\x12%\n" +
-	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\x120\n" +
+	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\x12%\n" +
+	"\x0eregistry_addrs\x18\x16 \x03(\tR\rregistryAddrs\x120\n" +
 	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
 	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\xee\x02\n" +
 	"\fNetworkState\x12/\n" +

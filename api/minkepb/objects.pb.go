@@ -3272,6 +3272,11 @@ type Task struct {
 	ReplaceWhenStopped bool `protobuf:"varint,30,opt,name=replace_when_stopped,json=replaceWhenStopped,proto3" json:"replace_when_stopped,omitempty"`
 	// job_iteration is the service's JobStatus.job_iteration the task runs.
 	JobIteration uint64 `protobuf:"varint,31,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	// pinned_node_id is set on a global service's task that waited for room
+	// on its node: the task stays PENDING with node_id empty (its status
+	// says why, in numbers) until the scheduler finds its reservations fit
+	// on this node, and is assigned there and nowhere else.
+	PinnedNodeId string `protobuf:"bytes,50,opt,name=pinned_node_id,json=pinnedNodeId,proto3" json:"pinned_node_id,omitempty"`
 	// networks are the task's overlay attachments with the addresses the
 	// managers allocated (allocated when the task is created; freed when the
 	// task reaches a terminal state or is deleted).
@@ -3399,6 +3404,13 @@ func (x *Task) GetJobIteration() uint64 {
 		return x.JobIteration
 	}
 	return 0
+}
+
+func (x *Task) GetPinnedNodeId() string {
+	if x != nil {
+		return x.PinnedNodeId
+	}
+	return ""
 }
 
 func (x *Task) GetNetworks() []*NetworkAttachment {
@@ -4454,7 +4466,7 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.minke.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xb9\x04\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.minke.v1.ContainerStatusR\tcontainer\"\xdf\x04\n" +
 	"\x04Task\x12\"\n" +
 	"\x04meta\x18\x01 \x01(\v2\x0e.minke.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -4470,7 +4482,8 @@ const file_minke_v1_objects_proto_rawDesc = "" +
 	" \x01(\x04R\brestarts\x12L\n" +
 	"\x14restart_window_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x12restartWindowStart\x120\n" +
 	"\x14replace_when_stopped\x18\x1e \x01(\bR\x12replaceWhenStopped\x12#\n" +
-	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\x127\n" +
+	"\rjob_iteration\x18\x1f \x01(\x04R\fjobIteration\x12$\n" +
+	"\x0epinned_node_id\x182 \x01(\tR\fpinnedNodeId\x127\n" +
 	"\bnetworks\x18Z \x03(\v2\x1b.minke.v1.NetworkAttachmentR\bnetworks\"\xfd\x01\n" +
 	"\vNetworkSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +

@@ -82,6 +82,7 @@ type StoreAction struct {
 	//	*StoreAction_Service
 	//	*StoreAction_Task
 	//	*StoreAction_Cluster
+	//	*StoreAction_Network
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -167,6 +168,15 @@ func (x *StoreAction) GetCluster() *Cluster {
 	return nil
 }
 
+func (x *StoreAction) GetNetwork() *Network {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -187,6 +197,10 @@ type StoreAction_Cluster struct {
 	Cluster *Cluster `protobuf:"bytes,5,opt,name=cluster,proto3,oneof"`
 }
 
+type StoreAction_Network struct {
+	Network *Network `protobuf:"bytes,100,opt,name=network,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Service) isStoreAction_Target() {}
@@ -194,6 +208,8 @@ func (*StoreAction_Service) isStoreAction_Target() {}
 func (*StoreAction_Task) isStoreAction_Target() {}
 
 func (*StoreAction_Cluster) isStoreAction_Target() {}
+
+func (*StoreAction_Network) isStoreAction_Target() {}
 
 // StoreActions is applied atomically: all actions or none.
 type StoreActions struct {
@@ -249,7 +265,8 @@ type Snapshot struct {
 	Tasks         []*Task                `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Clusters      []*Cluster             `protobuf:"bytes,5,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	// index is the Raft index of the last change the snapshot contains.
-	Index         uint64 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	Index         uint64     `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
+	Networks      []*Network `protobuf:"bytes,100,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +341,13 @@ func (x *Snapshot) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *Snapshot) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
 }
 
 // TaskStatusReports is a batch of workers' task status reports, committed
@@ -451,13 +475,14 @@ var File_minke_v1_raft_proto protoreflect.FileDescriptor
 
 const file_minke_v1_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x13minke/v1/raft.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\x9d\x02\n" +
+	"\x13minke/v1/raft.proto\x12\bminke.v1\x1a\x16minke/v1/objects.proto\"\xcc\x02\n" +
 	"\vStoreAction\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.minke.v1.StoreAction.KindR\x04kind\x12$\n" +
 	"\x04node\x18\x02 \x01(\v2\x0e.minke.v1.NodeH\x00R\x04node\x12-\n" +
 	"\aservice\x18\x03 \x01(\v2\x11.minke.v1.ServiceH\x00R\aservice\x12$\n" +
 	"\x04task\x18\x04 \x01(\v2\x0e.minke.v1.TaskH\x00R\x04task\x12-\n" +
-	"\acluster\x18\x05 \x01(\v2\x11.minke.v1.ClusterH\x00R\acluster\"*\n" +
+	"\acluster\x18\x05 \x01(\v2\x11.minke.v1.ClusterH\x00R\acluster\x12-\n" +
+	"\anetwork\x18d \x01(\v2\x11.minke.v1.NetworkH\x00R\anetwork\"*\n" +
 	"\x04Kind\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +
@@ -467,14 +492,15 @@ const file_minke_v1_raft_proto_rawDesc = "" +
 	"\x06REMOVE\x10\x02B\b\n" +
 	"\x06target\"?\n" +
 	"\fStoreActions\x12/\n" +
-	"\aactions\x18\x01 \x03(\v2\x15.minke.v1.StoreActionR\aactions\"\xf1\x01\n" +
+	"\aactions\x18\x01 \x03(\v2\x15.minke.v1.StoreActionR\aactions\"\xa0\x02\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12$\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x0e.minke.v1.NodeR\x05nodes\x12-\n" +
 	"\bservices\x18\x03 \x03(\v2\x11.minke.v1.ServiceR\bservices\x12$\n" +
 	"\x05tasks\x18\x04 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12-\n" +
 	"\bclusters\x18\x05 \x03(\v2\x11.minke.v1.ClusterR\bclusters\x12\x14\n" +
-	"\x05index\x18\x06 \x01(\x04R\x05index\"y\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\x12-\n" +
+	"\bnetworks\x18d \x03(\v2\x11.minke.v1.NetworkR\bnetworks\"y\n" +
 	"\x11TaskStatusReports\x124\n" +
 	"\areports\x18\x01 \x03(\v2\x1a.minke.v1.TaskStatusReportR\areports\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x02 \x01(\x03R\x11timestampUnixNano\"r\n" +
@@ -508,7 +534,8 @@ var file_minke_v1_raft_proto_goTypes = []any{
 	(*Service)(nil),           // 7: minke.v1.Service
 	(*Task)(nil),              // 8: minke.v1.Task
 	(*Cluster)(nil),           // 9: minke.v1.Cluster
-	(*TaskStatus)(nil),        // 10: minke.v1.TaskStatus
+	(*Network)(nil),           // 10: minke.v1.Network
+	(*TaskStatus)(nil),        // 11: minke.v1.TaskStatus
 }
 var file_minke_v1_raft_proto_depIdxs = []int32{
 	0,  // 0: minke.v1.StoreAction.kind:type_name -> minke.v1.StoreAction.Kind
@@ -516,18 +543,20 @@ var file_minke_v1_raft_proto_depIdxs = []int32{
 	7,  // 2: minke.v1.StoreAction.service:type_name -> minke.v1.Service
 	8,  // 3: minke.v1.StoreAction.task:type_name -> minke.v1.Task
 	9,  // 4: minke.v1.StoreAction.cluster:type_name -> minke.v1.Cluster
-	1,  // 5: minke.v1.StoreActions.actions:type_name -> minke.v1.StoreAction
-	6,  // 6: minke.v1.Snapshot.nodes:type_name -> minke.v1.Node
-	7,  // 7: minke.v1.Snapshot.services:type_name -> minke.v1.Service
-	8,  // 8: minke.v1.Snapshot.tasks:type_name -> minke.v1.Task
-	9,  // 9: minke.v1.Snapshot.clusters:type_name -> minke.v1.Cluster
-	5,  // 10: minke.v1.TaskStatusReports.reports:type_name -> minke.v1.TaskStatusReport
-	10, // 11: minke.v1.TaskStatusReport.status:type_name -> minke.v1.TaskStatus
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 5: minke.v1.StoreAction.network:type_name -> minke.v1.Network
+	1,  // 6: minke.v1.StoreActions.actions:type_name -> minke.v1.StoreAction
+	6,  // 7: minke.v1.Snapshot.nodes:type_name -> minke.v1.Node
+	7,  // 8: minke.v1.Snapshot.services:type_name -> minke.v1.Service
+	8,  // 9: minke.v1.Snapshot.tasks:type_name -> minke.v1.Task
+	9,  // 10: minke.v1.Snapshot.clusters:type_name -> minke.v1.Cluster
+	10, // 11: minke.v1.Snapshot.networks:type_name -> minke.v1.Network
+	5,  // 12: minke.v1.TaskStatusReports.reports:type_name -> minke.v1.TaskStatusReport
+	11, // 13: minke.v1.TaskStatusReport.status:type_name -> minke.v1.TaskStatus
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_raft_proto_init() }
@@ -541,6 +570,7 @@ func file_minke_v1_raft_proto_init() {
 		(*StoreAction_Service)(nil),
 		(*StoreAction_Task)(nil),
 		(*StoreAction_Cluster)(nil),
+		(*StoreAction_Network)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -101,6 +101,7 @@ func run() error {
 		return err
 	}
 	cfg.Logger = logger
+	servePprof(logger)
 	cfg.Hostname = hostname
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

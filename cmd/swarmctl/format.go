@@ -283,6 +283,7 @@ func writeServiceDetail(w io.Writer, s *minkepb.Service, counts *minkepb.Replica
 	row("Stop grace period", formatDuration(c.GetStopGracePeriod()))
 	row("Ports", formatPorts(s.GetEndpoint()))
 	row("Virtual IP", formatVIP(s))
+	row("Networks", formatNetworks(s)) // network.go
 	res := spec.GetTask().GetResources()
 	row("Limits", formatResources(res.GetLimits()))
 	row("Reservations", formatResources(res.GetReservations()))

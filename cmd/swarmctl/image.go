@@ -21,7 +21,12 @@ func newImagePushCmd(a *app) *cobra.Command {
 		Short: "Push an image tarball (docker save or OCI layout) to the cluster's registry",
 		Long: `Push an image from a tarball made by 'docker save' or holding an OCI layout
 to the cluster's built-in registry, where services can then name it. Without
-NAME[:TAG] the name recorded in the tarball is used.`,
+NAME[:TAG] the name recorded in the tarball is used.
+
+The registry takes only mutual TLS with a certificate from the cluster: on a
+manager's unix socket the manager issues a one-hour client certificate for a
+key held in memory for this push; with --tls-dir the push presents the client
+certificate in that directory.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
 				return fmt.Errorf("%q wants FILE and an optional NAME[:TAG], got %d argument(s); usage: %s", cmd.CommandPath(), len(args), cmd.UseLine())

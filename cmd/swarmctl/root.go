@@ -112,7 +112,7 @@ func newRootCmd(a *app, getenv func(string) string) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
-	root.AddCommand(newServiceCmd(a), newNodeCmd(a), newImageCmd(a), newClusterCmd(a))
+	root.AddCommand(newServiceCmd(a), newNodeCmd(a), newImageCmd(a), newClusterCmd(a), newNetworkCmd(a))
 	return root
 }
 

@@ -104,6 +104,7 @@ progress on stderr until every task runs (exit 0) or one fails (exit 1).`,
 	o.health.register(f)
 	o.process.register(f)
 	o.sandbox.register(f)
+	o.network.register(f)
 	return cmd
 }
 

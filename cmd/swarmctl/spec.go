@@ -47,6 +47,7 @@ type createOptions struct {
 	health             healthOptions  // health.go
 	process            processOptions // stop.go
 	sandbox            sandboxOptions // sandbox.go
+	network            networkOptions // network_flags.go
 }
 
 // restartConditions maps --restart-condition values to the proto enum.
@@ -137,6 +138,9 @@ func buildServiceSpec(o createOptions, args []string) (*minkepb.ServiceSpec, err
 	task.Restart = restart
 	c.CapAdd, c.CapDrop = o.capAdd, o.capDrop
 	if err := o.sandbox.apply(task); err != nil {
+		return nil, err
+	}
+	if err := o.network.apply(task); err != nil {
 		return nil, err
 	}
 

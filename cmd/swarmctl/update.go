@@ -178,6 +178,7 @@ type serviceUpdateOptions struct {
 	capAdd, capDrop                                                   []string
 	update, rollback                                                  updateConfigOptions
 	more                                                              moreUpdateOptions
+	network                                                           networkUpdateOptions // network_flags.go
 	force, doRollback, detach                                         bool
 }
 
@@ -217,6 +218,9 @@ pauses or rolls back (exit 1).`,
 			return a.withAPI(ctx, func(api controlAPI) error {
 				u, err := updater(api)
 				if err != nil {
+					return err
+				}
+				if err := o.network.resolve(ctx, api); err != nil {
 					return err
 				}
 				var svc *minkepb.Service
@@ -271,6 +275,7 @@ pauses or rolls back (exit 1).`,
 	addUpdateConfigFlags(f, "update", &o.update)
 	addUpdateConfigFlags(f, "rollback", &o.rollback)
 	o.more.register(f)
+	o.network.register(f)
 	f.BoolVar(&o.force, "force", false, "redeploy the tasks even if nothing changed")
 	f.BoolVar(&o.doRollback, "rollback", false, "return to the previous spec")
 	f.BoolVarP(&o.detach, "detach", "d", false, "exit once the update is accepted instead of following it")
@@ -372,6 +377,9 @@ func applyServiceUpdate(spec *minkepb.ServiceSpec, o serviceUpdateOptions, chang
 		return nil, err
 	}
 	if err := o.more.apply(spec, changed); err != nil {
+		return nil, err
+	}
+	if err := o.network.apply(task); err != nil {
 		return nil, err
 	}
 	var err error

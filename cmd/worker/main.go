@@ -23,6 +23,7 @@ import (
 
 func main() {
 	runtime.MaybeRunInit()
+	tuneMemory()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)

@@ -31,18 +31,18 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", dir+"/",
 		"github.com/minke-io/minke/cmd/manager",
-		"github.com/minke-io/minke/cmd/worker",
 		"github.com/minke-io/minke/cmd/swarmctl")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	// Next to the worker, where workers look for their shim helper;
-	// without cgo, as `make build` builds it, so that an --init reaper can
-	// confine all its threads.
-	cmd = exec.CommandContext(ctx, goBin, "build", "-o", dir+"/", "github.com/minke-io/minke/cmd/minke-shim")
+	// Static, as `make build` builds them (see the Makefile): the worker,
+	// and next to it, where workers look for it, the shim helper.
+	cmd = exec.CommandContext(ctx, goBin, "build", "-o", dir+"/",
+		"github.com/minke-io/minke/cmd/worker",
+		"github.com/minke-io/minke/cmd/minke-shim")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return Binaries{}, fmt.Errorf("go build minke-shim: %w\n%s", err, out)
+		return Binaries{}, fmt.Errorf("go build (static): %w\n%s", err, out)
 	}
 	root, err := moduleRoot()
 	if err != nil {

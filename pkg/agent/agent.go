@@ -76,6 +76,8 @@ type Agent struct {
 	// retired are connections made with an older certificate, kept until
 	// the session running on them ends.
 	retired []*grpc.ClientConn
+	// registries reaches the managers' built-in registries.
+	registries registryClient
 
 	mu       sync.Mutex
 	nodeID   string
@@ -290,6 +292,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			go func() { defer a.wg.Done(); a.publishLogs(ctx, ls) }()
 			continue
 		}
+		a.useRegistries(msg.GetRegistryAddrs())
 		a.net.apply(msg.GetNetwork())
 		a.reconcile(ctx, msg.GetTasks())
 	}

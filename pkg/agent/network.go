@@ -23,12 +23,15 @@ const NoNetwork = "none"
 // programs the cluster's network state (ingress ports, routes) the
 // managers send with every assignment set. A nil *agentNet does nothing.
 type agentNet struct {
-	mgr *network.Manager
-	dns *network.DNSServer // nil: containers use the node's resolvers
-	log *slog.Logger
+	mgr   *network.Manager
+	ov    *network.Overlays // nil: no overlay networks (ovErr says why)
+	ovErr error
+	dns   *network.DNSServer // nil: containers use the node's resolvers
+	log   *slog.Logger
 
 	mu        sync.Mutex
 	endpoints map[string]*minkepb.Endpoint // by service ID
+	clients   map[string]netip.Addr        // container ID -> address its DNS queries come from
 }
 
 // resolveSubnet turns WorkerConfig.ContainerSubnet into a prefix: "" is
@@ -64,10 +67,11 @@ func defaultBridge(nodeID string) string {
 	return "minke-" + nodeID
 }
 
-// startNetwork creates the node's bridge network and removes what an
-// earlier worker process left, except the networks of the containers in
-// keep (re-adopted ones, whose runners adopt their networks).
-func startNetwork(subnet netip.Prefix, bridge, nodeID, dataDir string, keep map[string]bool, log *slog.Logger) (*agentNet, error) {
+// startNetwork creates the node's bridge network and overlay networks
+// (VXLAN from nodeAddr), and removes what an earlier worker process left,
+// except the networks of the containers in keep (re-adopted ones, whose
+// runners adopt their networks).
+func startNetwork(subnet netip.Prefix, bridge, nodeID, nodeAddr, dataDir string, keep map[string]bool, log *slog.Logger) (*agentNet, error) {
 	if !subnet.IsValid() {
 		return nil, nil
 	}
@@ -82,7 +86,8 @@ func startNetwork(subnet netip.Prefix, bridge, nodeID, dataDir string, keep map[
 	if err := m.Sweep(keep); err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}
-	n := &agentNet{mgr: m, log: log.With("component", "agent"), endpoints: map[string]*minkepb.Endpoint{}}
+	n := &agentNet{mgr: m, log: log.With("component", "agent"), endpoints: map[string]*minkepb.Endpoint{}, clients: map[string]netip.Addr{}}
+	n.startOverlays(nodeAddr, dataDir, keep)
 	// The DNS server listens on the gateway, which every container reaches.
 	host, _ := os.ReadFile("/etc/resolv.conf")
 	dns := network.NewDNSServer(network.Upstreams(host), log)
@@ -137,6 +142,7 @@ func (n *agentNet) apply(st *minkepb.NetworkState) {
 	if n.dns != nil {
 		n.dns.Update(records)
 	}
+	n.applyOverlays(st)
 	var routes []network.Route
 	for _, r := range st.GetRoutes() {
 		p, perr := netip.ParsePrefix(r.GetSubnet())
@@ -181,11 +187,20 @@ func (n *agentNet) attach(t *minkepb.Task, spec *runtime.ContainerSpec) (*networ
 	if err != nil {
 		return nil, err
 	}
+	if err := n.attachOverlays(t, ep, false); err != nil {
+		n.detach(spec.ID)
+		return nil, err
+	}
 	spec.NetNSPath = ep.NetNSPath
 	// The runtime writes /etc/hosts and /etc/resolv.conf from the spec:
 	// the container's own name on its address, and the node's DNS server
 	// unless the spec names servers of its own.
-	spec.ExtraHosts = append([]string{ep.Addr.Addr().String() + " " + runtime.Hostname(spec.ID)}, spec.ExtraHosts...)
+	own := []string{ep.Addr.Addr().String() + " " + runtime.Hostname(spec.ID)}
+	atts, _ := overlayAttachments(t) // attached above, so valid
+	for _, at := range atts {
+		own = append(own, at.Addr.Addr().String()+" "+runtime.Hostname(spec.ID))
+	}
+	spec.ExtraHosts = append(own, spec.ExtraHosts...)
 	if n.dns != nil && len(spec.DNSServers) == 0 {
 		spec.DNSServers = []string{n.mgr.Gateway().String()}
 	}
@@ -198,7 +213,11 @@ func (n *agentNet) adopt(t *minkepb.Task, id string) (*network.Endpoint, error) 
 	if n == nil {
 		return nil, nil
 	}
-	return n.mgr.Adopt(id, n.hostPorts(t))
+	ep, err := n.mgr.Adopt(id, n.hostPorts(t))
+	if err != nil {
+		return nil, err
+	}
+	return ep, n.attachOverlays(t, ep, true)
 }
 
 // stop removes the node's network (bridge, nftables table, routes) when
@@ -209,6 +228,9 @@ func (n *agentNet) stop() {
 	}
 	if n.dns != nil {
 		n.dns.Close()
+	}
+	if err := n.stopOverlays(); err != nil {
+		n.log.Warn("removing the node's overlay networks failed", "err", err)
 	}
 	if n.mgr.Attached() > 0 {
 		return
@@ -222,6 +244,9 @@ func (n *agentNet) stop() {
 func (n *agentNet) detach(id string) {
 	if n == nil {
 		return
+	}
+	if err := n.detachOverlays(id); err != nil {
+		n.log.Warn("removing container overlay links failed", "task_id", id, "err", err)
 	}
 	if err := n.mgr.Detach(id); err != nil {
 		n.log.Warn("removing container network failed", "task_id", id, "err", err)

@@ -172,15 +172,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	gcDone := make(chan struct{})
 	go func() { defer close(gcDone); rt.RunImageGC(gcCtx, cfg.Images.GC) }()
 	defer func() { stopGC(); <-gcDone }()
-	if resp.GetRegistryAddr() != "" {
-		rt.AllowInsecure(resp.GetRegistryAddr())
-	}
 	a.rt = RuntimeExecutor{rt}
 	keep := make(map[string]bool, len(a.adopted))
 	for id := range a.adopted {
 		keep[id] = true
 	}
-	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.DataDir, keep, cfg.Logger); err != nil {
+	if a.net, err = startNetwork(subnet, cfg.Bridge, resp.GetNodeId(), cfg.Addr, cfg.DataDir, keep, cfg.Logger); err != nil {
 		return err
 	}
 	defer a.net.stop()

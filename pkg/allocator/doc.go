@@ -3,6 +3,11 @@
 // result in the same write transaction, so that the store's optimistic
 // concurrency makes two allocations of one resource impossible.
 //
-// Today it allocates published ports; subnets, task addresses and service
-// VIPs for overlay networks are not built yet.
+// It allocates published ports and service VIPs on the default network,
+// and for overlay networks their subnets, gateways and VNIs
+// (AllocateNetwork), task addresses (AttachNetworks, when a task is
+// created) and per-network service VIPs (AllocateServiceVIPs). The store
+// itself refuses a commit that would give one address to two live holders
+// or overlap two networks, so allocations racing in two writes cannot both
+// land.
 package allocator

@@ -35,6 +35,9 @@ type Client struct {
 	// tcpHost is the host part of a tcp:// address, empty for unix sockets;
 	// it stands in for a wildcard registry address (see PushImage).
 	tcpHost string
+	// id is the client certificate of --tls-dir (nil on the unix socket):
+	// it also authenticates pushes to the cluster's registry.
+	id *ca.Identity
 }
 
 // endpoint is a parsed --host value.
@@ -118,11 +121,12 @@ func Dial(ctx context.Context, host string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	creds := insecure.NewCredentials()
+	var id *ca.Identity
 	switch {
 	case ep.tcpHost != "" && o.tlsDir == "":
 		return nil, fmt.Errorf("%w: %s: pass --tls-dir DIR with the files 'swarmctl cluster client-cert --out DIR' writes on a manager", ErrNeedTLS, host)
 	case ep.tcpHost != "":
-		id, err := ca.LoadIdentity(o.tlsDir)
+		id, err = ca.LoadIdentity(o.tlsDir)
 		if err != nil {
 			return nil, fmt.Errorf("client: --tls-dir: %w", err)
 		}
@@ -141,7 +145,7 @@ func Dial(ctx context.Context, host string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", host, err)
 	}
-	return &Client{conn: conn, ctl: minkepb.NewControlClient(conn), tcpHost: ep.tcpHost}, nil
+	return &Client{conn: conn, ctl: minkepb.NewControlClient(conn), tcpHost: ep.tcpHost, id: id}, nil
 }
 
 // New wraps an existing connection, for callers that dial themselves (tests,

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 )
 
 func TestParseHost(t *testing.T) {
@@ -114,6 +115,8 @@ type fakeControl struct {
 	updates      int
 	logs         []*minkepb.LogMessage
 	registryAddr string
+	root         *ca.RootCA      // signs client certificates, if set
+	issued       []time.Duration // lifetimes asked of IssueClientCertificate
 }
 
 func (f *fakeControl) GetService(_ context.Context, req *minkepb.GetServiceRequest) (*minkepb.GetServiceResponse, error) {

@@ -6,19 +6,38 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/imagetar"
+	"github.com/minke-io/minke/pkg/registry"
 )
 
 // ErrNoRegistry is returned by PushImage when the manager reports no
 // built-in registry address.
 var ErrNoRegistry = errors.New("client: the manager reports no built-in registry")
 
+// PushCertLifetime is the lifetime of the client certificate PushImage
+// gets through the manager's unix socket for one push: its key is only in
+// this process's memory, and client certificates cannot be revoked.
+const PushCertLifetime = time.Hour
+
 // PushImage pushes an image from a docker-save or OCI-layout tarball to the
 // cluster's built-in registry and returns the name it was pushed as
-// (canonical REPO:TAG, see imagetar.ParseName) and its manifest digest. nameTag (NAME[:TAG]) names the image; empty means the
-// name recorded in the tarball. A tarball holding several images needs a
-// nameTag equal to one of their recorded names.
+// (canonical REPO:TAG, see imagetar.ParseName) and its manifest digest.
+// nameTag (NAME[:TAG]) names the image; empty means the name recorded in
+// the tarball. A tarball holding several images needs a nameTag equal to
+// one of their recorded names.
+//
+// The registry needs a certificate from the cluster: a client dialled
+// with WithTLSDir presents that one; on the unix socket the manager issues
+// a client certificate of PushCertLifetime for a key made here, held in
+// memory for this push.
 func (c *Client) PushImage(ctx context.Context, file, nameTag string) (name, digest string, err error) {
 	_, regAddr, err := c.GetCluster(ctx)
 	if err != nil {
@@ -46,11 +65,44 @@ func (c *Client) PushImage(ctx context.Context, file, nameTag string) (name, dig
 		return "", "", err
 	}
 	name = repo + ":" + tag
-	digest, err = imagetar.Push(ctx, RegistryHost(regAddr, c.tcpHost), loaded[i].Image, name)
+	id, err := c.registryIdentity(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	// Not TransportFor: a client's certificate does not renew, and one
+	// transport per push must not register with the identity.
+	tr := registry.Transport(id.ClientTLS(ca.RoleManager))
+	digest, err = imagetar.Push(ctx, RegistryHost(regAddr, c.tcpHost), tr, loaded[i].Image, name)
 	if err != nil {
 		return "", "", err
 	}
 	return name, digest, nil
+}
+
+// registryIdentity is the certificate this client pushes with: its
+// --tls-dir one, or a short-lived one issued through the unix socket.
+func (c *Client) registryIdentity(ctx context.Context) (*ca.Identity, error) {
+	if c.id != nil {
+		return c.id, nil
+	}
+	key, csr, err := ca.NewKeyAndCSR("swarmctl image push")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.ctl.IssueClientCertificate(ctx, &minkepb.IssueClientCertificateRequest{Csr: csr, Lifetime: durationpb.New(PushCertLifetime)})
+	if err != nil {
+		st := status.Convert(err)
+		if st.Code() == codes.PermissionDenied {
+			return nil, status.Errorf(codes.PermissionDenied, "pushing to the cluster's registry needs a certificate: %s; "+
+				"over TCP, pass --tls-dir with the files of 'swarmctl cluster client-cert'", st.Message())
+		}
+		return nil, err
+	}
+	id := ca.NewIdentity("") // in memory only
+	if err := id.Set(key, resp.GetCertificate(), resp.GetCaCerts()); err != nil {
+		return nil, err
+	}
+	return id, nil
 }
 
 // ChooseImage picks which of a tarball's images (their recorded names, ""

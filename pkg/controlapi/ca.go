@@ -15,8 +15,10 @@ import (
 )
 
 // IssueClientCertificate signs a client certificate (role "client") for
-// the key in the CSR; the Control API on --control-addr accepts it. The
-// manager's TCP listeners refuse this call: it is for the unix socket.
+// the key in the CSR; the Control API on --control-addr and the built-in
+// registry accept it. The certificate lives the cluster's certificate
+// lifetime, or less if the request asks. The manager's TCP listeners
+// refuse this call: it is for the unix socket.
 func (s *Server) IssueClientCertificate(_ context.Context, req *minkepb.IssueClientCertificateRequest) (*minkepb.IssueClientCertificateResponse, error) {
 	if len(req.GetCsr()) == 0 {
 		return nil, invalid("csr is required")
@@ -27,7 +29,15 @@ func (s *Server) IssueClientCertificate(_ context.Context, req *minkepb.IssueCli
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, "the cluster has no CA yet")
 	}
-	is, err := root.Sign(req.GetCsr(), "client-"+raftstore.NewID()[:12], ca.RoleClient, ca.Lifetime(c), time.Now())
+	lifetime := ca.Lifetime(c)
+	if l := req.GetLifetime(); l != nil {
+		if err := l.CheckValid(); err != nil || l.AsDuration() < ca.MinCertLifetime {
+			return nil, invalid("lifetime %s is too short: want at least %s, at most the cluster's certificate lifetime %s",
+				l.AsDuration(), ca.MinCertLifetime, lifetime)
+		}
+		lifetime = min(lifetime, l.AsDuration())
+	}
+	is, err := root.Sign(req.GetCsr(), "client-"+raftstore.NewID()[:12], ca.RoleClient, lifetime, time.Now())
 	if errors.Is(err, ca.ErrCSR) {
 		return nil, invalid("%s", strings.TrimPrefix(err.Error(), "ca: "))
 	}

@@ -16,7 +16,8 @@ import (
 // resolution mode, in the write transaction that stores svc: the commit
 // fails if another service took a port or VIP meanwhile (its version
 // changed), so neither is ever handed out twice. prev is the stored service
-// on update, else nil. Every service in VIP mode gets a virtual IP.
+// on update, else nil. Every service in VIP mode gets a virtual IP, and
+// one on each overlay network it attaches to.
 func allocateEndpoint(tx *raftstore.WriteTx, svc, prev *minkepb.Service) error {
 	spec := svc.GetSpec().GetEndpoint()
 	others := tx.Services()
@@ -35,5 +36,5 @@ func allocateEndpoint(tx *raftstore.WriteTx, svc, prev *minkepb.Service) error {
 		return status.Error(codes.InvalidArgument, msg)
 	}
 	svc.Endpoint = ep
-	return nil
+	return allocateNetworkVIPs(tx, svc, prev)
 }

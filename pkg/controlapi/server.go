@@ -88,7 +88,8 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, msg)
 	case errors.Is(err, raftstore.ErrAmbiguous):
 		return status.Error(codes.InvalidArgument, msg+": use more characters of the ID or the name")
-	case errors.Is(err, raftstore.ErrNameConflict), errors.Is(err, raftstore.ErrExist):
+	case errors.Is(err, raftstore.ErrNameConflict), errors.Is(err, raftstore.ErrExist),
+		errors.Is(err, raftstore.ErrAddressInUse), errors.Is(err, raftstore.ErrConflict):
 		return status.Error(codes.AlreadyExists, msg)
 	case errors.Is(err, raftstore.ErrSequenceConflict):
 		return status.Error(codes.FailedPrecondition, msg+": read the object again and retry")

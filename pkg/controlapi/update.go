@@ -41,6 +41,9 @@ func (s *Server) UpdateService(ctx context.Context, req *minkepb.UpdateServiceRe
 				"service %s changed since it was read (version %d, request has %d): read it again and retry",
 				cur.GetSpec().GetName(), cur.GetMeta().GetVersion(), req.GetServiceVersion())
 		}
+		if err := resolveNetworks(tx.ReadTx, spec); err != nil { // names to IDs before comparing specs
+			return err
+		}
 		next, err := nextService(cur, spec, now)
 		if err != nil {
 			return err

@@ -89,6 +89,7 @@ type Dispatcher struct {
 	status  *statusBatcher
 	live    *liveness
 	fan     *fanout
+	net     netCache
 	Logs    *LogBroker
 	started chan struct{}
 }
@@ -111,7 +112,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	go func() { defer wg.Done(); d.live.run(ctx) }()
 	go func() {
 		defer wg.Done()
-		if err := d.fan.run(ctx, d.cfg.Store); err != nil && ctx.Err() == nil {
+		if err := d.fan.run(ctx, d.cfg.Store, d.net.netWideDelay); err != nil && ctx.Err() == nil {
 			d.log.Warn("session fan-out stopped", "err", err)
 		}
 	}()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -29,6 +31,9 @@ type fanout struct {
 	mu       sync.Mutex
 	running  bool
 	watchers map[string]map[*nodeWatch]struct{} // by node ID
+	// netEpoch counts changes to cluster-wide network state (see
+	// networkWide and netCache); it moves before the sessions are woken.
+	netEpoch atomic.Uint64
 }
 
 // nodeWatch is one session's interest in its node. ready is signalled
@@ -96,7 +101,10 @@ func (f *fanout) load(tx raftstore.ReadTx) {
 
 // run routes changes until ctx ends or the store stops; then every watch's
 // done is closed and later watches fail.
-func (f *fanout) run(ctx context.Context, store Store) error {
+//
+// delay says how long network-wide changes gather before every session is
+// woken for them (see netCache.netWideDelay).
+func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duration) error {
 	sub, err := store.ViewAndWatch(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
 	if err != nil {
 		return err
@@ -107,39 +115,54 @@ func (f *fanout) run(ctx context.Context, store Store) error {
 	f.mu.Unlock()
 	close(f.started)
 	defer f.stop()
+	// wide fires netWideWindow after the first network-wide change that
+	// has not woken every session yet (see route).
+	wide := time.NewTimer(time.Hour)
+	wide.Stop()
+	defer wide.Stop()
+	widePending := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sub.Done():
 			return raftstore.ErrStopped
+		case <-wide.C:
+			widePending = false
+			f.netEpoch.Add(1)
+			f.signalAll()
 		case <-sub.Ready():
 			evs := sub.Drain()
 			if reset := slices.ContainsFunc(evs, func(ev raftstore.Event) bool { return ev.Kind == raftstore.EventReset }); reset {
 				_ = store.View(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
+				f.netEpoch.Add(1)
 				f.signalAll()
 				continue
 			}
-			f.route(evs)
+			if f.route(evs) && !widePending {
+				widePending = true
+				wide.Reset(delay())
+			}
 		}
 	}
 }
 
+// netWideWindow is how long a network-wide change waits, at least, before
+// every session is woken for it, so that a burst of them (1,000 services created
+// at once, 5,000 nodes turning READY) costs one shared network state and
+// one message per session, not one per change: each message carries every
+// service's record. SwarmKit's dispatcher batches assignments over the
+// same period.
+const netWideWindow = 100 * time.Millisecond
+
 // route wakes the sessions of the nodes whose assignments the events
 // changed: a task created on, removed from or newly placed on a node, a
-// change of its desired state, or any change of the node itself; and every
-// session after a change to cluster-wide state (see networkWide).
-func (f *fanout) route(evs []raftstore.Event) {
+// change of its desired state, or any change of the node itself. It
+// reports whether any event changed cluster-wide state (see networkWide),
+// for which run wakes every session within netWideWindow.
+func (f *fanout) route(evs []raftstore.Event) (all bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	all := false
-	defer func() {
-		if all {
-			for id := range f.watchers {
-				f.signal(id)
-			}
-		}
-	}()
 	for _, ev := range evs {
 		all = all || networkWide(ev)
 		switch o := ev.Object.(type) {
@@ -169,6 +192,7 @@ func (f *fanout) route(evs []raftstore.Event) {
 			f.signal(o.GetMeta().GetId())
 		}
 	}
+	return all
 }
 
 // signal wakes nodeID's sessions without blocking (mu held).

@@ -58,6 +58,7 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 			}
 		}
 	}
+	st.Overlays = overlays(tx, nodeID, ready)
 	return st
 }
 
@@ -65,33 +66,46 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 // connections: running and meant to run, on a READY node, and not
 // unhealthy or still starting its healthcheck.
 func backendAddr(t *minkepb.Task, readyNodes map[string]bool) (string, bool) {
-	s := t.GetStatus()
-	if s.GetState() != minkepb.TaskState_RUNNING || t.GetDesiredState() != minkepb.TaskState_RUNNING || !readyNodes[t.GetNodeId()] {
+	if !serving(t, readyNodes) {
 		return "", false
 	}
-	switch s.GetContainer().GetHealth() {
-	case minkepb.HealthState_UNHEALTHY, minkepb.HealthState_HEALTH_STARTING:
-		return "", false
-	}
-	p, err := netip.ParsePrefix(s.GetContainer().GetAddress())
+	p, err := netip.ParsePrefix(t.GetStatus().GetContainer().GetAddress())
 	if err != nil {
 		return "", false
 	}
 	return p.Addr().String(), true
 }
 
+// serving reports whether a task should take connections: running and
+// meant to run, on a READY node, and not unhealthy or still starting its
+// healthcheck.
+func serving(t *minkepb.Task, readyNodes map[string]bool) bool {
+	s := t.GetStatus()
+	if s.GetState() != minkepb.TaskState_RUNNING || t.GetDesiredState() != minkepb.TaskState_RUNNING || !readyNodes[t.GetNodeId()] {
+		return false
+	}
+	switch s.GetContainer().GetHealth() {
+	case minkepb.HealthState_UNHEALTHY, minkepb.HealthState_HEALTH_STARTING:
+		return false
+	}
+	return true
+}
+
 // networkWide reports whether an event may change the network state of
 // nodes other than the ones it names: a node (its READY state and subnet
 // feed every node's routes and ingress backends), a service (its
 // endpoint), or a task that has, or had, a container address (an ingress
-// backend). Tasks without an address — most of them at scale, and all of a
+// backend), or a task on an overlay network (a peer and a backend of
+// every node on the network). Tasks without an address — most of them at scale, and all of a
 // simulated worker's — wake only their own node's session.
 func networkWide(ev raftstore.Event) bool {
 	switch o := ev.Object.(type) {
-	case *minkepb.Node, *minkepb.Service, *minkepb.Cluster:
+	case *minkepb.Node, *minkepb.Service, *minkepb.Cluster, *minkepb.Network:
 		return true // a Cluster change may change the gossip keyring
 	case *minkepb.Task:
-		return o.GetStatus().GetContainer().GetAddress() != ""
+		// A task on an overlay network is a peer of every node on it, from
+		// its creation (its address is allocated) to its removal.
+		return o.GetStatus().GetContainer().GetAddress() != "" || len(o.GetNetworks()) > 0
 	}
 	return false
 }
@@ -124,6 +138,14 @@ func checkContainerSubnet(tx raftstore.ReadTx, nodeID, subnet string) error {
 			return status.Errorf(codes.AlreadyExists,
 				"container subnet %s overlaps %s of node %s (%s): start this worker with another --container-subnet, or remove that node",
 				p, other, n.GetMeta().GetId(), n.GetDescription().GetHostname())
+		}
+	}
+	for _, nw := range tx.Networks() {
+		other, err := netip.ParsePrefix(nw.GetSubnet())
+		if err == nil && other.Overlaps(p) {
+			return status.Errorf(codes.AlreadyExists,
+				"container subnet %s overlaps %s of overlay network %q: start this worker with another --container-subnet",
+				p, other, nw.GetSpec().GetName())
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -15,7 +16,9 @@ import (
 )
 
 // Session streams the node's assignment set: at once, then after every
-// committed change that touches the node's tasks. Log subscriptions for the
+// committed change that touches the node's tasks. The network state rides
+// along in the first message and whenever it changed; the other messages
+// leave it out, and the worker keeps the last one it got. Log subscriptions for the
 // node ride the same stream.
 func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatcher_SessionServer) error {
 	ctx := stream.Context()
@@ -33,12 +36,16 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 		return status.Error(codes.Unavailable, "manager is not accepting sessions (shutting down): retry")
 	}
 	defer d.fan.unwatch(w)
-	var msg *minkepb.SessionMessage
+	var (
+		msg    *minkepb.SessionMessage
+		netVer string
+	)
+	epoch := d.fan.netEpoch.Load() // before the read: see netCache.get
 	err = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 		if tx.Node(nodeID) == nil {
 			return nodeNotFound(nodeID)
 		}
-		msg = sessionMessage(tx, nodeID)
+		msg, netVer = d.sessionMessage(tx, nodeID, epoch)
 		return nil
 	})
 	if err != nil {
@@ -54,7 +61,8 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	if err := stream.Send(msg); err != nil {
 		return err
 	}
-	sent := versions(msg)
+	sent := versions(msg, netVer)
+	var checked *minkepb.Cluster // the cluster record whose roots last passed stillTrusted
 	leaderCheck := time.NewTicker(time.Second)
 	defer leaderCheck.Stop()
 	for {
@@ -74,11 +82,19 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 		case <-w.ready:
 			gone := false
 			var trustErr error
+			epoch := d.fan.netEpoch.Load()
 			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 				gone = tx.Node(nodeID) == nil
 				if !gone {
-					msg = sessionMessage(tx, nodeID)
-					trustErr = stillTrusted(ctx, tx.Cluster())
+					msg, netVer = d.sessionMessage(tx, nodeID, epoch)
+					// Stored objects are immutable: the same Cluster
+					// pointer is the same trust bundle, already checked
+					// (a signature check per wake was a sixth of the
+					// manager's CPU at scale).
+					if c := tx.Cluster(); c != checked {
+						trustErr = stillTrusted(ctx, c)
+						checked = c
+					}
 				}
 				return nil
 			})
@@ -89,9 +105,17 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
 				return status.Error(codes.Unavailable, trustErr.Error())
 			}
-			v := versions(msg)
+			v := versions(msg, netVer)
 			if slices.Equal(v, sent) {
 				continue
+			}
+			if v[len(v)-1] == sent[len(sent)-1] {
+				// The network state is unchanged: a message without one
+				// leaves the worker's as it is (agentNet.apply). Every
+				// message carrying every service's record made each
+				// assignment change cost a node the whole cluster's
+				// records, most of the bytes sent at scale.
+				msg.Network = nil
 			}
 			if err := stream.Send(msg); err != nil {
 				return err
@@ -102,17 +126,22 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 }
 
 // sessionMessage is what a node's session carries: its assignments, its
-// own record and, once the operator promoted it, the manager token.
-func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage {
+// own record and, once the operator promoted it, the manager token. The
+// network state comes from the cluster-wide part cached for epoch (see
+// netCache); the second result is its fingerprint.
+func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, nodeID string, epoch uint64) (*minkepb.SessionMessage, string) {
 	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
 	n.SecretHash = nil
 	c := tx.Cluster()
-	msg := &minkepb.SessionMessage{Tasks: tx.TasksByNode(nodeID), Node: n, Network: networkState(tx, nodeID),
-		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert())}
+	shared, sharedVer := d.net.get(tx, epoch)
+	netSt, netVer := forNode(tx, nodeID, shared, sharedVer)
+	msg := &minkepb.SessionMessage{Tasks: assignments(tx.TasksByNode(nodeID)), Node: n, Network: netSt,
+		GossipKeyring: gossipKeyring(c), CaCerts: ca.TrustBundle(c), CaFingerprint: ca.PEMFingerprint(c.GetRootCa().GetCert()),
+		RegistryAddrs: registryAddrs(tx)}
 	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
 		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
 	}
-	return msg
+	return msg, netVer
 }
 
 // versions identifies what a session message asks of the node: the node's
@@ -122,14 +151,16 @@ func sessionMessage(tx raftstore.ReadTx, nodeID string) *minkepb.SessionMessage 
 // being marked READY — asks nothing new, so it is not sent again; this
 // spares a worker its own status updates, which are most of the commits
 // touching it.
-func versions(msg *minkepb.SessionMessage) []string {
+//
+// netVersion fingerprints msg's network state (see forNode).
+func versions(msg *minkepb.SessionMessage, netVersion string) []string {
 	n := proto.Clone(msg.GetNode()).(*minkepb.Node)
 	n.Status, n.Meta = nil, nil
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(n)
 	out := []string{string(b), msg.GetManagerToken(), keyringVersion(msg.GetGossipKeyring()),
-		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts()))}
+		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts())), "registries@" + strings.Join(msg.GetRegistryAddrs(), ",")}
 	for _, t := range msg.GetTasks() {
 		out = append(out, t.GetMeta().GetId()+"@"+t.GetDesiredState().String())
 	}
-	return append(out, networkVersion(msg.GetNetwork()))
+	return append(out, netVersion)
 }

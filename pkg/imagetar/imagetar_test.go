@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,7 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/minke-io/minke/pkg/registry"
+	"github.com/minke-io/minke/internal/registrytest"
+	"github.com/minke-io/minke/pkg/ca"
 )
 
 func randImage(t *testing.T) v1.Image {
@@ -222,13 +222,10 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestPushRoundTrip(t *testing.T) {
-	reg, err := registry.New(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(reg)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	srv := registrytest.Start(t, t.TempDir(), slog.New(slog.DiscardHandler))
+	reg, host := srv.Registry, srv.Addr
+	pusher := registrytest.Transport(srv.Issue(t, "client-1", ca.RoleClient))
+	puller := registrytest.Transport(srv.Issue(t, "node-w1", ca.RoleWorker))
 	a, b := randImage(t), randImage(t)
 	tests := []struct {
 		name   string
@@ -261,14 +258,14 @@ func TestPushRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Choose: %v", err)
 			}
-			d, err := Push(context.Background(), host, img, as)
+			d, err := Push(context.Background(), host, pusher, img, as)
 			if err != nil {
 				t.Fatalf("Push: %v", err)
 			}
 			if got, ok, err := reg.Resolve(tc.repo, tc.tag); err != nil || !ok || got != d {
 				t.Errorf("Resolve(%s, %s) = %q %v %v, want %s", tc.repo, tc.tag, got, ok, err, d)
 			}
-			pulled, err := remote.Image(mustTag(t, host+"/"+tc.repo+":"+tc.tag))
+			pulled, err := remote.Image(mustTag(t, host+"/"+tc.repo+":"+tc.tag), remote.WithTransport(puller))
 			if err != nil {
 				t.Fatalf("pull: %v", err)
 			}
@@ -295,7 +292,7 @@ func TestPushRoundTrip(t *testing.T) {
 
 func mustTag(t *testing.T, s string) name.Tag {
 	t.Helper()
-	r, err := name.NewTag(s, name.Insecure)
+	r, err := name.NewTag(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package imagetar
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -52,15 +53,16 @@ func ParseName(s string) (repo, tag string, err error) {
 	return repo, tag, nil
 }
 
-// Push pushes img to the registry at registryHost (host:port, plain HTTP)
-// as nameTag (NAME[:TAG], see ParseName) and returns the manifest digest.
-// Blobs the registry already holds are not sent again.
-func Push(ctx context.Context, registryHost string, img v1.Image, nameTag string) (digest string, err error) {
+// Push pushes img to the cluster registry at registryHost (host:port) over
+// tr — registry.Transport with the pusher's certificate: TLS, never plain
+// HTTP — as nameTag (NAME[:TAG], see ParseName) and returns the manifest
+// digest. Blobs the registry already holds are not sent again.
+func Push(ctx context.Context, registryHost string, tr http.RoundTripper, img v1.Image, nameTag string) (digest string, err error) {
 	repo, tag, err := ParseName(nameTag)
 	if err != nil {
 		return "", err
 	}
-	ref, err := name.NewTag(registryHost+"/"+repo+":"+tag, name.Insecure)
+	ref, err := name.NewTag(registryHost + "/" + repo + ":" + tag)
 	if err != nil {
 		return "", fmt.Errorf("imagetar: registry address %q: %w", registryHost, err)
 	}
@@ -68,7 +70,7 @@ func Push(ctx context.Context, registryHost string, img v1.Image, nameTag string
 	if err != nil {
 		return "", fmt.Errorf("imagetar: digest of %s: %w", nameTag, err)
 	}
-	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
 		return "", fmt.Errorf("imagetar: push %s to %s: %w", nameTag, registryHost, err)
 	}
 	return d.String(), nil

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/allocator"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/orchestrator"
@@ -67,6 +68,7 @@ func (m *Manager) runLeadership(ctx context.Context) {
 		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewUpdater(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewReaper(m.raft, m.cfg.Logger).Run)
+		run(allocator.NewWaiter(m.raft, time.Now, m.cfg.Logger).Run)
 		run(m.driveGossipKeyRotation)
 		run(m.expireRestartHolds)
 		m.syncNodes(lctx, false)

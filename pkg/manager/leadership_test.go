@@ -4,30 +4,24 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/minke-io/minke/internal/registrytest"
 	"github.com/minke-io/minke/internal/storetest"
+	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/imagetar"
-	"github.com/minke-io/minke/pkg/registry"
 )
 
 func TestResolveImage(t *testing.T) {
-	reg, err := registry.New(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(reg)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	srv := registrytest.Start(t, t.TempDir(), slog.New(slog.DiscardHandler))
+	reg := srv.Registry
 	img, err := random.Image(64, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest, err := imagetar.Push(context.Background(), host, img, "hello:latest")
+	digest, err := imagetar.Push(context.Background(), srv.Addr, registrytest.Transport(srv.Issue(t, "client-1", ca.RoleClient)), img, "hello:latest")
 	if err != nil {
 		t.Fatal(err)
 	}

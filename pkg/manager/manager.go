@@ -112,7 +112,11 @@ type Manager struct {
 	members    *membership.Membership
 	disp       *dispatcher.Dispatcher
 
-	missCache missCache // images no manager had, recently
+	missCache      missCache // images no manager had, recently
+	registryClient           // to the other managers' registries
+	// verified spares calls on one connection re-checking its chain's
+	// signatures (see ca.VerifyCache).
+	verified ca.VerifyCache
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // to other managers, by API address
@@ -373,7 +377,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if ctlTCPSrv != nil {
 		ctl.Register(ctlTCPSrv)
 	}
-	regSrv := &http.Server{Handler: m.registry, ReadHeaderTimeout: 10 * time.Second}
+	regSrv := m.newRegistryServer()
 
 	var msrv *metricsServer
 	if m.cfg.MetricsAddr != "" {
@@ -405,7 +409,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if ctlTCPSrv != nil {
 		goRun("control TCP server", func() error { return ctlTCPSrv.Serve(m.ctlTCPLis) })
 	}
-	goRun("registry server", func() error { return regSrv.Serve(m.regLis) })
+	goRun("registry server", func() error { return regSrv.ServeTLS(m.regLis, "", "") })
 	if msrv != nil {
 		goRun("metrics server", func() error { return msrv.Serve() })
 	}

@@ -52,21 +52,22 @@ func (m *Manager) peerRegistries() []string {
 	return out
 }
 
-// copyImage copies repo:tag (an image or an index) between registries.
-func copyImage(ctx context.Context, from, to, repo, tag string) error {
-	src, err := name.ParseReference(from+"/"+repo+":"+tag, name.Insecure)
+// copyImage copies repo:tag (an image or an index) between registries of
+// the cluster, over tr (registryTransport).
+func copyImage(ctx context.Context, tr http.RoundTripper, from, to, repo, tag string) error {
+	src, err := name.ParseReference(from + "/" + repo + ":" + tag)
 	if err != nil {
 		return err
 	}
-	dst, err := name.ParseReference(to+"/"+repo+":"+tag, name.Insecure)
+	dst, err := name.ParseReference(to + "/" + repo + ":" + tag)
 	if err != nil {
 		return err
 	}
-	desc, err := remote.Get(src, remote.WithContext(ctx))
+	desc, err := remote.Get(src, remote.WithContext(ctx), remote.WithTransport(tr))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", src, err)
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(replicaTransport{http.DefaultTransport})}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(replicaTransport{tr})}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
@@ -99,7 +100,7 @@ func (m *Manager) replicatePush(ctx context.Context, repo, tag, digest string) e
 		copying.Add(1)
 		go func() {
 			defer copying.Done()
-			err := copyImage(cctx, m.regLis.Addr().String(), p, repo, tag)
+			err := copyImage(cctx, m.registryTransport(), m.regLis.Addr().String(), p, repo, tag)
 			if err != nil {
 				err = fmt.Errorf("%s: %w", p, err)
 			}
@@ -139,7 +140,7 @@ func (m *Manager) replicatePush(ctx context.Context, repo, tag, digest string) e
 func (m *Manager) fetchFromPeers(ctx context.Context, repo, tag string) bool {
 	for _, p := range m.peerRegistries() {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := copyImage(cctx, p, m.regLis.Addr().String(), repo, tag)
+		err := copyImage(cctx, m.registryTransport(), p, m.regLis.Addr().String(), repo, tag)
 		cancel()
 		if err == nil {
 			m.log.Info("fetched image from another manager", "repo", repo, "tag", tag, "from", p)

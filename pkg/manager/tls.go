@@ -250,7 +250,7 @@ func (m *Manager) authorize(ctx context.Context, method, listener string) (conte
 		return nil, refuse(codes.Unauthenticated, "%s needs a certificate issued by this cluster (nodes get one when they join; "+
 			"'swarmctl cluster client-cert' on a manager makes one for clients)", method)
 	}
-	p, err := ca.Verify(certs, m.id.Roots(), time.Now())
+	p, err := m.verified.Verify(certs, m.id.Roots(), time.Now())
 	if err != nil {
 		return nil, refuse(codes.Unauthenticated, "%s", strings.TrimPrefix(err.Error(), "ca: "))
 	}

@@ -443,8 +443,25 @@ func (m *Manager) SetRoutes(routes []Route) error {
 			errs = append(errs, fmt.Errorf("network: route to %s via %s: %w", p, via, err))
 		}
 	}
+	before := m.peerSubnets()
 	m.routes = slices.Clone(routes)
+	if !slices.Equal(before, m.peerSubnets()) {
+		errs = append(errs, m.sync())
+	}
 	return errors.Join(errs...)
+}
+
+// peerSubnets are the other nodes' container subnets, sorted. Called with
+// mu held.
+func (m *Manager) peerSubnets() []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range m.routes {
+		if p := r.Subnet.Masked(); r.Via.IsValid() && !p.Overlaps(m.cfg.Subnet) && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return out
 }
 
 func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
@@ -459,7 +476,8 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 // sync writes the nftables table from the endpoints and ingress rules.
 // Called with mu held (or before m is shared).
 func (m *Manager) sync() error {
-	rs := ruleset{table: m.cfg.Bridge, bridge: m.cfg.Bridge, subnet: m.cfg.Subnet, vips: m.vips, pool: m.cfg.ServicePool}
+	rs := ruleset{table: m.cfg.Bridge, bridge: m.cfg.Bridge, subnet: m.cfg.Subnet, vips: m.vips, pool: m.cfg.ServicePool,
+		peers: m.peerSubnets()}
 	ids := make([]string, 0, len(m.endpoints))
 	for id := range m.endpoints {
 		ids = append(ids, id)

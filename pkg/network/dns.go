@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,57 +28,125 @@ type DNSRecord struct {
 	// resolves to the Backends themselves.
 	VIP      netip.Addr
 	Backends []netip.Addr
+	// Aliases are more names resolving as Name does (not tasks.ALIAS).
+	Aliases []string
 }
 
 // DNSServer answers containers' queries for service names (NAME: the VIP,
 // or the tasks' addresses in DNSRR mode; tasks.NAME: the running tasks'
 // addresses) and forwards every other query to the node's own resolvers.
 // Names are matched case-insensitively.
+//
+// A container attached to overlay networks (SetClient, by the address its
+// queries come from) sees first the records of those networks, in its
+// attachment order, then the node network's; a container sees no other
+// network's records, so names never point into a network it cannot reach.
 type DNSServer struct {
 	log       *slog.Logger
 	upstreams []string // host:port
-	names     atomic.Pointer[map[string][]netip.Addr]
+	names     atomic.Pointer[nameTable]
+	networks  atomic.Pointer[map[string]nameTable] // by network ID
 
 	mu      sync.Mutex
+	clients map[netip.Addr][]string // client address -> network IDs
+	scopes  atomic.Pointer[map[netip.Addr][]string]
 	servers []*dns.Server
 	wg      sync.WaitGroup
 }
 
+// nameTable maps lower-case names (no trailing dot) to addresses.
+type nameTable map[string][]netip.Addr
+
 // NewDNSServer returns a server forwarding unknown names to upstreams (IP
 // addresses; port 53 is implied).
 func NewDNSServer(upstreams []string, log *slog.Logger) *DNSServer {
-	s := &DNSServer{log: log.With("component", "dns")}
+	s := &DNSServer{log: log.With("component", "dns"), clients: map[netip.Addr][]string{}}
 	for _, u := range upstreams {
 		s.upstreams = append(s.upstreams, net.JoinHostPort(u, "53"))
 	}
-	empty := map[string][]netip.Addr{}
+	empty := nameTable{}
 	s.names.Store(&empty)
+	nets := map[string]nameTable{}
+	s.networks.Store(&nets)
+	scopes := map[netip.Addr][]string{}
+	s.scopes.Store(&scopes)
 	return s
 }
 
-// Update replaces the records. It is cheap and atomic: a query sees the old
-// set or the new one.
-func (s *DNSServer) Update(records []DNSRecord) {
-	names := make(map[string][]netip.Addr, 2*len(records))
+func buildNames(records []DNSRecord) nameTable {
+	names := make(nameTable, 2*len(records))
 	for _, r := range records {
-		n := strings.ToLower(strings.TrimSuffix(r.Name, "."))
+		n := dnsName(r.Name)
 		if n == "" {
 			continue
 		}
+		answer := r.Backends
 		if r.VIP.IsValid() {
-			names[n] = []netip.Addr{r.VIP}
-		} else {
-			names[n] = r.Backends
+			answer = []netip.Addr{r.VIP}
 		}
+		names[n] = answer
 		names["tasks."+n] = r.Backends
+		for _, a := range r.Aliases {
+			if a := dnsName(a); a != "" {
+				if _, taken := names[a]; !taken {
+					names[a] = answer
+				}
+			}
+		}
 	}
+	return names
+}
+
+func dnsName(n string) string { return strings.ToLower(strings.TrimSuffix(n, ".")) }
+
+// Update replaces the node network's records. It is cheap and atomic: a
+// query sees the old set or the new one.
+func (s *DNSServer) Update(records []DNSRecord) {
+	names := buildNames(records)
 	s.names.Store(&names)
 }
 
-// Lookup is what a name resolves to; ok is false for names that are not
-// the cluster's (forwarded).
+// UpdateNetworks replaces the overlay networks' records, by network ID.
+func (s *DNSServer) UpdateNetworks(records map[string][]DNSRecord) {
+	nets := make(map[string]nameTable, len(records))
+	for id, rs := range records {
+		nets[id] = buildNames(rs)
+	}
+	s.networks.Store(&nets)
+}
+
+// SetClient scopes the queries from client (a container's node-network
+// address) to the networks netIDs, then the node network's records; no
+// networks: the node network's only.
+func (s *DNSServer) SetClient(client netip.Addr, netIDs []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(netIDs) == 0 {
+		delete(s.clients, client)
+	} else {
+		s.clients[client] = slices.Clone(netIDs)
+	}
+	scopes := maps.Clone(s.clients)
+	s.scopes.Store(&scopes)
+}
+
+// Lookup is what a name resolves to on the node network; ok is false for
+// names that are not the cluster's (forwarded).
 func (s *DNSServer) Lookup(name string) (addrs []netip.Addr, ok bool) {
-	addrs, ok = (*s.names.Load())[strings.ToLower(strings.TrimSuffix(name, "."))]
+	addrs, ok = (*s.names.Load())[dnsName(name)]
+	return addrs, ok
+}
+
+// LookupFrom is what a name resolves to for a query from client.
+func (s *DNSServer) LookupFrom(client netip.Addr, name string) (addrs []netip.Addr, ok bool) {
+	n := dnsName(name)
+	nets := *s.networks.Load()
+	for _, id := range (*s.scopes.Load())[client] {
+		if addrs, ok := nets[id][n]; ok {
+			return addrs, true
+		}
+	}
+	addrs, ok = (*s.names.Load())[n]
 	return addrs, ok
 }
 
@@ -128,7 +198,11 @@ func (s *DNSServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	q := req.Question[0]
-	addrs, ok := s.Lookup(q.Name)
+	var client netip.Addr
+	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+		client = ap.Addr().Unmap()
+	}
+	addrs, ok := s.LookupFrom(client, q.Name)
 	if !ok {
 		s.forward(w, req)
 		return

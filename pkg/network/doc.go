@@ -62,4 +62,19 @@
 // other worker's subnet through that worker's address (tagged with routing
 // protocol 77 so that stale ones are found and removed). This is plain L3
 // routing and needs the workers on one L2 segment or routable to each other.
+//
+// # Overlay networks
+//
+// Overlays (overlay_linux.go) gives containers a second link per
+// user-defined overlay network: each network present on the node is a
+// namespace of its own with a bridge and a VXLAN device (created in the
+// node's namespace, so that its UDP socket stays there, then moved in),
+// programmed with static neighbour and forwarding entries for every remote
+// endpoint (MACs derived from addresses, ARP answered by the device, no
+// learning, no flooding). Nothing links that namespace to the node or to
+// another network, so networks are isolated by construction. A network's
+// service VIPs are balanced in each attached container's own namespace
+// (an nftables output-hook DNAT), so tasks see their clients' overlay
+// addresses and replies return through the client's conntrack entry. See
+// docs/networking.md.
 package network

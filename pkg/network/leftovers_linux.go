@@ -41,10 +41,15 @@ func writeOwner(stateDir, bridge string) error {
 // RemoveLeftovers removes the bridge and nftables table that the node
 // whose state directory is stateDir made, when they are in the calling
 // thread's network namespace (a node in another namespace goes with it),
-// after its process died without removing them. Container namespaces and
-// veths go when their mounts and processes do. It is for test and
+// after its process died without removing them, and its overlay networks'
+// namespaces (with their bridges and VXLAN devices). Container namespaces
+// and veths go when their mounts and processes do. It is for test and
 // operator cleanup; a missing stateDir is no error.
 func RemoveLeftovers(stateDir string) error {
+	// Overlay networks' namespaces are the node's alone, wherever it ran.
+	if err := removeOverlayLeftovers(filepath.Join(stateDir, "overlay")); err != nil {
+		return err
+	}
 	b, err := os.ReadFile(filepath.Join(stateDir, ownerFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -32,6 +32,9 @@ type ruleset struct {
 	// is rejected rather than routed out of the node.
 	vips []VIPRule
 	pool netip.Prefix
+	// peers are the other workers' container subnets (reached by routes):
+	// traffic between containers of different workers keeps its source.
+	peers []netip.Prefix
 }
 
 // apply replaces the table with rs in one atomic batch: add (so that the
@@ -49,6 +52,14 @@ func (rs ruleset) apply(c *nftables.Conn) error {
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
 
+	// Container to container across workers (directly, or through a VIP
+	// DNATed here): no masquerade, so that the callee sees its caller's
+	// address. The reply comes back by the route to this node's subnet,
+	// through this node's conntrack entry.
+	for _, p := range rs.peers {
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(
+			matchSaddr(rs.subnet), matchDaddrIn(p), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
+	}
 	// Outbound: the subnet leaving through any other link.
 	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: concat(
 		matchSaddr(rs.subnet), matchOifname(rs.bridge, false), masquerade())})

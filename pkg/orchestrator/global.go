@@ -29,7 +29,7 @@ func (r *Replicated) reconcilePerNode(tx *raftstore.WriteTx, svc *minkepb.Servic
 			}
 			continue
 		}
-		byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t)
+		byNode[slotNode(t)] = append(byNode[slotNode(t)], t)
 	}
 	for _, n := range tx.Nodes() {
 		if _, ok := byNode[n.GetMeta().GetId()]; !ok {
@@ -56,10 +56,10 @@ func (r *Replicated) reconcilePerNode(tx *raftstore.WriteTx, svc *minkepb.Servic
 		rules := globalRules(tx.Node(id), constraints)
 		rules.job = job
 		if rules.place && !slotRunning(tasks) && !fitsNode(tx, tx.Node(id), svc.GetSpec().GetTask()) {
-			// Never overcommit a node's reservations: the task waits for
-			// room (it is placed on a later change of the node's tasks).
-			rules.place = false
-			r.log.Debug("global task does not fit its node", "service_id", svc.GetMeta().GetId(), "node_id", id)
+			// Never overcommit a node's reservations: the task waits
+			// PENDING, pinned to the node, for the scheduler to find room
+			// there; its status says why meanwhile.
+			rules.pin = true
 		}
 		w, err := r.reconcileSlot(tx, svc, slotRef{node: id}, tasks, now, images, rules)
 		if err != nil {
@@ -68,6 +68,31 @@ func (r *Replicated) reconcilePerNode(tx *raftstore.WriteTx, svc *minkepb.Servic
 		wake = earlier(wake, w)
 	}
 	return wake, nil
+}
+
+// slotNode is the node of a global service's slot that t fills: its node,
+// or the node it waits for room on (see pinned).
+func slotNode(t *minkepb.Task) string {
+	if t.GetNodeId() != "" {
+		return t.GetNodeId()
+	}
+	return t.GetPinnedNodeId()
+}
+
+// pinned turns a global slot's new task, made assigned to its node, into
+// one that waits PENDING for room on that node: Placement assigns it there
+// once its reservations fit, and explains meanwhile why they do not.
+func pinned(t *minkepb.Task) *minkepb.Task {
+	t.PinnedNodeId, t.NodeId = t.GetNodeId(), ""
+	t.Status.State = minkepb.TaskState_PENDING
+	t.Status.Message = "waiting for room on node " + t.GetPinnedNodeId()
+	return t
+}
+
+// waitingForRoom reports whether t is a global task waiting, unassigned,
+// for room on its node (see pinned).
+func waitingForRoom(t *minkepb.Task) bool {
+	return t.GetNodeId() == "" && t.GetPinnedNodeId() != ""
 }
 
 // globalRules says whether a global service's task belongs on node n: on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
@@ -12,8 +13,13 @@ import (
 // ones whose wake-up time (returned by reconcile) has come. reconcile gets
 // the services to look at (nil: all) and returns, per service, when to look
 // again. It returns nil when ctx ends.
+//
+// ignore, if set, drops task events that cannot change what reconcile
+// does for the task's service: at 100,000 tasks, workers' progress reports
+// are most events, and reconciling a service per batch of them kept the
+// controllers busy re-reading every task.
 func runServiceLoop(ctx context.Context, store Store, now func() time.Time,
-	reconcile func(ctx context.Context, dirty map[string]bool) map[string]time.Time) error {
+	reconcile func(ctx context.Context, dirty map[string]bool) map[string]time.Time, ignore ignoreTask) error {
 	sub, err := store.ViewAndWatch(nil)
 	if err != nil {
 		return err
@@ -53,7 +59,7 @@ func runServiceLoop(ctx context.Context, store Store, now func() time.Time,
 				}
 			}
 		case <-sub.Ready():
-			dirty = dirtyServices(sub.Drain())
+			dirty = dirtyServices(store, sub.Drain(), ignore)
 		}
 		if dirty != nil && len(dirty) == 0 {
 			continue
@@ -71,4 +77,64 @@ func retryAll(ids []string, now time.Time) map[string]time.Time {
 		wakes[id] = retry
 	}
 	return wakes
+}
+
+// ignoreTask reports whether a committed task event cannot change what a
+// controller does for the task's service; svc is the service now (nil once
+// removed).
+type ignoreTask func(ev raftstore.Event, t *minkepb.Task, svc *minkepb.Service) bool
+
+// dirtyServices returns the services that events touch, less the task
+// events ignore drops; nil means all (node changes and resets affect every
+// service).
+func dirtyServices(store Store, evs []raftstore.Event, ignore ignoreTask) map[string]bool {
+	dirty := map[string]bool{}
+	var tasks []raftstore.Event
+	for _, ev := range evs {
+		switch o := ev.Object.(type) {
+		case *minkepb.Service:
+			dirty[o.GetMeta().GetId()] = true
+		case *minkepb.Task:
+			if ignore == nil {
+				dirty[o.GetServiceId()] = true
+			} else {
+				tasks = append(tasks, ev)
+			}
+		case *minkepb.Node:
+			return nil
+		case nil:
+			return nil // reset
+		}
+	}
+	if len(tasks) == 0 {
+		return dirty
+	}
+	_ = store.View(func(tx raftstore.ReadTx) error {
+		for _, ev := range tasks {
+			t := ev.Object.(*minkepb.Task)
+			id := t.GetServiceId()
+			if dirty[id] {
+				continue
+			}
+			if !ignore(ev, t, tx.Service(id)) {
+				dirty[id] = true
+			}
+		}
+		return nil
+	})
+	return dirty
+}
+
+// quiet reports whether a service has no update, rollback or rebalance
+// under way or paused: then no slot holds a start-first pair, whose older
+// task the orchestrator retires once the newer is Ready.
+func quiet(svc *minkepb.Service) bool {
+	if svc.GetRebalancing() {
+		return false
+	}
+	switch svc.GetUpdateStatus().GetState() {
+	case minkepb.UpdateStatus_UNKNOWN, minkepb.UpdateStatus_COMPLETED, minkepb.UpdateStatus_ROLLBACK_COMPLETED:
+		return true
+	}
+	return false
 }

@@ -603,3 +603,61 @@ func TestCompletedJobTasksAreDesiredComplete(t *testing.T) {
 		}
 	})
 }
+
+// TestGlobalTaskWaitsForRoom: a global task whose reservations do not fit
+// its node waits PENDING, pinned to that node, with a status saying why in
+// numbers; once room is made it is assigned there, and never elsewhere.
+func TestGlobalTaskWaitsForRoom(t *testing.T) {
+	s := newSim(t)
+	s.addNode("n1", nil) // 4 CPUs
+	s.addNode("n2", nil)
+	s.createService("big", replicated(1, "v1"))
+	s.update(func(tx *raftstore.WriteTx) error {
+		svc := proto.Clone(tx.Service("big")).(*minkepb.Service)
+		svc.Spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 2e9}}
+		svc.Spec.Task.Placement = &minkepb.Placement{Constraints: []string{"node.id==n1"}}
+		return tx.Update(svc)
+	})
+	s.converge(100)
+	spec := globalSpec()
+	spec.Name = "agent"
+	spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 3e9}}
+	s.createService("svc", spec)
+	s.converge(100)
+	var waiting []*minkepb.Task
+	s.view(func(tx raftstore.ReadTx) {
+		for _, task := range tx.TasksByService("svc") {
+			if task.GetNodeId() == "" {
+				waiting = append(waiting, task)
+			}
+		}
+	})
+	if len(waiting) != 1 || waiting[0].GetPinnedNodeId() != "n1" || waiting[0].GetStatus().GetState() != minkepb.TaskState_PENDING {
+		t.Fatalf("waiting tasks %v; want one PENDING task pinned to n1", waiting)
+	}
+	msg := waiting[0].GetStatus().GetMessage()
+	for _, want := range []string{"no suitable node (1 node: 1 insufficient cpu"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("status %q does not say %q", msg, want)
+		}
+	}
+	if got := nodesOf(s.running("svc")); got != "n2" {
+		t.Fatalf("global task running on %s, want only n2 while n1 lacks room", got)
+	}
+	// Make room on n1: the waiting task (not a new one) is assigned there.
+	s.updateService("big", func(spec *minkepb.ServiceSpec) { spec.Task.Placement.Constraints = []string{"node.id==n2"} })
+	s.update(func(tx *raftstore.WriteTx) error {
+		svc := proto.Clone(tx.Service("big")).(*minkepb.Service)
+		svc.Spec.Mode = &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: 0}}
+		return tx.Update(svc)
+	})
+	s.converge(100)
+	if got := nodesOf(s.running("svc")); got != "n1,n2" {
+		t.Fatalf("global task running on %s, want n1,n2 once n1 has room", got)
+	}
+	s.view(func(tx raftstore.ReadTx) {
+		if task := tx.Task(waiting[0].GetMeta().GetId()); task.GetNodeId() != "n1" {
+			t.Errorf("the waiting task went to node %q, want n1", task.GetNodeId())
+		}
+	})
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -116,6 +118,7 @@ func (p *Placement) schedule(ctx context.Context) error {
 	var (
 		nodes   []scheduler.NodeInfo
 		pending []*minkepb.Task
+		pinned  = map[string][]*minkepb.Task{} // by node: global tasks waiting for room there
 		rules   = map[string]scheduler.Placement{}
 	)
 	_ = p.store.View(func(tx raftstore.ReadTx) error {
@@ -125,6 +128,8 @@ func (p *Placement) schedule(ctx context.Context) error {
 		byNode := map[string][]*minkepb.Task{}
 		for _, t := range tx.Tasks() {
 			switch {
+			case pendingTask(t) && t.GetPinnedNodeId() != "":
+				pinned[t.GetPinnedNodeId()] = append(pinned[t.GetPinnedNodeId()], t)
 			case pendingTask(t):
 				pending = append(pending, t)
 			case activeOnNode(t):
@@ -136,18 +141,25 @@ func (p *Placement) schedule(ctx context.Context) error {
 		}
 		return nil
 	})
-	if len(pending) == 0 {
+	if len(pending) == 0 && len(pinned) == 0 {
 		return nil
 	}
-	plan := scheduler.ScheduleWith(nodes, pending, func(serviceID string) scheduler.Placement { return rules[serviceID] })
+	placement := func(serviceID string) scheduler.Placement { return rules[serviceID] }
+	plan := schedulePinned(nodes, pinned, placement)
+	rest := scheduler.ScheduleWith(nodes, pending, placement)
+	plan.Assignments = append(plan.Assignments, rest.Assignments...)
+	maps.Copy(plan.Unplaced, rest.Unplaced)
 	now := timestamppb.New(p.now())
 	// Assignments commit in chunks: a pass over 100,000 pending tasks
 	// would otherwise be one Raft entry of tens of megabytes, which every
 	// manager must write and apply before any worker hears of its tasks.
-	for chunk := range slices.Chunk(plan.Assignments, maxAssignmentsPerCommand) {
-		if err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error { return assign(tx, chunk, now) }); err != nil {
-			return err
-		}
+	// The chunks are proposed together (a few in flight), so that Raft
+	// stores and replicates them in one write instead of one after the
+	// other; they touch disjoint tasks, so they never conflict.
+	if err := commitChunks(ctx, plan.Assignments, func(chunk []scheduler.Assignment) error {
+		return p.store.Update(ctx, func(tx *raftstore.WriteTx) error { return assign(tx, chunk, now) })
+	}); err != nil {
+		return err
 	}
 	err := p.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 		for _, id := range sortedKeys(plan.Unplaced) {
@@ -171,9 +183,86 @@ func (p *Placement) schedule(ctx context.Context) error {
 	return err
 }
 
+// schedulePinned places global tasks that wait for room on their node
+// (see pinned) on that node alone, before other pending tasks, as swarm
+// places global tasks first; the explanation of one that still does not
+// fit counts that one node. Their assignments are added to nodes' tasks,
+// so the pass that follows counts their reservations.
+func schedulePinned(nodes []scheduler.NodeInfo, pinned map[string][]*minkepb.Task, placement func(string) scheduler.Placement) scheduler.Plan {
+	plan := scheduler.Plan{Unplaced: map[string]string{}}
+	for i := range nodes {
+		id := nodes[i].Node.GetMeta().GetId()
+		tasks := pinned[id]
+		if len(tasks) == 0 {
+			continue
+		}
+		delete(pinned, id)
+		p := scheduler.ScheduleWith(nodes[i:i+1], tasks, placement)
+		byID := map[string]*minkepb.Task{}
+		for _, t := range tasks {
+			byID[t.GetMeta().GetId()] = t
+		}
+		held := slices.Clone(nodes[i].Tasks)
+		for _, a := range p.Assignments {
+			t := proto.Clone(byID[a.TaskID]).(*minkepb.Task)
+			t.NodeId = id
+			t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}
+			held = append(held, t)
+		}
+		nodes[i].Tasks = held
+		plan.Assignments = append(plan.Assignments, p.Assignments...)
+		maps.Copy(plan.Unplaced, p.Unplaced)
+	}
+	// The orchestrator removes the tasks of a node that is gone; until
+	// then they wait.
+	for id, tasks := range pinned {
+		for _, t := range tasks {
+			plan.Unplaced[t.GetMeta().GetId()] = "no suitable node (node " + id + " is gone)"
+		}
+	}
+	return plan
+}
+
 // maxAssignmentsPerCommand bounds the assignments one Raft command carries
-// (about 1 MB of tasks).
-const maxAssignmentsPerCommand = 2000
+// (about 1 MB of tasks); chunksInFlight bounds the commands proposed at
+// once by one pass.
+const (
+	maxAssignmentsPerCommand = 2000
+	chunksInFlight           = 8
+)
+
+// commitChunks runs commit over as in chunks of maxAssignmentsPerCommand,
+// at most chunksInFlight at a time, and returns the first error.
+func commitChunks(ctx context.Context, as []scheduler.Assignment, commit func([]scheduler.Assignment) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	slots := make(chan struct{}, chunksInFlight)
+	for chunk := range slices.Chunk(as, maxAssignmentsPerCommand) {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := commit(chunk); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
 
 // assign records assignments made on a snapshot, skipping what changed
 // since: a task no longer pending, a node gone or no longer READY.

@@ -113,7 +113,7 @@ func Expired(svc *minkepb.Service, tasks []*minkepb.Task, limit int64, node func
 		}
 		ref := slotRef{slot: t.GetSlot()}
 		if global {
-			ref = slotRef{node: t.GetNodeId()}
+			ref = slotRef{node: slotNode(t)}
 		}
 		groups[ref] = append(groups[ref], t)
 	}

@@ -76,7 +76,7 @@ func (u *Updater) rebalance(tx *raftstore.WriteTx, svc *minkepb.Service, tasks [
 		from := nodes[hi]
 		v := onNode[from][len(onNode[from])-1]
 		onNode[from] = onNode[from][:len(onNode[from])-1]
-		if err := tx.Create(slotTask(svc, v.ref, now, images)); err != nil {
+		if err := createTask(tx, slotTask(svc, v.ref, now, images)); err != nil {
 			return false, err
 		}
 		count[from]--

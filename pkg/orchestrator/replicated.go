@@ -44,7 +44,26 @@ func NewReplicated(store Store, resolve ImageResolver, now func() time.Time, log
 
 // Run reconciles until ctx ends. It returns nil on ctx end.
 func (r *Replicated) Run(ctx context.Context) error {
-	return runServiceLoop(ctx, r.store, r.now, r.reconcile)
+	return runServiceLoop(ctx, r.store, r.now, r.reconcile, progressOnly)
+}
+
+// progressOnly: a live task's progress towards RUNNING (ASSIGNED,
+// ACCEPTED, PREPARING, STARTING, or a new PENDING message) changes no
+// decision of reconcileSlot: only a task ending, its desired state, its
+// node, and — for the newer task of a start-first pair — its becoming
+// Ready do. A RUNNING report (or a health change while RUNNING) is
+// therefore ignored only for a quiet service, which holds no such pairs.
+func progressOnly(ev raftstore.Event, t *minkepb.Task, svc *minkepb.Service) bool {
+	if ev.Kind != raftstore.EventUpdate || svc == nil || !live(t) {
+		return false
+	}
+	switch s := t.GetStatus().GetState(); {
+	case IsTerminal(s):
+		return false
+	case s == minkepb.TaskState_RUNNING:
+		return quiet(svc)
+	}
+	return true
 }
 
 func earliest(wakes map[string]time.Time) time.Time {
@@ -69,25 +88,6 @@ func resetTimer(t *time.Timer, wake, now time.Time) {
 		d = max(wake.Sub(now), 0)
 	}
 	t.Reset(d)
-}
-
-// dirtyServices returns the services that events touch; nil means all
-// (node changes and resets affect every service).
-func dirtyServices(evs []raftstore.Event) map[string]bool {
-	dirty := map[string]bool{}
-	for _, ev := range evs {
-		switch o := ev.Object.(type) {
-		case *minkepb.Service:
-			dirty[o.GetMeta().GetId()] = true
-		case *minkepb.Task:
-			dirty[o.GetServiceId()] = true
-		case *minkepb.Node:
-			return nil
-		case nil:
-			return nil // reset
-		}
-	}
-	return dirty
 }
 
 // reconcile brings the given services (nil: all, plus tasks of removed

@@ -27,6 +27,9 @@ type slotRules struct {
 	// job: the slot is done once a task completed; completed tasks are
 	// never restarted, whatever the restart condition.
 	job bool
+	// pin: a global service's node lacks room for a new task, which is
+	// created PENDING and pinned to the node (see pinned).
+	pin bool
 }
 
 // reconcileSlot keeps at most one live task in a slot. tasks are the
@@ -121,8 +124,11 @@ func (r *Replicated) reconcileSlot(tx *raftstore.WriteTx, svc *minkepb.Service, 
 		return at, nil
 	}
 	t := slotTask(svc, ref, now, images)
+	if rules.pin {
+		t = pinned(t)
+	}
 	if last != nil && !replaceNow {
 		countRestart(t, last, policy, now)
 	}
-	return time.Time{}, tx.Create(t)
+	return time.Time{}, createTask(tx, t)
 }

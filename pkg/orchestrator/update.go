@@ -50,7 +50,15 @@ func NewUpdater(store Store, resolve ImageResolver, now func() time.Time, log *s
 
 // Run updates until ctx ends.
 func (u *Updater) Run(ctx context.Context) error {
-	return runServiceLoop(ctx, u.store, u.now, u.reconcile)
+	return runServiceLoop(ctx, u.store, u.now, u.reconcile, notUpdating)
+}
+
+// notUpdating: with no update, rollback or rebalance under way, the
+// Updater acts only on tasks out of date with their service, which only a
+// service change or a new task can bring; a change of an existing task
+// is ignored.
+func notUpdating(ev raftstore.Event, _ *minkepb.Task, svc *minkepb.Service) bool {
+	return ev.Kind == raftstore.EventUpdate && svc != nil && !active(svc.GetUpdateStatus().GetState()) && !svc.GetRebalancing()
 }
 
 // reconcile takes one step of every given service's update (nil: all) in
@@ -158,7 +166,7 @@ func slots(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) bool
 	for _, t := range tasks {
 		ref := slotRef{slot: t.GetSlot()}
 		if global {
-			ref = slotRef{node: t.GetNodeId()}
+			ref = slotRef{node: slotNode(t)}
 		} else if t.GetSlot() == 0 || t.GetSlot() > want {
 			continue
 		}
@@ -233,7 +241,9 @@ func assess(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) boo
 				p.considered++
 				continue
 			}
-			if t.GetMeta().GetCreatedAt().AsTime().Before(start) {
+			if t.GetMeta().GetCreatedAt().AsTime().Before(start) || waitingForRoom(t) {
+				// A global task waiting for room on its node is up to
+				// date; its node, not the update, holds it back.
 				p.considered++
 				continue
 			}
@@ -260,7 +270,7 @@ func assess(svc *minkepb.Service, tasks []*minkepb.Task, fills func(slotRef) boo
 		}
 		ref := slotRef{slot: t.GetSlot()}
 		if global {
-			ref = slotRef{node: t.GetNodeId()}
+			ref = slotRef{node: slotNode(t)}
 		}
 		if f := firstFailure[ref]; f == nil || taskEnd(t).Before(taskEnd(f)) {
 			firstFailure[ref] = t
@@ -346,7 +356,7 @@ func (u *Updater) replace(tx *raftstore.WriteTx, svc *minkepb.Service, v slotVie
 		order = minkepb.UpdateConfig_STOP_FIRST
 	}
 	if order == minkepb.UpdateConfig_START_FIRST {
-		return tx.Create(slotTask(svc, v.ref, now, images))
+		return createTask(tx, slotTask(svc, v.ref, now, images))
 	}
 	o := withDesired(old, minkepb.TaskState_SHUTDOWN)
 	o.ReplaceWhenStopped = true

@@ -31,6 +31,11 @@ func objMeta(obj proto.Message) *minkepb.Meta {
 			o.Meta = &minkepb.Meta{}
 		}
 		return o.Meta
+	case *minkepb.Network:
+		if o.Meta == nil {
+			o.Meta = &minkepb.Meta{}
+		}
+		return o.Meta
 	}
 	return nil
 }
@@ -46,6 +51,8 @@ func newAction(kind minkepb.StoreAction_Kind, obj proto.Message) (*minkepb.Store
 		a.Target = &minkepb.StoreAction_Task{Task: o}
 	case *minkepb.Cluster:
 		a.Target = &minkepb.StoreAction_Cluster{Cluster: o}
+	case *minkepb.Network:
+		a.Target = &minkepb.StoreAction_Network{Network: o}
 	default:
 		return nil, fmt.Errorf("%w: cannot store %T", ErrInvalidObject, obj)
 	}
@@ -62,6 +69,8 @@ func actionTarget(a *minkepb.StoreAction) (table string, obj proto.Message, err 
 		return tableTasks, t.Task, nil
 	case *minkepb.StoreAction_Cluster:
 		return tableClusters, t.Cluster, nil
+	case *minkepb.StoreAction_Network:
+		return tableNetworks, t.Network, nil
 	}
 	return "", nil, fmt.Errorf("%w: action has no target", ErrInvalidObject)
 }
@@ -121,6 +130,9 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 		return nil
 	default:
 		return fmt.Errorf("%w: unknown action kind %d", ErrInvalidObject, a.GetKind())
+	}
+	if err := checkNetworkInvariants(txn, obj, id); err != nil {
+		return err
 	}
 	if index != 0 {
 		meta.Version = index

@@ -13,6 +13,12 @@ var (
 	ErrExist = errors.New("raftstore: already exists")
 	// ErrNameConflict: another service already has that name.
 	ErrNameConflict = errors.New("raftstore: name in use")
+	// ErrAddressInUse: another live task or service holds the overlay
+	// address on that network.
+	ErrAddressInUse = errors.New("raftstore: address in use")
+	// ErrConflict: the object would overlap another's resources (a
+	// network's subnet or VNI).
+	ErrConflict = errors.New("raftstore: conflicts with another object")
 	// ErrSequenceConflict: the object changed since it was read; read again
 	// and retry.
 	ErrSequenceConflict = errors.New("raftstore: update out of sequence")

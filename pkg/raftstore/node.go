@@ -285,7 +285,9 @@ func (n *Node) updateOnce(ctx context.Context, fn func(*WriteTx) error) error {
 		return err
 	}
 	err = n.propose(ctx, &minkepb.StoreActions{Actions: tx.actions})
-	if errors.Is(err, ErrSequenceConflict) {
+	// An address or subnet taken by a write committed meanwhile is a
+	// conflict too: fn, run again, sees it and picks another.
+	if errors.Is(err, ErrSequenceConflict) || errors.Is(err, ErrAddressInUse) || errors.Is(err, ErrConflict) {
 		return fmt.Errorf("%w: %w", errCommitConflict, err)
 	}
 	return err

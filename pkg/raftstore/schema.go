@@ -67,6 +67,8 @@ func metaID(obj any) string {
 		return o.GetMeta().GetId()
 	case *minkepb.Cluster:
 		return o.GetMeta().GetId()
+	case *minkepb.Network:
+		return o.GetMeta().GetId()
 	}
 	return ""
 }
@@ -76,7 +78,7 @@ func idIndex() *memdb.IndexSchema {
 }
 
 func schema() *memdb.DBSchema {
-	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		tableNodes: {Name: tableNodes, Indexes: map[string]*memdb.IndexSchema{indexID: idIndex()}},
 		tableServices: {Name: tableServices, Indexes: map[string]*memdb.IndexSchema{
 			indexID: idIndex(),
@@ -96,4 +98,6 @@ func schema() *memdb.DBSchema {
 		}},
 		tableClusters: {Name: tableClusters, Indexes: map[string]*memdb.IndexSchema{indexID: idIndex()}},
 	}}
+	addNetworkSchema(s)
+	return s
 }

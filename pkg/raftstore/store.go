@@ -14,7 +14,7 @@ import (
 
 // snapshotFormat is Snapshot.format_version written by this code. Restore
 // refuses newer formats rather than misreading them.
-const snapshotFormat = 1
+const snapshotFormat = 2 // 2: networks (older managers would drop them)
 
 // MemoryStore is the replicated state: a go-memdb database changed only by
 // applying committed StoreActions, plus the subscriptions that watch it.
@@ -108,7 +108,7 @@ func (s *MemoryStore) snapshotAt() (*minkepb.Snapshot, uint64) {
 	defer txn.Abort()
 	tx := ReadTx{txn: txn}
 	snap := &minkepb.Snapshot{FormatVersion: snapshotFormat, Index: index,
-		Nodes: tx.Nodes(), Services: tx.Services(), Tasks: tx.Tasks()}
+		Nodes: tx.Nodes(), Services: tx.Services(), Tasks: tx.Tasks(), Networks: tx.Networks()}
 	for _, c := range tx.list(tableClusters, indexID) {
 		snap.Clusters = append(snap.Clusters, c.(*minkepb.Cluster))
 	}
@@ -149,6 +149,7 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 		{tableServices, asMessages(snap.GetServices())},
 		{tableTasks, asMessages(snap.GetTasks())},
 		{tableClusters, asMessages(snap.GetClusters())},
+		{tableNetworks, asMessages(snap.GetNetworks())},
 	} {
 		if err := insert(step.table, step.objs); err != nil {
 			txn.Abort()

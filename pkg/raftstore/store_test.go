@@ -195,6 +195,10 @@ func TestDurableRestartAndSnapshot(t *testing.T) {
 	if err := n2.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// A new leader applies the log it recovered after it starts leading.
+	if err := n2.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
 	_ = n2.View(func(tx ReadTx) error {
 		if got := len(tx.Services()); got != 3 {
 			t.Errorf("services after restart = %d, want 3", got)

@@ -55,6 +55,12 @@ var (
 	ErrReplication = errors.New("registry: image not replicated to a majority of managers")
 	// ErrUnsupported means the operation is valid OCI but not implemented.
 	ErrUnsupported = errors.New("registry: operation unsupported")
+	// ErrUnauthorized means the client presented no certificate, or one
+	// that does not verify against the cluster's roots.
+	ErrUnauthorized = errors.New("registry: authentication required")
+	// ErrDenied means the client's certificate verifies, but it may not do
+	// this (a worker pushing) or may no longer do anything (revoked).
+	ErrDenied = errors.New("registry: access denied")
 )
 
 // OCI distribution error codes (distribution-spec, "Error Codes").
@@ -74,6 +80,8 @@ const (
 	codeUnknown             = "UNKNOWN"
 	codeUnavailable         = "UNAVAILABLE"
 	codePaginationInvalid   = "PAGINATION_NUMBER_INVALID"
+	codeUnauthorized        = "UNAUTHORIZED"
+	codeDenied              = "DENIED"
 )
 
 // codeFor maps an error to an OCI error code and HTTP status. Errors that
@@ -110,6 +118,10 @@ func codeFor(err error) (code string, status int) {
 		return codeUnsupported, http.StatusNotFound
 	case errors.Is(err, ErrUnsupported):
 		return codeUnsupported, http.StatusMethodNotAllowed
+	case errors.Is(err, ErrUnauthorized):
+		return codeUnauthorized, http.StatusUnauthorized
+	case errors.Is(err, ErrDenied):
+		return codeDenied, http.StatusForbidden
 	case errors.Is(err, ErrReplication):
 		return codeUnavailable, http.StatusServiceUnavailable
 	default:

@@ -7,8 +7,10 @@
 // go-containerregistry's remote.Write / remote.Image / remote.Index use:
 // chunked, streamed and monolithic blob uploads, cross-repository mount
 // requests (answered by mounting when the blob is present), manifests and
-// indexes by tag or digest, and tag listing. It has no authentication: the
-// manager decides which listener it is served on.
+// indexes by tag or digest, and tag listing. Registry itself does not
+// authenticate; Guard wraps it with the cluster's certificate checks (the
+// manager serves it only that way, over mutual TLS), and Transport is what
+// its clients reach it with.
 //
 // Blobs are global to the registry (any repository can read any blob whose
 // digest it knows); manifests and tags belong to a repository.

@@ -37,10 +37,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 	}
 	ref := testimage.Serve(b, img, "true:latest")
 	// As a worker runs it: with the small helper binary next to it.
-	helper := filepath.Join(b.TempDir(), HelperName)
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", helper, "../../cmd/minke-shim").CombinedOutput(); err != nil {
-		b.Fatalf("building %s: %v\n%s", HelperName, err, out)
-	}
+	helper := buildHelper(b)
 	r, err := New(Config{Root: b.TempDir(), CgroupParent: fmt.Sprintf("minke-bench-%d", os.Getpid()), HelperBinary: helper})
 	if err != nil {
 		b.Fatal(err)
@@ -53,7 +50,8 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var phases [4][]time.Duration // create, start, wait, remove
+	var phases [4][]time.Duration     // create, start, wait, remove
+	var startParts [4][]time.Duration // of start: see startPhases.durations
 	lifecycle := func(id string) error {
 		t0 := time.Now()
 		c, err := r.Create(ctx, ContainerSpec{ID: id, Image: ref})
@@ -65,6 +63,9 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 			return err
 		}
 		t2 := time.Now()
+		for i, d := range c.startPhases.durations() {
+			startParts[i] = append(startParts[i], d)
+		}
 		st, err := c.Wait(ctx)
 		if err != nil {
 			return err
@@ -85,6 +86,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 	}
 
 	phases = [4][]time.Duration{}
+	startParts = [4][]time.Duration{}
 	b.ResetTimer()
 	var ours []time.Duration
 	for range b.N {
@@ -121,6 +123,12 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 		parts = append(parts, fmt.Sprintf("%s %.2f", name, ms(m)))
 	}
 	fmt.Printf("  minke phases (median ms): %s\n", strings.Join(parts, ", "))
+	parts = parts[:0]
+	for i, name := range []string{"to shim", "fork init", "init until exec", "answer"} {
+		m, _ := medianP99(startParts[i])
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, ms(m)))
+	}
+	fmt.Printf("  start phases (median ms): %s\n", strings.Join(parts, ", "))
 	if runc == "" {
 		fmt.Println("  runc: not installed")
 	} else {

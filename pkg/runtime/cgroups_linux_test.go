@@ -19,8 +19,12 @@ import (
 // TestMemoryLimitOOMKilled runs a probe that allocates without bound under
 // a 16 MiB limit: the kernel kills it, and the runtime reports OOMKilled
 // with exit code 137, as docker does.
+//
+// The init does its setup inside the container's cgroup, as runc's does,
+// so it runs as the workers run it: the helper binary, not this test
+// binary, whose -race build needs more than 16 MiB to get to its exec.
 func TestMemoryLimitOOMKilled(t *testing.T) {
-	r := newTestRuntime(t)
+	r := newTestRuntimeWith(t, Config{HelperBinary: buildHelper(t)})
 	ref := testimage.Serve(t, probeImage(t), "probe:latest")
 	spec := ContainerSpec{ID: "sbx-oom", Image: ref, Args: []string{"oom"}, MemoryLimit: 16 << 20}
 	c := create(t, r, spec)

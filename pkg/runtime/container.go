@@ -60,6 +60,8 @@ type Container struct {
 	exit     ExitStatus
 
 	health *healthMonitor // nil without a healthcheck
+
+	startPhases startPhases // where Start spent its time (benchmark)
 }
 
 // Create pulls the image if it is not present, mounts the container's

@@ -71,6 +71,7 @@ func (c *Container) Start(ctx context.Context) error {
 		LogMaxSize: c.rt.logMaxSize, LogMaxFiles: c.rt.logMaxFiles,
 	}
 	b, err := json.Marshal(cfg)
+	sent := monotonicNow()
 	if err == nil {
 		_, err = cfgW.Write(b)
 	}
@@ -95,6 +96,7 @@ func (c *Container) Start(ctx context.Context) error {
 		// The init may have been started: the cgroup catches it on Remove.
 		return fmt.Errorf("%w: %w", ErrStart, ctx.Err())
 	}
+	answered := monotonicNow()
 	var ready shimReady
 	if err := json.Unmarshal(rb, &ready); err != nil {
 		<-shimExited
@@ -107,6 +109,8 @@ func (c *Container) Start(ctx context.Context) error {
 	if err := c.attach(ready.State, shimExited); err != nil {
 		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
+	c.startPhases = ready.Phases
+	c.startPhases.Sent, c.startPhases.Answered = sent, answered
 	c.log.Info("container started", "pid", c.pid, "shim_pid", c.shimPid)
 	return nil
 }

@@ -48,19 +48,18 @@ func helloImage(t *testing.T) v1.Image {
 // whatever the test leaves behind.
 func newTestRuntime(t *testing.T) *Runtime {
 	t.Helper()
-	return newTestRuntimeWith(t, "")
+	return newTestRuntimeWith(t, Config{})
 }
 
-// newTestRuntimeWith is newTestRuntime with helper as Config.HelperBinary
-// ("" is the test binary itself).
-func newTestRuntimeWith(t *testing.T, helper string) *Runtime {
+// newTestRuntimeWith is newTestRuntime with cfg's HelperBinary.
+func newTestRuntimeWith(t *testing.T, cfg Config) *Runtime {
 	t.Helper()
 	requireRoot(t)
 	r, err := New(Config{
-		HelperBinary: helper,
 		Root:         t.TempDir(),
 		CgroupParent: fmt.Sprintf("minke-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_")),
 		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		HelperBinary: cfg.HelperBinary,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -89,23 +89,43 @@ func (r *Runtime) imageRecordPath(ref string) string {
 	return filepath.Join(r.root, "images", hex.EncodeToString(sum[:])+".json")
 }
 
-// AllowInsecure lets the runtime reach registry (host:port) over plain
-// HTTP, as for the cluster's built-in registry learned at join.
-func (r *Runtime) AllowInsecure(registry string) {
-	r.mu.Lock()
-	r.insecure[registry] = true
-	r.mu.Unlock()
+// UseClusterRegistries makes pulls from the registries at hosts (host:port:
+// the managers' built-in registries, as the node's session names them) go
+// over tr, the node's mutual-TLS registry transport; the set replaces the
+// previous one. Pulls from other registries are unaffected.
+func (r *Runtime) UseClusterRegistries(hosts []string, tr http.RoundTripper) {
+	set := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		set[h] = true
+	}
+	r.images.clusterMu.Lock()
+	r.images.cluster, r.images.clusterTr = set, tr
+	r.images.clusterMu.Unlock()
 }
 
+// clusterTransport is the transport for registry if it is one of the
+// cluster's, else nil.
+func (r *Runtime) clusterTransport(registry string) http.RoundTripper {
+	r.images.clusterMu.Lock()
+	defer r.images.clusterMu.Unlock()
+	if r.images.cluster[registry] {
+		return r.images.clusterTr
+	}
+	return nil
+}
+
+// parseRef parses ref; registries listed as insecure are reached over
+// plain HTTP, but never the cluster's own.
 func (r *Runtime) parseRef(ref string) (name.Reference, error) {
 	n, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, err
 	}
+	reg := n.Context().RegistryStr()
 	r.mu.Lock()
-	insecure := r.insecure[n.Context().RegistryStr()]
+	insecure := r.insecure[reg]
 	r.mu.Unlock()
-	if insecure {
+	if insecure && r.clusterTransport(reg) == nil {
 		return name.ParseReference(ref, name.Insecure)
 	}
 	return n, nil
@@ -146,6 +166,12 @@ type imageState struct {
 	maxFileSize   int64
 	progressEvery time.Duration
 	hubs          map[string]*progressHub // by flight key; guarded by Runtime.mu
+
+	// cluster are the cluster's registries (host:port), reached over
+	// clusterTr (see UseClusterRegistries).
+	clusterMu sync.Mutex
+	cluster   map[string]bool
+	clusterTr http.RoundTripper
 
 	// gc is held for reading while a container is being created (from
 	// pulling its image until its lease is on disk), and for writing while

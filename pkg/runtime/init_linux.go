@@ -83,10 +83,9 @@ func runInit() error {
 		}
 	}
 
-	// The parent sends the config only after moving this process into the
-	// container's cgroup, so the new cgroup namespace is rooted there and
-	// the container sees "/" as its cgroup. (A CLONE_NEWCGROUP clone flag
-	// would root it at the worker's cgroup instead.)
+	// This process was born in the container's cgroup (startInCgroup), so
+	// the new cgroup namespace is rooted there and the container sees "/"
+	// as its cgroup.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("creating cgroup namespace: %w", err)
 	}

@@ -2,15 +2,10 @@ package runtime
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +49,7 @@ func threadStatus(t *testing.T, pid int, fields ...string) map[string]map[string
 // user) in its effective, permitted and bounding sets, no_new_privs and
 // the seccomp filter — not only the thread that forked the command.
 func TestInitReaperThreadsConfined(t *testing.T) {
-	r := newTestRuntimeWith(t, staticHelper(t))
+	r := newTestRuntimeWith(t, Config{HelperBinary: buildHelper(t)})
 	ref := testimage.Serve(t, probeImage(t), "probe:latest")
 	const dflt = "00000000a80425fb" // docker's default capability set
 	for _, tc := range []struct {
@@ -103,47 +98,6 @@ func TestInitReaperThreadsConfined(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-	}
-}
-
-var (
-	staticOnce sync.Once
-	staticDir  string
-	staticBin  string
-	staticErr  error
-)
-
-// staticHelper builds cmd/minke-shim without cgo, as `make build` does:
-// the helper whose init can confine all its threads. (The test binary
-// links cgo, which -race needs.)
-func staticHelper(t *testing.T) string {
-	t.Helper()
-	staticOnce.Do(func() {
-		if staticDir, staticErr = os.MkdirTemp("", "minke-static-shim-"); staticErr != nil {
-			return
-		}
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(goruntime.GOROOT(), "bin", "go")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		staticBin = filepath.Join(staticDir, HelperName)
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", staticBin, "github.com/minke-io/minke/cmd/minke-shim")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			staticErr = errors.New("go build minke-shim: " + err.Error() + "\n" + string(out))
-		}
-	})
-	if staticErr != nil {
-		t.Fatal(staticErr)
-	}
-	return staticBin
-}
-
-func removeStaticHelper() {
-	if staticDir != "" {
-		os.RemoveAll(staticDir)
 	}
 }
 

@@ -275,7 +275,7 @@ func checkDeviceRules(t *testing.T, r *Runtime, id string) {
 // is confined like one exec'd directly: the reaper forks it from the
 // thread that holds the seccomp filter and the reduced capabilities.
 func TestInitKeepsSandbox(t *testing.T) {
-	r := newTestRuntimeWith(t, staticHelper(t)) // --init needs a helper without cgo
+	r := newTestRuntimeWith(t, Config{HelperBinary: buildHelper(t)}) // --init needs a helper without cgo
 	ref := testimage.Serve(t, probeImage(t), "probe:latest")
 	got := runProbe(t, r, ContainerSpec{ID: "probe-init", Image: ref, Init: true})
 	for k, v := range map[string]string{

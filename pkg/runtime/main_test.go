@@ -8,6 +8,6 @@ import (
 func TestMain(m *testing.M) {
 	MaybeRunInit()
 	code := m.Run()
-	removeStaticHelper()
+	removeHelper()
 	os.Exit(code)
 }

@@ -2,8 +2,8 @@ package runtime
 
 import (
 	"fmt"
+	"math"
 	"path"
-	"regexp"
 	"strings"
 )
 
@@ -34,8 +34,9 @@ type Mount struct {
 	NoCopy bool
 }
 
-// volumeName is docker's rule for local volume names.
-var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+// volumeName is docker's rule for local volume names:
+// [a-zA-Z0-9][a-zA-Z0-9_.-]+.
+func volumeName(s string) bool { return isName(s, 2, math.MaxInt) }
 
 func (m Mount) validate() error {
 	if !strings.HasPrefix(m.Target, "/") || path.Clean(m.Target) == "/" {
@@ -47,7 +48,7 @@ func (m Mount) validate() error {
 			return fmt.Errorf("bind source %q: want an absolute host path", m.Source)
 		}
 	case MountVolume:
-		if !volumeName.MatchString(m.Source) {
+		if !volumeName(m.Source) {
 			return fmt.Errorf("volume source %q: want a volume name of [a-zA-Z0-9][a-zA-Z0-9_.-]+", m.Source)
 		}
 	case MountTmpfs:

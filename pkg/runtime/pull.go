@@ -87,11 +87,15 @@ func (r *Runtime) pull(ctx context.Context, ref string, hub *progressHub) (Image
 	}
 	log := r.log.With("image", ref)
 	log.Info("pulling image")
-	img, err := remote.Image(n,
+	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(r.keychain()),
 		remote.WithPlatform(platform()),
-	)
+	}
+	if tr := r.clusterTransport(n.Context().RegistryStr()); tr != nil {
+		opts = append(opts, remote.WithTransport(tr))
+	}
+	img, err := remote.Image(n, opts...)
 	if err != nil {
 		return fail(err)
 	}

@@ -85,8 +85,9 @@ type shimConfig struct {
 // shimReady is the shim's answer to Start: the init's pid once it has
 // exec'd the command, or the init's error.
 type shimReady struct {
-	Error string `json:"error,omitempty"`
-	State stateFile
+	Error  string `json:"error,omitempty"`
+	State  stateFile
+	Phases startPhases `json:"phases"`
 }
 
 // stateFile is persisted so that a later worker process can find the

@@ -79,7 +79,7 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 	cmd := &exec.Cmd{
 		Path:       c.rt.exe,
 		Args:       []string{ExecArg, c.spec.ID},
-		Env:        []string{},
+		Env:        helperEnv(),
 		Stdout:     out,
 		Stderr:     out,
 		ExtraFiles: []*os.File{cfgR, errW, pidFile},

@@ -42,6 +42,7 @@ func runShim() {
 	if err == nil && len(b) == 0 {
 		os.Exit(0) // discarded before use, or the worker died
 	}
+	phases := startPhases{Received: monotonicNow()}
 	if err == nil {
 		err = json.Unmarshal(b, &cfg)
 	}
@@ -59,10 +60,15 @@ func runShim() {
 		f.Close()
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "shim", "container_id", cfg.ID)
-	pre, err := forkInit()
+	cg, err := detectCgroups(cfg.CgroupMount, cfg.CgroupParent)
 	if err != nil {
 		shimFail(ready, err)
 	}
+	pre, err := forkInit(cg, cfg.ID)
+	if err != nil {
+		shimFail(ready, err)
+	}
+	phases.Forked = monotonicNow()
 	lw, err := openLogWriter(filepath.Join(cfg.Dir, "container.log"), cfg.LogMaxSize, cfg.LogMaxFiles)
 	if err != nil {
 		pre.abort()
@@ -72,6 +78,7 @@ func runShim() {
 	if err != nil {
 		shimFail(ready, err)
 	}
+	phases.Execd = monotonicNow()
 	pid := cmd.Process.Pid
 	start, _ := pidStartTime(pid)
 	self := os.Getpid()
@@ -82,7 +89,7 @@ func runShim() {
 		_ = cmd.Wait()
 		shimFail(ready, fmt.Errorf("writing state: %w", err))
 	}
-	rb, _ := json.Marshal(shimReady{State: st})
+	rb, _ := json.Marshal(shimReady{State: st, Phases: phases})
 	_, _ = ready.Write(rb)
 	ready.Close()
 
@@ -120,7 +127,7 @@ func shimFail(ready *os.File, err error) {
 }
 
 // preInit is a container init forked before it is configured: it waits in
-// its new namespaces, outside any container cgroup, for its config.
+// its new namespaces and its container's cgroup for its config.
 type preInit struct {
 	cmd        *exec.Cmd
 	outR, errR *os.File // its stdout and stderr
@@ -129,8 +136,9 @@ type preInit struct {
 }
 
 // forkInit starts an init in new PID, mount, UTS, IPC and network
-// namespaces (the cgroup namespace it creates itself once in its cgroup).
-func forkInit() (*preInit, error) {
+// namespaces (the cgroup namespace it creates itself), born in container
+// id's cgroup (startInCgroup), so nothing of it ever runs unconfined.
+func forkInit(cg cgroupManager, id string) (*preInit, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -150,7 +158,7 @@ func forkInit() (*preInit, error) {
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{InitArg},
-		Env:        []string{},
+		Env:        helperEnv(),
 		Stdout:     outW,
 		Stderr:     errW,
 		ExtraFiles: []*os.File{cfgR, failW},
@@ -160,7 +168,7 @@ func forkInit() (*preInit, error) {
 			Setsid: true,
 		},
 	}
-	err = cmd.Start()
+	err = startInCgroup(cg, id, cmd)
 	for _, f := range []*os.File{outW, errW, cfgR, failW} {
 		f.Close()
 	}
@@ -182,8 +190,7 @@ func (p *preInit) abort() {
 	}
 }
 
-// configure moves the init into the container's cgroup, pipes its output
-// to lw, sends its configuration and returns once it has exec'd the
+// configure pipes the init's output to lw, sends its configuration and returns once it has exec'd the
 // command (or failed to).
 func (p *preInit) configure(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.WaitGroup, error) {
 	defer p.cfgW.Close()
@@ -207,13 +214,6 @@ func (p *preInit) configure(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.Wai
 		_ = p.cmd.Process.Kill()
 		_ = p.cmd.Wait()
 		return nil, nil, err
-	}
-	cg, err := detectCgroups(cfg.CgroupMount, cfg.CgroupParent)
-	if err != nil {
-		return fail(err)
-	}
-	if err := cg.AddProc(cfg.ID, p.cmd.Process.Pid); err != nil {
-		return fail(err)
 	}
 	b, err := json.Marshal(cfg.Init)
 	if err != nil {

@@ -182,7 +182,7 @@ func readAll(r *Runtime, id string) (string, error) {
 // pid 1, never reaps it); with --init the reaper does, the command runs as
 // pid 2, and the stop signal still reaches it.
 func TestInitReapsZombies(t *testing.T) {
-	r := newTestRuntimeWith(t, staticHelper(t)) // --init needs a helper without cgo
+	r := newTestRuntimeWith(t, Config{HelperBinary: buildHelper(t)}) // --init needs a helper without cgo
 	img, err := testimage.Build(testCtx(t), "testdata/orphans")
 	if err != nil {
 		t.Fatal(err)

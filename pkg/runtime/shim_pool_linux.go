@@ -32,7 +32,7 @@ func (r *Runtime) spawnShim() (*shimProc, error) {
 	cmd := &exec.Cmd{
 		Path:       r.exe,
 		Args:       []string{ShimArg},
-		Env:        []string{},
+		Env:        helperEnv(),
 		Dir:        r.root,
 		ExtraFiles: []*os.File{cfgR, readyW},
 		// A session (and process group) of its own: signals to the

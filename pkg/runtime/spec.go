@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -100,10 +99,27 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // defaultStopGrace is docker's default stop timeout.
 const defaultStopGrace = 10 * time.Second
 
-var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+// isName reports whether s matches ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ with
+// minLen <= len(s) <= maxLen. Checked by hand rather than by a package
+// regexp: every shim, init and exec helper process would compile it at
+// start (a {0,127} repetition is a large program), on the path of every
+// container start.
+func isName(s string, minLen, maxLen int) bool {
+	if len(s) < minLen || len(s) > maxLen || len(s) == 0 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func validID(id string) error {
-	if !idPattern.MatchString(id) {
+	if !isName(id, 1, 128) {
 		return fmt.Errorf("%w: ID %q: want 1-128 of [a-zA-Z0-9_.-], not starting with '.', '_' or '-'", ErrInvalidSpec, id)
 	}
 	return nil

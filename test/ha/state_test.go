@@ -41,7 +41,7 @@ import (
 // stateOf is the comparable part of a backup, deterministically encoded.
 func stateOf(snap *minkepb.Snapshot) []byte {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&minkepb.Snapshot{
-		Services: snap.GetServices(), Tasks: snap.GetTasks(), Clusters: snap.GetClusters(),
+		Services: snap.GetServices(), Tasks: snap.GetTasks(), Clusters: snap.GetClusters(), Networks: snap.GetNetworks(),
 	})
 	if err != nil {
 		panic(err)

@@ -1,0 +1,165 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// netCacheFixture stores three READY nodes with subnets, a DOWN one, a
+// READY one without a subnet, two services (one with an ingress port) and
+// tasks with and without addresses spread over them.
+func netCacheFixture(t *testing.T) *fixture {
+	f := newFixture(t)
+	updateStore(t, f, func(tx *raftstore.WriteTx) error {
+		for i, st := range []minkepb.NodeStatus_State{minkepb.NodeStatus_READY, minkepb.NodeStatus_READY,
+			minkepb.NodeStatus_READY, minkepb.NodeStatus_DOWN, minkepb.NodeStatus_READY} {
+			subnet := fmt.Sprintf("172.29.%d.0/24", i+1)
+			if i == 4 {
+				subnet = ""
+			}
+			if err := tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: fmt.Sprintf("n%d", i+1)},
+				Status:      &minkepb.NodeStatus{State: st, Addr: fmt.Sprintf("10.0.0.%d", i+1)},
+				Description: &minkepb.NodeDescription{ContainerSubnet: subnet}}); err != nil {
+				return err
+			}
+		}
+		for i, ep := range []*minkepb.Endpoint{
+			{VirtualIp: "172.30.0.1", Ports: []*minkepb.PortConfig{{PublishedPort: 8080, TargetPort: 80, PublishMode: minkepb.PortConfig_INGRESS}}},
+			{VirtualIp: "172.30.0.2"},
+		} {
+			if err := tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: fmt.Sprintf("s%d", i+1)},
+				Spec: &minkepb.ServiceSpec{Name: fmt.Sprintf("web%d", i+1)}, Endpoint: ep}); err != nil {
+				return err
+			}
+		}
+		for i := range 12 {
+			addr := ""
+			if i%3 != 0 {
+				addr = fmt.Sprintf("172.29.%d.%d/24", i%5+1, i+2)
+			}
+			if err := tx.Create(&minkepb.Task{Meta: &minkepb.Meta{Id: fmt.Sprintf("t%02d", i)},
+				ServiceId: fmt.Sprintf("s%d", i%2+1), NodeId: fmt.Sprintf("n%d", i%5+1), DesiredState: minkepb.TaskState_RUNNING,
+				Status: &minkepb.TaskStatus{State: minkepb.TaskState_RUNNING, Container: &minkepb.ContainerStatus{Address: addr}}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return f
+}
+
+// TestForNodeEqualsNetworkState: a session's state built from the shared
+// part is exactly networkState for its node, for every kind of node, and
+// equal states have equal fingerprints, different ones different.
+func TestForNodeEqualsNetworkState(t *testing.T) {
+	f := netCacheFixture(t)
+	_ = f.store.View(func(tx raftstore.ReadTx) error {
+		shared := networkState(tx, "")
+		sharedVer := networkVersion(shared)
+		seen := map[string]*minkepb.NetworkState{}
+		for _, id := range []string{"n1", "n2", "n3", "n4", "n5", "unknown"} {
+			got, ver := forNode(tx, id, shared, sharedVer)
+			want := networkState(tx, id)
+			if !proto.Equal(got, want) {
+				t.Errorf("node %s: forNode gives\n%v\nwant networkState's\n%v", id, got, want)
+			}
+			for otherVer, other := range seen {
+				if same := proto.Equal(other, got); same != (otherVer == ver) {
+					t.Errorf("node %s: fingerprint %s vs %s, but states equal=%v", id, ver, otherVer, same)
+				}
+			}
+			seen[ver] = got
+		}
+		if len(shared.GetRoutes()) != 3 {
+			t.Errorf("shared routes %v: want the 3 READY nodes with subnets", shared.GetRoutes())
+		}
+		return nil
+	})
+}
+
+// TestNetCacheEpochs: one computation per epoch; a new epoch sees the
+// changes committed before it.
+func TestNetCacheEpochs(t *testing.T) {
+	f := netCacheFixture(t)
+	var c netCache
+	get := func(epoch uint64) (st *minkepb.NetworkState) {
+		_ = f.store.View(func(tx raftstore.ReadTx) error { st, _ = c.get(tx, epoch); return nil })
+		return st
+	}
+	first := get(1)
+	updateStore(t, f, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: "s3"}, Spec: &minkepb.ServiceSpec{Name: "web3"}})
+	})
+	if again := get(1); again != first {
+		t.Fatalf("epoch 1 computed twice")
+	}
+	next := get(2)
+	if len(next.GetServices()) != 3 || len(first.GetServices()) != 2 {
+		t.Fatalf("services: epoch 1 has %d (want 2), epoch 2 has %d (want 3)", len(first.GetServices()), len(next.GetServices()))
+	}
+	// A session still at an older epoch gets the newer state.
+	if get(1) != next || get(2) != next {
+		t.Fatalf("an older epoch's read did not get, or replaced, epoch 2's state")
+	}
+}
+
+// TestNetWideDelay: the gathering window grows with the cost of the shared
+// state, within its bounds.
+func TestNetWideDelay(t *testing.T) {
+	for _, tc := range []struct {
+		cost, want time.Duration
+	}{
+		{0, netWideWindow},
+		{time.Millisecond, netWideWindow},
+		{50 * time.Millisecond, 500 * time.Millisecond},
+		{time.Second, netWideMaxDelay},
+	} {
+		var c netCache
+		c.cost.Store(int64(tc.cost))
+		if got := c.netWideDelay(); got != tc.want {
+			t.Errorf("cost %s: delay %s, want %s", tc.cost, got, tc.want)
+		}
+	}
+}
+
+// TestSessionSendsNetworkWhenChanged: the first message carries the
+// network state; one for an assignment change alone leaves it out (the
+// worker keeps its own); a network-wide change sends it again.
+func TestSessionSendsNetworkWhenChanged(t *testing.T) {
+	f := newFixture(t)
+	putNode(t, f, "n1")
+	service := func(id, vip string) {
+		updateStore(t, f, func(tx *raftstore.WriteTx) error {
+			return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: id}, Spec: &minkepb.ServiceSpec{Name: "web-" + id},
+				Endpoint: &minkepb.Endpoint{VirtualIp: vip}})
+		})
+	}
+	service("s1", "172.30.0.1")
+	ctx, cancel := context.WithTimeout(asNode("n1"), 10*time.Second)
+	defer cancel()
+	stream, err := f.client.Session(ctx, &minkepb.SessionRequest{NodeId: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || len(first.GetNetwork().GetServices()) != 1 {
+		t.Fatalf("first message: network %v, err %v; want the one service", first.GetNetwork(), err)
+	}
+	putTask(t, f, "t1", "n1", minkepb.TaskState_ASSIGNED)
+	msg, err := stream.Recv()
+	if err != nil || len(msg.GetTasks()) != 1 || msg.Network != nil {
+		t.Fatalf("after an assignment: tasks %v, network %v, err %v; want t1 and no network state", msg.GetTasks(), msg.GetNetwork(), err)
+	}
+	service("s2", "172.30.0.2")
+	msg, err = stream.Recv()
+	if err != nil || len(msg.GetNetwork().GetServices()) != 2 {
+		t.Fatalf("after a new service: network %v, err %v; want both services", msg.GetNetwork(), err)
+	}
+}

@@ -1,0 +1,52 @@
+package orchestrator
+
+import (
+	"testing"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// TestIgnoredTaskEvents: which task events the controllers may skip.
+func TestIgnoredTaskEvents(t *testing.T) {
+	quietSvc := &minkepb.Service{Meta: &minkepb.Meta{Id: "s"}}
+	done := &minkepb.Service{Meta: &minkepb.Meta{Id: "s"}, UpdateStatus: &minkepb.UpdateStatus{State: minkepb.UpdateStatus_COMPLETED}}
+	updating := &minkepb.Service{Meta: &minkepb.Meta{Id: "s"}, UpdateStatus: &minkepb.UpdateStatus{State: minkepb.UpdateStatus_UPDATING}}
+	paused := &minkepb.Service{Meta: &minkepb.Meta{Id: "s"}, UpdateStatus: &minkepb.UpdateStatus{State: minkepb.UpdateStatus_PAUSED}}
+	rebalancing := &minkepb.Service{Meta: &minkepb.Meta{Id: "s"}, Rebalancing: true}
+	task := func(state, desired minkepb.TaskState) *minkepb.Task {
+		return &minkepb.Task{Meta: &minkepb.Meta{Id: "t"}, ServiceId: "s", NodeId: "n", DesiredState: desired,
+			Status: &minkepb.TaskStatus{State: state}}
+	}
+	const run, shut = minkepb.TaskState_RUNNING, minkepb.TaskState_SHUTDOWN
+	for _, tc := range []struct {
+		name                      string
+		kind                      raftstore.EventKind
+		task                      *minkepb.Task
+		svc                       *minkepb.Service
+		replicated, updaterIgnore bool
+	}{
+		{"progress of a quiet service", raftstore.EventUpdate, task(minkepb.TaskState_PREPARING, run), quietSvc, true, true},
+		{"assigned", raftstore.EventUpdate, task(minkepb.TaskState_ASSIGNED, run), done, true, true},
+		{"progress while updating", raftstore.EventUpdate, task(minkepb.TaskState_STARTING, run), updating, true, false},
+		{"running, quiet", raftstore.EventUpdate, task(run, run), quietSvc, true, true},
+		{"running while updating (start-first pair)", raftstore.EventUpdate, task(run, run), updating, false, false},
+		{"running while paused", raftstore.EventUpdate, task(run, run), paused, false, true},
+		{"running while rebalancing", raftstore.EventUpdate, task(run, run), rebalancing, false, false},
+		{"failed", raftstore.EventUpdate, task(minkepb.TaskState_FAILED, run), quietSvc, false, true},
+		{"shut down by desire", raftstore.EventUpdate, task(run, shut), quietSvc, false, true},
+		{"created", raftstore.EventCreate, task(minkepb.TaskState_PENDING, run), quietSvc, false, false},
+		{"removed", raftstore.EventRemove, task(minkepb.TaskState_COMPLETE, shut), quietSvc, false, false},
+		{"service removed", raftstore.EventUpdate, task(run, run), nil, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := raftstore.Event{Kind: tc.kind, Object: tc.task}
+			if got := progressOnly(ev, tc.task, tc.svc); got != tc.replicated {
+				t.Errorf("orchestrator ignores it: %v, want %v", got, tc.replicated)
+			}
+			if got := notUpdating(ev, tc.task, tc.svc); got != tc.updaterIgnore {
+				t.Errorf("updater ignores it: %v, want %v", got, tc.updaterIgnore)
+			}
+		})
+	}
+}
