@@ -1965,6 +1965,106 @@ func (x *IssueClientCertificateResponse) GetCaCerts() []byte {
 	return nil
 }
 
+type RevokeClientCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the client certificate to revoke, PEM (the cert.pem
+	// that 'swarmctl cluster client-cert' wrote; the leaf comes first).
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClientCertificateRequest) Reset() {
+	*x = RevokeClientCertificateRequest{}
+	mi := &file_minke_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClientCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClientCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeClientCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClientCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeClientCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevokeClientCertificateRequest) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type RevokeClientCertificateResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// not_after is when the certificate would have expired; it stays on the
+	// revocation list until then.
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClientCertificateResponse) Reset() {
+	*x = RevokeClientCertificateResponse{}
+	mi := &file_minke_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClientCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClientCertificateResponse) ProtoMessage() {}
+
+func (x *RevokeClientCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClientCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RevokeClientCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RevokeClientCertificateResponse) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeClientCertificateResponse) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 type RotateCARequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1973,7 +2073,7 @@ type RotateCARequest struct {
 
 func (x *RotateCARequest) Reset() {
 	*x = RotateCARequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[39]
+	mi := &file_minke_v1_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2085,7 @@ func (x *RotateCARequest) String() string {
 func (*RotateCARequest) ProtoMessage() {}
 
 func (x *RotateCARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[39]
+	mi := &file_minke_v1_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2098,7 @@ func (x *RotateCARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateCARequest.ProtoReflect.Descriptor instead.
 func (*RotateCARequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{39}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{41}
 }
 
 type RotateCAResponse struct {
@@ -2010,7 +2110,7 @@ type RotateCAResponse struct {
 
 func (x *RotateCAResponse) Reset() {
 	*x = RotateCAResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[40]
+	mi := &file_minke_v1_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2122,7 @@ func (x *RotateCAResponse) String() string {
 func (*RotateCAResponse) ProtoMessage() {}
 
 func (x *RotateCAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[40]
+	mi := &file_minke_v1_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2135,7 @@ func (x *RotateCAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateCAResponse.ProtoReflect.Descriptor instead.
 func (*RotateCAResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{40}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RotateCAResponse) GetCaStatus() *CAStatus {
@@ -2059,7 +2159,7 @@ type ServiceLogsRequest struct {
 
 func (x *ServiceLogsRequest) Reset() {
 	*x = ServiceLogsRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[41]
+	mi := &file_minke_v1_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2171,7 @@ func (x *ServiceLogsRequest) String() string {
 func (*ServiceLogsRequest) ProtoMessage() {}
 
 func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[41]
+	mi := &file_minke_v1_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2184,7 @@ func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{41}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServiceLogsRequest) GetService() string {
@@ -2124,7 +2224,7 @@ type ServiceLogsResponse struct {
 
 func (x *ServiceLogsResponse) Reset() {
 	*x = ServiceLogsResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[42]
+	mi := &file_minke_v1_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2236,7 @@ func (x *ServiceLogsResponse) String() string {
 func (*ServiceLogsResponse) ProtoMessage() {}
 
 func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[42]
+	mi := &file_minke_v1_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2249,7 @@ func (x *ServiceLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLogsResponse.ProtoReflect.Descriptor instead.
 func (*ServiceLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{42}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ServiceLogsResponse) GetMessages() []*LogMessage {
@@ -2168,7 +2268,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[43]
+	mi := &file_minke_v1_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2280,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[43]
+	mi := &file_minke_v1_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2293,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{43}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
@@ -2212,7 +2312,7 @@ type CreateNetworkResponse struct {
 
 func (x *CreateNetworkResponse) Reset() {
 	*x = CreateNetworkResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[44]
+	mi := &file_minke_v1_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2324,7 @@ func (x *CreateNetworkResponse) String() string {
 func (*CreateNetworkResponse) ProtoMessage() {}
 
 func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[44]
+	mi := &file_minke_v1_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2337,7 @@ func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
 func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{44}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateNetworkResponse) GetNetwork() *Network {
@@ -2257,7 +2357,7 @@ type GetNetworkRequest struct {
 
 func (x *GetNetworkRequest) Reset() {
 	*x = GetNetworkRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[45]
+	mi := &file_minke_v1_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2369,7 @@ func (x *GetNetworkRequest) String() string {
 func (*GetNetworkRequest) ProtoMessage() {}
 
 func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[45]
+	mi := &file_minke_v1_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2382,7 @@ func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
 func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{45}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetNetworkRequest) GetNetwork() string {
@@ -2303,7 +2403,7 @@ type GetNetworkResponse struct {
 
 func (x *GetNetworkResponse) Reset() {
 	*x = GetNetworkResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[46]
+	mi := &file_minke_v1_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2415,7 @@ func (x *GetNetworkResponse) String() string {
 func (*GetNetworkResponse) ProtoMessage() {}
 
 func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[46]
+	mi := &file_minke_v1_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2428,7 @@ func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
 func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{46}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetNetworkResponse) GetNetwork() *Network {
@@ -2353,7 +2453,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[47]
+	mi := &file_minke_v1_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2465,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[47]
+	mi := &file_minke_v1_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2478,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{49}
 }
 
 type ListNetworksResponse struct {
@@ -2390,7 +2490,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[48]
+	mi := &file_minke_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2502,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[48]
+	mi := &file_minke_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2515,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -2434,7 +2534,7 @@ type RemoveNetworkRequest struct {
 
 func (x *RemoveNetworkRequest) Reset() {
 	*x = RemoveNetworkRequest{}
-	mi := &file_minke_v1_control_proto_msgTypes[49]
+	mi := &file_minke_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2546,7 @@ func (x *RemoveNetworkRequest) String() string {
 func (*RemoveNetworkRequest) ProtoMessage() {}
 
 func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[49]
+	mi := &file_minke_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2559,7 @@ func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemoveNetworkRequest) GetNetwork() string {
@@ -2477,7 +2577,7 @@ type RemoveNetworkResponse struct {
 
 func (x *RemoveNetworkResponse) Reset() {
 	*x = RemoveNetworkResponse{}
-	mi := &file_minke_v1_control_proto_msgTypes[50]
+	mi := &file_minke_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2589,7 @@ func (x *RemoveNetworkResponse) String() string {
 func (*RemoveNetworkResponse) ProtoMessage() {}
 
 func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_control_proto_msgTypes[50]
+	mi := &file_minke_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2602,7 @@ func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_minke_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 var File_minke_v1_control_proto protoreflect.FileDescriptor
@@ -2618,7 +2718,12 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\blifetime\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\blifetime\"]\n" +
 	"\x1eIssueClientCertificateResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x19\n" +
-	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"\x11\n" +
+	"\bca_certs\x18\x02 \x01(\fR\acaCerts\"B\n" +
+	"\x1eRevokeClientCertificateRequest\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"r\n" +
+	"\x1fRevokeClientCertificateResponse\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x11\n" +
 	"\x0fRotateCARequest\"C\n" +
 	"\x10RotateCAResponse\x12/\n" +
 	"\tca_status\x18\x01 \x01(\v2\x12.minke.v1.CAStatusR\bcaStatus\"\x9a\x01\n" +
@@ -2644,7 +2749,7 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\bnetworks\x18\x01 \x03(\v2\x11.minke.v1.NetworkR\bnetworks\"0\n" +
 	"\x14RemoveNetworkRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\"\x17\n" +
-	"\x15RemoveNetworkResponse2\xaf\x0f\n" +
+	"\x15RemoveNetworkResponse2\x9f\x10\n" +
 	"\aControl\x12P\n" +
 	"\rCreateService\x12\x1e.minke.v1.CreateServiceRequest\x1a\x1f.minke.v1.CreateServiceResponse\x12G\n" +
 	"\n" +
@@ -2674,7 +2779,8 @@ const file_minke_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"GetNetwork\x12\x1b.minke.v1.GetNetworkRequest\x1a\x1c.minke.v1.GetNetworkResponse\x12M\n" +
 	"\fListNetworks\x12\x1d.minke.v1.ListNetworksRequest\x1a\x1e.minke.v1.ListNetworksResponse\x12P\n" +
-	"\rRemoveNetwork\x12\x1e.minke.v1.RemoveNetworkRequest\x1a\x1f.minke.v1.RemoveNetworkResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
+	"\rRemoveNetwork\x12\x1e.minke.v1.RemoveNetworkRequest\x1a\x1f.minke.v1.RemoveNetworkResponse\x12n\n" +
+	"\x17RevokeClientCertificate\x12(.minke.v1.RevokeClientCertificateRequest\x1a).minke.v1.RevokeClientCertificateResponseB'Z%github.com/minke-io/minke/api/minkepbb\x06proto3"
 
 var (
 	file_minke_v1_control_proto_rawDescOnce sync.Once
@@ -2688,7 +2794,7 @@ func file_minke_v1_control_proto_rawDescGZIP() []byte {
 	return file_minke_v1_control_proto_rawDescData
 }
 
-var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_minke_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_minke_v1_control_proto_goTypes = []any{
 	(*RebalanceServiceRequest)(nil),            // 0: minke.v1.RebalanceServiceRequest
 	(*RebalanceServiceResponse)(nil),           // 1: minke.v1.RebalanceServiceResponse
@@ -2729,124 +2835,129 @@ var file_minke_v1_control_proto_goTypes = []any{
 	(*CAStatus)(nil),                           // 36: minke.v1.CAStatus
 	(*IssueClientCertificateRequest)(nil),      // 37: minke.v1.IssueClientCertificateRequest
 	(*IssueClientCertificateResponse)(nil),     // 38: minke.v1.IssueClientCertificateResponse
-	(*RotateCARequest)(nil),                    // 39: minke.v1.RotateCARequest
-	(*RotateCAResponse)(nil),                   // 40: minke.v1.RotateCAResponse
-	(*ServiceLogsRequest)(nil),                 // 41: minke.v1.ServiceLogsRequest
-	(*ServiceLogsResponse)(nil),                // 42: minke.v1.ServiceLogsResponse
-	(*CreateNetworkRequest)(nil),               // 43: minke.v1.CreateNetworkRequest
-	(*CreateNetworkResponse)(nil),              // 44: minke.v1.CreateNetworkResponse
-	(*GetNetworkRequest)(nil),                  // 45: minke.v1.GetNetworkRequest
-	(*GetNetworkResponse)(nil),                 // 46: minke.v1.GetNetworkResponse
-	(*ListNetworksRequest)(nil),                // 47: minke.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),               // 48: minke.v1.ListNetworksResponse
-	(*RemoveNetworkRequest)(nil),               // 49: minke.v1.RemoveNetworkRequest
-	(*RemoveNetworkResponse)(nil),              // 50: minke.v1.RemoveNetworkResponse
-	nil,                                        // 51: minke.v1.UpdateNodeRequest.LabelAddEntry
-	nil,                                        // 52: minke.v1.ListServicesResponse.CountsEntry
-	(*Service)(nil),                            // 53: minke.v1.Service
-	(*OrchestrationConfig)(nil),                // 54: minke.v1.OrchestrationConfig
-	(*Cluster)(nil),                            // 55: minke.v1.Cluster
-	(GossipKeyRotation_Phase)(0),               // 56: minke.v1.GossipKeyRotation.Phase
-	(NodeRole)(0),                              // 57: minke.v1.NodeRole
-	(*JoinTokens)(nil),                         // 58: minke.v1.JoinTokens
-	(NodeSpec_Availability)(0),                 // 59: minke.v1.NodeSpec.Availability
-	(*Node)(nil),                               // 60: minke.v1.Node
-	(*ServiceSpec)(nil),                        // 61: minke.v1.ServiceSpec
-	(*Task)(nil),                               // 62: minke.v1.Task
-	(*durationpb.Duration)(nil),                // 63: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),              // 64: google.protobuf.Timestamp
-	(*LogMessage)(nil),                         // 65: minke.v1.LogMessage
-	(*NetworkSpec)(nil),                        // 66: minke.v1.NetworkSpec
-	(*Network)(nil),                            // 67: minke.v1.Network
+	(*RevokeClientCertificateRequest)(nil),     // 39: minke.v1.RevokeClientCertificateRequest
+	(*RevokeClientCertificateResponse)(nil),    // 40: minke.v1.RevokeClientCertificateResponse
+	(*RotateCARequest)(nil),                    // 41: minke.v1.RotateCARequest
+	(*RotateCAResponse)(nil),                   // 42: minke.v1.RotateCAResponse
+	(*ServiceLogsRequest)(nil),                 // 43: minke.v1.ServiceLogsRequest
+	(*ServiceLogsResponse)(nil),                // 44: minke.v1.ServiceLogsResponse
+	(*CreateNetworkRequest)(nil),               // 45: minke.v1.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil),              // 46: minke.v1.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),                  // 47: minke.v1.GetNetworkRequest
+	(*GetNetworkResponse)(nil),                 // 48: minke.v1.GetNetworkResponse
+	(*ListNetworksRequest)(nil),                // 49: minke.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),               // 50: minke.v1.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),               // 51: minke.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),              // 52: minke.v1.RemoveNetworkResponse
+	nil,                                        // 53: minke.v1.UpdateNodeRequest.LabelAddEntry
+	nil,                                        // 54: minke.v1.ListServicesResponse.CountsEntry
+	(*Service)(nil),                            // 55: minke.v1.Service
+	(*OrchestrationConfig)(nil),                // 56: minke.v1.OrchestrationConfig
+	(*Cluster)(nil),                            // 57: minke.v1.Cluster
+	(GossipKeyRotation_Phase)(0),               // 58: minke.v1.GossipKeyRotation.Phase
+	(NodeRole)(0),                              // 59: minke.v1.NodeRole
+	(*JoinTokens)(nil),                         // 60: minke.v1.JoinTokens
+	(NodeSpec_Availability)(0),                 // 61: minke.v1.NodeSpec.Availability
+	(*Node)(nil),                               // 62: minke.v1.Node
+	(*ServiceSpec)(nil),                        // 63: minke.v1.ServiceSpec
+	(*Task)(nil),                               // 64: minke.v1.Task
+	(*durationpb.Duration)(nil),                // 65: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),              // 66: google.protobuf.Timestamp
+	(*LogMessage)(nil),                         // 67: minke.v1.LogMessage
+	(*NetworkSpec)(nil),                        // 68: minke.v1.NetworkSpec
+	(*Network)(nil),                            // 69: minke.v1.Network
 }
 var file_minke_v1_control_proto_depIdxs = []int32{
-	53, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
-	54, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
-	55, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
+	55, // 0: minke.v1.RebalanceServiceResponse.service:type_name -> minke.v1.Service
+	56, // 1: minke.v1.UpdateClusterOrchestrationRequest.orchestration:type_name -> minke.v1.OrchestrationConfig
+	57, // 2: minke.v1.UpdateClusterOrchestrationResponse.cluster:type_name -> minke.v1.Cluster
 	8,  // 3: minke.v1.RotateGossipKeyResponse.status:type_name -> minke.v1.GossipKeyStatus
 	8,  // 4: minke.v1.GetGossipKeyStatusResponse.status:type_name -> minke.v1.GossipKeyStatus
-	56, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
-	57, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
-	58, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
-	59, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
-	51, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
-	60, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
-	57, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
-	60, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
-	61, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	53, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
-	53, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
-	53, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
-	52, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
-	61, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
-	53, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
-	62, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
-	60, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
-	55, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
+	58, // 5: minke.v1.GossipKeyStatus.phase:type_name -> minke.v1.GossipKeyRotation.Phase
+	59, // 6: minke.v1.RotateJoinTokenRequest.role:type_name -> minke.v1.NodeRole
+	60, // 7: minke.v1.RotateJoinTokenResponse.join_tokens:type_name -> minke.v1.JoinTokens
+	61, // 8: minke.v1.UpdateNodeRequest.availability:type_name -> minke.v1.NodeSpec.Availability
+	53, // 9: minke.v1.UpdateNodeRequest.label_add:type_name -> minke.v1.UpdateNodeRequest.LabelAddEntry
+	62, // 10: minke.v1.UpdateNodeResponse.node:type_name -> minke.v1.Node
+	59, // 11: minke.v1.UpdateNodeRoleRequest.role:type_name -> minke.v1.NodeRole
+	62, // 12: minke.v1.UpdateNodeRoleResponse.node:type_name -> minke.v1.Node
+	63, // 13: minke.v1.CreateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	55, // 14: minke.v1.CreateServiceResponse.service:type_name -> minke.v1.Service
+	55, // 15: minke.v1.GetServiceResponse.service:type_name -> minke.v1.Service
+	55, // 16: minke.v1.ListServicesResponse.services:type_name -> minke.v1.Service
+	54, // 17: minke.v1.ListServicesResponse.counts:type_name -> minke.v1.ListServicesResponse.CountsEntry
+	63, // 18: minke.v1.UpdateServiceRequest.spec:type_name -> minke.v1.ServiceSpec
+	55, // 19: minke.v1.UpdateServiceResponse.service:type_name -> minke.v1.Service
+	64, // 20: minke.v1.ListTasksResponse.tasks:type_name -> minke.v1.Task
+	62, // 21: minke.v1.ListNodesResponse.nodes:type_name -> minke.v1.Node
+	57, // 22: minke.v1.GetClusterResponse.cluster:type_name -> minke.v1.Cluster
 	36, // 23: minke.v1.GetClusterResponse.ca_status:type_name -> minke.v1.CAStatus
-	63, // 24: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
-	63, // 25: minke.v1.IssueClientCertificateRequest.lifetime:type_name -> google.protobuf.Duration
-	36, // 26: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
-	64, // 27: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
-	65, // 28: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
-	66, // 29: minke.v1.CreateNetworkRequest.spec:type_name -> minke.v1.NetworkSpec
-	67, // 30: minke.v1.CreateNetworkResponse.network:type_name -> minke.v1.Network
-	67, // 31: minke.v1.GetNetworkResponse.network:type_name -> minke.v1.Network
-	67, // 32: minke.v1.ListNetworksResponse.networks:type_name -> minke.v1.Network
-	24, // 33: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
-	19, // 34: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
-	21, // 35: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
-	23, // 36: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
-	26, // 37: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
-	28, // 38: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
-	30, // 39: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
-	32, // 40: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
-	34, // 41: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
-	41, // 42: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
-	13, // 43: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
-	15, // 44: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
-	17, // 45: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
-	11, // 46: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
-	9,  // 47: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
-	0,  // 48: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
-	2,  // 49: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
-	4,  // 50: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
-	6,  // 51: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
-	37, // 52: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
-	39, // 53: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
-	43, // 54: minke.v1.Control.CreateNetwork:input_type -> minke.v1.CreateNetworkRequest
-	45, // 55: minke.v1.Control.GetNetwork:input_type -> minke.v1.GetNetworkRequest
-	47, // 56: minke.v1.Control.ListNetworks:input_type -> minke.v1.ListNetworksRequest
-	49, // 57: minke.v1.Control.RemoveNetwork:input_type -> minke.v1.RemoveNetworkRequest
-	20, // 58: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
-	22, // 59: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
-	25, // 60: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
-	27, // 61: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
-	29, // 62: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
-	31, // 63: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
-	33, // 64: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
-	35, // 65: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
-	42, // 66: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
-	14, // 67: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
-	16, // 68: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
-	18, // 69: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
-	12, // 70: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
-	10, // 71: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
-	1,  // 72: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
-	3,  // 73: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
-	5,  // 74: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
-	7,  // 75: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
-	38, // 76: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
-	40, // 77: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
-	44, // 78: minke.v1.Control.CreateNetwork:output_type -> minke.v1.CreateNetworkResponse
-	46, // 79: minke.v1.Control.GetNetwork:output_type -> minke.v1.GetNetworkResponse
-	48, // 80: minke.v1.Control.ListNetworks:output_type -> minke.v1.ListNetworksResponse
-	50, // 81: minke.v1.Control.RemoveNetwork:output_type -> minke.v1.RemoveNetworkResponse
-	58, // [58:82] is the sub-list for method output_type
-	34, // [34:58] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	65, // 24: minke.v1.CAStatus.cert_lifetime:type_name -> google.protobuf.Duration
+	65, // 25: minke.v1.IssueClientCertificateRequest.lifetime:type_name -> google.protobuf.Duration
+	66, // 26: minke.v1.RevokeClientCertificateResponse.not_after:type_name -> google.protobuf.Timestamp
+	36, // 27: minke.v1.RotateCAResponse.ca_status:type_name -> minke.v1.CAStatus
+	66, // 28: minke.v1.ServiceLogsRequest.since:type_name -> google.protobuf.Timestamp
+	67, // 29: minke.v1.ServiceLogsResponse.messages:type_name -> minke.v1.LogMessage
+	68, // 30: minke.v1.CreateNetworkRequest.spec:type_name -> minke.v1.NetworkSpec
+	69, // 31: minke.v1.CreateNetworkResponse.network:type_name -> minke.v1.Network
+	69, // 32: minke.v1.GetNetworkResponse.network:type_name -> minke.v1.Network
+	69, // 33: minke.v1.ListNetworksResponse.networks:type_name -> minke.v1.Network
+	24, // 34: minke.v1.ListServicesResponse.CountsEntry.value:type_name -> minke.v1.ReplicaCounts
+	19, // 35: minke.v1.Control.CreateService:input_type -> minke.v1.CreateServiceRequest
+	21, // 36: minke.v1.Control.GetService:input_type -> minke.v1.GetServiceRequest
+	23, // 37: minke.v1.Control.ListServices:input_type -> minke.v1.ListServicesRequest
+	26, // 38: minke.v1.Control.UpdateService:input_type -> minke.v1.UpdateServiceRequest
+	28, // 39: minke.v1.Control.RemoveService:input_type -> minke.v1.RemoveServiceRequest
+	30, // 40: minke.v1.Control.ListTasks:input_type -> minke.v1.ListTasksRequest
+	32, // 41: minke.v1.Control.ListNodes:input_type -> minke.v1.ListNodesRequest
+	34, // 42: minke.v1.Control.GetCluster:input_type -> minke.v1.GetClusterRequest
+	43, // 43: minke.v1.Control.ServiceLogs:input_type -> minke.v1.ServiceLogsRequest
+	13, // 44: minke.v1.Control.UpdateNodeRole:input_type -> minke.v1.UpdateNodeRoleRequest
+	15, // 45: minke.v1.Control.RemoveNode:input_type -> minke.v1.RemoveNodeRequest
+	17, // 46: minke.v1.Control.Backup:input_type -> minke.v1.BackupRequest
+	11, // 47: minke.v1.Control.UpdateNode:input_type -> minke.v1.UpdateNodeRequest
+	9,  // 48: minke.v1.Control.RotateJoinToken:input_type -> minke.v1.RotateJoinTokenRequest
+	0,  // 49: minke.v1.Control.RebalanceService:input_type -> minke.v1.RebalanceServiceRequest
+	2,  // 50: minke.v1.Control.UpdateClusterOrchestration:input_type -> minke.v1.UpdateClusterOrchestrationRequest
+	4,  // 51: minke.v1.Control.RotateGossipKey:input_type -> minke.v1.RotateGossipKeyRequest
+	6,  // 52: minke.v1.Control.GetGossipKeyStatus:input_type -> minke.v1.GetGossipKeyStatusRequest
+	37, // 53: minke.v1.Control.IssueClientCertificate:input_type -> minke.v1.IssueClientCertificateRequest
+	41, // 54: minke.v1.Control.RotateCA:input_type -> minke.v1.RotateCARequest
+	45, // 55: minke.v1.Control.CreateNetwork:input_type -> minke.v1.CreateNetworkRequest
+	47, // 56: minke.v1.Control.GetNetwork:input_type -> minke.v1.GetNetworkRequest
+	49, // 57: minke.v1.Control.ListNetworks:input_type -> minke.v1.ListNetworksRequest
+	51, // 58: minke.v1.Control.RemoveNetwork:input_type -> minke.v1.RemoveNetworkRequest
+	39, // 59: minke.v1.Control.RevokeClientCertificate:input_type -> minke.v1.RevokeClientCertificateRequest
+	20, // 60: minke.v1.Control.CreateService:output_type -> minke.v1.CreateServiceResponse
+	22, // 61: minke.v1.Control.GetService:output_type -> minke.v1.GetServiceResponse
+	25, // 62: minke.v1.Control.ListServices:output_type -> minke.v1.ListServicesResponse
+	27, // 63: minke.v1.Control.UpdateService:output_type -> minke.v1.UpdateServiceResponse
+	29, // 64: minke.v1.Control.RemoveService:output_type -> minke.v1.RemoveServiceResponse
+	31, // 65: minke.v1.Control.ListTasks:output_type -> minke.v1.ListTasksResponse
+	33, // 66: minke.v1.Control.ListNodes:output_type -> minke.v1.ListNodesResponse
+	35, // 67: minke.v1.Control.GetCluster:output_type -> minke.v1.GetClusterResponse
+	44, // 68: minke.v1.Control.ServiceLogs:output_type -> minke.v1.ServiceLogsResponse
+	14, // 69: minke.v1.Control.UpdateNodeRole:output_type -> minke.v1.UpdateNodeRoleResponse
+	16, // 70: minke.v1.Control.RemoveNode:output_type -> minke.v1.RemoveNodeResponse
+	18, // 71: minke.v1.Control.Backup:output_type -> minke.v1.BackupResponse
+	12, // 72: minke.v1.Control.UpdateNode:output_type -> minke.v1.UpdateNodeResponse
+	10, // 73: minke.v1.Control.RotateJoinToken:output_type -> minke.v1.RotateJoinTokenResponse
+	1,  // 74: minke.v1.Control.RebalanceService:output_type -> minke.v1.RebalanceServiceResponse
+	3,  // 75: minke.v1.Control.UpdateClusterOrchestration:output_type -> minke.v1.UpdateClusterOrchestrationResponse
+	5,  // 76: minke.v1.Control.RotateGossipKey:output_type -> minke.v1.RotateGossipKeyResponse
+	7,  // 77: minke.v1.Control.GetGossipKeyStatus:output_type -> minke.v1.GetGossipKeyStatusResponse
+	38, // 78: minke.v1.Control.IssueClientCertificate:output_type -> minke.v1.IssueClientCertificateResponse
+	42, // 79: minke.v1.Control.RotateCA:output_type -> minke.v1.RotateCAResponse
+	46, // 80: minke.v1.Control.CreateNetwork:output_type -> minke.v1.CreateNetworkResponse
+	48, // 81: minke.v1.Control.GetNetwork:output_type -> minke.v1.GetNetworkResponse
+	50, // 82: minke.v1.Control.ListNetworks:output_type -> minke.v1.ListNetworksResponse
+	52, // 83: minke.v1.Control.RemoveNetwork:output_type -> minke.v1.RemoveNetworkResponse
+	40, // 84: minke.v1.Control.RevokeClientCertificate:output_type -> minke.v1.RevokeClientCertificateResponse
+	60, // [60:85] is the sub-list for method output_type
+	35, // [35:60] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_control_proto_init() }
@@ -2855,14 +2966,14 @@ func file_minke_v1_control_proto_init() {
 		return
 	}
 	file_minke_v1_objects_proto_init()
-	file_minke_v1_control_proto_msgTypes[41].OneofWrappers = []any{}
+	file_minke_v1_control_proto_msgTypes[43].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_control_proto_rawDesc), len(file_minke_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

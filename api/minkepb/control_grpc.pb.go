@@ -49,6 +49,7 @@ const (
 	Control_GetNetwork_FullMethodName                 = "/minke.v1.Control/GetNetwork"
 	Control_ListNetworks_FullMethodName               = "/minke.v1.Control/ListNetworks"
 	Control_RemoveNetwork_FullMethodName              = "/minke.v1.Control/RemoveNetwork"
+	Control_RevokeClientCertificate_FullMethodName    = "/minke.v1.Control/RevokeClientCertificate"
 )
 
 // ControlClient is the client API for Control service.
@@ -104,6 +105,11 @@ type ControlClient interface {
 	ListNetworks(ctx context.Context, in *ListNetworksRequest, opts ...grpc.CallOption) (*ListNetworksResponse, error)
 	// RemoveNetwork is refused while a service or task uses the network.
 	RemoveNetwork(ctx context.Context, in *RemoveNetworkRequest, opts ...grpc.CallOption) (*RemoveNetworkResponse, error)
+	// RevokeClientCertificate revokes a client certificate of this cluster
+	// ('swarmctl cluster revoke-client-cert'): the Control API on TCP and the
+	// built-in registry refuse it from then on. Node certificates are
+	// revoked by removing the node.
+	RevokeClientCertificate(ctx context.Context, in *RevokeClientCertificateRequest, opts ...grpc.CallOption) (*RevokeClientCertificateResponse, error)
 }
 
 type controlClient struct {
@@ -363,6 +369,16 @@ func (c *controlClient) RemoveNetwork(ctx context.Context, in *RemoveNetworkRequ
 	return out, nil
 }
 
+func (c *controlClient) RevokeClientCertificate(ctx context.Context, in *RevokeClientCertificateRequest, opts ...grpc.CallOption) (*RevokeClientCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeClientCertificateResponse)
+	err := c.cc.Invoke(ctx, Control_RevokeClientCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -416,6 +432,11 @@ type ControlServer interface {
 	ListNetworks(context.Context, *ListNetworksRequest) (*ListNetworksResponse, error)
 	// RemoveNetwork is refused while a service or task uses the network.
 	RemoveNetwork(context.Context, *RemoveNetworkRequest) (*RemoveNetworkResponse, error)
+	// RevokeClientCertificate revokes a client certificate of this cluster
+	// ('swarmctl cluster revoke-client-cert'): the Control API on TCP and the
+	// built-in registry refuse it from then on. Node certificates are
+	// revoked by removing the node.
+	RevokeClientCertificate(context.Context, *RevokeClientCertificateRequest) (*RevokeClientCertificateResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -497,6 +518,9 @@ func (UnimplementedControlServer) ListNetworks(context.Context, *ListNetworksReq
 }
 func (UnimplementedControlServer) RemoveNetwork(context.Context, *RemoveNetworkRequest) (*RemoveNetworkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveNetwork not implemented")
+}
+func (UnimplementedControlServer) RevokeClientCertificate(context.Context, *RevokeClientCertificateRequest) (*RevokeClientCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeClientCertificate not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -944,6 +968,24 @@ func _Control_RemoveNetwork_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_RevokeClientCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeClientCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RevokeClientCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RevokeClientCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RevokeClientCertificate(ctx, req.(*RevokeClientCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1042,6 +1084,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveNetwork",
 			Handler:    _Control_RemoveNetwork_Handler,
+		},
+		{
+			MethodName: "RevokeClientCertificate",
+			Handler:    _Control_RevokeClientCertificate_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -11,7 +11,7 @@ import (
 
 func newClusterCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Manage the cluster"}
-	cmd.AddCommand(newJoinTokenCmd(a), newBackupCmd(a), newClusterUpdateCmd(a), newClusterInspectCmd(a), newClientCertCmd(a), newRotateCACmd(a))
+	cmd.AddCommand(newJoinTokenCmd(a), newBackupCmd(a), newClusterUpdateCmd(a), newClusterInspectCmd(a), newClientCertCmd(a), newRotateCACmd(a), newRevokeClientCertCmd(a))
 	cmd.AddCommand(newRotateGossipKeyCmd(a))
 	return cmd
 }

@@ -56,8 +56,7 @@ func (m *Manager) authenticateRegistry(chain []*x509.Certificate) (ca.Peer, erro
 	})
 	switch {
 	case revoked:
-		return p, fmt.Errorf("%w: the certificate of %s (serial %s) was revoked: the node was removed from the cluster",
-			registry.ErrDenied, p.ID, p.Serial)
+		return p, fmt.Errorf("%w: %s", registry.ErrDenied, revokedReason(p))
 	case p.Role == ca.RoleWorker && node == nil:
 		return p, fmt.Errorf("%w: node %s was removed from the cluster: its certificate is no longer accepted", registry.ErrDenied, p.ID)
 	case p.Role == ca.RoleManager && node != nil && node.GetRole() != minkepb.NodeRole_MANAGER:
@@ -79,4 +78,13 @@ func (m *Manager) registryTransport() http.RoundTripper {
 type registryClient struct {
 	regTransportOnce sync.Once
 	regTransport     http.RoundTripper
+}
+
+// revokedReason says why p's certificate is on the revocation list.
+func revokedReason(p ca.Peer) string {
+	if p.Role == ca.RoleClient {
+		return fmt.Sprintf("the client certificate %s (serial %s) was revoked ('swarmctl cluster revoke-client-cert'): "+
+			"make a new one with 'swarmctl cluster client-cert' on a manager", p.ID, p.Serial)
+	}
+	return fmt.Sprintf("the certificate of %s (serial %s) was revoked: the node was removed from the cluster", p.ID, p.Serial)
 }

@@ -262,6 +262,9 @@ func (m *Manager) authorize(ctx context.Context, method, listener string) (conte
 		revoked, node = ca.Revoked(tx.Cluster(), p.Serial), tx.Node(p.ID)
 		return nil
 	})
+	if revoked && p.Role == ca.RoleClient {
+		return nil, refuse(codes.PermissionDenied, "%s", revokedReason(p))
+	}
 	if revoked {
 		return nil, refuse(codes.PermissionDenied, "the certificate of %s (serial %s) was revoked: the node was removed from the cluster; "+
 			"to bring the machine back, join it again with an empty --data-dir and a join token", p.ID, p.Serial)

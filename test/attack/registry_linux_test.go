@@ -133,6 +133,27 @@ func TestRegistryTrust(t *testing.T) {
 		wantCode(t, err, transport.DeniedErrorCode, "revoked")
 		tg.wantLog(t, "refused registry request", "node_id="+workerID, "revoked")
 	})
+	t.Run("revoked client certificate cannot push", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "client")
+		if _, err := c.WriteClientCert(ctx, dir); err != nil {
+			t.Fatal(err)
+		}
+		id, err := ca.LoadIdentity(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2 := mustRef(t, reg+"/attack/app:v2")
+		if err := remote.Write(v2, img, as(id)...); err != nil {
+			t.Fatalf("push with a client certificate: %v", err)
+		}
+		if _, _, err := c.RevokeClientCert(ctx, dir); err != nil {
+			t.Fatal(err)
+		}
+		evil, _ := random.Image(64, 1)
+		err = remote.Write(v2, evil, as(id)...)
+		wantCode(t, err, transport.DeniedErrorCode, "revoked")
+		tg.wantLog(t, "refused registry request", "role=client", "revoked")
+	})
 	tg.stillServes(t)
 }
 

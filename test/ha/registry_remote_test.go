@@ -16,7 +16,8 @@ import (
 // --tls-dir --host tcp://… image push reaches the manager's registry over
 // the network with the client certificate of 'swarmctl cluster
 // client-cert', and a service runs the image; without the directory the
-// push is refused before anything is sent.
+// push is refused before anything is sent. Once 'swarmctl cluster
+// revoke-client-cert' revoked the certificate, the Control API refuses it.
 func TestRemotePushWithClientCertificate(t *testing.T) {
 	c := newCluster(t, 1, 1, options{worker: true, controlPort: controlPort})
 	m := c.mgrs[0]
@@ -62,4 +63,20 @@ func TestRemotePushWithClientCertificate(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%d tasks", len(tasks))
 	})
+
+	// Revoked, the certificate is refused by the Control API and the
+	// registry alike.
+	out := c.mustCtl(m, "cluster", "revoke-client-cert", dir)
+	if !strings.Contains(out, "revoked client certificate serial") {
+		t.Fatalf("revoke-client-cert: %s", out)
+	}
+	r = ctlAt(t, remote, "", "--host", "tcp://"+ctlAddr, "--tls-dir", dir, "node", "ls")
+	if r.code == 0 || !strings.Contains(r.out, "revoke-client-cert") {
+		t.Fatalf("node ls over TCP with a revoked client certificate: %v", r)
+	}
+	c.logHas(m, "refused call", "revoked")
+	r = ctlAt(t, remote, "", "--host", "tcp://"+ctlAddr, "--tls-dir", dir, "image", "push", helloTar, "remote:v3")
+	if r.code == 0 || !strings.Contains(r.out, "revoked") {
+		t.Fatalf("push over TCP with a revoked client certificate: %v", r)
+	}
 }
