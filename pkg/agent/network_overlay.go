@@ -31,18 +31,19 @@ func (n *agentNet) startOverlays(nodeAddr, dataDir string, keep map[string]bool)
 	}
 }
 
-// applyOverlays programs the overlay networks' peers and VIPs, and gives the
-// DNS server their records.
+// applyOverlays programs the overlay networks' peers and VIPs, then gives
+// the DNS server their records: in that order, so that a name never
+// resolves to a state the data plane has not reached (a task removed from
+// tasks.NAME is out of the VIP's backends already).
 func (n *agentNet) applyOverlays(st *minkepb.NetworkState) {
 	nets, records := overlayNetworks(st.GetOverlays())
+	if n.ov != nil {
+		if err := n.ov.Set(nets); err != nil {
+			n.log.Warn("programming overlay networks failed", "err", err)
+		}
+	}
 	if n.dns != nil {
 		n.dns.UpdateNetworks(records)
-	}
-	if n.ov == nil {
-		return
-	}
-	if err := n.ov.Set(nets); err != nil {
-		n.log.Warn("programming overlay networks failed", "err", err)
 	}
 }
 

@@ -153,7 +153,7 @@ func (o *Overlays) closeHandles() {
 
 // linkWithAddr is the underlay link holding a, or nil.
 func (o *Overlays) linkWithAddr(a netip.Addr) netlink.Link {
-	addrs, err := o.uh.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return o.uh.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil
 	}
@@ -526,7 +526,7 @@ func (sb *sandbox) close() {
 // deleteLinks deletes every link but lo: VXLAN first, so that nothing is
 // forwarded while the rest goes.
 func deleteLinks(h *netlink.Handle) error {
-	links, err := h.LinkList()
+	links, err := retryDump(h.LinkList)
 	if err != nil {
 		return fmt.Errorf("network: listing overlay links: %w", err)
 	}
@@ -609,7 +609,7 @@ func (o *Overlays) Sweep(keep map[string]bool) error {
 		for id := range sb.members {
 			want[overlayVeth(id, nid)] = id
 		}
-		links, err := sb.h.LinkList()
+		links, err := retryDump(sb.h.LinkList)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("network: sweep: overlay %s: %w", nid, err))
 			continue

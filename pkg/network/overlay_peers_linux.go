@@ -29,7 +29,7 @@ func (sb *sandbox) programPeers(local netip.Addr, n OverlayNetwork) error {
 	idx := sb.vxlan.Attrs().Index
 	var errs []error
 
-	neighs, err := sb.h.NeighList(idx, netlink.FAMILY_V4)
+	neighs, err := retryDump(func() ([]netlink.Neigh, error) { return sb.h.NeighList(idx, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("network: overlay %s: listing neighbours: %w", sb.id, err)
 	}
@@ -47,7 +47,7 @@ func (sb *sandbox) programPeers(local netip.Addr, n OverlayNetwork) error {
 		}
 	}
 
-	fdb, err := sb.h.NeighList(idx, unix.AF_BRIDGE)
+	fdb, err := retryDump(func() ([]netlink.Neigh, error) { return sb.h.NeighList(idx, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("network: overlay %s: listing forwarding entries: %w", sb.id, err)
 	}
@@ -95,4 +95,18 @@ func addrOfMAC(mac net.HardwareAddr) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return netip.AddrFrom4([4]byte{mac[2], mac[3], mac[4], mac[5]}), true
+}
+
+// retryDump repeats a netlink dump that raced a change of the table (the
+// kernel flags it interrupted, e.g. ARP entries of the bridge changing
+// under traffic), a bounded number of times.
+func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
+	var out []T
+	var err error
+	for range 5 {
+		if out, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return out, err
 }

@@ -5,6 +5,7 @@ package network
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -242,6 +243,22 @@ type netState struct {
 func (c *cluster) netState(w *node) netState {
 	c.t.Helper()
 	var st netState
+	var err error
+	// A dump that races a link change is interrupted (the kernel says so):
+	// read again, a bounded number of times.
+	for range 5 {
+		if st, err = c.readNetState(w); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		c.t.Fatalf("reading %s's network: %v", w.name, err)
+	}
+	return st
+}
+
+func (c *cluster) readNetState(w *node) (netState, error) {
+	var st netState
 	err := inHost(w.host, func() error {
 		links, err := netlink.LinkList()
 		if err != nil {
@@ -278,12 +295,9 @@ func (c *cluster) netState(w *node) netState {
 		}
 		return nil
 	})
-	if err != nil {
-		c.t.Fatalf("reading %s's network: %v", w.name, err)
-	}
 	ents, _ := os.ReadDir(filepath.Join(w.dataDir, "network", "netns"))
 	st.netnsFiles = len(ents)
-	return st
+	return st, err
 }
 
 // listenOn holds port open on host (a process of the node holding it)

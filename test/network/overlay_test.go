@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -62,6 +63,51 @@ func onlyTask(tasks map[string]*minkepb.Task) string {
 		return id
 	}
 	return ""
+}
+
+// callerOf listens on :port inside task id's network namespace on w and
+// returns a function that dials addr from inside task from's namespace on
+// fw and says which source address the listener saw.
+func callerOf(t *testing.T, w *node, id string, port int) func(fw *node, from, addr string) (string, error) {
+	t.Helper()
+	var l net.Listener
+	if err := inContainer(w, id, func() error {
+		var err error
+		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	seen := make(chan string, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			c.Close()
+			seen <- host
+		}
+	}()
+	return func(fw *node, from, addr string) (string, error) {
+		if err := inContainer(fw, from, func() error {
+			c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		}); err != nil {
+			return "", err
+		}
+		select {
+		case h := <-seen:
+			return h, nil
+		case <-time.After(2 * time.Second):
+			return "", fmt.Errorf("%s: the listener saw no connection", addr)
+		}
+	}
 }
 
 // overlayState is what of the overlay data plane a worker host holds:
@@ -159,6 +205,18 @@ func TestOverlayNetworks(t *testing.T) {
 		}
 	}
 
+	// The callee sees its caller's own overlay address, called directly or
+	// through the VIP (balanced in the caller's namespace: no masquerade).
+	call := callerOf(t, w1, clientID, 81)
+	apiID := onlyTask(api)
+	apiAddr := overlayAddrs(map[string]*minkepb.Task{apiID: api[apiID]}, front)[0]
+	for _, to := range []string{clientAddr[0], c.overlayVIP("client", front)} {
+		got, err := call(w2, apiID, net.JoinHostPort(to, "81"))
+		if err != nil || got != apiAddr {
+			t.Fatalf("client called on %s by api task %s saw %q, %v; want the caller's overlay address %s", to, apiID, got, err, apiAddr)
+		}
+	}
+
 	// Isolation: front and back reach nothing of each other, either way,
 	// and back's names are not in front's DNS (other resolves only to its
 	// node-network VIP, as every service does).
@@ -199,6 +257,7 @@ func TestOverlayNetworks(t *testing.T) {
 	for range 6 {
 		got, err := httpFrom(w1, clientID, net.JoinHostPort(vip, "80"))
 		if err != nil || left[got] == nil {
+			c.dumpOverlay(front, w1, clientID, overlayAddrs(left, front))
 			t.Fatalf("overlay VIP after scale-down answered %q, %v; want the remaining task", got, err)
 		}
 	}
@@ -355,5 +414,38 @@ func TestOverlayAfterWorkerRestart(t *testing.T) {
 			seen[body] = true
 		}
 		return len(seen) == 2, fmt.Sprint(seen, err)
+	})
+}
+
+// dumpOverlay logs what the overlay data plane holds, for a failure.
+func (c *cluster) dumpOverlay(netID string, w *node, clientID string, addrs []string) {
+	for _, a := range addrs {
+		body, err := httpFrom(w, clientID, net.JoinHostPort(a, "80"))
+		c.t.Logf("direct to %s from the client: %q, %v", a, body, err)
+	}
+	for _, n := range c.workers {
+		ns := filepath.Join(n.dataDir, "network", "overlay", netID)
+		for _, args := range [][]string{{"bridge", "fdb", "show"}, {"ip", "neigh", "show"}, {"ip", "-d", "link", "show"}} {
+			out, err := n.host.Exec(5*time.Second, "nsenter", append([]string{"--net=" + ns, "--"}, args...)...)
+			c.t.Logf("%s %v: %v\n%s", n.name, args, err, out)
+		}
+	}
+	out, err := w.host.Exec(5*time.Second, "nsenter", "--net="+filepath.Join(w.dataDir, "network", "netns", clientID), "--", "ip", "neigh", "show")
+	c.t.Logf("client neighbours: %v\n%s", err, out)
+	out, _ = w.host.Exec(5*time.Second, "nsenter", "--net="+filepath.Join(w.dataDir, "network", "netns", clientID), "--", "cat", "/proc/net/nf_conntrack")
+	c.t.Logf("client conntrack:\n%s", out)
+	_ = inContainer(w, clientID, func() error {
+		conn, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		chains, _ := conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+		for _, ch := range chains {
+			rules, _ := conn.GetRules(ch.Table, ch)
+			for _, r := range rules {
+				c.t.Logf("client nft %s/%s rule: %d exprs, first %#v", ch.Table.Name, ch.Name, len(r.Exprs), r.Exprs[len(r.Exprs)-3])
+			}
+		}
+		return nil
 	})
 }
