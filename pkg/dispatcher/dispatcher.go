@@ -100,8 +100,8 @@ type Dispatcher struct {
 	// milliseconds of CPU). Sessions that wait merge their wakes, so they
 	// build fewer messages, each with the latest state.
 	builders chan struct{}
-	Logs    *LogBroker
-	started chan struct{}
+	Logs     *LogBroker
+	started  chan struct{}
 }
 
 var _ minkepb.DispatcherServer = (*Dispatcher)(nil)

@@ -3,10 +3,13 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/minke-io/minke/pkg/raftstore"
 	"github.com/minke-io/minke/pkg/scheduler"
 )
 
@@ -63,5 +66,40 @@ func TestCommitChunks(t *testing.T) {
 		func([]scheduler.Assignment) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Errorf("failed chunks: %v, want %v", err, boom)
+	}
+}
+
+// TestReconcileSplitsCommands: creating many services' tasks at once goes
+// through several commands of bounded size, and every slot is filled.
+func TestReconcileSplitsCommands(t *testing.T) {
+	s := newSim(t)
+	const services, replicas = 30, 100
+	for i := range services {
+		spec := replicated(replicas, "v1")
+		spec.Name = fmt.Sprintf("web%02d", i)
+		s.createService(fmt.Sprintf("svc%02d", i), spec)
+	}
+	wakes := NewReplicated(s.store, nil, s.clock.Now, slog.New(slog.DiscardHandler)).reconcile(context.Background(), nil)
+	if len(wakes) != 0 {
+		t.Errorf("wake-ups %v, want none", wakes)
+	}
+	perCommand := map[uint64]int{}
+	total := 0
+	s.view(func(tx raftstore.ReadTx) {
+		for _, task := range tx.Tasks() {
+			perCommand[task.GetMeta().GetVersion()]++
+			total++
+		}
+	})
+	if total != services*replicas {
+		t.Fatalf("%d tasks, want %d", total, services*replicas)
+	}
+	if len(perCommand) < 2 {
+		t.Errorf("all %d tasks in %d command(s), want them split", total, len(perCommand))
+	}
+	for index, n := range perCommand {
+		if n > maxActionsPerCommand+replicas {
+			t.Errorf("command at index %d created %d tasks, more than %d + one service's", index, n, maxActionsPerCommand)
+		}
 	}
 }

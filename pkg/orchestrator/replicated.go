@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"sort"
 	"time"
 
@@ -95,54 +96,80 @@ func resetTimer(t *time.Timer, wake, now time.Time) {
 // service, when it must run again for a delayed restart. On failure every
 // given service is retried in a second.
 func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) map[string]time.Time {
-	var wakes map[string]time.Time
-	var ids []string
 	images := r.resolveImages(dirty)
-	err := r.store.Update(ctx, func(tx *raftstore.WriteTx) error {
-		wakes = map[string]time.Time{}
-		now := r.now()
-		ids = ids[:0]
-		if dirty == nil {
-			seen := map[string]bool{}
+	var ids []string
+	if dirty == nil {
+		seen := map[string]bool{}
+		_ = r.store.View(func(tx raftstore.ReadTx) error {
 			for _, s := range tx.Services() {
 				seen[s.GetMeta().GetId()] = true
 			}
 			for _, t := range tx.Tasks() {
 				seen[t.GetServiceId()] = true
 			}
-			for id := range seen {
-				ids = append(ids, id)
-			}
-		} else {
-			for id := range dirty {
-				ids = append(ids, id)
-			}
+			return nil
+		})
+		for id := range seen {
+			ids = append(ids, id)
 		}
-		sort.Strings(ids)
-		for _, id := range ids {
-			svc := tx.Service(id)
-			if svc == nil {
-				if err := r.removeOrphans(tx, id); err != nil {
+	} else {
+		for id := range dirty {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	wakes := map[string]time.Time{}
+	// One command per batch of services, closed once it holds
+	// maxActionsPerCommand changes: creating 1,000 services' tasks in one
+	// command made a Raft entry of tens of megabytes, which stalled every
+	// other commit while it was written and applied.
+	for len(ids) > 0 {
+		var (
+			done  int
+			batch map[string]time.Time
+		)
+		err := r.store.Update(ctx, func(tx *raftstore.WriteTx) error {
+			batch, done = map[string]time.Time{}, 0
+			now := r.now()
+			for _, id := range ids {
+				if done > 0 && tx.Pending() >= maxActionsPerCommand {
+					break
+				}
+				done++
+				svc := tx.Service(id)
+				if svc == nil {
+					if err := r.removeOrphans(tx, id); err != nil {
+						return err
+					}
+					continue
+				}
+				w, err := r.reconcileService(tx, svc, now, images)
+				if err != nil {
 					return err
 				}
-				continue
+				if !w.IsZero() {
+					batch[id] = w
+				}
 			}
-			w, err := r.reconcileService(tx, svc, now, images)
-			if err != nil {
-				return err
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				r.log.Warn("reconcile failed; retrying in 1s", "err", err)
+				maps.Copy(wakes, retryAll(ids, r.now()))
 			}
-			if !w.IsZero() {
-				wakes[id] = w
-			}
+			return wakes
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, context.Canceled) {
-		r.log.Warn("reconcile failed; retrying in 1s", "err", err)
-		return retryAll(ids, r.now())
+		maps.Copy(wakes, batch)
+		ids = ids[done:]
 	}
 	return wakes
 }
+
+// maxActionsPerCommand is how many changes a reconcile command may gather
+// before the services left go to the next command (a service's changes
+// always go in one).
+const maxActionsPerCommand = 2000
 
 // resolveImages resolves the images of the services to reconcile (nil:
 // all), before the transaction that creates their tasks.

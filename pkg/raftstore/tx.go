@@ -143,6 +143,9 @@ type WriteTx struct {
 	now     func() *minkepb.Meta
 }
 
+// Pending is how many changes the transaction has recorded so far.
+func (tx *WriteTx) Pending() int { return len(tx.actions) }
+
 // Create records a new object. Its Meta must carry an ID (see NewID).
 func (tx *WriteTx) Create(obj proto.Message) error {
 	return tx.record(minkepb.StoreAction_CREATE, obj)
