@@ -115,7 +115,7 @@ func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duratio
 	f.mu.Unlock()
 	close(f.started)
 	defer f.stop()
-	// wide fires netWideWindow after the first network-wide change that
+	// wide fires netWideDelay after the first network-wide change that
 	// has not woken every session yet (see route).
 	wide := time.NewTimer(time.Hour)
 	wide.Stop()
@@ -147,19 +147,11 @@ func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duratio
 	}
 }
 
-// netWideWindow is how long a network-wide change waits, at least, before
-// every session is woken for it, so that a burst of them (1,000 services created
-// at once, 5,000 nodes turning READY) costs one shared network state and
-// one message per session, not one per change: each message carries every
-// service's record. SwarmKit's dispatcher batches assignments over the
-// same period.
-const netWideWindow = 100 * time.Millisecond
-
 // route wakes the sessions of the nodes whose assignments the events
 // changed: a task created on, removed from or newly placed on a node, a
 // change of its desired state, or any change of the node itself. It
 // reports whether any event changed cluster-wide state (see networkWide),
-// for which run wakes every session within netWideWindow.
+// for which run wakes every session within netCache.netWideDelay.
 func (f *fanout) route(evs []raftstore.Event) (all bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -28,18 +28,27 @@ type netCache struct {
 	epoch   uint64
 	shared  *minkepb.NetworkState // shared and never changed once stored
 	version string                // networkVersion of shared
-	// cost is how long the last computation took (see netWideDelay).
-	cost atomic.Int64
+	// cost and prevCost are how long the last two computations took (see
+	// netWideDelay).
+	cost, prevCost atomic.Int64
 }
 
 // netWideDelay is how long the fan-out lets network-wide changes gather
-// before waking every session: netWideWindow, or ten times what the last
-// shared state took to compute when that is longer (at 100,000 tasks on a
-// loaded machine, a computation takes a sizeable fraction of a second), so
-// that recomputing it takes at most about a tenth of a core; never more
-// than netWideMaxDelay.
+// before waking every session: ten times what the shared state took to
+// compute (at 100,000 tasks on a loaded machine, a computation takes a
+// sizeable fraction of a second), so that a burst of changes (1,000
+// services created at once, 5,000 nodes turning READY) costs one shared
+// state and one message per session per window, and recomputing it takes
+// at most about a tenth of a core; never more than netWideMaxDelay. In a
+// small cluster it is a few milliseconds: ingress and DNS follow changes
+// at once.
+//
+// The smaller of the last two costs counts: one slow computation (a cold
+// start, the process descheduled on a busy machine) must not hold the next
+// change back by seconds in a small cluster.
 func (c *netCache) netWideDelay() time.Duration {
-	return min(max(netWideWindow, 10*time.Duration(c.cost.Load())), netWideMaxDelay)
+	cost := time.Duration(min(c.cost.Load(), c.prevCost.Load()))
+	return min(10*cost, netWideMaxDelay)
 }
 
 // netWideMaxDelay bounds netWideDelay.
@@ -59,7 +68,7 @@ func (c *netCache) get(tx raftstore.ReadTx, epoch uint64) (*minkepb.NetworkState
 	began := time.Now()
 	st := networkState(tx, "")
 	v := networkVersion(st)
-	c.cost.Store(int64(time.Since(began)))
+	c.prevCost.Store(c.cost.Swap(int64(time.Since(began))))
 	c.valid, c.epoch, c.shared, c.version = true, epoch, st, v
 	return st, v
 }

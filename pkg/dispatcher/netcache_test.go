@@ -116,16 +116,24 @@ func TestNetWideDelay(t *testing.T) {
 	for _, tc := range []struct {
 		cost, want time.Duration
 	}{
-		{0, netWideWindow},
-		{time.Millisecond, netWideWindow},
+		{0, 0},
+		{time.Millisecond, 10 * time.Millisecond},
 		{50 * time.Millisecond, 500 * time.Millisecond},
 		{time.Second, netWideMaxDelay},
 	} {
 		var c netCache
 		c.cost.Store(int64(tc.cost))
+		c.prevCost.Store(int64(tc.cost))
 		if got := c.netWideDelay(); got != tc.want {
 			t.Errorf("cost %s: delay %s, want %s", tc.cost, got, tc.want)
 		}
+	}
+	// One slow computation after fast ones does not lengthen the window.
+	var c netCache
+	c.prevCost.Store(int64(time.Millisecond))
+	c.cost.Store(int64(time.Second))
+	if got := c.netWideDelay(); got != 10*time.Millisecond {
+		t.Errorf("one slow computation: delay %s, want %s", got, 10*time.Millisecond)
 	}
 }
 
