@@ -51,8 +51,10 @@ func (c *netCache) netWideDelay() time.Duration {
 	return min(10*cost, netWideMaxDelay)
 }
 
-// netWideMaxDelay bounds netWideDelay.
-const netWideMaxDelay = 2 * time.Second
+// netWideMaxDelay bounds netWideDelay: ingress backends, VIPs and DNS
+// records must follow a task's end within a second (issue #7), so the
+// gathering window leaves most of that second for the workers.
+const netWideMaxDelay = 400 * time.Millisecond
 
 // get returns the cluster-wide state for epoch, computing it from tx
 // unless a state for that epoch, or a later one, is cached (a session that

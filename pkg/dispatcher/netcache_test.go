@@ -118,7 +118,7 @@ func TestNetWideDelay(t *testing.T) {
 	}{
 		{0, 0},
 		{time.Millisecond, 10 * time.Millisecond},
-		{50 * time.Millisecond, 500 * time.Millisecond},
+		{30 * time.Millisecond, 300 * time.Millisecond},
 		{time.Second, netWideMaxDelay},
 	} {
 		var c netCache
