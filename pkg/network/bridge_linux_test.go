@@ -9,15 +9,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/minke-io/minke/internal/netharness"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +60,7 @@ func inPrivateNetns(t *testing.T) bool {
 func serveIn(t *testing.T, nsPath string, port int, name string) {
 	t.Helper()
 	var l net.Listener
-	err := inNS(nsPath, func() error {
+	err := netharness.InNetns(nsPath, func() error {
 		var err error
 		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
@@ -269,47 +268,12 @@ func askFrom(t *testing.T, nsPath, addr string) (string, error) {
 		return ask(addr)
 	}
 	var got string
-	err := inNS(nsPath, func() error {
+	err := netharness.InNetns(nsPath, func() error {
 		var err error
 		got, err = ask(addr)
 		return err
 	})
 	return got, err
-}
-
-// inNS runs fn on a thread inside the namespace at path, then moves the
-// thread back (a thread left locked would be retired, except the main
-// thread, which would then pin the namespace).
-func inNS(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromPath(path)
-		if err == nil {
-			err = netns.Set(h)
-			h.Close()
-		}
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err // stays locked: retired
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 func TestRoutesFollowTheirList(t *testing.T) {
@@ -443,7 +407,7 @@ func TestUDPPublishedPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pc net.PacketConn
-	if err := inNS(ep.NetNSPath, func() error {
+	if err := netharness.InNetns(ep.NetNSPath, func() error {
 		var err error
 		pc, err = net.ListenPacket("udp4", ":53")
 		return err

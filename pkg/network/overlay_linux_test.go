@@ -58,7 +58,7 @@ func (n *overlayNode) container(id string) string {
 		n.t.Fatal(err)
 	}
 	n.t.Cleanup(func() { _ = removeNetns(path) })
-	if err := inNS(path, func() error {
+	if err := netharness.InNetns(path, func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return err
@@ -75,7 +75,7 @@ func (n *overlayNode) container(id string) string {
 func whoami(t *testing.T, nsPath string, port int, name string) {
 	t.Helper()
 	var l net.Listener
-	if err := inNS(nsPath, func() error {
+	if err := netharness.InNetns(nsPath, func() error {
 		var err error
 		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
@@ -99,7 +99,7 @@ func whoami(t *testing.T, nsPath string, port int, name string) {
 // askQuick is ask with a short timeout, for paths that must not exist.
 func askQuick(nsPath, addr string) (string, error) {
 	var got string
-	err := inNS(nsPath, func() error {
+	err := netharness.InNetns(nsPath, func() error {
 		c, err := net.DialTimeout("tcp4", addr, 700*time.Millisecond)
 		if err != nil {
 			return err
@@ -156,7 +156,7 @@ func TestOverlayAcrossHosts(t *testing.T) {
 	}
 	// The container's overlay link: the derived MAC, the reduced MTU, and
 	// only the on-link route (the default route is not the overlay's).
-	if err := inNS(c0, func() error {
+	if err := netharness.InNetns(c0, func() error {
 		l, err := netlink.LinkByName("eth1")
 		if err != nil {
 			return err
@@ -206,7 +206,7 @@ func TestOverlayAcrossHosts(t *testing.T) {
 		}
 		assertOverlayGone(t, step.n)
 	}
-	if err := inNS(c0, func() error {
+	if err := netharness.InNetns(c0, func() error {
 		if _, err := netlink.LinkByName("eth1"); err == nil {
 			return errors.New("eth1 left in the container")
 		}
@@ -268,7 +268,7 @@ func TestOverlaysIsolated(t *testing.T) {
 	// Across networks: nothing, either way, on one host or across. b0 even
 	// knows a1's MAC (a static neighbour entry, as a spoofing container
 	// could set): the frame still has no VXLAN forwarding entry in b.
-	if err := inNS(ctrs["b0"], func() error {
+	if err := netharness.InNetns(ctrs["b0"], func() error {
 		l, err := netlink.LinkByName("eth1")
 		if err != nil {
 			return err
@@ -398,7 +398,7 @@ func TestOverlayReadoptedAfterRestart(t *testing.T) {
 	if got, err := askFrom(t, keepNS, "192.168.80.3:80"); err != nil || got != "c1 from 192.168.80.2" {
 		t.Fatalf("re-adopted container -> c1: %q, %v", got, err)
 	}
-	if err := inNS(goneNS, func() error {
+	if err := netharness.InNetns(goneNS, func() error {
 		if _, err := netlink.LinkByName("eth1"); err == nil {
 			return errors.New("swept container still has eth1")
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minke-io/minke/internal/netharness"
 	"github.com/vishvananda/netlink"
 )
 
@@ -75,7 +76,7 @@ func load(tb testing.TB, nsPath string, targets []string) benchResult {
 			defer wg.Done()
 			var mine []time.Duration
 			myErrs := 0
-			err := inNetns(nsPath, func() error {
+			err := netharness.InNetns(nsPath, func() error {
 				for n := i; time.Now().Before(deadline); n++ {
 					start := time.Now()
 					if err := request(targets[n%len(targets)]); err != nil {
@@ -232,7 +233,7 @@ func waitServe(tb testing.TB, ns string, path []string) {
 }
 
 func loadOnce(ns, addr string) error {
-	return inNetns(ns, func() error { return request(addr) })
+	return netharness.InNetns(ns, func() error { return request(addr) })
 }
 
 func firstKey[V any](m map[string]V) string {

@@ -12,14 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/clustertest"
@@ -197,41 +195,8 @@ func getWithin(from *netharness.Host, addr string, timeout time.Duration) (strin
 }
 
 // inHost runs fn on a thread inside host's network namespace.
-func inHost(host *netharness.Host, fn func() error) error { return inNetns(host.NetnsPath(), fn) }
-
-// inNetns runs fn on a thread inside the network namespace at path, then
-// moves the thread back. (A thread merely left locked would be retired,
-// except the main thread, which would then pin the namespace.)
-func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromPath(path)
-		if err == nil {
-			err = netns.Set(h)
-			h.Close()
-		}
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("returning from %s: %w", path, err) // stays locked: retired
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+func inHost(host *netharness.Host, fn func() error) error {
+	return netharness.InNetns(host.NetnsPath(), fn)
 }
 
 // netState describes what of the container network a worker host holds:

@@ -20,12 +20,13 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/clustertest"
+	"github.com/minke-io/minke/internal/netharness"
 )
 
 // inContainer runs fn on a thread inside task id's network namespace on w,
 // as a process of the container would.
 func inContainer(w *node, id string, fn func() error) error {
-	return inNetns(filepath.Join(w.dataDir, "network", "netns", id), fn)
+	return netharness.InNetns(filepath.Join(w.dataDir, "network", "netns", id), fn)
 }
 
 // nameserver is the DNS server the container's resolv.conf names.
