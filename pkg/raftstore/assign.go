@@ -61,10 +61,7 @@ func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignment
 		if !Assignable(cur, node) {
 			continue
 		}
-		t := shallowClone(cur)
-		meta := shallowClone(cur.GetMeta())
-		meta.Version, meta.UpdatedAt = index, stamp
-		t.Meta = meta
+		t := restamped(cur, index, stamp)
 		t.NodeId = a.GetNodeId()
 		t.Status = &minkepb.TaskStatus{Timestamp: stamp, State: minkepb.TaskState_ASSIGNED, Message: cmd.GetMessage()}
 		if err := txn.Insert(tableTasks, t); err != nil {
@@ -73,12 +70,6 @@ func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignment
 		}
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}
-	txn.Commit()
-	s.index = index
-	if len(events) > 0 {
-		for sub := range s.subs {
-			sub.publish(events)
-		}
-	}
+	s.commit(txn, index, events)
 	return nil
 }

@@ -62,10 +62,7 @@ func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusRe
 		if cur == nil || cur.GetNodeId() != r.GetNodeId() || !StatusAdvances(cur.GetStatus(), r.GetStatus()) {
 			continue
 		}
-		t := shallowClone(cur)
-		meta := shallowClone(cur.GetMeta())
-		meta.Version, meta.UpdatedAt = index, stamp
-		t.Meta = meta
+		t := restamped(cur, index, stamp)
 		st := proto.Clone(r.GetStatus()).(*minkepb.TaskStatus)
 		st.Timestamp = stamp
 		t.Status = st
@@ -75,13 +72,7 @@ func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusRe
 		}
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}
-	txn.Commit()
-	s.index = index
-	if len(events) > 0 {
-		for sub := range s.subs {
-			sub.publish(events)
-		}
-	}
+	s.commit(txn, index, events)
 	return nil
 }
 

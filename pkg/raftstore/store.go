@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
@@ -90,12 +91,30 @@ func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
 		_, obj, _ := actionTarget(a)
 		events = append(events, Event{Kind: EventKind(a.GetKind()), Object: obj, Index: index})
 	}
+	s.commit(txn, index, events)
+	return nil
+}
+
+// commit commits txn as the state at Raft index and tells the watchers
+// what changed (nothing when events is empty).
+func (s *MemoryStore) commit(txn *memdb.Txn, index uint64, events []Event) {
 	txn.Commit()
 	s.index = index
-	for sub := range s.subs {
-		sub.publish(events)
+	if len(events) > 0 {
+		for sub := range s.subs {
+			sub.publish(events)
+		}
 	}
-	return nil
+}
+
+// restamped is a copy of task t to store at Raft index: its meta's version
+// and update time changed, everything else shared (see shallowClone).
+func restamped(t *minkepb.Task, index uint64, stamp *timestamppb.Timestamp) *minkepb.Task {
+	c := shallowClone(t)
+	meta := shallowClone(t.GetMeta())
+	meta.Version, meta.UpdatedAt = index, stamp
+	c.Meta = meta
+	return c
 }
 
 // snapshotAt returns the whole state ordered by ID (so equal states encode
