@@ -144,36 +144,13 @@ func TestServiceDiscovery(t *testing.T) {
 	if err != nil || !strings.Contains(string(hosts), clientID) {
 		t.Fatalf("client's /etc/hosts lacks its own name: %v\n%s", err, hosts)
 	}
-	for _, tc := range []struct {
-		name string
-		want []string
-	}{
-		{"api", []string{vip}},
-		{"API", []string{vip}},
-		{"tasks.api", addrsOf(api)},
-		{"db", addrsOf(db)},
-		{"tasks.db", addrsOf(db)},
-	} {
-		// The session carries a task's address once it is RUNNING.
-		clustertest.Eventually(t, 5*time.Second, tc.name+" resolves via "+server, func() (bool, string) {
-			got, err := lookup(w1, clientID, server, tc.name)
-			return err == nil && slices.Equal(got, tc.want), fmt.Sprintf("%v, %v; want %v", got, err, tc.want)
-		})
-	}
+	// The session carries a task's address once it is RUNNING.
+	requireResolves(t, w1, clientID, server, "", map[string][]string{
+		"api": {vip}, "API": {vip}, "tasks.api": addrsOf(api), "db": addrsOf(db), "tasks.db": addrsOf(db),
+	})
 
 	// The VIP balances connections over the three tasks on the other worker.
-	seen := map[string]int{}
-	clustertest.Eventually(t, 10*time.Second, "every api task answers on the VIP", func() (bool, string) {
-		got, err := httpFrom(w1, clientID, net.JoinHostPort(vip, "80"))
-		if err != nil {
-			return false, err.Error()
-		}
-		if api[got] == nil {
-			t.Fatalf("VIP answered by %q, not a task of api", got)
-		}
-		seen[got]++
-		return len(seen) == 3, fmt.Sprint(seen)
-	})
+	requireVIPBalances(t, w1, clientID, vip, api, "VIP")
 	// And the name of the db task works end to end.
 	for id := range db {
 		if got, err := httpFrom(w1, clientID, net.JoinHostPort(addrsOf(db)[0], "80")); err != nil || got != id {
@@ -209,4 +186,36 @@ func TestServiceDiscovery(t *testing.T) {
 	if gone > 2*time.Second {
 		t.Errorf("tasks.api still listed removed tasks %v after the scale-down (target 1s)", gone)
 	}
+}
+
+// requireResolves waits until each name resolves to its addresses from the
+// container id on w through server (where, in messages, says on which
+// network).
+func requireResolves(t *testing.T, w *node, id, server, where string, want map[string][]string) {
+	t.Helper()
+	for name, addrs := range want {
+		clustertest.Eventually(t, 5*time.Second, name+" resolves"+where+" via "+server, func() (bool, string) {
+			got, err := lookup(w, id, server, name)
+			return err == nil && slices.Equal(got, addrs), fmt.Sprintf("%v, %v; want %v", got, err, addrs)
+		})
+	}
+}
+
+// requireVIPBalances waits until every task of tasks has answered an HTTP
+// request to vip:80 from the container id on w, failing at once if anything
+// else answers.
+func requireVIPBalances(t *testing.T, w *node, id, vip string, tasks map[string]*minkepb.Task, what string) {
+	t.Helper()
+	seen := map[string]int{}
+	clustertest.Eventually(t, 10*time.Second, "every task answers on the "+what, func() (bool, string) {
+		got, err := httpFrom(w, id, net.JoinHostPort(vip, "80"))
+		if err != nil {
+			return false, err.Error()
+		}
+		if tasks[got] == nil {
+			t.Fatalf("%s answered by %q, not one of the service's tasks", what, got)
+		}
+		seen[got]++
+		return len(seen) == len(tasks), fmt.Sprint(seen)
+	})
 }

@@ -170,34 +170,13 @@ func TestOverlayNetworks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, tc := range []struct {
-		name string
-		want []string
-	}{
-		{"api", []string{vip}},
-		{"backend", []string{vip}},
-		{"tasks.api", overlayAddrs(api, front)},
-	} {
-		clustertest.Eventually(t, 5*time.Second, tc.name+" resolves on front via "+server, func() (bool, string) {
-			got, err := lookup(w1, clientID, server, tc.name)
-			return err == nil && slices.Equal(got, tc.want), fmt.Sprintf("%v, %v; want %v", got, err, tc.want)
-		})
-	}
+	requireResolves(t, w1, clientID, server, " on front", map[string][]string{
+		"api": {vip}, "backend": {vip}, "tasks.api": overlayAddrs(api, front),
+	})
 
 	// The VIP on front balances over the three api tasks on the other
 	// worker, across the VXLAN; each task answers on its overlay address.
-	seen := map[string]int{}
-	clustertest.Eventually(t, 10*time.Second, "every api task answers on the overlay VIP", func() (bool, string) {
-		got, err := httpFrom(w1, clientID, net.JoinHostPort(vip, "80"))
-		if err != nil {
-			return false, err.Error()
-		}
-		if api[got] == nil {
-			t.Fatalf("overlay VIP answered by %q, not a task of api", got)
-		}
-		seen[got]++
-		return len(seen) == 3, fmt.Sprint(seen)
-	})
+	requireVIPBalances(t, w1, clientID, vip, api, "overlay VIP")
 	for id, tk := range api {
 		addr := overlayAddrs(map[string]*minkepb.Task{id: tk}, front)[0]
 		if got, err := httpFrom(w1, clientID, net.JoinHostPort(addr, "80")); err != nil || got != id {
