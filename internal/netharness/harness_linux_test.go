@@ -414,7 +414,11 @@ func TestKillHost(t *testing.T) {
 	h := newHarness(t, 2)
 	s0, s1 := startServer(t, h, 0), startServer(t, h, 1)
 	sp := h.Host(0).Start("spawn", nettool, "spawn")
-	waitFor(t, 10*time.Second, "escaped child ready", func() bool { return strings.Contains(sp.Log(), "ready") })
+	// The child shares the spawner's output: its "ready" may come before
+	// the spawner's "child PID" line.
+	waitFor(t, 10*time.Second, "escaped child ready", func() bool {
+		return strings.Contains(sp.Log(), "ready") && strings.Contains(sp.Log(), "child ")
+	})
 	var child int
 	if _, err := fmt.Sscanf(sp.Log()[strings.Index(sp.Log(), "child "):], "child %d", &child); err != nil {
 		t.Fatal(err)
