@@ -545,20 +545,7 @@ func TestGlobalUpdateWithConstraint(t *testing.T) {
 // its reservations free, and a start-first update that would overcommit a
 // node (two tasks of 3 CPUs on 4) replaces its task stop-first.
 func TestGlobalReservations(t *testing.T) {
-	s := newSim(t)
-	s.addNode("n1", nil) // 4 CPUs
-	s.addNode("n2", nil)
-	s.createService("big", replicated(1, "v1"))
-	s.update(func(tx *raftstore.WriteTx) error {
-		svc := proto.Clone(tx.Service("big")).(*minkepb.Service)
-		svc.Spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 2e9}}
-		svc.Spec.Task.Placement = &minkepb.Placement{Constraints: []string{"node.id==n1"}}
-		return tx.Update(svc)
-	})
-	s.converge(100)
-	spec := globalSpec()
-	spec.Name = "agent"
-	spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 3e9}}
+	s, spec := bigOnN1(t)
 	spec.UpdateConfig = &minkepb.UpdateConfig{Parallelism: 0, Order: minkepb.UpdateConfig_START_FIRST}
 	s.createService("svc", spec)
 	s.converge(100)
@@ -608,20 +595,7 @@ func TestCompletedJobTasksAreDesiredComplete(t *testing.T) {
 // its node waits PENDING, pinned to that node, with a status saying why in
 // numbers; once room is made it is assigned there, and never elsewhere.
 func TestGlobalTaskWaitsForRoom(t *testing.T) {
-	s := newSim(t)
-	s.addNode("n1", nil) // 4 CPUs
-	s.addNode("n2", nil)
-	s.createService("big", replicated(1, "v1"))
-	s.update(func(tx *raftstore.WriteTx) error {
-		svc := proto.Clone(tx.Service("big")).(*minkepb.Service)
-		svc.Spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 2e9}}
-		svc.Spec.Task.Placement = &minkepb.Placement{Constraints: []string{"node.id==n1"}}
-		return tx.Update(svc)
-	})
-	s.converge(100)
-	spec := globalSpec()
-	spec.Name = "agent"
-	spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 3e9}}
+	s, spec := bigOnN1(t)
 	s.createService("svc", spec)
 	s.converge(100)
 	var waiting []*minkepb.Task
@@ -660,4 +634,26 @@ func TestGlobalTaskWaitsForRoom(t *testing.T) {
 			t.Errorf("the waiting task went to node %q, want n1", task.GetNodeId())
 		}
 	})
+}
+
+// bigOnN1 is two 4-CPU nodes with service "big" holding 2 CPUs of n1, and
+// the spec of a global service whose tasks reserve 3 CPUs: it fits on n2
+// but not on n1 until big moves.
+func bigOnN1(t *testing.T) (*sim, *minkepb.ServiceSpec) {
+	t.Helper()
+	s := newSim(t)
+	s.addNode("n1", nil) // 4 CPUs
+	s.addNode("n2", nil)
+	s.createService("big", replicated(1, "v1"))
+	s.update(func(tx *raftstore.WriteTx) error {
+		svc := proto.Clone(tx.Service("big")).(*minkepb.Service)
+		svc.Spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 2e9}}
+		svc.Spec.Task.Placement = &minkepb.Placement{Constraints: []string{"node.id==n1"}}
+		return tx.Update(svc)
+	})
+	s.converge(100)
+	spec := globalSpec()
+	spec.Name = "agent"
+	spec.Task.Resources = &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 3e9}}
+	return s, spec
 }
