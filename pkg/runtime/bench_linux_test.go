@@ -55,7 +55,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 		b.Fatal(err)
 	}
 	var phases [4][]time.Duration     // create, start, wait, remove
-	var startParts [6][]time.Duration // of start: see startPhases.durations
+	var startParts [6][]time.Duration // of start: see startPhases.Durations
 	lifecycle := func(id string) error {
 		t0 := time.Now()
 		c, err := r.Create(ctx, ContainerSpec{ID: id, Image: ref})
@@ -67,7 +67,7 @@ func BenchmarkContainerLifecycle(b *testing.B) {
 			return err
 		}
 		t2 := time.Now()
-		for i, d := range c.startPhases.durations() {
+		for i, d := range c.startPhases.Durations() {
 			startParts[i] = append(startParts[i], d)
 		}
 		st, err := c.Wait(ctx)

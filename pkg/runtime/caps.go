@@ -4,21 +4,12 @@ import (
 	"fmt"
 	"math/bits"
 	"strings"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
-// capNames are the Linux capabilities by number (linux/capability.h), without
-// the CAP_ prefix. The numbers are kernel ABI; they are spelled out here so
-// that specs validate the same way on every OS.
-var capNames = [...]string{
-	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL",
-	"SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
-	"NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-	"SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-	"SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
-	"SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL",
-	"SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-	"BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-}
+// capNames are the Linux capabilities by number, without the CAP_ prefix.
+var capNames = shim.CapNames
 
 // defaultCaps is docker's default capability set (moby oci/caps), 0xa80425fb
 // as shown by CapEff in /proc/self/status of a `docker run` container.

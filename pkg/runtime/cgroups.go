@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // cgroupManager creates and removes one cgroup per container under a parent
@@ -50,6 +52,9 @@ type cgroupManager interface {
 	// MemoryLimitFile is the path of the file holding the memory limit
 	// (memory.limit_in_bytes or memory.max), for diagnostics and tests.
 	MemoryLimitFile(id string) string
+	// placement is where the shim starts the container's init
+	// (internal/shim StartInCgroup): born in the cgroup, never migrated.
+	placement(id string) shim.Cgroup
 }
 
 var (

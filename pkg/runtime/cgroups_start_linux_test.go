@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
-// TestStartInCgroup starts a process with startInCgroup on the host's real
+// TestStartInCgroup starts a process with shim.StartInCgroup on the host's real
 // cgroups (v1 hierarchies, and the cgroup2 tree when there is one) and
 // checks that it is in the container's cgroup in every hierarchy, that it
 // is the only task there (the forking thread went back), and that the
@@ -81,7 +83,7 @@ func TestStartInCgroup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := startInCgroup(tc.cg, id, cmd); err != nil {
+			if err := shim.StartInCgroup(tc.cg.placement(id), cmd); err != nil {
 				t.Fatal(err)
 			}
 			pid := strconv.Itoa(cmd.Process.Pid)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // cgroupV1 manages per-controller hierarchies: mount/<controller>/parent/id.
@@ -148,4 +150,12 @@ func (c *cgroupV1) allowDevices(id string) error {
 		}
 	}
 	return nil
+}
+
+func (c *cgroupV1) placement(id string) shim.Cgroup {
+	p := shim.Cgroup{Version: 1, Mount: c.mount, Controllers: c.controllers()}
+	for _, ctrl := range p.Controllers {
+		p.Dirs = append(p.Dirs, c.dir(ctrl, id))
+	}
+	return p
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // cgroupV2 manages a unified hierarchy: mount/parent/id.
@@ -141,4 +143,8 @@ func (c *cgroupV2) List() ([]string, error) {
 
 func (c *cgroupV2) MemoryLimitFile(id string) string {
 	return filepath.Join(c.dir(id), "memory.max")
+}
+
+func (c *cgroupV2) placement(id string) shim.Cgroup {
+	return shim.Cgroup{Version: 2, Dirs: []string{c.dir(id)}}
 }

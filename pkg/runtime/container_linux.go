@@ -13,34 +13,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// initConfig is sent to the container init over its config pipe.
-type initConfig struct {
-	Rootfs   string  `json:"rootfs"`
-	Hostname string  `json:"hostname"`
-	Process  process `json:"process"`
-	// Caps is the bounding set, and the effective and permitted sets when
-	// the process runs as uid 0.
-	Caps capMask `json:"caps"`
-	// NetNS is a network namespace to join (setns) instead of the new one.
-	NetNS string `json:"netns,omitempty"`
-	// Init runs the command under a reaper that stays pid 1 (--init).
-	Init bool `json:"init,omitempty"`
-	// Sandbox holds seccomp, mounts, rlimits and groups (sandbox.go).
-	Sandbox sandboxConfig `json:"sandbox"`
-}
-
-// Child file descriptors of the init (after stdin, stdout, stderr).
-const (
-	initConfigFD = 3 // read: initConfig as JSON, then EOF
-	initErrorFD  = 4 // write: a failure message; closed on exec (EOF = success)
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // Start starts the container's shim (see shim.go), which starts the init:
 // the worker binary re-executed in new PID, mount, UTS, IPC and network
 // namespaces (and a cgroup namespace the init creates itself). The init is
-// born in the container's cgroup (startInCgroup), so nothing of it runs
+// born in the container's cgroup (internal/shim StartInCgroup), so nothing of it runs
 // unconfined and no migration has to wait for the kernel. The init drops
 // capabilities to the spec's set and sets no_new_privs before exec'ing the
 // command (or, with Init, starting it under a reaper). Start returns once
@@ -67,8 +47,8 @@ func (c *Container) Start(ctx context.Context) error {
 	defer readyR.Close()
 
 	cfg := shimConfig{
-		ID: c.spec.ID, Dir: dir, CgroupMount: c.rt.cgroupMount, CgroupParent: c.rt.cgroupParent,
-		Init:       initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: c.caps, Init: c.spec.Init, NetNS: c.spec.NetNSPath, Sandbox: c.sandbox},
+		ID: c.spec.ID, Dir: dir, Cgroup: c.rt.cgroups.placement(c.spec.ID),
+		Init:       initConfig{Rootfs: c.rootfs(), Hostname: hostname(c.spec.ID), Process: c.proc, Caps: uint64(c.caps), Init: c.spec.Init, NetNS: c.spec.NetNSPath, Sandbox: c.sandbox},
 		LogMaxSize: c.rt.logMaxSize, LogMaxFiles: c.rt.logMaxFiles,
 	}
 	b, err := json.Marshal(cfg)
@@ -158,7 +138,7 @@ func openPidfd(pid int, start uint64) (int, error) {
 	}
 	if start != 0 {
 		// Checked after opening the pidfd: from here on pid cannot be recycled.
-		if got, err := pidStartTime(pid); err != nil || got != start {
+		if got, err := shim.PidStartTime(pid); err != nil || got != start {
 			unix.Close(fd)
 			return -1, fmt.Errorf("process %d is gone (pid reused)", pid)
 		}

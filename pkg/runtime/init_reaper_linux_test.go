@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minke-io/minke/internal/shim"
 	"github.com/minke-io/minke/internal/testimage"
 )
 
@@ -158,7 +159,7 @@ func TestInitRefusedWithCgoHelper(t *testing.T) {
 	ref := testimage.Serve(t, probeImage(t), "probe:latest")
 	c := create(t, r, ContainerSpec{ID: "reaper-cgo", Image: ref, Args: []string{"pause"}, Init: true})
 	err := c.Start(testCtx(t))
-	if err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") || !strings.Contains(err.Error(), errThreadsUnsupported.Error()) {
+	if err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") || !strings.Contains(err.Error(), shim.ErrThreadsUnsupported.Error()) {
 		t.Fatalf("Start = %v, want the refusal naming CGO_ENABLED=0", err)
 	}
 }

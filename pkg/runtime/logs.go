@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,9 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"time"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // Docker-like log rotation defaults (those of docker's "local" driver, the
@@ -21,120 +20,14 @@ import (
 const (
 	DefaultLogMaxSize  = 20 << 20
 	DefaultLogMaxFiles = 5
-	// logLineMax is where a line without newline is cut into partial
-	// entries, as docker does.
-	logLineMax = 16 << 10
 )
 
 // LogEntry is one line of a container's output, as stored: docker's
-// json-file format, {"log":"…\n","stream":"stdout","time":"…"}.
-type LogEntry struct {
-	Log    string    `json:"log"`
-	Stream string    `json:"stream"`
-	Time   time.Time `json:"time"`
-}
+// json-file format, {"log":"…\n","stream":"stdout","time":"…"}. The shim
+// writes them (internal/shim LogWriter).
+type LogEntry = shim.LogEntry
 
-// logWriter appends LogEntry lines to path and rotates it when it would
-// exceed maxSize: path → path.1 → … → path.(maxFiles-1), the oldest
-// dropped. maxSize <= 0 disables rotation. Safe for concurrent use.
-type logWriter struct {
-	path     string
-	maxSize  int64
-	maxFiles int
-
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-	buf  bytes.Buffer
-}
-
-func openLogWriter(path string, maxSize int64, maxFiles int) (*logWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &logWriter{path: path, maxSize: maxSize, maxFiles: max(maxFiles, 1), f: f, size: fi.Size()}, nil
-}
-
-// write appends one entry.
-func (w *logWriter) write(stream string, line []byte, t time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Reset()
-	e := LogEntry{Log: string(line), Stream: stream, Time: t.UTC()}
-	if err := json.NewEncoder(&w.buf).Encode(&e); err != nil { // Encode adds the newline
-		return err
-	}
-	if w.maxSize > 0 && w.size > 0 && w.size+int64(w.buf.Len()) > w.maxSize {
-		if err := w.rotate(); err != nil {
-			return err
-		}
-	}
-	n, err := w.f.Write(w.buf.Bytes())
-	w.size += int64(n)
-	return err
-}
-
-func (w *logWriter) rotate() error {
-	if err := w.f.Close(); err != nil {
-		return err
-	}
-	if w.maxFiles == 1 {
-		if err := os.Truncate(w.path, 0); err != nil {
-			return err
-		}
-	} else {
-		for i := w.maxFiles - 1; i > 1; i-- {
-			err := os.Rename(rotatedName(w.path, i-1), rotatedName(w.path, i))
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-		if err := os.Rename(w.path, rotatedName(w.path, 1)); err != nil {
-			return err
-		}
-	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return err
-	}
-	w.f, w.size = f, 0
-	return nil
-}
-
-func (w *logWriter) close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.f.Close()
-}
-
-func rotatedName(path string, i int) string { return path + "." + strconv.Itoa(i) }
-
-// pump copies r into w as entries of stream, one per line (a line longer
-// than logLineMax is cut), until r ends.
-func (w *logWriter) pump(stream string, r io.Reader) error {
-	br := bufio.NewReaderSize(r, logLineMax)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if werr := w.write(stream, line, time.Now()); werr != nil {
-				return werr
-			}
-		}
-		switch {
-		case err == nil, errors.Is(err, bufio.ErrBufferFull):
-		case errors.Is(err, io.EOF):
-			return nil
-		default:
-			return err
-		}
-	}
-}
+func rotatedName(path string, i int) string { return shim.RotatedName(path, i) }
 
 // LogOptions selects what ReadLogs returns.
 type LogOptions struct {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // logRuntime is a Runtime with only a root, enough for the log files.
@@ -35,7 +37,7 @@ func readAllEntries(t *testing.T, r *Runtime, id string, opts LogOptions) []LogE
 
 func TestLogWriterFormatAndRotation(t *testing.T) {
 	r := logRuntime(t, "c1")
-	w, err := openLogWriter(r.LogPath("c1"), 1000, 3)
+	w, err := shim.OpenLogWriter(r.LogPath("c1"), 1000, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,11 +48,11 @@ func TestLogWriterFormatAndRotation(t *testing.T) {
 		if i%2 == 1 {
 			stream = "stderr"
 		}
-		if err := w.write(stream, []byte(fmt.Sprintf("line %03d\n", i)), t0.Add(time.Duration(i)*time.Second)); err != nil {
+		if err := w.Write(stream, []byte(fmt.Sprintf("line %03d\n", i)), t0.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := w.close(); err != nil {
+	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -104,21 +106,21 @@ func TestLogWriterFormatAndRotation(t *testing.T) {
 
 func TestLogPumpSplitsLines(t *testing.T) {
 	r := logRuntime(t, "c2")
-	w, err := openLogWriter(r.LogPath("c2"), -1, 1)
+	w, err := shim.OpenLogWriter(r.LogPath("c2"), -1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	long := strings.Repeat("x", logLineMax+10)
+	long := strings.Repeat("x", shim.LogLineMax+10)
 	in := "one\ntwo\n" + long + "\nlast without newline"
-	if err := w.pump("stdout", strings.NewReader(in)); err != nil {
+	if err := w.Pump("stdout", strings.NewReader(in)); err != nil {
 		t.Fatal(err)
 	}
-	w.close()
+	w.Close()
 	var got []string
 	for _, e := range readAllEntries(t, r, "c2", LogOptions{Tail: -1}) {
 		got = append(got, e.Log)
 	}
-	if len(got) != 5 || got[0] != "one\n" || got[1] != "two\n" || len(got[2]) != logLineMax || got[3] != "xxxxxxxxxx\n" || got[4] != "last without newline" {
+	if len(got) != 5 || got[0] != "one\n" || got[1] != "two\n" || len(got[2]) != shim.LogLineMax || got[3] != "xxxxxxxxxx\n" || got[4] != "last without newline" {
 		t.Errorf("entries %q", got)
 	}
 	if strings.Join(got, "") != in {
@@ -130,12 +132,12 @@ func TestLogPumpSplitsLines(t *testing.T) {
 // rotated: every entry arrives once, in order.
 func TestReadLogsFollowAcrossRotation(t *testing.T) {
 	r := logRuntime(t, "c3")
-	w, err := openLogWriter(r.LogPath("c3"), 600, 5)
+	w, err := shim.OpenLogWriter(r.LogPath("c3"), 600, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.close()
-	w.write("stdout", []byte("before\n"), time.Now())
+	defer w.Close()
+	w.Write("stdout", []byte("before\n"), time.Now())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -167,7 +169,7 @@ func TestReadLogsFollowAcrossRotation(t *testing.T) {
 		t.Fatal("no tail line within 10s")
 	}
 	for i := range n {
-		w.write("stdout", []byte(fmt.Sprintf("follow %02d\n", i)), time.Now())
+		w.Write("stdout", []byte(fmt.Sprintf("follow %02d\n", i)), time.Now())
 		if i%10 == 9 {
 			// Let the reader catch up before the next rotations: one that
 			// falls behind by more than the files kept misses what was

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // Ulimit is one resource limit, as docker's --ulimit NAME=SOFT[:HARD].
@@ -15,13 +17,8 @@ type Ulimit struct {
 	Hard int64
 }
 
-// rlimitNames maps docker's ulimit names to RLIMIT_* numbers (Linux ABI,
-// asm-generic/resource.h, the same on every architecture Go supports here).
-var rlimitNames = map[string]int{
-	"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5,
-	"nproc": 6, "nofile": 7, "memlock": 8, "as": 9, "locks": 10,
-	"sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15,
-}
+// rlimitNames maps docker's ulimit names to RLIMIT_* numbers.
+var rlimitNames = shim.RlimitNames
 
 // defaultUlimits are applied unless the spec names the same limit. It is
 // what a container of docker 25 and later gets on a systemd host (the
@@ -31,15 +28,7 @@ var defaultUlimits = []Ulimit{{Name: "nofile", Soft: 1024, Hard: 524288}}
 
 // rlimitSpec is a resolved rlimit for the init; Soft and Hard use
 // RLIM_INFINITY (all ones) for unlimited.
-type rlimitSpec struct {
-	Resource int    `json:"resource"`
-	Soft     uint64 `json:"soft"`
-	Hard     uint64 `json:"hard"`
-	// Default marks a limit the spec did not ask for: if the worker cannot
-	// raise its hard limit that far (no CAP_SYS_RESOURCE), it is capped at
-	// the worker's instead of failing the container.
-	Default bool `json:"default,omitempty"`
-}
+type rlimitSpec = shim.Rlimit
 
 const rlimInfinity = math.MaxUint64
 

@@ -8,12 +8,6 @@ import (
 	"time"
 )
 
-// InitArg is os.Args[0] of a worker binary re-executed as a container init.
-const InitArg = "minke-init"
-
-// MaybeRunInit does nothing outside Linux.
-func MaybeRunInit() {}
-
 // Start is unsupported outside Linux.
 func (c *Container) Start(context.Context) error { return ErrUnsupported }
 
@@ -38,5 +32,3 @@ func (c *Container) exec(context.Context, []string, time.Duration) (execResult, 
 type shimProc struct{}
 
 func (r *Runtime) closeWarm() {}
-
-type initConfig struct{}

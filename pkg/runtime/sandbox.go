@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // MinMemoryLimit is the smallest memory limit the runtime accepts (docker's
@@ -28,30 +30,10 @@ const (
 // opens them before pivot_root and mounts them after it, so that mount
 // targets are resolved inside the container's root and a symlink in the
 // image cannot point a mount at the host.
-type sandboxConfig struct {
-	// Seccomp is the compiled filter (struct sock_filter array, native
-	// endian), or nil for none.
-	Seccomp        []byte       `json:"seccomp,omitempty"`
-	ReadonlyRootfs bool         `json:"readonly_rootfs,omitempty"`
-	Mounts         []initMount  `json:"mounts,omitempty"`
-	Rlimits        []rlimitSpec `json:"rlimits,omitempty"`
-	// Groups are supplementary groups to resolve in the image's /etc/group.
-	Groups []string `json:"groups,omitempty"`
-}
+type sandboxConfig = shim.SandboxConfig
 
 // initMount is one resolved mount for the init.
-type initMount struct {
-	// Type is "bind" (Source is a host path) or "tmpfs".
-	Type     string `json:"type"`
-	Source   string `json:"source,omitempty"`
-	Target   string `json:"target"`
-	ReadOnly bool   `json:"readonly,omitempty"`
-	// Data holds tmpfs options (size=, mode=).
-	Data string `json:"data,omitempty"`
-	// CopyUp asks the init to copy what the image has at Target into the
-	// (new, empty) volume at Source before mounting it, as docker does.
-	CopyUp bool `json:"copy_up,omitempty"`
-}
+type initMount = shim.Mount
 
 // validateSandbox checks the sandbox fields of a spec without I/O.
 func (s *ContainerSpec) validateSandbox() error {

@@ -7,35 +7,32 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
-// ShimArg is os.Args[0] of the helper binary re-executed as a container's
-// shim. MaybeRunInit dispatches to it. A shim's working directory is its
-// container's directory (containers/<id>), which is how to tell whose
-// shim a process is.
-const ShimArg = "minke-shim"
-
-// The shim is the parent of one container's init. It is started by
-// Container.Start in a session of its own and outlives the worker that
-// started it, so a worker can be restarted or upgraded while containers
-// keep running. It
-//   - starts the init (cgroup, namespaces) and reports its pid or why it
-//     could not start;
-//   - owns the container's stdout and stderr and writes them to the log as
-//     JSON lines, rotating by size;
-//   - waits for the init and, before it exits, writes its exit status to
-//     exit.json, which outlives the shim and any worker process.
-//
-// Everything else goes through the files in the container directory and
-// pidfds: the worker signals the init directly (Kill, Stop), learns of the
-// exit when the shim process ends (pidfd readable), and reads exit.json.
-// A worker that starts later finds the shim through state.json and adopts
-// the container (Runtime.Adopt).
-
-// ExecArg is os.Args[0] of the helper binary re-executed to run a command
-// inside a running container (a healthcheck probe), as `docker exec` does.
-// MaybeRunInit dispatches to it.
-const ExecArg = "minke-exec"
+// os.Args[0] of the helper binary in its three roles; MaybeRunInit
+// dispatches on it. The processes themselves are internal/shim.
+const (
+	// ShimArg: a container's shim, the parent of its init. It is started
+	// by Container.Start in a session of its own and outlives the worker
+	// that started it, so a worker can be restarted or upgraded while
+	// containers keep running; it owns the container's stdout and stderr
+	// (the log) and writes its exit status to exit.json. Everything else
+	// goes through the files in the container directory and pidfds: the
+	// worker signals the init directly (Kill, Stop), learns of the exit
+	// when the shim process ends (pidfd readable), and reads exit.json. A
+	// worker that starts later finds the shim through state.json and
+	// adopts the container (Runtime.Adopt). A shim's working directory is
+	// its container's directory (containers/<id>), which is how to tell
+	// whose shim a process is.
+	ShimArg = shim.ShimArg
+	// InitArg: a container init, forked by the shim.
+	InitArg = shim.InitArg
+	// ExecArg: the helper that runs a command inside a running container
+	// (a healthcheck probe), as `docker exec` does.
+	ExecArg = shim.ExecArg
+)
 
 // HelperName is the file name of the small helper binary (cmd/minke-shim)
 // that Runtime prefers to run as shim, init and exec helper when it sits
@@ -59,55 +56,21 @@ func helperBinary(configured string) string {
 
 // Files of the shim protocol in the container directory.
 const (
-	stateFileName  = "state.json"  // stateFile: pids; written by the shim once the init runs
-	configFileName = "config.json" // containerRecord: what Adopt needs to rebuild a Container
-	exitFileName   = "exit.json"   // exitFile: written by the shim when the init has exited
-	shimLogName    = "shim.log"    // the shim's own diagnostics
+	stateFileName  = shim.StateFileName // stateFile: pids; written by the shim once the init runs
+	configFileName = "config.json"      // containerRecord: what Adopt needs to rebuild a Container
+	exitFileName   = shim.ExitFileName  // exitFile: written by the shim when the init has exited
+	shimLogName    = shim.ShimLogName   // the shim's own diagnostics
 )
 
-// Child file descriptors of the shim (after stdin, stdout, stderr).
-const (
-	shimConfigFD = 3 // read: shimConfig as JSON, then EOF
-	shimReadyFD  = 4 // write: shimReady as JSON, then EOF
+// The shim protocol (internal/shim).
+type (
+	shimConfig  = shim.Config
+	initConfig  = shim.InitConfig
+	shimReady   = shim.Ready
+	stateFile   = shim.StateFile
+	exitFile    = shim.ExitFile
+	startPhases = shim.StartPhases
 )
-
-// shimConfig is sent to the shim over its config pipe.
-type shimConfig struct {
-	ID           string     `json:"id"`
-	Dir          string     `json:"dir"`
-	CgroupMount  string     `json:"cgroup_mount"`
-	CgroupParent string     `json:"cgroup_parent"`
-	Init         initConfig `json:"init"`
-	LogMaxSize   int64      `json:"log_max_size"`
-	LogMaxFiles  int        `json:"log_max_files"`
-}
-
-// shimReady is the shim's answer to Start: the init's pid once it has
-// exec'd the command, or the init's error.
-type shimReady struct {
-	Error  string `json:"error,omitempty"`
-	State  stateFile
-	Phases startPhases `json:"phases"`
-}
-
-// stateFile is persisted so that a later worker process can find the
-// container's processes: the shim to wait on, the init to signal. Each pid
-// comes with its start time (/proc/PID/stat), which tells the process from
-// a later one that reuses the pid.
-type stateFile struct {
-	ID        string `json:"id"`
-	Pid       int    `json:"pid,omitempty"`
-	PidStart  uint64 `json:"pid_start,omitempty"`
-	ShimPid   int    `json:"shim_pid,omitempty"`
-	ShimStart uint64 `json:"shim_start,omitempty"`
-}
-
-// exitFile is the container's exit as the shim saw it.
-type exitFile struct {
-	ExitCode int            `json:"exit_code"`
-	Signal   syscall.Signal `json:"signal,omitempty"`
-	ExitedAt time.Time      `json:"exited_at"`
-}
 
 // containerRecord is written at Create: the spec and what was resolved
 // from the image, so that Adopt can rebuild the Container.
@@ -130,13 +93,7 @@ type execResult struct {
 // errExecTimeout means the command ran past its timeout and was killed.
 var errExecTimeout = errors.New("timed out")
 
-func writeJSONFile(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, b)
-}
+func writeJSONFile(path string, v any) error { return shim.WriteJSONFile(path, v) }
 
 func readJSONFile(path string, v any) error {
 	b, err := os.ReadFile(path)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,26 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// execConfig is sent to the exec helper over its config pipe.
-type execConfig struct {
-	Process process `json:"process"`
-	Caps    capMask `json:"caps"`
-	// Sandbox carries the container's seccomp filter, rlimits and groups:
-	// a process run inside the container gets the same ones, as with docker
-	// exec (with the filter, or the container could ptrace it to make the
-	// calls the filter denies).
-	Sandbox sandboxConfig `json:"sandbox"`
-}
-
-// Child file descriptors of the exec helper, as for the init, and a pidfd
-// of the container's init: the helper lives in the container's PID
-// namespace, where the init's pid in the worker's means nothing.
-const (
-	execConfigFD = 3
-	execErrorFD  = 4
-	execPidFD    = 5
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // exec runs args inside the running container: in its mount, PID, network,
@@ -78,8 +59,8 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 	out := &tailBuffer{max: healthOutputMax}
 	cmd := &exec.Cmd{
 		Path:       c.rt.exe,
-		Args:       []string{ExecArg, c.spec.ID},
-		Env:        helperEnv(),
+		Args:       []string{shim.ExecArg, c.spec.ID},
+		Env:        shim.HelperEnv(),
 		Stdout:     out,
 		Stderr:     out,
 		ExtraFiles: []*os.File{cfgR, errW, pidFile},
@@ -117,7 +98,7 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 		kill()
 		return execResult{}, fmt.Errorf("runtime: exec in container %s: %w", c.spec.ID, err)
 	}
-	b, _ := json.Marshal(execConfig{Process: p, Caps: c.caps, Sandbox: sb})
+	b, _ := json.Marshal(shim.ExecConfig{Process: p, Caps: uint64(c.caps), Sandbox: sb})
 	if _, err := cfgW.Write(b); err != nil {
 		kill()
 		return execResult{}, fmt.Errorf("runtime: exec in container %s: sending config: %w", c.spec.ID, err)
@@ -140,72 +121,6 @@ func (c *Container) exec(ctx context.Context, args []string, timeout time.Durati
 		return execResult{ExitCode: code, Output: strings.TrimSpace(string(msg))}, nil
 	}
 	return execResult{ExitCode: code, Output: out.String()}, nil
-}
-
-// runExec is the exec helper (see Container.exec). It never returns.
-func runExec() {
-	goruntime.LockOSThread()
-	errPipe := os.NewFile(execErrorFD, "exec-error")
-	err := execInContainer()
-	_, _ = io.WriteString(errPipe, err.Error())
-	code := 126
-	var ee *execError
-	if errors.As(err, &ee) {
-		code = ee.code
-	}
-	os.Exit(code)
-}
-
-func execInContainer() error {
-	var cfg execConfig
-	b, err := io.ReadAll(os.NewFile(execConfigFD, "exec-config"))
-	if err == nil {
-		err = json.Unmarshal(b, &cfg)
-	}
-	if err != nil {
-		return fmt.Errorf("reading exec config: %w", err)
-	}
-	unix.CloseOnExec(execErrorFD)
-	fd := execPidFD
-	// setns into a mount namespace needs an fs_struct of our own.
-	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		return fmt.Errorf("unsharing fs: %w", err)
-	}
-	for _, ns := range []struct {
-		name string
-		flag int
-	}{{"cgroup", unix.CLONE_NEWCGROUP}, {"network", unix.CLONE_NEWNET}, {"UTS", unix.CLONE_NEWUTS},
-		{"IPC", unix.CLONE_NEWIPC}, {"mount", unix.CLONE_NEWNS}} {
-		if err := unix.Setns(fd, ns.flag); err != nil {
-			return fmt.Errorf("joining the container's %s namespace: %w", ns.name, err)
-		}
-	}
-	unix.Close(fd)
-	p := cfg.Process
-	cred, home, err := resolveUser(p.User, cfg.Sandbox.Groups)
-	if err != nil {
-		return err
-	}
-	env := p.Env
-	if !hasKey(env, "HOME") {
-		env = append(env, "HOME="+home)
-	}
-	if err := unix.Chdir(p.Cwd); err != nil {
-		return fmt.Errorf("changing to working directory %q: %w", p.Cwd, err)
-	}
-	path, err := lookPath(p.Args[0], envValue(env, "PATH"))
-	if err != nil {
-		return err
-	}
-	if err := confineProcess(cred, cfg.Caps, cfg.Sandbox.Rlimits, cfg.Sandbox.Seccomp, thisThread); err != nil {
-		return err
-	}
-	err = unix.Exec(path, p.Args, env)
-	code := 126
-	if errors.Is(err, unix.ENOENT) {
-		code = 127
-	}
-	return &execError{msg: fmt.Sprintf("exec %q: %v", path, err), code: code}
 }
 
 // tailBuffer keeps the last max bytes written to it. os/exec calls Write

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // shimProc is a started shim waiting for its configuration.
@@ -31,8 +33,8 @@ func (r *Runtime) spawnShim() (*shimProc, error) {
 	}
 	cmd := &exec.Cmd{
 		Path:       r.exe,
-		Args:       []string{ShimArg},
-		Env:        helperEnv(),
+		Args:       []string{shim.ShimArg},
+		Env:        shim.HelperEnv(),
 		Dir:        r.root,
 		ExtraFiles: []*os.File{cfgR, readyW},
 		// A session (and process group) of its own: signals to the

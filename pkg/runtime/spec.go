@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // ContainerSpec is what the agent asks the runtime to run. Fields left
@@ -162,12 +164,7 @@ func (s *ContainerSpec) validate() error {
 
 // process is what the container init executes, resolved from the spec and
 // the image configuration.
-type process struct {
-	Args []string `json:"args"`
-	Env  []string `json:"env"`
-	Cwd  string   `json:"cwd"`
-	User string   `json:"user"` // resolved by the init against the rootfs
-}
+type process = shim.Process
 
 // resolveProcess merges spec over image config with docker's rules.
 func resolveProcess(spec *ContainerSpec, img ImageConfig) (process, error) {

@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/minke-io/minke/internal/shim"
 )
 
 // Adopt takes over the containers a previous worker process left under the
@@ -174,7 +175,7 @@ func (r *Runtime) cleanup(ctx context.Context, id string, st stateFile) error {
 		}
 		if wantStart != 0 {
 			// Check after opening the pidfd: from here on p cannot be recycled.
-			if st, err := pidStartTime(p); err != nil || st != wantStart {
+			if st, err := shim.PidStartTime(p); err != nil || st != wantStart {
 				unix.Close(fd)
 				return
 			}
@@ -270,24 +271,4 @@ func waitPidfd(ctx context.Context, fd int) error {
 			return err
 		}
 	}
-}
-
-// pidStartTime is field 22 of /proc/<pid>/stat: the process start time in
-// clock ticks since boot, which tells a process from a later one that
-// reuses its pid.
-func pidStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("runtime: malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("runtime: malformed /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }

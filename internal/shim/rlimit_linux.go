@@ -1,4 +1,4 @@
-package runtime
+package shim
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 // applyRlimits sets the init's rlimits, which execve passes on to the
 // container's command. It runs while the init still has CAP_SYS_RESOURCE,
 // so hard limits may be raised above the worker's.
-func applyRlimits(limits []rlimitSpec) error {
+func applyRlimits(limits []Rlimit) error {
 	for _, l := range limits {
 		rl := unix.Rlimit{Cur: l.Soft, Max: l.Hard}
 		err := unix.Prlimit(0, l.Resource, &rl, nil)
@@ -29,7 +29,7 @@ func applyRlimits(limits []rlimitSpec) error {
 }
 
 func rlimitName(res int) string {
-	for n, r := range rlimitNames {
+	for n, r := range RlimitNames {
 		if r == res {
 			return n
 		}

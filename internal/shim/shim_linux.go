@@ -1,4 +1,4 @@
-package runtime
+package shim
 
 import (
 	"encoding/json"
@@ -18,15 +18,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// runShim is the shim process (see shim.go). It never returns.
+// runShim is the shim process. It never returns.
+//
+// The shim is the parent of one container's init. It is started by the
+// worker's Container.Start in a session of its own and outlives the
+// worker that started it, so a worker can be restarted or upgraded while
+// containers keep running. It
+//   - starts the init (cgroup, namespaces) and reports its pid or why it
+//     could not start;
+//   - owns the container's stdout and stderr and writes them to the log as
+//     JSON lines, rotating by size;
+//   - waits for the init and, before it exits, writes its exit status to
+//     exit.json, which outlives the shim and any worker process.
+//
+// Everything else goes through the files in the container directory and
+// pidfds: the worker signals the init directly (Kill, Stop), learns of the
+// exit when the shim process ends (pidfd readable), and reads exit.json.
+// A worker that starts later finds the shim through state.json and adopts
+// the container (Runtime.Adopt).
 //
 // A shim may be started before there is a container for it (a warm shim,
-// see Runtime.takeShim): it waits for its configuration, and exits if the
+// see pkg/runtime Runtime.takeShim): it waits for its configuration, and exits if the
 // config pipe closes empty, which is also what a worker's death does to an
 // unused shim (only the worker holds the pipe's write end). The init is forked only then: forked earlier, its new mount
 // namespace would lack the container's rootfs, mounted since.
 func runShim() {
-	ready := os.NewFile(shimReadyFD, "shim-ready")
+	ready := os.NewFile(ShimReadyFD, "shim-ready")
 	// The shim lives in its own session; signals meant for the worker must
 	// not end it, and with it the container's stdio. Caught, not ignored:
 	// an ignored signal would stay ignored in the container's command.
@@ -37,12 +54,12 @@ func runShim() {
 		}
 	}()
 
-	var cfg shimConfig
-	b, err := io.ReadAll(os.NewFile(shimConfigFD, "shim-config"))
+	var cfg Config
+	b, err := io.ReadAll(os.NewFile(ShimConfigFD, "shim-config"))
 	if err == nil && len(b) == 0 {
 		os.Exit(0) // discarded before use, or the worker died
 	}
-	phases := startPhases{Received: monotonicNow()}
+	phases := StartPhases{Received: MonotonicNow()}
 	if err == nil {
 		err = json.Unmarshal(b, &cfg)
 	}
@@ -54,22 +71,18 @@ func runShim() {
 	if err := os.Chdir(cfg.Dir); err != nil {
 		shimFail(ready, err)
 	}
-	if f, err := os.OpenFile(shimLogName, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+	if f, err := os.OpenFile(ShimLogName, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
 		_ = unix.Dup2(int(f.Fd()), 1)
 		_ = unix.Dup2(int(f.Fd()), 2)
 		f.Close()
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "shim", "container_id", cfg.ID)
-	cg, err := detectCgroups(cfg.CgroupMount, cfg.CgroupParent)
+	pre, err := forkInit(cfg.Cgroup, initCloneflags(cfg.Init))
 	if err != nil {
 		shimFail(ready, err)
 	}
-	pre, err := forkInit(cg, cfg.ID, initCloneflags(cfg.Init))
-	if err != nil {
-		shimFail(ready, err)
-	}
-	phases.Forked = monotonicNow()
-	lw, err := openLogWriter(filepath.Join(cfg.Dir, "container.log"), cfg.LogMaxSize, cfg.LogMaxFiles)
+	phases.Forked = MonotonicNow()
+	lw, err := OpenLogWriter(filepath.Join(cfg.Dir, "container.log"), cfg.LogMaxSize, cfg.LogMaxFiles)
 	if err != nil {
 		pre.abort()
 		shimFail(ready, fmt.Errorf("opening log: %w", err))
@@ -78,23 +91,23 @@ func runShim() {
 	if err != nil {
 		shimFail(ready, err)
 	}
-	phases.Execd = monotonicNow()
+	phases.Execd = MonotonicNow()
 	pid := cmd.Process.Pid
-	start, _ := pidStartTime(pid)
+	start, _ := PidStartTime(pid)
 	self := os.Getpid()
-	selfStart, _ := pidStartTime(self)
-	st := stateFile{ID: cfg.ID, Pid: pid, PidStart: start, ShimPid: self, ShimStart: selfStart}
-	if err := writeJSONFile(filepath.Join(cfg.Dir, stateFileName), st); err != nil {
+	selfStart, _ := PidStartTime(self)
+	st := StateFile{ID: cfg.ID, Pid: pid, PidStart: start, ShimPid: self, ShimStart: selfStart}
+	if err := WriteJSONFile(filepath.Join(cfg.Dir, StateFileName), st); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		shimFail(ready, fmt.Errorf("writing state: %w", err))
 	}
-	rb, _ := json.Marshal(shimReady{State: st, Phases: phases})
+	rb, _ := json.Marshal(Ready{State: st, Phases: phases})
 	_, _ = ready.Write(rb)
 	ready.Close()
 
 	_ = cmd.Wait() // the status is read from ProcessState
-	ex := exitFile{ExitedAt: time.Now().UTC()}
+	ex := ExitFile{ExitedAt: time.Now().UTC()}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 		if ws.Signaled() {
 			ex.Signal = ws.Signal()
@@ -112,8 +125,8 @@ func runShim() {
 	case <-time.After(5 * time.Second):
 		logger.Warn("container output still open 5s after exit; closing the log")
 	}
-	_ = lw.close()
-	if err := writeExitFile(filepath.Join(cfg.Dir, exitFileName), ex); err != nil {
+	_ = lw.Close()
+	if err := writeExitFile(filepath.Join(cfg.Dir, ExitFileName), ex); err != nil {
 		logger.Error("writing exit status", "error", err)
 		os.Exit(1)
 	}
@@ -121,7 +134,7 @@ func runShim() {
 }
 
 func shimFail(ready *os.File, err error) {
-	b, _ := json.Marshal(shimReady{Error: err.Error()})
+	b, _ := json.Marshal(Ready{Error: err.Error()})
 	_, _ = ready.Write(b)
 	os.Exit(1)
 }
@@ -143,7 +156,7 @@ type preInit struct {
 // the thread that joined NetNS would be in it, and its other threads
 // (the one /proc/PID/ns/net may show among them) are better in an empty
 // namespace than in the host's.
-func initCloneflags(cfg initConfig) uintptr {
+func initCloneflags(cfg InitConfig) uintptr {
 	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if cfg.NetNS == "" || cfg.Init {
 		flags |= unix.CLONE_NEWNET
@@ -152,9 +165,9 @@ func initCloneflags(cfg initConfig) uintptr {
 }
 
 // forkInit starts an init in the namespaces of cloneflags (the cgroup
-// namespace it creates itself), born in container id's cgroup
-// (startInCgroup), so nothing of it ever runs unconfined.
-func forkInit(cg cgroupManager, id string, cloneflags uintptr) (*preInit, error) {
+// namespace it creates itself), born in the container's cgroup
+// (StartInCgroup), so nothing of it ever runs unconfined.
+func forkInit(cg Cgroup, cloneflags uintptr) (*preInit, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -174,7 +187,7 @@ func forkInit(cg cgroupManager, id string, cloneflags uintptr) (*preInit, error)
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{InitArg},
-		Env:        helperEnv(),
+		Env:        HelperEnv(),
 		Stdout:     outW,
 		Stderr:     errW,
 		ExtraFiles: []*os.File{cfgR, failW},
@@ -183,7 +196,7 @@ func forkInit(cg cgroupManager, id string, cloneflags uintptr) (*preInit, error)
 			Setsid:     true,
 		},
 	}
-	err = startInCgroup(cg, id, cmd)
+	err = StartInCgroup(cg, cmd)
 	for _, f := range []*os.File{outW, errW, cfgR, failW} {
 		f.Close()
 	}
@@ -207,7 +220,7 @@ func (p *preInit) abort() {
 
 // configure pipes the init's output to lw, sends its configuration and returns once it has exec'd the
 // command (or failed to).
-func (p *preInit) configure(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.WaitGroup, error) {
+func (p *preInit) configure(cfg Config, lw *LogWriter) (*exec.Cmd, *sync.WaitGroup, error) {
 	defer p.cfgW.Close()
 	defer p.failR.Close()
 	pumps := &sync.WaitGroup{}
@@ -219,7 +232,7 @@ func (p *preInit) configure(cfg shimConfig, lw *logWriter) (*exec.Cmd, *sync.Wai
 		go func() {
 			defer pumps.Done()
 			defer pp.r.Close()
-			if err := lw.pump(pp.stream, pp.r); err != nil {
+			if err := lw.Pump(pp.stream, pp.r); err != nil {
 				// Keep reading: a container must never block on a full pipe.
 				_, _ = io.Copy(io.Discard, pp.r)
 			}

@@ -1,4 +1,4 @@
-package runtime
+package shim
 
 import (
 	"errors"
@@ -100,7 +100,7 @@ func readonlyBinds(rootfs string) error {
 // capabilities and setuid-root binaries included. It also clears the
 // ambient set. Needs CAP_SETPCAP, so it runs while the init is still root
 // with all capabilities.
-func dropBoundingSet(keep capMask, scope threadScope) error {
+func dropBoundingSet(keep uint64, scope threadScope) error {
 	for c := range 64 {
 		if keep&(1<<c) != 0 {
 			continue
@@ -110,7 +110,7 @@ func dropBoundingSet(keep capMask, scope threadScope) error {
 			break // past the kernel's last capability
 		}
 		if err != nil {
-			return fmt.Errorf("dropping %s from the bounding set: %w", capMask(1 << c).names()[0], err)
+			return fmt.Errorf("dropping %s from the bounding set: %w", capName(c), err)
 		}
 	}
 	err := scope.prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL)
@@ -124,13 +124,13 @@ func dropBoundingSet(keep capMask, scope threadScope) error {
 // caps (limited to what the thread still has) and empties its inheritable
 // set, as docker does since CVE-2022-24769. Call it after the set*id calls:
 // they need CAP_SETUID and CAP_SETGID, which caps may lack.
-func setCapabilities(caps capMask, scope threadScope) error {
+func setCapabilities(caps uint64, scope threadScope) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capget: %w", err)
 	}
-	have := capMask(data[0].Permitted) | capMask(data[1].Permitted)<<32
+	have := uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
 	want := caps & have // a capability newer than the kernel cannot be set
 	lo, hi := uint32(want), uint32(want>>32)
 	data = [2]unix.CapUserData{
@@ -138,7 +138,7 @@ func setCapabilities(caps capMask, scope threadScope) error {
 		{Effective: hi, Permitted: hi},
 	}
 	if err := scope.capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset %#x: %w", uint64(want), err)
+		return fmt.Errorf("capset %#x: %w", want, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package runtime
+package shim
 
 import (
 	"encoding/json"
@@ -8,44 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
-
-// InitArg is os.Args[0] of a worker binary re-executed as a container init.
-const InitArg = "minke-init"
-
-// MaybeRunInit runs the container init and never returns when this process
-// was started as one (os.Args[0] == InitArg); otherwise it returns at once.
-// Call it first thing in main() of every binary that starts containers, and
-// in TestMain of tests that do.
-func MaybeRunInit() {
-	if len(os.Args) == 0 {
-		return
-	}
-	switch os.Args[0] {
-	case ShimArg:
-		runShim()
-	case ExecArg:
-		runExec()
-	}
-	if os.Args[0] != InitArg {
-		return
-	}
-	goruntime.LockOSThread()
-	errPipe := os.NewFile(initErrorFD, "init-error")
-	err := runInit()
-	// runInit returns only on failure; the parent reads this as Start's error.
-	_, _ = io.WriteString(errPipe, err.Error())
-	code := 1
-	var ee *execError
-	if errors.As(err, &ee) {
-		code = ee.code
-	}
-	os.Exit(code)
-}
 
 // execError is a failure to find or run the command, with docker's exit
 // codes (127 not found, 126 not executable).
@@ -63,7 +29,7 @@ func runInit() error {
 	if err != nil {
 		return fmt.Errorf("reading init config: %w", err)
 	}
-	var cfg initConfig
+	var cfg InitConfig
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return fmt.Errorf("decoding init config (%d bytes): %w", len(b), err)
 	}
@@ -82,7 +48,7 @@ func runInit() error {
 		}
 	}
 
-	// This process was born in the container's cgroup (startInCgroup), so
+	// This process was born in the container's cgroup (StartInCgroup), so
 	// the new cgroup namespace is rooted there and the container sees "/"
 	// as its cgroup.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
@@ -110,7 +76,7 @@ func runInit() error {
 		return err
 	}
 	env := p.Env
-	if !hasKey(env, "HOME") {
+	if !HasKey(env, "HOME") {
 		env = append(env, "HOME="+home)
 	}
 	if err := os.MkdirAll(p.Cwd, 0o755); err != nil {
@@ -157,7 +123,7 @@ func runInit() error {
 // works, which includes execve and what the Go runtime needs until then.
 // With allThreads (the --init reaper, which never execs) every call acts on
 // every thread of the process.
-func confineProcess(cred credential, capSet capMask, rlimits []rlimitSpec, seccomp []byte, scope threadScope) error {
+func confineProcess(cred credential, capSet uint64, rlimits []Rlimit, seccomp []byte, scope threadScope) error {
 	if err := applyRlimits(rlimits); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package runtime
+package shim
 
 import (
 	"errors"
@@ -7,14 +7,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// startInCgroup starts cmd with its process in container id's cgroup from
-// its first instruction, without migrating it there afterwards.
+// StartInCgroup starts cmd with its process in cgroup cg from its first
+// instruction, without migrating it there afterwards.
 //
 // Migrating a process (a write of its pid to cgroup.procs) takes the
 // kernel's global cgroup_threadgroup_rwsem for writing, which waits for an
@@ -23,30 +24,22 @@ import (
 // cgroups instead, and moving only the calling thread (v1: "0" written to
 // tasks) takes no global lock; on v2 clone3's CLONE_INTO_CGROUP places the
 // child directly.
-func startInCgroup(cg cgroupManager, id string, cmd *exec.Cmd) error {
-	switch c := cg.(type) {
-	case *cgroupV1:
-		return c.startIn(id, cmd)
-	case *cgroupV2:
-		return c.startIn(id, cmd)
+func StartInCgroup(cg Cgroup, cmd *exec.Cmd) error {
+	switch {
+	case cg.Version == 1 && len(cg.Dirs) == len(cg.Controllers) && cg.Mount != "":
+		return startInV1(cg, cmd)
+	case cg.Version == 2 && len(cg.Dirs) == 1:
+		return startInV2(cg.Dirs[0], cmd)
 	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	if err := cg.AddProc(id, cmd.Process.Pid); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return err
-	}
-	return nil
+	return fmt.Errorf("cgroup placement %+v: want version 1 with a mount and one directory per controller, or version 2 with one directory", cg)
 }
 
-// startIn forks cmd from a locked thread that first joins the container's
+// startInV1 forks cmd from a locked thread that first joins the container's
 // cgroup in every hierarchy, and then goes back to where it was, so that
-// no thread of this process stays in the container's cgroup once startIn
+// no thread of this process stays in the container's cgroup once it
 // returns. If it cannot go back, the thread is left locked, and the Go
 // runtime ends it with the goroutine.
-func (c *cgroupV1) startIn(id string, cmd *exec.Cmd) error {
+func startInV1(cg Cgroup, cmd *exec.Cmd) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
@@ -55,19 +48,18 @@ func (c *cgroupV1) startIn(id string, cmd *exec.Cmd) error {
 			errc <- err
 			return
 		}
-		ctrls := c.controllers()
-		for _, ctrl := range ctrls {
+		for _, dir := range cg.Dirs {
 			// The tasks file moves one thread; "0" is the writer itself.
-			if err := writeCgroupFile(c.dir(ctrl, id), "tasks", "0"); err != nil {
+			if err := writeCgroupFile(dir, "tasks", "0"); err != nil {
 				errc <- err
 				return // possibly half moved: the thread ends here
 			}
 		}
 		err = cmd.Start()
 		back := true
-		for _, ctrl := range ctrls {
+		for _, ctrl := range cg.Controllers {
 			p, ok := home[ctrl]
-			if !ok || writeCgroupFile(filepath.Join(c.mount, ctrl, p), "tasks", "0") != nil {
+			if !ok || writeCgroupFile(filepath.Join(cg.Mount, ctrl, p), "tasks", "0") != nil {
 				back = false // the thread ends with this goroutine
 				break
 			}
@@ -85,7 +77,7 @@ func (c *cgroupV1) startIn(id string, cmd *exec.Cmd) error {
 func threadCgroups() (map[string]string, error) {
 	b, err := os.ReadFile("/proc/thread-self/cgroup")
 	if err != nil {
-		return nil, fmt.Errorf("runtime: reading own cgroups: %w", err)
+		return nil, fmt.Errorf("reading own cgroups: %w", err)
 	}
 	m := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
@@ -100,12 +92,12 @@ func threadCgroups() (map[string]string, error) {
 	return m, nil
 }
 
-// startIn starts cmd with clone3(CLONE_INTO_CGROUP); on kernels without it
-// (before 5.7) the process is started and then moved.
-func (c *cgroupV2) startIn(id string, cmd *exec.Cmd) error {
-	fd, err := unix.Open(c.dir(id), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// startInV2 starts cmd with clone3(CLONE_INTO_CGROUP); on kernels without
+// it (before 5.7) the process is started and then moved.
+func startInV2(dir string, cmd *exec.Cmd) error {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("runtime: opening cgroup of container %s: %w", id, err)
+		return fmt.Errorf("opening cgroup %s: %w", dir, err)
 	}
 	defer unix.Close(fd)
 	if cmd.SysProcAttr == nil {
@@ -124,10 +116,18 @@ func (c *cgroupV2) startIn(id string, cmd *exec.Cmd) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	if err := c.AddProc(id, cmd.Process.Pid); err != nil {
+	if err := writeCgroupFile(dir, "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return err
+	}
+	return nil
+}
+
+func writeCgroupFile(dir, file, value string) error {
+	p := filepath.Join(dir, file)
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("writing %q to %s: %w", value, p, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package runtime
+package shim
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 // runs in the init's mount namespace before pivot_root, while the host
 // sources are reachable; targets are resolved inside rootfs (securejoin),
 // so that a symlink in the image cannot point a mount at the host.
-func mountAll(rootfs string, mounts []initMount) error {
+func mountAll(rootfs string, mounts []Mount) error {
 	for _, m := range mounts {
 		if err := mountOne(rootfs, m); err != nil {
 			return fmt.Errorf("mounting %s on %s: %w", m.Type, m.Target, err)
@@ -26,7 +26,7 @@ func mountAll(rootfs string, mounts []initMount) error {
 	return nil
 }
 
-func mountOne(rootfs string, m initMount) error {
+func mountOne(rootfs string, m Mount) error {
 	isDir := true
 	if m.Type == "bind" {
 		fi, err := os.Stat(m.Source)

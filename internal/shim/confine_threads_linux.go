@@ -1,4 +1,4 @@
-package runtime
+package shim
 
 import (
 	"errors"
@@ -26,16 +26,16 @@ const (
 	allThreads threadScope = true  // every thread of the process (the reaper)
 )
 
-// errThreadsUnsupported: this binary links cgo, whose threads the Go
+// ErrThreadsUnsupported: this binary links cgo, whose threads the Go
 // runtime cannot reach (syscall.AllThreadsSyscall returns ENOTSUP).
-var errThreadsUnsupported = errors.New("cannot confine every thread of a binary that links cgo")
+var ErrThreadsUnsupported = errors.New("cannot confine every thread of a binary that links cgo")
 
 // checkAllThreads fails when calls cannot reach every thread, before the
 // init does any work: the reaper must not run half-confined.
 func checkAllThreads() error {
 	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0); errno != 0 {
 		exe, _ := os.Executable()
-		return fmt.Errorf("--init: %w (%s: %v); the container's pid 1 would keep capabilities in its other threads; use a helper binary built with CGO_ENABLED=0 (make build builds minke-shim so)", errThreadsUnsupported, exe, errno)
+		return fmt.Errorf("--init: %w (%s: %v); the container's pid 1 would keep capabilities in its other threads; use a helper binary built with CGO_ENABLED=0 (make build builds minke-shim so)", ErrThreadsUnsupported, exe, errno)
 	}
 	return nil
 }
