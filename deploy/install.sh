@@ -115,6 +115,9 @@ ENV_SRC=$SCRIPT_DIR/env/$ROLE.env
 [[ -f $UNIT_SRC && -f $ENV_SRC ]] || die "$UNIT_SRC or $ENV_SRC is missing: run install.sh from a complete deploy/ directory"
 
 BINARIES=("$ROLE" swarmctl)
+# A worker runs the manager binary (next to itself) as its manager role
+# once it is promoted.
+[[ $ROLE == worker ]] && BINARIES+=(manager)
 # The containers' shim helper, when built: the worker runs it (next to
 # itself) for each container, and falls back to re-executing itself.
 [[ -f $BIN_DIR/minke-shim && -x $BIN_DIR/minke-shim ]] && BINARIES+=(minke-shim)

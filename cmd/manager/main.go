@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/minke-io/minke/internal/managerrole"
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/manager"
@@ -28,6 +29,9 @@ import (
 func main() {
 	runtime.MaybeRunInit()
 	err := run()
+	if errors.Is(err, manager.ErrDemoted) && promotedWorker {
+		os.Exit(managerrole.ExitDemoted) // the worker that started this role reports it
+	}
 	if errors.Is(err, manager.ErrDemoted) {
 		fmt.Fprintln(os.Stderr, "manager: this node was demoted or removed: it is no longer a manager. "+
 			"To keep it as a worker, start 'worker --join MANAGER_ADDR --token WORKER_TOKEN' with a new --data-dir.")
@@ -38,6 +42,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// promotedWorker: this process is the manager role of a promoted worker
+// (internal/managerrole), set by the flag of that name.
+var promotedWorker bool
 
 func run() error {
 	var (
@@ -58,6 +66,7 @@ func run() error {
 	fs.StringVar(&cfg.ControlAddr, "control-addr", "", "also serve the Control API on TCP HOST:PORT, mutual TLS: clients need a certificate from 'swarmctl cluster client-cert'")
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", 0, "lifetime of node and client certificates of a new cluster (default 90 days = 2160h); nodes renew at 2/3 of it")
 	fs.BoolVar(&worker, "worker", false, "also run the worker role on this node")
+	fs.BoolVar(&promotedWorker, managerrole.Flag, false, "run as the manager role of a promoted worker, started by that worker (not by hand): without --join it only resumes the state in --data-dir, the join token comes from $"+managerrole.TokenEnv+", a demotion exits with status 3")
 	fs.StringVar(&subnet, "container-subnet", "", "with --worker: the node's container subnet (CIDR; default 172.29.N.0/24, N the last byte of the --listen-addr host), or \"none\"")
 	fs.StringVar(&bridge, "bridge", "", "with --worker: the node's container bridge and nftables table name (default minke-NODEID, cut to 15 bytes)")
 	fs.StringVar(&cfg.JoinAddr, "join", "", "join an existing cluster through this manager's --listen-addr (HOST:PORT), as a manager")
@@ -80,6 +89,15 @@ func run() error {
 	fs.StringVar(&cfg.RegistryConfig, "registry-config", "", "docker config.json (or its directory) with credentials for resolving service images to digests, and for pulls with --worker (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	if promotedWorker {
+		if worker {
+			return fmt.Errorf("--%s cannot be combined with --worker: the worker that started it runs the containers", managerrole.Flag)
+		}
+		cfg.ResumeOnly = cfg.JoinAddr == ""
+		if cfg.Token == "" {
+			cfg.Token = os.Getenv(managerrole.TokenEnv)
+		}
 	}
 	if cfg.WorkerRestartGrace <= 0 {
 		cfg.WorkerRestartGrace = -1 // none (0 in the config is the default)

@@ -15,10 +15,18 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/minke-io/minke/internal/managerrole"
+	"github.com/minke-io/minke/internal/nodeinfo"
 	"github.com/minke-io/minke/pkg/agent"
-	"github.com/minke-io/minke/pkg/manager"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/runtime"
+)
+
+// The manager's default ports (pkg/manager DefaultGossipPort,
+// DefaultAPIPort), spelled out: this binary does not link the manager.
+const (
+	defaultGossipPort     = 4244
+	defaultManagerAPIPort = 4242
 )
 
 func main() {
@@ -108,7 +116,7 @@ func run() error {
 	if net.ParseIP(cfg.Addr) == nil {
 		return fmt.Errorf("invalid --advertise-addr %q: want an IP address", cfg.Addr)
 	}
-	cfg.GossipPort = manager.DefaultGossipPort
+	cfg.GossipPort = defaultGossipPort
 	if gossipAddr != "" {
 		host, port, err := net.SplitHostPort(gossipAddr)
 		if err != nil {
@@ -123,7 +131,7 @@ func run() error {
 		}
 		cfg.GossipPort = n
 	}
-	cfg.Description = manager.Describe(hostname)
+	cfg.Description = nodeinfo.Describe(hostname)
 	switch {
 	case runtimeKind == "simulated":
 		return runSimulated(cfg, simNodes)
@@ -133,14 +141,14 @@ func run() error {
 		return fmt.Errorf("--simulate-nodes %d needs --runtime=simulated", simNodes)
 	}
 	if managerAddr == "" {
-		managerAddr = net.JoinHostPort(cfg.Addr, strconv.Itoa(manager.DefaultAPIPort))
+		managerAddr = net.JoinHostPort(cfg.Addr, strconv.Itoa(defaultManagerAPIPort))
 	}
 	gossipHostPort := net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.GossipPort))
 	managerDir := filepath.Join(cfg.DataDir, "manager")
 	_, err = os.Stat(filepath.Join(managerDir, "raft"))
 	cfg.ResumeManager = err == nil
 	cfg.Promote = func(ctx context.Context, token, joinAddr string) error {
-		return runManagerRole(ctx, cfg, managerDir, managerAddr, gossipHostPort, hostname, token, joinAddr)
+		return runManagerRole(ctx, cfg, l, managerDir, managerAddr, gossipHostPort, hostname, token, joinAddr)
 	}
 	cfg.Ready = releaseStartupMemory(cfg.Ready)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -164,40 +172,18 @@ func runSimulated(cfg agent.WorkerConfig, n int) error {
 }
 
 // runManagerRole runs the manager role of a promoted worker with the same
-// node identity, data under DATA/manager and its control socket there. When
-// the node is demoted the role stops and its Raft state is dropped, so that
-// a later promotion joins afresh.
-func runManagerRole(ctx context.Context, w agent.WorkerConfig, dir, listenAddr, gossipAddr, hostname, token, joinAddr string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	for _, f := range []string{"node-id", "node-secret"} {
-		b, err := os.ReadFile(filepath.Join(w.DataDir, f))
-		if err != nil {
-			return fmt.Errorf("manager role: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
-			return fmt.Errorf("manager role: %w", err)
-		}
-	}
-	m, err := manager.New(manager.Config{
-		DataDir: dir, ListenAddr: listenAddr, GossipAddr: gossipAddr, ControlSocket: filepath.Join(dir, "control.sock"),
-		JoinAddr: joinAddr, Token: token, Hostname: hostname, Logger: w.Logger, Gossip: w.Gossip,
-		// Resuming must never bootstrap a cluster of its own.
-		ResumeOnly: joinAddr == "",
+// node identity, data under DATA/manager and its control socket there, as
+// a child process: the manager binary next to this one (see
+// internal/managerrole). When the node is demoted the role stops and its
+// Raft state is dropped, so that a later promotion joins afresh.
+func runManagerRole(ctx context.Context, w agent.WorkerConfig, level slog.Level, dir, listenAddr, gossipAddr, hostname, token, joinAddr string) error {
+	err := managerrole.Run(ctx, managerrole.Config{
+		WorkerDataDir: w.DataDir, Dir: dir, ListenAddr: listenAddr, GossipAddr: gossipAddr,
+		Hostname: hostname, Gossip: w.Gossip, LogLevel: level, Token: token, JoinAddr: joinAddr,
 	})
-	if err != nil {
-		return err
-	}
-	err = m.Run(ctx)
-	switch {
-	case errors.Is(err, manager.ErrDemoted):
+	if errors.Is(err, managerrole.ErrDemoted) {
 		w.Logger.Info("demoted: the manager role stopped; this node stays a worker")
-		return os.RemoveAll(filepath.Join(dir, "raft"))
-	case err != nil && ctx.Err() == nil && joinAddr != "":
-		// A join that failed leaves no half-made member behind: the next
-		// promotion joins afresh.
-		_ = os.RemoveAll(filepath.Join(dir, "raft"))
+		return nil
 	}
 	return err
 }

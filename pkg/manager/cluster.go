@@ -5,12 +5,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
 
 	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/nodeinfo"
 	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -65,16 +64,7 @@ func (m *Manager) bootstrap(ctx context.Context) error {
 
 // Describe reports this machine: hostname (or the override), platform, and
 // all its CPUs and memory as the node's resources.
-func Describe(hostname string) *minkepb.NodeDescription {
-	if hostname == "" {
-		hostname, _ = os.Hostname()
-	}
-	return &minkepb.NodeDescription{
-		Hostname:  hostname,
-		Platform:  &minkepb.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
-		Resources: &minkepb.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: totalMemory()},
-	}
-}
+func Describe(hostname string) *minkepb.NodeDescription { return nodeinfo.Describe(hostname) }
 
 // caFingerprint is the current root's fingerprint, for logs.
 func (m *Manager) caFingerprint() string {

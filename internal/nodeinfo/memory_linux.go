@@ -1,4 +1,4 @@
-package manager
+package nodeinfo
 
 import "golang.org/x/sys/unix"
 

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package manager
+package nodeinfo
 
 // totalMemory is unknown off Linux: the node advertises no memory.
 func totalMemory() int64 { return 0 }
