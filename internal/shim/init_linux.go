@@ -191,11 +191,9 @@ func setupRootfs(rootfs string) error {
 			continue // the host lacks it (minimal build machines)
 		}
 		dst := filepath.Join(rootfs, "dev", name)
-		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
-		if err != nil {
+		if err := touch(dst, unix.O_EXCL|unix.O_WRONLY, 0o666); err != nil {
 			return fmt.Errorf("creating /dev/%s: %w", name, err)
 		}
-		f.Close()
 		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("binding /dev/%s: %w", name, err)
 		}

@@ -106,12 +106,8 @@ func mountTarget(rootfs, target string, isDir bool) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return "", err
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY|unix.O_NOFOLLOW, 0o644)
-	if err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := touch(p, unix.O_RDONLY|unix.O_NOFOLLOW, 0o644); err != nil && !errors.Is(err, unix.EEXIST) {
 		return "", err
-	}
-	if f != nil {
-		f.Close()
 	}
 	return p, nil
 }
@@ -205,4 +201,15 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// touch creates p (flags: how to open it, O_CREAT and O_CLOEXEC added) and
+// closes it at once: the raw calls, without os.File's poller registration,
+// which costs four more system calls per file on the init's path.
+func touch(p string, flags int, mode uint32) error {
+	fd, err := unix.Open(p, flags|unix.O_CREAT|unix.O_CLOEXEC, mode)
+	if err != nil {
+		return &fs.PathError{Op: "create", Path: p, Err: err}
+	}
+	return unix.Close(fd)
 }
