@@ -130,13 +130,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if cmd.Stderr == nil {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = diesWithParent()
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = stopGrace
-	// Pdeathsig fires when the forking thread ends, not the process, and the
-	// Go runtime ends threads (one a goroutine left locked, as the
-	// container runtime's namespace-joining helpers do). The fork runs on
-	// a thread locked for as long as the role runs, which therefore lives.
+	// Pdeathsig (diesWithParent) fires when the forking thread ends, not
+	// the process, and the Go runtime ends threads (one a goroutine left
+	// locked, as the container runtime's namespace-joining helpers do). The
+	// fork runs on a thread locked for as long as the role runs, which
+	// therefore lives.
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
