@@ -21,12 +21,15 @@
 // shim.go) that is the parent of the container's init (InitArg) and owns
 // its stdio, log and exit status, and outlives the worker; a restarted
 // worker re-adopts running containers with Adopt. Healthchecks run through
-// an exec helper (ExecArg) inside the container's namespaces. All three are
-// the helper binary (cmd/minke-shim, or the worker itself) re-executed, so
-// every binary that may start containers must call MaybeRunInit first
-// thing in main (and in TestMain). The shim forks the init into the
-// container's cgroup (it is born there: see startInCgroup), so neither the
-// init nor the container's command ever runs outside its limits.
+// an exec helper (ExecArg) inside the container's namespaces. The three
+// are internal/shim, which links next to nothing, run by the helper binary
+// (cmd/minke-shim, or the worker itself) re-executed, so every binary that
+// may start containers must call MaybeRunInit first thing in main (and in
+// TestMain). Whatever the init needs is resolved here and sent as data
+// (seccomp filter, mounts, rlimits, cgroup directories). The shim forks
+// the init into the container's cgroup (it is born there: see
+// shim.StartInCgroup), so neither the init nor the container's command
+// ever runs outside its limits.
 //
 // On-disk layout under Config.Root:
 //
