@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,9 +28,9 @@ func runInit() error {
 	if err != nil {
 		return fmt.Errorf("reading init config: %w", err)
 	}
-	var cfg InitConfig
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fmt.Errorf("decoding init config (%d bytes): %w", len(b), err)
+	cfg, err := decodeInitConfig(b)
+	if err != nil {
+		return err
 	}
 	unix.CloseOnExec(initErrorFD)
 	scope := thisThread

@@ -77,17 +77,27 @@ func runShim() {
 		f.Close()
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "shim", "container_id", cfg.ID)
+	initCfg, err := encodeInitConfig(cfg.Init)
+	if err != nil {
+		shimFail(ready, err)
+	}
 	pre, err := forkInit(cfg.Cgroup, initCloneflags(cfg.Init))
 	if err != nil {
 		shimFail(ready, err)
 	}
 	phases.Forked = MonotonicNow()
+	// The configuration goes out at once: the init reads it as soon as its
+	// Go runtime has started, while this process opens the log.
+	if err := pre.send(initCfg); err != nil {
+		pre.abort()
+		shimFail(ready, fmt.Errorf("sending config to init: %w", err))
+	}
 	lw, err := OpenLogWriter(filepath.Join(cfg.Dir, "container.log"), cfg.LogMaxSize, cfg.LogMaxFiles)
 	if err != nil {
 		pre.abort()
 		shimFail(ready, fmt.Errorf("opening log: %w", err))
 	}
-	cmd, pumps, err := pre.configure(cfg, lw)
+	cmd, pumps, err := pre.run(lw)
 	if err != nil {
 		shimFail(ready, err)
 	}
@@ -218,10 +228,19 @@ func (p *preInit) abort() {
 	}
 }
 
-// configure pipes the init's output to lw, sends its configuration and returns once it has exec'd the
+// send writes the init's configuration (encodeInitConfig) and closes the
+// config pipe.
+func (p *preInit) send(b []byte) error {
+	_, err := p.cfgW.Write(b)
+	if cerr := p.cfgW.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// run pipes the init's output to lw and returns once it has exec'd the
 // command (or failed to).
-func (p *preInit) configure(cfg Config, lw *LogWriter) (*exec.Cmd, *sync.WaitGroup, error) {
-	defer p.cfgW.Close()
+func (p *preInit) run(lw *LogWriter) (*exec.Cmd, *sync.WaitGroup, error) {
 	defer p.failR.Close()
 	pumps := &sync.WaitGroup{}
 	for _, pp := range []struct {
@@ -243,14 +262,6 @@ func (p *preInit) configure(cfg Config, lw *LogWriter) (*exec.Cmd, *sync.WaitGro
 		_ = p.cmd.Wait()
 		return nil, nil, err
 	}
-	b, err := json.Marshal(cfg.Init)
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := p.cfgW.Write(b); err != nil {
-		return fail(fmt.Errorf("sending config to init: %w", err))
-	}
-	p.cfgW.Close()
 	// The init closes the error pipe by exec'ing (CLOEXEC) or writes why it
 	// could not.
 	msg, _ := io.ReadAll(io.LimitReader(p.failR, 4096))
