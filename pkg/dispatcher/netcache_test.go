@@ -61,11 +61,10 @@ func netCacheFixture(t *testing.T) *fixture {
 func TestForNodeEqualsNetworkState(t *testing.T) {
 	f := netCacheFixture(t)
 	_ = f.store.View(func(tx raftstore.ReadTx) error {
-		shared := networkState(tx, "")
-		sharedVer := networkVersion(shared)
+		shared := newSharedNet(tx, nil)
 		seen := map[string]*minkepb.NetworkState{}
 		for _, id := range []string{"n1", "n2", "n3", "n4", "n5", "unknown"} {
-			got, ver := forNode(tx, id, shared, sharedVer)
+			got, ver := forNode(tx, id, shared)
 			want := networkState(tx, id)
 			if !proto.Equal(got, want) {
 				t.Errorf("node %s: forNode gives\n%v\nwant networkState's\n%v", id, got, want)
@@ -77,8 +76,8 @@ func TestForNodeEqualsNetworkState(t *testing.T) {
 			}
 			seen[ver] = got
 		}
-		if len(shared.GetRoutes()) != 3 {
-			t.Errorf("shared routes %v: want the 3 READY nodes with subnets", shared.GetRoutes())
+		if len(shared.state.GetRoutes()) != 3 {
+			t.Errorf("shared routes %v: want the 3 READY nodes with subnets", shared.state.GetRoutes())
 		}
 		return nil
 	})
@@ -90,7 +89,7 @@ func TestNetCacheEpochs(t *testing.T) {
 	f := netCacheFixture(t)
 	var c netCache
 	get := func(epoch uint64) (st *minkepb.NetworkState) {
-		_ = f.store.View(func(tx raftstore.ReadTx) error { st, _ = c.get(tx, epoch); return nil })
+		_ = f.store.View(func(tx raftstore.ReadTx) error { st = c.get(tx, epoch).state; return nil })
 		return st
 	}
 	first := get(1)
@@ -177,15 +176,15 @@ func TestSessionSendsNetworkWhenChanged(t *testing.T) {
 func TestClusterCache(t *testing.T) {
 	var cc clusterCache
 	a := &minkepb.Cluster{GossipKey: []byte("k1")}
-	_, _, kr := cc.get(a)
+	kr := cc.get(a).keyring
 	if string(kr.GetPrimary()) != "k1" {
 		t.Fatalf("keyring %v, want primary k1", kr)
 	}
 	b := &minkepb.Cluster{GossipKey: []byte("k2")}
-	if _, _, kr := cc.get(b); string(kr.GetPrimary()) != "k2" {
+	if kr := cc.get(b).keyring; string(kr.GetPrimary()) != "k2" {
 		t.Fatalf("after a new record: keyring %v, want primary k2", kr)
 	}
-	if _, _, kr := cc.get(nil); kr != nil {
+	if kr := cc.get(nil).keyring; kr != nil {
 		t.Fatalf("no cluster: keyring %v, want none", kr)
 	}
 }
