@@ -299,7 +299,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			continue
 		}
 		a.useRegistries(msg.GetRegistryAddrs())
-		if net.Update(msg) && a.net != nil {
+		if a.net != nil && net.Update(msg) { // a node without networking needs no state
 			a.net.apply(net.State())
 		}
 		if tasks.update(msg) {

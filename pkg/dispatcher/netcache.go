@@ -260,17 +260,29 @@ type sharedDelta struct {
 	overlays map[string]bool
 }
 
-// forNode is networkState(tx, nodeID) built from shared, the state for no
+// nodeTasks is a node's record and all its tasks, read once for a
+// session message.
+type nodeTasks struct {
+	id    string
+	node  *minkepb.Node
+	tasks []*minkepb.Task
+}
+
+func readNode(tx raftstore.ReadTx, nodeID string) nodeTasks {
+	return nodeTasks{id: nodeID, node: tx.Node(nodeID), tasks: tx.TasksByNode(nodeID)}
+}
+
+// forNode is networkState(tx, n.id) built from shared, the state for no
 // node: shared's routes without the one to the node's own container
 // subnet, the endpoints of the services with tasks on the node, and the
 // overlay networks its live tasks are attached to. Services and ingress
 // ports are shared with the cached state, which nobody changes. The second
 // result fingerprints the node's state (see networkVersion) without
 // re-encoding the shared part.
-func forNode(tx raftstore.ReadTx, nodeID string, shared *sharedNet) (*minkepb.NetworkState, string) {
-	st := &minkepb.NetworkState{Endpoints: nodeEndpoints(tx, nodeID), Services: shared.state.GetServices(),
+func forNode(tx raftstore.ReadTx, n nodeTasks, shared *sharedNet) (*minkepb.NetworkState, string) {
+	st := &minkepb.NetworkState{Endpoints: nodeEndpoints(tx, n.tasks), Services: shared.state.GetServices(),
 		Ingress: shared.state.GetIngress(), Routes: shared.state.GetRoutes()}
-	own := ownSubnet(tx.Node(nodeID))
+	own := ownSubnet(n.node)
 	_, filtered := shared.routes[own]
 	if filtered {
 		st.Routes = make([]*minkepb.NodeRoute, 0, len(shared.state.GetRoutes()))
@@ -281,7 +293,7 @@ func forNode(tx raftstore.ReadTx, nodeID string, shared *sharedNet) (*minkepb.Ne
 		}
 	}
 	if len(shared.state.GetOverlays()) > 0 {
-		needed := neededOverlays(tx, nodeID)
+		needed := neededOverlays(n.tasks)
 		for _, ov := range shared.state.GetOverlays() {
 			if needed[ov.GetId()] {
 				st.Overlays = append(st.Overlays, ov)
@@ -301,12 +313,18 @@ func forNode(tx raftstore.ReadTx, nodeID string, shared *sharedNet) (*minkepb.Ne
 }
 
 // nodeEndpoints are the allocated endpoints of the services that have
-// tasks on the node, by service ID.
-func nodeEndpoints(tx raftstore.ReadTx, nodeID string) map[string]*minkepb.Endpoint {
+// tasks (of a node), by service ID.
+func nodeEndpoints(tx raftstore.ReadTx, tasks []*minkepb.Task) map[string]*minkepb.Endpoint {
 	out := map[string]*minkepb.Endpoint{}
-	for _, t := range tx.TasksByNode(nodeID) {
-		if ep := tx.Service(t.GetServiceId()).GetEndpoint(); ep != nil {
-			out[t.GetServiceId()] = ep
+	seen := make(map[string]bool, len(tasks))
+	for _, t := range tasks {
+		id := t.GetServiceId()
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if ep := tx.Service(id).GetEndpoint(); ep != nil {
+			out[id] = ep
 		}
 	}
 	return out

@@ -64,7 +64,7 @@ func TestForNodeEqualsNetworkState(t *testing.T) {
 		shared := newSharedNet(tx, nil)
 		seen := map[string]*minkepb.NetworkState{}
 		for _, id := range []string{"n1", "n2", "n3", "n4", "n5", "unknown"} {
-			got, ver := forNode(tx, id, shared)
+			got, ver := forNode(tx, readNode(tx, id), shared)
 			want := networkState(tx, id)
 			if !proto.Equal(got, want) {
 				t.Errorf("node %s: forNode gives\n%v\nwant networkState's\n%v", id, got, want)

@@ -165,7 +165,7 @@ func TestNetworkDeltasRebuildTheState(t *testing.T) {
 							deltas++
 						}
 						wk.view.Update(msg)
-						want, _ := forNode(tx, wk.s.nodeID, d.net.get(tx, epoch))
+						want, _ := forNode(tx, readNode(tx, wk.s.nodeID), d.net.get(tx, epoch))
 						if got := wk.view.State(); !proto.Equal(got, want) {
 							t.Fatalf("step %d, node %s: merged state\n%v\nwant\n%v", step, wk.s.nodeID, got, want)
 						}

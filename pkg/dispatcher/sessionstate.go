@@ -44,6 +44,7 @@ type sessionState struct {
 	netGen    uint64
 	ownSubnet string
 	endpoints map[string]*minkepb.Endpoint
+	services  []string // serviceIDs of the node's tasks, of which endpoints are
 	overlays  map[string]bool
 }
 
@@ -52,11 +53,12 @@ type sessionState struct {
 // counts it as sent. The network state comes from the cluster-wide part
 // cached for epoch (see netCache).
 func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, s *sessionState, epoch uint64) *minkepb.SessionMessage {
-	node := tx.Node(s.nodeID)
+	n := readNode(tx, s.nodeID)
+	node := n.node
 	c := tx.Cluster()
 	shared := d.net.get(tx, epoch)
 	ci := d.cluster.get(c)
-	tasks := assignments(tx.TasksByNode(s.nodeID))
+	tasks := assignments(n.tasks)
 	var token string
 	if node.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && node.GetRole() != minkepb.NodeRole_MANAGER {
 		token = c.GetJoinTokens().GetManager()
@@ -74,8 +76,8 @@ func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, s *sessionState, epoch 
 		netD  *minkepb.NetworkDelta
 	)
 	if s.deltas {
-		netSt, netD = s.network(tx, &d.net, shared)
-	} else if st, v := forNode(tx, s.nodeID, shared); v != s.netVersion {
+		netSt, netD = s.network(tx, n, &d.net, shared)
+	} else if st, v := forNode(tx, n, shared); v != s.netVersion {
 		netSt, s.netVersion = st, v
 	}
 	if !changed && netSt == nil && netD == nil {
@@ -159,8 +161,8 @@ func taskChanges(sent map[string]minkepb.TaskState, tasks []*minkepb.Task) (chan
 // merges deltas: the complete state for a new session (or one whose
 // generation is no longer kept, or whose node changed its subnet), else
 // the delta since the state it holds, nil when nothing changed.
-func (s *sessionState) network(tx raftstore.ReadTx, c *netCache, shared *sharedNet) (*minkepb.NetworkState, *minkepb.NetworkDelta) {
-	own := ownSubnet(tx.Node(s.nodeID))
+func (s *sessionState) network(tx raftstore.ReadTx, n nodeTasks, c *netCache, shared *sharedNet) (*minkepb.NetworkState, *minkepb.NetworkDelta) {
+	own := ownSubnet(n.node)
 	var (
 		sd *sharedDelta
 		ok bool
@@ -169,8 +171,9 @@ func (s *sessionState) network(tx raftstore.ReadTx, c *netCache, shared *sharedN
 		sd, ok = c.delta(s.netGen, shared)
 	}
 	if !ok {
-		st, _ := forNode(tx, s.nodeID, shared)
+		st, _ := forNode(tx, n, shared)
 		s.netGen, s.ownSubnet, s.endpoints, s.overlays = shared.gen, own, st.GetEndpoints(), make(map[string]bool, len(st.GetOverlays()))
+		s.services = serviceIDs(n.tasks)
 		for _, ov := range st.GetOverlays() {
 			s.overlays[ov.GetId()] = true
 		}
@@ -182,7 +185,12 @@ func (s *sessionState) network(tx raftstore.ReadTx, c *netCache, shared *sharedN
 	if own != "" && slices.ContainsFunc(nd.Routes, isOwn) {
 		nd.Routes = slices.DeleteFunc(slices.Clone(nd.Routes), isOwn)
 	}
-	eps := nodeEndpoints(tx, s.nodeID)
+	// Endpoints change with the services of the node's tasks (a new
+	// generation) or with which services those are.
+	eps, services := s.endpoints, serviceIDs(n.tasks)
+	if shared.gen != s.netGen || !slices.Equal(services, s.services) {
+		eps = nodeEndpoints(tx, n.tasks)
+	}
 	for id, ep := range eps {
 		if s.endpoints[id] != ep { // stored objects are immutable: same pointer, same endpoint
 			if nd.Endpoints == nil {
@@ -199,7 +207,7 @@ func (s *sessionState) network(tx raftstore.ReadTx, c *netCache, shared *sharedN
 	slices.Sort(nd.RemovedEndpoints)
 	if len(shared.overlays) > 0 || len(s.overlays) > 0 {
 		now := map[string]bool{}
-		for id := range neededOverlays(tx, s.nodeID) {
+		for id := range neededOverlays(n.tasks) {
 			if ov, ok := shared.overlays[id]; ok {
 				now[id] = true
 				if !s.overlays[id] || sd.overlays[id] {
@@ -216,10 +224,20 @@ func (s *sessionState) network(tx raftstore.ReadTx, c *netCache, shared *sharedN
 		slices.Sort(nd.RemovedOverlays)
 		s.overlays = now
 	}
-	s.netGen, s.endpoints = shared.gen, eps
+	s.netGen, s.endpoints, s.services = shared.gen, eps, services
 	if len(nd.Ingress)+len(nd.RemovedIngress)+len(nd.Routes)+len(nd.RemovedRoutes)+len(nd.Endpoints)+len(nd.RemovedEndpoints)+
 		len(nd.Services)+len(nd.RemovedServices)+len(nd.Overlays)+len(nd.RemovedOverlays) == 0 {
 		return nil, nil
 	}
 	return nil, nd
+}
+
+// serviceIDs are the IDs of the services of tasks, sorted, each once.
+func serviceIDs(tasks []*minkepb.Task) []string {
+	out := make([]string, 0, len(tasks))
+	for _, t := range tasks {
+		out = append(out, t.GetServiceId())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
