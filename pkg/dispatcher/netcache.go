@@ -38,6 +38,10 @@ type netCache struct {
 	// cost and prevCost are how long the last two computations took (see
 	// netWideDelay).
 	cost, prevCost atomic.Int64
+	// fanning adds up how long sessions took to build their messages
+	// after a wake by a network-wide change; fanCost and prevFanCost are
+	// its sums over the last two windows (see netWideDelay).
+	fanning, fanCost, prevFanCost atomic.Int64
 }
 
 // netHistory is how many generations the cache keeps for deltas. A session
@@ -76,20 +80,26 @@ type netKeys struct {
 }
 
 // netWideDelay is how long the fan-out lets network-wide changes gather
-// before waking every session: ten times what the shared state took to
-// compute (at 100,000 tasks on a loaded machine, a computation takes a
-// sizeable fraction of a second), so that a burst of changes (1,000
-// services created at once, 5,000 nodes turning READY) costs one shared
-// state and one message per session per window, and recomputing it takes
-// at most about a tenth of a core; never more than netWideMaxDelay. In a
-// small cluster it is a few milliseconds: ingress and DNS follow changes
-// at once.
+// before waking every session: ten times what the last change cost — the
+// shared state's computation and every session's message after it — so
+// that a burst of changes (1,000 services created at once, 5,000 nodes
+// turning READY) costs one shared state and one message per session per
+// window, and following changes takes at most about a tenth of a core;
+// never more than netWideMaxDelay. In a small cluster it is a few
+// milliseconds: ingress and DNS follow changes at once. With thousands of
+// sessions, the sessions' part dominates (each wakes, reads the store and
+// sends its delta): counting only the shared state woke every session
+// every few milliseconds while services were being created.
 //
 // The smaller of the last two costs counts: one slow computation (a cold
 // start, the process descheduled on a busy machine) must not hold the next
 // change back by seconds in a small cluster.
+//
+// The fan-out calls it once per window, when a change arms it: what the
+// sessions spent since the last call is the cost of the window before.
 func (c *netCache) netWideDelay() time.Duration {
-	cost := time.Duration(min(c.cost.Load(), c.prevCost.Load()))
+	c.prevFanCost.Store(c.fanCost.Swap(c.fanning.Swap(0)))
+	cost := time.Duration(min(c.cost.Load(), c.prevCost.Load()) + min(c.fanCost.Load(), c.prevFanCost.Load()))
 	return min(10*cost, netWideMaxDelay)
 }
 

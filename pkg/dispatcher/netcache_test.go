@@ -109,22 +109,27 @@ func TestNetCacheEpochs(t *testing.T) {
 	}
 }
 
-// TestNetWideDelay: the gathering window grows with the cost of the shared
-// state, within its bounds.
+// TestNetWideDelay: the gathering window grows with the cost of the last
+// change (the shared state and the sessions' messages), within its
+// bounds.
 func TestNetWideDelay(t *testing.T) {
 	for _, tc := range []struct {
-		cost, want time.Duration
+		cost, fan, want time.Duration
 	}{
-		{0, 0},
-		{time.Millisecond, 10 * time.Millisecond},
-		{30 * time.Millisecond, 300 * time.Millisecond},
-		{time.Second, netWideMaxDelay},
+		{0, 0, 0},
+		{time.Millisecond, 0, 10 * time.Millisecond},
+		{30 * time.Millisecond, 0, 300 * time.Millisecond},
+		{time.Millisecond, 9 * time.Millisecond, 100 * time.Millisecond},
+		{time.Second, 0, netWideMaxDelay},
+		{0, time.Second, netWideMaxDelay},
 	} {
 		var c netCache
 		c.cost.Store(int64(tc.cost))
 		c.prevCost.Store(int64(tc.cost))
+		c.fanCost.Store(int64(tc.fan)) // the window before last
+		c.fanning.Add(int64(tc.fan))   // the last window
 		if got := c.netWideDelay(); got != tc.want {
-			t.Errorf("cost %s: delay %s, want %s", tc.cost, got, tc.want)
+			t.Errorf("cost %s, sessions %s: delay %s, want %s", tc.cost, tc.fan, got, tc.want)
 		}
 	}
 	// One slow computation after fast ones does not lengthen the window.
@@ -133,6 +138,15 @@ func TestNetWideDelay(t *testing.T) {
 	c.cost.Store(int64(time.Second))
 	if got := c.netWideDelay(); got != 10*time.Millisecond {
 		t.Errorf("one slow computation: delay %s, want %s", got, 10*time.Millisecond)
+	}
+	// Nor does one window whose sessions were slow.
+	c.fanning.Add(int64(time.Second))
+	if got := c.netWideDelay(); got != 10*time.Millisecond {
+		t.Errorf("one slow window of sessions: delay %s, want %s", got, 10*time.Millisecond)
+	}
+	c.fanning.Add(int64(time.Second))
+	if got := c.netWideDelay(); got != netWideMaxDelay {
+		t.Errorf("two slow windows of sessions: delay %s, want %s", got, netWideMaxDelay)
 	}
 }
 

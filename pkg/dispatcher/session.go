@@ -86,6 +86,7 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			}
 			gone := false
 			var trustErr error
+			wide, began := w.wide.Swap(false), time.Now()
 			epoch := d.fan.netEpoch.Load()
 			msg = nil
 			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
@@ -114,11 +115,13 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
 				return status.Error(codes.Unavailable, trustErr.Error())
 			}
-			if msg == nil {
-				continue // nothing the worker acts on changed
+			if msg != nil {
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
 			}
-			if err := stream.Send(msg); err != nil {
-				return err
+			if wide {
+				d.net.fanning.Add(int64(time.Since(began)))
 			}
 		}
 	}
