@@ -336,8 +336,14 @@ func (x *JoinResponse) GetCaCerts() []byte {
 }
 
 type SessionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// deltas announces a worker that merges changes: after the session's
+	// first message (always complete), the manager may send only what
+	// changed (SessionMessage.tasks_delta, network_delta) and leave out the
+	// node record, roots and gossip keyring while they are unchanged. A
+	// worker that does not set it gets complete messages.
+	Deltas        bool `protobuf:"varint,140,opt,name=deltas,proto3" json:"deltas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -377,6 +383,13 @@ func (x *SessionRequest) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *SessionRequest) GetDeltas() bool {
+	if x != nil {
+		return x.Deltas
+	}
+	return false
 }
 
 type LogSubscription struct {
@@ -480,6 +493,18 @@ type SessionMessage struct {
 	// gossip_keyring is the gossip keys the node must hold (sent with every
 	// assignment set, and whenever a key rotation changes it).
 	GossipKeyring *GossipKeyring `protobuf:"bytes,110,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
+	// Only to a worker that set SessionRequest.deltas:
+	//
+	// tasks_delta: tasks holds only the assignments that are new to the
+	// worker or whose desired state changed since the session's previous
+	// message, and removed_task_ids those no longer assigned; every other
+	// task stays as the worker has it. Without it, tasks is the complete set.
+	TasksDelta     bool     `protobuf:"varint,140,opt,name=tasks_delta,json=tasksDelta,proto3" json:"tasks_delta,omitempty"`
+	RemovedTaskIds []string `protobuf:"bytes,141,rep,name=removed_task_ids,json=removedTaskIds,proto3" json:"removed_task_ids,omitempty"`
+	// network_delta changes the network state the worker holds (the last
+	// network, with every network_delta since merged into it). network, when
+	// set, replaces it; neither set leaves it unchanged.
+	NetworkDelta  *NetworkDelta `protobuf:"bytes,142,opt,name=network_delta,json=networkDelta,proto3" json:"network_delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +602,149 @@ func (x *SessionMessage) GetGossipKeyring() *GossipKeyring {
 	return nil
 }
 
+func (x *SessionMessage) GetTasksDelta() bool {
+	if x != nil {
+		return x.TasksDelta
+	}
+	return false
+}
+
+func (x *SessionMessage) GetRemovedTaskIds() []string {
+	if x != nil {
+		return x.RemovedTaskIds
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetNetworkDelta() *NetworkDelta {
+	if x != nil {
+		return x.NetworkDelta
+	}
+	return nil
+}
+
+// NetworkDelta is the change between two network states (NetworkState) of
+// one node: records added or changed replace the worker's record with the
+// same key, removed keys are deleted, and every other record stays. Keys:
+// ingress "PROTOCOL/PUBLISHED_PORT" (such as "TCP/8080"), routes the
+// subnet, endpoints and services the service ID, overlays the network ID.
+type NetworkDelta struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Ingress          []*IngressPort         `protobuf:"bytes,140,rep,name=ingress,proto3" json:"ingress,omitempty"`
+	RemovedIngress   []string               `protobuf:"bytes,141,rep,name=removed_ingress,json=removedIngress,proto3" json:"removed_ingress,omitempty"`
+	Routes           []*NodeRoute           `protobuf:"bytes,142,rep,name=routes,proto3" json:"routes,omitempty"`
+	RemovedRoutes    []string               `protobuf:"bytes,143,rep,name=removed_routes,json=removedRoutes,proto3" json:"removed_routes,omitempty"`
+	Endpoints        map[string]*Endpoint   `protobuf:"bytes,144,rep,name=endpoints,proto3" json:"endpoints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	RemovedEndpoints []string               `protobuf:"bytes,145,rep,name=removed_endpoints,json=removedEndpoints,proto3" json:"removed_endpoints,omitempty"`
+	Services         []*ServiceRecord       `protobuf:"bytes,146,rep,name=services,proto3" json:"services,omitempty"`
+	RemovedServices  []string               `protobuf:"bytes,147,rep,name=removed_services,json=removedServices,proto3" json:"removed_services,omitempty"`
+	// overlays are whole networks, peers and services included.
+	Overlays        []*OverlayNetwork `protobuf:"bytes,148,rep,name=overlays,proto3" json:"overlays,omitempty"`
+	RemovedOverlays []string          `protobuf:"bytes,149,rep,name=removed_overlays,json=removedOverlays,proto3" json:"removed_overlays,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *NetworkDelta) Reset() {
+	*x = NetworkDelta{}
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkDelta) ProtoMessage() {}
+
+func (x *NetworkDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkDelta.ProtoReflect.Descriptor instead.
+func (*NetworkDelta) Descriptor() ([]byte, []int) {
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NetworkDelta) GetIngress() []*IngressPort {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetRemovedIngress() []string {
+	if x != nil {
+		return x.RemovedIngress
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetRoutes() []*NodeRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetRemovedRoutes() []string {
+	if x != nil {
+		return x.RemovedRoutes
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetEndpoints() map[string]*Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetRemovedEndpoints() []string {
+	if x != nil {
+		return x.RemovedEndpoints
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetServices() []*ServiceRecord {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetRemovedServices() []string {
+	if x != nil {
+		return x.RemovedServices
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetOverlays() []*OverlayNetwork {
+	if x != nil {
+		return x.Overlays
+	}
+	return nil
+}
+
+func (x *NetworkDelta) GetRemovedOverlays() []string {
+	if x != nil {
+		return x.RemovedOverlays
+	}
+	return nil
+}
+
 // NetworkState is what a worker programs into its kernel besides its own
 // containers: the ingress ports of the cluster with their backends, the
 // routes to other workers' container subnets, and the published ports of
@@ -600,7 +768,7 @@ type NetworkState struct {
 
 func (x *NetworkState) Reset() {
 	*x = NetworkState{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +780,7 @@ func (x *NetworkState) String() string {
 func (*NetworkState) ProtoMessage() {}
 
 func (x *NetworkState) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[7]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +793,7 @@ func (x *NetworkState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkState.ProtoReflect.Descriptor instead.
 func (*NetworkState) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NetworkState) GetIngress() []*IngressPort {
@@ -685,7 +853,7 @@ type OverlayNetwork struct {
 
 func (x *OverlayNetwork) Reset() {
 	*x = OverlayNetwork{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +865,7 @@ func (x *OverlayNetwork) String() string {
 func (*OverlayNetwork) ProtoMessage() {}
 
 func (x *OverlayNetwork) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[8]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +878,7 @@ func (x *OverlayNetwork) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverlayNetwork.ProtoReflect.Descriptor instead.
 func (*OverlayNetwork) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OverlayNetwork) GetId() string {
@@ -776,7 +944,7 @@ type OverlayPeer struct {
 
 func (x *OverlayPeer) Reset() {
 	*x = OverlayPeer{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +956,7 @@ func (x *OverlayPeer) String() string {
 func (*OverlayPeer) ProtoMessage() {}
 
 func (x *OverlayPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[9]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +969,7 @@ func (x *OverlayPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverlayPeer.ProtoReflect.Descriptor instead.
 func (*OverlayPeer) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{9}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OverlayPeer) GetTaskId() string {
@@ -848,7 +1016,7 @@ type ServiceRecord struct {
 
 func (x *ServiceRecord) Reset() {
 	*x = ServiceRecord{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1028,7 @@ func (x *ServiceRecord) String() string {
 func (*ServiceRecord) ProtoMessage() {}
 
 func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[10]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1041,7 @@ func (x *ServiceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRecord.ProtoReflect.Descriptor instead.
 func (*ServiceRecord) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{10}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ServiceRecord) GetId() string {
@@ -922,7 +1090,7 @@ type IngressPort struct {
 
 func (x *IngressPort) Reset() {
 	*x = IngressPort{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1102,7 @@ func (x *IngressPort) String() string {
 func (*IngressPort) ProtoMessage() {}
 
 func (x *IngressPort) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[11]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1115,7 @@ func (x *IngressPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngressPort.ProtoReflect.Descriptor instead.
 func (*IngressPort) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{11}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IngressPort) GetPort() *PortConfig {
@@ -974,7 +1142,7 @@ type NodeRoute struct {
 
 func (x *NodeRoute) Reset() {
 	*x = NodeRoute{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1154,7 @@ func (x *NodeRoute) String() string {
 func (*NodeRoute) ProtoMessage() {}
 
 func (x *NodeRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[12]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1167,7 @@ func (x *NodeRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRoute.ProtoReflect.Descriptor instead.
 func (*NodeRoute) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{12}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeRoute) GetSubnet() string {
@@ -1028,7 +1196,7 @@ type GossipKeyring struct {
 
 func (x *GossipKeyring) Reset() {
 	*x = GossipKeyring{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1208,7 @@ func (x *GossipKeyring) String() string {
 func (*GossipKeyring) ProtoMessage() {}
 
 func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[13]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1221,7 @@ func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
 func (*GossipKeyring) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{13}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GossipKeyring) GetPrimary() []byte {
@@ -1080,7 +1248,7 @@ type TaskStatusUpdate struct {
 
 func (x *TaskStatusUpdate) Reset() {
 	*x = TaskStatusUpdate{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1260,7 @@ func (x *TaskStatusUpdate) String() string {
 func (*TaskStatusUpdate) ProtoMessage() {}
 
 func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[14]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1273,7 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{14}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TaskStatusUpdate) GetTaskId() string {
@@ -1132,7 +1300,7 @@ type UpdateTaskStatusRequest struct {
 
 func (x *UpdateTaskStatusRequest) Reset() {
 	*x = UpdateTaskStatusRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1312,7 @@ func (x *UpdateTaskStatusRequest) String() string {
 func (*UpdateTaskStatusRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[15]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1325,7 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{15}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateTaskStatusRequest) GetNodeId() string {
@@ -1182,7 +1350,7 @@ type UpdateTaskStatusResponse struct {
 
 func (x *UpdateTaskStatusResponse) Reset() {
 	*x = UpdateTaskStatusResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1362,7 @@ func (x *UpdateTaskStatusResponse) String() string {
 func (*UpdateTaskStatusResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[16]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1375,7 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{16}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{17}
 }
 
 type PublishLogsMessage struct {
@@ -1220,7 +1388,7 @@ type PublishLogsMessage struct {
 
 func (x *PublishLogsMessage) Reset() {
 	*x = PublishLogsMessage{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1400,7 @@ func (x *PublishLogsMessage) String() string {
 func (*PublishLogsMessage) ProtoMessage() {}
 
 func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[17]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1413,7 @@ func (x *PublishLogsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsMessage.ProtoReflect.Descriptor instead.
 func (*PublishLogsMessage) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{17}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PublishLogsMessage) GetSubscriptionId() string {
@@ -1270,7 +1438,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1450,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[18]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1463,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{18}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{19}
 }
 
 type RenewCertificateRequest struct {
@@ -1308,7 +1476,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[19]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1488,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[19]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1501,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{19}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RenewCertificateRequest) GetCsr() []byte {
@@ -1355,7 +1523,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[20]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1535,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_minke_v1_dispatcher_proto_msgTypes[20]
+	mi := &file_minke_v1_dispatcher_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1548,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{20}
+	return file_minke_v1_dispatcher_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RenewCertificateResponse) GetCertificate() []byte {
@@ -1427,16 +1595,17 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\bmanagers\x18\x06 \x03(\tR\bmanagers\x12&\n" +
 	"\x04role\x18\a \x01(\x0e2\x12.minke.v1.NodeRoleR\x04role\x12 \n" +
 	"\vcertificate\x18\x14 \x01(\fR\vcertificate\x12\x19\n" +
-	"\bca_certs\x18\x15 \x01(\fR\acaCerts\")\n" +
+	"\bca_certs\x18\x15 \x01(\fR\acaCerts\"B\n" +
 	"\x0eSessionRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xa8\x01\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
+	"\x06deltas\x18\x8c\x01 \x01(\bR\x06deltas\"\xa8\x01\n" +
 	"\x0fLogSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
 	"\x04tail\x18< \x01(\x03H\x00R\x04tail\x88\x01\x01\x120\n" +
 	"\x05since\x18= \x01(\v2\x1a.google.protobuf.TimestampR\x05sinceB\a\n" +
-	"\x05_tail\"\xa0\x03\n" +
+	"\x05_tail\"\xab\x04\n" +
 	"\x0eSessionMessage\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.minke.v1.TaskR\x05tasks\x12D\n" +
 	"\x10log_subscription\x18\x02 \x01(\v2\x19.minke.v1.LogSubscriptionR\x0flogSubscription\x12\"\n" +
@@ -1446,7 +1615,25 @@ const file_minke_v1_dispatcher_proto_rawDesc = "" +
 	"\x0eca_fingerprint\x18\x15 \x01(\tR\rcaFingerprint\x12%\n" +
 	"\x0eregistry_addrs\x18\x16 \x03(\tR\rregistryAddrs\x120\n" +
 	"\anetwork\x18Z \x01(\v2\x16.minke.v1.NetworkStateR\anetwork\x12>\n" +
-	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\"\xee\x02\n" +
+	"\x0egossip_keyring\x18n \x01(\v2\x17.minke.v1.GossipKeyringR\rgossipKeyring\x12 \n" +
+	"\vtasks_delta\x18\x8c\x01 \x01(\bR\n" +
+	"tasksDelta\x12)\n" +
+	"\x10removed_task_ids\x18\x8d\x01 \x03(\tR\x0eremovedTaskIds\x12<\n" +
+	"\rnetwork_delta\x18\x8e\x01 \x01(\v2\x16.minke.v1.NetworkDeltaR\fnetworkDelta\"\xcb\x04\n" +
+	"\fNetworkDelta\x120\n" +
+	"\aingress\x18\x8c\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12(\n" +
+	"\x0fremoved_ingress\x18\x8d\x01 \x03(\tR\x0eremovedIngress\x12,\n" +
+	"\x06routes\x18\x8e\x01 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12&\n" +
+	"\x0eremoved_routes\x18\x8f\x01 \x03(\tR\rremovedRoutes\x12D\n" +
+	"\tendpoints\x18\x90\x01 \x03(\v2%.minke.v1.NetworkDelta.EndpointsEntryR\tendpoints\x12,\n" +
+	"\x11removed_endpoints\x18\x91\x01 \x03(\tR\x10removedEndpoints\x124\n" +
+	"\bservices\x18\x92\x01 \x03(\v2\x17.minke.v1.ServiceRecordR\bservices\x12*\n" +
+	"\x10removed_services\x18\x93\x01 \x03(\tR\x0fremovedServices\x125\n" +
+	"\boverlays\x18\x94\x01 \x03(\v2\x18.minke.v1.OverlayNetworkR\boverlays\x12*\n" +
+	"\x10removed_overlays\x18\x95\x01 \x03(\tR\x0fremovedOverlays\x1aP\n" +
+	"\x0eEndpointsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.minke.v1.EndpointR\x05value:\x028\x01\"\xee\x02\n" +
 	"\fNetworkState\x12/\n" +
 	"\aingress\x18\x01 \x03(\v2\x15.minke.v1.IngressPortR\aingress\x12+\n" +
 	"\x06routes\x18\x02 \x03(\v2\x13.minke.v1.NodeRouteR\x06routes\x12C\n" +
@@ -1522,7 +1709,7 @@ func file_minke_v1_dispatcher_proto_rawDescGZIP() []byte {
 	return file_minke_v1_dispatcher_proto_rawDescData
 }
 
-var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_minke_v1_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*AnnounceRestartRequest)(nil),   // 0: minke.v1.AnnounceRestartRequest
 	(*AnnounceRestartResponse)(nil),  // 1: minke.v1.AnnounceRestartResponse
@@ -1531,73 +1718,82 @@ var file_minke_v1_dispatcher_proto_goTypes = []any{
 	(*SessionRequest)(nil),           // 4: minke.v1.SessionRequest
 	(*LogSubscription)(nil),          // 5: minke.v1.LogSubscription
 	(*SessionMessage)(nil),           // 6: minke.v1.SessionMessage
-	(*NetworkState)(nil),             // 7: minke.v1.NetworkState
-	(*OverlayNetwork)(nil),           // 8: minke.v1.OverlayNetwork
-	(*OverlayPeer)(nil),              // 9: minke.v1.OverlayPeer
-	(*ServiceRecord)(nil),            // 10: minke.v1.ServiceRecord
-	(*IngressPort)(nil),              // 11: minke.v1.IngressPort
-	(*NodeRoute)(nil),                // 12: minke.v1.NodeRoute
-	(*GossipKeyring)(nil),            // 13: minke.v1.GossipKeyring
-	(*TaskStatusUpdate)(nil),         // 14: minke.v1.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 15: minke.v1.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 16: minke.v1.UpdateTaskStatusResponse
-	(*PublishLogsMessage)(nil),       // 17: minke.v1.PublishLogsMessage
-	(*PublishLogsResponse)(nil),      // 18: minke.v1.PublishLogsResponse
-	(*RenewCertificateRequest)(nil),  // 19: minke.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 20: minke.v1.RenewCertificateResponse
-	nil,                              // 21: minke.v1.NetworkState.EndpointsEntry
-	(*durationpb.Duration)(nil),      // 22: google.protobuf.Duration
-	(*NodeDescription)(nil),          // 23: minke.v1.NodeDescription
-	(*ManagerStatus)(nil),            // 24: minke.v1.ManagerStatus
-	(NodeRole)(0),                    // 25: minke.v1.NodeRole
-	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
-	(*Task)(nil),                     // 27: minke.v1.Task
-	(*Node)(nil),                     // 28: minke.v1.Node
-	(*PortConfig)(nil),               // 29: minke.v1.PortConfig
-	(*TaskStatus)(nil),               // 30: minke.v1.TaskStatus
-	(*LogMessage)(nil),               // 31: minke.v1.LogMessage
-	(*Endpoint)(nil),                 // 32: minke.v1.Endpoint
+	(*NetworkDelta)(nil),             // 7: minke.v1.NetworkDelta
+	(*NetworkState)(nil),             // 8: minke.v1.NetworkState
+	(*OverlayNetwork)(nil),           // 9: minke.v1.OverlayNetwork
+	(*OverlayPeer)(nil),              // 10: minke.v1.OverlayPeer
+	(*ServiceRecord)(nil),            // 11: minke.v1.ServiceRecord
+	(*IngressPort)(nil),              // 12: minke.v1.IngressPort
+	(*NodeRoute)(nil),                // 13: minke.v1.NodeRoute
+	(*GossipKeyring)(nil),            // 14: minke.v1.GossipKeyring
+	(*TaskStatusUpdate)(nil),         // 15: minke.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 16: minke.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 17: minke.v1.UpdateTaskStatusResponse
+	(*PublishLogsMessage)(nil),       // 18: minke.v1.PublishLogsMessage
+	(*PublishLogsResponse)(nil),      // 19: minke.v1.PublishLogsResponse
+	(*RenewCertificateRequest)(nil),  // 20: minke.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 21: minke.v1.RenewCertificateResponse
+	nil,                              // 22: minke.v1.NetworkDelta.EndpointsEntry
+	nil,                              // 23: minke.v1.NetworkState.EndpointsEntry
+	(*durationpb.Duration)(nil),      // 24: google.protobuf.Duration
+	(*NodeDescription)(nil),          // 25: minke.v1.NodeDescription
+	(*ManagerStatus)(nil),            // 26: minke.v1.ManagerStatus
+	(NodeRole)(0),                    // 27: minke.v1.NodeRole
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(*Task)(nil),                     // 29: minke.v1.Task
+	(*Node)(nil),                     // 30: minke.v1.Node
+	(*PortConfig)(nil),               // 31: minke.v1.PortConfig
+	(*TaskStatus)(nil),               // 32: minke.v1.TaskStatus
+	(*LogMessage)(nil),               // 33: minke.v1.LogMessage
+	(*Endpoint)(nil),                 // 34: minke.v1.Endpoint
 }
 var file_minke_v1_dispatcher_proto_depIdxs = []int32{
-	22, // 0: minke.v1.AnnounceRestartResponse.grace:type_name -> google.protobuf.Duration
-	23, // 1: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
-	24, // 2: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
-	25, // 3: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
-	26, // 4: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
-	27, // 5: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
+	24, // 0: minke.v1.AnnounceRestartResponse.grace:type_name -> google.protobuf.Duration
+	25, // 1: minke.v1.JoinRequest.description:type_name -> minke.v1.NodeDescription
+	26, // 2: minke.v1.JoinRequest.manager:type_name -> minke.v1.ManagerStatus
+	27, // 3: minke.v1.JoinResponse.role:type_name -> minke.v1.NodeRole
+	28, // 4: minke.v1.LogSubscription.since:type_name -> google.protobuf.Timestamp
+	29, // 5: minke.v1.SessionMessage.tasks:type_name -> minke.v1.Task
 	5,  // 6: minke.v1.SessionMessage.log_subscription:type_name -> minke.v1.LogSubscription
-	28, // 7: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
-	7,  // 8: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
-	13, // 9: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
-	11, // 10: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
-	12, // 11: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
-	21, // 12: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
-	10, // 13: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
-	8,  // 14: minke.v1.NetworkState.overlays:type_name -> minke.v1.OverlayNetwork
-	9,  // 15: minke.v1.OverlayNetwork.peers:type_name -> minke.v1.OverlayPeer
-	10, // 16: minke.v1.OverlayNetwork.services:type_name -> minke.v1.ServiceRecord
-	29, // 17: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
-	30, // 18: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
-	14, // 19: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
-	31, // 20: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
-	32, // 21: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
-	2,  // 22: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
-	4,  // 23: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
-	15, // 24: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
-	17, // 25: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
-	19, // 26: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
-	0,  // 27: minke.v1.Dispatcher.AnnounceRestart:input_type -> minke.v1.AnnounceRestartRequest
-	3,  // 28: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
-	6,  // 29: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
-	16, // 30: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
-	18, // 31: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
-	20, // 32: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
-	1,  // 33: minke.v1.Dispatcher.AnnounceRestart:output_type -> minke.v1.AnnounceRestartResponse
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	30, // 7: minke.v1.SessionMessage.node:type_name -> minke.v1.Node
+	8,  // 8: minke.v1.SessionMessage.network:type_name -> minke.v1.NetworkState
+	14, // 9: minke.v1.SessionMessage.gossip_keyring:type_name -> minke.v1.GossipKeyring
+	7,  // 10: minke.v1.SessionMessage.network_delta:type_name -> minke.v1.NetworkDelta
+	12, // 11: minke.v1.NetworkDelta.ingress:type_name -> minke.v1.IngressPort
+	13, // 12: minke.v1.NetworkDelta.routes:type_name -> minke.v1.NodeRoute
+	22, // 13: minke.v1.NetworkDelta.endpoints:type_name -> minke.v1.NetworkDelta.EndpointsEntry
+	11, // 14: minke.v1.NetworkDelta.services:type_name -> minke.v1.ServiceRecord
+	9,  // 15: minke.v1.NetworkDelta.overlays:type_name -> minke.v1.OverlayNetwork
+	12, // 16: minke.v1.NetworkState.ingress:type_name -> minke.v1.IngressPort
+	13, // 17: minke.v1.NetworkState.routes:type_name -> minke.v1.NodeRoute
+	23, // 18: minke.v1.NetworkState.endpoints:type_name -> minke.v1.NetworkState.EndpointsEntry
+	11, // 19: minke.v1.NetworkState.services:type_name -> minke.v1.ServiceRecord
+	9,  // 20: minke.v1.NetworkState.overlays:type_name -> minke.v1.OverlayNetwork
+	10, // 21: minke.v1.OverlayNetwork.peers:type_name -> minke.v1.OverlayPeer
+	11, // 22: minke.v1.OverlayNetwork.services:type_name -> minke.v1.ServiceRecord
+	31, // 23: minke.v1.IngressPort.port:type_name -> minke.v1.PortConfig
+	32, // 24: minke.v1.TaskStatusUpdate.status:type_name -> minke.v1.TaskStatus
+	15, // 25: minke.v1.UpdateTaskStatusRequest.updates:type_name -> minke.v1.TaskStatusUpdate
+	33, // 26: minke.v1.PublishLogsMessage.messages:type_name -> minke.v1.LogMessage
+	34, // 27: minke.v1.NetworkDelta.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	34, // 28: minke.v1.NetworkState.EndpointsEntry.value:type_name -> minke.v1.Endpoint
+	2,  // 29: minke.v1.Dispatcher.Join:input_type -> minke.v1.JoinRequest
+	4,  // 30: minke.v1.Dispatcher.Session:input_type -> minke.v1.SessionRequest
+	16, // 31: minke.v1.Dispatcher.UpdateTaskStatus:input_type -> minke.v1.UpdateTaskStatusRequest
+	18, // 32: minke.v1.Dispatcher.PublishLogs:input_type -> minke.v1.PublishLogsMessage
+	20, // 33: minke.v1.Dispatcher.RenewCertificate:input_type -> minke.v1.RenewCertificateRequest
+	0,  // 34: minke.v1.Dispatcher.AnnounceRestart:input_type -> minke.v1.AnnounceRestartRequest
+	3,  // 35: minke.v1.Dispatcher.Join:output_type -> minke.v1.JoinResponse
+	6,  // 36: minke.v1.Dispatcher.Session:output_type -> minke.v1.SessionMessage
+	17, // 37: minke.v1.Dispatcher.UpdateTaskStatus:output_type -> minke.v1.UpdateTaskStatusResponse
+	19, // 38: minke.v1.Dispatcher.PublishLogs:output_type -> minke.v1.PublishLogsResponse
+	21, // 39: minke.v1.Dispatcher.RenewCertificate:output_type -> minke.v1.RenewCertificateResponse
+	1,  // 40: minke.v1.Dispatcher.AnnounceRestart:output_type -> minke.v1.AnnounceRestartResponse
+	35, // [35:41] is the sub-list for method output_type
+	29, // [29:35] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_minke_v1_dispatcher_proto_init() }
@@ -1613,7 +1809,7 @@ func file_minke_v1_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_minke_v1_dispatcher_proto_rawDesc), len(file_minke_v1_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

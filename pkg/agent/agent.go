@@ -271,10 +271,16 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := a.dispatcher().Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID()})
+	stream, err := a.dispatcher().Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID(), Deltas: true})
 	if err != nil {
 		return nil, err
 	}
+	// The session's first message is complete; later ones may hold only
+	// changes, merged into these.
+	var (
+		tasks assignmentSet
+		net   dispatcher.NetworkView
+	)
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -293,8 +299,12 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 			continue
 		}
 		a.useRegistries(msg.GetRegistryAddrs())
-		a.net.apply(msg.GetNetwork())
-		a.reconcile(ctx, msg.GetTasks())
+		if a.net != nil && net.Update(msg) { // a node without networking needs no state
+			a.net.apply(net.State())
+		}
+		if tasks.update(msg) {
+			a.reconcile(ctx, tasks.list())
+		}
 	}
 }
 

@@ -35,8 +35,18 @@ func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
 		grpc.WithPerRPCCredentials(creds{a}),
 		// A manager that vanished without closing the connection is noticed
 		// in about 15s, and the agent fails over.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithInitialWindowSize(sessionWindow), grpc.WithInitialConnWindowSize(sessionWindow))
 }
+
+// sessionWindow is the connection's fixed HTTP/2 flow-control window. A
+// fixed window turns off gRPC's bandwidth probing, which answers nearly
+// every burst of data the manager sends with a PING (and the manager with
+// a PING ack): a session's messages are small and spread out, so that was
+// an extra frame, and write, each way per message, with thousands of
+// sessions on one manager. 4 MiB in flight is far more than a session
+// message needs.
+const sessionWindow = 4 << 20
 
 // learnManagers remembers the managers' addresses for failover.
 func (a *Agent) learnManagers(addrs []string) {

@@ -50,14 +50,31 @@ func (r *reporter) report(taskID string, state minkepb.TaskState, msg, errMsg st
 	}
 }
 
+// reportGather is how long the reporter lets reports gather after the
+// first before it sends them: a task's first states follow each other
+// within microseconds (ACCEPTED, PREPARING, and STARTING and RUNNING when
+// the image is present), and the tasks of one assignment set start
+// together, so one call carries them all instead of a call for each
+// state; the managers learn of them at most this much later.
+const reportGather = 20 * time.Millisecond
+
 func (r *reporter) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
+	gather := time.NewTimer(reportGather)
+	defer gather.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			r.flush(context.Background(), time.Second) // best effort on the way out
 			return
 		case <-r.kick:
+		}
+		gather.Reset(reportGather)
+		select {
+		case <-ctx.Done():
+			r.flush(context.Background(), time.Second)
+			return
+		case <-gather.C:
 		}
 		for !r.flush(ctx, 5*time.Second) {
 			select {

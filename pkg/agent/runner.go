@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/runtime"
 )
@@ -145,6 +143,10 @@ func (r *runner) run(ctx context.Context) {
 		r.report(minkepb.TaskState_FAILED, "starting failed", err.Error(), nil)
 		return
 	}
+	// Preparation is over: ending its context ends the goroutine that
+	// watched for a shutdown meanwhile (watch takes over), rather than
+	// keeping one per running task.
+	cancel()
 	r.watch(ctx, c)
 }
 
@@ -278,7 +280,9 @@ func (r *runner) reportExit(st runtime.ExitStatus, requested bool) {
 	}
 }
 
-// reconcile makes the local runners match the assignment set.
+// reconcile makes the local runners match the assignment set. The tasks
+// are the session's (see assignmentSet), which nobody changes: runners
+// keep them as they are.
 func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -293,7 +297,7 @@ func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 		if c, found := adopted[id]; found && !ok && state < minkepb.TaskState_COMPLETE {
 			// Started by a previous worker process of this node.
 			delete(adopted, id)
-			r := newRunner(a, proto.Clone(t).(*minkepb.Task))
+			r := newRunner(a, t)
 			a.runners[id] = r
 			if t.GetDesiredState() > minkepb.TaskState_RUNNING {
 				r.stop()
@@ -305,7 +309,7 @@ func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 		switch {
 		case ok:
 			r.mu.Lock()
-			r.task = proto.Clone(t).(*minkepb.Task)
+			r.task = t
 			r.mu.Unlock()
 			if t.GetDesiredState() > minkepb.TaskState_RUNNING {
 				r.stop()
@@ -319,7 +323,7 @@ func (a *Agent) reconcile(ctx context.Context, tasks []*minkepb.Task) {
 			// gone (cleaned at start-up: its shim had died).
 			a.rep.report(id, minkepb.TaskState_FAILED, "container lost", "task: container lost when the worker restarted", nil)
 		default:
-			r := newRunner(a, proto.Clone(t).(*minkepb.Task))
+			r := newRunner(a, t)
 			a.runners[id] = r
 			a.wg.Add(1)
 			go func() { defer a.wg.Done(); r.run(ctx) }()

@@ -43,6 +43,9 @@ type nodeWatch struct {
 	nodeID string
 	ready  chan struct{}
 	done   chan struct{}
+	// wide is set with ready by a network-wide wake (signalAll), so that
+	// the session counts what it costs (see netCache.netWideDelay).
+	wide atomic.Bool
 }
 
 func newFanout() *fanout {
@@ -200,8 +203,14 @@ func (f *fanout) signal(nodeID string) {
 func (f *fanout) signalAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for id := range f.watchers {
-		f.signal(id)
+	for _, ws := range f.watchers {
+		for w := range ws {
+			w.wide.Store(true)
+			select {
+			case w.ready <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 

@@ -61,11 +61,10 @@ func netCacheFixture(t *testing.T) *fixture {
 func TestForNodeEqualsNetworkState(t *testing.T) {
 	f := netCacheFixture(t)
 	_ = f.store.View(func(tx raftstore.ReadTx) error {
-		shared := networkState(tx, "")
-		sharedVer := networkVersion(shared)
+		shared := newSharedNet(tx, nil)
 		seen := map[string]*minkepb.NetworkState{}
 		for _, id := range []string{"n1", "n2", "n3", "n4", "n5", "unknown"} {
-			got, ver := forNode(tx, id, shared, sharedVer)
+			got, ver := forNode(tx, readNode(tx, id), shared)
 			want := networkState(tx, id)
 			if !proto.Equal(got, want) {
 				t.Errorf("node %s: forNode gives\n%v\nwant networkState's\n%v", id, got, want)
@@ -77,8 +76,8 @@ func TestForNodeEqualsNetworkState(t *testing.T) {
 			}
 			seen[ver] = got
 		}
-		if len(shared.GetRoutes()) != 3 {
-			t.Errorf("shared routes %v: want the 3 READY nodes with subnets", shared.GetRoutes())
+		if len(shared.state.GetRoutes()) != 3 {
+			t.Errorf("shared routes %v: want the 3 READY nodes with subnets", shared.state.GetRoutes())
 		}
 		return nil
 	})
@@ -90,7 +89,7 @@ func TestNetCacheEpochs(t *testing.T) {
 	f := netCacheFixture(t)
 	var c netCache
 	get := func(epoch uint64) (st *minkepb.NetworkState) {
-		_ = f.store.View(func(tx raftstore.ReadTx) error { st, _ = c.get(tx, epoch); return nil })
+		_ = f.store.View(func(tx raftstore.ReadTx) error { st = c.get(tx, epoch).state; return nil })
 		return st
 	}
 	first := get(1)
@@ -110,22 +109,27 @@ func TestNetCacheEpochs(t *testing.T) {
 	}
 }
 
-// TestNetWideDelay: the gathering window grows with the cost of the shared
-// state, within its bounds.
+// TestNetWideDelay: the gathering window grows with the cost of the last
+// change (the shared state and the sessions' messages), within its
+// bounds.
 func TestNetWideDelay(t *testing.T) {
 	for _, tc := range []struct {
-		cost, want time.Duration
+		cost, fan, want time.Duration
 	}{
-		{0, 0},
-		{time.Millisecond, 10 * time.Millisecond},
-		{30 * time.Millisecond, 300 * time.Millisecond},
-		{time.Second, netWideMaxDelay},
+		{0, 0, 0},
+		{time.Millisecond, 0, 10 * time.Millisecond},
+		{30 * time.Millisecond, 0, 300 * time.Millisecond},
+		{time.Millisecond, 9 * time.Millisecond, 100 * time.Millisecond},
+		{time.Second, 0, netWideMaxDelay},
+		{0, time.Second, netWideMaxDelay},
 	} {
 		var c netCache
 		c.cost.Store(int64(tc.cost))
 		c.prevCost.Store(int64(tc.cost))
+		c.fanCost.Store(int64(tc.fan)) // the window before last
+		c.fanning.Add(int64(tc.fan))   // the last window
 		if got := c.netWideDelay(); got != tc.want {
-			t.Errorf("cost %s: delay %s, want %s", tc.cost, got, tc.want)
+			t.Errorf("cost %s, sessions %s: delay %s, want %s", tc.cost, tc.fan, got, tc.want)
 		}
 	}
 	// One slow computation after fast ones does not lengthen the window.
@@ -134,6 +138,15 @@ func TestNetWideDelay(t *testing.T) {
 	c.cost.Store(int64(time.Second))
 	if got := c.netWideDelay(); got != 10*time.Millisecond {
 		t.Errorf("one slow computation: delay %s, want %s", got, 10*time.Millisecond)
+	}
+	// Nor does one window whose sessions were slow.
+	c.fanning.Add(int64(time.Second))
+	if got := c.netWideDelay(); got != 10*time.Millisecond {
+		t.Errorf("one slow window of sessions: delay %s, want %s", got, 10*time.Millisecond)
+	}
+	c.fanning.Add(int64(time.Second))
+	if got := c.netWideDelay(); got != netWideMaxDelay {
+		t.Errorf("two slow windows of sessions: delay %s, want %s", got, netWideMaxDelay)
 	}
 }
 
@@ -177,15 +190,15 @@ func TestSessionSendsNetworkWhenChanged(t *testing.T) {
 func TestClusterCache(t *testing.T) {
 	var cc clusterCache
 	a := &minkepb.Cluster{GossipKey: []byte("k1")}
-	_, _, kr := cc.get(a)
+	kr := cc.get(a).keyring
 	if string(kr.GetPrimary()) != "k1" {
 		t.Fatalf("keyring %v, want primary k1", kr)
 	}
 	b := &minkepb.Cluster{GossipKey: []byte("k2")}
-	if _, _, kr := cc.get(b); string(kr.GetPrimary()) != "k2" {
+	if kr := cc.get(b).keyring; string(kr.GetPrimary()) != "k2" {
 		t.Fatalf("after a new record: keyring %v, want primary k2", kr)
 	}
-	if _, _, kr := cc.get(nil); kr != nil {
+	if kr := cc.get(nil).keyring; kr != nil {
 		t.Fatalf("no cluster: keyring %v, want none", kr)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,6 +20,10 @@ import (
 // running, healthy tasks on READY nodes, every ingress port with the same
 // backends, routes to the other nodes' container subnets, and the
 // endpoints of the services that have tasks on the node.
+//
+// Records are in key order (see NetworkDelta): services and overlays by
+// ID, routes by subnet, ingress ports by IngressKey; a worker that merges
+// deltas orders its copy the same way.
 func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 	st := &minkepb.NetworkState{Endpoints: map[string]*minkepb.Endpoint{}}
 	ready := map[string]bool{}
@@ -58,6 +63,8 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 			}
 		}
 	}
+	slices.SortFunc(st.Routes, func(a, b *minkepb.NodeRoute) int { return strings.Compare(a.GetSubnet(), b.GetSubnet()) })
+	slices.SortFunc(st.Ingress, func(a, b *minkepb.IngressPort) int { return strings.Compare(ingressKey(a), ingressKey(b)) })
 	st.Overlays = overlays(tx, nodeID, ready)
 	return st
 }

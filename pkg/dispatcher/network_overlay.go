@@ -30,7 +30,7 @@ import (
 func overlays(tx raftstore.ReadTx, nodeID string, ready map[string]bool) []*minkepb.OverlayNetwork {
 	var needed map[string]bool
 	if nodeID != "" {
-		if needed = neededOverlays(tx, nodeID); len(needed) == 0 {
+		if needed = neededOverlays(tx.TasksByNode(nodeID)); len(needed) == 0 {
 			return nil
 		}
 	}
@@ -129,12 +129,12 @@ func nodeUnderlay(n *minkepb.Node) string {
 	return a.String()
 }
 
-// neededOverlays is the set of overlay networks a task on the node holds an
-// address on (a task that is not terminal, whatever its desired state: a
-// stopping container still uses its network).
-func neededOverlays(tx raftstore.ReadTx, nodeID string) map[string]bool {
+// neededOverlays is the set of overlay networks one of a node's tasks
+// holds an address on (a task that is not terminal, whatever its desired
+// state: a stopping container still uses its network).
+func neededOverlays(tasks []*minkepb.Task) map[string]bool {
 	needed := map[string]bool{}
-	for _, t := range tx.TasksByNode(nodeID) {
+	for _, t := range tasks {
 		if t.GetStatus().GetState() >= minkepb.TaskState_COMPLETE {
 			continue
 		}

@@ -36,20 +36,34 @@ func TestSessionRegistryAddrs(t *testing.T) {
 		return nil
 	})
 	d := New(Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	var (
-		msg    *minkepb.SessionMessage
-		netVer string
-	)
-	_ = st.View(func(tx raftstore.ReadTx) error { msg, netVer = d.sessionMessage(tx, "w1", 0); return nil })
-	if want := []string{"10.0.0.1:4245", "10.0.0.2:4245"}; !slices.Equal(msg.GetRegistryAddrs(), want) {
-		t.Fatalf("registry_addrs = %v, want %v", msg.GetRegistryAddrs(), want)
-	}
-	before := versions(msg, netVer)
-	storetest.Update(t, st, func(tx *raftstore.WriteTx) error {
-		return tx.Create(node("m3", minkepb.NodeRole_MANAGER, "10.0.0.3:4245"))
-	})
-	_ = st.View(func(tx raftstore.ReadTx) error { msg, netVer = d.sessionMessage(tx, "w1", 1); return nil })
-	if slices.Equal(versions(msg, netVer), before) {
-		t.Errorf("a new manager's registry does not change the session's version: it would not be sent")
+	for _, deltas := range []bool{false, true} {
+		s := &sessionState{nodeID: "w1", deltas: deltas}
+		var msg *minkepb.SessionMessage
+		epoch := d.fan.netEpoch.Add(1)
+		_ = st.View(func(tx raftstore.ReadTx) error { msg = d.sessionMessage(tx, s, epoch); return nil })
+		want := []string{"10.0.0.1:4245", "10.0.0.2:4245"}
+		if deltas {
+			want = append(want, "10.0.0.3:4245") // m3, from the first round
+		}
+		if !slices.Equal(msg.GetRegistryAddrs(), want) {
+			t.Fatalf("deltas=%v: registry_addrs = %v, want %v", deltas, msg.GetRegistryAddrs(), want)
+		}
+		_ = st.View(func(tx raftstore.ReadTx) error { msg = d.sessionMessage(tx, s, epoch); return nil })
+		if msg != nil {
+			t.Fatalf("deltas=%v: nothing changed, yet a message was built: %v", deltas, msg)
+		}
+		id, addr := "m3", "10.0.0.3:4245"
+		if deltas {
+			id, addr = "m4", "10.0.0.4:4245"
+		}
+		storetest.Update(t, st, func(tx *raftstore.WriteTx) error {
+			return tx.Create(node(id, minkepb.NodeRole_MANAGER, addr))
+		})
+		// A node change is network-wide: the fan-out moves the epoch.
+		epoch = d.fan.netEpoch.Add(1)
+		_ = st.View(func(tx raftstore.ReadTx) error { msg = d.sessionMessage(tx, s, epoch); return nil })
+		if got := msg.GetRegistryAddrs(); !slices.Contains(got, addr) {
+			t.Errorf("deltas=%v: after a new manager, the next message has registry_addrs %v, want its registry among them", deltas, got)
+		}
 	}
 }

@@ -1,14 +1,10 @@
 package dispatcher
 
 import (
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
@@ -17,8 +13,11 @@ import (
 // Session streams the node's assignment set: at once, then after every
 // committed change that touches the node's tasks. The network state rides
 // along in the first message and whenever it changed; the other messages
-// leave it out, and the worker keeps the last one it got. Log subscriptions for the
-// node ride the same stream.
+// leave it out, and the worker keeps the last one it got. Log
+// subscriptions for the node ride the same stream.
+//
+// A worker that merges deltas (SessionRequest.deltas) gets the complete
+// set and state first, then only what changed (see sessionState).
 func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatcher_SessionServer) error {
 	ctx := stream.Context()
 	nodeID, err := d.authenticateNode(ctx)
@@ -35,16 +34,14 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 		return status.Error(codes.Unavailable, "manager is not accepting sessions (shutting down): retry")
 	}
 	defer d.fan.unwatch(w)
-	var (
-		msg    *minkepb.SessionMessage
-		netVer string
-	)
+	s := &sessionState{nodeID: nodeID, deltas: req.GetDeltas()}
+	var msg *minkepb.SessionMessage
 	epoch := d.fan.netEpoch.Load() // before the read: see netCache.get
 	err = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 		if tx.Node(nodeID) == nil {
 			return nodeNotFound(nodeID)
 		}
-		msg, netVer = d.sessionMessage(tx, nodeID, epoch)
+		msg = d.sessionMessage(tx, s, epoch)
 		return nil
 	})
 	if err != nil {
@@ -54,13 +51,12 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	defer d.Logs.detach(nodeID, logs)
 	d.live.opened(nodeID)
 	defer func() { d.live.closed(nodeID, time.Now()) }()
-	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()))
+	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()), "deltas", s.deltas)
 	defer d.log.Debug("session ended", "node_id", nodeID)
 
 	if err := stream.Send(msg); err != nil {
 		return err
 	}
-	sent := versions(msg, netVer)
 	var checked *minkepb.Cluster // the cluster record whose roots last passed stillTrusted
 	leaderCheck := time.NewTicker(time.Second)
 	defer leaderCheck.Stop()
@@ -90,26 +86,27 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			}
 			gone := false
 			var trustErr error
+			wide, began := w.wide.Swap(false), time.Now()
 			epoch := d.fan.netEpoch.Load()
+			msg = nil
 			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 				gone = tx.Node(nodeID) == nil
-				if !gone {
-					msg, netVer = d.sessionMessage(tx, nodeID, epoch)
-					// Stored objects are immutable: the same Cluster
-					// pointer is the same trust bundle, already checked
-					// (a signature check per wake was a sixth of the
-					// manager's CPU at scale).
-					if c := tx.Cluster(); c != checked {
-						trustErr = stillTrusted(ctx, c)
-						checked = c
-					}
+				if gone {
+					return nil
 				}
+				// Stored objects are immutable: the same Cluster pointer
+				// is the same trust bundle, already checked (a signature
+				// check per wake was a sixth of the manager's CPU at
+				// scale).
+				if c := tx.Cluster(); c != checked {
+					if trustErr = stillTrusted(ctx, c); trustErr != nil {
+						return nil
+					}
+					checked = c
+				}
+				msg = d.sessionMessage(tx, s, epoch)
 				return nil
 			})
-			var v []string
-			if !gone && trustErr == nil {
-				v = versions(msg, netVer)
-			}
 			<-d.builders
 			if gone {
 				return nodeNotFound(nodeID) // removed from the cluster
@@ -118,61 +115,14 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
 				return status.Error(codes.Unavailable, trustErr.Error())
 			}
-			if slices.Equal(v, sent) {
-				continue
+			if msg != nil {
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
 			}
-			if v[len(v)-1] == sent[len(sent)-1] {
-				// The network state is unchanged: a message without one
-				// leaves the worker's as it is (agentNet.apply). Every
-				// message carrying every service's record made each
-				// assignment change cost a node the whole cluster's
-				// records, most of the bytes sent at scale.
-				msg.Network = nil
+			if wide {
+				d.net.fanning.Add(int64(time.Since(began)))
 			}
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			sent = v
 		}
 	}
-}
-
-// sessionMessage is what a node's session carries: its assignments, its
-// own record and, once the operator promoted it, the manager token. The
-// network state comes from the cluster-wide part cached for epoch (see
-// netCache); the second result is its fingerprint.
-func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, nodeID string, epoch uint64) (*minkepb.SessionMessage, string) {
-	n := proto.Clone(tx.Node(nodeID)).(*minkepb.Node)
-	n.SecretHash = nil
-	c := tx.Cluster()
-	shared, sharedVer := d.net.get(tx, epoch)
-	netSt, netVer := forNode(tx, nodeID, shared, sharedVer)
-	bundle, fingerprint, keyring := d.cluster.get(c)
-	msg := &minkepb.SessionMessage{Tasks: assignments(tx.TasksByNode(nodeID)), Node: n, Network: netSt,
-		GossipKeyring: keyring, CaCerts: bundle, CaFingerprint: fingerprint, RegistryAddrs: registryAddrs(tx)}
-	if n.GetSpec().GetDesiredRole() == minkepb.NodeRole_MANAGER && n.GetRole() != minkepb.NodeRole_MANAGER {
-		msg.ManagerToken = tx.Cluster().GetJoinTokens().GetManager()
-	}
-	return msg, netVer
-}
-
-// versions identifies what a session message asks of the node: the node's
-// record without its status and metadata (role, spec), then each task's ID
-// with its desired state, in ID order. A change of observed status alone —
-// the node's own task reports echoed back through the store, or the node
-// being marked READY — asks nothing new, so it is not sent again; this
-// spares a worker its own status updates, which are most of the commits
-// touching it.
-//
-// netVersion fingerprints msg's network state (see forNode).
-func versions(msg *minkepb.SessionMessage, netVersion string) []string {
-	n := proto.Clone(msg.GetNode()).(*minkepb.Node)
-	n.Status, n.Meta = nil, nil
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(n)
-	out := []string{string(b), msg.GetManagerToken(), keyringVersion(msg.GetGossipKeyring()),
-		"ca@" + msg.GetCaFingerprint() + "/" + strconv.Itoa(len(msg.GetCaCerts())), "registries@" + strings.Join(msg.GetRegistryAddrs(), ",")}
-	for _, t := range msg.GetTasks() {
-		out = append(out, t.GetMeta().GetId()+"@"+t.GetDesiredState().String())
-	}
-	return append(out, netVersion)
 }
