@@ -22,8 +22,8 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/ca"
-	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/runtime"
+	"github.com/minke-io/minke/pkg/workerapi"
 )
 
 // Config configures an Agent.
@@ -102,7 +102,7 @@ func (c creds) GetRequestMetadata(context.Context, ...string) (map[string]string
 	if c.a.cfg.Token == "" {
 		return nil, nil
 	}
-	return map[string]string{dispatcher.TokenMetadataKey: c.a.cfg.Token}, nil
+	return map[string]string{workerapi.TokenMetadataKey: c.a.cfg.Token}, nil
 }
 
 // RequireTransportSecurity: the token travels only over TLS.
@@ -279,7 +279,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 	// changes, merged into these.
 	var (
 		tasks assignmentSet
-		net   dispatcher.NetworkView
+		net   workerapi.NetworkView
 	)
 	for {
 		msg, err := stream.Recv()

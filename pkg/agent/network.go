@@ -10,9 +10,9 @@ import (
 	"sync"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
-	"github.com/minke-io/minke/pkg/allocator"
 	"github.com/minke-io/minke/pkg/network"
 	"github.com/minke-io/minke/pkg/runtime"
+	"github.com/minke-io/minke/pkg/workerapi"
 )
 
 // NoNetwork as WorkerConfig.ContainerSubnet turns container networking
@@ -79,7 +79,7 @@ func startNetwork(subnet netip.Prefix, bridge, nodeID, nodeAddr, dataDir string,
 		bridge = defaultBridge(nodeID)
 	}
 	m, err := network.New(network.Config{Subnet: subnet, Bridge: bridge, StateDir: filepath.Join(dataDir, "network"),
-		ServicePool: allocator.VIPPool, Logger: log})
+		ServicePool: workerapi.VIPPool, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("worker: container network: %w", err)
 	}

@@ -5,11 +5,12 @@ import (
 	"net/netip"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/pkg/workerapi"
 )
 
-// VIPPool is where service virtual IPs come from. It must not overlap the
-// workers' container subnets (172.29.0.0/16 by default).
-var VIPPool = netip.MustParsePrefix("172.30.0.0/16")
+// VIPPool is where service virtual IPs come from (workerapi.VIPPool,
+// which workers program too).
+var VIPPool = workerapi.VIPPool
 
 // ErrNoVIPs: every address of VIPPool is taken.
 var ErrNoVIPs = fmt.Errorf("allocator: no free virtual IP in %s", VIPPool)

@@ -26,12 +26,13 @@ import (
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/ca"
 	"github.com/minke-io/minke/pkg/raftstore"
+	"github.com/minke-io/minke/pkg/workerapi"
 )
 
 // Metadata keys of worker calls.
 const (
 	// TokenMetadataKey carries the join token on every call.
-	TokenMetadataKey = "minke-token"
+	TokenMetadataKey = workerapi.TokenMetadataKey
 	// NodeIDMetadataKey and NodeSecretMetadataKey identify the calling node
 	// on every call but Join.
 	NodeIDMetadataKey     = "minke-node-id"

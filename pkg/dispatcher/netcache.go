@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/pkg/raftstore"
+	"github.com/minke-io/minke/pkg/workerapi"
 )
 
 // netCache shares the cluster-wide part of the network state among all
@@ -187,14 +187,7 @@ func sameRecord(a, b *minkepb.ServiceRecord) bool {
 
 // ingressKey identifies an ingress port in deltas: its protocol and
 // published port, which no two services share.
-func ingressKey(p *minkepb.IngressPort) string {
-	return IngressKey(p.GetPort())
-}
-
-// IngressKey is the key of an ingress port in a NetworkDelta: "TCP/8080".
-func IngressKey(p *minkepb.PortConfig) string {
-	return p.GetProtocol().String() + "/" + strconv.FormatUint(uint64(p.GetPublishedPort()), 10)
-}
+func ingressKey(p *minkepb.IngressPort) string { return workerapi.IngressKey(p) }
 
 // delta returns the changes from generation from to the generation of c,
 // cur (the current one: its successors' records are not kept), or false

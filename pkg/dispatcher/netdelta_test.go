@@ -13,6 +13,7 @@ import (
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/storetest"
 	"github.com/minke-io/minke/pkg/raftstore"
+	"github.com/minke-io/minke/pkg/workerapi"
 )
 
 // deltaWorld drives random changes to a store's network state: services
@@ -141,7 +142,7 @@ func TestNetworkDeltasRebuildTheState(t *testing.T) {
 			d := New(Config{Store: w.st, Logger: slog.New(slog.DiscardHandler)})
 			type worker struct {
 				s     *sessionState
-				view  NetworkView
+				view  workerapi.NetworkView
 				every int // builds a message every so many steps
 			}
 			var workers []*worker

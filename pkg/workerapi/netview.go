@@ -1,4 +1,4 @@
-package dispatcher
+package workerapi
 
 import (
 	"maps"
@@ -37,7 +37,7 @@ func (v *NetworkView) Update(msg *minkepb.SessionMessage) bool {
 }
 
 func (v *NetworkView) reset(st *minkepb.NetworkState) {
-	v.ingress = keyed(st.GetIngress(), ingressKey)
+	v.ingress = keyed(st.GetIngress(), IngressKey)
 	v.routes = keyed(st.GetRoutes(), (*minkepb.NodeRoute).GetSubnet)
 	v.endpoints = maps.Clone(st.GetEndpoints())
 	v.services = keyed(st.GetServices(), (*minkepb.ServiceRecord).GetId)
@@ -53,7 +53,7 @@ func keyed[T any](list []T, key func(T) string) map[string]T {
 }
 
 func (v *NetworkView) merge(d *minkepb.NetworkDelta) {
-	v.ingress = upsert(v.ingress, d.GetIngress(), d.GetRemovedIngress(), ingressKey)
+	v.ingress = upsert(v.ingress, d.GetIngress(), d.GetRemovedIngress(), IngressKey)
 	v.routes = upsert(v.routes, d.GetRoutes(), d.GetRemovedRoutes(), (*minkepb.NodeRoute).GetSubnet)
 	v.services = upsert(v.services, d.GetServices(), d.GetRemovedServices(), (*minkepb.ServiceRecord).GetId)
 	v.overlays = upsert(v.overlays, d.GetOverlays(), d.GetRemovedOverlays(), (*minkepb.OverlayNetwork).GetId)
