@@ -89,22 +89,26 @@ func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
 	defer s.mu.Unlock()
 	txn := s.db.Load().Txn(true)
 	touched := map[string]bool{}
+	deltas := countDeltas{}
 	events := make([]Event, 0, len(cmd.GetActions()))
 	for i, a := range cmd.GetActions() {
-		if err := applyAction(txn, a, index, touched); err != nil {
+		if err := applyAction(txn, a, index, touched, deltas); err != nil {
 			txn.Abort()
 			return fmt.Errorf("action %d of %d: %w", i+1, len(cmd.GetActions()), err)
 		}
 		_, obj, _ := actionTarget(a)
 		events = append(events, Event{Kind: EventKind(a.GetKind()), Object: obj, Index: index})
 	}
-	s.commit(txn, index, events)
-	return nil
+	return s.commit(txn, index, events, deltas)
 }
 
-// commit commits txn as the state at Raft index and tells the watchers
-// what changed (nothing when events is empty).
-func (s *MemoryStore) commit(txn *memdb.Txn, index uint64, events []Event) {
+// commit records deltas in txn, commits it as the state at Raft index and
+// tells the watchers what changed (nothing when events is empty).
+func (s *MemoryStore) commit(txn *memdb.Txn, index uint64, events []Event, deltas countDeltas) error {
+	if err := deltas.flush(txn); err != nil {
+		txn.Abort()
+		return err
+	}
 	txn.Commit()
 	s.index = index
 	if len(events) > 0 {
@@ -112,6 +116,7 @@ func (s *MemoryStore) commit(txn *memdb.Txn, index uint64, events []Event) {
 			sub.publish(events)
 		}
 	}
+	return nil
 }
 
 // restamped is a copy of task t to store at Raft index: its meta's version
@@ -181,6 +186,14 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 			txn.Abort()
 			return err
 		}
+	}
+	deltas := countDeltas{}
+	for _, t := range snap.GetTasks() {
+		deltas.task(nil, t)
+	}
+	if err := deltas.flush(txn); err != nil {
+		txn.Abort()
+		return err
 	}
 	txn.Commit()
 	s.mu.Lock()
