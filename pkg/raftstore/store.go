@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,6 +164,19 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 	if err != nil {
 		return err
 	}
+	// Tasks share their service's spec when equal, as when applied (see
+	// shareSpec).
+	specs := make(map[string]*minkepb.TaskSpec, len(snap.GetServices()))
+	for _, svc := range snap.GetServices() {
+		specs[svc.GetMeta().GetId()] = svc.GetSpec().GetTask()
+	}
+	tasks := slices.Clone(snap.GetTasks()) // snap's objects may be stored ones: replaced, never changed
+	for i, t := range tasks {
+		if spec := specs[t.GetServiceId()]; spec != nil && t.GetSpec() != nil && t.GetSpec() != spec && proto.Equal(spec, t.GetSpec()) {
+			tasks[i] = shallowClone(t)
+			tasks[i].Spec = spec
+		}
+	}
 	txn := db.Txn(true)
 	insert := func(table string, objs []proto.Message) error {
 		for _, o := range objs {
@@ -178,7 +192,7 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 	}{
 		{tableNodes, asMessages(snap.GetNodes())},
 		{tableServices, asMessages(snap.GetServices())},
-		{tableTasks, asMessages(snap.GetTasks())},
+		{tableTasks, asMessages(tasks)},
 		{tableClusters, asMessages(snap.GetClusters())},
 		{tableNetworks, asMessages(snap.GetNetworks())},
 	} {
@@ -188,7 +202,7 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 		}
 	}
 	deltas := countDeltas{}
-	for _, t := range snap.GetTasks() {
+	for _, t := range tasks {
 		deltas.task(nil, t)
 	}
 	if err := deltas.flush(txn); err != nil {
