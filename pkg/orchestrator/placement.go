@@ -154,10 +154,10 @@ func (p *Placement) schedule(ctx context.Context) error {
 
 // pass places st's pending tasks and commits the plan.
 func (p *Placement) pass(ctx context.Context, st *placementState) error {
-	nodes, pending, pinned := st.input()
-	if len(pending) == 0 && len(pinned) == 0 {
+	if len(st.pending) == 0 && len(st.pinned) == 0 {
 		return nil
 	}
+	nodes, pending, pinned := st.input()
 	placement := st.placement
 	plan := schedulePinned(nodes, pinned, placement)
 	rest := scheduler.ScheduleWith(nodes, pending, placement)
