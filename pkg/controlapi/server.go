@@ -163,8 +163,15 @@ func (s *Server) ListServices(ctx context.Context, _ *minkepb.ListServicesReques
 	resp := &minkepb.ListServicesResponse{Counts: map[string]*minkepb.ReplicaCounts{}}
 	_ = s.store.View(func(tx raftstore.ReadTx) error {
 		resp.Services = tx.Services()
+		// The store keeps replicated services' counts; only global ones,
+		// whose counts depend on their tasks' nodes, read their tasks.
 		for _, svc := range resp.Services {
-			resp.Counts[svc.GetMeta().GetId()] = serviceCounts(svc, tx.TasksByService(svc.GetMeta().GetId()))
+			id := svc.GetMeta().GetId()
+			if needsNodes(svc.GetSpec()) {
+				resp.Counts[id] = serviceCounts(svc, tx.TasksByService(id))
+			} else {
+				resp.Counts[id] = countsOf(svc, tx.TaskCounts(id), nil)
+			}
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package controlapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -196,4 +197,57 @@ func TestRotateJoinToken(t *testing.T) {
 	if _, err := s.RotateJoinToken(context.Background(), &minkepb.RotateJoinTokenRequest{Role: 7}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad role: %v", err)
 	}
+}
+
+// TestListServicesCounts: the counts ListServices takes from the store's
+// task counts (replicated services) or the tasks (global ones) are those
+// of the tasks, as they change.
+func TestListServicesCounts(t *testing.T) {
+	s, n := newServer(t)
+	ctx := context.Background()
+	global := spec("g", "hello", 0)
+	global.Mode = &minkepb.ServiceSpec_Global{Global: &minkepb.GlobalService{}}
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		for _, svc := range []*minkepb.Service{{Meta: &minkepb.Meta{Id: "r"}, Spec: spec("r", "hello", 4)},
+			{Meta: &minkepb.Meta{Id: "g"}, Spec: global}} {
+			if err := tx.Create(svc); err != nil {
+				return err
+			}
+		}
+		for i, st := range []minkepb.TaskState{minkepb.TaskState_PENDING, minkepb.TaskState_ASSIGNED, minkepb.TaskState_RUNNING,
+			minkepb.TaskState_RUNNING, minkepb.TaskState_FAILED} {
+			for _, svc := range []string{"r", "g"} {
+				if err := tx.Create(&minkepb.Task{Meta: &minkepb.Meta{Id: fmt.Sprintf("%s%d", svc, i)}, ServiceId: svc,
+					NodeId: fmt.Sprint("n", i), DesiredState: minkepb.TaskState_RUNNING, Status: &minkepb.TaskStatus{State: st}}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	check := func(what string, id string, running, assigned, desired uint64) {
+		t.Helper()
+		resp, err := s.ListServices(ctx, &minkepb.ListServicesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := resp.GetCounts()[id]
+		if c.GetRunning() != running || c.GetAssigned() != assigned || c.GetDesired() != desired {
+			t.Fatalf("%s: service %s counts %v, want running %d assigned %d desired %d", what, id, c, running, assigned, desired)
+		}
+	}
+	check("created", "r", 2, 3, 4)
+	check("created", "g", 2, 3, 4) // nodes n0-n3 hold wanted tasks
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		for _, id := range []string{"r2", "g2"} {
+			task := proto.Clone(tx.Task(id)).(*minkepb.Task)
+			task.DesiredState = minkepb.TaskState_SHUTDOWN
+			if err := tx.Update(task); err != nil {
+				return err
+			}
+		}
+		return tx.Delete(tx.Task("r3"))
+	})
+	check("after a shutdown and a removal", "r", 0, 1, 4)
+	check("after a shutdown", "g", 1, 2, 3)
 }

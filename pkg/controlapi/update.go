@@ -134,27 +134,57 @@ func nextIteration(svc *minkepb.Service, now time.Time) {
 // serviceCounts is a service's line in `service ls`: running and desired
 // tasks, and for jobs how many of the current run completed.
 func serviceCounts(svc *minkepb.Service, tasks []*minkepb.Task) *minkepb.ReplicaCounts {
+	counts := map[raftstore.TaskCountKey]int{}
+	nodes := map[string]bool{}
+	iteration := svc.GetJobStatus().GetJobIteration()
+	job := orchestrator.IsJob(svc.GetSpec())
+	for _, t := range tasks {
+		k := raftstore.TaskCountKey{JobIteration: t.GetJobIteration(), State: t.GetStatus().GetState(), Desired: t.GetDesiredState()}
+		counts[k]++
+		if job && k.JobIteration != iteration {
+			continue
+		}
+		if wanted(k) || (job && k.State == minkepb.TaskState_COMPLETE) {
+			nodes[t.GetNodeId()] = true
+		}
+	}
+	return countsOf(svc, counts, nodes)
+}
+
+// needsNodes reports whether a service's counts depend on which nodes its
+// tasks are on (global modes: one task per node), which the store's task
+// counts do not tell.
+func needsNodes(spec *minkepb.ServiceSpec) bool {
+	switch spec.GetMode().(type) {
+	case *minkepb.ServiceSpec_Global, *minkepb.ServiceSpec_GlobalJob:
+		return true
+	}
+	return false
+}
+
+func wanted(k raftstore.TaskCountKey) bool {
+	return k.Desired == minkepb.TaskState_RUNNING && !orchestrator.IsTerminal(k.State)
+}
+
+// countsOf is serviceCounts from the service's task counts (see
+// raftstore.ReadTx.TaskCounts) and, for global modes, the nodes holding its
+// wanted (or, for jobs, completed) tasks of the current run.
+func countsOf(svc *minkepb.Service, counts map[raftstore.TaskCountKey]int, nodes map[string]bool) *minkepb.ReplicaCounts {
 	c := &minkepb.ReplicaCounts{}
 	iteration := svc.GetJobStatus().GetJobIteration()
 	job := orchestrator.IsJob(svc.GetSpec())
-	nodes := map[string]bool{}
-	for _, t := range tasks {
-		if job && t.GetJobIteration() != iteration {
+	for k, n := range counts {
+		if job && k.JobIteration != iteration {
 			continue
 		}
-		wanted := t.GetDesiredState() == minkepb.TaskState_RUNNING && !orchestrator.IsTerminal(t.GetStatus().GetState())
-		if wanted && t.GetStatus().GetState() == minkepb.TaskState_RUNNING {
-			c.Running++
+		if wanted(k) && k.State == minkepb.TaskState_RUNNING {
+			c.Running += uint64(n)
 		}
-		if st := t.GetStatus().GetState(); wanted && st >= minkepb.TaskState_ASSIGNED && st <= minkepb.TaskState_RUNNING {
-			c.Assigned++
+		if wanted(k) && k.State >= minkepb.TaskState_ASSIGNED && k.State <= minkepb.TaskState_RUNNING {
+			c.Assigned += uint64(n)
 		}
-		if wanted {
-			nodes[t.GetNodeId()] = true
-		}
-		if job && t.GetStatus().GetState() == minkepb.TaskState_COMPLETE {
-			c.Completed++
-			nodes[t.GetNodeId()] = true
+		if job && k.State == minkepb.TaskState_COMPLETE {
+			c.Completed += uint64(n)
 		}
 	}
 	switch m := svc.GetSpec().GetMode().(type) {

@@ -251,6 +251,18 @@ func TestServiceCounts(t *testing.T) {
 			if c.GetRunning() != tc.running || c.GetDesired() != tc.desired || c.GetCompleted() != tc.completed || c.GetTotalCompletions() != tc.totalJob {
 				t.Errorf("counts %v, want running %d desired %d completed %d/%d", c, tc.running, tc.desired, tc.completed, tc.totalJob)
 			}
+			if needsNodes(tc.spec) {
+				return
+			}
+			// From the store's task counts alone, as ListServices does.
+			counts := map[raftstore.TaskCountKey]int{}
+			for _, task := range tc.tasks {
+				counts[raftstore.TaskCountKey{JobIteration: task.GetJobIteration(), State: task.GetStatus().GetState(),
+					Desired: task.GetDesiredState()}]++
+			}
+			if got := countsOf(svc, counts, nil); !proto.Equal(got, c) {
+				t.Errorf("from task counts %v, from tasks %v", got, c)
+			}
 		})
 	}
 }

@@ -354,7 +354,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	})
 	var ctlTCPSrv *grpc.Server
 	if m.ctlTCPLis != nil {
-		ctlTCPSrv = grpc.NewServer(append(serverLimits(), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(true))),
+		ctlTCPSrv = grpc.NewServer(append(append(serverLimits(), tlsServerBuffers()...), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(true))),
 			grpc.ChainUnaryInterceptor(m.authUnary(listenerControl)), grpc.ChainStreamInterceptor(m.authStream(listenerControl)))...)
 	}
 	ctl, err := m.newPinningControl(controlapi.NewForwarder(controlapi.New(controlapi.Config{
@@ -364,7 +364,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 
-	dispSrv := grpc.NewServer(append(serverLimits(), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(false))),
+	dispSrv := grpc.NewServer(append(append(serverLimits(), tlsServerBuffers()...), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(false))),
 		grpc.ChainUnaryInterceptor(m.authUnary(listenerWorkerAPI)), grpc.ChainStreamInterceptor(m.authStream(listenerWorkerAPI)),
 		// Keepalives find workers and managers that vanished without
 		// closing their connections (a frozen or powered-off host).

@@ -152,7 +152,10 @@ func (m *Manager) runTLS(ctx context.Context) {
 			nodes []*minkepb.Node
 		)
 		sub, err := m.raft.ViewAndWatch(func(tx raftstore.ReadTx) error {
-			c, nodes = tx.Cluster(), tx.Nodes()
+			c = tx.Cluster()
+			if len(c.GetPreviousCaCerts()) > 0 { // only a rotation in progress needs the nodes
+				nodes = tx.Nodes()
+			}
 			return nil
 		})
 		if err != nil {
@@ -169,15 +172,38 @@ func (m *Manager) runTLS(ctx context.Context) {
 				m.finishRotation(ctx, c, nodes)
 			}
 		}
+		waitTrustChange(ctx, sub)
+		sub.Cancel()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// waitTrustChange returns once a committed change may concern trust (the
+// cluster, a node, or a reset), the subscription ends, ctx ends, or 5s
+// have passed (leadership changes are no store events). Other changes,
+// tasks' above all, are drained and passed over: re-reading every node for
+// each of them held up commits at thousands of nodes.
+func waitTrustChange(ctx context.Context, sub *raftstore.Subscription) {
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			sub.Cancel()
 			return
 		case <-sub.Done():
+			return
+		case <-timeout.C:
+			return
 		case <-sub.Ready():
-		case <-time.After(5 * time.Second): // leadership changes are no store events
+			for _, ev := range sub.Drain() {
+				switch ev.Object.(type) {
+				case *minkepb.Cluster, *minkepb.Node, nil:
+					return
+				}
+			}
 		}
-		sub.Cancel()
 	}
 }
 

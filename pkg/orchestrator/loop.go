@@ -85,11 +85,17 @@ func retryAll(ids []string, now time.Time) map[string]time.Time {
 type ignoreTask func(ev raftstore.Event, t *minkepb.Task, svc *minkepb.Service) bool
 
 // dirtyServices returns the services that events touch, less the task
-// events ignore drops; nil means all (node changes and resets affect every
-// service).
+// events ignore drops; nil means all (a reset). A node change touches the
+// services with tasks on the node (lost, drained, or held by it), and the
+// ones that look at every node: global services, and those updating or
+// rebalancing. Reconciling every service on each node change read every
+// task, and at thousands of nodes their sessions come and go.
 func dirtyServices(store Store, evs []raftstore.Event, ignore ignoreTask) map[string]bool {
 	dirty := map[string]bool{}
-	var tasks []raftstore.Event
+	var (
+		tasks []raftstore.Event
+		nodes []string
+	)
 	for _, ev := range evs {
 		switch o := ev.Object.(type) {
 		case *minkepb.Service:
@@ -101,12 +107,12 @@ func dirtyServices(store Store, evs []raftstore.Event, ignore ignoreTask) map[st
 				tasks = append(tasks, ev)
 			}
 		case *minkepb.Node:
-			return nil
+			nodes = append(nodes, o.GetMeta().GetId())
 		case nil:
 			return nil // reset
 		}
 	}
-	if len(tasks) == 0 {
+	if len(tasks) == 0 && len(nodes) == 0 {
 		return dirty
 	}
 	_ = store.View(func(tx raftstore.ReadTx) error {
@@ -118,6 +124,19 @@ func dirtyServices(store Store, evs []raftstore.Event, ignore ignoreTask) map[st
 			}
 			if !ignore(ev, t, tx.Service(id)) {
 				dirty[id] = true
+			}
+		}
+		if len(nodes) == 0 {
+			return nil
+		}
+		for _, id := range nodes {
+			for _, t := range tx.TasksByNode(id) {
+				dirty[t.GetServiceId()] = true
+			}
+		}
+		for _, svc := range tx.Services() {
+			if IsGlobal(svc.GetSpec()) || svc.GetRebalancing() || active(svc.GetUpdateStatus().GetState()) {
+				dirty[svc.GetMeta().GetId()] = true
 			}
 		}
 		return nil

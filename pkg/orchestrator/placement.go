@@ -44,7 +44,26 @@ const (
 
 // Run places tasks until ctx ends.
 func (p *Placement) Run(ctx context.Context) error {
-	sub, err := p.store.ViewAndWatch(nil)
+	for {
+		err := p.run(ctx)
+		if !errors.Is(err, errReset) {
+			return err
+		}
+	}
+}
+
+// errReset: the store was replaced (snapshot restore); run starts over
+// from a new snapshot.
+var errReset = errors.New("orchestrator: store reset")
+
+// run places tasks from one subscription, keeping the state passes read
+// up to date from its events, until ctx ends or the store is reset.
+func (p *Placement) run(ctx context.Context) error {
+	var st *placementState
+	sub, err := p.store.ViewAndWatch(func(tx raftstore.ReadTx) error {
+		st = loadPlacementState(tx)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -66,7 +85,11 @@ func (p *Placement) Run(ctx context.Context) error {
 			return raftstore.ErrStopped
 		case <-retry.C:
 		case <-sub.Ready():
-			if !relevant(sub.Drain()) {
+			evs := sub.Drain()
+			if !st.apply(evs) {
+				return errReset
+			}
+			if !relevant(evs) {
 				continue
 			}
 			now := p.now()
@@ -82,7 +105,12 @@ func (p *Placement) Run(ctx context.Context) error {
 		}
 		waiting = false
 		gap.Stop()
-		if err := p.schedule(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		// Events committed since the last drain (this controller's own
+		// assignments among them) must be in the state the pass reads.
+		if !st.apply(sub.Drain()) {
+			return errReset
+		}
+		if err := p.pass(ctx, st); err != nil && !errors.Is(err, context.Canceled) {
 			p.log.Warn("scheduling pass failed; retrying in 1s", "err", err)
 			retry.Reset(time.Second)
 		}
@@ -114,37 +142,23 @@ func activeOnNode(t *minkepb.Task) bool {
 	return t.GetNodeId() != "" && t.GetDesiredState() == minkepb.TaskState_RUNNING && !IsTerminal(t.GetStatus().GetState())
 }
 
+// schedule runs one pass on state read whole from the store.
 func (p *Placement) schedule(ctx context.Context) error {
-	var (
-		nodes   []scheduler.NodeInfo
-		pending []*minkepb.Task
-		pinned  = map[string][]*minkepb.Task{} // by node: global tasks waiting for room there
-		rules   = map[string]scheduler.Placement{}
-	)
+	var st *placementState
 	_ = p.store.View(func(tx raftstore.ReadTx) error {
-		for _, s := range tx.Services() {
-			rules[s.GetMeta().GetId()] = placementOf(s.GetSpec().GetTask().GetPlacement())
-		}
-		byNode := map[string][]*minkepb.Task{}
-		for _, t := range tx.Tasks() {
-			switch {
-			case pendingTask(t) && t.GetPinnedNodeId() != "":
-				pinned[t.GetPinnedNodeId()] = append(pinned[t.GetPinnedNodeId()], t)
-			case pendingTask(t):
-				pending = append(pending, t)
-			case activeOnNode(t):
-				byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t)
-			}
-		}
-		for _, n := range tx.Nodes() {
-			nodes = append(nodes, scheduler.NodeInfo{Node: n, Tasks: byNode[n.GetMeta().GetId()]})
-		}
+		st = loadPlacementState(tx)
 		return nil
 	})
-	if len(pending) == 0 && len(pinned) == 0 {
+	return p.pass(ctx, st)
+}
+
+// pass places st's pending tasks and commits the plan.
+func (p *Placement) pass(ctx context.Context, st *placementState) error {
+	if len(st.pending) == 0 && len(st.pinned) == 0 {
 		return nil
 	}
-	placement := func(serviceID string) scheduler.Placement { return rules[serviceID] }
+	nodes, pending, pinned := st.input()
+	placement := st.placement
 	plan := schedulePinned(nodes, pinned, placement)
 	rest := scheduler.ScheduleWith(nodes, pending, placement)
 	plan.Assignments = append(plan.Assignments, rest.Assignments...)

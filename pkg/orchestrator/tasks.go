@@ -105,7 +105,9 @@ func IsGlobal(spec *minkepb.ServiceSpec) bool {
 
 // upToDate reports whether a task runs its service's current spec.
 func upToDate(t *minkepb.Task, svc *minkepb.Service) bool {
-	return proto.Equal(t.GetSpec(), svc.GetSpec().GetTask())
+	// The store shares an equal service spec with its tasks (see
+	// raftstore's shareSpec), so the comparison is usually by pointer.
+	return t.GetSpec() == svc.GetSpec().GetTask() || proto.Equal(t.GetSpec(), svc.GetSpec().GetTask())
 }
 
 // byCreation sorts tasks oldest first (ties by ID, for determinism).

@@ -45,6 +45,7 @@ func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignment
 	txn := s.db.Load().Txn(true)
 	stamp := timestamppb.New(time.Unix(0, cmd.GetTimestampUnixNano()).UTC())
 	var events []Event
+	deltas := countDeltas{}
 	for _, a := range cmd.GetAssignments() {
 		o, err := txn.First(tableTasks, indexID, a.GetTaskId())
 		if err != nil {
@@ -68,8 +69,8 @@ func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignment
 			txn.Abort()
 			return fmt.Errorf("raftstore: insert task %s: %w", a.GetTaskId(), err)
 		}
+		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}
-	s.commit(txn, index, events)
-	return nil
+	return s.commit(txn, index, events, deltas)
 }

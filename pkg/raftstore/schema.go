@@ -99,5 +99,6 @@ func schema() *memdb.DBSchema {
 		tableClusters: {Name: tableClusters, Indexes: map[string]*memdb.IndexSchema{indexID: idIndex()}},
 	}}
 	addNetworkSchema(s)
+	addTaskCountsSchema(s)
 	return s
 }

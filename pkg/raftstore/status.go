@@ -46,12 +46,14 @@ func StatusAdvances(cur, next *minkepb.TaskStatus) bool {
 
 // applyStatusReports applies a CommandTaskStatus at Raft index. It is
 // deterministic: the state, the reports and the index decide everything.
+// It takes cmd over: the statuses it records are stored as they are.
 func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusReports) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	txn := s.db.Load().Txn(true)
 	stamp := timestamppb.New(time.Unix(0, cmd.GetTimestampUnixNano()).UTC())
 	var events []Event
+	deltas := countDeltas{}
 	for _, r := range cmd.GetReports() {
 		o, err := txn.First(tableTasks, indexID, r.GetTaskId())
 		if err != nil {
@@ -63,17 +65,17 @@ func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusRe
 			continue
 		}
 		t := restamped(cur, index, stamp)
-		st := proto.Clone(r.GetStatus()).(*minkepb.TaskStatus)
+		st := r.GetStatus() // cmd is this apply's own: stored as decoded, not copied
 		st.Timestamp = stamp
 		t.Status = st
 		if err := txn.Insert(tableTasks, t); err != nil {
 			txn.Abort()
 			return fmt.Errorf("raftstore: insert task %s: %w", r.GetTaskId(), err)
 		}
+		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}
-	s.commit(txn, index, events)
-	return nil
+	return s.commit(txn, index, events, deltas)
 }
 
 // shallowClone copies m's fields into a new message, sharing its

@@ -286,3 +286,56 @@ func TestTruncatedLogStoreRefused(t *testing.T) {
 		t.Fatalf("Open on a truncated log store: %v, want ErrCorrupt (truncated)", err)
 	}
 }
+
+// TestWatchDuringCommits: a subscription opened while commits go on sees
+// every object exactly once, in its snapshot or as an event after it.
+func TestWatchDuringCommits(t *testing.T) {
+	s := NewMemoryStore()
+	const total = 300
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range total {
+			cmd := &minkepb.StoreActions{Actions: []*minkepb.StoreAction{{Kind: minkepb.StoreAction_CREATE,
+				Target: &minkepb.StoreAction_Service{Service: service(fmt.Sprintf("s%03d", i), fmt.Sprintf("web%03d", i))}}}}
+			if err := s.apply(uint64(i+1), cmd); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	type watcher struct {
+		sub  *Subscription
+		seen map[string]bool
+	}
+	var ws []watcher
+	for range 20 {
+		w := watcher{seen: map[string]bool{}}
+		var err error
+		w.sub, err = s.ViewAndWatch(func(tx ReadTx) error {
+			for _, svc := range tx.Services() {
+				w.seen[svc.GetMeta().GetId()] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+		time.Sleep(time.Duration(len(ws)) * 50 * time.Microsecond) // spread the watchers over the commits
+	}
+	<-done
+	for i, w := range ws {
+		for _, ev := range w.sub.Drain() {
+			id := metaID(ev.Object)
+			if w.seen[id] {
+				t.Fatalf("watcher %d: %s both in its snapshot (or an earlier event) and in an event", i, id)
+			}
+			w.seen[id] = true
+		}
+		if len(w.seen) != total {
+			t.Fatalf("watcher %d saw %d of %d services", i, len(w.seen), total)
+		}
+		w.sub.Cancel()
+	}
+}

@@ -182,7 +182,7 @@ func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) erro
 	}
 	// Apply to the scratch transaction so later reads in fn see the change;
 	// the FSM re-validates everything when the command is applied.
-	if err := applyAction(tx.txn, action, 0, nil); err != nil {
+	if err := applyAction(tx.txn, action, 0, nil, nil); err != nil {
 		return err
 	}
 	tx.actions = append(tx.actions, action)
