@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/minke-io/minke/pkg/registry"
+	"github.com/minke-io/minke/pkg/registry/tlsclient"
 )
 
 // clusterRegistryUser is an Executor that pulls images pushed to the
@@ -28,6 +28,6 @@ func (a *Agent) useRegistries(hosts []string) {
 	if !ok || a.id == nil {
 		return
 	}
-	a.registries.once.Do(func() { a.registries.tr = registry.TransportFor(a.id) })
+	a.registries.once.Do(func() { a.registries.tr = tlsclient.TransportFor(a.id) })
 	ru.UseClusterRegistries(hosts, a.registries.tr)
 }
