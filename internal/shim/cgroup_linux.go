@@ -124,9 +124,20 @@ func startInV2(dir string, cmd *exec.Cmd) error {
 	return nil
 }
 
+// writeCgroupFile writes value to dir/file with the raw calls (open,
+// write, close): an os.File would also register the file, which cgroupfs
+// makes pollable, with the Go poller and take it out again, two more
+// system calls for each of the ten writes around the init's fork on v1.
 func writeCgroupFile(dir, file, value string) error {
 	p := filepath.Join(dir, file)
-	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	if err == nil {
+		_, err = unix.Write(fd, []byte(value))
+		if cerr := unix.Close(fd); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("writing %q to %s: %w", value, p, err)
 	}
 	return nil

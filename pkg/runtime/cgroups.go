@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/minke-io/minke/internal/shim"
 )
 
@@ -161,14 +163,31 @@ func detectCgroups(mount, parent string) (cgroupManager, error) {
 		return &cgroupV2{mount: mount, parent: parent, devices: v2DeviceFilter(mount)}, nil
 	}
 	if _, err := os.Stat(filepath.Join(mount, "memory")); err == nil {
-		return &cgroupV1{mount: mount, parent: parent}, nil
+		return newCgroupV1(mount, parent), nil
 	}
 	return nil, fmt.Errorf("%w at %s", ErrNoCgroups, mount)
 }
 
+// writeCgroupFile writes value to the cgroup file dir/file, with the raw
+// calls (open, write, close): an os.File would also register the file,
+// which cgroupfs makes pollable, with the Go poller and take it out again.
 func writeCgroupFile(dir, file, value string) error {
-	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0o644); err != nil {
-		return fmt.Errorf("runtime: cgroup write %s=%q: %w", file, value, err)
+	return writeCgroupLines(dir, file, []string{value})
+}
+
+// writeCgroupLines writes each value to the cgroup file dir/file in a
+// write of its own, through one open file: files such as devices.allow
+// take one entry per write.
+func writeCgroupLines(dir, file string, values []string) error {
+	fd, err := unix.Open(filepath.Join(dir, file), unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("runtime: cgroup write %s: %w", file, err)
+	}
+	defer unix.Close(fd)
+	for _, v := range values {
+		if _, err := unix.Write(fd, []byte(v)); err != nil {
+			return fmt.Errorf("runtime: cgroup write %s=%q: %w", file, v, err)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/minke-io/minke/internal/shim"
@@ -14,6 +15,24 @@ import (
 type cgroupV1 struct {
 	mount  string
 	parent string
+	// ctrls are the v1Controllers the host mounts, found once: the
+	// hierarchies are mounted at boot, and every create, start and delete
+	// of a container would otherwise stat each of them again.
+	ctrls      []string
+	hasDevices bool
+	hasPids    bool
+}
+
+func newCgroupV1(mount, parent string) *cgroupV1 {
+	c := &cgroupV1{mount: mount, parent: parent}
+	for _, ctrl := range v1Controllers {
+		if _, err := os.Stat(filepath.Join(mount, ctrl)); err == nil {
+			c.ctrls = append(c.ctrls, ctrl)
+			c.hasDevices = c.hasDevices || ctrl == "devices"
+			c.hasPids = c.hasPids || ctrl == "pids"
+		}
+	}
+	return c
 }
 
 // v1Controllers are the hierarchies a container joins. Controllers missing
@@ -28,15 +47,9 @@ func (c *cgroupV1) dir(ctrl, id string) string {
 	return filepath.Join(c.mount, ctrl, c.parent, id)
 }
 
-func (c *cgroupV1) controllers() []string {
-	var out []string
-	for _, ctrl := range v1Controllers {
-		if _, err := os.Stat(filepath.Join(c.mount, ctrl)); err == nil {
-			out = append(out, ctrl)
-		}
-	}
-	return out
-}
+// controllers are the hierarchies a container joins (see ctrls); callers
+// must not modify the slice.
+func (c *cgroupV1) controllers() []string { return c.ctrls }
 
 func (c *cgroupV1) Create(id string, res resources) error {
 	for _, ctrl := range c.controllers() {
@@ -66,7 +79,7 @@ func (c *cgroupV1) Create(id string, res resources) error {
 		}
 	}
 	if res.PidsLimit > 0 {
-		if _, err := os.Stat(filepath.Join(c.mount, "pids")); err != nil {
+		if !c.hasPids {
 			return fmt.Errorf("runtime: a pids limit needs the pids cgroup controller, which this host lacks")
 		}
 		if err := writeCgroupFile(c.dir("pids", id), "pids.max", strconv.FormatInt(res.PidsLimit, 10)); err != nil {
@@ -137,23 +150,18 @@ func (c *cgroupV1) MemoryLimitFile(id string) string {
 // write. Without a devices hierarchy the container relies on the nodev
 // mounts alone (see mountOverlay).
 func (c *cgroupV1) allowDevices(id string) error {
-	if _, err := os.Stat(filepath.Join(c.mount, "devices")); err != nil {
+	if !c.hasDevices {
 		return nil
 	}
 	d := c.dir("devices", id)
 	if err := writeCgroupFile(d, "devices.deny", "a"); err != nil {
 		return err
 	}
-	for _, rule := range defaultDeviceRules {
-		if err := writeCgroupFile(d, "devices.allow", rule); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeCgroupLines(d, "devices.allow", defaultDeviceRules)
 }
 
 func (c *cgroupV1) placement(id string) shim.Cgroup {
-	p := shim.Cgroup{Version: 1, Mount: c.mount, Controllers: c.controllers()}
+	p := shim.Cgroup{Version: 1, Mount: c.mount, Controllers: slices.Clone(c.controllers())}
 	for _, ctrl := range p.Controllers {
 		p.Dirs = append(p.Dirs, c.dir(ctrl, id))
 	}
