@@ -20,6 +20,10 @@ func main() {
 	listen := flag.String("listen", "", "serve the hostname over HTTP on this address")
 	flag.Parse()
 
+	// The handler is in place before the greeting: tests send the stop
+	// signal once they see it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	host, _ := os.Hostname()
 	fmt.Printf("hello from %s pid %d\n", host, os.Getpid())
 	if *exit >= 0 {
@@ -33,8 +37,6 @@ func main() {
 			fmt.Fprintln(os.Stderr, "listen:", err)
 		}()
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	tick := time.NewTicker(time.Second)
 	for n := 1; ; n++ {
 		select {
