@@ -21,8 +21,14 @@ const (
 
 	// indexNetworkAddr indexes tasks that are not terminal by each of
 	// their overlay addresses ("<network id>\x00<ip>"), and services by
-	// each of their per-network VIPs.
+	// each of their per-network VIPs and their cluster-wide VIP.
 	indexNetworkAddr = "network_addr"
+	// ClusterVIPNetwork is the network ID under which indexNetworkAddr
+	// holds services' cluster-wide VIPs (Endpoint.VirtualIp, from
+	// allocator.VIPPool), so that Apply refuses one handed out twice by
+	// creates that each read a state without the other; no network has
+	// the empty ID.
+	ClusterVIPNetwork = ""
 	// indexNetwork indexes services by the networks their task spec
 	// attaches to.
 	indexNetwork = "network_id"
@@ -96,7 +102,11 @@ func taskAddrKeys(o any) []string {
 
 func serviceVIPKeys(o any) []string {
 	var out []string
-	for _, v := range o.(*minkepb.Service).GetEndpoint().GetVirtualIps() {
+	ep := o.(*minkepb.Service).GetEndpoint()
+	if ip, ok := bareAddr(ep.GetVirtualIp()); ok {
+		out = append(out, netKey(ClusterVIPNetwork, ip))
+	}
+	for _, v := range ep.GetVirtualIps() {
 		if ip, ok := bareAddr(v.GetAddr()); ok {
 			out = append(out, netKey(v.GetNetworkId(), ip))
 		}
