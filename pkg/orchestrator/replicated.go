@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"sort"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -119,121 +118,58 @@ func (r *Replicated) reconcile(ctx context.Context, dirty map[string]bool) map[s
 		}
 	}
 	sort.Strings(ids)
-	return r.commitPipelined(ctx, ids, images)
+	wakes := map[string]time.Time{}
+	// One command per batch of services, closed once it holds
+	// maxActionsPerCommand changes: creating 1,000 services' tasks in one
+	// command made a Raft entry of tens of megabytes, which stalled every
+	// other commit while it was written and applied.
+	for len(ids) > 0 {
+		var (
+			done  int
+			batch map[string]time.Time
+		)
+		err := r.store.Update(ctx, func(tx *raftstore.WriteTx) error {
+			batch, done = map[string]time.Time{}, 0
+			now := r.now()
+			for _, id := range ids {
+				if done > 0 && tx.Pending() >= maxActionsPerCommand {
+					break
+				}
+				done++
+				svc := tx.Service(id)
+				if svc == nil {
+					if err := r.removeOrphans(tx, id); err != nil {
+						return err
+					}
+					continue
+				}
+				w, err := r.reconcileService(tx, svc, now, images)
+				if err != nil {
+					return err
+				}
+				if !w.IsZero() {
+					batch[id] = w
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				r.log.Warn("reconcile failed; retrying in 1s", "err", err)
+				maps.Copy(wakes, retryAll(ids, r.now()))
+			}
+			return wakes
+		}
+		maps.Copy(wakes, batch)
+		ids = ids[done:]
+	}
+	return wakes
 }
 
 // maxActionsPerCommand is how many changes a reconcile command may gather
 // before the services left go to the next command (a service's changes
-// always go in one). commandsInFlight bounds the reconcile commands
-// proposed and not yet applied.
-const (
-	maxActionsPerCommand = 2000
-	commandsInFlight     = 4
-)
-
-// commitPipelined reconciles ids in commands of about maxActionsPerCommand
-// changes, up to commandsInFlight of them in flight: creating 1,000
-// services' tasks in one command made a Raft entry of tens of megabytes,
-// which stalled every other commit while it was written and applied, and
-// waiting for each command before building the next left Raft's batching
-// of log writes unused. Commands are built one at a time, in the order of
-// ids, each from a read of the store taken when its building starts; they
-// touch disjoint services (a service's changes always go in one command),
-// so a command in flight changes nothing a later one reads, and a conflict
-// found at commit (say, an address taken meanwhile) rebuilds only that
-// command. A command that fails leaves its services to be retried in a
-// second; the others go on.
-func (r *Replicated) commitPipelined(ctx context.Context, ids []string, images map[string]string) map[string]time.Time {
-	var (
-		mu    sync.Mutex // guards next, wakes
-		build sync.Mutex // one command is built at a time, in order
-		next  int
-		wakes = map[string]time.Time{}
-		wg    sync.WaitGroup
-	)
-	worker := func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			var (
-				mine    []string // the services this command holds, once claimed
-				claimed bool
-				batch   map[string]time.Time
-			)
-			err := r.store.Update(ctx, func(tx *raftstore.WriteTx) error {
-				batch = map[string]time.Time{}
-				now := r.now()
-				if !claimed {
-					// Claim the next services while building, so the
-					// command closes at maxActionsPerCommand; a retry
-					// rebuilds the same ones.
-					build.Lock()
-					defer build.Unlock()
-					claimed = true
-					for {
-						mu.Lock()
-						if next >= len(ids) || (len(mine) > 0 && tx.Pending() >= maxActionsPerCommand) {
-							mu.Unlock()
-							break
-						}
-						id := ids[next]
-						next++
-						mu.Unlock()
-						mine = append(mine, id)
-						if err := r.reconcileOne(tx, id, now, images, batch); err != nil {
-							return err
-						}
-					}
-					return nil
-				}
-				for _, id := range mine {
-					if err := r.reconcileOne(tx, id, now, images, batch); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if len(mine) == 0 {
-				return // nothing left to claim
-			}
-			mu.Lock()
-			if err != nil {
-				if !errors.Is(err, context.Canceled) {
-					r.log.Warn("reconcile failed; retrying in 1s", "err", err, "services", len(mine))
-					maps.Copy(wakes, retryAll(mine, r.now()))
-				}
-			} else {
-				maps.Copy(wakes, batch)
-			}
-			mu.Unlock()
-		}
-	}
-	// One worker per command in flight; a reconcile of few services (the
-	// common case) needs one.
-	workers := min(commandsInFlight, max(1, len(ids)/50))
-	wg.Add(workers)
-	for range workers {
-		go worker()
-	}
-	wg.Wait()
-	return wakes
-}
-
-// reconcileOne reconciles one service (or removes the tasks of a removed
-// one) in tx, and records in batch when it must run again.
-func (r *Replicated) reconcileOne(tx *raftstore.WriteTx, id string, now time.Time, images map[string]string, batch map[string]time.Time) error {
-	svc := tx.Service(id)
-	if svc == nil {
-		return r.removeOrphans(tx, id)
-	}
-	w, err := r.reconcileService(tx, svc, now, images)
-	if err != nil {
-		return err
-	}
-	if !w.IsZero() {
-		batch[id] = w
-	}
-	return nil
-}
+// always go in one).
+const maxActionsPerCommand = 2000
 
 // resolveImages resolves the images of the services to reconcile (nil:
 // all), before the transaction that creates their tasks.
