@@ -3,6 +3,7 @@ package raftstore
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-memdb"
@@ -211,15 +212,25 @@ func (tx ReadTx) AddressHolder(networkID string, addr netip.Addr) string {
 	return ""
 }
 
-// checkNetworkInvariants is Apply's check, before obj is inserted, that it
-// takes no address, subnet, VNI or name another object holds.
-func checkNetworkInvariants(txn *memdb.Txn, obj any, id string) error {
+// checkNetworkInvariants is Apply's check, before obj is inserted in place
+// of existing (nil for a new object), that it takes no address, subnet,
+// VNI or name another object holds.
+//
+// A service keeps a cluster VIP it already held even if another holds it
+// too: stores written before Apply checked cluster VIPs may hold such
+// pairs (concurrent creates could pick the same one), and refusing every
+// later update of both services would leave the user no way to change
+// them short of removing one.
+func checkNetworkInvariants(txn *memdb.Txn, obj, existing any, id string) error {
 	var keys []string
 	switch o := obj.(type) {
 	case *minkepb.Task:
 		keys = taskAddrKeys(o)
 	case *minkepb.Service:
 		keys = serviceVIPKeys(o)
+		if old, ok := existing.(*minkepb.Service); ok && old.GetEndpoint().GetVirtualIp() == o.GetEndpoint().GetVirtualIp() {
+			keys = slices.DeleteFunc(keys, func(k string) bool { return strings.HasPrefix(k, ClusterVIPNetwork+"\x00") })
+		}
 	case *minkepb.Network:
 		return checkNetwork(txn, o, id)
 	default:

@@ -79,6 +79,19 @@ func TestNetworkInvariantsAtApply(t *testing.T) {
 	must(minkepb.StoreAction_CREATE, &minkepb.Service{Meta: &minkepb.Meta{Id: "s3"}, Spec: &minkepb.ServiceSpec{Name: "db"},
 		Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.8"}})
 
+	// A pair sharing a cluster VIP from before Apply checked them (here
+	// inserted behind Apply's back) can still be updated.
+	txn := s.db.Load().Txn(true)
+	if err := txn.Insert(tableServices, &minkepb.Service{Meta: &minkepb.Meta{Id: "s4", Version: idx}, Spec: &minkepb.ServiceSpec{Name: "old"},
+		Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.8"}}); err != nil {
+		t.Fatal(err)
+	}
+	txn.Commit()
+	var s4 *minkepb.Service
+	_ = s.View(func(tx ReadTx) error { s4 = proto.Clone(tx.Service("s4")).(*minkepb.Service); return nil })
+	s4.Spec.Labels = map[string]string{"v": "2"}
+	must(minkepb.StoreAction_UPDATE, s4)
+
 	// The same address on another network is another address.
 	must(minkepb.StoreAction_CREATE, network("n2", "back", "10.10.1.0/24", 4097))
 	must(minkepb.StoreAction_CREATE, netTask("t3", "n2", "10.10.0.2/24", minkepb.TaskState_PENDING))
