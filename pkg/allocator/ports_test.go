@@ -2,6 +2,8 @@ package allocator
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
 	"testing"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -72,13 +74,34 @@ func TestAllocateVIP(t *testing.T) {
 		{Meta: &minkepb.Meta{Id: "a"}, Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.1"}},
 		{Meta: &minkepb.Meta{Id: "b"}, Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.3"}},
 	}
-	if v, err := AllocateVIP("new", nil, others); err != nil || v != "172.30.0.2" {
-		t.Fatalf("first free: %q, %v; want 172.30.0.2", v, err)
+	v, err := AllocateVIP("new", nil, others)
+	if err != nil || !VIPPool.Contains(netip.MustParseAddr(v)) || v == "172.30.0.1" || v == "172.30.0.3" {
+		t.Fatalf("new service: %q, %v; want a free address of %s", v, err, VIPPool)
+	}
+	if again, _ := AllocateVIP("new", nil, others); again != v {
+		t.Fatalf("allocation is not a pure function: %q then %q", v, again)
+	}
+	// An ID whose start is taken gets another address.
+	taken := append(others, &minkepb.Service{Meta: &minkepb.Meta{Id: "c"}, Endpoint: &minkepb.Endpoint{VirtualIp: v}})
+	if w, err := AllocateVIP("new", nil, taken); err != nil || w == v {
+		t.Fatalf("start taken: %q, %v; want an address other than %s", w, err, v)
+	}
+	// Different services spread over the pool instead of all asking for
+	// the lowest free address.
+	seen := map[string]bool{}
+	for i := range 16 {
+		w, _ := AllocateVIP(fmt.Sprintf("svc-%d", i), nil, others)
+		seen[w] = true
+	}
+	if len(seen) < 12 {
+		t.Fatalf("16 services' first choices hold only %d distinct addresses", len(seen))
 	}
 	if v, err := AllocateVIP("b", &minkepb.Endpoint{VirtualIp: "172.30.0.3"}, others); err != nil || v != "172.30.0.3" {
 		t.Fatalf("kept on update: %q, %v", v, err)
 	}
-	if v, err := AllocateVIP("a", nil, others); err != nil || v != "172.30.0.1" {
-		t.Fatalf("a service's own VIP is free to it: %q, %v", v, err)
+	// A service's own VIP does not count as taken.
+	alone, _ := AllocateVIP("a", nil, others[1:])
+	if v, err := AllocateVIP("a", nil, others); err != nil || v != alone {
+		t.Fatalf("a service's own VIP is free to it: %q, %v; want %q", v, err, alone)
 	}
 }

@@ -135,7 +135,7 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 	default:
 		return fmt.Errorf("%w: unknown action kind %d", ErrInvalidObject, a.GetKind())
 	}
-	if err := checkNetworkInvariants(txn, obj, id); err != nil {
+	if err := checkNetworkInvariants(txn, obj, existing, id); err != nil {
 		return err
 	}
 	if index != 0 {

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-memdb"
@@ -21,8 +22,14 @@ const (
 
 	// indexNetworkAddr indexes tasks that are not terminal by each of
 	// their overlay addresses ("<network id>\x00<ip>"), and services by
-	// each of their per-network VIPs.
+	// each of their per-network VIPs and their cluster-wide VIP.
 	indexNetworkAddr = "network_addr"
+	// ClusterVIPNetwork is the network ID under which indexNetworkAddr
+	// holds services' cluster-wide VIPs (Endpoint.VirtualIp, from
+	// allocator.VIPPool), so that Apply refuses one handed out twice by
+	// creates that each read a state without the other; no network has
+	// the empty ID.
+	ClusterVIPNetwork = ""
 	// indexNetwork indexes services by the networks their task spec
 	// attaches to.
 	indexNetwork = "network_id"
@@ -96,7 +103,11 @@ func taskAddrKeys(o any) []string {
 
 func serviceVIPKeys(o any) []string {
 	var out []string
-	for _, v := range o.(*minkepb.Service).GetEndpoint().GetVirtualIps() {
+	ep := o.(*minkepb.Service).GetEndpoint()
+	if ip, ok := bareAddr(ep.GetVirtualIp()); ok {
+		out = append(out, netKey(ClusterVIPNetwork, ip))
+	}
+	for _, v := range ep.GetVirtualIps() {
 		if ip, ok := bareAddr(v.GetAddr()); ok {
 			out = append(out, netKey(v.GetNetworkId(), ip))
 		}
@@ -201,15 +212,25 @@ func (tx ReadTx) AddressHolder(networkID string, addr netip.Addr) string {
 	return ""
 }
 
-// checkNetworkInvariants is Apply's check, before obj is inserted, that it
-// takes no address, subnet, VNI or name another object holds.
-func checkNetworkInvariants(txn *memdb.Txn, obj any, id string) error {
+// checkNetworkInvariants is Apply's check, before obj is inserted in place
+// of existing (nil for a new object), that it takes no address, subnet,
+// VNI or name another object holds.
+//
+// A service keeps a cluster VIP it already held even if another holds it
+// too: stores written before Apply checked cluster VIPs may hold such
+// pairs (concurrent creates could pick the same one), and refusing every
+// later update of both services would leave the user no way to change
+// them short of removing one.
+func checkNetworkInvariants(txn *memdb.Txn, obj, existing any, id string) error {
 	var keys []string
 	switch o := obj.(type) {
 	case *minkepb.Task:
 		keys = taskAddrKeys(o)
 	case *minkepb.Service:
 		keys = serviceVIPKeys(o)
+		if old, ok := existing.(*minkepb.Service); ok && old.GetEndpoint().GetVirtualIp() == o.GetEndpoint().GetVirtualIp() {
+			keys = slices.DeleteFunc(keys, func(k string) bool { return strings.HasPrefix(k, ClusterVIPNetwork+"\x00") })
+		}
 	case *minkepb.Network:
 		return checkNetwork(txn, o, id)
 	default:

@@ -45,7 +45,7 @@ func TestNetworkInvariantsAtApply(t *testing.T) {
 	must(minkepb.StoreAction_CREATE, netTask("t1", "n1", "10.10.0.2/24", minkepb.TaskState_RUNNING))
 	must(minkepb.StoreAction_CREATE, &minkepb.Service{Meta: &minkepb.Meta{Id: "s1"}, Spec: &minkepb.ServiceSpec{Name: "web",
 		Task: &minkepb.TaskSpec{Networks: []*minkepb.NetworkAttachmentConfig{{Target: "n1"}}}},
-		Endpoint: &minkepb.Endpoint{VirtualIps: []*minkepb.EndpointVirtualIP{{NetworkId: "n1", Addr: "10.10.0.3/24"}}}})
+		Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.7", VirtualIps: []*minkepb.EndpointVirtualIP{{NetworkId: "n1", Addr: "10.10.0.3/24"}}}})
 
 	for _, tc := range []struct {
 		name string
@@ -60,6 +60,8 @@ func TestNetworkInvariantsAtApply(t *testing.T) {
 		{"task address held by a VIP", netTask("t2", "n1", "10.10.0.3/24", minkepb.TaskState_PENDING), ErrAddressInUse},
 		{"VIP held by a task", &minkepb.Service{Meta: &minkepb.Meta{Id: "s2"}, Spec: &minkepb.ServiceSpec{Name: "api"},
 			Endpoint: &minkepb.Endpoint{VirtualIps: []*minkepb.EndpointVirtualIP{{NetworkId: "n1", Addr: "10.10.0.2/24"}}}}, ErrAddressInUse},
+		{"cluster VIP held by a service", &minkepb.Service{Meta: &minkepb.Meta{Id: "s2"}, Spec: &minkepb.ServiceSpec{Name: "api"},
+			Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.7"}}, ErrAddressInUse},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := applyOne(t, s, idx+1, minkepb.StoreAction_CREATE, tc.obj); !errors.Is(err, tc.want) {
@@ -67,6 +69,28 @@ func TestNetworkInvariantsAtApply(t *testing.T) {
 			}
 		})
 	}
+
+	// A service keeps its own cluster VIP through an update; another
+	// address is free to another service.
+	var s1 *minkepb.Service
+	_ = s.View(func(tx ReadTx) error { s1 = proto.Clone(tx.Service("s1")).(*minkepb.Service); return nil })
+	s1.Spec.Labels = map[string]string{"v": "2"}
+	must(minkepb.StoreAction_UPDATE, s1)
+	must(minkepb.StoreAction_CREATE, &minkepb.Service{Meta: &minkepb.Meta{Id: "s3"}, Spec: &minkepb.ServiceSpec{Name: "db"},
+		Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.8"}})
+
+	// A pair sharing a cluster VIP from before Apply checked them (here
+	// inserted behind Apply's back) can still be updated.
+	txn := s.db.Load().Txn(true)
+	if err := txn.Insert(tableServices, &minkepb.Service{Meta: &minkepb.Meta{Id: "s4", Version: idx}, Spec: &minkepb.ServiceSpec{Name: "old"},
+		Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.8"}}); err != nil {
+		t.Fatal(err)
+	}
+	txn.Commit()
+	var s4 *minkepb.Service
+	_ = s.View(func(tx ReadTx) error { s4 = proto.Clone(tx.Service("s4")).(*minkepb.Service); return nil })
+	s4.Spec.Labels = map[string]string{"v": "2"}
+	must(minkepb.StoreAction_UPDATE, s4)
 
 	// The same address on another network is another address.
 	must(minkepb.StoreAction_CREATE, network("n2", "back", "10.10.1.0/24", 4097))
