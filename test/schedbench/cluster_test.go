@@ -138,6 +138,14 @@ func (c *cluster) start(p *proc, bin string, args ...string) {
 	if err != nil {
 		c.tb.Fatal(err)
 	}
+	// A failed run shows what each process said last (the temporary
+	// directory with the logs is removed after this cleanup, which runs
+	// first because it is registered later).
+	c.tb.Cleanup(func() {
+		if c.tb.Failed() {
+			c.tb.Logf("%s log (tail):\n%s", p.name, tail(p.logPath))
+		}
+	})
 	defer logf.Close() // the child holds its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
