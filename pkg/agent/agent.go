@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -137,7 +138,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: manager address %q: %w", cfg.DispatcherAddr, err)
 	}
 	a.conn, a.client = conn, minkepb.NewDispatcherClient(conn)
-	a.rep = newReporter(a.dispatcher, a.log)
+	a.rep = newReporter(a.dispatcherAt, a.log)
 	a.rep.failover = a.failover
 	return a, nil
 }
@@ -183,7 +184,8 @@ func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
 	backoff := 100 * time.Millisecond
 	for {
 		var trailer metadata.MD
-		resp, err := a.dispatcher().Join(ctx, req, grpc.Trailer(&trailer))
+		disp, at := a.dispatcherAt()
+		resp, err := disp.Join(ctx, req, grpc.Trailer(&trailer))
 		if err == nil && key != nil {
 			if len(resp.GetCertificate()) == 0 {
 				return nil, fmt.Errorf("join %s: the manager answered without a certificate (an older version?)", a.cfg.DispatcherAddr)
@@ -214,7 +216,7 @@ func (a *Agent) Join(ctx context.Context) (*minkepb.JoinResponse, error) {
 			return nil, fmt.Errorf("join %s: %s", a.cfg.DispatcherAddr, msg)
 		}
 		a.log.Info("manager not reachable or not the leader; retrying", "err", status.Convert(err).Message())
-		a.failover(trailer)
+		a.failover(at, trailer)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -241,7 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		began := time.Now()
-		trailer, err := a.session(ctx)
+		at, trailer, err := a.session(ctx)
 		a.closeRetired()
 		if time.Since(began) > 5*time.Second {
 			backoff = 100 * time.Millisecond // it was working: reconnect quickly
@@ -255,25 +257,33 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("session refused: %s", status.Convert(err).Message())
 		}
 		a.log.Warn("session lost; reconnecting", "err", err, "backoff", backoff)
-		a.failover(trailer)
+		a.failover(at, trailer)
 		select {
 		case <-ctx.Done():
 			a.stopRunners()
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(jittered(backoff)):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
-// session holds one session; it returns why it ended and the answer's
-// trailer (which may name the leader).
-func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
+// jittered is a wait of between half and all of backoff: the nodes that
+// lose their session together (the leader changed) do not all come back
+// in the same millisecond.
+func jittered(backoff time.Duration) time.Duration {
+	return backoff/2 + rand.N(backoff/2+1)
+}
+
+// session holds one session; it returns the manager it was held with, why
+// it ended and the answer's trailer (which may name the leader).
+func (a *Agent) session(ctx context.Context) (string, metadata.MD, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := a.dispatcher().Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID(), Deltas: true})
+	disp, at := a.dispatcherAt()
+	stream, err := disp.Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID(), Deltas: true})
 	if err != nil {
-		return nil, err
+		return at, nil, err
 	}
 	// The session's first message is complete; later ones may hold only
 	// changes, merged into these.
@@ -284,7 +294,7 @@ func (a *Agent) session(ctx context.Context) (metadata.MD, error) {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			return stream.Trailer(), err
+			return at, stream.Trailer(), err
 		}
 		a.checkCA(msg)
 		if kr := msg.GetGossipKeyring(); kr != nil && a.cfg.GossipKeys != nil {

@@ -60,11 +60,17 @@ func TestFailoverRotatesThroughKnownManagers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	a.failover(metadata.Pairs(leaderMetadataKey, "127.0.0.2:1"))
+	a.failover("127.0.0.1:1", metadata.Pairs(leaderMetadataKey, "127.0.0.2:1"))
 	if a.addr != "127.0.0.2:1" {
 		t.Fatalf("after a leader hint: at %s", a.addr)
 	}
-	a.failover(nil) // the leader is gone, and nobody names another
+	// A call that was still running on the first manager's connection
+	// fails as it closes: the agent stays with the leader.
+	a.failover("127.0.0.1:1", nil)
+	if a.addr != "127.0.0.2:1" {
+		t.Fatalf("after a late failure on the old connection: at %s, want still at the leader 127.0.0.2:1", a.addr)
+	}
+	a.failover("127.0.0.2:1", nil) // the leader is gone, and nobody names another
 	if a.addr != "127.0.0.1:1" {
 		t.Fatalf("after the leader died: at %s, want back at 127.0.0.1:1", a.addr)
 	}

@@ -19,9 +19,16 @@ const leaderMetadataKey = "minke-leader"
 
 // dispatcher returns a client for the manager the agent talks to now.
 func (a *Agent) dispatcher() minkepb.DispatcherClient {
+	c, _ := a.dispatcherAt()
+	return c
+}
+
+// dispatcherAt is dispatcher with the manager's address, which a caller
+// whose call fails hands to failover.
+func (a *Agent) dispatcherAt() (minkepb.DispatcherClient, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.client
+	return a.client, a.addr
 }
 
 // dial connects to a manager: mutual TLS with the node's certificate, or,
@@ -59,10 +66,22 @@ func (a *Agent) learnManagers(addrs []string) {
 	}
 }
 
-// failover picks the next manager after a failed call: the leader if the
-// answer named one, else the next known manager.
-func (a *Agent) failover(trailer metadata.MD) {
+// failover picks the next manager after a call to the manager at from
+// failed: the leader if the answer named one, else the next known manager.
+//
+// It does nothing when the agent has already moved away from from: the
+// session, the status reporter and the other callers share one connection,
+// and one failover closes the calls of the others with "the client
+// connection is closing", which names no leader. Rotating again for each of
+// them moved the agent off the leader the first one had found, and at
+// thousands of nodes after a leader change the agents kept each other
+// moving between managers (and TLS handshakes) for minutes.
+func (a *Agent) failover(from string, trailer metadata.MD) {
 	a.mu.Lock()
+	if from != a.addr {
+		a.mu.Unlock()
+		return
+	}
 	next := ""
 	if v := trailer.Get(leaderMetadataKey); len(v) > 0 && v[0] != "" {
 		next = v[0]

@@ -20,10 +20,11 @@ import (
 // status per task (states move forward, so an older one adds nothing), sends
 // everything pending in one call, and retries until it is acknowledged.
 type reporter struct {
-	client func() minkepb.DispatcherClient
+	// client is the manager to report to, and its address.
+	client func() (minkepb.DispatcherClient, string)
 	// failover is told about refused reports (their trailer may name the
 	// leader).
-	failover func(metadata.MD)
+	failover func(from string, trailer metadata.MD)
 	log      *slog.Logger
 	nodeID   string
 
@@ -32,7 +33,7 @@ type reporter struct {
 	kick    chan struct{}
 }
 
-func newReporter(c func() minkepb.DispatcherClient, log *slog.Logger) *reporter {
+func newReporter(c func() (minkepb.DispatcherClient, string), log *slog.Logger) *reporter {
 	return &reporter{client: c, log: log, pending: map[string]*minkepb.TaskStatus{}, kick: make(chan struct{}, 1)}
 }
 
@@ -104,9 +105,10 @@ func (r *reporter) flush(ctx context.Context, timeout time.Duration) bool {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var trailer metadata.MD
-	if _, err := r.client().UpdateTaskStatus(cctx, req, grpc.Trailer(&trailer)); err != nil {
+	disp, at := r.client()
+	if _, err := disp.UpdateTaskStatus(cctx, req, grpc.Trailer(&trailer)); err != nil {
 		if code := status.Code(err); (code == codes.Unavailable || code == codes.DeadlineExceeded) && r.failover != nil {
-			r.failover(trailer)
+			r.failover(at, trailer)
 		}
 		r.log.Warn("reporting task status failed; will retry", "updates", len(batch), "err", err)
 		r.mu.Lock()

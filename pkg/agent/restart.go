@@ -32,7 +32,8 @@ func (a *Agent) announceRestart(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for try := 1; ; try++ {
 		var trailer metadata.MD
-		resp, err := a.dispatcher().AnnounceRestart(ctx, &minkepb.AnnounceRestartRequest{NodeId: a.NodeID()}, grpc.Trailer(&trailer))
+		disp, at := a.dispatcherAt()
+		resp, err := disp.AnnounceRestart(ctx, &minkepb.AnnounceRestartRequest{NodeId: a.NodeID()}, grpc.Trailer(&trailer))
 		if err == nil {
 			if g := resp.GetGrace().AsDuration(); g > 0 {
 				a.log.Info("announced a planned restart: the managers hold this node's tasks", "grace", g)
@@ -45,7 +46,7 @@ func (a *Agent) announceRestart(ctx context.Context) {
 			a.log.Warn("announcing a planned restart failed: this node's tasks will be replaced as after a crash", "err", status.Convert(err).Message())
 			return
 		}
-		a.failover(trailer) // not the leader, or gone: try the next manager
+		a.failover(at, trailer) // not the leader, or gone: try the next manager
 		select {
 		case <-ctx.Done():
 			a.log.Warn("announcing a planned restart timed out: this node's tasks will be replaced as after a crash")

@@ -331,11 +331,31 @@ func (n *Node) Shutdown() error {
 }
 
 // slogWriter turns the lines hashicorp libraries print (one per Write) into
-// slog records.
+// slog records at the line's own level: hclog writes "TIME [LEVEL]  raft:
+// message", and Raft's warnings (a heartbeat timeout, an election, a
+// leader stepping down) must show at --log-level warn.
 type slogWriter struct{ l *slog.Logger }
 
+var hclogLevels = []struct {
+	tag   string
+	level slog.Level
+}{
+	{"[ERROR]", slog.LevelError},
+	{"[WARN]", slog.LevelWarn},
+	{"[INFO]", slog.LevelInfo},
+	{"[DEBUG]", slog.LevelDebug},
+	{"[TRACE]", slog.LevelDebug},
+}
+
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Info(strings.TrimSpace(string(p)))
+	line, level := strings.TrimSpace(string(p)), slog.LevelInfo
+	for _, l := range hclogLevels {
+		if _, rest, ok := strings.Cut(line, l.tag); ok {
+			line, level = strings.TrimSpace(rest), l.level
+			break
+		}
+	}
+	w.l.Log(context.Background(), level, line)
 	return len(p), nil
 }
 
