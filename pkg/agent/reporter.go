@@ -107,7 +107,11 @@ func (r *reporter) flush(ctx context.Context, timeout time.Duration) bool {
 	var trailer metadata.MD
 	disp, at := r.client()
 	if _, err := disp.UpdateTaskStatus(cctx, req, grpc.Trailer(&trailer)); err != nil {
-		if code := status.Code(err); (code == codes.Unavailable || code == codes.DeadlineExceeded) && r.failover != nil {
+		// Only a refusal moves the agent: a report that timed out on a
+		// busy manager is retried there. The session, which shares the
+		// connection, notices a manager that is gone; moving on a
+		// timeout took working sessions off the leader.
+		if status.Code(err) == codes.Unavailable && r.failover != nil {
 			r.failover(at, trailer)
 		}
 		r.log.Warn("reporting task status failed; will retry", "updates", len(batch), "err", err)
