@@ -103,6 +103,7 @@ type Dispatcher struct {
 	builders chan struct{}
 	Logs     *LogBroker
 	started  chan struct{}
+	metrics  *metrics
 }
 
 var _ minkepb.DispatcherServer = (*Dispatcher)(nil)
@@ -111,8 +112,9 @@ var _ minkepb.DispatcherServer = (*Dispatcher)(nil)
 // commit.
 func New(cfg Config) *Dispatcher {
 	log := cfg.Logger.With("component", "dispatcher")
-	return &Dispatcher{cfg: cfg, log: log, status: newStatusBatcher(cfg.Store, log), live: newLiveness(cfg, log),
-		fan: newFanout(), Logs: newLogBroker(log), builders: make(chan struct{}, sessionBuilders())}
+	m := newMetrics()
+	return &Dispatcher{cfg: cfg, log: log, status: newStatusBatcher(cfg.Store, log, m), live: newLiveness(cfg, log),
+		fan: newFanout(), Logs: newLogBroker(log), builders: make(chan struct{}, sessionBuilders()), metrics: m}
 }
 
 // Run commits task status reports and node liveness, and feeds sessions
@@ -367,6 +369,8 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *minkepb.UpdateTa
 	if req.GetNodeId() != "" && req.GetNodeId() != nodeID {
 		return nil, status.Errorf(codes.PermissionDenied, "node %s cannot report for node %s", nodeID, req.GetNodeId())
 	}
+	d.metrics.statusCalls.Inc()
+	d.metrics.statusUpdates.Add(float64(len(req.GetUpdates())))
 	if err := d.status.submit(ctx, nodeID, req.GetUpdates()); err != nil {
 		return nil, toStatus(err)
 	}

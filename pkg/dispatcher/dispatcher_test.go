@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -248,6 +249,12 @@ func TestStatusMovesForwardOnly(t *testing.T) {
 			})
 		})
 	}
+	// Every call and update counts; only the first step's report was worth
+	// a command (the others change nothing and are dropped before Raft).
+	m := f.disp.metrics
+	if calls, updates, commits := testutil.ToFloat64(m.statusCalls), testutil.ToFloat64(m.statusUpdates), testutil.ToFloat64(m.statusCommits); calls != 5 || updates != 5 || commits != 1 {
+		t.Errorf("status calls %v, updates %v, commits %v; want 5, 5, 1", calls, updates, commits)
+	}
 }
 
 func TestSessionStreamsAssignments(t *testing.T) {
@@ -280,6 +287,16 @@ func TestSessionStreamsAssignments(t *testing.T) {
 	msg, err = stream.Recv()
 	if err != nil || msg.GetTasks()[0].GetDesiredState() != minkepb.TaskState_SHUTDOWN {
 		t.Fatalf("after desired change: %v %v", msg, err)
+	}
+	m := f.disp.metrics
+	if n := testutil.ToFloat64(m.sessions); n != 1 {
+		t.Errorf("open sessions %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(m.messages); n != 3 {
+		t.Errorf("session messages %v, want 3 (the first, the assignment, the desired state)", n)
+	}
+	if n := testutil.ToFloat64(m.nodeWakes); n < 2 {
+		t.Errorf("node wakes %v, want at least 2", n)
 	}
 
 	// Logs: a subscription goes down the session and the worker's answer

@@ -51,12 +51,15 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	defer d.Logs.detach(nodeID, logs)
 	d.live.opened(nodeID)
 	defer func() { d.live.closed(nodeID, time.Now()) }()
+	d.metrics.sessions.Inc()
+	defer d.metrics.sessions.Dec()
 	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()), "deltas", s.deltas)
 	defer d.log.Debug("session ended", "node_id", nodeID)
 
 	if err := stream.Send(msg); err != nil {
 		return err
 	}
+	d.metrics.messages.Inc()
 	var checked *minkepb.Cluster // the cluster record whose roots last passed stillTrusted
 	leaderCheck := time.NewTicker(time.Second)
 	defer leaderCheck.Stop()
@@ -87,6 +90,11 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			gone := false
 			var trustErr error
 			wide, began := w.wide.Swap(false), time.Now()
+			if wide {
+				d.metrics.networkWakes.Inc()
+			} else {
+				d.metrics.nodeWakes.Inc()
+			}
 			epoch := d.fan.netEpoch.Load()
 			msg = nil
 			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
@@ -119,6 +127,7 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 				if err := stream.Send(msg); err != nil {
 					return err
 				}
+				d.metrics.messages.Inc()
 			}
 			if wide {
 				d.net.fanning.Add(int64(time.Since(began)))

@@ -17,9 +17,10 @@ import (
 // task in practice, as a node sends its next report only after the last
 // was answered, and a conflict is retried by the store anyway.
 type statusBatcher struct {
-	store Store
-	log   *slog.Logger
-	reqs  chan *statusReq
+	store   Store
+	log     *slog.Logger
+	reqs    chan *statusReq
+	metrics *metrics
 }
 
 type statusReq struct {
@@ -36,8 +37,8 @@ const (
 	committers = 4
 )
 
-func newStatusBatcher(store Store, log *slog.Logger) *statusBatcher {
-	return &statusBatcher{store: store, log: log, reqs: make(chan *statusReq, maxBatch)}
+func newStatusBatcher(store Store, log *slog.Logger, m *metrics) *statusBatcher {
+	return &statusBatcher{store: store, log: log, reqs: make(chan *statusReq, maxBatch), metrics: m}
 }
 
 func (b *statusBatcher) submit(ctx context.Context, nodeID string, updates []*minkepb.TaskStatusUpdate) error {
@@ -98,7 +99,11 @@ func (b *statusBatcher) commitLoop(ctx context.Context) {
 		}
 		// Status times are the manager's: restart delays must not depend on
 		// workers' clocks.
-		err := b.store.ReportTaskStatus(ctx, reportsOf(b.store, batch), time.Now())
+		reports := reportsOf(b.store, batch)
+		err := b.store.ReportTaskStatus(ctx, reports, time.Now())
+		if err == nil && len(reports) > 0 {
+			b.metrics.statusCommits.Inc()
+		}
 		if err != nil {
 			b.log.Warn("committing task status failed", "reports", len(batch), "err", err)
 		}

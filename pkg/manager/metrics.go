@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metricsServer serves Raft, Go runtime and process metrics on
+// metricsServer serves Raft, dispatcher, Go runtime and process metrics on
 // --metrics-addr at /metrics.
 type metricsServer struct {
 	lis net.Listener
@@ -29,6 +29,7 @@ func (m *Manager) metricsServer() (*metricsServer, error) {
 	reg := m.MetricsRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.raft.Collectors()...)
+	reg.MustRegister(m.disp.Collectors()...)
 	lis, err := net.Listen("tcp", m.cfg.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("manager: --metrics-addr: %w", err)

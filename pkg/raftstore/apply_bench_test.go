@@ -41,3 +41,51 @@ func BenchmarkApplyTaskCreates(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApplyAssignments applies commands of 2,000 assignments (the
+// scheduler's largest) to a store that holds 100,000 pending tasks on
+// 5,000 READY nodes.
+func BenchmarkApplyAssignments(b *testing.B) {
+	s := NewMemoryStore()
+	spec := &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "busybox"}}
+	index := uint64(1)
+	nodes := &minkepb.StoreActions{}
+	for i := range 5000 {
+		n := &minkepb.Node{Meta: &minkepb.Meta{Id: fmt.Sprintf("node%05d", i)}, Status: &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}}
+		nodes.Actions = append(nodes.Actions, &minkepb.StoreAction{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Node{Node: n}})
+	}
+	if err := s.apply(index, nodes); err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for c := range 50 {
+		cmd := &minkepb.StoreActions{}
+		for i := range 2000 {
+			t := &minkepb.Task{Meta: &minkepb.Meta{Id: NewID()}, ServiceId: fmt.Sprintf("svc%04d", (c*20+i/100)%1000),
+				Slot: uint64(i%100 + 1), Spec: spec, DesiredState: minkepb.TaskState_RUNNING,
+				Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
+			ids = append(ids, t.Meta.Id)
+			cmd.Actions = append(cmd.Actions, &minkepb.StoreAction{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Task{Task: t}})
+		}
+		index++
+		if err := s.apply(index, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		if (i+1)*2000 > len(ids) {
+			b.Fatalf("only %d tasks to assign: run with -benchtime of at most %dx", len(ids), len(ids)/2000)
+		}
+		cmd := &minkepb.TaskAssignments{TimestampUnixNano: 1}
+		for j, id := range ids[i*2000 : (i+1)*2000] {
+			cmd.Assignments = append(cmd.Assignments, &minkepb.TaskAssignment{TaskId: id, NodeId: fmt.Sprintf("node%05d", (i*2000+j)%5000)})
+		}
+		index++
+		b.StartTimer()
+		if err := s.applyAssignments(index, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

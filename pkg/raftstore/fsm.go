@@ -1,7 +1,10 @@
 package raftstore
 
 import (
+	"time"
+
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 
 	"github.com/hashicorp/raft"
@@ -35,6 +38,8 @@ const (
 // fsm adapts MemoryStore to raft.FSM.
 type fsm struct {
 	store *MemoryStore
+	// applied, if set, observes how long each command took to apply.
+	applied *prometheus.HistogramVec
 }
 
 var (
@@ -57,6 +62,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return nil
 	}
 	t := CommandType(l.Data[0])
+	if f.applied != nil {
+		began := time.Now()
+		defer func() { f.applied.WithLabelValues(t.String()).Observe(time.Since(began).Seconds()) }()
+	}
 	switch t {
 	case CommandStoreActions:
 		var cmd minkepb.StoreActions
@@ -125,3 +134,19 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() {}
+
+// String names a command type in metrics: store_actions, restore,
+// task_status, assign, or unknown.
+func (t CommandType) String() string {
+	switch t {
+	case CommandStoreActions:
+		return "store_actions"
+	case CommandRestore:
+		return "restore"
+	case CommandTaskStatus:
+		return "task_status"
+	case CommandAssign:
+		return "assign"
+	}
+	return "unknown"
+}

@@ -10,6 +10,7 @@ import (
 // metrics are the node's Prometheus collectors.
 type metrics struct {
 	commit        prometheus.Histogram
+	applied       *prometheus.HistogramVec
 	leaderChanges prometheus.Counter
 	observations  chan raft.Observation
 	observer      *raft.Observer
@@ -22,6 +23,11 @@ func newMetrics() *metrics {
 			Help:    "Time from proposing a command to it being committed and applied on this manager.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
+		applied: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "minke_raft_fsm_apply_seconds",
+			Help:    "Time to apply one committed command to the store, by command type: every command waits for those before it.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"command"}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "minke_raft_leader_changes_total",
 			Help: "Leader changes this manager has observed.",
@@ -54,11 +60,13 @@ func (m *metrics) stop(r *raft.Raft) {
 
 func (m *metrics) observeCommit(start time.Time) { m.commit.Observe(time.Since(start).Seconds()) }
 
-// Collectors returns the node's metrics: commit latency, leader changes,
-// applied and last log index, and whether it leads.
+// Collectors returns the node's metrics: commit latency, apply time by
+// command type, leader changes, applied and last log index, and whether
+// it leads.
 func (n *Node) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		n.metrics.commit,
+		n.metrics.applied,
 		n.metrics.leaderChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "minke_raft_applied_index", Help: "Index of the last entry applied to the store."},
 			func() float64 { return float64(n.raft.AppliedIndex()) }),

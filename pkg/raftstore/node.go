@@ -190,7 +190,7 @@ func Open(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{store: n.store}, logs, stable, snaps, n.transport)
+	r, err := raft.NewRaft(rc, &fsm{store: n.store, applied: n.metrics.applied}, logs, stable, snaps, n.transport)
 	if err != nil {
 		n.closeAll()
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)

@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// TestMetrics scrapes /metrics from inside the hosts: the Raft series are
-// there, the applied index and commit count move with writes, and leader
-// changes are counted when the leader dies.
+// TestMetrics scrapes /metrics from inside the hosts: the Raft and
+// dispatcher series are there, the applied index, commit count and apply
+// times move with writes, and leader changes are counted when the leader
+// dies.
 func TestMetrics(t *testing.T) {
 	c := newCluster(t, 3, 0, options{})
 	l := c.leader()
@@ -19,6 +20,7 @@ func TestMetrics(t *testing.T) {
 		commits = "minke_raft_commit_seconds_count"
 		applied = "minke_raft_applied_index"
 		changes = "minke_raft_leader_changes_total"
+		applies = `minke_raft_fsm_apply_seconds_count{command="store_actions"}`
 	)
 	before := map[*mgr]map[string]float64{}
 	for _, m := range c.mgrs {
@@ -26,7 +28,8 @@ func TestMetrics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{commits, "minke_raft_commit_seconds_sum", applied, changes} {
+		for _, name := range []string{commits, "minke_raft_commit_seconds_sum", applied, changes, applies,
+			"minke_dispatcher_sessions", `minke_dispatcher_session_wakes_total{cause="network"}`, "minke_dispatcher_status_commits_total"} {
 			if _, ok := ms[name]; !ok {
 				t.Errorf("%s: no %s in /metrics", m.name(), name)
 			}
@@ -48,6 +51,11 @@ func TestMetrics(t *testing.T) {
 		}
 		return true, ""
 	})
+	for _, m := range c.mgrs {
+		if v, err := c.metric(m, applies); err != nil || v < before[m][applies]+10 {
+			t.Errorf("%s: %s = %v (err %v), was %v; want at least 10 more", m.name(), applies, v, err, before[m][applies])
+		}
+	}
 	if v, err := c.metric(l, commits); err != nil || v < before[l][commits]+10 {
 		t.Errorf("leader %s: %s = %v (err %v), was %v; want at least 10 more", l.name(), commits, v, err, before[l][commits])
 	}
