@@ -74,6 +74,13 @@ func BenchmarkScheduler(b *testing.B) {
 			fmt.Sprintf("end to end, %d manager(s) (processes)", r.managers), r.assigned.Seconds(), r.running.Seconds(),
 			float64(fullLoad.tasks())/r.running.Seconds(), strings.Join(rss, "/"), strings.Join(cpu, "/")+"s", targetAssigned, targetRunning)
 	}
+	for _, r := range rows {
+		var parts []string
+		for _, w := range workSeries {
+			parts = append(parts, fmt.Sprintf("%s %.0f", w.short, r.work[w.short]))
+		}
+		fmt.Fprintf(&out, "  %d manager(s), during the run: %s; leader changes %.0f\n", r.managers, strings.Join(parts, ", "), r.leaderChanges)
+	}
 	fmt.Fprintf(&out, "  anchors: Nomad C1M ~%d containers/s; Kubernetes ~%d pods/s\n", anchorNomad, anchorK8s)
 	fmt.Fprintf(&out, "  (end-to-end tasks/s = tasks / time to all RUNNING; RSS and CPU: leader first, CPU from first create to all RUNNING;\n")
 	fmt.Fprintf(&out, "   load average during the run: %s)\n", loadavg())

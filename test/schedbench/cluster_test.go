@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,7 @@ type cluster struct {
 type proc struct {
 	name    string
 	listen  string // managers: --listen-addr
+	metrics string // managers: --metrics-addr
 	sock    string // managers: control socket
 	logPath string
 	cmd     *exec.Cmd
@@ -67,8 +69,9 @@ func startCluster(tb testing.TB, n int) *cluster {
 	tb.Cleanup(c.stopAll) // before TempDir's removal (cleanups are LIFO)
 	var token string
 	for i, ip := range managerIPs[:n] {
-		ports := c.ports.Free(tb, ip, 4)
-		m := &proc{name: fmt.Sprintf("m%d", i+1), listen: net.JoinHostPort(ip, strconv.Itoa(ports[0]))}
+		ports := c.ports.Free(tb, ip, 5)
+		m := &proc{name: fmt.Sprintf("m%d", i+1), listen: net.JoinHostPort(ip, strconv.Itoa(ports[0])),
+			metrics: net.JoinHostPort(ip, strconv.Itoa(ports[4]))}
 		dataDir := filepath.Join(c.dir, m.name)
 		m.sock = filepath.Join(dataDir, "m.sock")
 		args := []string{
@@ -77,7 +80,7 @@ func startCluster(tb testing.TB, n int) *cluster {
 			"--raft-addr", net.JoinHostPort(ip, strconv.Itoa(ports[1])),
 			"--gossip-addr", net.JoinHostPort(ip, strconv.Itoa(ports[2])),
 			"--registry-addr", net.JoinHostPort(ip, strconv.Itoa(ports[3])),
-			"--control-socket", m.sock,
+			"--control-socket", m.sock, "--metrics-addr", m.metrics,
 		}
 		if i > 0 {
 			args = append(args, "--join", c.mgrs[0].listen, "--token", token)
@@ -313,4 +316,33 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// scrape reads manager m's counters and gauges from --metrics-addr, by
+// series (name and labels as exposed, e.g.
+// minke_dispatcher_session_wakes_total{cause="network"}).
+func scrape(m *proc) (map[string]float64, error) {
+	hc := &http.Client{Timeout: callTimeout}
+	resp, err := hc.Get("http://" + m.metrics + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: GET /metrics: %s", m.name, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if line == "" || strings.HasPrefix(line, "#") || i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out, sc.Err()
 }

@@ -18,6 +18,10 @@
 // the counts come from ListServices on the leader every second (its
 // `assigned` and `running` counts), so each figure is accurate to about
 // a second and includes that polling's load (a scan of every task).
+// Under the figures it prints what the managers did meanwhile, from their
+// --metrics-addr: session messages and wakes, status calls and updates and
+// the commands that committed them, assignment commands, and leader
+// changes.
 //
 //	make bench-scheduler
 //

@@ -37,6 +37,58 @@ type result struct {
 	// then the simulated worker process spent from the first create to all
 	// RUNNING: what the run cost, whatever else the machine was doing.
 	cpu []time.Duration
+	// work is what the managers did from the first create to all RUNNING,
+	// summed over them (see workSeries); leaderChanges the most leader
+	// changes one of them saw meanwhile.
+	work          map[string]float64
+	leaderChanges float64
+}
+
+// workSeries are the counters the run reports, by short name: session
+// messages and wakes, task status calls, updates and the commands that
+// committed them.
+var workSeries = []struct{ short, series string }{
+	{"session messages", "minke_dispatcher_session_messages_total"},
+	{"wakes (node)", `minke_dispatcher_session_wakes_total{cause="node"}`},
+	{"wakes (network)", `minke_dispatcher_session_wakes_total{cause="network"}`},
+	{"status calls", "minke_dispatcher_status_calls_total"},
+	{"status updates", "minke_dispatcher_status_updates_total"},
+	{"status commands", "minke_dispatcher_status_commits_total"},
+	{"assign commands", `minke_raft_fsm_apply_seconds_count{command="assign"}`},
+}
+
+// scrapeAll scrapes every manager, in c.mgrs order.
+func (c *cluster) scrapeAll() []map[string]float64 {
+	c.tb.Helper()
+	out := make([]map[string]float64, len(c.mgrs))
+	for i, m := range c.mgrs {
+		ms, err := scrape(m)
+		if err != nil {
+			c.tb.Fatalf("%s: metrics: %v", m.name, err)
+		}
+		out[i] = ms
+	}
+	return out
+}
+
+// workBetween fills r's work and leaderChanges from scrapes before and
+// after the run. The dispatcher's counters move on the leader only, and
+// summing them over managers counts the work of every leader the run had;
+// the FSM's assign commands apply on every manager, so they are the
+// leader's (the largest) count.
+func (r *result) workBetween(before, after []map[string]float64) {
+	r.work = map[string]float64{}
+	for i := range before {
+		for _, w := range workSeries {
+			d := after[i][w.series] - before[i][w.series]
+			if strings.HasPrefix(w.series, "minke_raft_") {
+				r.work[w.short] = max(r.work[w.short], d)
+			} else {
+				r.work[w.short] += d
+			}
+		}
+		r.leaderChanges = max(r.leaderChanges, after[i]["minke_raft_leader_changes_total"]-before[i]["minke_raft_leader_changes_total"])
+	}
 }
 
 // nodeLabels are node i's labels: 5 zones × 20 racks, every tenth node in
@@ -171,6 +223,7 @@ func (c *cluster) run(l load, bound time.Duration) result {
 	for i, p := range procs {
 		cpu0[i] = cpuTime(c.tb, p)
 	}
+	before := c.scrapeAll()
 	start := time.Now()
 	created := make(chan error, 1)
 	go func() {
@@ -238,6 +291,7 @@ func (c *cluster) run(l load, bound time.Duration) result {
 	for i, p := range procs {
 		res.cpu = append(res.cpu, cpuTime(c.tb, p)-cpu0[i])
 	}
+	res.workBetween(before, c.scrapeAll())
 	for _, m := range mgrs {
 		rss, err := rssBytes(m)
 		if err != nil {
