@@ -3,16 +3,14 @@
 package ha
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/minke-io/minke/internal/clustertest"
 	"github.com/minke-io/minke/internal/netharness"
 	"github.com/minke-io/minke/pkg/client"
 )
@@ -50,25 +48,7 @@ func scrape(h *netharness.Host, addr string) (map[string]float64, error) {
 		b, _ := io.ReadAll(resp.Body)
 		return nil, fmt.Errorf("GET %s/metrics: %s: %s", addr, resp.Status, b)
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics line %q: %w", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
+	return clustertest.ParseMetrics(resp.Body)
 }
 
 // metric reads one series of m's metrics.
