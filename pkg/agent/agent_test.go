@@ -1,12 +1,16 @@
 package agent
 
 import (
-	"google.golang.org/grpc/metadata"
+	"context"
 	"log/slog"
 	"reflect"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
@@ -73,5 +77,43 @@ func TestFailoverRotatesThroughKnownManagers(t *testing.T) {
 	a.failover("127.0.0.2:1", nil) // the leader is gone, and nobody names another
 	if a.addr != "127.0.0.1:1" {
 		t.Fatalf("after the leader died: at %s, want back at 127.0.0.1:1", a.addr)
+	}
+}
+
+// refusingDispatcher answers every status report with err.
+type refusingDispatcher struct {
+	minkepb.DispatcherClient
+	err error
+}
+
+func (d refusingDispatcher) UpdateTaskStatus(context.Context, *minkepb.UpdateTaskStatusRequest, ...grpc.CallOption) (*minkepb.UpdateTaskStatusResponse, error) {
+	return nil, d.err
+}
+
+// A report that times out on a busy leader keeps the agent there (moving
+// took working sessions off the leader); a refusal moves it. Either way
+// the report stays pending for the retry.
+func TestReporterFailsOverOnlyWhenRefused(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		move bool
+	}{
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), false},
+		{status.Error(codes.Unavailable, "not the leader; the leader is at 127.0.0.2:1"), true},
+	} {
+		var moved []string
+		r := newReporter(func() (minkepb.DispatcherClient, string) { return refusingDispatcher{err: tc.err}, "127.0.0.1:1" },
+			slog.New(slog.DiscardHandler))
+		r.failover = func(from string, _ metadata.MD) { moved = append(moved, from) }
+		r.report("t1", minkepb.TaskState_RUNNING, "running", "", nil)
+		if r.flush(context.Background(), time.Second) {
+			t.Fatalf("%v: flush reported success", tc.err)
+		}
+		if got := len(moved) == 1 && moved[0] == "127.0.0.1:1"; got != tc.move {
+			t.Errorf("%v: failovers %v, want a move from 127.0.0.1:1: %v", tc.err, moved, tc.move)
+		}
+		if r.pending["t1"].GetState() != minkepb.TaskState_RUNNING {
+			t.Errorf("%v: the report was not kept for the retry", tc.err)
+		}
 	}
 }
