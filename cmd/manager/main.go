@@ -28,6 +28,7 @@ import (
 
 func main() {
 	runtime.MaybeRunInit()
+	tuneMemory()
 	err := run()
 	if errors.Is(err, manager.ErrDemoted) && promotedWorker {
 		os.Exit(managerrole.ExitDemoted) // the worker that started this role reports it

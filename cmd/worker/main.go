@@ -163,6 +163,7 @@ func runSimulated(cfg agent.WorkerConfig, n int) error {
 		return fmt.Errorf("invalid --simulate-nodes %d: want at least 1", n)
 	}
 	cfg.Logger.Warn("simulated runtime: tasks are reported RUNNING but no process starts; for benchmarks and scale tests only", "nodes", n)
+	tuneSimulatorMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.RunSimulated(ctx, agent.SimulatedConfig{
