@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/hashilog"
 )
 
 // Config configures a Raft node.
@@ -121,7 +121,7 @@ func Open(cfg Config) (*Node, error) {
 	// dispatcher keeps several status commands in flight to use it.
 	rc.BatchApplyCh = true
 	rc.NotifyCh = n.leaderCh
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log}})
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: hashilog.Writer{Logger: n.log}})
 	rc.Logger = hlog
 
 	var (
@@ -338,35 +338,6 @@ func (n *Node) Shutdown() error {
 	err := n.raft.Shutdown().Error()
 	n.closeAll()
 	return err
-}
-
-// slogWriter turns the lines hashicorp libraries print (one per Write) into
-// slog records at the line's own level: hclog writes "TIME [LEVEL]  raft:
-// message", and Raft's warnings (a heartbeat timeout, an election, a
-// leader stepping down) must show at --log-level warn.
-type slogWriter struct{ l *slog.Logger }
-
-var hclogLevels = []struct {
-	tag   string
-	level slog.Level
-}{
-	{"[ERROR]", slog.LevelError},
-	{"[WARN]", slog.LevelWarn},
-	{"[INFO]", slog.LevelInfo},
-	{"[DEBUG]", slog.LevelDebug},
-	{"[TRACE]", slog.LevelDebug},
-}
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	line, level := strings.TrimSpace(string(p)), slog.LevelInfo
-	for _, l := range hclogLevels {
-		if _, rest, ok := strings.Cut(line, l.tag); ok {
-			line, level = strings.TrimSpace(rest), l.level
-			break
-		}
-	}
-	w.l.Log(context.Background(), level, line)
-	return len(p), nil
 }
 
 // ViewAndWatch runs fn on a snapshot and subscribes to every change after it.
