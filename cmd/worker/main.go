@@ -31,7 +31,7 @@ const (
 
 func main() {
 	runtime.MaybeRunInit()
-	tuneMemory()
+	gcPercentUnlessSet(workerGCPercent)
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
@@ -163,7 +163,7 @@ func runSimulated(cfg agent.WorkerConfig, n int) error {
 		return fmt.Errorf("invalid --simulate-nodes %d: want at least 1", n)
 	}
 	cfg.Logger.Warn("simulated runtime: tasks are reported RUNNING but no process starts; for benchmarks and scale tests only", "nodes", n)
-	tuneSimulatorMemory()
+	gcPercentUnlessSet(simulatorGCPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return agent.RunSimulated(ctx, agent.SimulatedConfig{

@@ -19,17 +19,12 @@ const workerGCPercent = 50
 // collecting, on the cores it shares with the managers it measures.
 const simulatorGCPercent = 100
 
-// tuneMemory applies workerGCPercent when GOGC is not set.
-func tuneMemory() {
+// gcPercentUnlessSet applies percent as GOGC when the environment sets
+// none: workerGCPercent at start-up, simulatorGCPercent once the flags say
+// the process is a simulator.
+func gcPercentUnlessSet(percent int) {
 	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(workerGCPercent)
-	}
-}
-
-// tuneSimulatorMemory applies simulatorGCPercent when GOGC is not set.
-func tuneSimulatorMemory() {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(simulatorGCPercent)
+		debug.SetGCPercent(percent)
 	}
 }
 

@@ -47,14 +47,19 @@ type result struct {
 // workSeries are the counters the run reports, by short name: session
 // messages and wakes, task status calls, updates and the commands that
 // committed them.
-var workSeries = []struct{ short, series string }{
-	{"session messages", "minke_dispatcher_session_messages_total"},
-	{"wakes (node)", `minke_dispatcher_session_wakes_total{cause="node"}`},
-	{"wakes (network)", `minke_dispatcher_session_wakes_total{cause="network"}`},
-	{"status calls", "minke_dispatcher_status_calls_total"},
-	{"status updates", "minke_dispatcher_status_updates_total"},
-	{"status commands", "minke_dispatcher_status_commits_total"},
-	{"assign commands", `minke_raft_fsm_apply_seconds_count{command="assign"}`},
+var workSeries = []struct {
+	short, series string
+	// everywhere: the counter moves on every manager (the FSM's), so the
+	// run's count is the largest, not the sum.
+	everywhere bool
+}{
+	{short: "session messages", series: "minke_dispatcher_session_messages_total"},
+	{short: "wakes (node)", series: `minke_dispatcher_session_wakes_total{cause="node"}`},
+	{short: "wakes (network)", series: `minke_dispatcher_session_wakes_total{cause="network"}`},
+	{short: "status calls", series: "minke_dispatcher_status_calls_total"},
+	{short: "status updates", series: "minke_dispatcher_status_updates_total"},
+	{short: "status commands", series: "minke_dispatcher_status_commits_total"},
+	{short: "assign commands", series: `minke_raft_fsm_apply_seconds_count{command="assign"}`, everywhere: true},
 }
 
 // scrapeAll scrapes every manager, in c.mgrs order.
@@ -74,14 +79,13 @@ func (c *cluster) scrapeAll() []map[string]float64 {
 // workBetween fills r's work and leaderChanges from scrapes before and
 // after the run. The dispatcher's counters move on the leader only, and
 // summing them over managers counts the work of every leader the run had;
-// the FSM's assign commands apply on every manager, so they are the
-// leader's (the largest) count.
+// a series that moves everywhere counts once, at its largest.
 func (r *result) workBetween(before, after []map[string]float64) {
 	r.work = map[string]float64{}
 	for i := range before {
 		for _, w := range workSeries {
 			d := after[i][w.series] - before[i][w.series]
-			if strings.HasPrefix(w.series, "minke_raft_") {
+			if w.everywhere {
 				r.work[w.short] = max(r.work[w.short], d)
 			} else {
 				r.work[w.short] += d
