@@ -58,7 +58,10 @@ type Harness struct {
 	procs   []*Proc
 	runs    []procRun       // every process ever started, for Leaks
 	bridges map[string]bool // extra partition bridges that currently exist
-	logSeq  int
+	// closeLeaks are the processes Close found inside the namespaces just
+	// before deleting them.
+	closeLeaks []string
+	logSeq     int
 }
 
 // Host is one network namespace of a Harness.
@@ -252,6 +255,12 @@ func (h *Harness) Close() {
 	if err := killNetnsProcs(ids); err != nil {
 		h.t.Errorf("netharness: cleanup: %v", err)
 	}
+	// The last look inside the namespaces: once deleted, their inode
+	// numbers may be reused by anyone's (see Leaks).
+	closeLeaks := describeNetnsProcs(netnsProcs(ids))
+	h.mu.Lock()
+	h.closeLeaks = closeLeaks
+	h.mu.Unlock()
 	if h.t.Failed() {
 		for _, p := range procs {
 			h.t.Logf("netharness: last %d lines of %s (host %d, %s):\n%s",

@@ -557,3 +557,56 @@ func TestFailedTestDumpsLogs(t *testing.T) {
 		t.Errorf("left behind: %v", leaks)
 	}
 }
+
+// The kernel gives a freed namespace's inode number to the next namespace
+// created; a process in that one, which is not the harness's, is no leak.
+func TestLeaksIgnoresReusedNamespaceInode(t *testing.T) {
+	requireRoot(t)
+	h := New(t, 1)
+	old := h.Host(0).nsID
+	h.Close()
+	if leaks := h.Leaks(); len(leaks) > 0 {
+		t.Fatalf("left behind: %v", leaks)
+	}
+
+	// Freeing a namespace is asynchronous, and the lowest free number is
+	// given first: create and keep fresh namespaces until one gets the old
+	// number, a bounded number of times.
+	var names []string
+	defer func() {
+		for _, n := range names {
+			_, _ = ipCmd("netns", "del", n)
+		}
+	}()
+	name := ""
+	for deadline := time.Now().Add(10 * time.Second); name == "" && len(names) < 100 && time.Now().Before(deadline); {
+		n := fmt.Sprintf("mkreuse%s-%d", h.id, len(names))
+		if _, err := ipCmd("netns", "add", n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join("/run/netns", n), &st); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprintf("net:[%d]", st.Ino) == old {
+			name = n
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if name == "" {
+		t.Skipf("no new namespace got %s within %d tries (the kernel may not have freed it yet)", old, len(names))
+	}
+	sleeper := exec.Command("nsenter", "--net=/run/netns/"+name, "--", "sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	waitFor(t, 5*time.Second, "sleeper inside the new namespace", func() bool {
+		return len(netnsProcs(map[string]int{old: 0})) == 1
+	})
+	if leaks := h.Leaks(); len(leaks) > 0 {
+		t.Errorf("a process in another namespace with the old inode is reported: %v", leaks)
+	}
+}

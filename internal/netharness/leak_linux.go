@@ -12,14 +12,22 @@ import (
 
 // Leaks lists what of this harness still exists on the machine: network
 // namespaces (`ip netns list`), root-namespace links (`ip link`), processes
-// it started that are still alive, and any process still inside one of its
-// namespaces (/proc/*/ns/net). After Close it should be empty.
+// it started that are still alive, and any process inside one of its
+// namespaces (/proc/*/ns/net): now, for a namespace that still exists, or
+// when Close deleted it. After Close it should be empty.
+//
+// A deleted namespace is not looked for again: the kernel reuses the inode
+// number of a freed namespace for the next one created, by any process, so
+// "net:[inode]" may by then name another test's container.
 func (h *Harness) Leaks() []string {
 	var leaks []string
 	netns, links, err := existing(h)
 	if err != nil {
 		leaks = append(leaks, err.Error())
 	}
+	h.mu.Lock()
+	leaks = append(leaks, h.closeLeaks...)
+	h.mu.Unlock()
 	for n := range netns {
 		leaks = append(leaks, "netns "+n)
 	}
@@ -36,15 +44,31 @@ func (h *Harness) Leaks() []string {
 	}
 	ids := map[string]int{}
 	for _, hst := range h.hosts {
-		if hst.nsID != "" {
+		if hst.nsID != "" && netns[hst.name] && hst.mountedID() == hst.nsID {
 			ids[hst.nsID] = hst.index
 		}
 	}
-	for pid, i := range netnsProcs(ids) {
-		leaks = append(leaks, fmt.Sprintf("process %d in host %d's namespace", pid, i))
-	}
+	leaks = append(leaks, describeNetnsProcs(netnsProcs(ids))...)
 	sort.Strings(leaks)
 	return leaks
+}
+
+func describeNetnsProcs(procs map[int]int) []string {
+	var out []string
+	for pid, i := range procs {
+		out = append(out, fmt.Sprintf("process %d in host %d's namespace", pid, i))
+	}
+	return out
+}
+
+// mountedID is the "net:[inode]" of the namespace now mounted at the
+// host's netns path, or "" if none is.
+func (hst *Host) mountedID() string {
+	var st syscall.Stat_t
+	if err := syscall.Stat(hst.NetnsPath(), &st); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("net:[%d]", st.Ino)
 }
 
 // LeakCheck closes h when the test ends and fails the test if anything of
