@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -93,17 +94,17 @@ type Dispatcher struct {
 	fan     *fanout
 	net     netCache
 	cluster clusterCache
-	// builders bounds how many sessions build a message at once. A commit
-	// that touches thousands of nodes wakes thousands of sessions; left
-	// to run at once they fill the Go scheduler's run queue, and the Raft
-	// goroutines that apply the next commands wait behind all of them
-	// (applying 2,000 assignments took seconds of wall time for
-	// milliseconds of CPU). Sessions that wait merge their wakes, so they
-	// build fewer messages, each with the latest state.
-	builders chan struct{}
-	Logs     *LogBroker
-	started  chan struct{}
-	metrics  *metrics
+	// queue holds the sessions due for a message (see runBuilders).
+	queue *sessionQueue
+	// notLeader is closed while this manager does not lead (see
+	// leaderLost).
+	leaderMu  sync.Mutex
+	notLeader chan struct{}
+	Logs      *LogBroker
+	started   chan struct{}
+	metrics   *metrics
+	// open counts the sessions open on this manager (see sessionPace).
+	open atomic.Int64
 }
 
 var _ minkepb.DispatcherServer = (*Dispatcher)(nil)
@@ -114,15 +115,17 @@ func New(cfg Config) *Dispatcher {
 	log := cfg.Logger.With("component", "dispatcher")
 	m := newMetrics()
 	return &Dispatcher{cfg: cfg, log: log, status: newStatusBatcher(cfg.Store, log, m), live: newLiveness(cfg, log),
-		fan: newFanout(), Logs: newLogBroker(log), builders: make(chan struct{}, sessionBuilders()), metrics: m}
+		fan: newFanout(), Logs: newLogBroker(log), queue: newSessionQueue(), notLeader: make(chan struct{}), metrics: m}
 }
 
 // Run commits task status reports and node liveness, and feeds sessions
 // their changes, until ctx ends. Sessions are refused until it runs.
 func (d *Dispatcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(4)
 	go func() { defer wg.Done(); d.live.run(ctx) }()
+	go func() { defer wg.Done(); d.runBuilders(ctx) }()
+	go func() { defer wg.Done(); d.watchLeadership(ctx) }()
 	go func() {
 		defer wg.Done()
 		if err := d.fan.run(ctx, d.cfg.Store, d.net.netWideDelay); err != nil && ctx.Err() == nil {
@@ -133,9 +136,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// sessionBuilders is the size of Dispatcher.builders: one per CPU the Go
-// scheduler runs on, so that building messages can use every core but not
-// queue up work ahead of Raft.
+// sessionBuilders is how many goroutines build sessions' messages (see
+// runBuilders): one per CPU the Go scheduler runs on, so that building
+// messages can use every core but not queue up work ahead of Raft.
 func sessionBuilders() int { return max(runtime.GOMAXPROCS(0), 2) }
 
 // HasSession reports whether a node holds a session with this manager: a

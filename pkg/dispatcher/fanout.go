@@ -36,16 +36,15 @@ type fanout struct {
 	netEpoch atomic.Uint64
 }
 
-// nodeWatch is one session's interest in its node. ready is signalled
-// (without blocking) after a commit that touched the node; done is closed
-// when the fan-out stops.
+// nodeWatch is one session's interest in its node. wake is called (under
+// the fan-out's lock; it must not block) after a commit that touched the
+// node, with wide set for a network-wide change (signalAll), so that the
+// session counts what it costs (see netCache.netWideDelay); done is
+// closed when the fan-out stops.
 type nodeWatch struct {
 	nodeID string
-	ready  chan struct{}
+	wake   func(wide bool)
 	done   chan struct{}
-	// wide is set with ready by a network-wide wake (signalAll), so that
-	// the session counts what it costs (see netCache.netWideDelay).
-	wide atomic.Bool
 }
 
 func newFanout() *fanout {
@@ -55,7 +54,7 @@ func newFanout() *fanout {
 // watch registers interest in nodeID, waiting for run to start if need be.
 // Every change committed after watch returns signals the watch, so a
 // session that reads the store after watching misses nothing.
-func (f *fanout) watch(ctx context.Context, nodeID string) (*nodeWatch, error) {
+func (f *fanout) watch(ctx context.Context, nodeID string, wake func(wide bool)) (*nodeWatch, error) {
 	select {
 	case <-f.started:
 	case <-ctx.Done():
@@ -66,7 +65,7 @@ func (f *fanout) watch(ctx context.Context, nodeID string) (*nodeWatch, error) {
 	if !f.running {
 		return nil, errNotRunning
 	}
-	w := &nodeWatch{nodeID: nodeID, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &nodeWatch{nodeID: nodeID, wake: wake, done: make(chan struct{})}
 	if f.watchers[nodeID] == nil {
 		f.watchers[nodeID] = map[*nodeWatch]struct{}{}
 	}
@@ -190,13 +189,10 @@ func (f *fanout) route(evs []raftstore.Event) (all bool) {
 	return all
 }
 
-// signal wakes nodeID's sessions without blocking (mu held).
+// signal wakes nodeID's sessions (mu held).
 func (f *fanout) signal(nodeID string) {
 	for w := range f.watchers[nodeID] {
-		select {
-		case w.ready <- struct{}{}:
-		default:
-		}
+		w.wake(false)
 	}
 }
 
@@ -205,11 +201,7 @@ func (f *fanout) signalAll() {
 	defer f.mu.Unlock()
 	for _, ws := range f.watchers {
 		for w := range ws {
-			w.wide.Store(true)
-			select {
-			case w.ready <- struct{}{}:
-			default:
-			}
+			w.wake(true)
 		}
 	}
 }

@@ -27,21 +27,26 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	if req.GetNodeId() != "" && req.GetNodeId() != nodeID {
 		return status.Errorf(codes.PermissionDenied, "node %s cannot open a session for node %s", nodeID, req.GetNodeId())
 	}
-	// Watch before reading, so no change committed after the read is
-	// missed (see fanout.watch).
-	w, err := d.fan.watch(ctx, nodeID)
+	// The session is registered before the first read, so no change
+	// committed after the read is missed (see fanout.watch); until the
+	// first message is sent it counts as building, so wakes meanwhile only
+	// mark it pending.
+	ss := &session{d: d, nodeID: nodeID, ctx: ctx, stream: stream, st: sessionState{nodeID: nodeID, deltas: req.GetDeltas()},
+		building: true, failed: make(chan error, 1)}
+	w, err := d.fan.watch(ctx, nodeID, ss.wake)
 	if err != nil {
 		return status.Error(codes.Unavailable, "manager is not accepting sessions (shutting down): retry")
 	}
 	defer d.fan.unwatch(w)
-	s := &sessionState{nodeID: nodeID, deltas: req.GetDeltas()}
+	defer ss.close()
+	notLeader := d.leaderLost()
 	var msg *minkepb.SessionMessage
 	epoch := d.fan.netEpoch.Load() // before the read: see netCache.get
 	err = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 		if tx.Node(nodeID) == nil {
 			return nodeNotFound(nodeID)
 		}
-		msg = d.sessionMessage(tx, s, epoch)
+		msg = d.sessionMessage(tx, &ss.st, epoch)
 		return nil
 	})
 	if err != nil {
@@ -53,85 +58,53 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	defer func() { d.live.closed(nodeID, time.Now()) }()
 	d.metrics.sessions.Inc()
 	defer d.metrics.sessions.Dec()
-	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()), "deltas", s.deltas)
+	d.open.Add(1)
+	defer d.open.Add(-1)
+	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()), "deltas", ss.st.deltas)
 	defer d.log.Debug("session ended", "node_id", nodeID)
 
-	if err := stream.Send(msg); err != nil {
+	if err := ss.send(msg); err != nil {
 		return err
 	}
 	d.metrics.messages.Inc()
-	var checked *minkepb.Cluster // the cluster record whose roots last passed stillTrusted
-	leaderCheck := time.NewTicker(time.Second)
-	defer leaderCheck.Stop()
+	ss.built() // later messages are the builders' (see sessionQueue)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-leaderCheck.C:
-			if d.cfg.IsLeader != nil && !d.cfg.IsLeader() {
-				return status.Error(codes.Unavailable, "this manager is no longer the leader: reconnect to the new one")
-			}
+		case <-notLeader:
+			return status.Error(codes.Unavailable, "this manager is no longer the leader: reconnect to the new one")
 		case <-w.done:
 			return status.Error(codes.Unavailable, "manager is shutting down")
+		case err := <-ss.failed:
+			return err
 		case ls := <-logs:
-			if err := stream.Send(&minkepb.SessionMessage{LogSubscription: ls}); err != nil {
+			if err := ss.send(&minkepb.SessionMessage{LogSubscription: ls}); err != nil {
 				return err
-			}
-		case <-w.ready:
-			// At most a few sessions build a message at once (see
-			// builders); the wakes of those waiting merge meanwhile.
-			select {
-			case d.builders <- struct{}{}:
-			case <-ctx.Done():
-				return nil
-			case <-w.done:
-				return status.Error(codes.Unavailable, "manager is shutting down")
-			}
-			gone := false
-			var trustErr error
-			wide, began := w.wide.Swap(false), time.Now()
-			if wide {
-				d.metrics.networkWakes.Inc()
-			} else {
-				d.metrics.nodeWakes.Inc()
-			}
-			epoch := d.fan.netEpoch.Load()
-			msg = nil
-			_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
-				gone = tx.Node(nodeID) == nil
-				if gone {
-					return nil
-				}
-				// Stored objects are immutable: the same Cluster pointer
-				// is the same trust bundle, already checked (a signature
-				// check per wake was a sixth of the manager's CPU at
-				// scale).
-				if c := tx.Cluster(); c != checked {
-					if trustErr = stillTrusted(ctx, c); trustErr != nil {
-						return nil
-					}
-					checked = c
-				}
-				msg = d.sessionMessage(tx, s, epoch)
-				return nil
-			})
-			<-d.builders
-			if gone {
-				return nodeNotFound(nodeID) // removed from the cluster
-			}
-			if trustErr != nil {
-				d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", nodeID, "err", trustErr)
-				return status.Error(codes.Unavailable, trustErr.Error())
-			}
-			if msg != nil {
-				if err := stream.Send(msg); err != nil {
-					return err
-				}
-				d.metrics.messages.Inc()
-			}
-			if wide {
-				d.net.fanning.Add(int64(time.Since(began)))
 			}
 		}
 	}
+}
+
+// Session pacing: a session builds its next message no sooner than
+// sessionPace after its last. A commit that places 2,000 tasks wakes about
+// 2,000 sessions, and at 5,000 nodes the commits come several times a
+// second while services are created: unpaced, each node got about one
+// message per task placed on it, and every message costs the manager a
+// store read, an encoding and a TLS write, and the worker a status report
+// after it. Paced, the wakes within the pace merge into one message.
+//
+// The pace grows with the number of open sessions, as the work of a round
+// of wakes does: perSessionPace per session, so at most about
+// 1/perSessionPace messages a second in all, never more than maxPace. A
+// small cluster is not slowed: with 10 sessions the pace is a millisecond.
+// A session that was quiet for longer than the pace sends at once.
+const (
+	perSessionPace = 400 * time.Microsecond
+	maxPace        = 2 * time.Second
+)
+
+// sessionPace is the least time between two messages of one session.
+func (d *Dispatcher) sessionPace() time.Duration {
+	return min(time.Duration(d.open.Load())*perSessionPace, maxPace)
 }
