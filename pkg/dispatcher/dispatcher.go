@@ -128,7 +128,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	go func() { defer wg.Done(); d.watchLeadership(ctx) }()
 	go func() {
 		defer wg.Done()
-		if err := d.fan.run(ctx, d.cfg.Store, d.net.netWideDelay); err != nil && ctx.Err() == nil {
+		if err := d.fan.run(ctx, d.cfg.Store, d.net.netWideDelay, d.sessionPace); err != nil && ctx.Err() == nil {
 			d.log.Warn("session fan-out stopped", "err", err)
 		}
 	}()

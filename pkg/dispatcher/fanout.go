@@ -39,11 +39,12 @@ type fanout struct {
 // nodeWatch is one session's interest in its node. wake is called (under
 // the fan-out's lock; it must not block) after a commit that touched the
 // node, with wide set for a network-wide change (signalAll), so that the
-// session counts what it costs (see netCache.netWideDelay); done is
-// closed when the fan-out stops.
+// session counts what it costs (see netCache.netWideDelay), and urgent
+// for one that must not wait for the session's pace; done is closed when
+// the fan-out stops.
 type nodeWatch struct {
 	nodeID string
-	wake   func(wide bool)
+	wake   func(wide, urgent bool)
 	done   chan struct{}
 }
 
@@ -54,7 +55,7 @@ func newFanout() *fanout {
 // watch registers interest in nodeID, waiting for run to start if need be.
 // Every change committed after watch returns signals the watch, so a
 // session that reads the store after watching misses nothing.
-func (f *fanout) watch(ctx context.Context, nodeID string, wake func(wide bool)) (*nodeWatch, error) {
+func (f *fanout) watch(ctx context.Context, nodeID string, wake func(wide, urgent bool)) (*nodeWatch, error) {
 	select {
 	case <-f.started:
 	case <-ctx.Done():
@@ -105,8 +106,12 @@ func (f *fanout) load(tx raftstore.ReadTx) {
 // done is closed and later watches fail.
 //
 // delay says how long network-wide changes gather before every session is
-// woken for them (see netCache.netWideDelay).
-func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duration) error {
+// woken for them (see netCache.netWideDelay); a change that only adds to
+// the network state (see urgentNetworkChange) may gather for relaxed
+// instead, when that is longer: at 5,000 nodes each round of wakes is
+// 5,000 messages, and creating 1,000 services made a round every half
+// second, each carrying a few new DNS records.
+func (f *fanout) run(ctx context.Context, store Store, delay, relaxed func() time.Duration) error {
 	sub, err := store.ViewAndWatch(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
 	if err != nil {
 		return err
@@ -117,12 +122,17 @@ func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duratio
 	f.mu.Unlock()
 	close(f.started)
 	defer f.stop()
-	// wide fires netWideDelay after the first network-wide change that
-	// has not woken every session yet (see route).
+	// wide fires at due, after the first network-wide change that has not
+	// woken every session yet (see route); armedAt and fast are when it
+	// was armed and the delay an urgent change gets from then.
 	wide := time.NewTimer(time.Hour)
 	wide.Stop()
 	defer wide.Stop()
-	widePending := false
+	var (
+		due, armedAt time.Time // due is zero when nothing is pending
+		fast         time.Duration
+		urgentDue    bool // an urgent change is pending
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -130,21 +140,34 @@ func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duratio
 		case <-sub.Done():
 			return raftstore.ErrStopped
 		case <-wide.C:
-			widePending = false
 			f.netEpoch.Add(1)
-			f.signalAll()
+			f.signalAll(urgentDue)
+			due, urgentDue = time.Time{}, false
 		case <-sub.Ready():
 			evs := sub.Drain()
 			if reset := slices.ContainsFunc(evs, func(ev raftstore.Event) bool { return ev.Kind == raftstore.EventReset }); reset {
 				_ = store.View(func(tx raftstore.ReadTx) error { f.load(tx); return nil })
 				f.netEpoch.Add(1)
-				f.signalAll()
+				f.signalAll(true)
 				continue
 			}
-			if f.route(evs) && !widePending {
-				widePending = true
-				wide.Reset(delay())
+			all, urgent := f.route(evs)
+			if !all {
+				continue
 			}
+			now := time.Now()
+			if due.IsZero() {
+				armedAt, fast = now, delay()
+				due = armedAt.Add(fast)
+				if !urgent {
+					due = armedAt.Add(max(fast, relaxed()))
+				}
+				wide.Reset(due.Sub(now))
+			} else if urgent && armedAt.Add(fast).Before(due) {
+				due = armedAt.Add(fast)
+				wide.Reset(max(due.Sub(now), 0))
+			}
+			urgentDue = urgentDue || urgent
 		}
 	}
 }
@@ -154,11 +177,14 @@ func (f *fanout) run(ctx context.Context, store Store, delay func() time.Duratio
 // change of its desired state, or any change of the node itself. It
 // reports whether any event changed cluster-wide state (see networkWide),
 // for which run wakes every session within netCache.netWideDelay.
-func (f *fanout) route(evs []raftstore.Event) (all bool) {
+func (f *fanout) route(evs []raftstore.Event) (all, urgent bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, ev := range evs {
-		all = all || networkWide(ev)
+		if networkWide(ev) {
+			all = true
+			urgent = urgent || urgentNetworkChange(ev)
+		}
 		switch o := ev.Object.(type) {
 		case *minkepb.Task:
 			id := o.GetMeta().GetId()
@@ -186,22 +212,24 @@ func (f *fanout) route(evs []raftstore.Event) (all bool) {
 			f.signal(o.GetMeta().GetId())
 		}
 	}
-	return all
+	return all, urgent
 }
 
 // signal wakes nodeID's sessions (mu held).
 func (f *fanout) signal(nodeID string) {
 	for w := range f.watchers[nodeID] {
-		w.wake(false)
+		w.wake(false, false)
 	}
 }
 
-func (f *fanout) signalAll() {
+// signalAll wakes every session for a network-wide change; urgent ones
+// skip the sessions' pace (see urgentNetworkChange).
+func (f *fanout) signalAll(urgent bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, ws := range f.watchers {
 		for w := range ws {
-			w.wake(true)
+			w.wake(true, urgent)
 		}
 	}
 }

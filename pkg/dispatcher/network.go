@@ -117,6 +117,37 @@ func networkWide(ev raftstore.Event) bool {
 	return false
 }
 
+// urgentNetworkChange reports whether a network-wide event may take
+// something away from every node's network state — a backend (a task
+// that stopped running or serving, or was removed), a node's routes and
+// backends (a node not READY), a service's or a network's records — as
+// opposed to only adding to it (a service created, a task that started
+// running, a node READY). Removals reach every node within
+// netWideMaxDelay, or connections keep going to a task that is gone;
+// additions may wait for the sessions' pace (see fanout.run).
+func urgentNetworkChange(ev raftstore.Event) bool {
+	if ev.Kind == raftstore.EventRemove {
+		return true
+	}
+	switch o := ev.Object.(type) {
+	case *minkepb.Task:
+		st := o.GetStatus()
+		switch {
+		case st.GetState() > minkepb.TaskState_RUNNING, o.GetDesiredState() > minkepb.TaskState_RUNNING:
+			return true
+		case st.GetState() == minkepb.TaskState_RUNNING:
+			h := st.GetContainer().GetHealth()
+			return h == minkepb.HealthState_UNHEALTHY || h == minkepb.HealthState_HEALTH_STARTING
+		}
+		return false
+	case *minkepb.Node:
+		return o.GetStatus().GetState() != minkepb.NodeStatus_READY
+	case *minkepb.Service:
+		return ev.Kind != raftstore.EventCreate
+	}
+	return true // a cluster or network change: rare, and may remove
+}
+
 // networkVersion fingerprints a network state, so that an unchanged one is
 // not sent again.
 func networkVersion(st *minkepb.NetworkState) string {
