@@ -285,10 +285,14 @@ func (d *Dispatcher) runBuilders(ctx context.Context) {
 // not to lead (checked every second by watchLeadership): sessions then
 // end, so that workers reconnect to the leader. One check for all
 // sessions, not a timer each: 5,000 sessions' timers woke 5,000
-// goroutines a second.
+// goroutines a second. A session that opens after leadership came back,
+// before the next check, gets a fresh channel.
 func (d *Dispatcher) leaderLost() <-chan struct{} {
 	d.leaderMu.Lock()
 	defer d.leaderMu.Unlock()
+	if d.notLeaderClosed && d.cfg.IsLeader() {
+		d.notLeader, d.notLeaderClosed = make(chan struct{}), false
+	}
 	return d.notLeader
 }
 
@@ -300,7 +304,6 @@ func (d *Dispatcher) watchLeadership(ctx context.Context) {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	closed := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -310,12 +313,11 @@ func (d *Dispatcher) watchLeadership(ctx context.Context) {
 		leader := d.cfg.IsLeader()
 		d.leaderMu.Lock()
 		switch {
-		case !leader && !closed:
+		case !leader && !d.notLeaderClosed:
 			close(d.notLeader)
-			closed = true
-		case leader && closed:
-			d.notLeader = make(chan struct{})
-			closed = false
+			d.notLeaderClosed = true
+		case leader && d.notLeaderClosed:
+			d.notLeader, d.notLeaderClosed = make(chan struct{}), false
 		}
 		d.leaderMu.Unlock()
 	}

@@ -98,13 +98,16 @@ type Dispatcher struct {
 	queue *sessionQueue
 	// notLeader is closed while this manager does not lead (see
 	// leaderLost).
-	leaderMu  sync.Mutex
-	notLeader chan struct{}
-	Logs      *LogBroker
-	started   chan struct{}
-	metrics   *metrics
+	leaderMu        sync.Mutex
+	notLeader       chan struct{}
+	notLeaderClosed bool
+	Logs            *LogBroker
+	started         chan struct{}
+	metrics         *metrics
 	// open counts the sessions open on this manager (see sessionPace).
 	open atomic.Int64
+	// paceOverride, when not 0, is the session pace (tests).
+	paceOverride atomic.Int64
 }
 
 var _ minkepb.DispatcherServer = (*Dispatcher)(nil)

@@ -37,14 +37,22 @@ type fixture struct {
 	disp   *Dispatcher
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture with the dispatcher's Config changed by
+// configure first.
+func newFixtureWith(t *testing.T, configure func(*Config)) *fixture {
 	t.Helper()
 	n := storetest.New(t)
 	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
 		return tx.Create(&minkepb.Cluster{Meta: &minkepb.Meta{Id: "c"}, JoinTokens: &minkepb.JoinTokens{Worker: workerToken}, GossipKey: []byte("k")})
 	})
-	d := New(Config{Store: n, GossipPeers: func() []string { return []string{"127.0.0.1:4244"} }, RegistryAddr: "127.0.0.1:4245",
-		Logger: slog.New(slog.DiscardHandler)})
+	cfg := Config{Store: n, GossipPeers: func() []string { return []string{"127.0.0.1:4244"} }, RegistryAddr: "127.0.0.1:4245",
+		Logger: slog.New(slog.DiscardHandler)}
+	if configure != nil {
+		configure(&cfg)
+	}
+	d := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()

@@ -106,5 +106,8 @@ const (
 
 // sessionPace is the least time between two messages of one session.
 func (d *Dispatcher) sessionPace() time.Duration {
+	if p := d.paceOverride.Load(); p != 0 {
+		return time.Duration(p)
+	}
 	return min(time.Duration(d.open.Load())*perSessionPace, maxPace)
 }
