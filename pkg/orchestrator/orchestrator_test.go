@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -326,4 +327,62 @@ func TestPlacementConstraintsAndSpread(t *testing.T) {
 		}
 		return zones["a"] == 2 && zones["b"] == 2
 	})
+}
+
+// Many services made dirty at once are reconciled in several groups at
+// once (see reconcilers): each still gets exactly its slots, once.
+func TestManyServicesReconciledInGroups(t *testing.T) {
+	h := newHarness(t, 3)
+	const services, replicas = 5 * minGroup, 3
+	h.update(func(tx *raftstore.WriteTx) error {
+		for i := range services {
+			if err := tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: fmt.Sprintf("svc%03d", i)}, Spec: &minkepb.ServiceSpec{
+				Name: fmt.Sprintf("web%03d", i),
+				Task: &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "hello:latest"}},
+				Mode: &minkepb.ServiceSpec_Replicated{Replicated: &minkepb.ReplicatedService{Replicas: replicas}},
+			}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	h.waitFor("every service's slots filled", func(tx raftstore.ReadTx) bool {
+		for i := range services {
+			if len(liveTasks(tx, fmt.Sprintf("svc%03d", i))) != replicas {
+				return false
+			}
+		}
+		return true
+	})
+	_ = h.store.View(func(tx raftstore.ReadTx) error {
+		for i := range services {
+			slots := map[uint64]int{}
+			for _, tk := range tx.TasksByService(fmt.Sprintf("svc%03d", i)) {
+				slots[tk.GetSlot()]++
+			}
+			if len(slots) != replicas || slots[1] != 1 || slots[2] != 1 || slots[3] != 1 {
+				t.Errorf("svc%03d: tasks per slot %v, want one in each of 1..3", i, slots)
+			}
+		}
+		return nil
+	})
+}
+
+func TestSplitEven(t *testing.T) {
+	ids := []string{"a", "b", "c", "d", "e", "f", "g"}
+	for _, tc := range []struct {
+		n    int
+		want []int // group sizes
+	}{{1, []int{7}}, {2, []int{3, 4}}, {3, []int{2, 2, 3}}, {7, []int{1, 1, 1, 1, 1, 1, 1}}, {10, []int{1, 1, 1, 1, 1, 1, 1}}} {
+		groups := splitEven(ids, tc.n)
+		var sizes []int
+		var all []string
+		for _, g := range groups {
+			sizes = append(sizes, len(g))
+			all = append(all, g...)
+		}
+		if !slices.Equal(sizes, tc.want) || !slices.Equal(all, ids) {
+			t.Errorf("splitEven(7 ids, %d): sizes %v, ids %v; want sizes %v, every id once in order", tc.n, sizes, all, tc.want)
+		}
+	}
 }
