@@ -89,3 +89,54 @@ func BenchmarkApplyAssignments(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApplyStatusReports applies commands of 2,000 RUNNING reports
+// (the status batcher's are up to 4,096) to a store that holds 100,000
+// tasks assigned to 5,000 nodes.
+func BenchmarkApplyStatusReports(b *testing.B) {
+	s := NewMemoryStore()
+	spec := &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "busybox"}}
+	index := uint64(1)
+	nodes := &minkepb.StoreActions{}
+	for i := range 5000 {
+		n := &minkepb.Node{Meta: &minkepb.Meta{Id: fmt.Sprintf("node%05d", i)}, Status: &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}}
+		nodes.Actions = append(nodes.Actions, &minkepb.StoreAction{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Node{Node: n}})
+	}
+	if err := s.apply(index, nodes); err != nil {
+		b.Fatal(err)
+	}
+	type placed struct{ id, node string }
+	var tasks []placed
+	for c := range 50 {
+		cmd := &minkepb.StoreActions{}
+		for i := range 2000 {
+			node := fmt.Sprintf("node%05d", (c*2000+i)%5000)
+			t := &minkepb.Task{Meta: &minkepb.Meta{Id: NewID()}, ServiceId: fmt.Sprintf("svc%04d", (c*20+i/100)%1000),
+				Slot: uint64(i%100 + 1), Spec: spec, DesiredState: minkepb.TaskState_RUNNING, NodeId: node,
+				Status: &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}}
+			tasks = append(tasks, placed{t.Meta.Id, node})
+			cmd.Actions = append(cmd.Actions, &minkepb.StoreAction{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Task{Task: t}})
+		}
+		index++
+		if err := s.apply(index, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		if (i+1)*2000 > len(tasks) {
+			b.Fatalf("only %d tasks to report: run with -benchtime of at most %dx", len(tasks), len(tasks)/2000)
+		}
+		cmd := &minkepb.TaskStatusReports{TimestampUnixNano: 1}
+		for _, t := range tasks[i*2000 : (i+1)*2000] {
+			cmd.Reports = append(cmd.Reports, &minkepb.TaskStatusReport{NodeId: t.node, TaskId: t.id,
+				Status: &minkepb.TaskStatus{State: minkepb.TaskState_RUNNING}})
+		}
+		index++
+		b.StartTimer()
+		if err := s.applyStatusReports(index, cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -34,7 +34,15 @@ func (f fieldIndex) FromObject(obj any) (bool, []byte, error) {
 	if v == "" {
 		return false, nil, nil
 	}
-	return true, []byte(v + "\x00"), nil
+	return true, terminated(v), nil
+}
+
+// terminated is s with a NUL byte after it, in one allocation (every
+// store write computes a key per index).
+func terminated(s string) []byte {
+	b := make([]byte, len(s)+1)
+	copy(b, s)
+	return b
 }
 
 func (f fieldIndex) FromArgs(args ...any) ([]byte, error) {
@@ -45,7 +53,7 @@ func (f fieldIndex) FromArgs(args ...any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("raftstore: index argument must be a string, got %T", args[0])
 	}
-	return []byte(s + "\x00"), nil
+	return terminated(s), nil
 }
 
 // PrefixFromArgs lets callers look IDs up by prefix (memdb's "id_prefix").

@@ -1,9 +1,11 @@
 package raftstore
 
 import (
+	"bytes"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
@@ -85,4 +87,88 @@ func TestRestoreSharesSpec(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// fillEveryField sets every field of m to a value that is not the zero
+// one: a new message, a one-element list, "x", 1, true.
+func fillEveryField(m protoreflect.Message) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			if fd.Kind() == protoreflect.MessageKind {
+				l.Append(protoreflect.ValueOfMessage(l.NewElement().Message()))
+			} else {
+				l.Append(scalarValue(fd))
+			}
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			key := protoreflect.ValueOfString("k").MapKey()
+			if fd.MapValue().Kind() == protoreflect.MessageKind {
+				mp.Set(key, protoreflect.ValueOfMessage(mp.NewValue().Message()))
+			} else {
+				mp.Set(key, scalarValue(fd.MapValue()))
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
+		default:
+			m.Set(fd, scalarValue(fd))
+		}
+	}
+}
+
+func scalarValue(fd protoreflect.FieldDescriptor) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString("x")
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes([]byte("x"))
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(1)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return protoreflect.ValueOfUint64(1)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return protoreflect.ValueOfUint32(1)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return protoreflect.ValueOfInt64(1)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return protoreflect.ValueOfInt32(1)
+	case protoreflect.DoubleKind:
+		return protoreflect.ValueOfFloat64(1)
+	case protoreflect.FloatKind:
+		return protoreflect.ValueOfFloat32(1)
+	}
+	panic("scalarValue: unhandled kind " + fd.Kind().String())
+}
+
+// The typed clones copy every field, sharing sub-messages, as shallowClone
+// does; a field added to Task or Meta and not to them fails this test.
+func TestTypedClonesCopyEveryField(t *testing.T) {
+	task := &minkepb.Task{}
+	fillEveryField(task.ProtoReflect())
+	c := cloneTask(task)
+	if !proto.Equal(c, task) {
+		t.Fatalf("cloneTask misses fields:\n got %v\nwant %v", c, task)
+	}
+	if c == task || c.Meta != task.Meta || c.Spec != task.Spec || c.Status != task.Status {
+		t.Error("cloneTask must be a new task sharing the sub-messages")
+	}
+	meta := &minkepb.Meta{}
+	fillEveryField(meta.ProtoReflect())
+	if cm := cloneMeta(meta); !proto.Equal(cm, meta) || cm == meta || cm.CreatedAt != meta.CreatedAt {
+		t.Fatalf("cloneMeta misses fields or shares the meta:\n got %v\nwant %v", cm, meta)
+	}
+
+	// Unknown fields (from a newer manager) are kept.
+	task.ProtoReflect().SetUnknown(protoreflect.RawFields{0xa8, 0x1f, 0x01}) // field 501, varint 1
+	if c := cloneTask(task); !bytes.Equal(c.ProtoReflect().GetUnknown(), task.ProtoReflect().GetUnknown()) {
+		t.Error("cloneTask drops unknown fields")
+	}
+	if r := restamped(task, 7, nil); r.GetMeta().GetVersion() != 7 || task.GetMeta().GetVersion() == 7 {
+		t.Error("restamped must stamp a copy of the meta, not the stored one")
+	}
 }

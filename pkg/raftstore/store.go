@@ -142,11 +142,35 @@ func (s *MemoryStore) commit(txn *memdb.Txn, index uint64, events []Event, delta
 // restamped is a copy of task t to store at Raft index: its meta's version
 // and update time changed, everything else shared (see shallowClone).
 func restamped(t *minkepb.Task, index uint64, stamp *timestamppb.Timestamp) *minkepb.Task {
-	c := shallowClone(t)
-	meta := shallowClone(t.GetMeta())
+	c := cloneTask(t)
+	meta := cloneMeta(t.GetMeta())
 	meta.Version, meta.UpdatedAt = index, stamp
 	c.Meta = meta
 	return c
+}
+
+// cloneTask is shallowClone for a task, field by field rather than through
+// reflection: the FSM restamps every task it writes, 300,000 times to
+// place and start 100,000 tasks, and reflection was a fifth of each
+// write. A task with fields this manager does not know (unknown fields,
+// written by a newer one) takes shallowClone, which keeps them.
+// TestTypedClonesCopyEveryField fails when Task gains a field this misses.
+func cloneTask(t *minkepb.Task) *minkepb.Task {
+	if len(t.ProtoReflect().GetUnknown()) > 0 {
+		return shallowClone(t)
+	}
+	return &minkepb.Task{Meta: t.Meta, ServiceId: t.ServiceId, ServiceName: t.ServiceName, Slot: t.Slot, NodeId: t.NodeId,
+		Spec: t.Spec, Image: t.Image, DesiredState: t.DesiredState, Status: t.Status, Restarts: t.Restarts,
+		RestartWindowStart: t.RestartWindowStart, ReplaceWhenStopped: t.ReplaceWhenStopped, JobIteration: t.JobIteration,
+		PinnedNodeId: t.PinnedNodeId, Networks: t.Networks}
+}
+
+// cloneMeta is cloneTask for a Meta.
+func cloneMeta(m *minkepb.Meta) *minkepb.Meta {
+	if m == nil || len(m.ProtoReflect().GetUnknown()) > 0 {
+		return shallowClone(m)
+	}
+	return &minkepb.Meta{Id: m.Id, Version: m.Version, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
 }
 
 // snapshotAt returns the whole state ordered by ID (so equal states encode
