@@ -118,7 +118,8 @@ func Open(cfg Config) (*Node, error) {
 	// Group commit: proposals that arrive while the leader writes the log
 	// queue up (instead of each waiting for the one before to be stored)
 	// and are stored and replicated together, one fsync for many. The
-	// dispatcher keeps several status commands in flight to use it.
+	// orchestrator and the scheduler keep several commands in flight to
+	// use it.
 	rc.BatchApplyCh = true
 	rc.NotifyCh = n.leaderCh
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: hashilog.Writer{Logger: n.log}})
