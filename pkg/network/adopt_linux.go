@@ -36,7 +36,7 @@ func (m *Manager) Adopt(id string, ports []PortMapping) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: adopting %s: eth0: %w", id, err)
 	}
-	addrs, err := h.AddrList(eth, netlink.FAMILY_V4)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(eth, netlink.FAMILY_V4) })
 	if err != nil || len(addrs) == 0 {
 		return nil, fmt.Errorf("network: adopting %s: no IPv4 address on eth0 (%v)", id, err)
 	}

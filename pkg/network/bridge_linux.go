@@ -139,7 +139,7 @@ func (m *Manager) ensureBridge() error {
 	if _, ok := l.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%w: link %s exists and is a %s, not a bridge", ErrInvalid, m.cfg.Bridge, l.Type())
 	}
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("network: addresses of %s: %w", m.cfg.Bridge, err)
 	}
@@ -418,7 +418,9 @@ func (m *Manager) SetRoutes(routes []Route) error {
 		}
 		want[r.Subnet.Masked()] = r.Via
 	}
-	have, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	have, err := retryDump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	})
 	if err != nil {
 		return fmt.Errorf("network: listing routes: %w", err)
 	}
@@ -502,7 +504,7 @@ func (m *Manager) Sweep(keep map[string]bool) error {
 		}
 	}
 	// Veths whose namespace file is gone but that still hang on the bridge.
-	links, err := netlink.LinkList()
+	links, err := retryDump(netlink.LinkList)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("network: sweep: %w", err))...)
 	}

@@ -99,7 +99,8 @@ func addrOfMAC(mac net.HardwareAddr) (netip.Addr, bool) {
 
 // retryDump repeats a netlink dump that raced a change of the table (the
 // kernel flags it interrupted, e.g. ARP entries of the bridge changing
-// under traffic), a bounded number of times.
+// under traffic, or links of other containers and nodes on the same host
+// coming and going), a bounded number of times.
 func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
 	var out []T
 	var err error
