@@ -42,10 +42,15 @@ func BenchmarkApplyTaskCreates(b *testing.B) {
 	}
 }
 
-// BenchmarkApplyAssignments applies commands of 2,000 assignments (the
-// scheduler's largest) to a store that holds 100,000 pending tasks on
-// 5,000 READY nodes.
-func BenchmarkApplyAssignments(b *testing.B) {
+// benchTask is a task the apply benchmarks seeded, with its node ("" for
+// a pending task).
+type benchTask struct{ id, node string }
+
+// seedBenchStore returns a store holding 5,000 READY nodes and 100,000
+// tasks (1,000 services × 100), pending or, with assigned, ASSIGNED to the
+// nodes in turn, and the Raft index it is at.
+func seedBenchStore(b *testing.B, assigned bool) (*MemoryStore, []benchTask, uint64) {
+	b.Helper()
 	s := NewMemoryStore()
 	spec := &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "busybox"}}
 	index := uint64(1)
@@ -57,14 +62,17 @@ func BenchmarkApplyAssignments(b *testing.B) {
 	if err := s.apply(index, nodes); err != nil {
 		b.Fatal(err)
 	}
-	var ids []string
+	var tasks []benchTask
 	for c := range 50 {
 		cmd := &minkepb.StoreActions{}
 		for i := range 2000 {
 			t := &minkepb.Task{Meta: &minkepb.Meta{Id: NewID()}, ServiceId: fmt.Sprintf("svc%04d", (c*20+i/100)%1000),
 				Slot: uint64(i%100 + 1), Spec: spec, DesiredState: minkepb.TaskState_RUNNING,
 				Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
-			ids = append(ids, t.Meta.Id)
+			if assigned {
+				t.NodeId, t.Status.State = fmt.Sprintf("node%05d", (c*2000+i)%5000), minkepb.TaskState_ASSIGNED
+			}
+			tasks = append(tasks, benchTask{t.Meta.Id, t.NodeId})
 			cmd.Actions = append(cmd.Actions, &minkepb.StoreAction{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Task{Task: t}})
 		}
 		index++
@@ -72,15 +80,23 @@ func BenchmarkApplyAssignments(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	return s, tasks, index
+}
+
+// BenchmarkApplyAssignments applies commands of 2,000 assignments (the
+// scheduler's largest) to a store that holds 100,000 pending tasks on
+// 5,000 READY nodes.
+func BenchmarkApplyAssignments(b *testing.B) {
+	s, tasks, index := seedBenchStore(b, false)
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
-		if (i+1)*2000 > len(ids) {
-			b.Fatalf("only %d tasks to assign: run with -benchtime of at most %dx", len(ids), len(ids)/2000)
+		if (i+1)*2000 > len(tasks) {
+			b.Fatalf("only %d tasks to assign: run with -benchtime of at most %dx", len(tasks), len(tasks)/2000)
 		}
 		cmd := &minkepb.TaskAssignments{TimestampUnixNano: 1}
-		for j, id := range ids[i*2000 : (i+1)*2000] {
-			cmd.Assignments = append(cmd.Assignments, &minkepb.TaskAssignment{TaskId: id, NodeId: fmt.Sprintf("node%05d", (i*2000+j)%5000)})
+		for j, t := range tasks[i*2000 : (i+1)*2000] {
+			cmd.Assignments = append(cmd.Assignments, &minkepb.TaskAssignment{TaskId: t.id, NodeId: fmt.Sprintf("node%05d", (i*2000+j)%5000)})
 		}
 		index++
 		b.StartTimer()
@@ -94,34 +110,7 @@ func BenchmarkApplyAssignments(b *testing.B) {
 // (the status batcher's are up to 4,096) to a store that holds 100,000
 // tasks assigned to 5,000 nodes.
 func BenchmarkApplyStatusReports(b *testing.B) {
-	s := NewMemoryStore()
-	spec := &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "busybox"}}
-	index := uint64(1)
-	nodes := &minkepb.StoreActions{}
-	for i := range 5000 {
-		n := &minkepb.Node{Meta: &minkepb.Meta{Id: fmt.Sprintf("node%05d", i)}, Status: &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}}
-		nodes.Actions = append(nodes.Actions, &minkepb.StoreAction{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Node{Node: n}})
-	}
-	if err := s.apply(index, nodes); err != nil {
-		b.Fatal(err)
-	}
-	type placed struct{ id, node string }
-	var tasks []placed
-	for c := range 50 {
-		cmd := &minkepb.StoreActions{}
-		for i := range 2000 {
-			node := fmt.Sprintf("node%05d", (c*2000+i)%5000)
-			t := &minkepb.Task{Meta: &minkepb.Meta{Id: NewID()}, ServiceId: fmt.Sprintf("svc%04d", (c*20+i/100)%1000),
-				Slot: uint64(i%100 + 1), Spec: spec, DesiredState: minkepb.TaskState_RUNNING, NodeId: node,
-				Status: &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}}
-			tasks = append(tasks, placed{t.Meta.Id, node})
-			cmd.Actions = append(cmd.Actions, &minkepb.StoreAction{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Task{Task: t}})
-		}
-		index++
-		if err := s.apply(index, cmd); err != nil {
-			b.Fatal(err)
-		}
-	}
+	s, tasks, index := seedBenchStore(b, true)
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
