@@ -13,8 +13,10 @@ import (
 	"github.com/minke-io/minke/pkg/raftstore"
 )
 
-// Sessions' messages after the first are built and sent by a few builder
-// goroutines (sessionBuilders), which take due sessions from one queue. A
+// Sessions' messages after the first are built by a few builder
+// goroutines (sessionBuilders), which take due sessions from one queue,
+// and sent by the session's own goroutine (a worker that reads slowly
+// blocks only its own session, never a builder). A
 // commit that places 2,000 tasks used to wake 2,000 session goroutines,
 // and a network-wide change every one of 5,000; on a busy manager those
 // thousands of runnable goroutines sat in the Go scheduler's run queues
@@ -22,21 +24,20 @@ import (
 // of their wall time waiting to be scheduled (a runtime trace of
 // `make bench-scheduler`). Queued, a wake is a flag and a list entry; the
 // session's own goroutine only waits for its end and sends log
-// subscriptions.
+// subscriptions and the messages built for it.
 
 // session is one open Session stream, as the builders see it.
 type session struct {
 	d      *Dispatcher
 	nodeID string
 	ctx    context.Context
-	stream minkepb.Dispatcher_SessionServer
+	// out carries a built message to the session's goroutine, which sends
+	// it and then calls built: a session has at most one message out, so
+	// a builder never waits on it.
+	out chan *minkepb.SessionMessage
 	// failed receives why a build ended the session (the node was removed,
-	// its certificate is no longer trusted, the stream broke).
+	// its certificate is no longer trusted).
 	failed chan error
-
-	// sendMu serialises sends on the stream (builders and log
-	// subscriptions) and guards closed against a send in progress.
-	sendMu sync.Mutex
 
 	// st and checked are used by one builder at a time (building).
 	st      sessionState
@@ -47,8 +48,9 @@ type session struct {
 	// them was network-wide (for the metrics and netWideDelay); urgent:
 	// one of them must not wait for the pace (see urgentNetworkChange).
 	pending, wide, urgent bool
-	// queued: in the queue; building: a builder (or the handler, for the
-	// first message) is at it; timed: paceTimer will queue it.
+	// queued: in the queue; building: a builder is at it, or the message
+	// it built (or the handler's first) is not sent yet; timed: paceTimer
+	// will queue it.
 	queued, building, timed bool
 	closed                  bool
 	lastBuilt               time.Time
@@ -114,30 +116,15 @@ func (s *session) built() {
 // close keeps the builders off the session once its handler returns.
 func (s *session) close() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
 	if s.paceTimer != nil {
 		s.paceTimer.Stop()
 	}
-	s.mu.Unlock()
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
 }
 
-// send sends msg unless the session has ended.
-func (s *session) send(msg *minkepb.SessionMessage) error {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return context.Canceled
-	}
-	return s.stream.Send(msg)
-}
-
-// build sends the session's next message, if anything its worker acts on
-// changed; an error ends the session.
+// build hands the session's goroutine its next message, if anything its
+// worker acts on changed; an error ends the session.
 func (s *session) build() error {
 	s.mu.Lock()
 	if s.closed {
@@ -148,7 +135,6 @@ func (s *session) build() error {
 	wide := s.wide
 	s.pending, s.wide, s.urgent = false, false, false
 	s.mu.Unlock()
-	defer s.built()
 
 	d := s.d
 	began := time.Now()
@@ -177,21 +163,19 @@ func (s *session) build() error {
 		msg = d.sessionMessage(tx, &s.st, epoch)
 		return nil
 	})
+	if wide {
+		d.net.fanning.Add(int64(time.Since(began)))
+	}
 	switch {
 	case gone:
 		return nodeNotFound(s.nodeID) // removed from the cluster
 	case trustErr != nil:
 		d.log.Info("ending a session whose certificate the cluster no longer trusts", "node_id", s.nodeID, "err", trustErr)
 		return status.Error(codes.Unavailable, trustErr.Error())
-	}
-	if msg != nil {
-		if err := s.send(msg); err != nil {
-			return err
-		}
-		d.metrics.messages.Inc()
-	}
-	if wide {
-		d.net.fanning.Add(int64(time.Since(began)))
+	case msg == nil:
+		s.built()
+	default:
+		s.out <- msg // never blocks: see out
 	}
 	return nil
 }

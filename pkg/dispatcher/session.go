@@ -31,8 +31,8 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	// committed after the read is missed (see fanout.watch); until the
 	// first message is sent it counts as building, so wakes meanwhile only
 	// mark it pending.
-	ss := &session{d: d, nodeID: nodeID, ctx: ctx, stream: stream, st: sessionState{nodeID: nodeID, deltas: req.GetDeltas()},
-		building: true, failed: make(chan error, 1)}
+	ss := &session{d: d, nodeID: nodeID, ctx: ctx, st: sessionState{nodeID: nodeID, deltas: req.GetDeltas()},
+		building: true, out: make(chan *minkepb.SessionMessage, 1), failed: make(chan error, 1)}
 	w, err := d.fan.watch(ctx, nodeID, ss.wake)
 	if err != nil {
 		return status.Error(codes.Unavailable, "manager is not accepting sessions (shutting down): retry")
@@ -63,7 +63,7 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()), "deltas", ss.st.deltas)
 	defer d.log.Debug("session ended", "node_id", nodeID)
 
-	if err := ss.send(msg); err != nil {
+	if err := stream.Send(msg); err != nil {
 		return err
 	}
 	d.metrics.messages.Inc()
@@ -78,8 +78,14 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			return status.Error(codes.Unavailable, "manager is shutting down")
 		case err := <-ss.failed:
 			return err
+		case msg := <-ss.out:
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			d.metrics.messages.Inc()
+			ss.built()
 		case ls := <-logs:
-			if err := ss.send(&minkepb.SessionMessage{LogSubscription: ls}); err != nil {
+			if err := stream.Send(&minkepb.SessionMessage{LogSubscription: ls}); err != nil {
 				return err
 			}
 		}
