@@ -274,10 +274,22 @@ func (d *Dispatcher) runBuilders(ctx context.Context) {
 func (d *Dispatcher) leaderLost() <-chan struct{} {
 	d.leaderMu.Lock()
 	defer d.leaderMu.Unlock()
-	if d.notLeaderClosed && d.cfg.IsLeader() {
-		d.notLeader, d.notLeaderClosed = make(chan struct{}), false
+	if d.notLeaderClosed {
+		d.setLeading(d.cfg.IsLeader())
 	}
 	return d.notLeader
+}
+
+// setLeading closes the leaderLost channel when leader is false, and opens
+// a new one when it is true and the current one is closed (leaderMu held).
+func (d *Dispatcher) setLeading(leader bool) {
+	switch {
+	case !leader && !d.notLeaderClosed:
+		close(d.notLeader)
+		d.notLeaderClosed = true
+	case leader && d.notLeaderClosed:
+		d.notLeader, d.notLeaderClosed = make(chan struct{}), false
+	}
 }
 
 // watchLeadership closes the current leaderLost channel whenever this
@@ -296,13 +308,7 @@ func (d *Dispatcher) watchLeadership(ctx context.Context) {
 		}
 		leader := d.cfg.IsLeader()
 		d.leaderMu.Lock()
-		switch {
-		case !leader && !d.notLeaderClosed:
-			close(d.notLeader)
-			d.notLeaderClosed = true
-		case leader && d.notLeaderClosed:
-			d.notLeader, d.notLeaderClosed = make(chan struct{}), false
-		}
+		d.setLeading(leader)
 		d.leaderMu.Unlock()
 	}
 }

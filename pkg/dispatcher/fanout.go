@@ -176,7 +176,8 @@ func (f *fanout) run(ctx context.Context, store Store, delay, relaxed func() tim
 // changed: a task created on, removed from or newly placed on a node, a
 // change of its desired state, or any change of the node itself. It
 // reports whether any event changed cluster-wide state (see networkWide),
-// for which run wakes every session within netCache.netWideDelay.
+// for which run wakes every session, and whether any such change was
+// urgent (see urgentNetworkChange and run).
 func (f *fanout) route(evs []raftstore.Event) (all, urgent bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
