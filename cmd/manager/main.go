@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/minke-io/minke/internal/managerrole"
+	"github.com/minke-io/minke/internal/pprofserve"
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/dispatcher"
 	"github.com/minke-io/minke/pkg/manager"
@@ -120,7 +121,7 @@ func run() error {
 		return err
 	}
 	cfg.Logger = logger
-	servePprof(logger)
+	pprofserve.Serve(logger)
 	cfg.Hostname = hostname
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/minke-io/minke/internal/managerrole"
 	"github.com/minke-io/minke/internal/nodeinfo"
+	"github.com/minke-io/minke/internal/pprofserve"
 	"github.com/minke-io/minke/pkg/agent"
 	"github.com/minke-io/minke/pkg/membership"
 	"github.com/minke-io/minke/pkg/runtime"
@@ -97,6 +98,7 @@ func run() error {
 		return fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	pprofserve.Serve(cfg.Logger)
 	if cfg.DispatcherAddr == "" {
 		return fmt.Errorf("--join is required: give a manager's --listen-addr as HOST:PORT")
 	}

@@ -19,6 +19,7 @@ import (
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/clustertest"
+	"github.com/minke-io/minke/internal/pprofserve"
 	"github.com/minke-io/minke/pkg/client"
 )
 
@@ -53,6 +54,7 @@ type proc struct {
 	name    string
 	listen  string // managers: --listen-addr
 	metrics string // managers: --metrics-addr
+	pprof   string // MINKE_PPROF_ADDR, when SCHEDBENCH_PROFILE is set
 	sock    string // managers: control socket
 	logPath string
 	cmd     *exec.Cmd
@@ -69,9 +71,12 @@ func startCluster(tb testing.TB, n int) *cluster {
 	tb.Cleanup(c.stopAll) // before TempDir's removal (cleanups are LIFO)
 	var token string
 	for i, ip := range managerIPs[:n] {
-		ports := c.ports.Free(tb, ip, 5)
+		ports := c.ports.Free(tb, ip, 6)
 		m := &proc{name: fmt.Sprintf("m%d", i+1), listen: net.JoinHostPort(ip, strconv.Itoa(ports[0])),
 			metrics: net.JoinHostPort(ip, strconv.Itoa(ports[4]))}
+		if profileDir != "" {
+			m.pprof = net.JoinHostPort(ip, strconv.Itoa(ports[5]))
+		}
 		dataDir := filepath.Join(c.dir, m.name)
 		m.sock = filepath.Join(dataDir, "m.sock")
 		args := []string{
@@ -104,6 +109,9 @@ func (c *cluster) startWorkers(nodes int, bound time.Duration) {
 	c.tb.Helper()
 	tok := c.getCluster(c.leader).GetJoinTokens().GetWorker()
 	c.worker = &proc{name: "worker"}
+	if profileDir != "" {
+		c.worker.pprof = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.ports.Free(c.tb, "127.0.0.1", 1)[0]))
+	}
 	c.start(c.worker, workerBin, "--runtime=simulated", "--simulate-nodes", strconv.Itoa(nodes),
 		"--join", c.mgrs[0].listen, "--token", tok, "--data-dir", filepath.Join(c.dir, "worker"),
 		"--advertise-addr", "127.0.0.1", "--hostname", "sim", "--log-level", "warn")
@@ -152,6 +160,9 @@ func (c *cluster) start(p *proc, bin string, args ...string) {
 	defer logf.Close() // the child holds its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if p.pprof != "" {
+		cmd.Env = append(os.Environ(), pprofserve.Env+"="+p.pprof)
+	}
 	// Pdeathsig: the children die with the benchmark if its cleanup cannot
 	// run.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -25,6 +25,9 @@
 //
 //	make bench-scheduler
 //
+// SCHEDBENCH_PROFILE=DIR also writes a CPU profile of every process,
+// taken from the first create on, into DIR (see profile_test.go).
+//
 // TestSimulatedScale runs the same path with 50 nodes and 500 tasks and
 // checks every placement against its constraints. Every process and
 // directory belongs to the test and is removed when it ends; all traffic

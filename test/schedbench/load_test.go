@@ -228,6 +228,8 @@ func (c *cluster) run(l load, bound time.Duration) result {
 		cpu0[i] = cpuTime(c.tb, p)
 	}
 	before := c.scrapeAll()
+	profiled := c.startProfiles(procs)
+	defer profiled()
 	start := time.Now()
 	created := make(chan error, 1)
 	go func() {
