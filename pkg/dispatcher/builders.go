@@ -34,7 +34,7 @@ type session struct {
 	// out carries a built message to the session's goroutine, which sends
 	// it and then calls built: a session has at most one message out, so
 	// a builder never waits on it.
-	out chan *minkepb.SessionMessage
+	out chan *outgoing
 	// failed receives why a build ended the session (the node was removed,
 	// its certificate is no longer trusted).
 	failed chan error
@@ -145,7 +145,7 @@ func (s *session) build() error {
 	}
 	gone := false
 	var trustErr error
-	var msg *minkepb.SessionMessage
+	var msg *outgoing
 	epoch := d.fan.netEpoch.Load() // before the read: see netCache.get
 	_ = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 		if gone = tx.Node(s.nodeID) == nil; gone {
@@ -160,7 +160,7 @@ func (s *session) build() error {
 			}
 			s.checked = c
 		}
-		msg = d.sessionMessage(tx, &s.st, epoch)
+		msg = d.nextMessage(tx, &s.st, epoch)
 		return nil
 	})
 	if wide {

@@ -148,7 +148,8 @@ func sessionBuilders() int { return max(runtime.GOMAXPROCS(0), 2) }
 // new leader must not mark such a node DOWN for missing from gossip.
 func (d *Dispatcher) HasSession(nodeID string) bool { return d.live.hasSession(nodeID) }
 
-// Register adds the service to s.
+// Register adds the service to s, which must have been built with
+// ServerOptions (sessions send through its codec).
 func (d *Dispatcher) Register(s *grpc.Server) { minkepb.RegisterDispatcherServer(s, d) }
 
 // authenticate checks the join token carried in ctx against the cluster's.

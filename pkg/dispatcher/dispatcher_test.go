@@ -104,11 +104,11 @@ func peerFromSecret(store *raftstore.Node) func(context.Context) context.Context
 // peerFromSecret.
 func peerServer(store *raftstore.Node) *grpc.Server {
 	asPeer := peerFromSecret(store)
-	return grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return grpc.NewServer(append(ServerOptions(), grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		return h(asPeer(ctx), req)
 	}), grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		return h(srv, &peerStream{ss, asPeer(ss.Context())})
-	}))
+	}))...)
 }
 
 type peerStream struct {

@@ -53,9 +53,10 @@ const netHistory = 16
 // in it changes once it is published; records equal to the previous
 // generation's are the same pointers.
 type sharedNet struct {
-	gen     uint64
-	state   *minkepb.NetworkState // for no node: networkState(tx, "")
-	version string                // networkVersion(state)
+	encodedPart // of state's ingress ports and services, for new sessions (see outgoing)
+	gen         uint64
+	state       *minkepb.NetworkState // for no node: networkState(tx, "")
+	version     string                // networkVersion(state)
 	// registries are the managers' registries (see registryAddrs), read
 	// with the nodes: they change only with a node record, which is a
 	// network-wide change.
@@ -143,9 +144,9 @@ func newSharedNet(tx raftstore.ReadTx, prev *sharedNet) *sharedNet {
 		ingress: make(map[string]*minkepb.IngressPort, len(st.GetIngress())), routes: make(map[string]*minkepb.NodeRoute, len(st.GetRoutes())),
 		services: make(map[string]*minkepb.ServiceRecord, len(st.GetServices())), overlays: make(map[string]*minkepb.OverlayNetwork, len(st.GetOverlays())),
 		changed: netKeys{ingress: map[string]bool{}, routes: map[string]bool{}, services: map[string]bool{}, overlays: map[string]bool{}}}
-	var old sharedNet
+	old := &sharedNet{}
 	if prev != nil {
-		s.gen, old = prev.gen+1, *prev
+		s.gen, old = prev.gen+1, prev
 	}
 	index(st.Ingress, s.ingress, old.ingress, s.changed.ingress, ingressKey, func(a, b *minkepb.IngressPort) bool { return proto.Equal(a, b) })
 	index(st.Routes, s.routes, old.routes, s.changed.routes, (*minkepb.NodeRoute).GetSubnet, func(a, b *minkepb.NodeRoute) bool {
@@ -252,6 +253,7 @@ func split[T any](changed map[string]bool, byKey map[string]T) (upserts []T, rem
 // session adds its node's part (see nodeNet.delta). Shared and never
 // changed.
 type sharedDelta struct {
+	encodedPart     // of the parts every session sends as they are (see outgoing)
 	ingress         []*minkepb.IngressPort
 	removedIngress  []string
 	routes          []*minkepb.NodeRoute

@@ -151,7 +151,7 @@ func TestNetworkDeltasRebuildTheState(t *testing.T) {
 			}
 			lagging := &worker{s: &sessionState{nodeID: "n1", deltas: true}, every: netHistory + 5}
 			workers = append(workers, lagging)
-			deltas, completes := 0, 0
+			deltas, completes, sharedEncodings := 0, 0, 0
 			for step := range 3 * (netHistory + 5) {
 				epoch := d.fan.netEpoch.Load()
 				if w.step() {
@@ -165,7 +165,13 @@ func TestNetworkDeltasRebuildTheState(t *testing.T) {
 					}
 					_ = w.st.View(func(tx raftstore.ReadTx) error {
 						started := wk.s.started
-						msg := d.sessionMessage(tx, wk.s, epoch)
+						// What the worker decodes from the wire, where the
+						// records shared with other sessions are encoded
+						// once (see outgoing).
+						msg, shared := onWire(t, d.nextMessage(tx, wk.s, epoch))
+						if shared {
+							sharedEncodings++
+						}
 						if started && msg.GetNetwork() != nil {
 							completes++
 							if wk != lagging {
@@ -184,8 +190,9 @@ func TestNetworkDeltasRebuildTheState(t *testing.T) {
 					})
 				}
 			}
-			if deltas == 0 || completes == 0 {
-				t.Fatalf("%d delta messages, %d complete states to a started session: want both", deltas, completes)
+			if deltas == 0 || completes == 0 || sharedEncodings == 0 {
+				t.Fatalf("%d delta messages, %d complete states to a started session, %d with shared encodings: want all",
+					deltas, completes, sharedEncodings)
 			}
 		})
 	}

@@ -32,7 +32,7 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	// first message is sent it counts as building, so wakes meanwhile only
 	// mark it pending.
 	ss := &session{d: d, nodeID: nodeID, ctx: ctx, st: sessionState{nodeID: nodeID, deltas: req.GetDeltas()},
-		building: true, out: make(chan *minkepb.SessionMessage, 1), failed: make(chan error, 1)}
+		building: true, out: make(chan *outgoing, 1), failed: make(chan error, 1)}
 	w, err := d.fan.watch(ctx, nodeID, ss.wake)
 	if err != nil {
 		return status.Error(codes.Unavailable, "manager is not accepting sessions (shutting down): retry")
@@ -40,13 +40,13 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	defer d.fan.unwatch(w)
 	defer ss.close()
 	notLeader := d.leaderLost()
-	var msg *minkepb.SessionMessage
+	var msg *outgoing
 	epoch := d.fan.netEpoch.Load() // before the read: see netCache.get
 	err = d.cfg.Store.View(func(tx raftstore.ReadTx) error {
 		if tx.Node(nodeID) == nil {
 			return nodeNotFound(nodeID)
 		}
-		msg = d.sessionMessage(tx, &ss.st, epoch)
+		msg = d.nextMessage(tx, &ss.st, epoch)
 		return nil
 	})
 	if err != nil {
@@ -60,10 +60,10 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 	defer d.metrics.sessions.Dec()
 	d.open.Add(1)
 	defer d.open.Add(-1)
-	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetTasks()), "deltas", ss.st.deltas)
+	d.log.Debug("session started", "node_id", nodeID, "tasks", len(msg.GetMsg().GetTasks()), "deltas", ss.st.deltas)
 	defer d.log.Debug("session ended", "node_id", nodeID)
 
-	if err := stream.Send(msg); err != nil {
+	if err := send(stream, msg); err != nil {
 		return err
 	}
 	d.metrics.messages.Inc()
@@ -79,7 +79,7 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 		case err := <-ss.failed:
 			return err
 		case msg := <-ss.out:
-			if err := stream.Send(msg); err != nil {
+			if err := send(stream, msg); err != nil {
 				return err
 			}
 			d.metrics.messages.Inc()
@@ -90,6 +90,12 @@ func (d *Dispatcher) Session(req *minkepb.SessionRequest, stream minkepb.Dispatc
 			}
 		}
 	}
+}
+
+// send sends a session message through the Dispatcher's codec, which
+// encodes its shared records once for all sessions (see ServerOptions).
+func send(stream minkepb.Dispatcher_SessionServer, o *outgoing) error {
+	return stream.SendMsg(o)
 }
 
 // Session pacing: a session builds its next message no sooner than

@@ -53,6 +53,13 @@ type sessionState struct {
 // counts it as sent. The network state comes from the cluster-wide part
 // cached for epoch (see netCache).
 func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, s *sessionState, epoch uint64) *minkepb.SessionMessage {
+	return d.nextMessage(tx, s, epoch).GetMsg()
+}
+
+// nextMessage is sessionMessage with the cluster-wide records it shares
+// with other sessions' messages named, so that they are encoded once for
+// all of them (see outgoing); nil when nothing changed.
+func (d *Dispatcher) nextMessage(tx raftstore.ReadTx, s *sessionState, epoch uint64) *outgoing {
 	n := readNode(tx, s.nodeID)
 	node := n.node
 	c := tx.Cluster()
@@ -74,9 +81,10 @@ func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, s *sessionState, epoch 
 	var (
 		netSt *minkepb.NetworkState
 		netD  *minkepb.NetworkDelta
+		sd    *sharedDelta
 	)
 	if s.deltas {
-		netSt, netD = s.network(tx, n, &d.net, shared)
+		netSt, netD, sd = s.network(tx, n, &d.net, shared)
 	} else if st, v := forNode(tx, n, shared); v != s.netVersion {
 		netSt, s.netVersion = st, v
 	}
@@ -107,7 +115,7 @@ func (d *Dispatcher) sessionMessage(tx raftstore.ReadTx, s *sessionState, epoch 
 	}
 	s.started, s.node, s.nodeVersion, s.managerToken = true, node, nodeVer, token
 	s.caVersion, s.keyringVersion, s.registriesList = ci.caVersion, ci.keyringVersion, registries
-	return msg
+	return &outgoing{msg: msg, state: shared, delta: sd}
 }
 
 // ownRecord is the node's record as its worker gets it: without the hash
@@ -160,8 +168,9 @@ func taskChanges(sent map[string]minkepb.TaskState, tasks []*minkepb.Task) (chan
 // network is the network part of the next message to a worker that
 // merges deltas: the complete state for a new session (or one whose
 // generation is no longer kept, or whose node changed its subnet), else
-// the delta since the state it holds, nil when nothing changed.
-func (s *sessionState) network(tx raftstore.ReadTx, n nodeTasks, c *netCache, shared *sharedNet) (*minkepb.NetworkState, *minkepb.NetworkDelta) {
+// the delta since the state it holds, nil when nothing changed, with the
+// cluster-wide delta it is made of.
+func (s *sessionState) network(tx raftstore.ReadTx, n nodeTasks, c *netCache, shared *sharedNet) (*minkepb.NetworkState, *minkepb.NetworkDelta, *sharedDelta) {
 	own := ownSubnet(n.node)
 	var (
 		sd *sharedDelta
@@ -177,7 +186,7 @@ func (s *sessionState) network(tx raftstore.ReadTx, n nodeTasks, c *netCache, sh
 		for _, ov := range st.GetOverlays() {
 			s.overlays[ov.GetId()] = true
 		}
-		return st, nil
+		return st, nil, nil
 	}
 	nd := &minkepb.NetworkDelta{Ingress: sd.ingress, RemovedIngress: sd.removedIngress, Routes: sd.routes, RemovedRoutes: sd.removedRoutes,
 		Services: sd.services, RemovedServices: sd.removedServices}
@@ -227,9 +236,9 @@ func (s *sessionState) network(tx raftstore.ReadTx, n nodeTasks, c *netCache, sh
 	s.netGen, s.endpoints, s.services = shared.gen, eps, services
 	if len(nd.Ingress)+len(nd.RemovedIngress)+len(nd.Routes)+len(nd.RemovedRoutes)+len(nd.Endpoints)+len(nd.RemovedEndpoints)+
 		len(nd.Services)+len(nd.RemovedServices)+len(nd.Overlays)+len(nd.RemovedOverlays) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return nil, nd
+	return nil, nd, sd
 }
 
 // serviceIDs are the IDs of the services of tasks, sorted, each once.

@@ -364,7 +364,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return err
 	}
 
-	dispSrv := grpc.NewServer(append(append(serverLimits(), tlsServerBuffers()...), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(false))),
+	dispSrv := grpc.NewServer(append(append(append(serverLimits(), tlsServerBuffers()...), dispatcher.ServerOptions()...), grpc.Creds(credentials.NewTLS(m.id.ServerTLS(false))),
 		grpc.ChainUnaryInterceptor(m.authUnary(listenerWorkerAPI)), grpc.ChainStreamInterceptor(m.authStream(listenerWorkerAPI)),
 		// Keepalives find workers and managers that vanished without
 		// closing their connections (a frozen or powered-off host).
