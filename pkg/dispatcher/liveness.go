@@ -119,8 +119,11 @@ func (l *liveness) expire(now time.Time) {
 	l.signal()
 }
 
-// run commits pending node states until ctx ends; a batch that fails is
-// dropped, as the next session event or gossip event corrects it.
+// run commits pending node states until ctx ends. A batch that fails
+// while this manager leads is tried again a second later (no later event
+// need come: a node without gossip that keeps its session has none);
+// one pending when this manager does not lead is dropped, as its
+// sessions end and the next leader's sessions decide.
 func (l *liveness) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -130,7 +133,7 @@ func (l *liveness) run(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			l.expire(now)
-			continue
+			l.reassert(now)
 		case <-l.kick:
 		}
 		l.mu.Lock()
@@ -141,9 +144,59 @@ func (l *liveness) run(ctx context.Context) {
 			continue
 		}
 		if err := l.commit(ctx, batch); err != nil && ctx.Err() == nil {
-			l.log.Warn("recording node liveness failed", "nodes", len(batch), "err", err)
+			l.log.Warn("recording node liveness failed; retrying in 1s", "nodes", len(batch), "err", err)
+			l.mu.Lock()
+			for id, ready := range batch {
+				if _, newer := l.pending[id]; !newer {
+					l.pending[id] = ready
+				}
+			}
+			l.mu.Unlock()
 		}
 	}
+}
+
+// reassert queues READY for every node that holds a session with this
+// leader but is stored otherwise. A session's READY is committed once,
+// when it opens; a DOWN committed after it by another path (a new
+// leader's gossip check that read the session as not yet open, a
+// previous leader's late batch) would otherwise stand for as long as the
+// session lasts, and a node without gossip would get no task again
+// (make bench-scheduler with 3 managers hit that after leader changes).
+// It reads one node record per session, once a second.
+func (l *liveness) reassert(now time.Time) {
+	if l.isLeader != nil && !l.isLeader() {
+		return
+	}
+	l.mu.Lock()
+	ids := make([]string, 0, len(l.sessions))
+	for id := range l.sessions {
+		ids = append(ids, id)
+	}
+	l.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	var stale []string
+	_ = l.store.View(func(tx raftstore.ReadTx) error {
+		for _, id := range ids {
+			if n := tx.Node(id); n != nil && n.GetStatus().GetState() != minkepb.NodeStatus_READY && NodeStateChange(n, minkepb.NodeStatus_READY, now) {
+				stale = append(stale, id)
+			}
+		}
+		return nil
+	})
+	if len(stale) == 0 {
+		return
+	}
+	l.mu.Lock()
+	for _, id := range stale {
+		if _, queued := l.pending[id]; !queued && l.sessions[id] > 0 {
+			l.pending[id] = true
+		}
+	}
+	l.mu.Unlock()
+	l.log.Info("nodes that hold a session were not READY; marking them READY again", "nodes", len(stale))
 }
 
 func (l *liveness) commit(ctx context.Context, batch map[string]bool) error {

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -20,12 +21,22 @@ import (
 // newLivenessFixture is newFixture with a short session grace period and a
 // switchable gossip view.
 func newLivenessFixture(t *testing.T, gossiping *atomic.Bool) *fixture {
+	return newLivenessFixtureWith(t, gossiping, nil)
+}
+
+// newLivenessFixtureWith is newLivenessFixture with the Dispatcher's
+// store wrapped by wrap (nil: not wrapped).
+func newLivenessFixtureWith(t *testing.T, gossiping *atomic.Bool, wrap func(Store) Store) *fixture {
 	t.Helper()
 	n := storetest.New(t)
 	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
 		return tx.Create(&minkepb.Cluster{Meta: &minkepb.Meta{Id: "c"}, JoinTokens: &minkepb.JoinTokens{Worker: workerToken}})
 	})
-	d := New(Config{Store: n, GossipPeers: func() []string { return nil }, Logger: slog.New(slog.DiscardHandler),
+	var store Store = n
+	if wrap != nil {
+		store = wrap(n)
+	}
+	d := New(Config{Store: store, GossipPeers: func() []string { return nil }, Logger: slog.New(slog.DiscardHandler),
 		Gossiping: func(string) bool { return gossiping.Load() }, SessionGracePeriod: 300 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -126,6 +137,49 @@ func TestSessionLiveness(t *testing.T) {
 			}
 		})
 	}
+}
+
+// failingUpdates is a Store whose next Updates fail.
+type failingUpdates struct {
+	Store
+	fail atomic.Int32 // how many of the next Updates fail
+}
+
+func (s *failingUpdates) Update(ctx context.Context, fn func(*raftstore.WriteTx) error) error {
+	if s.fail.Add(-1) >= 0 {
+		return errors.New("injected: commit failed")
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestSessionKeepsNodeReady: a node that holds a session ends up READY
+// even when the commit that should have marked it so failed, and when
+// another path marked it DOWN after that commit (as a new leader's
+// gossip check that read the session as not yet open does); before,
+// such a node without gossip stayed DOWN for as long as its session
+// lasted.
+func TestSessionKeepsNodeReady(t *testing.T) {
+	var g atomic.Bool // no gossip
+	var flaky *failingUpdates
+	f := newLivenessFixtureWith(t, &g, func(s Store) Store { flaky = &failingUpdates{Store: s}; return flaky })
+	putNode(t, f, "n1")
+	flaky.fail.Store(2)
+	_, cancel := openSession(t, f, "n1")
+	defer cancel()
+	storetest.WaitFor(t, f.store, "n1 READY although its first commits failed", func(tx raftstore.ReadTx) bool {
+		return tx.Node("n1").GetStatus().GetState() == minkepb.NodeStatus_READY
+	})
+	if n := flaky.fail.Load(); n >= 0 {
+		t.Fatalf("%d injected failures left: the READY did not go through them", n+1)
+	}
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		n := proto.Clone(tx.Node("n1")).(*minkepb.Node)
+		n.Status.State, n.Status.Message = minkepb.NodeStatus_DOWN, "not in gossip"
+		return tx.Update(n)
+	})
+	storetest.WaitFor(t, f.store, "n1 READY again while its session lasts", func(tx raftstore.ReadTx) bool {
+		return tx.Node("n1").GetStatus().GetState() == minkepb.NodeStatus_READY
+	})
 }
 
 // TestSessionSkipsStatusEchoes: a node's own status reports do not come back
