@@ -64,8 +64,11 @@ func (m *Manager) runLeadership(ctx context.Context) {
 				}
 			}()
 		}
-		run(orchestrator.NewReplicated(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
-		run(orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger).Run)
+		placement := orchestrator.NewPlacement(m.raft, time.Now, m.cfg.Logger)
+		replicated := orchestrator.NewReplicated(m.raft, m.resolveImage, time.Now, m.cfg.Logger)
+		replicated.PlaceWith(placement) // new tasks are committed already ASSIGNED
+		run(replicated.Run)
+		run(placement.Run)
 		run(orchestrator.NewUpdater(m.raft, m.resolveImage, time.Now, m.cfg.Logger).Run)
 		run(orchestrator.NewReaper(m.raft, m.cfg.Logger).Run)
 		run(allocator.NewWaiter(m.raft, time.Now, m.cfg.Logger).Run)

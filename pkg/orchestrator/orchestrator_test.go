@@ -43,8 +43,11 @@ func newHarness(t *testing.T, nodes int) *harness {
 	done := make(chan struct{}, 4)
 	log := slog.New(slog.DiscardHandler)
 	resolve := func(s string) string { return "registry.test/" + s }
-	go func() { _ = NewReplicated(n, resolve, time.Now, log).Run(ctx); done <- struct{}{} }()
-	go func() { _ = NewPlacement(n, time.Now, log).Run(ctx); done <- struct{}{} }()
+	placement := NewPlacement(n, time.Now, log)
+	replicated := NewReplicated(n, resolve, time.Now, log)
+	replicated.PlaceWith(placement) // as the manager runs them
+	go func() { _ = replicated.Run(ctx); done <- struct{}{} }()
+	go func() { _ = placement.Run(ctx); done <- struct{}{} }()
 	go func() { _ = NewUpdater(n, resolve, time.Now, log).Run(ctx); done <- struct{}{} }()
 	go func() { _ = NewReaper(n, log).Run(ctx); done <- struct{}{} }()
 	t.Cleanup(func() {

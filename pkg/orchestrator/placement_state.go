@@ -38,6 +38,10 @@ type placementState struct {
 	lists  map[string][]*minkepb.Task
 	// rules are the services' parsed placements.
 	rules map[string]scheduler.Placement
+	// tentative are tasks placed by PlaceNew whose creation is not
+	// committed yet: they hold their room on their node meanwhile. The
+	// task's first event replaces it.
+	tentative map[string]bool
 }
 
 // taskRole is why a pass tracks a task.
@@ -72,6 +76,8 @@ func loadPlacementState(tx raftstore.ReadTx) *placementState {
 		onNode:  map[string]map[string]*minkepb.Task{},
 		lists:   map[string][]*minkepb.Task{},
 		rules:   map[string]scheduler.Placement{},
+
+		tentative: map[string]bool{},
 	}
 	for _, n := range tx.Nodes() {
 		s.setNode(n)
@@ -103,6 +109,7 @@ func (s *placementState) apply(evs []raftstore.Event) bool {
 				s.setService(o)
 			}
 		case *minkepb.Task:
+			delete(s.tentative, o.GetMeta().GetId())
 			s.removeTask(o.GetMeta().GetId())
 			if ev.Kind != raftstore.EventRemove {
 				s.setTask(o)
@@ -186,12 +193,43 @@ func removeFrom(m map[string]map[string]*minkepb.Task, key, id string) {
 	}
 }
 
+// setTentative counts t (placed, not yet committed) on its node.
+func (s *placementState) setTentative(t *minkepb.Task) {
+	s.removeTask(t.GetMeta().GetId())
+	s.setTask(t)
+	s.tentative[t.GetMeta().GetId()] = true
+}
+
+// dropTentative forgets a tentative placement that was not committed,
+// and reports whether there was one; a task whose events arrived is no
+// longer tentative and stays.
+func (s *placementState) dropTentative(id string) bool {
+	if !s.tentative[id] {
+		return false
+	}
+	delete(s.tentative, id)
+	s.removeTask(id)
+	return true
+}
+
 // input returns a pass's input: the nodes in ID order with their active
 // tasks (ordered by ID), the unpinned pending tasks, and the pinned ones
 // by node (in no order: the scheduler sorts what it places). The outer
 // slices and map are the caller's; the nodes' task lists and the tasks
 // are shared and must not be modified.
 func (s *placementState) input() (nodes []scheduler.NodeInfo, pending []*minkepb.Task, pinned map[string][]*minkepb.Task) {
+	nodes = s.nodeInfos()
+	pending = slices.Collect(maps.Values(s.pending))
+	pinned = make(map[string][]*minkepb.Task, len(s.pinned))
+	for id, ts := range s.pinned {
+		pinned[id] = slices.Collect(maps.Values(ts))
+	}
+	return nodes, pending, pinned
+}
+
+// nodeInfos are the nodes in ID order with their active tasks (see
+// input).
+func (s *placementState) nodeInfos() []scheduler.NodeInfo {
 	if s.sorted == nil {
 		s.sorted = make([]string, 0, len(s.nodes))
 		for id := range s.nodes {
@@ -199,16 +237,11 @@ func (s *placementState) input() (nodes []scheduler.NodeInfo, pending []*minkepb
 		}
 		slices.Sort(s.sorted)
 	}
-	nodes = make([]scheduler.NodeInfo, 0, len(s.sorted))
+	nodes := make([]scheduler.NodeInfo, 0, len(s.sorted))
 	for _, id := range s.sorted {
 		nodes = append(nodes, scheduler.NodeInfo{Node: s.nodes[id], Tasks: s.nodeTasks(id)})
 	}
-	pending = slices.Collect(maps.Values(s.pending))
-	pinned = make(map[string][]*minkepb.Task, len(s.pinned))
-	for id, ts := range s.pinned {
-		pinned[id] = slices.Collect(maps.Values(ts))
-	}
-	return nodes, pending, pinned
+	return nodes
 }
 
 // nodeTasks is a node's active tasks by ID, rebuilt only when they

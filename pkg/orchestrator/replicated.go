@@ -34,6 +34,9 @@ type Replicated struct {
 	resolve ImageResolver
 	now     func() time.Time
 	log     *slog.Logger
+	// placer, when set, places the tasks a reconcile creates in the
+	// command that creates them (see PlaceWith).
+	placer *Placement
 }
 
 // NewReplicated returns the controller; call Run on gaining leadership.
@@ -43,6 +46,12 @@ func NewReplicated(store Store, resolve ImageResolver, now func() time.Time, log
 	}
 	return &Replicated{store: store, resolve: resolve, now: now, log: log.With("component", "orchestrator")}
 }
+
+// PlaceWith has the tasks this controller creates for empty slots placed
+// by p (which must run as well) and committed ASSIGNED with their
+// creation; those p cannot place are created pending, for p's passes, as
+// without it. Call before Run.
+func (r *Replicated) PlaceWith(p *Placement) { r.placer = p }
 
 // Run reconciles until ctx ends. It returns nil on ctx end.
 func (r *Replicated) Run(ctx context.Context) error {
@@ -176,8 +185,9 @@ func (r *Replicated) reconcileGroup(ctx context.Context, ids []string, images ma
 	// other commit while it was written and applied.
 	for len(ids) > 0 {
 		var (
-			done  int
-			batch map[string]time.Time
+			done   int
+			batch  map[string]time.Time
+			placed []string // by any attempt of the command (see Placement.Release)
 		)
 		err := r.store.Update(ctx, func(tx *raftstore.WriteTx) error {
 			batch, done = map[string]time.Time{}, 0
@@ -202,8 +212,20 @@ func (r *Replicated) reconcileGroup(ctx context.Context, ids []string, images ma
 					batch[id] = w
 				}
 			}
+			if r.placer != nil {
+				tx.AssignCreated(func(ts []*minkepb.Task) map[string]string {
+					got := r.placer.PlaceNew(ts)
+					for id := range got {
+						placed = append(placed, id)
+					}
+					return got
+				}, assignedMessage, now)
+			}
 			return nil
 		})
+		if len(placed) > 0 {
+			r.placer.Release(placed)
+		}
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
 				r.log.Warn("reconcile failed; retrying in 1s", "err", err)

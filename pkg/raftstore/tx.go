@@ -3,9 +3,11 @@ package raftstore
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	minkepb "github.com/minke-io/minke/api/minkepb"
 )
@@ -141,6 +143,8 @@ type WriteTx struct {
 	ReadTx
 	actions []*minkepb.StoreAction
 	now     func() *minkepb.Meta
+	// assigned: AssignCreated ran, and no change may follow.
+	assigned bool
 }
 
 // Pending is how many changes the transaction has recorded so far.
@@ -164,6 +168,9 @@ func (tx *WriteTx) Delete(obj proto.Message) error {
 }
 
 func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) error {
+	if tx.assigned {
+		return fmt.Errorf("%w: a change recorded after AssignCreated", ErrInvalidObject)
+	}
 	obj = proto.Clone(obj)
 	stamp := tx.now()
 	meta := objMeta(obj)
@@ -187,4 +194,40 @@ func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) erro
 	}
 	tx.actions = append(tx.actions, action)
 	return nil
+}
+
+// AssignCreated assigns nodes to the tasks this transaction creates
+// pending, unassigned and unpinned, so that they are committed ASSIGNED in
+// the same command instead of waiting for a scheduling pass and a second
+// command. place gets those tasks (the transaction's copies: it must not
+// modify them) and returns the node of each it placed, by task ID; those
+// are recorded ASSIGNED to it, with message, at now. The others stay
+// pending.
+//
+// It must be the transaction's last change, and fn must not read the
+// placed tasks after it: its reads do not see the assignments.
+func (tx *WriteTx) AssignCreated(place func([]*minkepb.Task) map[string]string, message string, now time.Time) {
+	if tx.assigned {
+		return
+	}
+	tx.assigned = true
+	var created []*minkepb.Task
+	for _, a := range tx.actions {
+		t := a.GetTask()
+		if a.GetKind() == minkepb.StoreAction_CREATE && t != nil && t.GetNodeId() == "" && t.GetPinnedNodeId() == "" &&
+			t.GetStatus().GetState() == minkepb.TaskState_PENDING && t.GetDesiredState() == minkepb.TaskState_RUNNING {
+			created = append(created, t)
+		}
+	}
+	if len(created) == 0 {
+		return
+	}
+	nodes := place(created)
+	stamp := timestamppb.New(now)
+	for _, t := range created {
+		if n := nodes[t.GetMeta().GetId()]; n != "" {
+			t.NodeId = n
+			t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED, Message: message, Timestamp: stamp}
+		}
+	}
 }

@@ -77,7 +77,11 @@ func BenchmarkScheduler(b *testing.B) {
 	for _, r := range rows {
 		var parts []string
 		for _, w := range workSeries {
-			parts = append(parts, fmt.Sprintf("%s %.0f", w.short, r.work[w.short]))
+			format := "%s %.0f"
+			if w.seconds {
+				format = "%s %.1f"
+			}
+			parts = append(parts, fmt.Sprintf(format, w.short, r.work[w.short]))
 		}
 		fmt.Fprintf(&out, "  %d manager(s), during the run: %s; leader changes %.0f\n", r.managers, strings.Join(parts, ", "), r.leaderChanges)
 	}

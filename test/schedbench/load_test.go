@@ -52,6 +52,7 @@ var workSeries = []struct {
 	// everywhere: the counter moves on every manager (the FSM's), so the
 	// run's count is the largest, not the sum.
 	everywhere bool
+	seconds    bool // printed with one decimal
 }{
 	{short: "session messages", series: "minke_dispatcher_session_messages_total"},
 	{short: "wakes (node)", series: `minke_dispatcher_session_wakes_total{cause="node"}`},
@@ -60,6 +61,11 @@ var workSeries = []struct {
 	{short: "status updates", series: "minke_dispatcher_status_updates_total"},
 	{short: "status commands", series: "minke_dispatcher_status_commits_total"},
 	{short: "assign commands", series: `minke_raft_fsm_apply_seconds_count{command="assign"}`, everywhere: true},
+	// Seconds each manager's FSM spent applying, by command: the FSM is
+	// one goroutine that every commit waits for.
+	{short: "FSM s (store actions)", series: `minke_raft_fsm_apply_seconds_sum{command="store_actions"}`, everywhere: true, seconds: true},
+	{short: "FSM s (assign)", series: `minke_raft_fsm_apply_seconds_sum{command="assign"}`, everywhere: true, seconds: true},
+	{short: "FSM s (task status)", series: `minke_raft_fsm_apply_seconds_sum{command="task_status"}`, everywhere: true, seconds: true},
 }
 
 // scrapeAll scrapes every manager, in c.mgrs order.

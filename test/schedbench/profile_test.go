@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,8 +17,10 @@ import (
 // SCHEDBENCH_PROFILE=DIR has every process of an end-to-end run serve Go's
 // profiler (MINKE_PPROF_ADDR on its own loopback address) and writes a CPU
 // profile of each, taken from the first create on, to
-// DIR/managers=N-<process>.cpu.pprof. SCHEDBENCH_PROFILE_SECONDS sets its
-// length (default 20). Read one with `go tool pprof -top bin/manager FILE`.
+// DIR/managers=N-<process>.cpu.pprof, and then a heap profile to
+// DIR/managers=N-<process>.heap.pprof. SCHEDBENCH_PROFILE_SECONDS sets the
+// CPU profile's length (default 20). Read one with
+// `go tool pprof -top bin/manager FILE`.
 var profileDir = os.Getenv("SCHEDBENCH_PROFILE")
 
 // profileSeconds is the length of each CPU profile.
@@ -47,11 +50,16 @@ func (c *cluster) startProfiles(procs []*proc) (wait func()) {
 		}
 		path := filepath.Join(profileDir, fmt.Sprintf("managers=%d-%s.cpu.pprof", len(c.mgrs), p.name))
 		wg.Go(func() {
-			if err := fetchProfile(p.pprof, secs, path); err != nil {
+			if err := fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.pprof, secs), secs, path); err != nil {
 				msgs[i] = fmt.Sprintf("%s: CPU profile: %v", p.name, err)
 				return
 			}
-			msgs[i] = fmt.Sprintf("%s: %ds CPU profile in %s", p.name, secs, path)
+			heap := strings.Replace(path, ".cpu.", ".heap.", 1)
+			if err := fetchProfile(fmt.Sprintf("http://%s/debug/pprof/heap", p.pprof), 0, heap); err != nil {
+				msgs[i] = fmt.Sprintf("%s: heap profile: %v", p.name, err)
+				return
+			}
+			msgs[i] = fmt.Sprintf("%s: %ds CPU profile in %s, heap profile after it in %s", p.name, secs, path, heap)
 		})
 	}
 	return func() {
@@ -64,11 +72,11 @@ func (c *cluster) startProfiles(procs []*proc) (wait func()) {
 	}
 }
 
-// fetchProfile writes a CPU profile of secs seconds from the profiler at
-// addr to path.
-func fetchProfile(addr string, secs int, path string) error {
+// fetchProfile writes the profile at url, which takes secs seconds to
+// make, to path.
+func fetchProfile(url string, secs int, path string) error {
 	cl := &http.Client{Timeout: time.Duration(secs)*time.Second + callTimeout}
-	resp, err := cl.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	resp, err := cl.Get(url)
 	if err != nil {
 		return err
 	}

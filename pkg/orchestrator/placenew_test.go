@@ -1,0 +1,113 @@
+package orchestrator
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	minkepb "github.com/minke-io/minke/api/minkepb"
+	"github.com/minke-io/minke/internal/storetest"
+	"github.com/minke-io/minke/pkg/raftstore"
+)
+
+// TestNewTasksCommittedAssigned: with the orchestrator placing through the
+// scheduler (as the manager runs them), a new service's tasks are stored
+// ASSIGNED, spread over the nodes, from their first commit: none is ever
+// stored pending, and no assignment command follows.
+func TestNewTasksCommittedAssigned(t *testing.T) {
+	h := newHarness(t, 3)
+	sub, err := h.store.ViewAndWatch(func(raftstore.ReadTx) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	createService(h, 6)
+	first := map[string]*minkepb.Task{} // each task's first stored version
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(first) < 6 {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("%d of 6 tasks seen: %v", len(first), err)
+		}
+		for _, ev := range evs {
+			if tk, ok := ev.Object.(*minkepb.Task); ok && first[tk.GetMeta().GetId()] == nil {
+				first[tk.GetMeta().GetId()] = tk
+			}
+		}
+	}
+	perNode := map[string]int{}
+	for id, tk := range first {
+		if tk.GetNodeId() == "" || tk.GetStatus().GetState() != minkepb.TaskState_ASSIGNED {
+			t.Errorf("task %s first stored on node %q in %v; want ASSIGNED to a node", id, tk.GetNodeId(), tk.GetStatus().GetState())
+		}
+		perNode[tk.GetNodeId()]++
+	}
+	if len(perNode) != 3 {
+		t.Errorf("tasks per node %v: want the 6 spread over the 3 nodes", perNode)
+	}
+}
+
+// TestPlaceNewHoldsRoomUntilRelease: a placement made for a creation not
+// yet committed holds its room on the node, for the next PlaceNew and for
+// the scheduling passes, until Release drops it; a task that does not fit
+// is left unplaced.
+func TestPlaceNewHoldsRoomUntilRelease(t *testing.T) {
+	n := storetest.New(t)
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: "node1"},
+			Description: &minkepb.NodeDescription{Worker: true, Resources: &minkepb.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30}},
+			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}})
+	})
+	p := NewPlacement(n, time.Now, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	task := func(id string) *minkepb.Task {
+		return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "svc-" + id, DesiredState: minkepb.TaskState_RUNNING,
+			Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 15e8}}},
+			Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
+	}
+	// PlaceNew places nothing until the controller runs.
+	var got map[string]string
+	for deadline := time.Now().Add(10 * time.Second); len(got) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("PlaceNew placed nothing within 10s")
+		}
+		got = p.PlaceNew([]*minkepb.Task{task("a")})
+	}
+	if got["a"] != "node1" {
+		t.Fatalf("placed %v, want a on node1", got)
+	}
+	if again := p.PlaceNew([]*minkepb.Task{task("b")}); len(again) != 0 {
+		t.Fatalf("a second 1.5-CPU task placed on the 2-CPU node that a holds: %v", again)
+	}
+	// A pending task in the store waits too: the pass sees a's room taken.
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(task("c")) })
+	storetest.WaitFor(t, n, "c explained as unplaced", func(tx raftstore.ReadTx) bool {
+		return strings.Contains(tx.Task("c").GetStatus().GetMessage(), "no suitable node")
+	})
+	if c := taskOf(t, n, "c"); c.GetNodeId() != "" {
+		t.Fatalf("c assigned to %s while a holds the room", c.GetNodeId())
+	}
+	// a's creation failed: its room is given back, and c gets it.
+	p.Release([]string{"a"})
+	storetest.WaitFor(t, n, "c assigned once a was released", func(tx raftstore.ReadTx) bool {
+		return tx.Task("c").GetNodeId() == "node1"
+	})
+	if again := p.PlaceNew([]*minkepb.Task{task("d")}); len(again) != 0 {
+		t.Fatalf("d placed where c runs: %v", again)
+	}
+}
+
+func taskOf(t *testing.T, n *raftstore.Node, id string) (out *minkepb.Task) {
+	t.Helper()
+	_ = n.View(func(tx raftstore.ReadTx) error { out = tx.Task(id); return nil })
+	if out == nil {
+		t.Fatalf("task %s not stored", id)
+	}
+	return out
+}
