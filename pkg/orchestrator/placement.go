@@ -205,8 +205,10 @@ func (p *Placement) PlaceNew(tasks []*minkepb.Task) map[string]string {
 			rules[t.GetServiceId()] = placementOf(t.GetSpec().GetPlacement())
 		}
 	}
-	nodes := p.st.nodeInfos()
-	plan := scheduler.ScheduleWith(nodes, tasks, func(id string) scheduler.Placement { return rules[id] })
+	if p.st.view == nil {
+		p.st.view = scheduler.NewView(p.st.nodeInfos())
+	}
+	plan := p.st.view.Schedule(tasks, func(id string) scheduler.Placement { return rules[id] })
 	out := make(map[string]string, len(plan.Assignments))
 	for _, a := range plan.Assignments {
 		t := byID[a.TaskID]

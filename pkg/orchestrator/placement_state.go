@@ -42,6 +42,11 @@ type placementState struct {
 	// committed yet: they hold their room on their node meanwhile. The
 	// task's first event replaces it.
 	tentative map[string]bool
+	// view is the scheduler's view PlaceNew places on, built on its first
+	// call after a change of the nodes (nil until then) and following
+	// every change of the active tasks since: so each call costs its own
+	// tasks, not every task in the cluster.
+	view *scheduler.View
 }
 
 // taskRole is why a pass tracks a task.
@@ -124,6 +129,7 @@ func (s *placementState) apply(evs []raftstore.Event) bool {
 }
 
 func (s *placementState) setNode(n *minkepb.Node) {
+	s.view = nil
 	id := n.GetMeta().GetId()
 	if _, ok := s.nodes[id]; !ok {
 		s.sorted = nil
@@ -132,6 +138,7 @@ func (s *placementState) setNode(n *minkepb.Node) {
 }
 
 func (s *placementState) removeNode(id string) {
+	s.view = nil
 	if _, ok := s.nodes[id]; ok {
 		delete(s.nodes, id)
 		s.sorted = nil
@@ -150,12 +157,20 @@ func (s *placementState) setTask(t *minkepb.Task) {
 	case rolePinned:
 		addTo(s.pinned, t.GetPinnedNodeId(), id, t)
 	case roleActive:
-		addTo(s.onNode, t.GetNodeId(), id, t)
-		delete(s.lists, t.GetNodeId())
+		s.addActive(t)
+		if s.view != nil {
+			s.view.AddTask(t.GetNodeId(), t)
+		}
 	default:
 		return
 	}
 	s.tasks[id] = t
+}
+
+// addActive records t as active on its node.
+func (s *placementState) addActive(t *minkepb.Task) {
+	addTo(s.onNode, t.GetNodeId(), t.GetMeta().GetId(), t)
+	delete(s.lists, t.GetNodeId())
 }
 
 func (s *placementState) removeTask(id string) {
@@ -172,6 +187,9 @@ func (s *placementState) removeTask(id string) {
 	case roleActive:
 		removeFrom(s.onNode, t.GetNodeId(), id)
 		delete(s.lists, t.GetNodeId())
+		if s.view != nil {
+			s.view.RemoveTask(t.GetNodeId(), t)
+		}
 	}
 }
 
@@ -193,11 +211,14 @@ func removeFrom(m map[string]map[string]*minkepb.Task, key, id string) {
 	}
 }
 
-// setTentative counts t (placed, not yet committed) on its node.
+// setTentative counts t (placed by s.view, not yet committed) on its
+// node; the view counts it already.
 func (s *placementState) setTentative(t *minkepb.Task) {
-	s.removeTask(t.GetMeta().GetId())
-	s.setTask(t)
-	s.tentative[t.GetMeta().GetId()] = true
+	id := t.GetMeta().GetId()
+	s.removeTask(id)
+	s.addActive(t)
+	s.tasks[id] = t
+	s.tentative[id] = true
 }
 
 // dropTentative forgets a tentative placement that was not committed,

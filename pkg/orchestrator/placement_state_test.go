@@ -13,6 +13,7 @@ import (
 	minkepb "github.com/minke-io/minke/api/minkepb"
 	"github.com/minke-io/minke/internal/storetest"
 	"github.com/minke-io/minke/pkg/raftstore"
+	"github.com/minke-io/minke/pkg/scheduler"
 )
 
 // TestPlacementStateMatchesReload: the state kept from events equals one
@@ -53,6 +54,29 @@ func TestPlacementStateMatchesReload(t *testing.T) {
 				var fresh *placementState
 				_ = store.View(func(tx raftstore.ReadTx) error { fresh = loadPlacementState(tx); return nil })
 				comparePlacementStates(t, step, st, fresh)
+				// The scheduler's view PlaceNew keeps follows the events
+				// as well: it places a probe as a view built afresh does.
+				if st.view == nil && rng.IntN(2) == 0 {
+					st.view = scheduler.NewView(st.nodeInfos())
+				}
+				if st.view != nil {
+					var probe []*minkepb.Task
+					for i := range 1 + rng.IntN(6) {
+						probe = append(probe, &minkepb.Task{Meta: &minkepb.Meta{Id: fmt.Sprintf("probe%d", i)},
+							ServiceId: fmt.Sprintf("s%d", rng.IntN(3)), Slot: uint64(i + 1), DesiredState: minkepb.TaskState_RUNNING,
+							Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{}}},
+							Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}})
+					}
+					want := scheduler.ScheduleWith(fresh.nodeInfos(), probe, fresh.placement)
+					got := st.view.Schedule(probe, fresh.placement)
+					if !reflect.DeepEqual(got, want) {
+						t.Fatalf("step %d: the kept view places a probe\n%v %q\nwhere a fresh one places it\n%v %q",
+							step, got.Assignments, got.Unplaced, want.Assignments, want.Unplaced)
+					}
+					for _, a := range got.Assignments { // take the probe back
+						st.view.RemoveTask(a.NodeID, probe[slices.IndexFunc(probe, func(p *minkepb.Task) bool { return p.GetMeta().GetId() == a.TaskID })])
+					}
+				}
 			}
 		})
 	}

@@ -51,9 +51,9 @@ func (b *batch) startService(svc string) {
 		b.svc[x] = 0
 	}
 	b.touched = b.touched[:0]
-	for _, nc := range b.view.byService[svc] {
-		b.svc[nc.idx] = nc.count
-		b.touched = append(b.touched, nc.idx)
+	for idx, c := range b.view.byService[svc] {
+		b.svc[idx] = c
+		b.touched = append(b.touched, idx)
 	}
 }
 

@@ -79,7 +79,11 @@ func ScheduleWith(nodes []NodeInfo, pending []*minkepb.Task, placement func(serv
 // The result is the same as checking every filter on every node per task
 // and taking the best-ranked survivor.
 func (p *pipeline) schedule(nodes []NodeInfo, pending []*minkepb.Task, placementOf func(string) Placement) Plan {
-	b := newBatch(p, nodes)
+	return p.scheduleOn(newBatch(p, nodes), pending, placementOf)
+}
+
+// scheduleOn places pending tasks on b's view, which keeps them.
+func (p *pipeline) scheduleOn(b *batch, pending []*minkepb.Task, placementOf func(string) Placement) Plan {
 	tasks := sortedTasks(pending)
 	plan := Plan{
 		Assignments: make([]Assignment, 0, len(tasks)),
@@ -129,6 +133,7 @@ func (p *pipeline) schedule(nodes []NodeInfo, pending []*minkepb.Task, placement
 				b.touched = append(b.touched, x)
 			}
 			n.place(svc, req)
+			b.view.placed(x, svc)
 			tree.place(x)
 			plan.Assignments = append(plan.Assignments, Assignment{TaskID: id, NodeID: n.id})
 			break

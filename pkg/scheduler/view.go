@@ -42,19 +42,26 @@ func (n *nodeState) place(svc string, req resources) {
 	n.services[svc]++
 }
 
-// clusterView is the mutable copy of the cluster for one batch, with nodes
-// sorted by ID so every scan is in a deterministic order.
-type clusterView struct {
-	nodes []*nodeState
-	// byService lists, per service ID, the nodes holding its active tasks
-	// when the batch started, so a service's counts are set up without a
-	// map lookup per node.
-	byService map[string][]nodeCount
+// unplace undoes place.
+func (n *nodeState) unplace(svc string, req resources) {
+	n.reserved.nanoCPUs -= req.nanoCPUs
+	n.reserved.memoryBytes -= req.memoryBytes
+	n.total--
+	if n.services[svc]--; n.services[svc] <= 0 {
+		delete(n.services, svc)
+	}
 }
 
-type nodeCount struct {
-	idx   int32
-	count int32
+// clusterView is the mutable copy of the cluster a batch places on, with
+// nodes sorted by ID so every scan is in a deterministic order.
+type clusterView struct {
+	nodes []*nodeState
+	// byID is each node's index in nodes.
+	byID map[string]int32
+	// byService holds, per service ID, the nodes holding its active tasks
+	// and how many, by index, so a service's counts are set up without a
+	// map lookup per node. It follows every placement.
+	byService map[string]map[int32]int32
 }
 
 func newClusterView(infos []NodeInfo) *clusterView {
@@ -79,14 +86,41 @@ func newClusterView(infos []NodeInfo) *clusterView {
 		v.nodes = append(v.nodes, n)
 	}
 	slices.SortStableFunc(v.nodes, func(a, b *nodeState) int { return cmp.Compare(a.id, b.id) })
-	v.byService = make(map[string][]nodeCount)
+	v.byService = make(map[string]map[int32]int32)
+	v.byID = make(map[string]int32, len(v.nodes))
 	for i, n := range v.nodes {
 		n.idx = int32(i)
+		v.byID[n.id] = n.idx
 		for svc, c := range n.services {
-			v.byService[svc] = append(v.byService[svc], nodeCount{idx: n.idx, count: int32(c)})
+			v.counts(svc)[n.idx] = int32(c)
 		}
 	}
 	return v
+}
+
+// counts is byService's entry for svc, created empty.
+func (v *clusterView) counts(svc string) map[int32]int32 {
+	m := v.byService[svc]
+	if m == nil {
+		m = map[int32]int32{}
+		v.byService[svc] = m
+	}
+	return m
+}
+
+// placed records in byService that node x took a task of svc (the node's
+// own state is updated by place).
+func (v *clusterView) placed(x int32, svc string) { v.counts(svc)[x]++ }
+
+// unplaced undoes placed.
+func (v *clusterView) unplaced(x int32, svc string) {
+	m := v.byService[svc]
+	if m[x]--; m[x] <= 0 {
+		delete(m, x)
+		if len(m) == 0 {
+			delete(v.byService, svc)
+		}
+	}
 }
 
 // isActive reports whether a task still holds its node's resources: it is
