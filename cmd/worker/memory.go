@@ -13,11 +13,16 @@ import (
 const workerGCPercent = 50
 
 // simulatorGCPercent is the GOGC of a --runtime=simulated process unless
-// the environment sets one: Go's default. workerGCPercent's reason (one
-// node's idle memory) does not hold for a process that acts as thousands
-// of busy nodes in benchmarks; at 50 it spent about a fifth of its CPU
-// collecting, on the cores it shares with the managers it measures.
-const simulatorGCPercent = 100
+// the environment sets one. workerGCPercent's reason (one node's idle
+// memory) does not hold for a process that acts as thousands of busy nodes
+// in benchmarks, on the cores it shares with the managers it measures: at
+// 50 it spent about a fifth of its CPU collecting, and at Go's default
+// (100) still about a third with 5,000 nodes (each collection scans every
+// session's goroutines and gRPC buffers, about 1 GB; CPU profile of the
+// worker in SCHEDBENCH_PROFILE=DIR make bench-scheduler). At 400 it
+// collects a quarter as often, for a heap up to about 5 GB: 5,000 real
+// workers collect on their own machines.
+const simulatorGCPercent = 400
 
 // gcPercentUnlessSet applies percent as GOGC when the environment sets
 // none: workerGCPercent at start-up, simulatorGCPercent once the flags say
