@@ -118,6 +118,12 @@ func (p *Placement) run(ctx context.Context) error {
 			}
 			continue
 		case <-p.poke:
+			p.mu.Lock()
+			reset := p.reset // met by a sync outside the loop
+			p.mu.Unlock()
+			if reset {
+				return errReset
+			}
 			waiting, deadline = p.await(gap, waiting, deadline)
 			continue
 		case <-gap.C:
@@ -171,6 +177,7 @@ func (p *Placement) syncLocked() bool {
 	evs := p.sub.Drain()
 	if !p.st.apply(evs) {
 		p.reset = true
+		p.signal() // the loop must load the state again
 		return false
 	}
 	return relevant(evs)
