@@ -289,8 +289,11 @@ func (n *Node) updateOnce(ctx context.Context, fn func(*WriteTx) error) error {
 	txn := n.store.scratch()
 	now := n.cfg.Now()
 	stamp := &minkepb.Meta{CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now)}
-	tx := &WriteTx{ReadTx: ReadTx{txn: txn}, now: func() *minkepb.Meta { return stamp }}
+	tx := newWriteTx(txn, func() *minkepb.Meta { return stamp })
 	err := fn(tx)
+	if err == nil {
+		err = tx.deferred.err // a deferred creation the scratch refused
+	}
 	txn.Abort()
 	if err != nil || len(tx.actions) == 0 {
 		return err

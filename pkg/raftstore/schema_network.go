@@ -153,7 +153,7 @@ func (tx ReadTx) Network(id string) *minkepb.Network {
 
 // NetworkByName finds a network by its name, ignoring case.
 func (tx ReadTx) NetworkByName(name string) *minkepb.Network {
-	o, err := tx.txn.First(tableNetworks, indexName, strings.ToLower(name))
+	o, err := tx.reading(tableNetworks, indexName).First(tableNetworks, indexName, strings.ToLower(name))
 	if err != nil || o == nil {
 		return nil
 	}
@@ -203,10 +203,10 @@ func (tx ReadTx) ServicesOnNetwork(networkID string) []*minkepb.Service {
 // AddressHolder names what holds addr on a network: a live task
 // ("task <id>") or a service VIP ("service <name>"), or "" when it is free.
 func (tx ReadTx) AddressHolder(networkID string, addr netip.Addr) string {
-	if o, _ := tx.txn.First(tableTasks, indexNetworkAddr, networkID, addr.String()); o != nil {
+	if o, _ := tx.reading(tableTasks, indexNetworkAddr).First(tableTasks, indexNetworkAddr, networkID, addr.String()); o != nil {
 		return "task " + o.(*minkepb.Task).GetMeta().GetId()
 	}
-	if o, _ := tx.txn.First(tableServices, indexNetworkAddr, networkID, addr.String()); o != nil {
+	if o, _ := tx.reading(tableServices, indexNetworkAddr).First(tableServices, indexNetworkAddr, networkID, addr.String()); o != nil {
 		return "service " + o.(*minkepb.Service).GetSpec().GetName()
 	}
 	return ""

@@ -16,10 +16,22 @@ import (
 // shared: callers must clone (proto.Clone) before changing one.
 type ReadTx struct {
 	txn *memdb.Txn
+	// deferred, in a WriteTx, are the task creations not yet applied to
+	// txn; a read they could change applies them first (see reading).
+	deferred *deferredCreates
+}
+
+// reading returns the transaction to read table by index with args from,
+// after applying the deferred task creations the read could see.
+func (tx ReadTx) reading(table, index string, args ...any) *memdb.Txn {
+	if d := tx.deferred; d != nil && d.from < len(d.w.actions) && d.affects(table, index, args) {
+		d.flush()
+	}
+	return tx.txn
 }
 
 func (tx ReadTx) get(table, id string) any {
-	obj, err := tx.txn.First(table, indexID, id)
+	obj, err := tx.reading(table, indexID, id).First(table, indexID, id)
 	if err != nil {
 		panic(fmt.Sprintf("raftstore: lookup in %s: %v", table, err)) // schema bug
 	}
@@ -27,7 +39,7 @@ func (tx ReadTx) get(table, id string) any {
 }
 
 func (tx ReadTx) list(table, index string, args ...any) []any {
-	it, err := tx.txn.Get(table, index, args...)
+	it, err := tx.reading(table, index, args...).Get(table, index, args...)
 	if err != nil {
 		panic(fmt.Sprintf("raftstore: list %s by %s: %v", table, index, err)) // schema bug
 	}
@@ -72,7 +84,7 @@ func (tx ReadTx) Cluster() *minkepb.Cluster {
 
 // ServiceByName finds a service by its name, ignoring case.
 func (tx ReadTx) ServiceByName(name string) *minkepb.Service {
-	o, err := tx.txn.First(tableServices, indexName, strings.ToLower(name))
+	o, err := tx.reading(tableServices, indexName).First(tableServices, indexName, strings.ToLower(name))
 	if err != nil || o == nil {
 		return nil
 	}
@@ -125,7 +137,7 @@ func (tx ReadTx) TasksByNode(nodeID string) []*minkepb.Task {
 // listOf is list with the objects typed, without an intermediate []any:
 // the orchestrators list every service's tasks on every pass.
 func listOf[T any](tx ReadTx, table, index string, args ...any) []T {
-	it, err := tx.txn.Get(table, index, args...)
+	it, err := tx.reading(table, index, args...).Get(table, index, args...)
 	if err != nil {
 		panic(fmt.Sprintf("raftstore: list %s by %s: %v", table, index, err)) // schema bug
 	}
@@ -167,9 +179,92 @@ func (tx *WriteTx) Delete(obj proto.Message) error {
 	return tx.record(minkepb.StoreAction_REMOVE, obj)
 }
 
+// newWriteTx records changes on txn, a scratch transaction, stamping them
+// with now.
+func newWriteTx(txn *memdb.Txn, now func() *minkepb.Meta) *WriteTx {
+	tx := &WriteTx{ReadTx: ReadTx{txn: txn}, now: now}
+	tx.deferred = &deferredCreates{w: tx, ids: map[string]bool{}, services: map[string]bool{}, nodes: map[string]bool{}}
+	return tx
+}
+
+// deferredCreates are a WriteTx's task creations recorded but not yet
+// applied to its scratch transaction. Applying one there costs what the
+// FSM's apply of it costs (an insert per index), and the orchestrator
+// creates a service's tasks and then reads only other services' tasks
+// and nodes: at 100,000 tasks that was a twentieth of a busy leader's
+// CPU. So a task creation is applied there only when a read could see it
+// (its ID, service, node or network addresses), or before a change of
+// another kind. One never applied there is checked by the FSM alone, which
+// refuses the whole command (Node.Update returns its error), as it would
+// any command.
+type deferredCreates struct {
+	w *WriteTx
+	// from: w.actions[:from] are applied; the others are deferred task
+	// creations.
+	from                 int
+	ids, services, nodes map[string]bool
+	networks             bool // one holds network attachments
+	// err is the first error applying them; the transaction fails with it.
+	err error
+}
+
+func (d *deferredCreates) add(t *minkepb.Task) {
+	d.ids[t.GetMeta().GetId()] = true
+	d.services[t.GetServiceId()] = true
+	if t.GetNodeId() != "" {
+		d.nodes[t.GetNodeId()] = true
+	}
+	d.networks = d.networks || len(t.GetNetworks()) > 0
+}
+
+// affects reports whether a read of table by index with args could see a
+// deferred creation.
+func (d *deferredCreates) affects(table, index string, args []any) bool {
+	if table != tableTasks {
+		return false
+	}
+	key, _ := firstArg(args).(string)
+	switch index {
+	case indexID:
+		return len(args) == 0 || d.ids[key] // every task, or one by ID
+	case indexService:
+		return d.services[key]
+	case indexNode:
+		return d.nodes[key]
+	case indexNetworkAddr, indexNetworkAddr + "_prefix":
+		return d.networks
+	}
+	return true
+}
+
+func firstArg(args []any) any {
+	if len(args) == 0 {
+		return nil
+	}
+	return args[0]
+}
+
+// flush applies the deferred creations to the scratch transaction.
+func (d *deferredCreates) flush() {
+	for d.from < len(d.w.actions) {
+		a := d.w.actions[d.from]
+		d.from++
+		if err := applyAction(d.w.txn, a, 0, nil, nil); err != nil && d.err == nil {
+			d.err = err
+		}
+	}
+	clear(d.ids)
+	clear(d.services)
+	clear(d.nodes)
+	d.networks = false
+}
+
 func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) error {
 	if tx.assigned {
 		return fmt.Errorf("%w: a change recorded after AssignCreated", ErrInvalidObject)
+	}
+	if err := tx.deferred.err; err != nil {
+		return err
 	}
 	obj = proto.Clone(obj)
 	stamp := tx.now()
@@ -187,12 +282,23 @@ func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) erro
 	if err != nil {
 		return err
 	}
-	// Apply to the scratch transaction so later reads in fn see the change;
-	// the FSM re-validates everything when the command is applied.
+	if t, ok := obj.(*minkepb.Task); ok && kind == minkepb.StoreAction_CREATE {
+		tx.actions = append(tx.actions, action)
+		tx.deferred.add(t)
+		return nil
+	}
+	// Apply to the scratch transaction so later reads in fn see the change,
+	// after the creations before it; the FSM re-validates everything when
+	// the command is applied.
+	tx.deferred.flush()
+	if err := tx.deferred.err; err != nil {
+		return err
+	}
 	if err := applyAction(tx.txn, action, 0, nil, nil); err != nil {
 		return err
 	}
 	tx.actions = append(tx.actions, action)
+	tx.deferred.from = len(tx.actions)
 	return nil
 }
 
