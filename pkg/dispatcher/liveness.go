@@ -156,8 +156,16 @@ func (l *liveness) run(ctx context.Context) {
 	}
 }
 
+// GossipDownMessage is the status message of a node gossip found gone
+// (it left, or failed its probes). Gossip is the fast path to DOWN: such a
+// node stays DOWN though its session may last until keepalives notice, up
+// to about 15 s (a frozen or powered-off host), and is READY again when
+// gossip or a new session says so.
+const GossipDownMessage = "left or failed gossip probes"
+
 // reassert queues READY for every node that holds a session with this
-// leader but is stored otherwise. A session's READY is committed once,
+// leader but is stored otherwise, unless gossip marked it DOWN (see
+// GossipDownMessage). A session's READY is committed once,
 // when it opens; a DOWN committed after it by another path (a new
 // leader's gossip check that read the session as not yet open, a
 // previous leader's late batch) would otherwise stand for as long as the
@@ -180,7 +188,11 @@ func (l *liveness) reassert(now time.Time) {
 	var stale []string
 	_ = l.store.View(func(tx raftstore.ReadTx) error {
 		for _, id := range ids {
-			if n := tx.Node(id); n != nil && n.GetStatus().GetState() != minkepb.NodeStatus_READY && NodeStateChange(n, minkepb.NodeStatus_READY, now) {
+			n := tx.Node(id)
+			if n == nil || n.GetStatus().GetState() == minkepb.NodeStatus_READY || n.GetStatus().GetMessage() == GossipDownMessage {
+				continue
+			}
+			if NodeStateChange(n, minkepb.NodeStatus_READY, now) {
 				stale = append(stale, id)
 			}
 		}

@@ -157,7 +157,7 @@ func (s *failingUpdates) Update(ctx context.Context, fn func(*raftstore.WriteTx)
 // another path marked it DOWN after that commit (as a new leader's
 // gossip check that read the session as not yet open does); before,
 // such a node without gossip stayed DOWN for as long as its session
-// lasted.
+// lasted. A DOWN that gossip recorded stands, though.
 func TestSessionKeepsNodeReady(t *testing.T) {
 	var g atomic.Bool // no gossip
 	var flaky *failingUpdates
@@ -180,6 +180,17 @@ func TestSessionKeepsNodeReady(t *testing.T) {
 	storetest.WaitFor(t, f.store, "n1 READY again while its session lasts", func(tx raftstore.ReadTx) bool {
 		return tx.Node("n1").GetStatus().GetState() == minkepb.NodeStatus_READY
 	})
+	// Gossip's DOWN (a frozen host whose session lingers) stands.
+	storetest.Update(t, f.store, func(tx *raftstore.WriteTx) error {
+		n := proto.Clone(tx.Node("n1")).(*minkepb.Node)
+		n.Status.State, n.Status.Message = minkepb.NodeStatus_DOWN, GossipDownMessage
+		return tx.Update(n)
+	})
+	for deadline := time.Now().Add(2500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if s := nodeState(f, "n1"); s != minkepb.NodeStatus_DOWN {
+			t.Fatalf("a node gossip found gone moved to %v by its lingering session", s)
+		}
+	}
 }
 
 // TestSessionSkipsStatusEchoes: a node's own status reports do not come back

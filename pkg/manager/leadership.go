@@ -117,7 +117,7 @@ func (m *Manager) applyGossip(ctx context.Context, ev membership.Event) {
 	state := minkepb.NodeStatus_READY
 	msg := "alive in gossip"
 	if ev.Kind == membership.Leave {
-		state, msg = minkepb.NodeStatus_DOWN, "left or failed gossip probes"
+		state, msg = minkepb.NodeStatus_DOWN, dispatcher.GossipDownMessage
 	}
 	m.setNodeState(ctx, ev.NodeID, state, msg)
 }

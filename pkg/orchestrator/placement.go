@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -39,6 +40,10 @@ type Placement struct {
 	// poke tells the loop that a sync outside it drained events that may
 	// make pending tasks placeable (see relevant).
 	poke chan struct{}
+	// passing is set while a pass holds mu to commit its plan (a few
+	// hundred milliseconds at scale): PlaceNew does not wait for it and
+	// leaves its tasks pending, for the next pass.
+	passing atomic.Bool
 }
 
 // NewPlacement returns the controller; call Run on gaining leadership.
@@ -139,10 +144,15 @@ func (p *Placement) run(ctx context.Context) error {
 		p.syncLocked()
 		err := errReset
 		if !p.reset {
+			p.passing.Store(true)
 			err = p.pass(ctx, st)
+			p.passing.Store(false)
 			// The pass's own assignments, in the state before PlaceNew
-			// may read it.
-			p.syncLocked()
+			// may read it; what else committed meanwhile (a node READY,
+			// a task ending) may call for another pass.
+			if p.syncLocked() {
+				p.signal()
+			}
 		}
 		reset := p.reset
 		p.mu.Unlock()
@@ -183,19 +193,25 @@ func (p *Placement) syncLocked() bool {
 	return relevant(evs)
 }
 
-// PlaceNew places tasks about to be created (the orchestrator's, see
-// raftstore.WriteTx.AssignCreated), so that they are committed ASSIGNED
+// PlaceNew places tasks about to be created pending (the orchestrator's,
+// see raftstore.WriteTx.AssignCreated), so that they are committed ASSIGNED
 // with their creation: a second command per task, and the wait for a
 // pass, cost about a third of every manager's Raft apply time at 100,000
 // tasks. It returns the node of each task it placed, by task ID; the
 // others stay pending for the passes, which say why. Their placement
 // rules are read from their own spec, which may be newer than the state's.
+// assigned are the tasks the same command creates already on a node (a
+// global service's): they count there first, and are returned with their
+// node too, to be released alike.
 //
 // The placed tasks count on their nodes from now on (tentatively) until
 // their creation is committed, or Release drops them: so neither another
 // PlaceNew nor a pass gives their room to other tasks meanwhile. Nothing
 // is placed while the controller does not run.
-func (p *Placement) PlaceNew(tasks []*minkepb.Task) map[string]string {
+func (p *Placement) PlaceNew(tasks, assigned []*minkepb.Task) map[string]string {
+	if p.passing.Load() {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if rel := p.syncLocked(); rel {
@@ -203,6 +219,26 @@ func (p *Placement) PlaceNew(tasks []*minkepb.Task) map[string]string {
 	}
 	if p.st == nil || p.reset || len(tasks) == 0 {
 		return nil
+	}
+	if len(p.st.pinned) > 0 {
+		// Global tasks wait for room on their nodes: the passes place
+		// those first, as swarm does, then these.
+		return nil
+	}
+	if p.st.view == nil {
+		p.st.view = scheduler.NewView(p.st.nodeInfos())
+	}
+	out := make(map[string]string, len(tasks)+len(assigned))
+	// Tasks the same command creates on a node of their own choosing (a
+	// global service's) hold their room first.
+	for _, t := range assigned {
+		id := t.GetMeta().GetId()
+		if _, known := p.st.tasks[id]; known || t.GetNodeId() == "" {
+			continue
+		}
+		p.st.view.AddTask(t.GetNodeId(), t)
+		p.st.setTentative(tentativeCopy(t, t.GetNodeId()))
+		out[id] = t.GetNodeId()
 	}
 	rules := map[string]scheduler.Placement{}
 	byID := make(map[string]*minkepb.Task, len(tasks))
@@ -212,20 +248,19 @@ func (p *Placement) PlaceNew(tasks []*minkepb.Task) map[string]string {
 			rules[t.GetServiceId()] = placementOf(t.GetSpec().GetPlacement())
 		}
 	}
-	if p.st.view == nil {
-		p.st.view = scheduler.NewView(p.st.nodeInfos())
-	}
 	plan := p.st.view.Schedule(tasks, func(id string) scheduler.Placement { return rules[id] })
-	out := make(map[string]string, len(plan.Assignments))
 	for _, a := range plan.Assignments {
-		t := byID[a.TaskID]
-		// What the scheduler reads of a node's tasks (see scheduler's
-		// NodeInfo), as the task will be stored.
-		p.st.setTentative(&minkepb.Task{Meta: t.GetMeta(), ServiceId: t.GetServiceId(), Slot: t.GetSlot(), Spec: t.GetSpec(),
-			DesiredState: t.GetDesiredState(), NodeId: a.NodeID, Status: &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}})
+		p.st.setTentative(tentativeCopy(byID[a.TaskID], a.NodeID))
 		out[a.TaskID] = a.NodeID
 	}
 	return out
+}
+
+// tentativeCopy is what the scheduler reads of t (see scheduler's
+// NodeInfo) as it will be stored, ASSIGNED to node.
+func tentativeCopy(t *minkepb.Task, node string) *minkepb.Task {
+	return &minkepb.Task{Meta: t.GetMeta(), ServiceId: t.GetServiceId(), Slot: t.GetSlot(), Spec: t.GetSpec(),
+		DesiredState: t.GetDesiredState(), NodeId: node, Status: &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}}
 }
 
 // Release drops the tentative placements of ids (see PlaceNew) whose

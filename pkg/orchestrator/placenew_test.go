@@ -77,12 +77,12 @@ func TestPlaceNewHoldsRoomUntilRelease(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("PlaceNew placed nothing within 10s")
 		}
-		got = p.PlaceNew([]*minkepb.Task{task("a")})
+		got = p.PlaceNew([]*minkepb.Task{task("a")}, nil)
 	}
 	if got["a"] != "node1" {
 		t.Fatalf("placed %v, want a on node1", got)
 	}
-	if again := p.PlaceNew([]*minkepb.Task{task("b")}); len(again) != 0 {
+	if again := p.PlaceNew([]*minkepb.Task{task("b")}, nil); len(again) != 0 {
 		t.Fatalf("a second 1.5-CPU task placed on the 2-CPU node that a holds: %v", again)
 	}
 	// A pending task in the store waits too: the pass sees a's room taken.
@@ -98,7 +98,7 @@ func TestPlaceNewHoldsRoomUntilRelease(t *testing.T) {
 	storetest.WaitFor(t, n, "c assigned once a was released", func(tx raftstore.ReadTx) bool {
 		return tx.Task("c").GetNodeId() == "node1"
 	})
-	if again := p.PlaceNew([]*minkepb.Task{task("d")}); len(again) != 0 {
+	if again := p.PlaceNew([]*minkepb.Task{task("d")}, nil); len(again) != 0 {
 		t.Fatalf("d placed where c runs: %v", again)
 	}
 }
@@ -110,4 +110,45 @@ func taskOf(t *testing.T, n *raftstore.Node, id string) (out *minkepb.Task) {
 		t.Fatalf("task %s not stored", id)
 	}
 	return out
+}
+
+// TestReleaseKeepsCommittedPlacement: once the creation of a task placed
+// by PlaceNew commits, Release leaves its room taken: the committed task
+// replaced the tentative one.
+func TestReleaseKeepsCommittedPlacement(t *testing.T) {
+	n := storetest.New(t)
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
+		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: "node1"},
+			Description: &minkepb.NodeDescription{Worker: true, Resources: &minkepb.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30}},
+			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}})
+	})
+	p := NewPlacement(n, time.Now, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	task := func(id string) *minkepb.Task {
+		return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "svc-" + id, DesiredState: minkepb.TaskState_RUNNING,
+			Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 15e8}}},
+			Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
+	}
+	var got map[string]string
+	for deadline := time.Now().Add(10 * time.Second); len(got) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("PlaceNew placed nothing within 10s")
+		}
+		got = p.PlaceNew([]*minkepb.Task{task("a")}, nil)
+	}
+	a := task("a")
+	a.NodeId, a.Status.State = got["a"], minkepb.TaskState_ASSIGNED
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(a) })
+	p.Release([]string{"a"})
+	if again := p.PlaceNew([]*minkepb.Task{task("b")}, nil); len(again) != 0 {
+		t.Fatalf("b placed where the committed a runs: %v", again)
+	}
+	// And a pass sees it too.
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(task("c")) })
+	storetest.WaitFor(t, n, "c explained as unplaced", func(tx raftstore.ReadTx) bool {
+		return strings.Contains(tx.Task("c").GetStatus().GetMessage(), "no suitable node")
+	})
 }

@@ -213,8 +213,8 @@ func (r *Replicated) reconcileGroup(ctx context.Context, ids []string, images ma
 				}
 			}
 			if r.placer != nil {
-				tx.AssignCreated(func(ts []*minkepb.Task) map[string]string {
-					got := r.placer.PlaceNew(ts)
+				tx.AssignCreated(func(pending, assigned []*minkepb.Task) map[string]string {
+					got := r.placer.PlaceNew(pending, assigned)
 					for id := range got {
 						placed = append(placed, id)
 					}

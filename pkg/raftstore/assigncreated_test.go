@@ -27,7 +27,7 @@ func TestAssignCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	var offered []string
+	var offered, counted []string
 	err := n.Update(ctx, func(tx *WriteTx) error {
 		pinned := pending("pinned")
 		pinned.PinnedNodeId = "n9"
@@ -46,11 +46,14 @@ func TestAssignCreated(t *testing.T) {
 		if err := tx.Update(old); err != nil {
 			return err
 		}
-		tx.AssignCreated(func(ts []*minkepb.Task) map[string]string {
-			for _, t := range ts {
+		tx.AssignCreated(func(pending, onNode []*minkepb.Task) map[string]string {
+			for _, t := range pending {
 				offered = append(offered, t.GetMeta().GetId())
 			}
-			return map[string]string{"a": "n1"}
+			for _, t := range onNode {
+				counted = append(counted, t.GetMeta().GetId())
+			}
+			return map[string]string{"a": "n1", "assigned": "n7"}
 		}, "scheduler assigned task to node", at)
 		if err := tx.Create(pending("late")); !errors.Is(err, ErrInvalidObject) {
 			t.Errorf("Create after AssignCreated: %v, want ErrInvalidObject", err)
@@ -62,6 +65,9 @@ func TestAssignCreated(t *testing.T) {
 	}
 	if slices.Sort(offered); !slices.Equal(offered, []string{"a", "b"}) {
 		t.Fatalf("offered %v, want the two new pending tasks [a b]", offered)
+	}
+	if !slices.Equal(counted, []string{"assigned"}) {
+		t.Fatalf("tasks created on a node: %v, want [assigned]", counted)
 	}
 	_ = n.View(func(tx ReadTx) error {
 		a := tx.Task("a")

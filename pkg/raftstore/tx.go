@@ -305,32 +305,36 @@ func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) erro
 // AssignCreated assigns nodes to the tasks this transaction creates
 // pending, unassigned and unpinned, so that they are committed ASSIGNED in
 // the same command instead of waiting for a scheduling pass and a second
-// command. place gets those tasks (the transaction's copies: it must not
-// modify them) and returns the node of each it placed, by task ID; those
-// are recorded ASSIGNED to it, with message, at now. The others stay
-// pending.
+// command. place gets those tasks, and the tasks the transaction creates
+// already on a node (whose room the others must leave), as the
+// transaction's copies it must not modify; it returns the node of each
+// pending task it placed, by task ID, and those are recorded ASSIGNED to
+// it, with message, at now. The others stay pending.
 //
 // It must be the transaction's last change, and fn must not read the
 // placed tasks after it: its reads do not see the assignments.
-func (tx *WriteTx) AssignCreated(place func([]*minkepb.Task) map[string]string, message string, now time.Time) {
+func (tx *WriteTx) AssignCreated(place func(pending, assigned []*minkepb.Task) map[string]string, message string, now time.Time) {
 	if tx.assigned {
 		return
 	}
 	tx.assigned = true
-	var created []*minkepb.Task
+	var created, onNode []*minkepb.Task
 	for _, a := range tx.actions {
 		t := a.GetTask()
-		if a.GetKind() == minkepb.StoreAction_CREATE && t != nil && t.GetNodeId() == "" && t.GetPinnedNodeId() == "" &&
-			t.GetStatus().GetState() == minkepb.TaskState_PENDING && t.GetDesiredState() == minkepb.TaskState_RUNNING {
+		switch {
+		case a.GetKind() != minkepb.StoreAction_CREATE || t == nil || t.GetDesiredState() != minkepb.TaskState_RUNNING:
+		case t.GetNodeId() != "":
+			onNode = append(onNode, t)
+		case t.GetPinnedNodeId() == "" && t.GetStatus().GetState() == minkepb.TaskState_PENDING:
 			created = append(created, t)
 		}
 	}
 	if len(created) == 0 {
 		return
 	}
-	nodes := place(created)
+	nodes := place(created, onNode)
 	stamp := timestamppb.New(now)
-	for _, t := range created {
+	for _, t := range created { // not onNode: their nodes are theirs
 		if n := nodes[t.GetMeta().GetId()]; n != "" {
 			t.NodeId = n
 			t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED, Message: message, Timestamp: stamp}
