@@ -83,6 +83,9 @@ func BenchmarkScheduler(b *testing.B) {
 			}
 			parts = append(parts, fmt.Sprintf(format, w.short, r.work[w.short]))
 		}
+		if n := r.work["commits"]; n > 0 {
+			parts = append(parts, fmt.Sprintf("mean commit %.0f ms", 1000*r.work["commit s"]/n))
+		}
 		fmt.Fprintf(&out, "  %d manager(s), during the run: %s; leader changes %.0f\n", r.managers, strings.Join(parts, ", "), r.leaderChanges)
 	}
 	fmt.Fprintf(&out, "  anchors: Nomad C1M ~%d containers/s; Kubernetes ~%d pods/s\n", anchorNomad, anchorK8s)

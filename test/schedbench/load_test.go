@@ -66,6 +66,10 @@ var workSeries = []struct {
 	{short: "FSM s (store actions)", series: `minke_raft_fsm_apply_seconds_sum{command="store_actions"}`, everywhere: true, seconds: true},
 	{short: "FSM s (assign)", series: `minke_raft_fsm_apply_seconds_sum{command="assign"}`, everywhere: true, seconds: true},
 	{short: "FSM s (task status)", series: `minke_raft_fsm_apply_seconds_sum{command="task_status"}`, everywhere: true, seconds: true},
+	// Proposals and the seconds from each to its apply on the proposer
+	// (its commit latency, queueing included), for the mean.
+	{short: "commits", series: "minke_raft_commit_seconds_count"},
+	{short: "commit s", series: "minke_raft_commit_seconds_sum", seconds: true},
 }
 
 // scrapeAll scrapes every manager, in c.mgrs order.
