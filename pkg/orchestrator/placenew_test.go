@@ -55,38 +55,15 @@ func TestNewTasksCommittedAssigned(t *testing.T) {
 // the scheduling passes, until Release drops it; a task that does not fit
 // is left unplaced.
 func TestPlaceNewHoldsRoomUntilRelease(t *testing.T) {
-	n := storetest.New(t)
-	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
-		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: "node1"},
-			Description: &minkepb.NodeDescription{Worker: true, Resources: &minkepb.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30}},
-			Status:      &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}})
-	})
-	p := NewPlacement(n, time.Now, slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	task := func(id string) *minkepb.Task {
-		return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "svc-" + id, DesiredState: minkepb.TaskState_RUNNING,
-			Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 15e8}}},
-			Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
+	n, p, node := runningPlacement(t, "a")
+	if node != "node1" {
+		t.Fatalf("a placed on %q, want node1", node)
 	}
-	// PlaceNew places nothing until the controller runs.
-	var got map[string]string
-	for deadline := time.Now().Add(10 * time.Second); len(got) == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("PlaceNew placed nothing within 10s")
-		}
-		got = p.PlaceNew([]*minkepb.Task{task("a")}, nil)
-	}
-	if got["a"] != "node1" {
-		t.Fatalf("placed %v, want a on node1", got)
-	}
-	if again := p.PlaceNew([]*minkepb.Task{task("b")}, nil); len(again) != 0 {
+	if again := p.PlaceNew([]*minkepb.Task{bigTask("b")}, nil); len(again) != 0 {
 		t.Fatalf("a second 1.5-CPU task placed on the 2-CPU node that a holds: %v", again)
 	}
 	// A pending task in the store waits too: the pass sees a's room taken.
-	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(task("c")) })
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(bigTask("c")) })
 	storetest.WaitFor(t, n, "c explained as unplaced", func(tx raftstore.ReadTx) bool {
 		return strings.Contains(tx.Task("c").GetStatus().GetMessage(), "no suitable node")
 	})
@@ -98,7 +75,7 @@ func TestPlaceNewHoldsRoomUntilRelease(t *testing.T) {
 	storetest.WaitFor(t, n, "c assigned once a was released", func(tx raftstore.ReadTx) bool {
 		return tx.Task("c").GetNodeId() == "node1"
 	})
-	if again := p.PlaceNew([]*minkepb.Task{task("d")}, nil); len(again) != 0 {
+	if again := p.PlaceNew([]*minkepb.Task{bigTask("d")}, nil); len(again) != 0 {
 		t.Fatalf("d placed where c runs: %v", again)
 	}
 }
@@ -116,6 +93,27 @@ func taskOf(t *testing.T, n *raftstore.Node, id string) (out *minkepb.Task) {
 // by PlaceNew commits, Release leaves its room taken: the committed task
 // replaced the tentative one.
 func TestReleaseKeepsCommittedPlacement(t *testing.T) {
+	n, p, node := runningPlacement(t, "a")
+	a := bigTask("a")
+	a.NodeId, a.Status.State = node, minkepb.TaskState_ASSIGNED
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(a) })
+	p.Release([]string{"a"})
+	if again := p.PlaceNew([]*minkepb.Task{bigTask("b")}, nil); len(again) != 0 {
+		t.Fatalf("b placed where the committed a runs: %v", again)
+	}
+	// And a pass sees it too.
+	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(bigTask("c")) })
+	storetest.WaitFor(t, n, "c explained as unplaced", func(tx raftstore.ReadTx) bool {
+		return strings.Contains(tx.Task("c").GetStatus().GetMessage(), "no suitable node")
+	})
+}
+
+// runningPlacement runs a Placement on a store with one READY 2-CPU node,
+// and waits until PlaceNew places first (a 1.5-CPU task, as bigTask
+// builds) there; it returns the store, the controller and where first
+// went.
+func runningPlacement(t *testing.T, first string) (*raftstore.Node, *Placement, string) {
+	t.Helper()
 	n := storetest.New(t)
 	storetest.Update(t, n, func(tx *raftstore.WriteTx) error {
 		return tx.Create(&minkepb.Node{Meta: &minkepb.Meta{Id: "node1"},
@@ -126,29 +124,21 @@ func TestReleaseKeepsCommittedPlacement(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	task := func(id string) *minkepb.Task {
-		return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "svc-" + id, DesiredState: minkepb.TaskState_RUNNING,
-			Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 15e8}}},
-			Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
-	}
-	var got map[string]string
-	for deadline := time.Now().Add(10 * time.Second); len(got) == 0; time.Sleep(10 * time.Millisecond) {
+	t.Cleanup(func() { cancel(); <-done })
+	// PlaceNew places nothing until the controller runs.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if got := p.PlaceNew([]*minkepb.Task{bigTask(first)}, nil); len(got) > 0 {
+			return n, p, got[first]
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("PlaceNew placed nothing within 10s")
 		}
-		got = p.PlaceNew([]*minkepb.Task{task("a")}, nil)
 	}
-	a := task("a")
-	a.NodeId, a.Status.State = got["a"], minkepb.TaskState_ASSIGNED
-	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(a) })
-	p.Release([]string{"a"})
-	if again := p.PlaceNew([]*minkepb.Task{task("b")}, nil); len(again) != 0 {
-		t.Fatalf("b placed where the committed a runs: %v", again)
-	}
-	// And a pass sees it too.
-	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(task("c")) })
-	storetest.WaitFor(t, n, "c explained as unplaced", func(tx raftstore.ReadTx) bool {
-		return strings.Contains(tx.Task("c").GetStatus().GetMessage(), "no suitable node")
-	})
+}
+
+// bigTask is a pending task of its own service reserving 1.5 CPUs.
+func bigTask(id string) *minkepb.Task {
+	return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "svc-" + id, DesiredState: minkepb.TaskState_RUNNING,
+		Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 15e8}}},
+		Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
 }
