@@ -202,43 +202,54 @@ func (p *Placement) syncLocked() bool {
 // rules are read from their own spec, which may be newer than the state's.
 // assigned are the tasks the same command creates already on a node (a
 // global service's): they count there first, and are returned with their
-// node too, to be released alike.
+// node too, to be released alike; those whose node has no room left
+// (another command placed tasks there meanwhile) are returned in full,
+// to wait there pinned instead.
 //
 // The placed tasks count on their nodes from now on (tentatively) until
 // their creation is committed, or Release drops them: so neither another
 // PlaceNew nor a pass gives their room to other tasks meanwhile. Nothing
 // is placed while the controller does not run.
-func (p *Placement) PlaceNew(tasks, assigned []*minkepb.Task) map[string]string {
+func (p *Placement) PlaceNew(tasks, assigned []*minkepb.Task) (placed map[string]string, full []string) {
 	if p.passing.Load() {
-		return nil
+		return nil, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if rel := p.syncLocked(); rel {
 		p.signal()
 	}
-	if p.st == nil || p.reset || len(tasks) == 0 {
-		return nil
-	}
-	if len(p.st.pinned) > 0 {
-		// Global tasks wait for room on their nodes: the passes place
-		// those first, as swarm does, then these.
-		return nil
+	if p.st == nil || p.reset {
+		return nil, nil
 	}
 	if p.st.view == nil {
 		p.st.view = scheduler.NewView(p.st.nodeInfos())
 	}
-	out := make(map[string]string, len(tasks)+len(assigned))
+	placed = make(map[string]string, len(tasks)+len(assigned))
 	// Tasks the same command creates on a node of their own choosing (a
-	// global service's) hold their room first.
+	// global service's) hold their room first, if it is there: the
+	// orchestrator checked the store, which does not hold what another
+	// command placed and has not committed yet.
 	for _, t := range assigned {
-		id := t.GetMeta().GetId()
-		if _, known := p.st.tasks[id]; known || t.GetNodeId() == "" {
+		id, node := t.GetMeta().GetId(), t.GetNodeId()
+		if _, known := p.st.tasks[id]; known || node == "" {
 			continue
 		}
-		p.st.view.AddTask(t.GetNodeId(), t)
-		p.st.setTentative(tentativeCopy(t, t.GetNodeId()))
-		out[id] = t.GetNodeId()
+		if !p.st.view.Fits(node, t) {
+			full = append(full, id)
+			continue
+		}
+		p.st.view.AddTask(node, t)
+		p.st.setTentative(tentativeCopy(t, node))
+		placed[id] = node
+	}
+	if len(tasks) == 0 {
+		return placed, full
+	}
+	if len(p.st.pinned) > 0 || len(full) > 0 {
+		// Global tasks wait for room on their nodes: the passes place
+		// those first, as swarm does, then these.
+		return placed, full
 	}
 	rules := map[string]scheduler.Placement{}
 	byID := make(map[string]*minkepb.Task, len(tasks))
@@ -251,9 +262,9 @@ func (p *Placement) PlaceNew(tasks, assigned []*minkepb.Task) map[string]string 
 	plan := p.st.view.Schedule(tasks, func(id string) scheduler.Placement { return rules[id] })
 	for _, a := range plan.Assignments {
 		p.st.setTentative(tentativeCopy(byID[a.TaskID], a.NodeID))
-		out[a.TaskID] = a.NodeID
+		placed[a.TaskID] = a.NodeID
 	}
-	return out
+	return placed, full
 }
 
 // tentativeCopy is what the scheduler reads of t (see scheduler's

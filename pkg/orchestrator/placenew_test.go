@@ -59,7 +59,7 @@ func TestPlaceNewHoldsRoomUntilRelease(t *testing.T) {
 	if node != "node1" {
 		t.Fatalf("a placed on %q, want node1", node)
 	}
-	if again := p.PlaceNew([]*minkepb.Task{bigTask("b")}, nil); len(again) != 0 {
+	if again, _ := p.PlaceNew([]*minkepb.Task{bigTask("b")}, nil); len(again) != 0 {
 		t.Fatalf("a second 1.5-CPU task placed on the 2-CPU node that a holds: %v", again)
 	}
 	// A pending task in the store waits too: the pass sees a's room taken.
@@ -75,7 +75,7 @@ func TestPlaceNewHoldsRoomUntilRelease(t *testing.T) {
 	storetest.WaitFor(t, n, "c assigned once a was released", func(tx raftstore.ReadTx) bool {
 		return tx.Task("c").GetNodeId() == "node1"
 	})
-	if again := p.PlaceNew([]*minkepb.Task{bigTask("d")}, nil); len(again) != 0 {
+	if again, _ := p.PlaceNew([]*minkepb.Task{bigTask("d")}, nil); len(again) != 0 {
 		t.Fatalf("d placed where c runs: %v", again)
 	}
 }
@@ -98,7 +98,7 @@ func TestReleaseKeepsCommittedPlacement(t *testing.T) {
 	a.NodeId, a.Status.State = node, minkepb.TaskState_ASSIGNED
 	storetest.Update(t, n, func(tx *raftstore.WriteTx) error { return tx.Create(a) })
 	p.Release([]string{"a"})
-	if again := p.PlaceNew([]*minkepb.Task{bigTask("b")}, nil); len(again) != 0 {
+	if again, _ := p.PlaceNew([]*minkepb.Task{bigTask("b")}, nil); len(again) != 0 {
 		t.Fatalf("b placed where the committed a runs: %v", again)
 	}
 	// And a pass sees it too.
@@ -127,7 +127,7 @@ func runningPlacement(t *testing.T, first string) (*raftstore.Node, *Placement, 
 	t.Cleanup(func() { cancel(); <-done })
 	// PlaceNew places nothing until the controller runs.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if got := p.PlaceNew([]*minkepb.Task{bigTask(first)}, nil); len(got) > 0 {
+		if got, _ := p.PlaceNew([]*minkepb.Task{bigTask(first)}, nil); len(got) > 0 {
 			return n, p, got[first]
 		}
 		if time.Now().After(deadline) {
@@ -141,4 +141,28 @@ func bigTask(id string) *minkepb.Task {
 	return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "svc-" + id, DesiredState: minkepb.TaskState_RUNNING,
 		Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: 15e8}}},
 		Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
+}
+
+// TestPlaceNewChecksRoomOfTasksCreatedOnANode: a task another command
+// creates on a node (a global service's, whose orchestrator read the
+// store) is refused the room that an uncommitted placement holds there,
+// and holds the room it gets.
+func TestPlaceNewChecksRoomOfTasksCreatedOnANode(t *testing.T) {
+	_, p, node := runningPlacement(t, "a") // 1.5 of node1's 2 CPUs, not committed
+	onNode := func(id string, nanoCPUs int64) *minkepb.Task {
+		return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "global", NodeId: node, DesiredState: minkepb.TaskState_RUNNING,
+			Spec:   &minkepb.TaskSpec{Resources: &minkepb.ResourceRequirements{Reservations: &minkepb.Resources{NanoCpus: nanoCPUs}}},
+			Status: &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}}
+	}
+	placed, full := p.PlaceNew(nil, []*minkepb.Task{onNode("g1", 1e9)})
+	if len(placed) != 0 || len(full) != 1 || full[0] != "g1" {
+		t.Fatalf("a 1-CPU task created on the node a fills: placed %v, full %v; want it full", placed, full)
+	}
+	placed, full = p.PlaceNew(nil, []*minkepb.Task{onNode("g2", 4e8)})
+	if placed["g2"] != node || len(full) != 0 {
+		t.Fatalf("a 0.4-CPU task created there: placed %v, full %v; want it placed", placed, full)
+	}
+	if _, full = p.PlaceNew(nil, []*minkepb.Task{onNode("g3", 4e8)}); len(full) != 1 {
+		t.Fatalf("a second 0.4-CPU task fit where g2 holds the room: full %v", full)
+	}
 }

@@ -213,12 +213,12 @@ func (r *Replicated) reconcileGroup(ctx context.Context, ids []string, images ma
 				}
 			}
 			if r.placer != nil {
-				tx.AssignCreated(func(pending, assigned []*minkepb.Task) map[string]string {
-					got := r.placer.PlaceNew(pending, assigned)
+				tx.AssignCreated(func(pending, assigned []*minkepb.Task) (map[string]string, []string) {
+					got, full := r.placer.PlaceNew(pending, assigned)
 					for id := range got {
 						placed = append(placed, id)
 					}
-					return got
+					return got, full
 				}, assignedMessage, now)
 			}
 			return nil

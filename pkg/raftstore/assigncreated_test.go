@@ -46,14 +46,14 @@ func TestAssignCreated(t *testing.T) {
 		if err := tx.Update(old); err != nil {
 			return err
 		}
-		tx.AssignCreated(func(pending, onNode []*minkepb.Task) map[string]string {
+		tx.AssignCreated(func(pending, onNode []*minkepb.Task) (map[string]string, []string) {
 			for _, t := range pending {
 				offered = append(offered, t.GetMeta().GetId())
 			}
 			for _, t := range onNode {
 				counted = append(counted, t.GetMeta().GetId())
 			}
-			return map[string]string{"a": "n1", "assigned": "n7"}
+			return map[string]string{"a": "n1", "assigned": "n7"}, nil
 		}, "scheduler assigned task to node", at)
 		if err := tx.Create(pending("late")); !errors.Is(err, ErrInvalidObject) {
 			t.Errorf("Create after AssignCreated: %v, want ErrInvalidObject", err)
@@ -85,6 +85,40 @@ func TestAssignCreated(t *testing.T) {
 		}
 		if tx.Task("late") != nil {
 			t.Error("a change after AssignCreated was committed")
+		}
+		return nil
+	})
+}
+
+// TestAssignCreatedPinsTaskWithoutRoom: a task created on a node that
+// place finds full is committed pending, pinned to that node, to wait
+// there for room.
+func TestAssignCreatedPinsTaskWithoutRoom(t *testing.T) {
+	n := openTestNode(t, "", "")
+	t.Cleanup(func() { _ = n.Shutdown() })
+	err := n.Update(context.Background(), func(tx *WriteTx) error {
+		g := &minkepb.Task{Meta: &minkepb.Meta{Id: "g"}, ServiceId: "global", NodeId: "n1", DesiredState: minkepb.TaskState_RUNNING,
+			Status: &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}}
+		if err := tx.Create(g); err != nil {
+			return err
+		}
+		tx.AssignCreated(func(pending, onNode []*minkepb.Task) (map[string]string, []string) {
+			if len(pending) != 0 || len(onNode) != 1 {
+				t.Errorf("offered %d pending and %d on a node, want 0 and 1", len(pending), len(onNode))
+			}
+			return nil, []string{"g"}
+		}, "scheduler assigned task to node", time.Now())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = n.View(func(tx ReadTx) error {
+		g := tx.Task("g")
+		if g.GetNodeId() != "" || g.GetPinnedNodeId() != "n1" || g.GetStatus().GetState() != minkepb.TaskState_PENDING ||
+			g.GetStatus().GetMessage() != "waiting for room on node n1" {
+			t.Errorf("stored on node %q, pinned to %q, %v; want pending, pinned to n1, waiting for room", g.GetNodeId(),
+				g.GetPinnedNodeId(), g.GetStatus())
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -307,13 +308,16 @@ func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) erro
 // the same command instead of waiting for a scheduling pass and a second
 // command. place gets those tasks, and the tasks the transaction creates
 // already on a node (whose room the others must leave), as the
-// transaction's copies it must not modify; it returns the node of each
-// pending task it placed, by task ID, and those are recorded ASSIGNED to
-// it, with message, at now. The others stay pending.
+// transaction's copies it must not modify. It returns the node of each
+// pending task it placed, by task ID: those are recorded ASSIGNED to it,
+// with message, at now, and the others stay pending. It also returns the
+// tasks created on a node that it found without room for them: those are
+// recorded pending and pinned to that node instead, to wait there for
+// room (see Task.pinned_node_id).
 //
 // It must be the transaction's last change, and fn must not read the
 // placed tasks after it: its reads do not see the assignments.
-func (tx *WriteTx) AssignCreated(place func(pending, assigned []*minkepb.Task) map[string]string, message string, now time.Time) {
+func (tx *WriteTx) AssignCreated(place func(pending, assigned []*minkepb.Task) (map[string]string, []string), message string, now time.Time) {
 	if tx.assigned {
 		return
 	}
@@ -329,15 +333,22 @@ func (tx *WriteTx) AssignCreated(place func(pending, assigned []*minkepb.Task) m
 			created = append(created, t)
 		}
 	}
-	if len(created) == 0 {
+	if len(created)+len(onNode) == 0 {
 		return
 	}
-	nodes := place(created, onNode)
+	nodes, full := place(created, onNode)
 	stamp := timestamppb.New(now)
-	for _, t := range created { // not onNode: their nodes are theirs
+	for _, t := range created {
 		if n := nodes[t.GetMeta().GetId()]; n != "" {
 			t.NodeId = n
 			t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED, Message: message, Timestamp: stamp}
+		}
+	}
+	for _, t := range onNode {
+		if slices.Contains(full, t.GetMeta().GetId()) {
+			t.PinnedNodeId, t.NodeId = t.GetNodeId(), ""
+			t.Status = &minkepb.TaskStatus{State: minkepb.TaskState_PENDING, Timestamp: stamp,
+				Message: "waiting for room on node " + t.GetPinnedNodeId()}
 		}
 	}
 }

@@ -55,3 +55,14 @@ func (v *View) RemoveTask(nodeID string, t *minkepb.Task) {
 	v.b.view.unplaced(x, t.GetServiceId())
 	v.b.total[x]--
 }
+
+// Fits reports whether node nodeID has t's reservations free, counting
+// what the view holds there; an unknown node has no room.
+func (v *View) Fits(nodeID string, t *minkepb.Task) bool {
+	x, ok := v.b.view.byID[nodeID]
+	if !ok {
+		return false
+	}
+	free, req := v.b.view.nodes[x].free(), taskReservations(t)
+	return req.nanoCPUs <= free.nanoCPUs && req.memoryBytes <= free.memoryBytes
+}
