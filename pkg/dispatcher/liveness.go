@@ -133,7 +133,7 @@ func (l *liveness) run(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			l.expire(now)
-			l.reassert(now)
+			l.reassert()
 		case <-l.kick:
 		}
 		l.mu.Lock()
@@ -172,7 +172,7 @@ const GossipDownMessage = "left or failed gossip probes"
 // session lasts, and a node without gossip would get no task again
 // (make bench-scheduler with 3 managers hit that after leader changes).
 // It reads one node record per session, once a second.
-func (l *liveness) reassert(now time.Time) {
+func (l *liveness) reassert() {
 	if l.isLeader != nil && !l.isLeader() {
 		return
 	}
@@ -189,10 +189,7 @@ func (l *liveness) reassert(now time.Time) {
 	_ = l.store.View(func(tx raftstore.ReadTx) error {
 		for _, id := range ids {
 			n := tx.Node(id)
-			if n == nil || n.GetStatus().GetState() == minkepb.NodeStatus_READY || n.GetStatus().GetMessage() == GossipDownMessage {
-				continue
-			}
-			if NodeStateChange(n, minkepb.NodeStatus_READY, now) {
+			if n != nil && n.GetStatus().GetState() != minkepb.NodeStatus_READY && n.GetStatus().GetMessage() != GossipDownMessage {
 				stale = append(stale, id)
 			}
 		}

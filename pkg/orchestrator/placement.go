@@ -150,9 +150,7 @@ func (p *Placement) run(ctx context.Context) error {
 			// The pass's own assignments, in the state before PlaceNew
 			// may read it; what else committed meanwhile (a node READY,
 			// a task ending) may call for another pass.
-			if p.syncLocked() {
-				p.signal()
-			}
+			p.catchUpLocked()
 		}
 		reset := p.reset
 		p.mu.Unlock()
@@ -193,6 +191,15 @@ func (p *Placement) syncLocked() bool {
 	return relevant(evs)
 }
 
+// catchUpLocked is syncLocked outside the loop's own wait for events:
+// the events it drains that call for a pass wake the loop for one. Call
+// with p.mu held.
+func (p *Placement) catchUpLocked() {
+	if p.syncLocked() {
+		p.signal()
+	}
+}
+
 // PlaceNew places tasks about to be created pending (the orchestrator's,
 // see raftstore.WriteTx.AssignCreated), so that they are committed ASSIGNED
 // with their creation: a second command per task, and the wait for a
@@ -216,9 +223,7 @@ func (p *Placement) PlaceNew(tasks, assigned []*minkepb.Task) (placed map[string
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if rel := p.syncLocked(); rel {
-		p.signal()
-	}
+	p.catchUpLocked()
 	if p.st == nil || p.reset {
 		return nil, nil
 	}
@@ -281,9 +286,7 @@ func tentativeCopy(t *minkepb.Task, node string) *minkepb.Task {
 func (p *Placement) Release(ids []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if rel := p.syncLocked(); rel {
-		p.signal()
-	}
+	p.catchUpLocked()
 	if p.st == nil || p.reset {
 		return
 	}
