@@ -125,11 +125,15 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 			return fmt.Errorf("%w: %s %s is at version %d, delete read version %d", ErrSequenceConflict,
 				table, id, objMeta(existing.(proto.Message)).GetVersion(), meta.GetVersion())
 		}
-		if err := txn.Delete(table, existing); err != nil {
+		if old, ok := existing.(*minkepb.Task); ok {
+			if err := deleteTask(txn, old); err != nil {
+				return err
+			}
+			if deltas != nil {
+				deltas.task(old, nil)
+			}
+		} else if err := txn.Delete(table, existing); err != nil {
 			return fmt.Errorf("raftstore: delete %s %s: %w", table, id, err)
-		}
-		if old, ok := existing.(*minkepb.Task); ok && deltas != nil {
-			deltas.task(old, nil)
 		}
 		if touched != nil {
 			touched[id] = true
@@ -147,12 +151,16 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 			shareSpec(txn, t, existing)
 		}
 	}
-	if err := txn.Insert(table, obj); err != nil {
-		return fmt.Errorf("raftstore: insert %s %s: %w", table, id, err)
-	}
-	if t, ok := obj.(*minkepb.Task); ok && deltas != nil {
+	if t, ok := obj.(*minkepb.Task); ok {
 		old, _ := existing.(*minkepb.Task)
-		deltas.task(old, t)
+		if err := putTask(txn, old, t); err != nil {
+			return err
+		}
+		if deltas != nil {
+			deltas.task(old, t)
+		}
+	} else if err := txn.Insert(table, obj); err != nil {
+		return fmt.Errorf("raftstore: insert %s %s: %w", table, id, err)
 	}
 	if touched != nil {
 		touched[id] = true

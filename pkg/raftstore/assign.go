@@ -65,9 +65,9 @@ func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignment
 		t := restamped(cur, index, stamp)
 		t.NodeId = a.GetNodeId()
 		t.Status = &minkepb.TaskStatus{Timestamp: stamp, State: minkepb.TaskState_ASSIGNED, Message: cmd.GetMessage()}
-		if err := txn.Insert(tableTasks, t); err != nil {
+		if err := putTask(txn, cur, t); err != nil {
 			txn.Abort()
-			return fmt.Errorf("raftstore: insert task %s: %w", a.GetTaskId(), err)
+			return err
 		}
 		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})

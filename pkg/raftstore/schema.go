@@ -17,8 +17,10 @@ const (
 	tableTasks    = "tasks"
 	tableClusters = "clusters"
 
-	indexID      = "id"
-	indexName    = "name"
+	indexID   = "id"
+	indexName = "name"
+	// indexService and indexNode name reads of tasks by service and by
+	// node, which go through reference tables (see taskrefs.go).
 	indexService = "service_id"
 	indexNode    = "node_id"
 )
@@ -97,16 +99,11 @@ func schema() *memdb.DBSchema {
 		}},
 		tableTasks: {Name: tableTasks, Indexes: map[string]*memdb.IndexSchema{
 			indexID: idIndex(),
-			indexService: {Name: indexService, AllowMissing: true, Indexer: fieldIndex(func(o any) string {
-				return o.(*minkepb.Task).GetServiceId()
-			})},
-			indexNode: {Name: indexNode, AllowMissing: true, Indexer: fieldIndex(func(o any) string {
-				return o.(*minkepb.Task).GetNodeId()
-			})},
 		}},
 		tableClusters: {Name: tableClusters, Indexes: map[string]*memdb.IndexSchema{indexID: idIndex()}},
 	}}
 	addNetworkSchema(s)
 	addTaskCountsSchema(s)
+	addTaskRefsSchema(s)
 	return s
 }

@@ -68,9 +68,9 @@ func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusRe
 		st := r.GetStatus() // cmd is this apply's own: stored as decoded, not copied
 		st.Timestamp = stamp
 		t.Status = st
-		if err := txn.Insert(tableTasks, t); err != nil {
+		if err := putTask(txn, cur, t); err != nil {
 			txn.Abort()
-			return fmt.Errorf("raftstore: insert task %s: %w", r.GetTaskId(), err)
+			return err
 		}
 		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})

@@ -223,6 +223,12 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 	txn := db.Txn(true)
 	insert := func(table string, objs []proto.Message) error {
 		for _, o := range objs {
+			if t, ok := o.(*minkepb.Task); ok {
+				if err := putTask(txn, nil, t); err != nil {
+					return fmt.Errorf("raftstore: restore: %w", err)
+				}
+				continue
+			}
 			if err := txn.Insert(table, o); err != nil {
 				return fmt.Errorf("raftstore: restore %s: %w", table, err)
 			}

@@ -127,12 +127,12 @@ func (tx ReadTx) Tasks() []*minkepb.Task { return listOf[*minkepb.Task](tx, tabl
 
 // TasksByService lists a service's tasks ordered by ID.
 func (tx ReadTx) TasksByService(serviceID string) []*minkepb.Task {
-	return listOf[*minkepb.Task](tx, tableTasks, indexService, serviceID)
+	return tx.tasksByRef(tableTaskServiceRefs, indexService, serviceID)
 }
 
 // TasksByNode lists the tasks assigned to a node ordered by ID.
 func (tx ReadTx) TasksByNode(nodeID string) []*minkepb.Task {
-	return listOf[*minkepb.Task](tx, tableTasks, indexNode, nodeID)
+	return tx.tasksByRef(tableTaskNodeRefs, indexNode, nodeID)
 }
 
 // listOf is list with the objects typed, without an intermediate []any:
