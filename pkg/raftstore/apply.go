@@ -82,16 +82,23 @@ func actionTarget(a *minkepb.StoreAction) (table string, obj proto.Message, err 
 // becomes the object's version; 0 means a scratch transaction, where versions
 // are left as read. touched records objects already changed by this command,
 // whose versions are not checked again. deltas, if set, gathers the
-// change to the task counts (see tableTaskCounts).
-func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched map[string]bool, deltas countDeltas) error {
+// change to the task counts (see tableTaskCounts). tasks, if set, looks
+// tasks up in place of txn and must see every task write to txn.
+func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched map[string]bool, deltas countDeltas, tasks *taskReader) error {
 	table, obj, err := actionTarget(a)
 	if err != nil {
 		return err
 	}
 	meta := objMeta(obj)
 	id := meta.GetId()
-	existing, err := txn.First(table, indexID, id)
-	if err != nil {
+	var existing any
+	if table == tableTasks && tasks != nil {
+		if t, err := tasks.get(id); err != nil {
+			return err
+		} else if t != nil {
+			existing = t
+		}
+	} else if existing, err = txn.First(table, indexID, id); err != nil {
 		return fmt.Errorf("raftstore: lookup %s %s: %w", table, id, err)
 	}
 	switch a.GetKind() {
@@ -129,6 +136,7 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 			if err := deleteTask(txn, old); err != nil {
 				return err
 			}
+			tasks.removed(id)
 			if deltas != nil {
 				deltas.task(old, nil)
 			}
@@ -156,6 +164,7 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 		if err := putTask(txn, old, t); err != nil {
 			return err
 		}
+		tasks.wrote(t)
 		if deltas != nil {
 			deltas.task(old, t)
 		}

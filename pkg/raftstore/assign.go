@@ -42,22 +42,23 @@ func Assignable(t *minkepb.Task, n *minkepb.Node) bool {
 func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignments) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	txn := s.db.Load().Txn(true)
+	db := s.db.Load()
+	txn := db.Txn(true)
+	tasks := newTaskReader(db.Txn(false), len(cmd.GetAssignments()))
 	stamp := timestamppb.New(time.Unix(0, cmd.GetTimestampUnixNano()).UTC())
 	var events []Event
 	deltas := countDeltas{}
 	for _, a := range cmd.GetAssignments() {
-		o, err := txn.First(tableTasks, indexID, a.GetTaskId())
+		cur, err := tasks.get(a.GetTaskId())
 		if err != nil {
 			txn.Abort()
-			return fmt.Errorf("raftstore: lookup task %s: %w", a.GetTaskId(), err)
+			return err
 		}
 		n, err := txn.First(tableNodes, indexID, a.GetNodeId())
 		if err != nil {
 			txn.Abort()
 			return fmt.Errorf("raftstore: lookup node %s: %w", a.GetNodeId(), err)
 		}
-		cur, _ := o.(*minkepb.Task)
 		node, _ := n.(*minkepb.Node)
 		if !Assignable(cur, node) {
 			continue
@@ -69,6 +70,7 @@ func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignment
 			txn.Abort()
 			return err
 		}
+		tasks.wrote(t)
 		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}

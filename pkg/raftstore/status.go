@@ -2,7 +2,6 @@ package raftstore
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -50,17 +49,18 @@ func StatusAdvances(cur, next *minkepb.TaskStatus) bool {
 func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusReports) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	txn := s.db.Load().Txn(true)
+	db := s.db.Load()
+	txn := db.Txn(true)
+	tasks := newTaskReader(db.Txn(false), len(cmd.GetReports()))
 	stamp := timestamppb.New(time.Unix(0, cmd.GetTimestampUnixNano()).UTC())
 	var events []Event
 	deltas := countDeltas{}
 	for _, r := range cmd.GetReports() {
-		o, err := txn.First(tableTasks, indexID, r.GetTaskId())
+		cur, err := tasks.get(r.GetTaskId())
 		if err != nil {
 			txn.Abort()
-			return fmt.Errorf("raftstore: lookup task %s: %w", r.GetTaskId(), err)
+			return err
 		}
-		cur, _ := o.(*minkepb.Task)
 		if cur == nil || cur.GetNodeId() != r.GetNodeId() || !StatusAdvances(cur.GetStatus(), r.GetStatus()) {
 			continue
 		}
@@ -72,6 +72,7 @@ func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusRe
 			txn.Abort()
 			return err
 		}
+		tasks.wrote(t)
 		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}

@@ -107,12 +107,14 @@ func (s *MemoryStore) ViewAndWatch(fn func(ReadTx) error) (*Subscription, error)
 func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	txn := s.db.Load().Txn(true)
+	db := s.db.Load()
+	txn := db.Txn(true)
+	tasks := newTaskReader(db.Txn(false), len(cmd.GetActions()))
 	touched := map[string]bool{}
 	deltas := countDeltas{}
 	events := make([]Event, 0, len(cmd.GetActions()))
 	for i, a := range cmd.GetActions() {
-		if err := applyAction(txn, a, index, touched, deltas); err != nil {
+		if err := applyAction(txn, a, index, touched, deltas, tasks); err != nil {
 			txn.Abort()
 			return fmt.Errorf("action %d of %d: %w", i+1, len(cmd.GetActions()), err)
 		}

@@ -118,3 +118,48 @@ func (tx ReadTx) tasksByRef(table, index, owner string) []*minkepb.Task {
 	}
 	return out
 }
+
+// taskReader looks tasks up for a command that writes them, from the
+// state before the command and the command's own writes, rather than from
+// the write transaction. go-memdb reads a changed index of a write
+// transaction through a clone, and cloning drops the transaction's record
+// of the tree nodes it already copied (go-immutable-radix's Txn.Clone), so
+// a lookup before each write made every write copy its whole path from the
+// root again.
+type taskReader struct {
+	before  *memdb.Txn
+	written map[string]*minkepb.Task
+}
+
+// newTaskReader reads through before, a read transaction of the state the
+// command starts from; n is about how many tasks it writes.
+func newTaskReader(before *memdb.Txn, n int) *taskReader {
+	return &taskReader{before: before, written: make(map[string]*minkepb.Task, n)}
+}
+
+// get returns task id as the command has left it so far, or nil.
+func (r *taskReader) get(id string) (*minkepb.Task, error) {
+	if t, ok := r.written[id]; ok {
+		return t, nil
+	}
+	o, err := r.before.First(tableTasks, indexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: lookup task %s: %w", id, err)
+	}
+	t, _ := o.(*minkepb.Task)
+	return t, nil
+}
+
+// wrote records that the command stored t; a nil reader records nothing.
+func (r *taskReader) wrote(t *minkepb.Task) {
+	if r != nil {
+		r.written[t.GetMeta().GetId()] = t
+	}
+}
+
+// removed records that the command removed task id.
+func (r *taskReader) removed(id string) {
+	if r != nil {
+		r.written[id] = nil
+	}
+}

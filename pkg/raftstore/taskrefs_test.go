@@ -1,7 +1,9 @@
 package raftstore
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -145,4 +147,58 @@ func checkTaskRefs(t *testing.T, s *MemoryStore, when string) {
 		}
 		return nil
 	})
+}
+
+// TestCommandSeesItsOwnTaskWrites: the apply paths look tasks up from the
+// state before the command plus the command's own writes (taskReader), so
+// a command that writes one task more than once must see its first write.
+func TestCommandSeesItsOwnTaskWrites(t *testing.T) {
+	s := NewMemoryStore()
+	node := &minkepb.Node{Meta: &minkepb.Meta{Id: "n1"}, Status: &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}}
+	act := func(kind minkepb.StoreAction_Kind, tk *minkepb.Task) *minkepb.StoreAction {
+		return &minkepb.StoreAction{Kind: kind, Target: &minkepb.StoreAction_Task{Task: tk}}
+	}
+	pending := func(id string) *minkepb.Task {
+		return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: "s1", Status: &minkepb.TaskStatus{State: minkepb.TaskState_PENDING}}
+	}
+	// Created and then moved in one command; created and removed in one.
+	moved := pending("t1")
+	moved.NodeId = "n1"
+	cmd := &minkepb.StoreActions{Actions: []*minkepb.StoreAction{
+		{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Node{Node: node}},
+		act(minkepb.StoreAction_CREATE, pending("t1")), act(minkepb.StoreAction_UPDATE, moved),
+		act(minkepb.StoreAction_CREATE, pending("t2")), act(minkepb.StoreAction_REMOVE, pending("t2")),
+	}}
+	if err := s.apply(2, cmd); err != nil {
+		t.Fatal(err)
+	}
+	// A second creation of a task the command created is refused, and
+	// nothing of the command is stored.
+	if err := s.apply(3, &minkepb.StoreActions{Actions: []*minkepb.StoreAction{
+		act(minkepb.StoreAction_CREATE, pending("t3")), act(minkepb.StoreAction_CREATE, pending("t3")),
+	}}); !errors.Is(err, ErrExist) {
+		t.Fatalf("a task created twice in one command: %v, want ErrExist", err)
+	}
+	// The second report of one task is measured against the first.
+	report := func(st minkepb.TaskState) *minkepb.TaskStatusReport {
+		return &minkepb.TaskStatusReport{TaskId: "t1", NodeId: "n1", Status: &minkepb.TaskStatus{State: st}}
+	}
+	if err := s.applyStatusReports(4, &minkepb.TaskStatusReports{Reports: []*minkepb.TaskStatusReport{
+		report(minkepb.TaskState_RUNNING), report(minkepb.TaskState_STARTING),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx ReadTx) error {
+		if got := tx.Task("t1"); got.GetNodeId() != "n1" || got.GetStatus().GetState() != minkepb.TaskState_RUNNING {
+			t.Errorf("t1 on %q %v, want on n1 RUNNING (the later STARTING is behind it)", got.GetNodeId(), got.GetStatus().GetState())
+		}
+		if tx.Task("t2") != nil || tx.Task("t3") != nil {
+			t.Error("t2 (removed) or t3 (refused) is stored")
+		}
+		if counts, want := tx.TaskCounts("s1"), (map[TaskCountKey]int{{State: minkepb.TaskState_RUNNING}: 1}); !maps.Equal(counts, want) {
+			t.Errorf("counts of s1 = %v, want %v: the one task, counted once", counts, want)
+		}
+		return nil
+	})
+	checkTaskRefs(t, s, "after the commands")
 }

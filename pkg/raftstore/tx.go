@@ -247,10 +247,11 @@ func firstArg(args []any) any {
 
 // flush applies the deferred creations to the scratch transaction.
 func (d *deferredCreates) flush() {
+	tasks := newTaskReader(d.w.txn.Snapshot(), len(d.w.actions)-d.from)
 	for d.from < len(d.w.actions) {
 		a := d.w.actions[d.from]
 		d.from++
-		if err := applyAction(d.w.txn, a, 0, nil, nil); err != nil && d.err == nil {
+		if err := applyAction(d.w.txn, a, 0, nil, nil, tasks); err != nil && d.err == nil {
 			d.err = err
 		}
 	}
@@ -295,7 +296,7 @@ func (tx *WriteTx) record(kind minkepb.StoreAction_Kind, obj proto.Message) erro
 	if err := tx.deferred.err; err != nil {
 		return err
 	}
-	if err := applyAction(tx.txn, action, 0, nil, nil); err != nil {
+	if err := applyAction(tx.txn, action, 0, nil, nil, nil); err != nil {
 		return err
 	}
 	tx.actions = append(tx.actions, action)
