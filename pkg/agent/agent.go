@@ -281,7 +281,7 @@ func (a *Agent) session(ctx context.Context) (string, metadata.MD, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	disp, at := a.dispatcherAt()
-	stream, err := disp.Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID(), Deltas: true})
+	stream, err := disp.Session(sctx, &minkepb.SessionRequest{NodeId: a.NodeID(), Deltas: true}, a.sessionCallOptions()...)
 	if err != nil {
 		return at, nil, err
 	}
