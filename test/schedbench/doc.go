@@ -15,9 +15,10 @@
 // (node.labels, node.platform.os, node.role, node.hostname) and one or two
 // nested spread preferences (zone, then rack) over 5,000 nodes labelled in
 // 5 zones × 20 racks. The clock starts before the first CreateService and
-// the counts come from ListServices on the leader every second (its
-// `assigned` and `running` counts), so each figure is accurate to about
-// a second and includes that polling's load (a scan of every task).
+// the counts come from ListServices on the leader every 200 ms (its
+// `assigned` and `running` counts), so each figure is late by at most
+// 200 ms and includes that polling's load (the store's per-service
+// counts, about a millisecond each time).
 // Under the figures it prints what the managers did meanwhile, from their
 // --metrics-addr: session messages and wakes, status calls and updates and
 // the commands that committed them, assignment commands, and leader
