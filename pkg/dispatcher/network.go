@@ -49,9 +49,11 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 	}
 	for _, s := range tx.Services() {
 		var backends []string
-		for _, t := range tx.TasksByService(s.GetMeta().GetId()) {
-			if a, ok := backendAddr(t, ready); ok {
-				backends = append(backends, a)
+		if mayServe(tx.TaskCounts(s.GetMeta().GetId())) {
+			for _, t := range tx.TasksByService(s.GetMeta().GetId()) {
+				if a, ok := backendAddr(t, ready); ok {
+					backends = append(backends, a)
+				}
 			}
 		}
 		slices.Sort(backends)
@@ -81,6 +83,22 @@ func backendAddr(t *minkepb.Task, readyNodes map[string]bool) (string, bool) {
 		return "", false
 	}
 	return p.Addr().String(), true
+}
+
+// mayServe reports whether a service whose tasks the store counts as
+// counts has any task that may be serving: one RUNNING and meant to run.
+// A service without one has no backends, and its tasks are not read: the
+// cluster-wide state reads every service's tasks each time it changes, and
+// while services are being deployed most of theirs are not running yet.
+// The counts must be a committed state's (a View's), where the store keeps
+// them in step with the tasks.
+func mayServe(counts map[raftstore.TaskCountKey]int) bool {
+	for k, n := range counts {
+		if n > 0 && k.State == minkepb.TaskState_RUNNING && k.Desired == minkepb.TaskState_RUNNING {
+			return true
+		}
+	}
+	return false
 }
 
 // serving reports whether a task should take connections: running and

@@ -76,6 +76,16 @@ func TestNetworkStateBackendsAndRoutes(t *testing.T) {
 		if err := tx.Create(svc); err != nil {
 			return err
 		}
+		// A service none of whose tasks runs has a record without backends.
+		idle := &minkepb.Service{Meta: &minkepb.Meta{Id: "t"}, Spec: &minkepb.ServiceSpec{Name: "idle"}, Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.2"}}
+		if err := tx.Create(idle); err != nil {
+			return err
+		}
+		starting := task("idle1", "n1", minkepb.TaskState_STARTING, run, minkepb.HealthState_NO_HEALTHCHECK, "172.29.1.9/24")
+		starting.ServiceId = "t"
+		if err := tx.Create(starting); err != nil {
+			return err
+		}
 		for _, tk := range []*minkepb.Task{
 			task("ok1", "n1", run, run, minkepb.HealthState_NO_HEALTHCHECK, "172.29.1.2/24"),
 			task("ok2", "n2", run, run, minkepb.HealthState_HEALTHY, "172.29.2.2/24"),
@@ -94,8 +104,11 @@ func TestNetworkStateBackendsAndRoutes(t *testing.T) {
 	var st *minkepb.NetworkState
 	_ = f.store.View(func(tx raftstore.ReadTx) error { st = networkState(tx, "n1"); return nil })
 	want := []string{"172.29.1.2", "172.29.2.2"}
-	if len(st.GetServices()) != 1 || !equal(st.GetServices()[0].GetBackends(), want) || st.GetServices()[0].GetVirtualIp() != "172.30.0.1" {
-		t.Fatalf("services %v; want web at 172.30.0.1 with backends %v", st.GetServices(), want)
+	if len(st.GetServices()) != 2 || !equal(st.GetServices()[0].GetBackends(), want) || st.GetServices()[0].GetVirtualIp() != "172.30.0.1" {
+		t.Fatalf("services %v; want web at 172.30.0.1 with backends %v, and idle", st.GetServices(), want)
+	}
+	if rec := st.GetServices()[1]; rec.GetName() != "idle" || len(rec.GetBackends()) != 0 || rec.GetVirtualIp() != "172.30.0.2" {
+		t.Fatalf("service record %v; want idle at 172.30.0.2 without backends", rec)
 	}
 	if len(st.GetIngress()) != 1 || !equal(st.GetIngress()[0].GetBackends(), want) {
 		t.Fatalf("ingress %v; want 8080 with backends %v", st.GetIngress(), want)
