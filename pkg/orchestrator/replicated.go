@@ -241,8 +241,14 @@ func (r *Replicated) reconcileGroup(ctx context.Context, ids []string, images ma
 
 // maxActionsPerCommand is how many changes a reconcile command may gather
 // before the services left go to the next command (a service's changes
-// always go in one).
-const maxActionsPerCommand = 2000
+// always go in one). Every commit waits for the commands before it to be
+// applied, and on a busy leader a command of 2,000 task creations took
+// 70-190 ms to apply: the creates of users deploying at that moment waited
+// behind up to reconcilers of them. Of 500, such a command takes 40-100
+// ms; bench-scheduler's mean commit latency (3 managers) was 82-86 ms in
+// four runs of six, against 103-132 ms in every run with 2,000, and its
+// services were all created 2-3 s sooner in those four.
+const maxActionsPerCommand = 500
 
 // resolveImages resolves the images of the services to reconcile (nil:
 // all), before the transaction that creates their tasks.
