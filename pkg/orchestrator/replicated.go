@@ -246,8 +246,9 @@ func (r *Replicated) reconcileGroup(ctx context.Context, ids []string, images ma
 // 70-190 ms to apply: the creates of users deploying at that moment waited
 // behind up to reconcilers of them. Of 500, such a command takes 40-100
 // ms; bench-scheduler's mean commit latency (3 managers) was 82-86 ms in
-// four runs of six, against 103-132 ms in every run with 2,000, and its
-// services were all created 2-3 s sooner in those four.
+// four runs of seven (103-118 in the others), against 109-132 ms in all
+// five runs with 2,000; in those four the services were all created
+// 2-3 s sooner.
 const maxActionsPerCommand = 500
 
 // resolveImages resolves the images of the services to reconcile (nil:
