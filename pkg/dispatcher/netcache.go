@@ -61,6 +61,9 @@ type sharedNet struct {
 	// with the nodes: they change only with a node record, which is a
 	// network-wide change.
 	registries []string
+	// seen is what computing state read of the tasks, for the next
+	// generation to reuse (see backendsSeen).
+	seen *backendsSeen
 	// The state's records by key (see NetworkDelta).
 	ingress  map[string]*minkepb.IngressPort
 	routes   map[string]*minkepb.NodeRoute
@@ -139,8 +142,12 @@ func (c *netCache) get(tx raftstore.ReadTx, epoch uint64) *sharedNet {
 // newSharedNet computes the generation after prev (nil: the first) from
 // tx.
 func newSharedNet(tx raftstore.ReadTx, prev *sharedNet) *sharedNet {
-	st := networkState(tx, "")
-	s := &sharedNet{gen: 1, state: st, registries: registryAddrs(tx), deltas: map[uint64]*sharedDelta{},
+	var prevSeen *backendsSeen
+	if prev != nil {
+		prevSeen = prev.seen
+	}
+	st, seen := networkStateAfter(tx, "", prevSeen)
+	s := &sharedNet{gen: 1, state: st, seen: seen, registries: registryAddrs(tx), deltas: map[uint64]*sharedDelta{},
 		ingress: make(map[string]*minkepb.IngressPort, len(st.GetIngress())), routes: make(map[string]*minkepb.NodeRoute, len(st.GetRoutes())),
 		services: make(map[string]*minkepb.ServiceRecord, len(st.GetServices())), overlays: make(map[string]*minkepb.OverlayNetwork, len(st.GetOverlays())),
 		changed: netKeys{ingress: map[string]bool{}, routes: map[string]bool{}, services: map[string]bool{}, overlays: map[string]bool{}}}

@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -200,5 +202,74 @@ func TestClusterCache(t *testing.T) {
 	}
 	if kr := cc.get(nil).keyring; kr != nil {
 		t.Fatalf("no cluster: keyring %v, want none", kr)
+	}
+}
+
+// TestSharedNetReusesOnlyUnchangedBackends: each generation reuses the
+// backends of the services whose tasks did not change since the one
+// before, and yet equals the state computed afresh, through random task,
+// node and service changes.
+func TestSharedNetReusesOnlyUnchangedBackends(t *testing.T) {
+	f := netCacheFixture(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	states := []minkepb.TaskState{minkepb.TaskState_ASSIGNED, minkepb.TaskState_RUNNING, minkepb.TaskState_RUNNING, minkepb.TaskState_FAILED}
+	healths := []minkepb.HealthState{minkepb.HealthState_NO_HEALTHCHECK, minkepb.HealthState_HEALTHY, minkepb.HealthState_UNHEALTHY, minkepb.HealthState_HEALTH_STARTING}
+	var prev *sharedNet
+	reused := 0
+	for step := range 150 {
+		updateStore(t, f, func(tx *raftstore.WriteTx) error {
+			switch op := rng.IntN(6); op {
+			case 0, 1, 2: // a task's state, health, address, desired state or node
+				tasks := tx.Tasks()
+				tk := proto.Clone(tasks[rng.IntN(len(tasks))]).(*minkepb.Task)
+				switch rng.IntN(5) {
+				case 0:
+					tk.Status.State = states[rng.IntN(len(states))]
+				case 1:
+					tk.Status.Container = &minkepb.ContainerStatus{Address: tk.GetStatus().GetContainer().GetAddress(), Health: healths[rng.IntN(len(healths))]}
+				case 2:
+					tk.Status.Container = &minkepb.ContainerStatus{Address: fmt.Sprintf("172.29.%d.%d/24", rng.IntN(5)+1, rng.IntN(200)+2)}
+				case 3:
+					tk.DesiredState = []minkepb.TaskState{minkepb.TaskState_RUNNING, minkepb.TaskState_SHUTDOWN}[rng.IntN(2)]
+				default:
+					tk.NodeId = fmt.Sprintf("n%d", rng.IntN(5)+1)
+				}
+				return tx.Update(tk)
+			case 3: // a node goes DOWN or comes back
+				n := proto.Clone(tx.Node(fmt.Sprintf("n%d", rng.IntN(5)+1))).(*minkepb.Node)
+				n.Status.State = []minkepb.NodeStatus_State{minkepb.NodeStatus_READY, minkepb.NodeStatus_DOWN}[rng.IntN(2)]
+				return tx.Update(n)
+			case 4: // a task comes or goes
+				if tasks := tx.Tasks(); len(tasks) > 4 && rng.IntN(2) == 0 {
+					return tx.Delete(tasks[rng.IntN(len(tasks))])
+				}
+				return tx.Create(&minkepb.Task{Meta: &minkepb.Meta{Id: raftstore.NewID()}, ServiceId: fmt.Sprintf("s%d", rng.IntN(3)+1),
+					NodeId: fmt.Sprintf("n%d", rng.IntN(5)+1), DesiredState: minkepb.TaskState_RUNNING,
+					Status: &minkepb.TaskStatus{State: minkepb.TaskState_RUNNING, Container: &minkepb.ContainerStatus{Address: fmt.Sprintf("172.29.1.%d/24", step+10)}}})
+			default: // a service comes or goes (its tasks stay, as orphans would)
+				if s := tx.Service("s3"); s != nil {
+					return tx.Delete(s)
+				}
+				return tx.Create(&minkepb.Service{Meta: &minkepb.Meta{Id: "s3"}, Spec: &minkepb.ServiceSpec{Name: "web3"}, Endpoint: &minkepb.Endpoint{VirtualIp: "172.30.0.3"}})
+			}
+		})
+		_ = f.store.View(func(tx raftstore.ReadTx) error {
+			cur := newSharedNet(tx, prev)
+			if want := networkState(tx, ""); !proto.Equal(cur.state, want) {
+				t.Fatalf("step %d: the shared state reusing the last one's backends is\n%v\nafresh it is\n%v", step, cur.state, want)
+			}
+			if prev != nil {
+				for id, sb := range cur.seen.services {
+					if old, ok := prev.seen.services[id]; ok && old.tasksChanged == sb.tasksChanged && maps.Equal(prev.seen.ready, cur.seen.ready) {
+						reused++
+					}
+				}
+			}
+			prev = cur
+			return nil
+		})
+	}
+	if reused == 0 {
+		t.Fatal("no generation reused a service's backends")
 	}
 }

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -25,6 +26,39 @@ import (
 // ID, routes by subnet, ingress ports by IngressKey; a worker that merges
 // deltas orders its copy the same way.
 func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
+	st, _ := networkStateAfter(tx, nodeID, nil)
+	return st
+}
+
+// backendsSeen is what a computation of the network state read of the
+// tasks: the READY nodes, and for each service the store's
+// TasksChangedAt and the backends it found. A later computation from a
+// store where both are the same reuses those backends instead of reading
+// the service's tasks again: a service's backends depend on nothing else,
+// and at 100,000 tasks each computation read them all, though a change
+// rarely touches more than a few services.
+type backendsSeen struct {
+	ready    map[string]bool
+	services map[string]serviceBackends
+}
+
+type serviceBackends struct {
+	tasksChanged uint64
+	backends     []string
+}
+
+// lookup returns what b saw of service id (b may be nil).
+func (b *backendsSeen) lookup(id string) (serviceBackends, bool) {
+	if b == nil {
+		return serviceBackends{}, false
+	}
+	sb, ok := b.services[id]
+	return sb, ok
+}
+
+// networkStateAfter is networkState, reusing what prev (nil: nothing)
+// read where it still holds, and what it read itself.
+func networkStateAfter(tx raftstore.ReadTx, nodeID string, prev *backendsSeen) (*minkepb.NetworkState, *backendsSeen) {
 	st := &minkepb.NetworkState{Endpoints: map[string]*minkepb.Endpoint{}}
 	ready := map[string]bool{}
 	for _, n := range tx.Nodes() {
@@ -47,16 +81,26 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 			st.Endpoints[t.GetServiceId()] = ep
 		}
 	}
-	for _, s := range tx.Services() {
+	if prev != nil && !maps.Equal(prev.ready, ready) {
+		prev = nil // a node's READY state changed: any backend may have too
+	}
+	services := tx.Services()
+	seen := &backendsSeen{ready: ready, services: make(map[string]serviceBackends, len(services))}
+	for _, s := range services {
+		id := s.GetMeta().GetId()
+		changed := tx.TasksChangedAt(id)
 		var backends []string
-		if mayServe(tx.TaskCounts(s.GetMeta().GetId())) {
-			for _, t := range tx.TasksByService(s.GetMeta().GetId()) {
+		if old, ok := prev.lookup(id); ok && old.tasksChanged == changed {
+			backends = old.backends
+		} else if mayServe(tx.TaskCounts(id)) {
+			for _, t := range tx.TasksByService(id) {
 				if a, ok := backendAddr(t, ready); ok {
 					backends = append(backends, a)
 				}
 			}
+			slices.Sort(backends)
 		}
-		slices.Sort(backends)
+		seen.services[id] = serviceBackends{tasksChanged: changed, backends: backends}
 		st.Services = append(st.Services, &minkepb.ServiceRecord{Id: s.GetMeta().GetId(), Name: s.GetSpec().GetName(),
 			VirtualIp: s.GetEndpoint().GetVirtualIp(), Backends: backends})
 		for _, p := range s.GetEndpoint().GetPorts() {
@@ -68,7 +112,7 @@ func networkState(tx raftstore.ReadTx, nodeID string) *minkepb.NetworkState {
 	slices.SortFunc(st.Routes, func(a, b *minkepb.NodeRoute) int { return strings.Compare(a.GetSubnet(), b.GetSubnet()) })
 	slices.SortFunc(st.Ingress, func(a, b *minkepb.IngressPort) int { return strings.Compare(ingressKey(a), ingressKey(b)) })
 	st.Overlays = overlays(tx, nodeID, ready)
-	return st
+	return st, seen
 }
 
 // backendAddr is a task's container address when it should take

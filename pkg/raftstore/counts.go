@@ -33,6 +33,9 @@ const tableTaskCounts = "task_counts"
 type serviceTaskCounts struct {
 	serviceID string
 	counts    map[TaskCountKey]int
+	// changed is the Raft index of the last command that created, changed
+	// or removed one of the service's tasks (see TasksChangedAt).
+	changed uint64
 }
 
 func addTaskCountsSchema(s *memdb.DBSchema) {
@@ -68,8 +71,8 @@ func (d countDeltas) add(serviceID string, k TaskCountKey, n int) {
 	m[k] += n
 }
 
-// flush writes the gathered changes into txn.
-func (d countDeltas) flush(txn *memdb.Txn) error {
+// flush writes the gathered changes into txn, as made at Raft index.
+func (d countDeltas) flush(txn *memdb.Txn, index uint64) error {
 	for id, delta := range d {
 		var counts map[TaskCountKey]int
 		o, err := txn.First(tableTaskCounts, indexID, id)
@@ -88,7 +91,7 @@ func (d countDeltas) flush(txn *memdb.Txn) error {
 		}
 		switch {
 		case len(counts) > 0:
-			err = txn.Insert(tableTaskCounts, &serviceTaskCounts{serviceID: id, counts: counts})
+			err = txn.Insert(tableTaskCounts, &serviceTaskCounts{serviceID: id, counts: counts, changed: index})
 		case o != nil:
 			err = txn.Delete(tableTaskCounts, o)
 		}
@@ -97,6 +100,18 @@ func (d countDeltas) flush(txn *memdb.Txn) error {
 		}
 	}
 	return nil
+}
+
+// TasksChangedAt returns the Raft index of the last command that created,
+// changed or removed one of a service's tasks, or 0 when it has none: two
+// reads that get the same index see the same tasks of the service. It is
+// the store's own record, kept with the counts, and a restore from a
+// snapshot moves it to the snapshot's index.
+func (tx ReadTx) TasksChangedAt(serviceID string) uint64 {
+	if o := tx.get(tableTaskCounts, serviceID); o != nil {
+		return o.(*serviceTaskCounts).changed
+	}
+	return 0
 }
 
 // TaskCounts returns how many tasks of a service there are by job

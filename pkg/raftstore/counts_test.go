@@ -126,3 +126,54 @@ func checkTaskCounts(t *testing.T, step int, s *MemoryStore) {
 		return nil
 	})
 }
+
+// TestTasksChangedAt: a service's record moves to the index of every
+// command that creates, changes or removes one of its tasks, status
+// reports and assignments included, and to nothing else's.
+func TestTasksChangedAt(t *testing.T) {
+	s := NewMemoryStore()
+	changedAt := func(svc string) (at uint64) {
+		_ = s.View(func(tx ReadTx) error { at = tx.TasksChangedAt(svc); return nil })
+		return at
+	}
+	task := func(id, svc string) *minkepb.Task {
+		return &minkepb.Task{Meta: &minkepb.Meta{Id: id}, ServiceId: svc, NodeId: "n1", Status: &minkepb.TaskStatus{State: minkepb.TaskState_ASSIGNED}}
+	}
+	act := func(kind minkepb.StoreAction_Kind, tk *minkepb.Task) *minkepb.StoreActions {
+		return &minkepb.StoreActions{Actions: []*minkepb.StoreAction{{Kind: kind, Target: &minkepb.StoreAction_Task{Task: tk}}}}
+	}
+	node := &minkepb.Node{Meta: &minkepb.Meta{Id: "n1"}, Status: &minkepb.NodeStatus{State: minkepb.NodeStatus_READY}}
+	steps := []struct {
+		apply        func(index uint64) error
+		want1, want2 uint64
+	}{
+		{func(i uint64) error {
+			return s.apply(i, &minkepb.StoreActions{Actions: []*minkepb.StoreAction{{Kind: minkepb.StoreAction_CREATE, Target: &minkepb.StoreAction_Node{Node: node}}}})
+		}, 0, 0},
+		{func(i uint64) error { return s.apply(i, act(minkepb.StoreAction_CREATE, task("a", "s1"))) }, 2, 0},
+		{func(i uint64) error { return s.apply(i, act(minkepb.StoreAction_CREATE, task("b", "s2"))) }, 2, 3},
+		{func(i uint64) error {
+			return s.applyStatusReports(i, &minkepb.TaskStatusReports{Reports: []*minkepb.TaskStatusReport{{TaskId: "a", NodeId: "n1",
+				Status: &minkepb.TaskStatus{State: minkepb.TaskState_RUNNING}}}})
+		}, 4, 3},
+		{func(i uint64) error {
+			// Health changes keep the counts as they are; the record moves.
+			return s.applyStatusReports(i, &minkepb.TaskStatusReports{Reports: []*minkepb.TaskStatusReport{{TaskId: "a", NodeId: "n1",
+				Status: &minkepb.TaskStatus{State: minkepb.TaskState_RUNNING, Message: "healthy"}}}})
+		}, 5, 3},
+		{func(i uint64) error {
+			var cur *minkepb.Task
+			_ = s.View(func(tx ReadTx) error { cur = tx.Task("b"); return nil })
+			return s.apply(i, act(minkepb.StoreAction_REMOVE, cur))
+		}, 5, 0},
+	}
+	for i, st := range steps {
+		index := uint64(i + 1)
+		if err := st.apply(index); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got1, got2 := changedAt("s1"), changedAt("s2"); got1 != st.want1 || got2 != st.want2 {
+			t.Fatalf("step %d (index %d): s1 changed at %d, s2 at %d; want %d and %d", i, index, got1, got2, st.want1, st.want2)
+		}
+	}
+}

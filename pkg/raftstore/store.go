@@ -127,7 +127,7 @@ func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
 // commit records deltas in txn, commits it as the state at Raft index and
 // tells the watchers what changed (nothing when events is empty).
 func (s *MemoryStore) commit(txn *memdb.Txn, index uint64, events []Event, deltas countDeltas) error {
-	if err := deltas.flush(txn); err != nil {
+	if err := deltas.flush(txn, index); err != nil {
 		txn.Abort()
 		return err
 	}
@@ -256,7 +256,7 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 	for _, t := range tasks {
 		deltas.task(nil, t)
 	}
-	if err := deltas.flush(txn); err != nil {
+	if err := deltas.flush(txn, index); err != nil {
 		txn.Abort()
 		return err
 	}
