@@ -19,8 +19,9 @@ import (
 
 // harness runs both controllers against a real single-node in-memory Raft.
 type harness struct {
-	t     *testing.T
-	store *raftstore.Node
+	t         *testing.T
+	store     *raftstore.Node
+	placement *Placement
 }
 
 func newHarness(t *testing.T, nodes int) *harness {
@@ -44,6 +45,7 @@ func newHarness(t *testing.T, nodes int) *harness {
 	log := slog.New(slog.DiscardHandler)
 	resolve := func(s string) string { return "registry.test/" + s }
 	placement := NewPlacement(n, time.Now, log)
+	h.placement = placement
 	replicated := NewReplicated(n, resolve, time.Now, log)
 	replicated.PlaceWith(placement) // as the manager runs them
 	go func() { _ = replicated.Run(ctx); done <- struct{}{} }()
@@ -57,6 +59,24 @@ func newHarness(t *testing.T, nodes int) *harness {
 		}
 	})
 	return h
+}
+
+// waitPlacing waits until the placement controller places new tasks as
+// they are created: it has read the store and its first pass is over.
+// Before that, the orchestrator creates tasks pending, and the pass
+// places them.
+func (h *harness) waitPlacing() {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if placed, _ := h.placement.PlaceNew(nil, nil); placed != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal("the placement controller did not start placing within 10s")
+		}
+		time.Sleep(5 * time.Millisecond) // polls a controller's start, with the deadline above
+	}
 }
 
 func (h *harness) update(fn func(*raftstore.WriteTx) error) {

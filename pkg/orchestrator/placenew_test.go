@@ -18,6 +18,7 @@ import (
 // stored pending, and no assignment command follows.
 func TestNewTasksCommittedAssigned(t *testing.T) {
 	h := newHarness(t, 3)
+	h.waitPlacing()
 	sub, err := h.store.ViewAndWatch(func(raftstore.ReadTx) error { return nil })
 	if err != nil {
 		t.Fatal(err)
