@@ -62,14 +62,14 @@ func newHarness(t *testing.T, nodes int) *harness {
 }
 
 // waitPlacing waits until the placement controller places new tasks as
-// they are created: it has read the store and its first pass is over.
-// Before that, the orchestrator creates tasks pending, and the pass
-// places them.
+// they are created: it has read the store and its first pass, which it
+// starts at once, is over. Before that, the orchestrator creates tasks
+// pending, and the pass places them.
 func (h *harness) waitPlacing() {
 	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if placed, _ := h.placement.PlaceNew(nil, nil); placed != nil {
+		if placed, _ := h.placement.PlaceNew(nil, nil); placed != nil && h.placement.passes.Load() > 0 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -44,6 +44,8 @@ type Placement struct {
 	// hundred milliseconds at scale): PlaceNew does not wait for it and
 	// leaves its tasks pending, for the next pass.
 	passing atomic.Bool
+	// passes counts the passes run (tests wait for the first).
+	passes atomic.Uint64
 }
 
 // NewPlacement returns the controller; call Run on gaining leadership.
@@ -147,6 +149,7 @@ func (p *Placement) run(ctx context.Context) error {
 			p.passing.Store(true)
 			err = p.pass(ctx, st)
 			p.passing.Store(false)
+			p.passes.Add(1)
 			// The pass's own assignments, in the state before PlaceNew
 			// may read it; what else committed meanwhile (a node READY,
 			// a task ending) may call for another pass.

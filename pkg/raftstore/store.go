@@ -223,9 +223,16 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 		}
 	}
 	txn := db.Txn(true)
+	taskIDs := make(map[string]bool, len(tasks))
 	insert := func(table string, objs []proto.Message) error {
 		for _, o := range objs {
 			if t, ok := o.(*minkepb.Task); ok {
+				// A task twice (a damaged backup: this store writes each
+				// once) would leave the first copy's references behind.
+				if id := t.GetMeta().GetId(); taskIDs[id] {
+					return fmt.Errorf("%w: the snapshot holds task %s twice", ErrInvalidObject, id)
+				}
+				taskIDs[t.GetMeta().GetId()] = true
 				if err := putTask(txn, nil, t); err != nil {
 					return fmt.Errorf("raftstore: restore: %w", err)
 				}

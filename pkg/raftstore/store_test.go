@@ -239,6 +239,18 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := s2.restore(&minkepb.Snapshot{FormatVersion: snapshotFormat + 1}, 8); err == nil {
 		t.Error("newer snapshot format accepted")
 	}
+	// A snapshot holding one task twice is refused, and the state stays.
+	twice := &minkepb.Snapshot{FormatVersion: snapshotFormat, Tasks: []*minkepb.Task{
+		{Meta: &minkepb.Meta{Id: "x"}, ServiceId: "a"}, {Meta: &minkepb.Meta{Id: "x"}, ServiceId: "b"}}}
+	if err := s2.restore(twice, 9); !errors.Is(err, ErrInvalidObject) || !strings.Contains(err.Error(), "task x twice") {
+		t.Errorf("a snapshot with task x twice: %v, want ErrInvalidObject naming it", err)
+	}
+	_ = s2.View(func(tx ReadTx) error {
+		if tx.Task("t1") == nil || tx.Task("x") != nil {
+			t.Error("a refused snapshot changed the state")
+		}
+		return nil
+	})
 }
 
 func TestUnknownCommands(t *testing.T) {

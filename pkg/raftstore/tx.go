@@ -247,6 +247,9 @@ func firstArg(args []any) any {
 
 // flush applies the deferred creations to the scratch transaction.
 func (d *deferredCreates) flush() {
+	if d.from == len(d.w.actions) {
+		return // nothing deferred: every change of another kind calls flush
+	}
 	tasks := newTaskReader(d.w.txn.Snapshot(), len(d.w.actions)-d.from)
 	for d.from < len(d.w.actions) {
 		a := d.w.actions[d.from]

@@ -17,8 +17,9 @@
 // 5 zones × 20 racks. The clock starts before the first CreateService and
 // the counts come from ListServices on the leader every 200 ms (its
 // `assigned` and `running` counts), so each figure is late by at most
-// 200 ms and includes that polling's load (the store's per-service
-// counts, about a millisecond each time).
+// 200 ms and includes that polling's load (ListServices answers these
+// replicated services from the store's per-service counts, without
+// reading their tasks).
 // Under the figures it prints what the managers did meanwhile, from their
 // --metrics-addr: session messages and wakes, status calls and updates and
 // the commands that committed them, assignment commands, and leader
