@@ -19,6 +19,17 @@ func TestIgnoredTaskEvents(t *testing.T) {
 			Status: &minkepb.TaskStatus{State: state}}
 	}
 	const run, shut = minkepb.TaskState_RUNNING, minkepb.TaskState_SHUTDOWN
+	spec := &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "web:2"}}
+	withSpec := &minkepb.Service{Meta: &minkepb.Meta{Id: "s"}, Spec: &minkepb.ServiceSpec{Task: spec}}
+	updatingWithSpec := &minkepb.Service{Meta: &minkepb.Meta{Id: "s"}, Spec: &minkepb.ServiceSpec{Task: spec},
+		UpdateStatus: &minkepb.UpdateStatus{State: minkepb.UpdateStatus_UPDATING}}
+	created := func(s *minkepb.TaskSpec) *minkepb.Task {
+		t := task(minkepb.TaskState_PENDING, run)
+		t.Spec = s
+		return t
+	}
+	equal := &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "web:2"}} // equal, not shared
+	older := &minkepb.TaskSpec{Container: &minkepb.ContainerSpec{Image: "web:1"}}
 	for _, tc := range []struct {
 		name                      string
 		kind                      raftstore.EventKind
@@ -35,7 +46,12 @@ func TestIgnoredTaskEvents(t *testing.T) {
 		{"running while rebalancing", raftstore.EventUpdate, task(run, run), rebalancing, false, false},
 		{"failed", raftstore.EventUpdate, task(minkepb.TaskState_FAILED, run), quietSvc, false, true},
 		{"shut down by desire", raftstore.EventUpdate, task(run, shut), quietSvc, false, true},
-		{"created", raftstore.EventCreate, task(minkepb.TaskState_PENDING, run), quietSvc, false, false},
+		{"created from the service's spec", raftstore.EventCreate, created(spec), withSpec, false, true},
+		{"created from an equal spec", raftstore.EventCreate, created(equal), withSpec, false, true},
+		{"created from an older spec", raftstore.EventCreate, created(older), withSpec, false, false},
+		{"created while updating", raftstore.EventCreate, created(spec), updatingWithSpec, false, false},
+		{"created while rebalancing", raftstore.EventCreate, task(minkepb.TaskState_PENDING, run), rebalancing, false, false},
+		{"created, service removed", raftstore.EventCreate, created(spec), nil, false, false},
 		{"removed", raftstore.EventRemove, task(minkepb.TaskState_COMPLETE, shut), quietSvc, false, false},
 		{"service removed", raftstore.EventUpdate, task(run, run), nil, false, false},
 	} {

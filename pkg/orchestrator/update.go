@@ -55,10 +55,22 @@ func (u *Updater) Run(ctx context.Context) error {
 
 // notUpdating: with no update, rollback or rebalance under way, the
 // Updater acts only on tasks out of date with their service, which only a
-// service change or a new task can bring; a change of an existing task
-// is ignored.
-func notUpdating(ev raftstore.Event, _ *minkepb.Task, svc *minkepb.Service) bool {
-	return ev.Kind == raftstore.EventUpdate && svc != nil && !active(svc.GetUpdateStatus().GetState()) && !svc.GetRebalancing()
+// service change or a new task out of date can bring; a change of an
+// existing task, or a new task made from the service's spec (nearly every
+// one), is ignored. While bench-scheduler created 100,000 tasks, the
+// Updater took 4% of the leader's CPU stepping their services after the
+// commands that created them, to find every task up to date.
+func notUpdating(ev raftstore.Event, t *minkepb.Task, svc *minkepb.Service) bool {
+	if svc == nil || active(svc.GetUpdateStatus().GetState()) || svc.GetRebalancing() {
+		return false
+	}
+	switch ev.Kind {
+	case raftstore.EventUpdate:
+		return true
+	case raftstore.EventCreate:
+		return upToDate(t, svc)
+	}
+	return false
 }
 
 // reconcile takes one step of every given service's update (nil: all) in
