@@ -133,10 +133,9 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 				table, id, objMeta(existing.(proto.Message)).GetVersion(), meta.GetVersion())
 		}
 		if old, ok := existing.(*minkepb.Task); ok {
-			if err := deleteTask(txn, old); err != nil {
+			if err := deleteTask(txn, tasks, old); err != nil {
 				return err
 			}
-			tasks.removed(id)
 			if deltas != nil {
 				deltas.task(old, nil)
 			}
@@ -161,10 +160,9 @@ func applyAction(txn *memdb.Txn, a *minkepb.StoreAction, index uint64, touched m
 	}
 	if t, ok := obj.(*minkepb.Task); ok {
 		old, _ := existing.(*minkepb.Task)
-		if err := putTask(txn, old, t); err != nil {
+		if err := putTask(txn, tasks, old, t); err != nil {
 			return err
 		}
-		tasks.wrote(t)
 		if deltas != nil {
 			deltas.task(old, t)
 		}

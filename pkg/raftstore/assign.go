@@ -42,9 +42,7 @@ func Assignable(t *minkepb.Task, n *minkepb.Node) bool {
 func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignments) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	db := s.db.Load()
-	txn := db.Txn(true)
-	tasks := newTaskReader(db.Txn(false), len(cmd.GetAssignments()))
+	txn, tasks := s.writeTxn(len(cmd.GetAssignments()))
 	stamp := timestamppb.New(time.Unix(0, cmd.GetTimestampUnixNano()).UTC())
 	var events []Event
 	deltas := countDeltas{}
@@ -66,11 +64,10 @@ func (s *MemoryStore) applyAssignments(index uint64, cmd *minkepb.TaskAssignment
 		t := restamped(cur, index, stamp)
 		t.NodeId = a.GetNodeId()
 		t.Status = &minkepb.TaskStatus{Timestamp: stamp, State: minkepb.TaskState_ASSIGNED, Message: cmd.GetMessage()}
-		if err := putTask(txn, cur, t); err != nil {
+		if err := putTask(txn, tasks, cur, t); err != nil {
 			txn.Abort()
 			return err
 		}
-		tasks.wrote(t)
 		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}

@@ -49,9 +49,7 @@ func StatusAdvances(cur, next *minkepb.TaskStatus) bool {
 func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusReports) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	db := s.db.Load()
-	txn := db.Txn(true)
-	tasks := newTaskReader(db.Txn(false), len(cmd.GetReports()))
+	txn, tasks := s.writeTxn(len(cmd.GetReports()))
 	stamp := timestamppb.New(time.Unix(0, cmd.GetTimestampUnixNano()).UTC())
 	var events []Event
 	deltas := countDeltas{}
@@ -68,11 +66,10 @@ func (s *MemoryStore) applyStatusReports(index uint64, cmd *minkepb.TaskStatusRe
 		st := r.GetStatus() // cmd is this apply's own: stored as decoded, not copied
 		st.Timestamp = stamp
 		t.Status = st
-		if err := putTask(txn, cur, t); err != nil {
+		if err := putTask(txn, tasks, cur, t); err != nil {
 			txn.Abort()
 			return err
 		}
-		tasks.wrote(t)
 		deltas.task(cur, t)
 		events = append(events, Event{Kind: EventUpdate, Object: t, Index: index})
 	}

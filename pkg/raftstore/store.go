@@ -107,9 +107,7 @@ func (s *MemoryStore) ViewAndWatch(fn func(ReadTx) error) (*Subscription, error)
 func (s *MemoryStore) apply(index uint64, cmd *minkepb.StoreActions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	db := s.db.Load()
-	txn := db.Txn(true)
-	tasks := newTaskReader(db.Txn(false), len(cmd.GetActions()))
+	txn, tasks := s.writeTxn(len(cmd.GetActions()))
 	touched := map[string]bool{}
 	deltas := countDeltas{}
 	events := make([]Event, 0, len(cmd.GetActions()))
@@ -233,7 +231,7 @@ func (s *MemoryStore) restore(snap *minkepb.Snapshot, index uint64) error {
 					return fmt.Errorf("%w: the snapshot holds task %s twice", ErrInvalidObject, id)
 				}
 				taskIDs[t.GetMeta().GetId()] = true
-				if err := putTask(txn, nil, t); err != nil {
+				if err := putTask(txn, nil, nil, t); err != nil {
 					return fmt.Errorf("raftstore: restore: %w", err)
 				}
 				continue

@@ -50,19 +50,22 @@ func addTaskRefsSchema(s *memdb.DBSchema) {
 func taskRefKey(owner, taskID string) string { return owner + "\x00" + taskID }
 
 // putTask stores t in place of old (nil: t is new), moving its
-// references when its service or node changed.
-func putTask(txn *memdb.Txn, old, t *minkepb.Task) error {
+// references when its service or node changed, and tells r (if set).
+func putTask(txn *memdb.Txn, r *taskReader, old, t *minkepb.Task) error {
 	if err := txn.Insert(tableTasks, t); err != nil {
 		return fmt.Errorf("raftstore: insert task %s: %w", t.GetMeta().GetId(), err)
 	}
+	r.wrote(t)
 	return moveTaskRefs(txn, old, t)
 }
 
-// deleteTask removes a stored task and its references.
-func deleteTask(txn *memdb.Txn, old *minkepb.Task) error {
+// deleteTask removes a stored task and its references, and tells r (if
+// set).
+func deleteTask(txn *memdb.Txn, r *taskReader, old *minkepb.Task) error {
 	if err := txn.Delete(tableTasks, old); err != nil {
 		return fmt.Errorf("raftstore: delete task %s: %w", old.GetMeta().GetId(), err)
 	}
+	r.removed(old.GetMeta().GetId())
 	return moveTaskRefs(txn, old, nil)
 }
 
@@ -135,6 +138,13 @@ type taskReader struct {
 // command starts from; n is about how many tasks it writes.
 func newTaskReader(before *memdb.Txn, n int) *taskReader {
 	return &taskReader{before: before, written: make(map[string]*minkepb.Task, n)}
+}
+
+// writeTxn starts the write transaction of a command that writes about n
+// tasks, with the reader it looks them up through.
+func (s *MemoryStore) writeTxn(n int) (*memdb.Txn, *taskReader) {
+	db := s.db.Load()
+	return db.Txn(true), newTaskReader(db.Txn(false), n)
 }
 
 // get returns task id as the command has left it so far, or nil.
