@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,9 +37,12 @@ type Config struct {
 	// ClientTLS for outgoing ones. Unset means plain TCP (tests only).
 	ServerTLS, ClientTLS *tls.Config
 	// SnapshotThreshold is how many log entries since the last snapshot
-	// trigger a new one (and compaction); 0 takes 8192.
+	// make a new one due (and compaction): taken once the store is not busy
+	// applying, or at twice as many (see paceSnapshots); 0 takes 8192.
 	SnapshotThreshold uint64
-	// SnapshotInterval is how often the threshold is checked; 0 takes 30s.
+	// SnapshotInterval is how often Raft checks twice the threshold; 0
+	// takes 30s. The pacer checks every second, or every SnapshotInterval
+	// when that is shorter.
 	SnapshotInterval time.Duration
 	// Join means this node joins an existing cluster: it starts with no
 	// configuration and waits for the leader to add it (never bootstraps).
@@ -64,6 +68,9 @@ type Node struct {
 	transport raft.Transport
 	closers   []io.Closer
 	leaderCh  chan bool
+	fsm       *fsm
+	stopPace  chan struct{}
+	stopOnce  sync.Once
 	log       *slog.Logger
 	metrics   *metrics
 	resumed   bool
@@ -110,7 +117,9 @@ func Open(cfg Config) (*Node, error) {
 	rc.HeartbeatTimeout = 750 * time.Millisecond
 	rc.ElectionTimeout = 750 * time.Millisecond
 	rc.LeaderLeaseTimeout = rc.HeartbeatTimeout
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	// Snapshots are taken at the threshold in a quiet moment (see
+	// paceSnapshots); Raft's own trigger only bounds the log.
+	rc.SnapshotThreshold = raftSnapshotThreshold(cfg.SnapshotThreshold)
 	// Keep as many entries after a snapshot as make the next one: a manager
 	// further behind than that catches up from the snapshot.
 	rc.TrailingLogs = cfg.SnapshotThreshold
@@ -194,7 +203,8 @@ func Open(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{store: n.store, applied: n.metrics.applied}, logs, stable, snaps, n.transport)
+	n.fsm = &fsm{store: n.store, applied: n.metrics.applied}
+	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.transport)
 	if err != nil {
 		n.closeAll()
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
@@ -202,6 +212,8 @@ func Open(cfg Config) (*Node, error) {
 	n.raft = r
 	n.resumed = existing
 	n.metrics.watchLeaders(r)
+	n.stopPace = make(chan struct{})
+	go n.paceSnapshots(n.stopPace)
 	return n, nil
 }
 
@@ -338,6 +350,7 @@ func (n *Node) Snapshot() error {
 
 // Shutdown stops Raft and closes the stores.
 func (n *Node) Shutdown() error {
+	n.stopOnce.Do(func() { close(n.stopPace) })
 	n.metrics.stop(n.raft)
 	err := n.raft.Shutdown().Error()
 	n.closeAll()
