@@ -64,7 +64,7 @@ func (n *Node) paceSnapshots(stop <-chan struct{}) {
 			n.log.Debug("snapshot taken in a quiet moment", "applied_index", applied, "entries_since_last", applied-snapped)
 		case errors.Is(err, raft.ErrNothingNewToSnapshot), errors.Is(err, raft.ErrRaftShutdown):
 		default:
-			n.log.Warn("snapshot failed; Raft retries it past twice the threshold", "err", err)
+			n.log.Warn("snapshot failed; trying again in the next quiet moment", "err", err)
 		}
 	}
 }
