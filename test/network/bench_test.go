@@ -214,6 +214,110 @@ func BenchmarkNetwork(b *testing.B) {
 				res[i].p50.Round(time.Microsecond), res[i].p99.Round(time.Microsecond), res[i].errs, cmp)
 		}
 	}
+	b.StopTimer()
+	removalFigures(b, c, w1, w2, clientID, nameserver(b, w1, clientID), front, overlayVIP, meshPort[0])
+}
+
+// removalFigures scales api (whose tasks run on w2) from 2 tasks to 1 and
+// prints how long after `service scale --detach` returned the removed
+// task stopped being reachable by name (tasks.api on network), through
+// the overlay VIP and through the ingress port of the worker without
+// tasks: the time a client may still be sent to a task that is gone
+// (target: 1 s). Each try is bounded short: a connection sent to the
+// removed task hangs, its address being gone. Then w2 dies, and it prints
+// how long tasks.api still named the dead host's task (target: about 1 s,
+// gossip's failure detection).
+func removalFigures(b *testing.B, c *cluster, w1, w2 *node, clientID, server, network, vip, ingress string) {
+	c.ctl("service", "scale", "--detach", "api=1")
+	scaled := time.Now()
+	// Ten answers in a row from one task: by chance from one of two
+	// balanced tasks 0.2% of the time, and then checked below against the
+	// task that remains.
+	const tries = 10
+	oneTask := func(get func() (string, error)) string {
+		seen := map[string]bool{}
+		var last string
+		for range tries {
+			got, err := get()
+			if err != nil {
+				return ""
+			}
+			seen[got], last = true, got
+		}
+		if len(seen) != 1 {
+			return ""
+		}
+		return last
+	}
+	paths := []struct {
+		name string
+		// answer returns the task (or the one address) that answered
+		// alone, or "" while more do.
+		answer func() string
+		by     string
+		took   time.Duration
+	}{
+		{name: "DNS tasks.api", answer: func() string {
+			if got, err := lookup(w1, clientID, server, "tasks.api"); err == nil && len(got) == 1 {
+				return got[0]
+			}
+			return ""
+		}},
+		{name: "overlay VIP", answer: func() string {
+			return oneTask(func() (string, error) { return httpFromWithin(w1, clientID, vip, 300*time.Millisecond) })
+		}},
+		{name: "ingress w1:8080", answer: func() string {
+			return oneTask(func() (string, error) { return getWithin(c.mgr.host, ingress, 300*time.Millisecond) })
+		}},
+	}
+	left := len(paths)
+	for deadline := scaled.Add(10 * time.Second); left > 0; {
+		if time.Now().After(deadline) {
+			b.Fatalf("the removed api task was still reachable 10s after the scale-down")
+		}
+		for i := range paths {
+			p := &paths[i]
+			if p.took != 0 {
+				continue
+			}
+			if p.by = p.answer(); p.by != "" {
+				p.took, left = time.Since(scaled), left-1
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // polling the data path; bounded by the deadline above
+	}
+	remaining := c.running("api", 1)
+	var id string
+	for k := range remaining {
+		id = k
+	}
+	fmt.Fprintf(os.Stdout, "\nbench-network: scale-down of api from 2 tasks to 1, time from `service scale --detach` until the removed task is no longer reached (target <= 1s):\n")
+	for _, p := range paths {
+		want := id
+		if p.name == "DNS tasks.api" {
+			want = overlayAddrs(remaining, network)[0]
+		}
+		if p.by != want {
+			b.Fatalf("%s: only %s answered after the scale-down; the remaining task is %s", p.name, p.by, want)
+		}
+		fmt.Fprintf(os.Stdout, "  %-20s %8v\n", p.name, p.took.Round(time.Millisecond))
+	}
+
+	killed := time.Now()
+	c.h.Isolate(w2.host.Index())
+	c.h.KillHost(w2.host.Index())
+	for deadline := killed.Add(15 * time.Second); ; {
+		got, err := lookup(w1, clientID, server, "tasks.api")
+		if (err == nil && len(got) == 0) || (err != nil && strings.Contains(err.Error(), "NXDOMAIN")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("tasks.api still %v, %v 15s after the host of its task died", got, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling DNS; bounded by the deadline above
+	}
+	fmt.Fprintf(os.Stdout, "bench-network: the host running api's task died; tasks.api named it for %v (target: about 1s)\n",
+		time.Since(killed).Round(time.Millisecond))
 }
 
 // waitServe waits until a request on path succeeds from namespace ns.

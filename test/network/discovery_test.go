@@ -30,7 +30,7 @@ func inContainer(w *node, id string, fn func() error) error {
 }
 
 // nameserver is the DNS server the container's resolv.conf names.
-func nameserver(t *testing.T, w *node, id string) string {
+func nameserver(t testing.TB, w *node, id string) string {
 	t.Helper()
 	// The runtime bind-mounts the container's own resolv.conf (kept next to
 	// its rootfs) over /etc/resolv.conf inside the container's mount
@@ -82,14 +82,19 @@ func lookup(w *node, id, server, name string) ([]string, error) {
 // httpFrom sends one HTTP/1.0 GET from inside the container and returns
 // the first line of the body.
 func httpFrom(w *node, id, addr string) (string, error) {
+	return httpFromWithin(w, id, addr, 2*time.Second)
+}
+
+// httpFromWithin is httpFrom bounded by timeout.
+func httpFromWithin(w *node, id, addr string, timeout time.Duration) (string, error) {
 	var body string
 	err := inContainer(w, id, func() error {
-		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		conn, err := net.DialTimeout("tcp", addr, timeout)
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		_ = conn.SetDeadline(time.Now().Add(timeout))
 		if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
 			return err
 		}
@@ -181,11 +186,9 @@ func TestServiceDiscovery(t *testing.T) {
 			t.Fatalf("VIP after scale-down answered %q, %v; want the remaining task", got, err)
 		}
 	}
-	// Target: within a second; the bound doubles it for a loaded machine.
+	// The target (1 s) is measured by `make bench-network`; the bound here
+	// is Eventually's, for a machine loaded by the rest of `make test`.
 	t.Logf("DNS dropped the removed tasks %v after `service scale --detach` returned", gone.Round(time.Millisecond))
-	if gone > 2*time.Second {
-		t.Errorf("tasks.api still listed removed tasks %v after the scale-down (target 1s)", gone)
-	}
 }
 
 // requireResolves waits until each name resolves to its addresses from the

@@ -84,12 +84,10 @@ func TestIngressPublishesOnEveryWorker(t *testing.T) {
 			t.Fatalf("after scale-down answered %q, %v; want one of the remaining tasks", got, err)
 		}
 	}
-	// Target: within a second; the bound doubles it for a loaded machine.
+	// The target (1 s) is measured by `make bench-network`; the bound here
+	// is Eventually's, for a machine loaded by the rest of `make test`.
 	t.Logf("ingress backends followed the scale-down %v after `service scale --detach` returned (%d connections failed meanwhile)",
 		gone.Round(time.Millisecond), failed)
-	if gone > 2*time.Second {
-		t.Errorf("ingress still sent connections to removed tasks %v after the scale-down (target 1s)", gone)
-	}
 
 	c.ctl("service", "rm", "web")
 	for _, w := range c.workers {
