@@ -76,7 +76,7 @@ func run() error {
 	fs.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: turn this manager's data into a one-manager cluster, keeping all services")
 	fs.StringVar(&cfg.Restore, "restore", "", "start a new cluster from a backup file ('swarmctl cluster backup'); --data-dir must be empty")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots (older entries are compacted); a snapshot waits for a moment when the store is not busy, up to twice as many")
-	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often to check for twice --snapshot-threshold entries, when a snapshot is taken even while the store is busy")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 30*time.Second, "how often Raft checks for twice --snapshot-threshold entries (a snapshot then is taken even while the store is busy); also the wait after a failed snapshot, and the pacer's tick when under 1s")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT/metrics")
 	fs.DurationVar(&cfg.WorkerRestartGrace, "worker-restart-grace", dispatcher.DefaultRestartGracePeriod, "how long a worker stopped for a planned restart (SIGTERM) is held READY with its tasks before they are replaced; 0s or less: replace at once, as after a crash")
 	fs.StringVar(&hostname, "hostname", "", "node hostname to report (default the machine's)")

@@ -41,9 +41,22 @@ type fsm struct {
 	store *MemoryStore
 	// applied, if set, observes how long each command took to apply.
 	applied *prometheus.HistogramVec
-	// busy adds up the nanoseconds spent applying commands (see
-	// paceSnapshots).
-	busy atomic.Int64
+	// busy adds up the nanoseconds spent in finished applies, and
+	// applying is when the apply in progress began (Unix nanoseconds; 0:
+	// none); see busyTime.
+	busy, applying atomic.Int64
+}
+
+// busyTime returns how long the store has spent applying commands up to
+// now, counting the apply in progress: one long command (a restore, a
+// large reconcile) makes the ticks it spans busy, not only the one it
+// ends in (see snapshotPacer).
+func (f *fsm) busyTime(now time.Time) int64 {
+	busy := f.busy.Load()
+	if began := f.applying.Load(); began != 0 {
+		busy += max(0, now.UnixNano()-began)
+	}
+	return busy
 }
 
 var (
@@ -71,9 +84,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	t := CommandType(l.Data[0])
 	began := time.Now()
+	f.applying.Store(began.UnixNano())
 	defer func() {
 		took := time.Since(began)
 		f.busy.Add(int64(took))
+		f.applying.Store(0)
 		if f.applied != nil {
 			f.applied.WithLabelValues(t.String()).Observe(took.Seconds())
 		}

@@ -70,6 +70,7 @@ type Node struct {
 	leaderCh  chan bool
 	fsm       *fsm
 	stopPace  chan struct{}
+	pacerDone chan struct{}
 	stopOnce  sync.Once
 	log       *slog.Logger
 	metrics   *metrics
@@ -120,8 +121,9 @@ func Open(cfg Config) (*Node, error) {
 	// Snapshots are taken at the threshold in a quiet moment (see
 	// paceSnapshots); Raft's own trigger only bounds the log.
 	rc.SnapshotThreshold = raftSnapshotThreshold(cfg.SnapshotThreshold)
-	// Keep as many entries after a snapshot as make the next one: a manager
-	// further behind than that catches up from the snapshot.
+	// Keep a threshold's worth of entries after a snapshot: a manager
+	// further behind than that catches up from the snapshot. The log holds
+	// at most three times the threshold (Raft's own trigger, plus these).
 	rc.TrailingLogs = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	// Group commit: proposals that arrive while the leader writes the log
@@ -212,8 +214,8 @@ func Open(cfg Config) (*Node, error) {
 	n.raft = r
 	n.resumed = existing
 	n.metrics.watchLeaders(r)
-	n.stopPace = make(chan struct{})
-	go n.paceSnapshots(n.stopPace)
+	n.stopPace, n.pacerDone = make(chan struct{}), make(chan struct{})
+	go n.paceSnapshots(n.stopPace, n.pacerDone)
 	return n, nil
 }
 
@@ -353,6 +355,7 @@ func (n *Node) Shutdown() error {
 	n.stopOnce.Do(func() { close(n.stopPace) })
 	n.metrics.stop(n.raft)
 	err := n.raft.Shutdown().Error()
+	<-n.pacerDone // a snapshot it waited for has failed with the shutdown
 	n.closeAll()
 	return err
 }

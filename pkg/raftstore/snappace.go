@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"errors"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -40,31 +41,75 @@ func raftSnapshotThreshold(threshold uint64) uint64 { return 2 * threshold }
 // SnapshotInterval when that is shorter (tests).
 func snapshotPaceTick(interval time.Duration) time.Duration { return min(time.Second, interval) }
 
-// paceSnapshots runs the pacer until stop is closed.
-func (n *Node) paceSnapshots(stop <-chan struct{}) {
+// snapshotPacer decides, once a tick, whether to take a snapshot (see
+// snapshotDue). Its view of the node is functions, so that tests can drive
+// it with a clock and a store of their own.
+type snapshotPacer struct {
+	threshold uint64
+	// retry is how long the pacer waits after a failed snapshot: the
+	// reason (the log ending in a configuration change not yet followed
+	// by a command, a full disk) rarely passes within a tick, and each
+	// try encodes the whole state.
+	retry time.Duration
+	// busy returns the nanoseconds the store has spent applying up to now
+	// (see fsm.busyTime); applied and snapped return the applied index
+	// and the last snapshot's.
+	busy             func(now time.Time) int64
+	applied, snapped func() uint64
+	snapshot         func() error
+	log              *slog.Logger
+
+	lastBusy          int64
+	lastAt, failedAt  time.Time
+	haveLast, waiting bool
+}
+
+// tick looks at the store at now and takes a snapshot if one is due; it
+// reports whether it tried.
+func (p *snapshotPacer) tick(now time.Time) bool {
+	busy := p.busy(now)
+	share := 1.0 // the first tick has nothing to compare with: count it busy
+	if p.haveLast {
+		share = float64(busy-p.lastBusy) / float64(max(now.Sub(p.lastAt), time.Millisecond))
+	}
+	p.lastBusy, p.lastAt, p.haveLast = busy, now, true
+	if p.waiting && now.Sub(p.failedAt) < p.retry {
+		return false
+	}
+	applied, snapped := p.applied(), p.snapped()
+	if applied < snapped || !snapshotDue(applied-snapped, p.threshold, share) {
+		return false
+	}
+	err := p.snapshot()
+	p.waiting = false
+	switch {
+	case err == nil:
+		p.log.Debug("snapshot taken in a quiet moment", "applied_index", applied, "entries_since_last", applied-snapped)
+	case errors.Is(err, raft.ErrNothingNewToSnapshot), errors.Is(err, raft.ErrRaftShutdown):
+	default:
+		p.waiting, p.failedAt = true, now
+		p.log.Warn("snapshot failed; trying again in a quiet moment after the wait", "err", err, "wait", p.retry)
+	}
+	return true
+}
+
+// paceSnapshots runs the pacer until stop is closed, then closes done.
+func (n *Node) paceSnapshots(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	p := &snapshotPacer{
+		threshold: n.cfg.SnapshotThreshold, retry: n.cfg.SnapshotInterval,
+		busy: n.fsm.busyTime, applied: n.raft.AppliedIndex, snapped: n.lastSnapshotIndex,
+		snapshot: func() error { return n.raft.Snapshot().Error() }, log: n.log,
+	}
 	tick := time.NewTicker(snapshotPaceTick(n.cfg.SnapshotInterval))
 	defer tick.Stop()
-	lastBusy, lastAt := n.fsm.busy.Load(), time.Now()
+	p.tick(time.Now())
 	for {
 		select {
 		case <-stop:
 			return
-		case <-tick.C:
-		}
-		busy, now := n.fsm.busy.Load(), time.Now()
-		share := float64(busy-lastBusy) / float64(max(now.Sub(lastAt), time.Millisecond))
-		lastBusy, lastAt = busy, now
-		applied, snapped := n.raft.AppliedIndex(), n.lastSnapshotIndex()
-		if applied < snapped || !snapshotDue(applied-snapped, n.cfg.SnapshotThreshold, share) {
-			continue
-		}
-		err := n.raft.Snapshot().Error()
-		switch {
-		case err == nil:
-			n.log.Debug("snapshot taken in a quiet moment", "applied_index", applied, "entries_since_last", applied-snapped)
-		case errors.Is(err, raft.ErrNothingNewToSnapshot), errors.Is(err, raft.ErrRaftShutdown):
-		default:
-			n.log.Warn("snapshot failed; trying again in the next quiet moment", "err", err)
+		case now := <-tick.C:
+			p.tick(now)
 		}
 	}
 }

@@ -225,15 +225,14 @@ func BenchmarkNetwork(b *testing.B) {
 // tasks: the time a client may still be sent to a task that is gone
 // (target: 1 s). Each try is bounded short: a connection sent to the
 // removed task hangs, its address being gone. Then w2 dies, and it prints
-// how long tasks.api still named the dead host's task (target: about 1 s,
-// gossip's failure detection).
+// how long tasks.api still named the dead host's task (target: 1 s, most
+// of which is gossip's failure detection).
 func removalFigures(b *testing.B, c *cluster, w1, w2 *node, clientID, server, network, vip, ingress string) {
 	c.ctl("service", "scale", "--detach", "api=1")
 	scaled := time.Now()
-	// Ten answers in a row from one task: by chance from one of two
-	// balanced tasks 0.2% of the time, and then checked below against the
-	// task that remains.
-	const tries = 10
+	// The VIP and ingress balance round robin: before the removal, tries
+	// in a row alternate between the two tasks.
+	const tries = 4
 	oneTask := func(get func() (string, error)) string {
 		seen := map[string]bool{}
 		var last string
@@ -270,37 +269,43 @@ func removalFigures(b *testing.B, c *cluster, w1, w2 *node, clientID, server, ne
 			return oneTask(func() (string, error) { return getWithin(c.mgr.host, ingress, 300*time.Millisecond) })
 		}},
 	}
-	left := len(paths)
-	for deadline := scaled.Add(10 * time.Second); left > 0; {
-		if time.Now().After(deadline) {
-			b.Fatalf("the removed api task was still reachable 10s after the scale-down")
-		}
-		for i := range paths {
-			p := &paths[i]
-			if p.took != 0 {
-				continue
+	// Each path is polled on its own, so that one path's tries (a hung
+	// connection waits its 300 ms) do not delay another's; a figure is
+	// the start of the first round that found the removed task gone.
+	var wg sync.WaitGroup
+	deadline := scaled.Add(10 * time.Second)
+	for i := range paths {
+		p := &paths[i]
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				began := time.Now()
+				if p.by = p.answer(); p.by != "" {
+					p.took = began.Sub(scaled)
+					return
+				}
+				time.Sleep(10 * time.Millisecond) // polling the data path; bounded by the deadline
 			}
-			if p.by = p.answer(); p.by != "" {
-				p.took, left = time.Since(scaled), left-1
-			}
-		}
-		time.Sleep(10 * time.Millisecond) // polling the data path; bounded by the deadline above
+		})
 	}
+	wg.Wait()
 	remaining := c.running("api", 1)
 	var id string
 	for k := range remaining {
 		id = k
 	}
-	fmt.Fprintf(os.Stdout, "\nbench-network: scale-down of api from 2 tasks to 1, time from `service scale --detach` until the removed task is no longer reached (target <= 1s):\n")
+	fmt.Fprintf(os.Stdout, "\nbench-network: scale-down of api from 2 tasks to 1, time from `service scale --detach` until the removed task is no longer reached:\n")
 	for _, p := range paths {
 		want := id
 		if p.name == "DNS tasks.api" {
 			want = overlayAddrs(remaining, network)[0]
 		}
-		if p.by != want {
+		switch {
+		case p.by == "":
+			b.Fatalf("%s: the removed api task was still reached 10s after the scale-down", p.name)
+		case p.by != want:
 			b.Fatalf("%s: only %s answered after the scale-down; the remaining task is %s", p.name, p.by, want)
 		}
-		fmt.Fprintf(os.Stdout, "  %-20s %8v\n", p.name, p.took.Round(time.Millisecond))
+		fmt.Fprintf(os.Stdout, "  %-20s %8v   target <= 1s %s\n", p.name, p.took.Round(time.Millisecond), met(p.took <= time.Second))
 	}
 
 	killed := time.Now()
@@ -316,8 +321,16 @@ func removalFigures(b *testing.B, c *cluster, w1, w2 *node, clientID, server, ne
 		}
 		time.Sleep(10 * time.Millisecond) // polling DNS; bounded by the deadline above
 	}
-	fmt.Fprintf(os.Stdout, "bench-network: the host running api's task died; tasks.api named it for %v (target: about 1s)\n",
-		time.Since(killed).Round(time.Millisecond))
+	named := time.Since(killed)
+	fmt.Fprintf(os.Stdout, "bench-network: the host running api's task died; tasks.api still named the task for %v   target <= 1s %s\n",
+		named.Round(time.Millisecond), met(named <= time.Second))
+}
+
+func met(ok bool) string {
+	if ok {
+		return "(met)"
+	}
+	return "(NOT met)"
 }
 
 // waitServe waits until a request on path succeeds from namespace ns.
