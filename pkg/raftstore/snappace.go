@@ -59,9 +59,10 @@ type snapshotPacer struct {
 	snapshot         func() error
 	log              *slog.Logger
 
-	lastBusy          int64
-	lastAt, failedAt  time.Time
-	haveLast, waiting bool
+	// lastAt is the previous tick (zero: none yet), failedAt the last
+	// failed snapshot (zero: none since one succeeded).
+	lastBusy         int64
+	lastAt, failedAt time.Time
 }
 
 // tick looks at the store at now and takes a snapshot if one is due; it
@@ -69,11 +70,11 @@ type snapshotPacer struct {
 func (p *snapshotPacer) tick(now time.Time) bool {
 	busy := p.busy(now)
 	share := 1.0 // the first tick has nothing to compare with: count it busy
-	if p.haveLast {
+	if !p.lastAt.IsZero() {
 		share = float64(busy-p.lastBusy) / float64(max(now.Sub(p.lastAt), time.Millisecond))
 	}
-	p.lastBusy, p.lastAt, p.haveLast = busy, now, true
-	if p.waiting && now.Sub(p.failedAt) < p.retry {
+	p.lastBusy, p.lastAt = busy, now
+	if !p.failedAt.IsZero() && now.Sub(p.failedAt) < p.retry {
 		return false
 	}
 	applied, snapped := p.applied(), p.snapped()
@@ -81,13 +82,13 @@ func (p *snapshotPacer) tick(now time.Time) bool {
 		return false
 	}
 	err := p.snapshot()
-	p.waiting = false
+	p.failedAt = time.Time{}
 	switch {
 	case err == nil:
 		p.log.Debug("snapshot taken in a quiet moment", "applied_index", applied, "entries_since_last", applied-snapped)
 	case errors.Is(err, raft.ErrNothingNewToSnapshot), errors.Is(err, raft.ErrRaftShutdown):
 	default:
-		p.waiting, p.failedAt = true, now
+		p.failedAt = now
 		p.log.Warn("snapshot failed; trying again in a quiet moment after the wait", "err", err, "wait", p.retry)
 	}
 	return true

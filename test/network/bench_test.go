@@ -253,10 +253,12 @@ func removalFigures(b *testing.B, c *cluster, w1, w2 *node, clientID, server, ne
 		// answer returns the task (or the one address) that answered
 		// alone, or "" while more do.
 		answer func() string
+		// byAddr: answer gives the remaining task's address, not its ID.
+		byAddr bool
 		by     string
 		took   time.Duration
 	}{
-		{name: "DNS tasks.api", answer: func() string {
+		{name: "DNS tasks.api", byAddr: true, answer: func() string {
 			if got, err := lookup(w1, clientID, server, "tasks.api"); err == nil && len(got) == 1 {
 				return got[0]
 			}
@@ -296,7 +298,7 @@ func removalFigures(b *testing.B, c *cluster, w1, w2 *node, clientID, server, ne
 	fmt.Fprintf(os.Stdout, "\nbench-network: scale-down of api from 2 tasks to 1, time from `service scale --detach` until the removed task is no longer reached:\n")
 	for _, p := range paths {
 		want := id
-		if p.name == "DNS tasks.api" {
+		if p.byAddr {
 			want = overlayAddrs(remaining, network)[0]
 		}
 		switch {
